@@ -1,0 +1,67 @@
+# Deepshard: `make demo` runs the network end to end, `make test` runs every test.
+# Every target sets up what it needs first; `make setup` is idempotent and cheap when nothing changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# py-solc-x finds solc here; the "binary" is solc-js behind a native-CLI wrapper (no native solc offline).
+export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+BROWNIE := $(BIN)/brownie
+# Tests start their own chains; brownie's own networks launch anvil/ganache on this port.
+CONTRACT_TESTS := tests/contracts
+
+.PHONY: help setup test test-contracts test-ganache test-gas test-workers slither gas demo clean
+
+help:
+	@echo "make demo   run the network end to end on a local chain"
+	@echo "make test   run every test (contracts on anvil and Ganache, state machine, gas, slither, workers)"
+	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
+
+setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(SOLCX_BINARY_PATH)/solc-v0.8.26: toolchain/solc-native.js node_modules/.installed
+	mkdir -p $(SOLCX_BINARY_PATH)
+	ln -sfn ../toolchain/solc-native.js $@
+	$@ --version >/dev/null
+
+test: setup test-contracts test-ganache test-gas slither test-workers
+
+test-contracts: setup
+	$(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network development
+
+# The chain our users named; it is slower, so the state machine runs fewer examples there.
+test-ganache: setup
+	DEEPSHARD_STATEFUL_EXAMPLES=10 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
+
+test-gas: setup
+	$(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
+
+gas: setup
+	DEEPSHARD_GAS_UPDATE=1 $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
+
+slither: setup
+	$(BIN)/python -m tests.static.slither_check
+
+test-workers: setup
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/workers
+
+demo: setup
+	$(BIN)/python -m workers.demo
+
+clean:
+	rm -rf build reports .solcx $(VENV) node_modules
