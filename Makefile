@@ -20,7 +20,7 @@ help:
 	@echo "make test   run every test (contracts on anvil and Ganache, state machine, gas, slither, workers)"
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
 
-setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26
+setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,10 +34,15 @@ node_modules/.installed: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(SOLCX_BINARY_PATH)/solc-v0.8.26: toolchain/solc-native.js node_modules/.installed
+$(SOLCX_BINARY_PATH)/solc-v0.8.26: toolchain/solc-native.js | node_modules/.installed
 	mkdir -p $(SOLCX_BINARY_PATH)
 	ln -sfn ../toolchain/solc-native.js $@
 	$@ --version >/dev/null
+
+# Workers read ABIs and bytecode from brownie's build artifacts.
+build/.compiled: $(shell find contracts -name '*.sol') brownie-config.yaml $(VENV)/.installed | $(SOLCX_BINARY_PATH)/solc-v0.8.26
+	$(BROWNIE) compile
+	touch $@
 
 test: setup test-contracts test-ganache test-gas slither test-workers
 

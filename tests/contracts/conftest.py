@@ -1,0 +1,202 @@
+"""Role and factory fixtures shared by every contract test (brownie, yearn-vaults style).
+
+Every test runs in its own chain snapshot (`fn_isolation`), so none depends on another's leftovers.
+"""
+
+import re
+
+import brownie
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+DSH = 10**18
+WAD = 10**18
+DAY = 24 * 3600
+
+# Role enum of IStakeRegistry, in declaration order.
+INFORMANT, CURATOR, TRAINER, EVALUATOR, STORAGE, INFERENCE = range(6)
+ROLES = (INFORMANT, CURATOR, TRAINER, EVALUATOR, STORAGE, INFERENCE)
+
+TOKEN_CAP = 10_000_000 * DSH
+GENESIS_SUPPLY = 4_000_000 * DSH
+EPOCH_DURATION = 7 * DAY
+INITIAL_EPOCH_BUDGET = 100_000 * DSH
+DECAY_PER_EPOCH = WAD // 2
+UNBONDING_DELAY = 7 * DAY
+MIN_STAKES = [100 * DSH, 1_000 * DSH, 1_000 * DSH, 1_000 * DSH, 500 * DSH, 10_000 * DSH]
+
+
+def custom_error(name, *args):
+    """The revert message brownie reports for a Solidity custom error (it prints addresses lower-case)."""
+    values = (str(arg).lower() if str(arg).startswith("0x") else str(arg) for arg in args)
+    return {"revert_msg": f"{name}: {', '.join(values)}"}
+
+
+def reverts(name, *args):
+    """`brownie.reverts` for a custom error; with no arguments any argument values match."""
+    if args:
+        return brownie.reverts(**custom_error(name, *args))
+    return brownie.reverts(revert_pattern=re.escape(name) + r":.*")
+
+
+@pytest.fixture(autouse=True)
+def isolation(fn_isolation):
+    pass
+
+
+@pytest.fixture(scope="module")
+def deployer(accounts):
+    return accounts[0]
+
+
+@pytest.fixture(scope="module")
+def gov(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="module")
+def treasury(accounts):
+    return accounts[2]
+
+
+@pytest.fixture(scope="module")
+def alice(accounts):
+    return accounts[3]
+
+
+@pytest.fixture(scope="module")
+def bob(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="module")
+def module(accounts):
+    """An authorised protocol module (DataConsensus, TrainingRounds ... in the deployed network)."""
+    return accounts[5]
+
+
+@pytest.fixture(scope="module")
+def other_module(accounts):
+    return accounts[6]
+
+
+@pytest.fixture(scope="module")
+def outsider(accounts):
+    return accounts[7]
+
+
+@pytest.fixture(scope="module")
+def deploy_emission(Emission, deployer, treasury):
+    """Factory: an Emission (and its token) with overridable parameters."""
+
+    def deploy(**overrides):
+        params = dict(
+            admin=deployer,
+            cap=TOKEN_CAP,
+            genesis_recipient=treasury,
+            genesis_supply=GENESIS_SUPPLY,
+            epoch_duration=EPOCH_DURATION,
+            initial_epoch_budget=INITIAL_EPOCH_BUDGET,
+            decay_per_epoch=DECAY_PER_EPOCH,
+        )
+        params.update(overrides)
+        return Emission.deploy(*params.values(), {"from": deployer})
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def emission(deploy_emission, deployer, gov, module):
+    emission = deploy_emission()
+    emission.grantRole(emission.DRAWER_ROLE(), module, {"from": deployer})
+    emission.grantRole(emission.DEFAULT_ADMIN_ROLE(), gov, {"from": deployer})
+    emission.renounceRole(emission.DEFAULT_ADMIN_ROLE(), deployer, {"from": deployer})
+    return emission
+
+
+@pytest.fixture(scope="module")
+def token(emission, DeepshardToken):
+    return DeepshardToken.at(emission.token())
+
+
+@pytest.fixture(scope="module")
+def registry(StakeRegistry, token, deployer, gov, module, other_module):
+    registry = StakeRegistry.deploy(token, deployer, UNBONDING_DELAY, MIN_STAKES, {"from": deployer})
+    for authorised in (module, other_module):
+        registry.grantRole(registry.MODULE_ROLE(), authorised, {"from": deployer})
+    registry.grantRole(registry.DEFAULT_ADMIN_ROLE(), gov, {"from": deployer})
+    registry.renounceRole(registry.DEFAULT_ADMIN_ROLE(), deployer, {"from": deployer})
+    return registry
+
+
+@pytest.fixture(scope="module")
+def fund(token, treasury):
+    """Factory: gives `account` DSH from the treasury's genesis allocation."""
+
+    def fund(account, amount):
+        token.transfer(account, amount, {"from": treasury})
+
+    return fund
+
+
+@pytest.fixture(scope="module")
+def staked(registry, token, fund):
+    """Factory: funds `account` and stakes `amount` in `role` through approve + stake."""
+
+    def stake(account, role, amount):
+        fund(account, amount)
+        token.approve(registry, amount, {"from": account})
+        return registry.stake(role, amount, {"from": account})
+
+    return stake
+
+
+@pytest.fixture(scope="module")
+def sign_permit(token, chain):
+    """Factory: an EIP-2612 permit signature (v, r, s) of `owner` (a brownie LocalAccount)."""
+
+    def sign(owner, spender, value, deadline):
+        typed = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": token.name(),
+                "version": "1",
+                "chainId": chain.id,
+                "verifyingContract": token.address,
+            },
+            "message": {
+                "owner": owner.address,
+                "spender": str(spender),
+                "value": value,
+                "nonce": token.nonces(owner),
+                "deadline": deadline,
+            },
+        }
+        signed = Account.sign_message(encode_typed_data(full_message=typed), owner.private_key)
+        return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+    return sign
+
+
+@pytest.fixture
+def local_account(accounts, deployer):
+    """A fresh account that holds its private key (for signing permits), with ETH for gas."""
+    account = accounts.add()
+    deployer.transfer(account, "10 ether")
+    return account
