@@ -51,7 +51,7 @@ test-contracts: setup
 
 # The chain our users named; it is slower, so the state machine runs fewer examples there.
 test-ganache: setup
-	DEEPSHARD_STATEFUL_EXAMPLES=10 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
+	DEEPSHARD_STATEFUL_EXAMPLES=8 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
 
 test-gas: setup
 	$(BROWNIE) test $(CONTRACT_TESTS)/gas --network development

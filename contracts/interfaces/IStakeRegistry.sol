@@ -23,7 +23,7 @@ interface IStakeRegistry {
         address indexed module, address indexed account, Role indexed role, uint256 amount, address beneficiary
     );
     event MinStakeSet(Role indexed role, uint256 minStake);
-    event UnbondingDelaySet(uint256 delay);
+    event UnbondingDelaySet(Role indexed role, uint256 delay);
 
     /// @notice Active stake of `account` in `role` (locked stake included, pending withdrawals excluded).
     function stakeOf(address account, Role role) external view returns (uint256);

@@ -36,17 +36,15 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
         uint64 releaseTime;
     }
 
-    /// @dev One slot per role: the minimum `stake` checks and the total it updates.
+    /// @dev One slot per role: what `stake` and `requestUnstake` read and update.
     struct RoleState {
         uint96 minStake;
         uint96 totalStaked;
+        uint64 unbondingDelay;
     }
 
     /// @notice The staked token (DSH).
     IERC20 public immutable token;
-    /// @notice Seconds between `requestUnstake` and the earliest `withdraw`.
-    uint64 public unbondingDelay;
-
     mapping(address account => mapping(Role role => Position)) private _positions;
     mapping(address account => mapping(Role role => PendingWithdrawal)) private _pending;
     mapping(address module => mapping(address account => mapping(Role role => uint256))) private _lockedBy;
@@ -63,16 +61,16 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
     error AmountTooLarge(uint256 amount);
 
     /// @param token_ The DSH token.
-    /// @param admin Receives DEFAULT_ADMIN_ROLE (governance): sets minimums and the delay, admits modules.
-    /// @param unbondingDelay_ Initial unbonding delay in seconds.
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (governance): sets minimums and delays, admits modules.
+    /// @param unbondingDelay Initial unbonding delay of every role, in seconds.
     /// @param minStakes Initial minimum stake of each role, indexed by `Role`.
-    constructor(IERC20 token_, address admin, uint64 unbondingDelay_, uint96[ROLE_COUNT] memory minStakes) {
+    constructor(IERC20 token_, address admin, uint64 unbondingDelay, uint96[ROLE_COUNT] memory minStakes) {
         if (address(token_) == address(0) || admin == address(0)) revert ZeroAddress();
         token = token_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _setUnbondingDelay(unbondingDelay_);
         for (uint256 i = 0; i < ROLE_COUNT; ++i) {
             _setMinStake(Role(i), minStakes[i]);
+            _setUnbondingDelay(Role(i), unbondingDelay);
         }
     }
 
@@ -110,13 +108,14 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
         uint256 unlocked = current - position.locked;
         if (amount > unlocked) revert ExceedsUnlocked(amount, unlocked);
         uint256 remaining = current - amount;
-        uint256 minimum = _roles[uint256(role)].minStake;
+        RoleState storage roleState = _roles[uint256(role)];
+        uint256 minimum = roleState.minStake;
         if (remaining != 0 && remaining < minimum) revert BelowMinimum(remaining, minimum);
 
         position.amount = uint96(remaining);
-        _roles[uint256(role)].totalStaked -= uint96(amount);
+        roleState.totalStaked -= uint96(amount);
         PendingWithdrawal storage pending = _pending[msg.sender][role];
-        uint256 releaseTime = block.timestamp + unbondingDelay;
+        uint256 releaseTime = block.timestamp + roleState.unbondingDelay;
         pending.amount += uint96(amount);
         pending.releaseTime = uint64(releaseTime);
         emit UnstakeRequested(msg.sender, role, amount, releaseTime);
@@ -181,10 +180,11 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
         _setMinStake(role, minimum);
     }
 
-    /// @notice Sets the unbonding delay for future unstake requests.
+    /// @notice Sets the unbonding delay of `role` for future unstake requests.
+    /// @param role The role to configure.
     /// @param delay Seconds, at most MAX_UNBONDING_DELAY.
-    function setUnbondingDelay(uint64 delay) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setUnbondingDelay(delay);
+    function setUnbondingDelay(Role role, uint64 delay) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _setUnbondingDelay(role, delay);
     }
 
     // ---------------------------------------------------------------- views
@@ -224,6 +224,13 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
         return _roles[uint256(role)].minStake;
     }
 
+    /// @notice Seconds between `requestUnstake` in `role` and the earliest `withdraw`.
+    /// @param role The role.
+    /// @return Delay in seconds.
+    function unbondingDelay(Role role) external view returns (uint256) {
+        return _roles[uint256(role)].unbondingDelay;
+    }
+
     // ---------------------------------------------------------------- internal
 
     function _stake(Role role, uint256 amount) private {
@@ -252,9 +259,9 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
         emit MinStakeSet(role, minimum);
     }
 
-    function _setUnbondingDelay(uint64 delay) private {
+    function _setUnbondingDelay(Role role, uint64 delay) private {
         if (delay > MAX_UNBONDING_DELAY) revert DelayTooLong(delay);
-        unbondingDelay = delay;
-        emit UnbondingDelaySet(delay);
+        _roles[uint256(role)].unbondingDelay = delay;
+        emit UnbondingDelaySet(role, delay);
     }
 }

@@ -282,15 +282,28 @@ def test_governance_sets_minimum_and_delay(registry, gov):
     tx = registry.setMinStake(INFERENCE, 1, {"from": gov})
     assert tx.events["MinStakeSet"] == {"role": INFERENCE, "minStake": 1}
     assert registry.minStake(INFERENCE) == 1
-    tx = registry.setUnbondingDelay(3600, {"from": gov})
-    assert tx.events["UnbondingDelaySet"]["delay"] == 3600
-    assert registry.unbondingDelay() == 3600
+    tx = registry.setUnbondingDelay(TRAINER, 3600, {"from": gov})
+    assert tx.events["UnbondingDelaySet"] == {"role": TRAINER, "delay": 3600}
+    assert registry.unbondingDelay(TRAINER) == 3600
+    assert registry.unbondingDelay(CURATOR) == UNBONDING_DELAY
+
+
+def test_unstake_uses_its_roles_delay(registry, staked, gov, alice, chain):
+    registry.setUnbondingDelay(INFORMANT, 60, {"from": gov})
+    staked(alice, INFORMANT, 100 * DSH)
+    staked(alice, TRAINER, 1_000 * DSH)
+    registry.requestUnstake(INFORMANT, 100 * DSH, {"from": alice})
+    registry.requestUnstake(TRAINER, 1_000 * DSH, {"from": alice})
+    chain.sleep(61)
+    registry.withdraw(INFORMANT, {"from": alice})
+    with reverts("StillUnbonding"):
+        registry.withdraw(TRAINER, {"from": alice})
 
 
 def test_unbonding_delay_is_bounded(registry, gov):
     limit = registry.MAX_UNBONDING_DELAY()
     with reverts("DelayTooLong", limit + 1):
-        registry.setUnbondingDelay(limit + 1, {"from": gov})
+        registry.setUnbondingDelay(TRAINER, limit + 1, {"from": gov})
 
 
 def test_only_governance_configures(registry, deployer, outsider):
@@ -298,7 +311,7 @@ def test_only_governance_configures(registry, deployer, outsider):
         with reverts("AccessControlUnauthorizedAccount"):
             registry.setMinStake(INFORMANT, 1, {"from": caller})
         with reverts("AccessControlUnauthorizedAccount"):
-            registry.setUnbondingDelay(1, {"from": caller})
+            registry.setUnbondingDelay(TRAINER, 1, {"from": caller})
         with reverts("AccessControlUnauthorizedAccount"):
             registry.grantRole(registry.MODULE_ROLE(), caller, {"from": caller})
 
