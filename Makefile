@@ -51,7 +51,7 @@ test-contracts: setup
 
 # The chain our users named; it is slower, so the state machine runs fewer examples there.
 test-ganache: setup
-	DEEPSHARD_STATEFUL_EXAMPLES=8 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
+	DEEPSHARD_STATEFUL_EXAMPLES=15 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
 
 test-gas: setup
 	$(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
@@ -60,7 +60,7 @@ gas: setup
 	DEEPSHARD_GAS_UPDATE=1 $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
 
 slither: setup
-	$(BIN)/python -m tests.static.slither_check
+	$(BIN)/python -m pytest -p no:pytest-brownie tests/static
 
 test-workers: setup
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/workers

@@ -62,15 +62,15 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
 
     /// @param token_ The DSH token.
     /// @param admin Receives DEFAULT_ADMIN_ROLE (governance): sets minimums and delays, admits modules.
-    /// @param unbondingDelay Initial unbonding delay of every role, in seconds.
+    /// @param initialUnbondingDelay Initial unbonding delay of every role, in seconds.
     /// @param minStakes Initial minimum stake of each role, indexed by `Role`.
-    constructor(IERC20 token_, address admin, uint64 unbondingDelay, uint96[ROLE_COUNT] memory minStakes) {
+    constructor(IERC20 token_, address admin, uint64 initialUnbondingDelay, uint96[ROLE_COUNT] memory minStakes) {
         if (address(token_) == address(0) || admin == address(0)) revert ZeroAddress();
         token = token_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         for (uint256 i = 0; i < ROLE_COUNT; ++i) {
             _setMinStake(Role(i), minStakes[i]);
-            _setUnbondingDelay(Role(i), unbondingDelay);
+            _setUnbondingDelay(Role(i), initialUnbondingDelay);
         }
     }
 
@@ -125,6 +125,8 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
     /// @param role The role whose pending withdrawal to release.
     function withdraw(Role role) external {
         PendingWithdrawal memory pending = _pending[msg.sender][role];
+        // Our own bookkeeping, not a token balance anyone can push: the exact zero check is safe.
+        // slither-disable-next-line incorrect-equality
         if (pending.amount == 0) revert NothingPending();
         if (block.timestamp < pending.releaseTime) revert StillUnbonding(pending.releaseTime);
         delete _pending[msg.sender][role];
