@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.26;
+
+/// @title SortitionTree
+/// @notice Stake-weighted random selection over a bounded set of members without looping over them:
+///         a Fenwick (binary indexed) tree of weights, O(log n) to update a weight and O(log n) to map a
+///         random ticket to the member holding it.
+/// @dev Members are 1-indexed slots in [1, CAPACITY]. CAPACITY is a power of two so the search can walk
+///      the tree by halving steps.
+library SortitionTree {
+    uint256 internal constant CAPACITY = 1024;
+
+    struct Tree {
+        mapping(uint256 node => uint256 partialSum) nodes;
+        uint256 total;
+    }
+
+    error IndexOutOfRange(uint256 index);
+    error TicketOutOfRange(uint256 ticket, uint256 total);
+
+    /// @notice Adds `amount` to the weight of member `index`.
+    function add(Tree storage tree, uint256 index, uint256 amount) internal {
+        if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
+        tree.total += amount;
+        for (uint256 i = index; i <= CAPACITY; i += i & (~i + 1)) {
+            tree.nodes[i] += amount;
+        }
+    }
+
+    /// @notice Removes `amount` from the weight of member `index` (reverts if it holds less).
+    function remove(Tree storage tree, uint256 index, uint256 amount) internal {
+        if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
+        tree.total -= amount;
+        for (uint256 i = index; i <= CAPACITY; i += i & (~i + 1)) {
+            tree.nodes[i] -= amount;
+        }
+    }
+
+    /// @notice The member owning `ticket`, for a ticket in [0, total): members own consecutive ticket ranges
+    ///         as long as their weight, so a uniform ticket picks a member with probability weight / total.
+    function select(Tree storage tree, uint256 ticket) internal view returns (uint256 index) {
+        if (ticket >= tree.total) revert TicketOutOfRange(ticket, tree.total);
+        uint256 position = 0;
+        for (uint256 step = CAPACITY; step != 0; step >>= 1) {
+            uint256 next = position + step;
+            if (next <= CAPACITY) {
+                uint256 sum = tree.nodes[next];
+                if (sum <= ticket) {
+                    position = next;
+                    ticket -= sum;
+                }
+            }
+        }
+        return position + 1;
+    }
+}
