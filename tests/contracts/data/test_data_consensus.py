@@ -1,0 +1,389 @@
+import brownie
+import pytest
+
+from tests.contracts.conftest import CURATOR, DSH, INFORMANT, reverts
+from tests.contracts.data.conftest import (
+    BOND,
+    CID,
+    GOOD,
+    INITIAL_THRESHOLD,
+    JUNK,
+    PARAMS,
+    POOL_BOND,
+    WEIGHTS,
+    params_tuple,
+    salt_for,
+)
+
+ACCEPTED, REJECTED, NO_QUORUM = 3, 4, 5
+
+
+def value_of(scores):
+    return sum(s * w for s, w in zip(scores, WEIGHTS)) // 100
+
+
+# ------------------------------------------------------------------ pool
+
+
+def test_join_and_leave_pool(deploy_consensus, registry, staked, accounts):
+    consensus = deploy_consensus()  # fresh: module fixtures such as `pool` may already fill the shared one
+    curator = accounts[4]
+    staked(curator, CURATOR, 3_000 * DSH)
+    tx = consensus.joinPool(1_500 * DSH, {"from": curator})
+    assert tx.events["PoolJoined"]["bond"] == 1_500 * DSH
+    assert registry.lockedBy(consensus, curator, CURATOR) == 1_500 * DSH
+    assert consensus.poolWeight() == 1_500 * DSH
+    consensus.joinPool(500 * DSH, {"from": curator})
+    assert consensus.curators(curator)["bond"] == 2_000 * DSH
+    consensus.leavePool({"from": curator})
+    assert registry.lockedOf(curator, CURATOR) == 0
+    assert consensus.poolWeight() == 0
+    with reverts("NotInPool"):
+        consensus.leavePool({"from": curator})
+
+
+def test_pool_bond_below_minimum_or_unstaked_reverts(consensus, staked, accounts):
+    curator = accounts[4]
+    with reverts("PoolBondTooSmall", 999 * DSH, 1_000 * DSH):
+        consensus.joinPool(999 * DSH, {"from": curator})
+    with reverts("ExceedsUnlocked"):
+        consensus.joinPool(1_000 * DSH, {"from": curator})
+
+
+def test_cannot_leave_with_open_panels(consensus, pool, informant, submit, panel):
+    submission_id = submit(informant)
+    seated = panel(submission_id, pool)[0]
+    with reverts("OpenPanels", 1):
+        consensus.leavePool({"from": seated})
+
+
+# ------------------------------------------------------------------ submission and panel
+
+
+def test_submit_locks_bond_and_records_cid(consensus, registry, pool, informant):
+    tx = consensus.submit(CID, BOND, {"from": informant})
+    submission_id = tx.return_value
+    assert tx.events["Submitted"]["manifestCid"] == "0x" + CID.hex()
+    assert consensus.manifestCid(submission_id) == "0x" + CID.hex()
+    assert registry.lockedBy(consensus, informant, INFORMANT) == BOND
+    assert consensus.getSubmission(submission_id)["status"] == 1
+
+
+def test_submit_rejects_bad_input(consensus, informant):
+    with reverts("InvalidCid"):
+        consensus.submit(b"", BOND, {"from": informant})
+    with reverts("InvalidCid"):
+        consensus.submit(b"\x01" * 65, BOND, {"from": informant})
+    with reverts("BondTooSmall", 99 * DSH, 100 * DSH):
+        consensus.submit(CID, 99 * DSH, {"from": informant})
+    with reverts("ExceedsUnlocked"):
+        consensus.submit(CID, 1_001 * DSH, {"from": informant})
+
+
+def test_panel_is_drawn_from_the_pool_without_the_informant(consensus, pool, staked, informant, submit):
+    # The informant is also the heaviest curator, yet never sits on its own panel.
+    staked(informant, CURATOR, 50_000 * DSH)
+    consensus.joinPool(50_000 * DSH, {"from": informant})
+    submission_id = submit(informant)
+    members, weights = consensus.panelOf(submission_id)
+    assert 0 < len(members) <= 15
+    assert informant.address not in members
+    assert len(set(members)) == len(members)
+    assert all(weight == POOL_BOND for weight in weights)
+    submission = consensus.getSubmission(submission_id)
+    assert submission["status"] == 2 and submission["panelWeight"] == POOL_BOND * len(members)
+
+
+def test_full_pool_gives_a_full_panel(consensus, pool, informant, submit):
+    members, _ = consensus.panelOf(submit(informant))
+    assert len(members) >= 13  # 15 curators, up to 60 tickets: nearly always all of them
+
+
+def test_draw_waits_for_the_seed_block(consensus, pool, informant, chain):
+    submission_id = consensus.submit(CID, BOND, {"from": informant}).return_value
+    with reverts("TooEarly"):
+        consensus.drawPanel(submission_id, {"from": informant})
+    chain.mine(PARAMS["seedDelay"])
+    consensus.drawPanel(submission_id, {"from": informant})
+    with reverts("WrongStatus", 2):
+        consensus.drawPanel(submission_id, {"from": informant})
+
+
+def test_draw_after_blockhash_horizon_reseeds(consensus, pool, informant, chain):
+    submission_id = consensus.submit(CID, BOND, {"from": informant}).return_value
+    chain.mine(300)
+    tx = consensus.drawPanel(submission_id, {"from": informant})
+    assert "PanelReseeded" in tx.events
+    chain.mine(PARAMS["seedDelay"])
+    consensus.drawPanel(submission_id, {"from": informant})
+    assert consensus.getSubmission(submission_id)["status"] == 2
+
+
+def test_draw_with_empty_pool_reverts(deploy_consensus, informant, chain):
+    consensus = deploy_consensus()
+    submission_id = consensus.submit(CID, BOND, {"from": informant}).return_value
+    chain.mine(PARAMS["seedDelay"])
+    with reverts("NoEligibleCurators"):
+        consensus.drawPanel(submission_id, {"from": informant})
+
+
+# ------------------------------------------------------------------ commit and reveal
+
+
+@pytest.fixture
+def voting(consensus, pool, informant, submit, panel):
+    submission_id = submit(informant)
+    return submission_id, panel(submission_id, pool)
+
+
+def test_commit_and_reveal(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: GOOD})
+    submission = consensus.getSubmission(submission_id)
+    assert submission["revealedMask"] == 1
+    assert submission["revealedWeight"] == POOL_BOND
+
+
+def test_reveal_without_commit_reverts(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: GOOD})
+    with reverts("NotCommitted"):
+        consensus.reveal(submission_id, GOOD, salt_for(members[1], submission_id), {"from": members[1]})
+
+
+def test_reveal_with_wrong_salt_or_scores_reverts(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: GOOD}, reveal=False)
+    with reverts("CommitmentMismatch"):
+        consensus.reveal(submission_id, GOOD, b"\x01" * 32, {"from": members[0]})
+    with reverts("CommitmentMismatch"):
+        consensus.reveal(submission_id, JUNK, salt_for(members[0], submission_id), {"from": members[0]})
+
+
+def test_double_reveal_and_double_commit_revert(consensus, voting, vote):
+    submission_id, members = voting
+    commitment = consensus.commitmentFor(GOOD, salt_for(members[0], submission_id), members[0])
+    consensus.commit(submission_id, commitment, {"from": members[0]})
+    with reverts("AlreadyCommitted"):
+        consensus.commit(submission_id, commitment, {"from": members[0]})
+    vote(submission_id, {}, reveal=False)
+    consensus.reveal(submission_id, GOOD, salt_for(members[0], submission_id), {"from": members[0]})
+    with reverts("AlreadyRevealed"):
+        consensus.reveal(submission_id, GOOD, salt_for(members[0], submission_id), {"from": members[0]})
+
+
+def test_reveal_outside_its_window_reverts(consensus, voting, chain, past_reveal):
+    submission_id, members = voting
+    salt = salt_for(members[0], submission_id)
+    consensus.commit(submission_id, consensus.commitmentFor(GOOD, salt, members[0]), {"from": members[0]})
+    with reverts("RevealNotOpen"):
+        consensus.reveal(submission_id, GOOD, salt, {"from": members[0]})
+    past_reveal(submission_id)
+    with reverts("RevealClosed"):
+        consensus.reveal(submission_id, GOOD, salt, {"from": members[0]})
+
+
+def test_commit_after_window_reverts(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {}, reveal=False)
+    with reverts("CommitClosed"):
+        consensus.commit(submission_id, b"\x01" * 32, {"from": members[0]})
+
+
+def test_non_panel_voter_and_informant_cannot_vote(consensus, voting, informant, accounts):
+    submission_id, members = voting
+    for outsider in (accounts[7], informant):
+        with reverts("NotOnPanel"):
+            consensus.commit(submission_id, b"\x01" * 32, {"from": outsider})
+
+
+def test_copied_commitment_cannot_be_revealed(consensus, voting, vote):
+    submission_id, members = voting
+    honest, copier = members[0], members[1]
+    commitment = consensus.commitmentFor(GOOD, salt_for(honest, submission_id), honest)
+    consensus.commit(submission_id, commitment, {"from": honest})
+    consensus.commit(submission_id, commitment, {"from": copier})
+    vote(submission_id, {}, reveal=False)
+    consensus.reveal(submission_id, GOOD, salt_for(honest, submission_id), {"from": honest})
+    # The commitment binds the voter's address, so the copier cannot open it even after seeing the reveal.
+    with reverts("CommitmentMismatch"):
+        consensus.reveal(submission_id, GOOD, salt_for(honest, submission_id), {"from": copier})
+
+
+def test_scores_above_100_revert(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: [101, 0, 0, 0, 0]}, reveal=False)
+    with reverts("ScoreOutOfRange", 101):
+        consensus.reveal(submission_id, [101, 0, 0, 0, 0], salt_for(members[0], submission_id), {"from": members[0]})
+
+
+# ------------------------------------------------------------------ finalize and claims
+
+
+def test_accepted_dataset_returns_bond_and_pays_rewards(consensus, registry, token, voting, vote, informant):
+    submission_id, members = voting
+    vote(submission_id, {member: GOOD for member in members})
+    tx = consensus.finalize(submission_id, {"from": informant})
+    value = value_of(GOOD)
+    event = tx.events["Finalized"]
+    assert event["status"] == ACCEPTED and event["value"] == value and list(event["consensus"]) == GOOD
+    assert registry.lockedOf(informant, INFORMANT) == 0
+    assert registry.stakeOf(informant, INFORMANT) == 1_000 * DSH
+    reward = PARAMS["maxReward"] * value // 10_000
+    curator_part = reward * PARAMS["curatorShareBps"] // 10_000
+    assert token.balanceOf(consensus) == reward
+    consensus.claimInformantReward(submission_id, {"from": informant})
+    assert token.balanceOf(informant) == reward - curator_part
+    for member in members:
+        consensus.claim(submission_id, {"from": member})
+        assert token.balanceOf(member) == curator_part // len(members)
+    assert token.balanceOf(consensus) == curator_part - (curator_part // len(members)) * len(members)
+    assert consensus.pendingDatasetCount() == 1
+
+
+def test_rejected_dataset_slashes_bond_to_coherent_curators(consensus, registry, token, voting, vote, informant):
+    submission_id, members = voting
+    vote(submission_id, {member: JUNK for member in members})
+    tx = consensus.finalize(submission_id, {"from": informant})
+    assert tx.events["Finalized"]["status"] == REJECTED
+    slashed = BOND * PARAMS["rejectSlashBps"] // 10_000
+    assert registry.stakeOf(informant, INFORMANT) == 1_000 * DSH - slashed
+    assert registry.lockedOf(informant, INFORMANT) == 0
+    for member in members:
+        consensus.claim(submission_id, {"from": member})
+        assert token.balanceOf(member) == slashed // len(members)
+    with reverts("NothingToClaim"):
+        consensus.claimInformantReward(submission_id, {"from": informant})
+    assert consensus.pendingDatasetCount() == 0
+
+
+def test_incoherent_and_silent_curators_lose_a_share(
+    consensus, registry, token, voting, vote, past_reveal, informant, treasury
+):
+    submission_id, members = voting
+    honest, contrarian, silent = members[:-2], members[-2], members[-1]
+    ballots = {member: JUNK for member in honest}
+    ballots[contrarian] = [100, 100, 100, 100, 100]
+    ballots[silent] = JUNK
+    vote(submission_id, ballots, skip_reveal=(silent,))
+    past_reveal(submission_id)
+    consensus.finalize(submission_id, {"from": informant})
+    treasury_before = token.balanceOf(treasury)
+    consensus.settle(submission_id, len(members) - 2, {"from": informant})
+    consensus.settle(submission_id, len(members) - 1, {"from": informant})
+    small = POOL_BOND * PARAMS["incoherentPenaltyBps"] // 10_000
+    large = POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
+    assert registry.stakeOf(contrarian, CURATOR) == 3_000 * DSH - small
+    assert registry.stakeOf(silent, CURATOR) == 3_000 * DSH - large
+    assert consensus.curators(silent)["bond"] == POOL_BOND - large
+    assert token.balanceOf(treasury) == treasury_before + small + large
+    assert consensus.poolWeight() == POOL_BOND * 15 - small - large
+    assert token.balanceOf(contrarian) == 0 and token.balanceOf(silent) == 0
+
+
+def test_claim_twice_and_finalize_twice_revert(consensus, voting, vote, informant):
+    submission_id, members = voting
+    vote(submission_id, {member: GOOD for member in members})
+    consensus.finalize(submission_id, {"from": informant})
+    with reverts("WrongStatus", ACCEPTED):
+        consensus.finalize(submission_id, {"from": informant})
+    consensus.claim(submission_id, {"from": members[0]})
+    with reverts("AlreadySettled"):
+        consensus.claim(submission_id, {"from": members[0]})
+    with reverts("AlreadySettled"):
+        consensus.settle(submission_id, 0, {"from": informant})
+    consensus.claimInformantReward(submission_id, {"from": informant})
+    with reverts("NothingToClaim"):
+        consensus.claimInformantReward(submission_id, {"from": informant})
+    with reverts("NotInformant"):
+        consensus.claimInformantReward(submission_id, {"from": members[0]})
+
+
+def test_finalize_and_claim_too_early_revert(consensus, voting, vote, informant):
+    submission_id, members = voting
+    with reverts("WrongStatus", 2):
+        consensus.claim(submission_id, {"from": members[0]})
+    vote(submission_id, {members[0]: GOOD})
+    with reverts("TooEarly"):
+        consensus.finalize(submission_id, {"from": informant})
+
+
+def test_without_quorum_the_bond_returns_and_silence_is_penalised(
+    consensus, registry, voting, vote, informant, past_reveal
+):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: GOOD})
+    past_reveal(submission_id)
+    tx = consensus.finalize(submission_id, {"from": informant})
+    assert tx.events["Finalized"]["status"] == NO_QUORUM
+    assert registry.lockedOf(informant, INFORMANT) == 0 and registry.stakeOf(informant, INFORMANT) == 1_000 * DSH
+    assert consensus.threshold() == INITIAL_THRESHOLD
+    tx = consensus.settle(submission_id, 0, {"from": informant})
+    assert tx.events["Settled"]["reward"] == 0 and tx.events["Settled"]["penalty"] == 0
+    tx = consensus.settle(submission_id, 1, {"from": informant})
+    assert tx.events["Settled"]["penalty"] == POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
+
+
+def test_minority_coalition_cannot_move_the_consensus(consensus, voting, vote, informant):
+    """Curators holding under half of the revealed weight vote 100 everywhere; each criterion's consensus
+    stays within the honest votes and the junk dataset is still rejected."""
+    submission_id, members = voting
+    coalition_size = (len(members) - 1) // 2
+    honest = members[coalition_size:]
+    ballots = {member: [100] * 5 for member in members[:coalition_size]}
+    for i, member in enumerate(honest):
+        ballots[member] = [score + i % 3 for score in JUNK]  # honest votes spread a little
+    vote(submission_id, ballots)
+    tx = consensus.finalize(submission_id, {"from": informant})
+    consensus_scores = list(tx.events["Finalized"]["consensus"])
+    for criterion, score in enumerate(consensus_scores):
+        honest_scores = [ballots[member][criterion] for member in honest]
+        assert min(honest_scores) <= score <= max(honest_scores)
+    assert tx.events["Finalized"]["status"] == REJECTED
+
+
+def test_threshold_moves_toward_target_and_stays_bounded(consensus, pool, informant, submit, panel, vote):
+    thresholds = []
+    for _ in range(4):
+        submission_id = submit(informant, bond=100 * DSH)
+        members = panel(submission_id, pool)
+        vote(submission_id, {member: [100] * 5 for member in members})
+        consensus.finalize(submission_id, {"from": informant})
+        thresholds.append(consensus.threshold())
+    # Accepting everything pushes the acceptance EMA above the 50% target, so the bar rises each time.
+    assert thresholds == sorted(thresholds) and thresholds[-1] > INITIAL_THRESHOLD
+    assert thresholds[-1] <= PARAMS["thresholdCeiling"]
+
+
+def test_consumer_takes_accepted_datasets_in_order(consensus, voting, vote, informant, gov, accounts):
+    submission_id, members = voting
+    vote(submission_id, {member: GOOD for member in members})
+    consensus.finalize(submission_id, {"from": informant})
+    rounds = accounts[8]
+    with reverts("AccessControlUnauthorizedAccount"):
+        consensus.consumeDatasets(5, {"from": rounds})
+    consensus.grantRole(consensus.CONSUMER_ROLE(), rounds, {"from": gov})
+    tx = consensus.consumeDatasets(5, {"from": rounds})
+    assert list(tx.return_value) == [submission_id]
+    assert consensus.pendingDatasetCount() == 0
+    assert list(consensus.consumeDatasets(5, {"from": rounds}).return_value) == []
+
+
+# ------------------------------------------------------------------ governance
+
+
+def test_params_are_validated_and_governed(consensus, deploy_consensus, gov, outsider):
+    with reverts("InvalidParams"):
+        deploy_consensus(weights=[3_000, 2_000, 2_000, 2_000, 999])
+    with reverts("InvalidParams"):
+        deploy_consensus(params=params_tuple(thresholdFloor=9_000))
+    with reverts("InvalidParams"):
+        deploy_consensus(initial_threshold=9_000)
+    with reverts("AccessControlUnauthorizedAccount"):
+        consensus.setParams(params_tuple(), WEIGHTS, {"from": outsider})
+    consensus.setParams(params_tuple(thresholdFloor=6_000), WEIGHTS, {"from": gov})
+    assert consensus.threshold() == 6_000
+    assert consensus.getParams()["thresholdFloor"] == 6_000
+    with reverts("ZeroAddress"):
+        consensus.setTreasury("0x" + "00" * 20, {"from": gov})
+    assert brownie.network.show_active() in ("development", "ganache-cli")
