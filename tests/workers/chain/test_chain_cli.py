@@ -1,0 +1,142 @@
+"""The `deepshard` CLI, run in-process: successes print the result, expected failures print one
+`error: ...` line, exit 1 and send nothing (the account's nonce and the chain's height are unchanged)."""
+
+import time
+
+import pytest
+from eth_utils import to_checksum_address
+
+from workers import cli
+from workers.chain import staking
+from workers.chain.accounts import PRIVATE_KEY_ENV
+from workers.chain.client import RPC_URL_ENV
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
+from workers.chain.localnode import free_port
+
+
+@pytest.fixture
+def cli_account(make_account, monkeypatch, anvil):
+    """A funded account whose key the CLI reads from the environment, with the RPC URL from env too."""
+    account = make_account(dsh=5_000)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, account.key)
+    monkeypatch.setenv(RPC_URL_ENV, anvil.url)
+    return account
+
+
+def run_cli(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_error_line(err, fragment):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+
+
+def test_stake_prints_tx_and_new_stake(cli_account, capsys):
+    status, out, err = run_cli(capsys, "stake", "CURATOR", "1200.5")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("tx 0x") and len(lines[0]) == 3 + 66
+    assert lines[1] == f"new CURATOR stake of {cli_account.address}: 1200.5 DSH"
+
+
+def test_stake_with_permit_flag(cli_account, capsys, anvil):
+    status, out, err = run_cli(capsys, "stake", "storage", "500", "--permit", "--rpc", anvil.url)
+    assert status == 0, err
+    assert "new STORAGE stake" in out and ": 500 DSH" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["stake", "janitor", "100"], "unknown role 'janitor'"),
+        (["stake", "trainer", "999"], "below the TRAINER minimum: the stake would be 999 DSH, the minimum is 1000 DSH"),
+        (["stake", "trainer", "-5"], "amount must be greater than 0"),
+        (["stake", "trainer", "lots"], "is not a number"),
+        (["stake", "inference", "10000"], "insufficient DSH"),
+    ],
+)
+def test_invalid_stake_requests(cli_account, capsys, argv, fragment):
+    nonce, height = cli_account.nonce(), cli_account.client.w3.eth.block_number
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 1 and out == ""
+    assert_one_error_line(err, fragment)
+    assert cli_account.nonce() == nonce
+    assert cli_account.client.w3.eth.block_number == height
+
+
+def test_no_deployment_for_chain(cli_account, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(tmp_path))
+    nonce = cli_account.nonce()
+    status, _, err = run_cli(capsys, "stake", "trainer", "1000")
+    assert status == 1
+    assert_one_error_line(err, "no deployment for chain 31337")
+    assert cli_account.nonce() == nonce
+
+
+def test_node_not_answering(cli_account, capsys):
+    dead = f"http://127.0.0.1:{free_port()}"
+    nonce = cli_account.nonce()
+    started = time.monotonic()
+    status, _, err = run_cli(capsys, "stake", "trainer", "1000", "--rpc", dead)
+    assert time.monotonic() - started < 3
+    assert status == 1
+    assert_one_error_line(err, f"no Ethereum node answers at {dead}")
+    assert cli_account.nonce() == nonce
+
+
+def test_missing_key(cli_account, capsys, monkeypatch):
+    monkeypatch.delenv(PRIVATE_KEY_ENV)
+    height = cli_account.client.w3.eth.block_number
+    status, _, err = run_cli(capsys, "stake", "trainer", "1000")
+    assert status == 1
+    assert_one_error_line(err, "no signing key")
+    assert cli_account.client.w3.eth.block_number == height
+
+
+def test_reverting_transaction_is_reported_and_not_sent(cli_account, capsys, monkeypatch):
+    # An expired permit passes every local check, but stakeWithPermit would revert: the registry ignores
+    # the failed permit and the token's transferFrom finds no allowance. Gas estimation catches it.
+    monkeypatch.setattr(staking, "PERMIT_TTL", -3600)
+    nonce = cli_account.nonce()
+    status, _, err = run_cli(capsys, "stake", "trainer", "1000", "--permit")
+    assert status == 1
+    assert_one_error_line(err, "StakeRegistry.stakeWithPermit would revert: ERC20InsufficientAllowance(")
+    assert cli_account.nonce() == nonce
+
+
+def test_deploy_with_governance(capsys, monkeypatch, make_account, anvil, tmp_path):
+    deployer = make_account(dsh=0)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, deployer.key)
+    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(tmp_path))
+    governance = "0x" + "ab" * 20
+    status, out, err = run_cli(capsys, "deploy", "--rpc", anvil.url, "--governance", governance)
+    assert status == 0, err
+    assert (tmp_path / "31337.json").is_file()
+    assert "StakeRegistry" in out and f"governance       {to_checksum_address(governance)}" in out
+    # A second deploy would orphan the first: refused, nothing sent.
+    nonce = deployer.nonce()
+    status, _, err = run_cli(capsys, "deploy", "--rpc", anvil.url)
+    assert status == 1
+    assert_one_error_line(err, "already has a live deployment")
+    assert deployer.nonce() == nonce
+
+
+def test_balances(cli_account, capsys):
+    run_cli(capsys, "stake", "informant", "150")
+    status, out, err = run_cli(capsys, "balances")
+    assert status == 0, err
+    row = next(line for line in out.splitlines() if line.startswith(cli_account.address))
+    assert "4850" in row and "INFORMANT=150" in row
+    status, _, err = run_cli(capsys, "balances", "not-an-address")
+    assert status == 1
+    assert_one_error_line(err, "'not-an-address' is not an address")
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["stake", "trainer"])
+    assert raised.value.code == 2

@@ -1,0 +1,387 @@
+"""`ChainClient`: web3.py access to a Deepshard network, without brownie's runtime.
+
+One client = one RPC endpoint + (optionally) one signer. It checks the node answers when created,
+binds contracts to the chain's deployment record, and sends transactions safely:
+  * nonces come from a local, thread-safe manager (several worker threads can send at once without
+    reusing a nonce), initialised from the node's pending count and resynced on a nonce error;
+  * fees are EIP-1559 when the latest block has a base fee, legacy gasPrice otherwise (anvil, ganache,
+    pre-London chains);
+  * gas is estimated first, so a transaction that would revert is never sent: the revert becomes a
+    `TransactionReverted` naming the decoded custom error;
+  * the receipt is awaited with a timeout, and status 0 raises (with the reason replayed via eth_call).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from urllib.parse import urlsplit
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import requests
+from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception, Web3RPCError
+from web3.middleware import ExtraDataToPOAMiddleware
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+from web3.types import TxReceipt
+
+from .accounts import Signer
+from .artifacts import load_artifact
+from .deployments import Deployment, contract_address, deployment_path, load_deployment
+from .errors import (
+    NodeUnavailable,
+    NoDeployment,
+    ReceiptTimeout,
+    SignerUnavailable,
+    TransactionRejected,
+    TransactionReverted,
+)
+from .revert import decode_revert, revert_data_from_exception
+
+RPC_URL_ENV = "DEEPSHARD_RPC_URL"
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+
+#: Estimates are exact for the state they ran on; the margin absorbs state moving before inclusion.
+GAS_MARGIN = 1.2
+#: Tip when the node cannot suggest one (pre-1559 nodes that still report a base fee).
+FALLBACK_PRIORITY_FEE = 10**9
+#: Times a send is retried after resyncing a stale nonce.
+NONCE_RETRIES = 3
+
+
+def default_rpc_url() -> str:
+    """`$DEEPSHARD_RPC_URL`, else the local node at http://127.0.0.1:8545."""
+    return os.environ.get(RPC_URL_ENV) or DEFAULT_RPC_URL
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials: hosted RPC URLs carry API keys in the user info or the path."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    path = "/…" if parts.path not in ("", "/") or parts.query else ""
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+class NonceManager:
+    """Consecutive nonces for one account, shared by all threads using a client.
+
+    The node's pending count is only a starting point: between sending a transaction and the node
+    counting it, a second thread asking the node would get the same nonce. So nonces are handed out
+    locally, under a lock held while the transaction is signed and sent; a nonce is consumed only when
+    the send succeeds, so a failed send leaves no gap.
+    """
+
+    def __init__(self, fetch_pending_count: Callable[[], int]):
+        self._fetch = fetch_pending_count
+        self._lock = threading.Lock()
+        self._next: int | None = None
+
+    @contextmanager
+    def reserve(self) -> Iterator[int]:
+        """Yields the next nonce under the lock; commits it only if the block exits without error."""
+        with self._lock:
+            if self._next is None:
+                self._next = self._fetch()
+            nonce = self._next
+            yield nonce
+            self._next = nonce + 1
+
+    def resync(self) -> None:
+        """Forgets the local counter; the next `reserve` asks the node again."""
+        with self._lock:
+            self._next = None
+
+
+class ChainClient:
+    """A connection to one node, optionally with a signer. Raises `NodeUnavailable` if the node is down."""
+
+    def __init__(
+        self,
+        rpc_url: str | None = None,
+        signer: Signer | None = None,
+        *,
+        receipt_timeout: float = 120.0,
+        request_timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        poll_interval: float = 0.1,
+        deployments_dir: str | os.PathLike | None = None,
+    ):
+        self.rpc_url = rpc_url or default_rpc_url()
+        self.display_url = display_url(self.rpc_url)  # what messages and reprs show
+        self.signer = signer
+        self.receipt_timeout = receipt_timeout
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+        self.poll_interval = poll_interval
+        self.deployments_dir = deployments_dir
+        if not self.rpc_url.startswith(("http://", "https://")):
+            raise NodeUnavailable(f"unsupported RPC URL {self.display_url!r}: use http:// or https://")
+        provider = HTTPProvider(
+            self.rpc_url,
+            # A dead or hung node must fail fast, not hang: bound both connecting and waiting for an answer.
+            request_kwargs={"timeout": (connect_timeout, request_timeout)},
+            # web3 retries 5 times with backoff by default (timeouts included), which turns one hung
+            # node into a minute of waiting. Retry transient connection failures once, never timeouts.
+            exception_retry_configuration=ExceptionRetryConfiguration(
+                errors=(requests.ConnectionError, requests.HTTPError), retries=2, backoff_factor=0.1
+            ),
+        )
+        self.w3 = Web3(provider)
+        # PoA testnets put extra bytes in block headers that web3 rejects; the middleware is a no-op elsewhere.
+        self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+        self.chain_id = self._probe()
+        self._nonces = NonceManager(self._pending_nonce)
+        self._deployment: Deployment | None = None
+        self._verified_code: set[str] = set()
+        self._names: dict[str, str] = {}  # address -> contract name, for error messages
+        self._names_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ChainClient({self.display_url}, chain {self.chain_id}, signer={self.signer!r})"
+
+    # ------------------------------------------------------------------ connection
+
+    def _probe(self) -> int:
+        try:
+            return int(self.w3.eth.chain_id)
+        except (requests.RequestException, OSError) as exc:
+            raise NodeUnavailable(f"no Ethereum node answers at {self.display_url} ({_short_reason(exc)})") from None
+        except (Web3Exception, ValueError) as exc:
+            raise NodeUnavailable(f"{self.display_url} is not a usable Ethereum JSON-RPC node ({exc})") from None
+
+    @property
+    def address(self) -> str:
+        """The signer's address; `SignerUnavailable` for a read-only client."""
+        if self.signer is None:
+            raise SignerUnavailable("this operation needs a signing key, and none is configured")
+        return self.signer.address
+
+    def with_signer(self, signer: Signer) -> "ChainClient":
+        """A client on the same endpoint and deployments that signs as `signer`."""
+        return ChainClient(
+            self.rpc_url,
+            signer,
+            receipt_timeout=self.receipt_timeout,
+            request_timeout=self.request_timeout,
+            connect_timeout=self.connect_timeout,
+            poll_interval=self.poll_interval,
+            deployments_dir=self.deployments_dir,
+        )
+
+    # ------------------------------------------------------------------ contracts
+
+    def deployment(self, reload: bool = False) -> Deployment:
+        """This chain's deployment record (`NoDeployment` if none)."""
+        if self._deployment is None or reload:
+            self._deployment = load_deployment(self.chain_id, self.deployments_dir)
+            self._verified_code.clear()
+        return self._deployment
+
+    def contract(self, name: str) -> Contract:
+        """Contract `name` of this chain's deployment, checked to have code (a reset dev chain has none)."""
+        address = contract_address(self.deployment(), name)
+        if address not in self._verified_code:
+            if not self.w3.eth.get_code(address):
+                path = deployment_path(self.chain_id, self.deployments_dir)
+                raise NoDeployment(
+                    f"{path} places {name} at {address}, but chain {self.chain_id} has no code there "
+                    "(was the chain reset?): redeploy with `deepshard deploy`"
+                )
+            self._verified_code.add(address)
+        return self.at(name, address)
+
+    def at(self, name: str, address: str) -> Contract:
+        """Contract `name`'s ABI bound to any address."""
+        address = to_checksum_address(address)
+        with self._names_lock:
+            self._names[address] = name
+        return self.w3.eth.contract(address=address, abi=load_artifact(name).abi)
+
+    # ------------------------------------------------------------------ transactions
+
+    def transact(self, contract_fn, *, value: int = 0, gas: int | None = None, wait: bool = True):
+        """Sends `contract_fn` (e.g. `registry.functions.stake(2, amount)`) from the signer.
+
+        Returns the receipt, or the tx hash when `wait` is false. Gas is estimated unless given, so a
+        reverting call raises `TransactionReverted` before anything is sent.
+        """
+        name = self._names.get(contract_fn.address, contract_fn.address)
+        label = f"{name}.{contract_fn.fn_name}"
+        fields = self._call_fields(contract_fn.build_transaction(self._placeholder_fields(value)))
+        return self._send(fields, label, gas=gas, wait=wait)
+
+    def deploy(self, name: str, *args: Any, gas: int | None = None) -> tuple[Contract, TxReceipt]:
+        """Deploys contract `name` with constructor `args`; returns the bound contract and the receipt."""
+        artifact = load_artifact(name)
+        factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+        fields = self._call_fields(factory.constructor(*args).build_transaction(self._placeholder_fields(0)))
+        receipt = self._send(fields, f"deploy {name}", gas=gas, wait=True)
+        return self.at(name, receipt["contractAddress"]), receipt
+
+    def send_value(self, to: str, value: int, *, wait: bool = True):
+        """Sends plain ETH."""
+        fields = {"from": self.address, "to": to_checksum_address(to), "value": int(value), "data": "0x"}
+        return self._send(fields, "ETH transfer", gas=None, wait=wait)
+
+    def wait(self, tx_hash: str | bytes, label: str = "transaction") -> TxReceipt:
+        """Waits for the receipt (up to `receipt_timeout`); raises `TransactionReverted` on status 0."""
+        tx_hex = Web3.to_hex(tx_hash) if isinstance(tx_hash, (bytes, bytearray)) else tx_hash
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hex, timeout=self.receipt_timeout, poll_latency=self.poll_interval
+            )
+        except TimeExhausted:
+            raise ReceiptTimeout(
+                f"{label}: tx {tx_hex} not mined within {self.receipt_timeout:g} s (it may still be mined)",
+                tx_hex,
+            ) from None
+        if receipt["status"] == 0:
+            reason = self._replay_revert(tx_hex, receipt)
+            raise TransactionReverted(
+                f"{label} reverted on-chain in tx {tx_hex}: {reason or 'no reason given'}", reason, tx_hex
+            )
+        return receipt
+
+    def sign_typed_data(self, full_message: dict[str, Any]) -> tuple[int, bytes, bytes]:
+        """EIP-712 signature (v, r, s) by the signer: locally, or by the node for a `NodeSigner`."""
+        if self.signer is None:
+            raise SignerUnavailable("signing needs a key, and none is configured")
+        if self.signer.is_local:
+            return self.signer.sign_typed_data(full_message)
+        signature = self.w3.manager.request_blocking(
+            "eth_signTypedData_v4", [self.signer.address, _jsonable(full_message)]
+        )
+        raw = bytes.fromhex(str(signature).removeprefix("0x"))
+        v = raw[64] if raw[64] >= 27 else raw[64] + 27
+        return v, raw[:32], raw[32:64]
+
+    def fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fees if the latest block has a base fee, else a legacy gasPrice."""
+        base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
+        if base_fee is None:
+            return {"gasPrice": int(self.w3.eth.gas_price)}
+        try:
+            tip = int(self.w3.eth.max_priority_fee)
+        except (Web3Exception, ValueError):
+            tip = FALLBACK_PRIORITY_FEE
+        # Twice the base fee survives six full blocks of base-fee increases before the tx gets stuck.
+        return {"type": 2, "maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * int(base_fee) + tip}
+
+    # ------------------------------------------------------------------ internals
+
+    def _placeholder_fields(self, value: int) -> dict[str, Any]:
+        # Every field web3 would otherwise fetch is given, so build_transaction only encodes calldata.
+        return {"from": self.address, "value": int(value), "gas": 0, "gasPrice": 0, "chainId": self.chain_id}
+
+    @staticmethod
+    def _call_fields(built: dict[str, Any]) -> dict[str, Any]:
+        fields = {"from": built["from"], "value": built.get("value", 0), "data": built["data"]}
+        if built.get("to"):
+            fields["to"] = built["to"]
+        return fields
+
+    def _send(self, fields: dict[str, Any], label: str, *, gas: int | None, wait: bool):
+        if gas is None:
+            gas = self._estimate_gas(fields, label)
+        tx = {**fields, **self.fee_fields(), "gas": int(gas), "chainId": self.chain_id}
+        for attempt in range(NONCE_RETRIES + 1):
+            try:
+                with self._nonces.reserve() as nonce:
+                    tx_hash = self._submit({**tx, "nonce": nonce})
+                break
+            except Web3RPCError as exc:
+                message = _rpc_message(exc)
+                if "nonce" in message.lower() and attempt < NONCE_RETRIES:
+                    # Someone else (another process, a wallet) used this account: ask the node again.
+                    self._nonces.resync()
+                    continue
+                raise TransactionRejected(f"{label}: the node rejected the transaction: {message}") from None
+            except (requests.RequestException, OSError) as exc:
+                # The send may or may not have reached the node; resync so we never reuse or skip a nonce.
+                self._nonces.resync()
+                raise NodeUnavailable(f"{label}: lost the node at {self.display_url} ({_short_reason(exc)})") from None
+        if not wait:
+            return tx_hash
+        return self.wait(tx_hash, label)
+
+    def _submit(self, tx: dict[str, Any]) -> str:
+        if self.signer is None:
+            raise SignerUnavailable("sending a transaction needs a signing key, and none is configured")
+        if self.signer.is_local:
+            tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(_without_from(tx)))
+        else:
+            tx_hash = self.w3.eth.send_transaction(tx)
+        return Web3.to_hex(tx_hash)
+
+    def _estimate_gas(self, fields: dict[str, Any], label: str) -> int:
+        try:
+            estimate = self.w3.eth.estimate_gas(fields)
+        except (ContractLogicError, Web3RPCError) as exc:
+            reason = decode_revert(revert_data_from_exception(exc))
+            message = _rpc_message(exc)
+            if reason is None and not isinstance(exc, ContractLogicError) and "revert" not in message.lower():
+                # Not a revert: e.g. no ETH for gas, or the node refusing the call.
+                raise TransactionRejected(f"{label}: gas estimation failed: {message}") from None
+            reason = reason or message
+            raise TransactionReverted(f"{label} would revert: {reason}", reason) from None
+        except (requests.RequestException, OSError) as exc:
+            raise NodeUnavailable(f"{label}: lost the node at {self.display_url} ({_short_reason(exc)})") from None
+        block_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+        return min(int(estimate * GAS_MARGIN), block_limit)
+
+    def _replay_revert(self, tx_hash: str, receipt: TxReceipt) -> str | None:
+        """Why a mined tx failed: re-run it with eth_call on the state before its block."""
+        tx = self.w3.eth.get_transaction(tx_hash)
+        if receipt["gasUsed"] >= tx["gas"]:
+            return "out of gas"
+        call = {"from": tx["from"], "value": tx["value"], "data": tx["input"], "gas": tx["gas"]}
+        if tx.get("to"):
+            call["to"] = tx["to"]
+        try:
+            self.w3.eth.call(call, block_identifier=max(receipt["blockNumber"] - 1, 0))
+        except (ContractLogicError, Web3RPCError) as exc:
+            return decode_revert(revert_data_from_exception(exc)) or _rpc_message(exc)
+        return None  # the replay passed: the failure depended on transactions earlier in the same block
+
+    def _pending_nonce(self) -> int:
+        return int(self.w3.eth.get_transaction_count(self.address, "pending"))
+
+
+def _without_from(tx: dict[str, Any]) -> dict[str, Any]:
+    # eth_account derives the sender from the key; a stray "from" is rejected by some versions.
+    return {k: v for k, v in tx.items() if k != "from"}
+
+
+def _rpc_message(exc: BaseException) -> str:
+    response = getattr(exc, "rpc_response", None)
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        return str(response["error"].get("message", exc))
+    message = getattr(exc, "message", None)
+    return str(message or exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection refused or unreachable"
+    return type(exc).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    """Typed data as JSON for eth_signTypedData_v4: big integers as decimal strings (JSON numbers lose them)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

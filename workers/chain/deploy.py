@@ -1,0 +1,132 @@
+"""Deploys the network's contracts and records them in deployments/<chain-id>.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from .artifacts import artifact_relpath
+from .client import ChainClient
+from .deployments import Deployment, deployment_path, load_deployment, save_deployment
+from .errors import DeploymentExists, InvalidRequest, NoDeployment
+from .roles import ROLES
+from .units import WAD, WEI_PER_DSH
+
+DAY = 24 * 60 * 60
+DEFAULT_ADMIN_ROLE = b"\x00" * 32  # OpenZeppelin AccessControl's admin role id
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """Constructor parameters of a deployment. Amounts are wei (18 decimals), durations seconds.
+
+    Defaults:
+      cap                     1,000,000,000 DSH  hard cap of the token's supply
+      genesis_supply            100,000,000 DSH  minted once at deployment to the treasury
+      genesis_recipient       None = the deployer, acting as treasury
+      epoch_duration          7 days             length of an emission epoch
+      initial_epoch_budget      1,000,000 DSH    reward budget of epoch 0
+      decay_per_epoch         0.99 (WAD)         each epoch's budget is 99% of the previous one
+      unbonding_delay         7 days             between an unstake request and the withdrawal (every role)
+      min_stakes              INFORMANT 100, CURATOR 1000, TRAINER 1000, EVALUATOR 1000, STORAGE 500,
+                              INFERENCE 10000 DSH (the order of `ROLES`)
+    """
+
+    cap: int = 1_000_000_000 * WEI_PER_DSH
+    genesis_supply: int = 100_000_000 * WEI_PER_DSH
+    genesis_recipient: str | None = None
+    epoch_duration: int = 7 * DAY
+    initial_epoch_budget: int = 1_000_000 * WEI_PER_DSH
+    decay_per_epoch: int = 99 * WAD // 100
+    unbonding_delay: int = 7 * DAY
+    min_stakes: tuple[int, ...] = tuple(
+        dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000)
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.min_stakes) != len(ROLES):
+            raise InvalidRequest(f"min_stakes needs {len(ROLES)} values ({', '.join(ROLES)})")
+
+
+def deploy_network(
+    client: ChainClient,
+    params: DeployParams | None = None,
+    governance: str | None = None,
+    *,
+    deployments_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> Deployment:
+    """Deploys Emission (which deploys the token) and StakeRegistry, hands admin to `governance`.
+
+    The deployer is the first admin so that it can wire modules before handing over; if `governance`
+    is another address, it receives DEFAULT_ADMIN_ROLE on both contracts and the deployer renounces
+    its own. Refuses (`DeploymentExists`) to replace a recorded deployment whose contracts still
+    have code, unless `overwrite`: losing that record would orphan live stakes. Returns the record.
+    """
+    params = params or DeployParams()
+    deployments_dir = deployments_dir if deployments_dir is not None else client.deployments_dir
+    deployer = client.address
+    if governance is not None and (not is_address(governance) or int(governance, 16) == 0):
+        raise InvalidRequest(f"governance {governance!r} is not a usable address")
+    governance = to_checksum_address(governance) if governance else deployer
+    if not overwrite:
+        _refuse_live_deployment(client, deployments_dir)
+
+    treasury = to_checksum_address(params.genesis_recipient) if params.genesis_recipient else deployer
+    emission, emission_receipt = client.deploy(
+        "Emission",
+        deployer,
+        params.cap,
+        treasury,
+        params.genesis_supply,
+        params.epoch_duration,
+        params.initial_epoch_budget,
+        params.decay_per_epoch,
+    )
+    token_address = emission.functions.token().call()
+    registry, _ = client.deploy(
+        "StakeRegistry", token_address, deployer, params.unbonding_delay, list(params.min_stakes)
+    )
+
+    if governance != deployer:
+        # Grant everywhere before renouncing anywhere: a failure midway never leaves a contract adminless.
+        for contract in (emission, registry):
+            client.transact(contract.functions.grantRole(DEFAULT_ADMIN_ROLE, governance))
+        for contract in (emission, registry):
+            client.transact(contract.functions.renounceRole(DEFAULT_ADMIN_ROLE, deployer))
+
+    record: Deployment = {
+        "chainId": client.chain_id,
+        "deployBlock": int(emission_receipt["blockNumber"]),
+        "deployer": deployer,
+        "governance": governance,
+        "contracts": {
+            name: {"address": address, "artifact": artifact_relpath(name)}
+            for name, address in (
+                ("Emission", emission.address),
+                ("DeepshardToken", to_checksum_address(token_address)),
+                ("StakeRegistry", registry.address),
+            )
+        },
+    }
+    save_deployment(record, deployments_dir)
+    client.deployments_dir = deployments_dir
+    client.deployment(reload=True)
+    return record
+
+
+def _refuse_live_deployment(client: ChainClient, deployments_dir: Any) -> None:
+    try:
+        existing = load_deployment(client.chain_id, deployments_dir)
+    except NoDeployment:
+        return
+    for name, entry in existing["contracts"].items():
+        if client.w3.eth.get_code(to_checksum_address(entry["address"])):
+            raise DeploymentExists(
+                f"chain {client.chain_id} already has a live deployment ({name} at {entry['address']}, "
+                f"recorded in {deployment_path(client.chain_id, deployments_dir)}): "
+                "pass --force to deploy anew and replace the record"
+            )
