@@ -54,32 +54,32 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint16 revealWindow; // blocks for reveals after the commit window
         uint96 minBond; // smallest informant bond
         uint96 minPoolBond; // smallest curator pool bond
-        uint96 maxReward; // reward of a dataset of value 10,000 (a perfect score), drawn from Emission
+        uint88 maxReward; // reward of a dataset of value 10,000 (a perfect score), drawn from Emission
     }
 
+    /// @dev Four slots, laid out so that each phase touches as few as possible: claims read slots 1 and 3.
     struct Submission {
         // slot 0
         address informant;
         uint96 bond;
         // slot 1
-        uint64 seedBlock;
-        uint64 commitDeadline;
-        uint64 revealDeadline;
+        uint40 seedBlock;
+        uint40 commitDeadline;
+        uint40 revealDeadline;
         uint16 revealedMask;
         uint16 settledMask;
         uint8 panelSize;
         Status status;
+        uint88 informantReward; // unclaimed; zeroed when claimed
         // slot 2
         uint96 panelWeight;
         uint96 revealedWeight;
-        uint40 consensus; // five packed uint8 medians
         uint16 value;
+        bool consumed; // taken into a training round
         // slot 3
         uint96 coherentWeight;
         uint96 curatorPayout;
-        // slot 4
-        uint96 informantReward;
-        bool informantRewardClaimed;
+        uint40 consensus; // five packed uint8 medians
     }
 
     struct Seat {
@@ -106,6 +106,8 @@ contract DataConsensus is IDataConsensus, AccessControl {
     uint16 public threshold;
     /// @notice Exponential moving average of recent outcomes, in basis points (10,000 = all accepted).
     uint16 public acceptanceEma;
+    /// @notice Accepted datasets not yet taken for training.
+    uint64 public pendingDatasetCount;
     uint256 public submissionCount;
     uint256 public curatorCount;
 
@@ -118,9 +120,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
     mapping(address curator => Curator) public curators;
     mapping(uint256 index => address curator) public curatorAt;
     SortitionTree.Tree private _pool;
-    uint256[] private _acceptedDatasets;
-    /// @notice Accepted datasets already taken for training (a cursor into the accepted list).
-    uint256 public consumedDatasets;
 
     error ZeroAddress();
     error InvalidParams();
@@ -148,6 +147,7 @@ contract DataConsensus is IDataConsensus, AccessControl {
     error AlreadySettled();
     error NotInformant();
     error NothingToClaim();
+    error NotPending(uint256 id);
 
     /// @param registry_ The StakeRegistry (this contract needs its MODULE_ROLE).
     /// @param emission_ The Emission contract (this contract needs its DRAWER_ROLE).
@@ -239,7 +239,7 @@ contract DataConsensus is IDataConsensus, AccessControl {
         submission.informant = msg.sender;
         submission.bond = uint96(bond);
         uint256 seedBlock = block.number + _params.seedDelay;
-        submission.seedBlock = uint64(seedBlock);
+        submission.seedBlock = uint40(seedBlock);
         submission.status = Status.AwaitingPanel;
         _manifestCids[id] = cid;
         emit Submitted(id, msg.sender, cid, bond, seedBlock);
@@ -259,7 +259,7 @@ contract DataConsensus is IDataConsensus, AccessControl {
         bytes32 seedHash = blockhash(seedBlock);
         if (seedHash == bytes32(0)) {
             seedBlock = block.number + _params.seedDelay;
-            submission.seedBlock = uint64(seedBlock);
+            submission.seedBlock = uint40(seedBlock);
             emit PanelReseeded(id, seedBlock);
             return;
         }
@@ -270,8 +270,8 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint256 revealDeadline = commitDeadline + _params.revealWindow;
         submission.panelSize = uint8(size);
         submission.panelWeight = uint96(panelWeight);
-        submission.commitDeadline = uint64(commitDeadline);
-        submission.revealDeadline = uint64(revealDeadline);
+        submission.commitDeadline = uint40(commitDeadline);
+        submission.revealDeadline = uint40(revealDeadline);
         submission.status = Status.Voting;
         emit PanelDrawn(id, drawn, commitDeadline, revealDeadline);
     }
@@ -352,27 +352,52 @@ contract DataConsensus is IDataConsensus, AccessControl {
         emit Finalized(id, submission.status, _unpack(packedConsensus), value, currentThreshold, nextThreshold);
 
         if (accepted) {
-            _acceptedDatasets.push(id);
-            registry.unlock(submission.informant, IStakeRegistry.Role.INFORMANT, submission.bond);
+            pendingDatasetCount += 1;
             _drawReward(submission, p, value, coherentWeight);
+            registry.unlock(submission.informant, IStakeRegistry.Role.INFORMANT, submission.bond);
         } else {
             _slashRejected(submission, p.rejectSlashBps, coherentWeight);
         }
     }
 
-    /// @notice Settles the caller's seat on submission `id`: pays its reward share or takes its penalty.
-    /// @param id A finalized submission.
-    function claim(uint256 id) external {
-        _settle(id, _seatIndex(id, msg.sender));
-    }
-
-    /// @notice Settles any seat of a finalized submission (keepers use it to apply penalties). Rewards
-    ///         always go to the seat's curator, whoever calls.
+    /// @notice Settles one seat of a finalized submission: pays its curator's reward share or takes its
+    ///         penalty. Anyone can call it (curators claim, keepers apply penalties); a reward always goes
+    ///         to the seat's curator. `seatOf` gives a curator its seat.
     /// @param id A finalized submission.
     /// @param seat Seat index in [0, panel size).
-    function settle(uint256 id, uint256 seat) external {
-        if (seat >= _submissions[id].panelSize) revert InvalidSeat(seat);
-        _settle(id, seat);
+    function claim(uint256 id, uint256 seat) external {
+        Submission storage submission = _submissions[id];
+        Status status = submission.status;
+        if (status != Status.Accepted && status != Status.Rejected && status != Status.NoQuorum) {
+            revert WrongStatus(status);
+        }
+        if (seat >= submission.panelSize) revert InvalidSeat(seat);
+        uint256 mask = uint256(1) << seat;
+        if (submission.settledMask & mask != 0) revert AlreadySettled();
+        submission.settledMask = uint16(submission.settledMask | mask);
+        Seat memory seatInfo = _seats[id][seat];
+        Curator storage curator = curators[seatInfo.curator];
+        curator.openPanels -= 1;
+
+        uint256 reward = 0;
+        uint256 penaltyBps = 0;
+        if (submission.revealedMask & mask == 0) {
+            penaltyBps = _params.noRevealPenaltyBps;
+        } else if (status != Status.NoQuorum) {
+            if (_packedDistance(uint256(_ballots[id][seat]), submission.consensus) <= _params.toleranceL1) {
+                reward = uint256(submission.curatorPayout) * seatInfo.weight / submission.coherentWeight;
+            } else {
+                penaltyBps = _params.incoherentPenaltyBps;
+            }
+        }
+        uint256 penalty = uint256(curator.bond) * penaltyBps / BPS;
+        emit Settled(id, seatInfo.curator, reward, penalty);
+        if (penalty != 0) {
+            curator.bond -= uint96(penalty);
+            _pool.remove(curator.index, penalty);
+            registry.slash(seatInfo.curator, IStakeRegistry.Role.CURATOR, penalty, treasury);
+        }
+        if (reward != 0) token.safeTransfer(seatInfo.curator, reward);
     }
 
     /// @notice Pays the informant of an accepted submission its reward.
@@ -381,24 +406,22 @@ contract DataConsensus is IDataConsensus, AccessControl {
         Submission storage submission = _submissions[id];
         if (msg.sender != submission.informant) revert NotInformant();
         uint256 reward = submission.informantReward;
-        if (reward == 0 || submission.informantRewardClaimed) revert NothingToClaim();
-        submission.informantRewardClaimed = true;
+        if (reward == 0) revert NothingToClaim();
+        submission.informantReward = 0;
         emit InformantRewardClaimed(id, msg.sender, reward);
         token.safeTransfer(msg.sender, reward);
     }
 
-    /// @notice Takes up to `max` accepted datasets, oldest first, for a training round.
-    /// @param max Most datasets to take.
-    /// @return ids The submission ids taken.
-    function consumeDatasets(uint256 max) external onlyRole(CONSUMER_ROLE) returns (uint256[] memory ids) {
-        uint256 start = consumedDatasets;
-        uint256 available = _acceptedDatasets.length - start;
-        uint256 count = max < available ? max : available;
-        ids = new uint256[](count);
-        for (uint256 i = 0; i < count; ++i) {
-            ids[i] = _acceptedDatasets[start + i];
+    /// @notice Marks accepted datasets as taken into a training round, so no round trains on one twice.
+    /// @dev The consumer finds accepted ids from `Finalized` events; nothing here grows with their number.
+    /// @param ids Accepted submissions not yet consumed (at most the caller's batch size).
+    function consumeDatasets(uint256[] calldata ids) external onlyRole(CONSUMER_ROLE) {
+        for (uint256 i = 0; i < ids.length; ++i) {
+            Submission storage submission = _submissions[ids[i]];
+            if (submission.status != Status.Accepted || submission.consumed) revert NotPending(ids[i]);
+            submission.consumed = true;
         }
-        consumedDatasets = start + count;
+        pendingDatasetCount -= uint64(ids.length);
         emit DatasetsConsumed(msg.sender, ids);
     }
 
@@ -470,11 +493,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
         return (seatPlusOne == 0 ? 0 : seatPlusOne - 1, seatPlusOne != 0);
     }
 
-    /// @notice Accepted datasets not yet taken for training.
-    function pendingDatasetCount() external view returns (uint256) {
-        return _acceptedDatasets.length - consumedDatasets;
-    }
-
     // ------------------------------------------------------------------ internal
 
     /// @dev Stake-weighted draws without replacement: a ticket landing on the informant or on a curator
@@ -489,6 +507,9 @@ contract DataConsensus is IDataConsensus, AccessControl {
         drawn = new address[](MAX_PANEL);
         uint256 size = 0;
         for (uint256 draw = 0; draw < MAX_DRAWS && size < MAX_PANEL; ++draw) {
+            // The seed is the hash of a block mined after the submission: not chosen by the informant, the
+            // curators or the caller. Only that block's proposer could bias it, by withholding the block.
+            // slither-disable-next-line weak-prng
             address curator = curatorAt[_pool.select(uint256(keccak256(abi.encode(seed, draw))) % total)];
             if (curator == informant || _seatOf[id][curator] != 0) continue;
             uint96 bond = curators[curator].bond;
@@ -523,6 +544,8 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint256[] memory ballots = new uint256[](size);
         uint256 count = 0;
         for (uint256 seat = 0; seat < size; ++seat) {
+            // A bit test on our own mask, not a balance anyone can push.
+            // slither-disable-next-line incorrect-equality
             if (revealedMask & (uint256(1) << seat) == 0) continue;
             weights[count] = _seats[id][seat].weight;
             ballots[count] = uint256(_ballots[id][seat]);
@@ -556,9 +579,9 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint256 bond = submission.bond;
         uint256 slashed = bond * rejectSlashBps / BPS;
         address informant = submission.informant;
+        if (slashed != 0 && coherentWeight != 0) submission.curatorPayout = uint96(slashed);
         if (bond > slashed) registry.unlock(informant, IStakeRegistry.Role.INFORMANT, bond - slashed);
         if (slashed == 0) return;
-        if (coherentWeight != 0) submission.curatorPayout = uint96(slashed);
         registry.slash(informant, IStakeRegistry.Role.INFORMANT, slashed, coherentWeight != 0 ? address(this) : treasury);
     }
 
@@ -585,6 +608,7 @@ contract DataConsensus is IDataConsensus, AccessControl {
         threshold = uint16(next);
     }
 
+    /// @dev State first, then the mint: the reward is sized from `available()` so `draw` cannot revert.
     function _drawReward(Submission storage submission, Params memory p, uint256 value, uint256 coherentWeight)
         private
     {
@@ -592,45 +616,12 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint256 available = emission.available();
         if (reward > available) reward = available;
         if (reward == 0) return;
+        // The reward is an amount of its own (capped by what Emission has left) before it is split.
+        // slither-disable-next-line divide-before-multiply
         uint256 curatorPart = coherentWeight != 0 ? reward * p.curatorShareBps / BPS : 0;
         submission.curatorPayout = uint96(curatorPart);
-        submission.informantReward = uint96(reward - curatorPart);
+        submission.informantReward = uint88(reward - curatorPart);
         emission.draw(address(this), reward);
-    }
-
-    function _settle(uint256 id, uint256 seat) private {
-        Submission storage submission = _submissions[id];
-        Status status = submission.status;
-        if (status != Status.Accepted && status != Status.Rejected && status != Status.NoQuorum) {
-            revert WrongStatus(status);
-        }
-        uint256 mask = uint256(1) << seat;
-        if (submission.settledMask & mask != 0) revert AlreadySettled();
-        submission.settledMask = uint16(submission.settledMask | mask);
-        Seat memory seatInfo = _seats[id][seat];
-        Curator storage curator = curators[seatInfo.curator];
-        curator.openPanels -= 1;
-
-        uint256 reward = 0;
-        uint256 penaltyBps = 0;
-        if (submission.revealedMask & mask == 0) {
-            penaltyBps = _params.noRevealPenaltyBps;
-        } else if (status != Status.NoQuorum) {
-            uint256 distance = _packedDistance(uint256(_ballots[id][seat]), submission.consensus);
-            if (distance <= _params.toleranceL1) {
-                reward = uint256(submission.curatorPayout) * seatInfo.weight / submission.coherentWeight;
-            } else {
-                penaltyBps = _params.incoherentPenaltyBps;
-            }
-        }
-        uint256 penalty = uint256(curator.bond) * penaltyBps / BPS;
-        emit Settled(id, seatInfo.curator, reward, penalty);
-        if (penalty != 0) {
-            curator.bond -= uint96(penalty);
-            _pool.remove(curator.index, penalty);
-            registry.slash(seatInfo.curator, IStakeRegistry.Role.CURATOR, penalty, treasury);
-        }
-        if (reward != 0) token.safeTransfer(seatInfo.curator, reward);
     }
 
     function _setParams(Params memory p, uint16[CRITERIA] memory weights_) private {

@@ -234,8 +234,8 @@ def test_accepted_dataset_returns_bond_and_pays_rewards(consensus, registry, tok
     assert token.balanceOf(consensus) == reward
     consensus.claimInformantReward(submission_id, {"from": informant})
     assert token.balanceOf(informant) == reward - curator_part
-    for member in members:
-        consensus.claim(submission_id, {"from": member})
+    for seat, member in enumerate(members):
+        consensus.claim(submission_id, seat, {"from": member})
         assert token.balanceOf(member) == curator_part // len(members)
     assert token.balanceOf(consensus) == curator_part - (curator_part // len(members)) * len(members)
     assert consensus.pendingDatasetCount() == 1
@@ -249,8 +249,8 @@ def test_rejected_dataset_slashes_bond_to_coherent_curators(consensus, registry,
     slashed = BOND * PARAMS["rejectSlashBps"] // 10_000
     assert registry.stakeOf(informant, INFORMANT) == 1_000 * DSH - slashed
     assert registry.lockedOf(informant, INFORMANT) == 0
-    for member in members:
-        consensus.claim(submission_id, {"from": member})
+    for seat, member in enumerate(members):
+        consensus.claim(submission_id, seat, {"from": informant})  # anyone may settle; the curator is paid
         assert token.balanceOf(member) == slashed // len(members)
     with reverts("NothingToClaim"):
         consensus.claimInformantReward(submission_id, {"from": informant})
@@ -269,8 +269,8 @@ def test_incoherent_and_silent_curators_lose_a_share(
     past_reveal(submission_id)
     consensus.finalize(submission_id, {"from": informant})
     treasury_before = token.balanceOf(treasury)
-    consensus.settle(submission_id, len(members) - 2, {"from": informant})
-    consensus.settle(submission_id, len(members) - 1, {"from": informant})
+    consensus.claim(submission_id, len(members) - 2, {"from": informant})
+    consensus.claim(submission_id, len(members) - 1, {"from": informant})
     small = POOL_BOND * PARAMS["incoherentPenaltyBps"] // 10_000
     large = POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
     assert registry.stakeOf(contrarian, CURATOR) == 3_000 * DSH - small
@@ -287,11 +287,11 @@ def test_claim_twice_and_finalize_twice_revert(consensus, voting, vote, informan
     consensus.finalize(submission_id, {"from": informant})
     with reverts("WrongStatus", ACCEPTED):
         consensus.finalize(submission_id, {"from": informant})
-    consensus.claim(submission_id, {"from": members[0]})
+    consensus.claim(submission_id, 0, {"from": members[0]})
     with reverts("AlreadySettled"):
-        consensus.claim(submission_id, {"from": members[0]})
-    with reverts("AlreadySettled"):
-        consensus.settle(submission_id, 0, {"from": informant})
+        consensus.claim(submission_id, 0, {"from": members[0]})
+    with reverts("InvalidSeat", len(members)):
+        consensus.claim(submission_id, len(members), {"from": informant})
     consensus.claimInformantReward(submission_id, {"from": informant})
     with reverts("NothingToClaim"):
         consensus.claimInformantReward(submission_id, {"from": informant})
@@ -302,7 +302,7 @@ def test_claim_twice_and_finalize_twice_revert(consensus, voting, vote, informan
 def test_finalize_and_claim_too_early_revert(consensus, voting, vote, informant):
     submission_id, members = voting
     with reverts("WrongStatus", 2):
-        consensus.claim(submission_id, {"from": members[0]})
+        consensus.claim(submission_id, 0, {"from": members[0]})
     vote(submission_id, {members[0]: GOOD})
     with reverts("TooEarly"):
         consensus.finalize(submission_id, {"from": informant})
@@ -318,9 +318,9 @@ def test_without_quorum_the_bond_returns_and_silence_is_penalised(
     assert tx.events["Finalized"]["status"] == NO_QUORUM
     assert registry.lockedOf(informant, INFORMANT) == 0 and registry.stakeOf(informant, INFORMANT) == 1_000 * DSH
     assert consensus.threshold() == INITIAL_THRESHOLD
-    tx = consensus.settle(submission_id, 0, {"from": informant})
+    tx = consensus.claim(submission_id, 0, {"from": informant})
     assert tx.events["Settled"]["reward"] == 0 and tx.events["Settled"]["penalty"] == 0
-    tx = consensus.settle(submission_id, 1, {"from": informant})
+    tx = consensus.claim(submission_id, 1, {"from": informant})
     assert tx.events["Settled"]["penalty"] == POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
 
 
@@ -355,18 +355,22 @@ def test_threshold_moves_toward_target_and_stays_bounded(consensus, pool, inform
     assert thresholds[-1] <= PARAMS["thresholdCeiling"]
 
 
-def test_consumer_takes_accepted_datasets_in_order(consensus, voting, vote, informant, gov, accounts):
+def test_consumer_takes_each_accepted_dataset_once(consensus, voting, vote, informant, gov, accounts):
     submission_id, members = voting
     vote(submission_id, {member: GOOD for member in members})
     consensus.finalize(submission_id, {"from": informant})
     rounds = accounts[8]
     with reverts("AccessControlUnauthorizedAccount"):
-        consensus.consumeDatasets(5, {"from": rounds})
+        consensus.consumeDatasets([submission_id], {"from": rounds})
     consensus.grantRole(consensus.CONSUMER_ROLE(), rounds, {"from": gov})
-    tx = consensus.consumeDatasets(5, {"from": rounds})
-    assert list(tx.return_value) == [submission_id]
+    assert consensus.pendingDatasetCount() == 1
+    tx = consensus.consumeDatasets([submission_id], {"from": rounds})
+    assert list(tx.events["DatasetsConsumed"]["ids"]) == [submission_id]
     assert consensus.pendingDatasetCount() == 0
-    assert list(consensus.consumeDatasets(5, {"from": rounds}).return_value) == []
+    with reverts("NotPending", submission_id):
+        consensus.consumeDatasets([submission_id], {"from": rounds})
+    with reverts("NotPending", submission_id + 1):
+        consensus.consumeDatasets([submission_id + 1], {"from": rounds})
 
 
 # ------------------------------------------------------------------ governance

@@ -7,10 +7,14 @@ import json
 import os
 from pathlib import Path
 
-from tests.contracts.conftest import DSH, INFORMANT, TRAINER, UNBONDING_DELAY
+from tests.contracts.conftest import CURATOR, DSH, INFORMANT, TRAINER, UNBONDING_DELAY
+from tests.contracts.data.conftest import GOOD, JUNK, POOL_BOND, salt_for
 
 SNAPSHOT = Path(__file__).resolve().parents[3] / "benchmarks" / "gas" / "snapshot.json"
 TOLERANCE = 1.02
+# Drawing a panel redraws tickets that land on a seated curator; how many depends on the seed block's hash,
+# which moves with wall-clock timestamps, so this case gets a looser bound.
+LOOSE_TOLERANCE = {"DataConsensus.drawPanel": 1.10}
 
 # Gas used, 21k base included, that the foundation issue commits to.
 TARGETS = {
@@ -19,7 +23,15 @@ TARGETS = {
     "StakeRegistry.requestUnstake:first": 60_000,
     "StakeRegistry.withdraw:holder": 60_000,
     "StakeRegistry.withdraw:full-exit": 60_000,
+    "DataConsensus.commit": 60_000,
+    "DataConsensus.reveal": 90_000,
+    "DataConsensus.finalize:accepted-panel-15": 400_000,
+    "DataConsensus.finalize:rejected-panel-15": 400_000,
+    "DataConsensus.claim:accepted": 70_000,
+    "DataConsensus.claim:rejected": 70_000,
 }
+# A pool much larger than a panel, so that a panel of the full 15 is drawn whatever the block hashes.
+GAS_POOL_SIZE = 40
 
 
 def measure_gas(accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry):
@@ -77,28 +89,85 @@ def measure_gas(accounts, chain, token, emission, registry, fund, module, sign_p
     gas["StakeRegistry.unlock:partial"] = registry.unlock(alice, TRAINER, 100 * DSH, {"from": module}).gas_used
     gas["StakeRegistry.slash:partial"] = registry.slash(alice, TRAINER, 500 * DSH, bob, {"from": module}).gas_used
     gas["StakeRegistry.unlock:all"] = registry.unlock(alice, TRAINER, 500 * DSH, {"from": module}).gas_used
-    return dict(sorted(gas.items()))
+    return gas
 
 
-def test_gas_within_targets_and_snapshot(
-    accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry
-):
-    measured = measure_gas(
-        accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry
-    )
-    over_target = {case: (measured[case], limit) for case, limit in TARGETS.items() if measured[case] > limit}
+def measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant):
+    gas = {}
+    curators = accounts.from_mnemonic("test " * 11 + "junk", count=GAS_POOL_SIZE, offset=100)
+    for index, curator in enumerate(curators):
+        accounts[0].transfer(curator, "1 ether")
+        staked(curator, CURATOR, POOL_BOND)
+        tx = consensus.joinPool(POOL_BOND, {"from": curator})
+        if index == 0:
+            gas["DataConsensus.joinPool:first-member"] = tx.gas_used
+    gas["DataConsensus.joinPool:new-member"] = tx.gas_used
+    by_address = {curator.address: curator for curator in curators}
+
+    def seated(submission_id):
+        members, _ = consensus.panelOf(submission_id)
+        assert len(members) == 15, "gas cases need a full panel"
+        return [by_address[member] for member in members]
+
+    gas["DataConsensus.submit"] = consensus.submit(b"\x01" * 36, 100 * DSH, {"from": informant}).gas_used
+    for outcome, scores in (("accepted", GOOD), ("rejected", JUNK)):
+        tx = consensus.submit(b"\x01" * 36, 100 * DSH, {"from": informant})
+        submission_id = tx.return_value
+        chain.mine(2)
+        gas[f"DataConsensus.drawPanel:{outcome}-panel-15"] = consensus.drawPanel(submission_id).gas_used
+        members = seated(submission_id)
+        first = members[0]
+        # A curator who already holds DSH (the target's case); a first-ever DSH balance costs the token's
+        # 20k new-holder write on top, recorded separately below.
+        token.transfer(first, DSH, {"from": accounts[2]})
+        commitment = consensus.commitmentFor(scores, salt_for(first, submission_id), first)
+        gas["DataConsensus.commit"] = consensus.commit(submission_id, commitment, {"from": first}).gas_used
+        vote(submission_id, {member: scores for member in members[1:]}, reveal=False)
+        gas["DataConsensus.reveal"] = consensus.reveal(
+            submission_id, scores, salt_for(first, submission_id), {"from": first}
+        ).gas_used
+        for member in members[1:]:
+            consensus.reveal(submission_id, scores, salt_for(member, submission_id), {"from": member})
+        gas[f"DataConsensus.finalize:{outcome}-panel-15"] = consensus.finalize(submission_id).gas_used
+        gas[f"DataConsensus.claim:{outcome}"] = consensus.claim(submission_id, 0, {"from": first}).gas_used
+        gas[f"DataConsensus.claim:{outcome}-new-holder"] = consensus.claim(
+            submission_id, 1, {"from": members[1]}
+        ).gas_used
+        if outcome == "accepted":
+            gas["DataConsensus.claimInformantReward"] = consensus.claimInformantReward(
+                submission_id, {"from": informant}
+            ).gas_used
+    return gas
+
+
+def check_against_snapshot(measured):
+    """Asserts the issue's targets, then compares with (or, under `make gas`, merges into) the snapshot."""
+    over_target = {case: (used, TARGETS[case]) for case, used in measured.items() if used > TARGETS.get(case, used)}
     assert not over_target, f"gas above the issue's targets (used, target): {over_target}"
+    committed = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
 
     if os.environ.get("DEEPSHARD_GAS_UPDATE"):
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(measured, indent=2) + "\n")
+        SNAPSHOT.write_text(json.dumps(dict(sorted({**committed, **measured}.items())), indent=2) + "\n")
         return
 
-    assert SNAPSHOT.exists(), "no gas snapshot: run `make gas` and commit benchmarks/gas/snapshot.json"
-    committed = json.loads(SNAPSHOT.read_text())
     missing = sorted(set(measured) - set(committed))
     assert not missing, f"cases missing from the snapshot (run `make gas`): {missing}"
     regressions = {
-        case: (committed[case], used) for case, used in measured.items() if used > committed[case] * TOLERANCE
+        case: (committed[case], used)
+        for case, used in measured.items()
+        if used > committed[case] * LOOSE_TOLERANCE.get(case.split(":")[0], TOLERANCE)
     }
     assert not regressions, f"gas grew more than 2% over the snapshot (committed, now): {regressions}"
+
+
+def test_token_emission_and_registry_gas(
+    accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry
+):
+    check_against_snapshot(
+        measure_gas(accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry)
+    )
+
+
+def test_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant):
+    check_against_snapshot(measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant))
