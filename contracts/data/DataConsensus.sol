@@ -7,7 +7,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {IDataConsensus} from "../interfaces/IDataConsensus.sol";
 import {IEmission} from "../interfaces/IEmission.sol";
 import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
-import {SortitionTree} from "../libraries/SortitionTree.sol";
+import {SortitionPool} from "../staking/SortitionPool.sol";
 import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 
 /// @title DataConsensus
@@ -18,13 +18,12 @@ import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 ///         threshold that follows a target acceptance rate. Accepted: bond back plus an Emission reward.
 ///         Rejected: part of the bond goes to the coherent curators. Curators far from the consensus lose a
 ///         small share of their pool bond, those who do not reveal a larger one.
-/// @dev Curators join a pool by locking CURATOR stake in the StakeRegistry; the locked bond is their
-///      sortition weight and what penalties are taken from. Every loop is bounded by the panel size or by
+/// @dev Curators join the SortitionPool by locking CURATOR stake in the StakeRegistry; the locked bond is
+///      their sortition weight and what penalties are taken from. Every loop is bounded by the panel size or by
 ///      the tree depth. Curator rewards and penalties are settled per seat (`claim`/`settle`), so finalize
 ///      stays O(panel) and payouts are pulled.
-contract DataConsensus is IDataConsensus, AccessControl {
+contract DataConsensus is IDataConsensus, SortitionPool, AccessControl {
     using SafeERC20 for IERC20;
-    using SortitionTree for SortitionTree.Tree;
 
     /// @notice Role of the module (TrainingRounds) that takes accepted datasets for training.
     bytes32 public constant CONSUMER_ROLE = keccak256("CONSUMER_ROLE");
@@ -87,13 +86,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
         uint96 weight; // the curator's pool bond when the panel was drawn
     }
 
-    struct Curator {
-        uint32 index; // position in the sortition tree, 0 before the first join
-        uint32 openPanels; // panel seats drawn but not yet settled
-        uint96 bond; // CURATOR stake this contract holds locked in the registry
-    }
-
-    IStakeRegistry public immutable registry;
     IEmission public immutable emission;
     IERC20 public immutable token;
 
@@ -109,7 +101,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
     /// @notice Accepted datasets not yet taken for training.
     uint64 public pendingDatasetCount;
     uint256 public submissionCount;
-    uint256 public curatorCount;
 
     mapping(uint256 id => Submission) private _submissions;
     mapping(uint256 id => bytes) private _manifestCids;
@@ -117,22 +108,13 @@ contract DataConsensus is IDataConsensus, AccessControl {
     /// @dev The commitment until the reveal, then the five packed scores (revealedMask tells which).
     mapping(uint256 id => mapping(uint256 seat => bytes32)) private _ballots;
     mapping(uint256 id => mapping(address curator => uint256 seatPlusOne)) private _seatOf;
-    mapping(address curator => Curator) public curators;
-    mapping(uint256 index => address curator) public curatorAt;
-    SortitionTree.Tree private _pool;
 
     error ZeroAddress();
     error InvalidParams();
     error InvalidCid();
     error BondTooSmall(uint256 bond, uint256 minBond);
-    error AmountTooLarge(uint256 amount);
-    error PoolFull();
-    error PoolBondTooSmall(uint256 bond, uint256 minPoolBond);
-    error NotInPool();
-    error OpenPanels(uint256 count);
     error WrongStatus(Status status);
     error TooEarly(uint256 block_);
-    error NoEligibleCurators();
     error NotOnPanel();
     error CommitClosed();
     error RevealNotOpen();
@@ -166,12 +148,11 @@ contract DataConsensus is IDataConsensus, AccessControl {
         Params memory params_,
         uint16[CRITERIA] memory weights_,
         uint16 initialThreshold
-    ) {
+    ) SortitionPool(registry_, IStakeRegistry.Role.CURATOR) {
         if (
             address(registry_) == address(0) || address(emission_) == address(0) || address(token_) == address(0)
                 || admin == address(0) || treasury_ == address(0)
         ) revert ZeroAddress();
-        registry = registry_;
         emission = emission_;
         token = token_;
         treasury = treasury_;
@@ -182,46 +163,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
         }
         threshold = initialThreshold;
         acceptanceEma = params_.targetAcceptanceBps;
-    }
-
-    // ------------------------------------------------------------------ curator pool
-
-    /// @notice Locks `amount` more of the caller's CURATOR stake as its pool bond: its weight in panel draws
-    ///         and the stake its penalties are taken from.
-    /// @param amount Amount in wei; the resulting bond must reach `minPoolBond`.
-    function joinPool(uint256 amount) external {
-        if (amount > type(uint96).max) revert AmountTooLarge(amount);
-        Curator storage curator = curators[msg.sender];
-        uint256 bond = curator.bond + amount;
-        if (bond < _params.minPoolBond || amount == 0) revert PoolBondTooSmall(bond, _params.minPoolBond);
-        uint256 index = curator.index;
-        if (index == 0) {
-            index = ++curatorCount;
-            if (index > SortitionTree.CAPACITY) revert PoolFull();
-            curator.index = uint32(index);
-            curatorAt[index] = msg.sender;
-        }
-        curator.bond = uint96(bond);
-        _pool.add(index, amount);
-        emit PoolJoined(msg.sender, amount, bond);
-        registry.lock(msg.sender, IStakeRegistry.Role.CURATOR, amount);
-    }
-
-    /// @notice Leaves the pool and unlocks the whole bond. Every drawn seat must be settled first.
-    function leavePool() external {
-        Curator storage curator = curators[msg.sender];
-        uint256 bond = curator.bond;
-        if (bond == 0) revert NotInPool();
-        if (curator.openPanels != 0) revert OpenPanels(curator.openPanels);
-        curator.bond = 0;
-        _pool.remove(curator.index, bond);
-        emit PoolLeft(msg.sender, bond);
-        registry.unlock(msg.sender, IStakeRegistry.Role.CURATOR, bond);
-    }
-
-    /// @notice Sum of all pool bonds: the total sortition weight.
-    function poolWeight() external view returns (uint256) {
-        return _pool.total;
     }
 
     // ------------------------------------------------------------------ informants
@@ -263,9 +204,16 @@ contract DataConsensus is IDataConsensus, AccessControl {
             emit PanelReseeded(id, seedBlock);
             return;
         }
-        (address[] memory drawn, uint256 panelWeight) =
-            _drawSeats(id, keccak256(abi.encode(seedHash, id, address(this))), submission.informant);
+        bytes32 seed = keccak256(abi.encode(seedHash, id, address(this)));
+        (address[] memory drawn, uint256[] memory weights) =
+            _drawPanel(seed, submission.informant, MAX_PANEL, MAX_DRAWS);
         uint256 size = drawn.length;
+        uint256 panelWeight = 0;
+        for (uint256 seat = 0; seat < size; ++seat) {
+            _seats[id][seat] = Seat(drawn[seat], uint96(weights[seat]));
+            _seatOf[id][drawn[seat]] = seat + 1;
+            panelWeight += weights[seat];
+        }
         uint256 commitDeadline = block.number + _params.commitWindow;
         uint256 revealDeadline = commitDeadline + _params.revealWindow;
         submission.panelSize = uint8(size);
@@ -376,8 +324,6 @@ contract DataConsensus is IDataConsensus, AccessControl {
         if (submission.settledMask & mask != 0) revert AlreadySettled();
         submission.settledMask = uint16(submission.settledMask | mask);
         Seat memory seatInfo = _seats[id][seat];
-        Curator storage curator = curators[seatInfo.curator];
-        curator.openPanels -= 1;
 
         uint256 reward = 0;
         uint256 penaltyBps = 0;
@@ -390,13 +336,8 @@ contract DataConsensus is IDataConsensus, AccessControl {
                 penaltyBps = _params.incoherentPenaltyBps;
             }
         }
-        uint256 penalty = uint256(curator.bond) * penaltyBps / BPS;
+        uint256 penalty = _closeSeat(seatInfo.curator, penaltyBps);
         emit Settled(id, seatInfo.curator, reward, penalty);
-        if (penalty != 0) {
-            curator.bond -= uint96(penalty);
-            _pool.remove(curator.index, penalty);
-            registry.slash(seatInfo.curator, IStakeRegistry.Role.CURATOR, penalty, treasury);
-        }
         if (reward != 0) token.safeTransfer(seatInfo.curator, reward);
     }
 
@@ -495,35 +436,12 @@ contract DataConsensus is IDataConsensus, AccessControl {
 
     // ------------------------------------------------------------------ internal
 
-    /// @dev Stake-weighted draws without replacement: a ticket landing on the informant or on a curator
-    ///      already seated is drawn again, at most MAX_DRAWS times in all, so the loop stays bounded and a
-    ///      small pool yields a smaller panel rather than an unbounded search.
-    function _drawSeats(uint256 id, bytes32 seed, address informant)
-        private
-        returns (address[] memory drawn, uint256 panelWeight)
-    {
-        uint256 total = _pool.total;
-        if (total == 0) revert NoEligibleCurators();
-        drawn = new address[](MAX_PANEL);
-        uint256 size = 0;
-        for (uint256 draw = 0; draw < MAX_DRAWS && size < MAX_PANEL; ++draw) {
-            // The seed is the hash of a block mined after the submission: not chosen by the informant, the
-            // curators or the caller. Only that block's proposer could bias it, by withholding the block.
-            // slither-disable-next-line weak-prng
-            address curator = curatorAt[_pool.select(uint256(keccak256(abi.encode(seed, draw))) % total)];
-            if (curator == informant || _seatOf[id][curator] != 0) continue;
-            uint96 bond = curators[curator].bond;
-            _seats[id][size] = Seat(curator, bond);
-            _seatOf[id][curator] = size + 1;
-            curators[curator].openPanels += 1;
-            panelWeight += bond;
-            drawn[size] = curator;
-            ++size;
-        }
-        if (size == 0) revert NoEligibleCurators();
-        assembly {
-            mstore(drawn, size) // trim the array to the seats actually drawn
-        }
+    function _minPoolBond() internal view override returns (uint256) {
+        return _params.minPoolBond;
+    }
+
+    function _penaltyBeneficiary() internal view override returns (address) {
+        return treasury;
     }
 
     function _seatIndex(uint256 id, address curator) private view returns (uint256) {

@@ -14,8 +14,6 @@ interface IDataConsensus {
         NoQuorum
     }
 
-    event PoolJoined(address indexed curator, uint256 amount, uint256 bond);
-    event PoolLeft(address indexed curator, uint256 bond);
     event Submitted(uint256 indexed id, address indexed informant, bytes manifestCid, uint256 bond, uint256 seedBlock);
     event PanelReseeded(uint256 indexed id, uint256 seedBlock);
     event PanelDrawn(uint256 indexed id, address[] curators, uint256 commitDeadline, uint256 revealDeadline);

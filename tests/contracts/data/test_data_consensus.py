@@ -34,7 +34,7 @@ def test_join_and_leave_pool(deploy_consensus, registry, staked, accounts):
     assert registry.lockedBy(consensus, curator, CURATOR) == 1_500 * DSH
     assert consensus.poolWeight() == 1_500 * DSH
     consensus.joinPool(500 * DSH, {"from": curator})
-    assert consensus.curators(curator)["bond"] == 2_000 * DSH
+    assert consensus.poolMembers(curator)["bond"] == 2_000 * DSH
     consensus.leavePool({"from": curator})
     assert registry.lockedOf(curator, CURATOR) == 0
     assert consensus.poolWeight() == 0
@@ -123,7 +123,7 @@ def test_draw_with_empty_pool_reverts(deploy_consensus, informant, chain):
     consensus = deploy_consensus()
     submission_id = consensus.submit(CID, BOND, {"from": informant}).return_value
     chain.mine(PARAMS["seedDelay"])
-    with reverts("NoEligibleCurators"):
+    with reverts("NoEligibleMembers"):
         consensus.drawPanel(submission_id, {"from": informant})
 
 
@@ -275,7 +275,7 @@ def test_incoherent_and_silent_curators_lose_a_share(
     large = POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
     assert registry.stakeOf(contrarian, CURATOR) == 3_000 * DSH - small
     assert registry.stakeOf(silent, CURATOR) == 3_000 * DSH - large
-    assert consensus.curators(silent)["bond"] == POOL_BOND - large
+    assert consensus.poolMembers(silent)["bond"] == POOL_BOND - large
     assert token.balanceOf(treasury) == treasury_before + small + large
     assert consensus.poolWeight() == POOL_BOND * 15 - small - large
     assert token.balanceOf(contrarian) == 0 and token.balanceOf(silent) == 0

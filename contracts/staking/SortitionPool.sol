@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.26;
+
+import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
+import {SortitionTree} from "../libraries/SortitionTree.sol";
+
+/// @title SortitionPool
+/// @notice Shared behaviour of the modules that draw stake-weighted panels (curators for data, evaluators for
+///         training rounds): members lock part of their stake in `poolRole` as a pool bond, which is both
+///         their weight in draws and what their penalties are taken from.
+/// @dev A member's bond stays locked while it holds an unsettled panel seat, so a penalty can always be
+///      collected. Draws cost O(log n) per ticket through a SortitionTree; nothing loops over members.
+abstract contract SortitionPool {
+    using SortitionTree for SortitionTree.Tree;
+
+    struct PoolMember {
+        uint32 index; // position in the sortition tree, 0 before the first join
+        uint32 openPanels; // panel seats drawn but not yet settled
+        uint96 bond; // stake this contract holds locked in the registry
+    }
+
+    /// @notice The StakeRegistry holding the bonds (this contract needs its MODULE_ROLE).
+    IStakeRegistry public immutable registry;
+    /// @notice The role whose stake members lock.
+    IStakeRegistry.Role public immutable poolRole;
+    /// @notice Members that ever joined (tree positions in use).
+    uint256 public poolMemberCount;
+    mapping(address member => PoolMember) public poolMembers;
+    mapping(uint256 index => address member) public poolMemberAt;
+    SortitionTree.Tree private _tree;
+
+    event PoolJoined(address indexed member, uint256 amount, uint256 bond);
+    event PoolLeft(address indexed member, uint256 bond);
+
+    error PoolFull();
+    error PoolBondTooSmall(uint256 bond, uint256 minPoolBond);
+    error NotInPool();
+    error OpenPanels(uint256 count);
+    error NoEligibleMembers();
+    error AmountTooLarge(uint256 amount);
+
+    constructor(IStakeRegistry registry_, IStakeRegistry.Role role) {
+        registry = registry_;
+        poolRole = role;
+    }
+
+    /// @notice Locks `amount` more of the caller's stake in `poolRole` as its pool bond.
+    /// @param amount Amount in wei; the resulting bond must reach the module's minimum pool bond.
+    function joinPool(uint256 amount) external {
+        if (amount > type(uint96).max) revert AmountTooLarge(amount);
+        PoolMember storage member = poolMembers[msg.sender];
+        uint256 bond = member.bond + amount;
+        uint256 minimum = _minPoolBond();
+        if (bond < minimum || amount == 0) revert PoolBondTooSmall(bond, minimum);
+        uint256 index = member.index;
+        if (index == 0) {
+            index = ++poolMemberCount;
+            if (index > SortitionTree.CAPACITY) revert PoolFull();
+            member.index = uint32(index);
+            poolMemberAt[index] = msg.sender;
+        }
+        member.bond = uint96(bond);
+        _tree.add(index, amount);
+        emit PoolJoined(msg.sender, amount, bond);
+        registry.lock(msg.sender, poolRole, amount);
+    }
+
+    /// @notice Leaves the pool and unlocks the whole bond. Every drawn seat must be settled first.
+    function leavePool() external {
+        PoolMember storage member = poolMembers[msg.sender];
+        uint256 bond = member.bond;
+        if (bond == 0) revert NotInPool();
+        if (member.openPanels != 0) revert OpenPanels(member.openPanels);
+        member.bond = 0;
+        _tree.remove(member.index, bond);
+        emit PoolLeft(msg.sender, bond);
+        registry.unlock(msg.sender, poolRole, bond);
+    }
+
+    /// @notice Sum of all pool bonds: the total weight of a draw.
+    function poolWeight() external view returns (uint256) {
+        return _tree.total;
+    }
+
+    /// @dev The smallest bond a member may hold (a governance parameter of the module).
+    function _minPoolBond() internal view virtual returns (uint256);
+
+    /// @dev Stake-weighted draws without replacement: a ticket landing on `excluded` or on a member already
+    ///      drawn is drawn again, at most `maxDraws` tickets in all, so the loop stays bounded and a small pool
+    ///      yields a smaller panel. Each drawn member gets an open seat until `_closeSeat`.
+    /// @return members The drawn members, at most `maxSeats`.
+    /// @return weights Their bonds at the draw.
+    function _drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
+        internal
+        returns (address[] memory members, uint256[] memory weights)
+    {
+        uint256 total = _tree.total;
+        if (total == 0) revert NoEligibleMembers();
+        members = new address[](maxSeats);
+        weights = new uint256[](maxSeats);
+        uint256 size = 0;
+        for (uint256 draw = 0; draw < maxDraws && size < maxSeats; ++draw) {
+            // The seed must come from a block the caller cannot choose (see the modules): then only that
+            // block's proposer could bias it, by withholding the block.
+            // slither-disable-next-line weak-prng
+            address candidate = poolMemberAt[_tree.select(uint256(keccak256(abi.encode(seed, draw))) % total)];
+            if (candidate == excluded || _contains(members, size, candidate)) continue;
+            PoolMember storage member = poolMembers[candidate];
+            member.openPanels += 1;
+            members[size] = candidate;
+            weights[size] = member.bond;
+            ++size;
+        }
+        if (size == 0) revert NoEligibleMembers();
+        assembly {
+            // trim both arrays to the seats actually drawn
+            mstore(members, size)
+            mstore(weights, size)
+        }
+    }
+
+    /// @dev Where penalties go (read only when there is one: it is a cold storage read in the modules).
+    function _penaltyBeneficiary() internal view virtual returns (address);
+
+    /// @dev Closes a seat drawn by `_drawPanel`, taking `penaltyBps` of the member's current bond to the
+    ///      penalty beneficiary. Returns the penalty.
+    function _closeSeat(address memberAddress, uint256 penaltyBps) internal returns (uint256 penalty) {
+        PoolMember storage member = poolMembers[memberAddress];
+        member.openPanels -= 1;
+        penalty = uint256(member.bond) * penaltyBps / 10_000;
+        if (penalty == 0) return 0;
+        member.bond -= uint96(penalty);
+        _tree.remove(member.index, penalty);
+        registry.slash(memberAddress, poolRole, penalty, _penaltyBeneficiary());
+    }
+
+    function _contains(address[] memory list, uint256 length, address item) private pure returns (bool) {
+        for (uint256 i = 0; i < length; ++i) {
+            if (list[i] == item) return true;
+        }
+        return false;
+    }
+}
