@@ -3,9 +3,11 @@
     deepshard stake ROLE AMOUNT [--permit] [--rpc URL]   stake DSH in a role
     deepshard deploy [--governance ADDR] [--force]       deploy the contracts, record them
     deepshard balances [ADDRESS ...]                     ETH, DSH and stakes of accounts
+    deepshard data validate|normalise|signals FILE       check and measure a dataset
+    deepshard storage add FILE | get CID -o FILE         the content-addressed store
 
-Each subcommand is a `Command`: a name, a function adding its arguments, and a handler. Later ones
-(data, worker, round) are added to `COMMANDS`. Expected failures (`ChainError`) print one line,
+Each subcommand is a `Command`: a name, a function adding its arguments, and a handler; each
+package's own `cli` module provides them. Expected failures (`ChainError`) print one line,
 `error: ...`, on stderr and exit 1; the checks run before anything is sent.
 The signing key comes from the environment (see workers.chain.accounts); the RPC endpoint from
 --rpc, else $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545.
@@ -38,6 +40,8 @@ from .chain import (
 )
 from .chain.client import display_url
 from .chain.units import format_eth
+from .data import cli as data_cli
+from .storage import cli as storage_cli
 from .tables import format_table
 
 
@@ -125,6 +129,8 @@ COMMANDS: list[Command] = [
     Command("deploy", "deploy the contracts and record them in deployments/<chain-id>.json",
             _deploy_arguments, _deploy_run),
     Command("balances", "show ETH, DSH and stakes of accounts", _balances_arguments, _balances_run),
+    Command("data", data_cli.HELP, data_cli.add_arguments, data_cli.run),
+    Command("storage", storage_cli.HELP, storage_cli.add_arguments, storage_cli.run),
 ]
 
 

@@ -1,0 +1,395 @@
+"""The dataset format (deepshard-jsonl v1): one pass that reads, validates and normalises a dataset.
+
+A dataset is JSON Lines, UTF-8: one JSON object per line,
+    {"text": "...", "source": "...", "license": "...", "lang": "en"}
+`text` is required and must hold something besides whitespace; `source` (where the content comes from,
+or where its claims can be checked), `license` (an SPDX id such as CC-BY-4.0) and `lang` (a BCP 47 tag)
+are optional strings. Any other field is an error rather than silently dropped: the bytes an informant
+pins are exactly the bytes the curators judged, and a typo such as "txt" is caught instead of losing the
+record. Blank lines are ignored, a UTF-8 byte order mark before the first line is tolerated and either
+LF or CRLF may end a line.
+
+Normalisation (see `normalise_text`) makes equal content equal bytes, hence one CID:
+    - line breaks (CRLF, CR, VT, FF, NEL, U+2028, U+2029 ...) become LF;
+    - control characters other than LF and TAB are removed;
+    - every run of horizontal whitespace (tabs, no-break and other Unicode spaces) becomes one space,
+      and lines are stripped: indentation is not kept, the format is for prose;
+    - single line breaks are kept (lists, verse), two or more (with only whitespace between them)
+      become one blank line, the paragraph break; leading and trailing blank lines go;
+    - Unicode NFC, last, so that removed characters cannot leave a decomposed sequence behind.
+Metadata fields are normalised the same way but onto one line; a metadata field empty after that is
+dropped, so `"source": ""` and no source are the same record. `lang` gets the BCP 47 canonical case
+(`pt-br` -> `pt-BR`). Each record is then serialised canonically: keys sorted, no spaces, non-ASCII
+characters written as themselves (UTF-8), one record per line, every line ending in "\\n".
+The rules depend on Python's Unicode tables (Unicode 14.0 on Python 3.11, which the project pins).
+
+Two records are duplicates when their normalised `text` is equal, whatever their metadata: a model
+learns the same thing from both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import unicodedata
+from json.encoder import encode_basestring as _encode_string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+FORMAT_NAME = "deepshard-jsonl"
+FORMAT_VERSION = 1
+
+TEXT_FIELD = "text"
+METADATA_FIELDS = ("source", "license", "lang")
+ALLOWED_FIELDS = (TEXT_FIELD, *METADATA_FIELDS)
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: What a dataset may be read from: a path, or the file's bytes themselves.
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one dataset. They keep validation, pinning and curating cheap and predictable."""
+
+    max_file_bytes: int = 16 * MiB
+    max_records: int = 100_000
+    #: bytes of one line as stored, its line terminator excluded
+    max_record_bytes: int = 64 * KiB
+    #: problems listed in a report; the rest are only counted
+    max_problems: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_bytes", "max_records", "max_record_bytes", "max_problems"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a dataset is invalid, at a 1-based line of the file."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """A valid record: its line in the file, its normalised fields and their canonical serialisation."""
+
+    line: int
+    fields: dict[str, str]
+    canonical: bytes = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.fields[TEXT_FIELD]
+
+
+# ---------------------------------------------------------------- text normalisation
+
+# Cc characters except TAB and the line breaks that str.splitlines() knows (LF, VT, FF, CR, FS, GS, RS, NEL).
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def normalise_text(text: str) -> str:
+    """The normalised form of a record's text (rules in the module docstring); idempotent."""
+    if not text.isprintable():  # holds a line break, a control, or whitespace other than ' '
+        text = _CONTROLS.sub("", text)
+        # str.splitlines() breaks exactly on the line breaks listed in the module docstring.
+        lines = [" ".join(line.split()) for line in text.splitlines()]
+        if len(lines) == 1:
+            text = lines[0]
+        else:
+            parts: list[str] = []
+            blank_before = False
+            for line in lines:
+                if not line:
+                    blank_before = True
+                    continue
+                if parts:
+                    parts.append("\n\n" if blank_before else "\n")
+                parts.append(line)
+                blank_before = False
+            text = "".join(parts)
+    elif "  " in text or text.startswith(" ") or text.endswith(" "):
+        text = " ".join(text.split())
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFC", text)
+
+
+def normalise_inline(value: str) -> str:
+    """A metadata value on one line: like `normalise_text`, with every whitespace run one space."""
+    if not value.isprintable():
+        value = _CONTROLS.sub("", value)
+    value = " ".join(value.split())
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+_LANG_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")
+
+
+def canonical_lang(tag: str) -> str:
+    """BCP 47 canonical case: language lower, script title (`Latn`), region upper (`BR`), rest lower."""
+    parts = tag.split("-")
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha() and len(out) == 1:
+            out.append(part.title())
+        elif (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit()):
+            out.append(part.upper())
+        else:
+            out.append(part.lower())
+    return "-".join(out)
+
+
+def canonical_record_bytes(fields: dict[str, str]) -> bytes:
+    """The record's line in a normalised file: sorted keys, no spaces, UTF-8, ending in LF.
+
+    Byte-for-byte `json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))` plus
+    LF (a test holds it to that); written out because every value is a string and it is 3x faster.
+    """
+    body = ",".join(f'"{name}":{_encode_string(fields[name])}' for name in sorted(fields))
+    return ("{" + body + "}\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------- reading
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
+
+
+def _json_type(value: object) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    # `json` keeps the last of repeated keys; the first is what most readers would show: refuse both.
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return record
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN and Infinity, which are not JSON.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+
+
+def _parse(line: bytes, line_no: int, problems: list[Problem]) -> dict | None:
+    """The line's JSON object, or None after appending why it is not one."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(line_no, f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1} of the line)"))
+        return None
+    try:
+        value, end = _decoder.raw_decode(text, _skip_space(text, 0))
+        if _skip_space(text, end) != len(text):
+            raise json.JSONDecodeError("extra data after the JSON value", text, end)
+    except _DuplicateKey as exc:
+        problems.append(Problem(line_no, f"field '{exc.args[0]}' appears more than once"))
+        return None
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(line_no, f"not valid JSON: {exc.msg} (column {exc.colno})"))
+        return None
+    except ValueError as exc:  # NaN / Infinity
+        problems.append(Problem(line_no, f"not valid JSON: {exc}"))
+        return None
+    if not isinstance(value, dict):
+        problems.append(Problem(line_no, f"a record must be a JSON object, not {_json_type(value)}"))
+        return None
+    return value
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes: bool = True
+                  ) -> dict[str, str] | None:
+    """The normalised fields of a parsed object, or None after appending every problem found."""
+    before = len(problems)
+    unknown = sorted(key for key in value if key not in ALLOWED_FIELDS)
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown)
+        problems.append(Problem(line_no, f"unknown field{'s' if len(unknown) > 1 else ''} {names} "
+                                         f"(allowed: {', '.join(ALLOWED_FIELDS)})"))
+    fields: dict[str, str] = {}
+    for name in ALLOWED_FIELDS:
+        if name not in value:
+            if name == TEXT_FIELD:
+                problems.append(Problem(line_no, "missing field 'text'"))
+            continue
+        raw = value[name]
+        if not isinstance(raw, str):
+            problems.append(Problem(line_no, f"field '{name}' must be a string, not {_json_type(raw)}"))
+            continue
+        surrogate = _SURROGATE.search(raw) if escapes else None
+        if surrogate:
+            problems.append(Problem(line_no, f"field '{name}' contains an unpaired surrogate "
+                                             f"(\\u{ord(surrogate.group()):04x}), which is not Unicode text"))
+            continue
+        if name == TEXT_FIELD:
+            normalised = normalise_text(raw)
+            if not normalised:
+                problems.append(Problem(line_no, "field 'text' is empty" + (" (only whitespace)" if raw else "")))
+                continue
+        else:
+            normalised = normalise_inline(raw)
+            if not normalised:
+                continue  # an empty optional field is the same as an absent one
+            if name == "lang":
+                if not _LANG_TAG.match(normalised):
+                    problems.append(Problem(line_no, f"field 'lang' must be a BCP 47 language tag such as "
+                                                     f"'en' or 'pt-BR', not {normalised[:40]!r}"))
+                    continue
+                normalised = canonical_lang(normalised)
+        fields[name] = normalised
+    return fields if len(problems) == before else None
+
+
+def _lines(stream: BinaryIO, max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
+    """(line without its terminator or None if longer than `max_line_bytes`, bytes consumed) per line.
+
+    Reads at most max_line_bytes + 2 bytes of a line into memory: an oversized line is skipped in chunks.
+    """
+    limit = max_line_bytes + 2  # room for CRLF
+    while True:
+        chunk = stream.readline(limit)
+        if not chunk:
+            return
+        consumed = len(chunk)
+        if not chunk.endswith(b"\n") and len(chunk) == limit:
+            while True:  # skip the rest of the oversized line
+                rest = stream.readline(1 * MiB)
+                consumed += len(rest)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None, consumed
+            continue
+        line = chunk[:-1] if chunk.endswith(b"\n") else chunk
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        yield (line if len(line) <= max_line_bytes else None), consumed
+
+
+@dataclass
+class Scan:
+    """What one pass over a dataset found: problems (all counted, `max_problems` kept) and totals."""
+
+    limits: Limits
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    lines: int = 0
+    records: int = 0
+    bytes_read: int = 0
+    stopped_early: bool = False
+
+    def add(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if len(self.problems) < self.limits.max_problems:
+            self.problems.append(problem)
+
+
+def scan_records(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS, scan: Scan | None = None,
+                 *, report_duplicates: bool = True) -> Iterator[Record]:
+    """Yields the valid records of a binary stream, recording every problem in `scan`.
+
+    Streams: memory is bounded by one line plus a 16-byte digest per record (for duplicates). Reading
+    stops at the first line past the file-size or record-count limit. With `report_duplicates=False`
+    duplicates are yielded like any record (the quality signals want to see them).
+    """
+    scan = scan if scan is not None else Scan(limits)
+    first_line_of: dict[bytes, int] = {}
+    line_no = 0
+    for line, consumed in _lines(stream, limits.max_record_bytes):
+        line_no += 1
+        scan.lines = line_no
+        scan.bytes_read += consumed
+        if scan.bytes_read > limits.max_file_bytes:
+            scan.add(Problem(line_no, f"the file is over the size limit of {_size(limits.max_file_bytes)} "
+                                      f"(reached on this line); stopped reading"))
+            scan.stopped_early = True
+            return
+        if line is None:
+            scan.records += 1
+            scan.add(Problem(line_no, f"record is over the size limit of {_size(limits.max_record_bytes)}"))
+            continue
+        if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        if not line.strip(b" \t\r\n"):
+            continue  # blank lines are not records
+        scan.records += 1
+        if scan.records > limits.max_records:
+            scan.add(Problem(line_no, f"more than {limits.max_records:,} records (the limit); stopped reading"))
+            scan.stopped_early = True
+            return
+        problems: list[Problem] = []
+        value = _parse(line, line_no, problems)
+        # Unpaired surrogates can only come from \\u escapes: skip that search on lines without one.
+        escapes = b"\\u" in line
+        fields = _check_fields(value, line_no, problems, escapes=escapes) if value is not None else None
+        for problem in problems:
+            scan.add(problem)
+        if fields is None:
+            continue
+        if report_duplicates:
+            key = hashlib.blake2b(fields[TEXT_FIELD].encode("utf-8"), digest_size=16).digest()
+            first = first_line_of.setdefault(key, line_no)
+            if first != line_no:
+                scan.add(Problem(line_no, f"duplicate of line {first} (the same text after normalisation)"))
+                continue
+        yield Record(line_no, fields, canonical_record_bytes(fields))
+    if scan.records == 0 and not scan.problem_count:
+        scan.add(Problem(max(line_no, 1), "the file holds no records"))
+
+
+def _size(n: int) -> str:
+    for unit, size in (("MiB", MiB), ("KiB", KiB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n:,} bytes"
+
+
+def open_source(source: Source) -> BinaryIO:
+    """A binary stream over a dataset given as a path or as its bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    return open(Path(source), "rb")
+
+
+def read_records(source: Source, limits: Limits = DEFAULT_LIMITS, *, report_duplicates: bool = True
+                 ) -> tuple[list[Record], Scan]:
+    """All valid records of a dataset and the scan that found them (problems included)."""
+    scan = Scan(limits)
+    with open_source(source) as stream:
+        records = list(scan_records(stream, limits, scan, report_duplicates=report_duplicates))
+    return records, scan
