@@ -6,7 +6,7 @@ Plain web3.py, no brownie runtime, so that workers, the CLI and brownie scripts 
 from .accounts import LocalSigner, NodeSigner, Signer, load_keystore, load_signer
 from .artifacts import Artifact, load_artifact, project_root
 from .client import ChainClient, NonceManager, default_rpc_url
-from .deploy import DeployParams, deploy_network
+from .deploy import DataConsensusParams, DeployParams, deploy_network
 from .deployments import deployment_path, deployments_dir, load_deployment, save_deployment
 from .errors import (
     ArtifactMissing,
@@ -25,7 +25,7 @@ from .staking import StakeResult, stake
 from .units import format_dsh, parse_dsh
 
 __all__ = [
-    "Artifact", "ArtifactMissing", "ChainClient", "ChainError", "DeployParams", "DeploymentExists",
+    "Artifact", "ArtifactMissing", "ChainClient", "ChainError", "DataConsensusParams", "DeployParams", "DeploymentExists",
     "InvalidRequest", "LocalSigner", "NoDeployment", "NodeSigner", "NodeUnavailable", "NonceManager",
     "ROLES", "ReceiptTimeout", "Signer", "SignerUnavailable", "StakeResult", "TransactionRejected",
     "TransactionReverted", "default_rpc_url", "deploy_network", "deployment_path", "deployments_dir",

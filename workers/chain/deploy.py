@@ -20,6 +20,45 @@ DEFAULT_ADMIN_ROLE = b"\x00" * 32  # OpenZeppelin AccessControl's admin role id
 
 
 @dataclass(frozen=True)
+class DataConsensusParams:
+    """DataConsensus parameters (basis points unless named otherwise; windows in blocks).
+
+    Defaults suit a public testnet with ~12 s blocks: about an hour to commit and an hour to reveal.
+    A panel accepts a dataset when its value (the weighted sum of the five median scores, 0..10,000)
+    reaches the threshold, which starts at 5,000 and steers toward accepting half of the submissions.
+    """
+
+    quorum_bps: int = 5_000
+    tolerance_l1: int = 50
+    incoherent_penalty_bps: int = 100
+    no_reveal_penalty_bps: int = 500
+    reject_slash_bps: int = 5_000
+    curator_share_bps: int = 1_000
+    threshold_floor: int = 3_000
+    threshold_ceiling: int = 8_000
+    target_acceptance_bps: int = 5_000
+    ema_alpha_bps: int = 2_000
+    threshold_gain_bps: int = 2_000
+    seed_delay: int = 2
+    commit_window: int = 300
+    reveal_window: int = 300
+    min_bond: int = 100 * WEI_PER_DSH
+    min_pool_bond: int = 1_000 * WEI_PER_DSH
+    max_reward: int = 1_000 * WEI_PER_DSH
+    criteria_weights: tuple[int, ...] = (3_000, 2_000, 2_000, 2_000, 1_000)
+    initial_threshold: int = 5_000
+
+    def as_struct(self) -> tuple:
+        """The `Params` struct in the contract's field order."""
+        return (
+            self.quorum_bps, self.tolerance_l1, self.incoherent_penalty_bps, self.no_reveal_penalty_bps,
+            self.reject_slash_bps, self.curator_share_bps, self.threshold_floor, self.threshold_ceiling,
+            self.target_acceptance_bps, self.ema_alpha_bps, self.threshold_gain_bps, self.seed_delay,
+            self.commit_window, self.reveal_window, self.min_bond, self.min_pool_bond, self.max_reward,
+        )
+
+
+@dataclass(frozen=True)
 class DeployParams:
     """Constructor parameters of a deployment. Amounts are wei (18 decimals), durations seconds.
 
@@ -33,6 +72,7 @@ class DeployParams:
       unbonding_delay         7 days             between an unstake request and the withdrawal (every role)
       min_stakes              INFORMANT 100, CURATOR 1000, TRAINER 1000, EVALUATOR 1000, STORAGE 500,
                               INFERENCE 10000 DSH (the order of `ROLES`)
+      data_consensus          see DataConsensusParams
     """
 
     cap: int = 1_000_000_000 * WEI_PER_DSH
@@ -45,6 +85,7 @@ class DeployParams:
     min_stakes: tuple[int, ...] = tuple(
         dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000)
     )
+    data_consensus: DataConsensusParams = DataConsensusParams()
 
     def __post_init__(self) -> None:
         if len(self.min_stakes) != len(ROLES):
@@ -59,7 +100,8 @@ def deploy_network(
     deployments_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> Deployment:
-    """Deploys Emission (which deploys the token) and StakeRegistry, hands admin to `governance`.
+    """Deploys Emission (which deploys the token), StakeRegistry and DataConsensus, authorises
+    DataConsensus on the registry (lock/unlock/slash) and on Emission (rewards), hands admin to `governance`.
 
     The deployer is the first admin so that it can wire modules before handing over; if `governance`
     is another address, it receives DEFAULT_ADMIN_ROLE on both contracts and the deployer renounces
@@ -90,12 +132,20 @@ def deploy_network(
     registry, _ = client.deploy(
         "StakeRegistry", token_address, deployer, params.unbonding_delay, list(params.min_stakes)
     )
+    data = params.data_consensus
+    consensus, _ = client.deploy(
+        "DataConsensus", registry.address, emission.address, token_address, deployer, treasury,
+        data.as_struct(), list(data.criteria_weights), data.initial_threshold,
+    )
+    client.transact(registry.functions.grantRole(registry.functions.MODULE_ROLE().call(), consensus.address))
+    client.transact(emission.functions.grantRole(emission.functions.DRAWER_ROLE().call(), consensus.address))
 
     if governance != deployer:
         # Grant everywhere before renouncing anywhere: a failure midway never leaves a contract adminless.
-        for contract in (emission, registry):
+        administered = (emission, registry, consensus)
+        for contract in administered:
             client.transact(contract.functions.grantRole(DEFAULT_ADMIN_ROLE, governance))
-        for contract in (emission, registry):
+        for contract in administered:
             client.transact(contract.functions.renounceRole(DEFAULT_ADMIN_ROLE, deployer))
 
     record: Deployment = {
@@ -109,6 +159,7 @@ def deploy_network(
                 ("Emission", emission.address),
                 ("DeepshardToken", to_checksum_address(token_address)),
                 ("StakeRegistry", registry.address),
+                ("DataConsensus", consensus.address),
             )
         },
     }

@@ -23,7 +23,7 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
     assert on_disk == network
     assert on_disk["chainId"] == treasury.chain_id == 31337
     assert on_disk["deployer"] == on_disk["governance"] == treasury.address
-    assert set(on_disk["contracts"]) == {"Emission", "DeepshardToken", "StakeRegistry"}
+    assert set(on_disk["contracts"]) == {"Emission", "DeepshardToken", "StakeRegistry", "DataConsensus"}
     for name, entry in on_disk["contracts"].items():
         assert entry["artifact"] == f"build/contracts/{name}.json"
         assert len(treasury.w3.eth.get_code(entry["address"])) > 0
@@ -42,6 +42,11 @@ def test_deploy_uses_default_params(network, treasury):
     assert delays == {params.unbonding_delay} == {7 * 24 * 3600}
     minimums = [registry.functions.minStake(i).call() // WEI_PER_DSH for i in range(len(ROLES))]
     assert minimums == [100, 1000, 1000, 1000, 500, 10000]
+    consensus = treasury.contract("DataConsensus")
+    assert registry.functions.hasRole(registry.functions.MODULE_ROLE().call(), consensus.address).call()
+    assert emission.functions.hasRole(emission.functions.DRAWER_ROLE().call(), consensus.address).call()
+    assert tuple(consensus.functions.getParams().call()) == params.data_consensus.as_struct()
+    assert consensus.functions.threshold().call() == params.data_consensus.initial_threshold
 
 
 def test_governance_handover(anvil, tmp_path):
@@ -49,7 +54,7 @@ def test_governance_handover(anvil, tmp_path):
     governance = dev_signer(4).address
     record = deploy_network(deployer, governance=governance)
     assert record["governance"] == governance and record["deployer"] == deployer.address
-    for name in ("Emission", "StakeRegistry"):
+    for name in ("Emission", "StakeRegistry", "DataConsensus"):
         contract = deployer.contract(name)
         assert contract.functions.hasRole(DEFAULT_ADMIN_ROLE, governance).call()
         assert not contract.functions.hasRole(DEFAULT_ADMIN_ROLE, deployer.address).call()
