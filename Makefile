@@ -13,12 +13,17 @@ BROWNIE := $(BIN)/brownie
 # Tests start their own chains; brownie's own networks launch anvil/ganache on this port.
 CONTRACT_TESTS := tests/contracts
 
-.PHONY: help setup test test-contracts test-ganache test-gas test-workers slither gas demo clean
+.PHONY: help setup test test-contracts test-ganache test-gas test-workers slither gas demo bench-verify \
+	bench-throughput clean
+
+# Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
+MODEL ?= tiny
 
 help:
 	@echo "make demo   run the network end to end on a local chain"
 	@echo "make test   run every test (contracts on anvil and Ganache, state machine, gas, slither, workers)"
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
+	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
@@ -70,6 +75,15 @@ test-workers: setup
 
 demo: setup
 	$(BIN)/python -m workers.demo
+
+# Verification of training deltas by curvature fingerprints, against adversarial trainers and the
+# loss-check baseline: writes benchmarks/results/verification*.json and a plot.
+bench-verify: setup
+	$(BIN)/python -m benchmarks.verification.run --model $(MODEL)
+
+# Our LoRA trainer's tokens/s against a plain peft + torch loop on the same model and data.
+bench-throughput: setup
+	$(BIN)/python -m benchmarks.throughput.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules
