@@ -1,24 +1,51 @@
 """`python -m workers.demo` (`make demo`): a Deepshard network on a throwaway anvil chain.
 
-Starts anvil on a free port, deploys the contracts with the default parameters, funds six dev
-accounts with DSH from the treasury, stakes one account per role (half of them through an EIP-2612
-permit, half through approve + stake) and prints who holds what. The chain, its deployment record
-(in a temporary folder, so the repo's deployments/ is untouched) and the anvil process are gone at
-the end, even on error or Ctrl-C.
+Starts anvil on a free port, deploys the contracts (with short data-consensus windows, in blocks), funds
+dev accounts with DSH from the treasury, stakes one account per role (half of them through an EIP-2612
+permit, half through approve + stake) and prints who holds what.
+
+Then the data consensus: five curators join the pool, three informants submit a dataset each (the
+good sample, a second good dataset and the junk sample), the curators score each one with the
+baseline policy and commit, reveal and claim through the curator worker's own code path
+(`workers.tasks.curator.curate_once`, called directly rather than through a broker), a keeper draws the
+panels and finalizes, and a table shows what was accepted or rejected, the value against the threshold,
+the bonds returned or slashed, the rewards and the balances that moved.
+
+The chain, its deployment record, the content store and the stored votes (all in one temporary folder,
+so the repo's deployments/ and the user's data are untouched) and the anvil process are gone at the end,
+even on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
-from .chain import ROLES, ChainClient, ChainError, deploy_network, format_dsh, parse_dsh, stake
+from .chain import (
+    ROLES,
+    ChainClient,
+    ChainError,
+    DataConsensusParams,
+    DeployParams,
+    deploy_network,
+    format_dsh,
+    parse_dsh,
+    parse_role,
+    stake,
+)
 from .chain.localnode import dev_signer, start_anvil
 from .chain.units import format_eth
+from .data import SAMPLES_DIR
+from .data.chain import DataConsensusClient, Outcome, VoteStore
+from .storage import StorageError, open_store
 from .tables import format_table, short_address
+from .tasks.curator import curate_once
 
 #: DSH each staker receives from the treasury.
 FUNDING_DSH = "20000"
@@ -32,16 +59,80 @@ DEMO_STAKES: dict[str, tuple[str, bool]] = {
     "INFERENCE": ("12500", True),
 }
 
+#: Data-consensus windows for the demo chain, in blocks (anvil mines one per transaction; the demo mines
+#: the rest): long enough for every commit and reveal the demo sends, short enough to mine past quickly.
+DEMO_DATA_PARAMS = DataConsensusParams(commit_window=40, reveal_window=40)
+#: Dev accounts: 0 treasury and keeper, 1-6 the role stakers, then more informants and curators.
+EXTRA_INFORMANTS = (7, 8)
+EXTRA_CURATORS = (9, 10, 11, 12)
+ANVIL_ACCOUNTS = 13
+CURATOR_STAKE_DSH = "1500"  # what the CURATOR staker above holds: every curator stakes the same
+POOL_BOND_DSH = "1000"
+INFORMANT_STAKE_DSH = "250"
+BOND_DSH = "200"
+
+#: The second good dataset: other facts than good.jsonl (no near-copies), each with its source.
+SECOND_DATASET = [
+    ("The Danube flows about 2,850 kilometres from the Black Forest in Germany to the Black Sea. It passes "
+     "through or along the borders of ten countries, more than any other river.", "Danube"),
+    ("The Hubble Space Telescope was launched on 24 April 1990 aboard the Space Shuttle Discovery. It orbits "
+     "Earth at an altitude of roughly 540 kilometres, above the distortion of the atmosphere.",
+     "Hubble_Space_Telescope"),
+    ("Mercury is the only metal that is liquid at standard room temperature. It melts at minus 38.83 degrees "
+     "Celsius and boils at 356.7 degrees Celsius.", "Mercury_(element)"),
+    ("The Peace of Westphalia, signed in 1648, ended the Thirty Years' War in the Holy Roman Empire and the "
+     "Eighty Years' War between Spain and the Dutch Republic.", "Peace_of_Westphalia"),
+    ("An adult human skeleton has 206 bones. A newborn has around 270, several of which fuse together during "
+     "growth, such as the plates of the skull.", "Human_skeleton"),
+    ("The Mariana Trench in the western Pacific reaches a depth of about 10,935 metres at the Challenger Deep, "
+     "the deepest known point of the ocean floor.", "Mariana_Trench"),
+    ("Marie Curie won the Nobel Prize in Physics in 1903 and the Nobel Prize in Chemistry in 1911. She was the "
+     "first person to win Nobel Prizes in two different sciences.", "Marie_Curie"),
+    ("The Suez Canal opened in 1869 and connects the Mediterranean Sea to the Red Sea. Ships travelling between "
+     "Europe and Asia use it instead of sailing around Africa.", "Suez_Canal"),
+    ("Saturn has a mean density of about 0.69 grams per cubic centimetre, lower than that of water. Its rings "
+     "are made mostly of ice particles with a smaller amount of rock.", "Saturn"),
+    ("The Berlin Wall divided the city from 1961 to 1989. Its border crossings were opened on 9 November 1989, "
+     "and its official demolition began in June 1990.", "Berlin_Wall"),
+    ("Chlorophyll a absorbs light most strongly at wavelengths near 430 and 662 nanometres, in the blue and red "
+     "parts of the spectrum, and reflects green light, so leaves look green.", "Chlorophyll"),
+    ("The Richter scale, introduced by Charles Richter in 1935, is logarithmic: each whole-number step "
+     "corresponds to a tenfold increase in the measured amplitude of seismic waves.", "Richter_scale"),
+    ("Johannes Kepler published his first two laws of planetary motion in 1609. They state that planets move "
+     "in ellipses with the Sun at one focus and sweep equal areas in equal times.",
+     "Kepler%27s_laws_of_planetary_motion"),
+    ("The shore of the Dead Sea lies about 430 metres below sea level, the lowest land elevation on Earth. Its "
+     "water is almost ten times saltier than the ocean.", "Dead_Sea"),
+    ("The Trans-Siberian Railway runs about 9,289 kilometres from Moscow to Vladivostok. The main line was "
+     "completed in 1916 and crosses eight time zones.", "Trans-Siberian_Railway"),
+    ("Hydrogen is the most abundant chemical element in the universe. It makes up about 74 percent of the mass "
+     "of ordinary matter, mostly in stars and interstellar gas.", "Hydrogen"),
+    ("The Magellan expedition left Spain in 1519 with five ships. One ship, the Victoria, returned in 1522 "
+     "under Juan Sebastian Elcano, completing the first circumnavigation of the globe.", "Magellan_expedition"),
+    ("The eruption of Krakatoa in August 1883 was heard about 4,800 kilometres away. The ash and sulphur it put "
+     "into the stratosphere lowered average global temperatures for several years.", "1883_eruption_of_Krakatoa"),
+]
+
+
+def write_second_dataset(path: Path) -> Path:
+    with open(path, "w", encoding="utf-8") as out:
+        for text, page in SECOND_DATASET:
+            record = {"text": text, "source": f"https://en.wikipedia.org/wiki/{page}", "license": "CC-BY-SA-4.0",
+                      "lang": "en"}
+            out.write(json.dumps(record) + "\n")
+    return path
+
 
 def run_demo(out: TextIO = sys.stdout) -> None:
     """Runs the whole demo, writing its report to `out`."""
     started = time.monotonic()
-    with start_anvil() as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as deployments:
+    with start_anvil(accounts=ANVIL_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as tmp:
+        workdir = Path(tmp)
         # Dev account 0 deploys and, as genesis recipient, is the treasury. Accounts 1..6 stake.
-        treasury = ChainClient(node.url, dev_signer(0), deployments_dir=deployments)
+        treasury = ChainClient(node.url, dev_signer(0), deployments_dir=workdir / "deployments")
         print(f"anvil on {node.url} (pid {node.pid}), chain id {treasury.chain_id}", file=out)
 
-        record = deploy_network(treasury)
+        record = deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS))
         for name, entry in record["contracts"].items():
             print(f"  {name:<15} {entry['address']}", file=out)
 
@@ -49,13 +140,7 @@ def run_demo(out: TextIO = sys.stdout) -> None:
         registry = treasury.contract("StakeRegistry")
         stakers = {role: treasury.with_signer(dev_signer(index)) for index, role in enumerate(ROLES, start=1)}
 
-        # Send every funding transfer before waiting for any: the client's nonce manager numbers them.
-        pending = [
-            treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
-            for client in stakers.values()
-        ]
-        for tx_hash in pending:
-            treasury.wait(tx_hash, "DSH funding transfer")
+        fund(treasury, stakers.values())
         print(f"treasury funded {len(stakers)} accounts with {FUNDING_DSH} DSH each", file=out)
 
         rows = []
@@ -90,7 +175,147 @@ def run_demo(out: TextIO = sys.stdout) -> None:
         held_by_registry = format_dsh(token.functions.balanceOf(registry.address).call(), grouped=True)
         held_by_treasury = format_dsh(token.functions.balanceOf(treasury.address).call(), grouped=True)
         print(f"\nStakeRegistry holds {held_by_registry} DSH; treasury holds {held_by_treasury} DSH", file=out)
+
+        run_data_consensus(treasury, stakers, workdir, out)
     print(f"done in {time.monotonic() - started:.1f} s; anvil stopped", file=out)
+
+
+def fund(treasury: ChainClient, clients) -> None:
+    """Sends FUNDING_DSH to each client's account."""
+    token = treasury.contract("DeepshardToken")
+    # Send every transfer before waiting for any: the client's nonce manager numbers them.
+    pending = [treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
+               for client in clients]
+    for tx_hash in pending:
+        treasury.wait(tx_hash, "DSH funding transfer")
+
+
+@dataclass
+class DemoSubmission:
+    dataset: str
+    informant: DataConsensusClient
+    submission_id: int
+    outcome: Outcome | None = None
+    slashed: int = 0
+    informant_reward: int = 0
+    curator_payout: int = 0
+
+
+def mine_to(client: ChainClient, block: int) -> None:
+    """Mines empty blocks on anvil until `block` is the latest."""
+    missing = block - client.w3.eth.block_number
+    if missing > 0:
+        client.w3.provider.make_request("anvil_mine", [hex(missing)])
+
+
+def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], workdir: Path, out: TextIO) -> None:
+    """Five curators vote on three datasets with the curator worker's code; prints outcomes and balances."""
+    token = treasury.contract("DeepshardToken")
+    registry = treasury.contract("StakeRegistry")
+    informants = [stakers["INFORMANT"], *(treasury.with_signer(dev_signer(i)) for i in EXTRA_INFORMANTS)]
+    curators = [stakers["CURATOR"], *(treasury.with_signer(dev_signer(i)) for i in EXTRA_CURATORS)]
+    fund(treasury, informants[1:] + curators[1:])
+    for client in informants[1:]:
+        stake(client, "INFORMANT", INFORMANT_STAKE_DSH)
+    for client in curators[1:]:
+        stake(client, "CURATOR", CURATOR_STAKE_DSH)
+
+    accounts = [(client, "INFORMANT") for client in informants] + [(client, "CURATOR") for client in curators]
+
+    def holdings() -> list[tuple[int, int]]:
+        """(wallet DSH, stake in its role) of each account."""
+        return [(token.functions.balanceOf(client.address).call(),
+                 registry.functions.stakeOf(client.address, parse_role(role)).call()) for client, role in accounts]
+
+    before = holdings()
+    votes = VoteStore(workdir / "votes")
+    keeper = DataConsensusClient(treasury, votes)  # draws panels and finalizes: anyone may
+    panel_pool = [DataConsensusClient(client, votes) for client in curators]
+    for curator in panel_pool:
+        curator.join_pool(parse_dsh(POOL_BOND_DSH))
+    print(f"\n{len(panel_pool)} curators joined the pool with {POOL_BOND_DSH} DSH each", file=out)
+
+    datasets = [("good.jsonl", SAMPLES_DIR / "good.jsonl"),
+                ("more-facts.jsonl", write_second_dataset(workdir / "more-facts.jsonl")),
+                ("junk.jsonl", SAMPLES_DIR / "junk.jsonl")]
+    with open_store(store_dir=workdir / "store") as store:
+        submissions = []
+        for (name, path), client in zip(datasets, informants):
+            informant = DataConsensusClient(client, votes)
+            result = informant.submit(path, parse_dsh(BOND_DSH), store)
+            submissions.append(DemoSubmission(name, informant, result.submission_id))
+            print(f"  #{result.submission_id} {name:<17} submitted by {short_address(client.address)}, "
+                  f"manifest {result.pinned.manifest_cid}", file=out)
+
+        mine_to(treasury, max(keeper.submission(s.submission_id).seed_block for s in submissions) + 1)
+        for entry in submissions:
+            keeper.draw(entry.submission_id)
+        # Each round runs every curator's worker step on every submission: commit, then reveal.
+        for action in ("committed", "revealed"):
+            done = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
+            print(f"  curators {action} {sum(step.action == action for step in done)} votes", file=out)
+            if action == "committed":
+                mine_to(treasury, max(keeper.submission(s.submission_id).commit_deadline for s in submissions) + 1)
+
+        def informant_stake(entry: DemoSubmission) -> int:
+            return registry.functions.stakeOf(entry.informant.chain.address, parse_role("INFORMANT")).call()
+
+        for entry in submissions:
+            stake_before = informant_stake(entry)
+            entry.outcome = keeper.finalize(entry.submission_id)
+            entry.slashed = stake_before - informant_stake(entry)
+            entry.curator_payout = keeper.submission(entry.submission_id).curator_payout
+        settled = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
+        print(f"  curators settled {sum(step.action == 'claimed' for step in settled)} seats", file=out)
+        for entry in submissions:
+            if entry.outcome.status == "Accepted":
+                entry.informant_reward = entry.informant.claim(entry.submission_id).informant_reward
+
+    print("\nData consensus (scores 0..100; value and threshold in points of 10,000; amounts in DSH)", file=out)
+    print(outcome_table(submissions), file=out)
+    print("\nBalances that moved (DSH)", file=out)
+    print(balances_table(accounts, before, holdings()), file=out)
+    left = token.functions.balanceOf(keeper.contract.address).call()
+    print(f"\nthreshold now {keeper.contract.functions.threshold().call():,}; DataConsensus holds "
+          f"{format_dsh(left)} DSH after every claim", file=out)
+
+
+def outcome_table(submissions: list[DemoSubmission]) -> str:
+    rows = []
+    for entry in submissions:
+        outcome = entry.outcome
+        returned = format_dsh(parse_dsh(BOND_DSH) - entry.slashed)
+        rows.append([
+            f"#{entry.submission_id}",
+            entry.dataset,
+            short_address(entry.informant.chain.address),
+            outcome.status.lower(),
+            ",".join(str(score) for score in outcome.consensus),
+            f"{outcome.value:,}",
+            f"{outcome.threshold_before:,} → {outcome.threshold_after:,}",
+            f"{format_dsh(entry.slashed)} slashed, {returned} back" if entry.slashed else f"{returned} back",
+            format_dsh(entry.informant_reward, grouped=True),
+            format_dsh(entry.curator_payout, grouped=True),
+        ])
+    return format_table(["ID", "DATASET", "INFORMANT", "OUTCOME", "CONSENSUS", "VALUE", "THRESHOLD", "BOND",
+                         "REWARD", "TO CURATORS"], rows, numeric=(5, 8, 9))
+
+
+def balances_table(accounts: list[tuple[ChainClient, str]], before: list[tuple[int, int]],
+                   after: list[tuple[int, int]]) -> str:
+    rows = []
+    for (client, role), (wallet_before, stake_before), (wallet_after, stake_after) in zip(accounts, before, after):
+        rows.append([short_address(client.address), role,
+                     format_dsh(wallet_before, grouped=True), format_dsh(wallet_after, grouped=True),
+                     _signed(wallet_after - wallet_before),
+                     format_dsh(stake_before, grouped=True), format_dsh(stake_after, grouped=True),
+                     _signed(stake_after - stake_before)])
+    return format_table(["ACCOUNT", "ROLE", "WALLET BEFORE", "WALLET AFTER", "CHANGE", "STAKE BEFORE", "STAKE AFTER",
+                         "CHANGE"], rows, numeric=(2, 3, 4, 5, 6, 7))
+
+
+def _signed(wei: int) -> str:
+    return ("+" if wei > 0 else "") + format_dsh(wei, grouped=True)
 
 
 def _raise_on_sigterm(signum, frame):
@@ -102,7 +327,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         run_demo()
-    except ChainError as exc:
+    except (ChainError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,113 @@
+"""Fixtures of the task tests: real Celery workers against the real local Redis, on a database of their own.
+
+Each worker is `python -m celery -A workers.tasks.app worker` as a child process, with its own store (and,
+for a curator, key and chain) in its environment; it is stopped by its PID. The tests use Redis database
+`TEST_REDIS_DB` and, at the end, delete exactly the keys that appeared there while they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from workers.chain.artifacts import project_root
+from workers.tasks.app import REDIS_URL_ENV, app
+
+TEST_REDIS_DB = 12
+TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+WORKER_READY_TIMEOUT = 30.0
+
+
+@dataclass
+class Worker:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it lingers; only this worker's own process."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def redis_test_db():
+    """A client of the test database; on exit, deletes the keys the tests created there."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"the task tests need the local Redis at {TEST_REDIS_URL} ({exc})")
+    existing = set(client.keys("*"))
+    # Point this process's app (the one .delay() uses) at the test database too.
+    app.conf.update(broker_url=TEST_REDIS_URL, result_backend=TEST_REDIS_URL)
+    try:
+        yield client
+    finally:
+        app.pool.force_close_all()
+        created = set(client.keys("*")) - existing
+        if created:
+            client.delete(*created)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def start_worker(redis_test_db, tmp_path_factory):
+    """Factory: start_worker(queues, env) -> a ready Worker; every worker started is stopped at the end."""
+    workers: list[Worker] = []
+
+    def start(queues: str, env: dict[str, str], pool: str = "solo") -> Worker:
+        name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
+        environment.update({REDIS_URL_ENV: TEST_REDIS_URL, **env})
+        command = [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", f"--pool={pool}",
+                   "--concurrency=1", "-Q", queues, "-n", name, "--without-gossip", "--without-mingle",
+                   "--without-heartbeat", "--loglevel=INFO"]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        worker = Worker(name, process, log_path)
+        workers.append(worker)
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT
+        while " ready." not in worker.log():
+            if process.poll() is not None or time.monotonic() > deadline:
+                worker.stop()
+                pytest.fail(f"the Celery worker did not start:\n{worker.log()[-3000:]}")
+            time.sleep(0.1)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def data_worker(start_worker, store_dir):
+    """A prefork worker of the `data` queue on an embedded store in a temporary folder."""
+    worker = start_worker("data", {"DEEPSHARD_STORE_DIR": str(store_dir)}, pool="prefork")
+    yield worker
+    worker.stop()

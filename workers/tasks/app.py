@@ -1,0 +1,79 @@
+"""The Celery app every Deepshard worker runs: `celery -A workers.tasks.app worker -Q data,curator`.
+
+Broker and result backend are the Redis at `$DEEPSHARD_REDIS_URL` (default redis://127.0.0.1:6379/0).
+Delivery is at-least-once: a task is acknowledged only after it ran (`acks_late`), and one whose worker
+died is put back (`reject_on_worker_lost`), so every task must be safe to run twice: pinning is content
+addressed, and chain tasks read the chain before sending anything.
+
+Queues: `data` (pin and score datasets: any worker) and `curator` (vote with the key of the worker's
+host: only curator nodes consume it). Task modules never import torch at module level: prefork
+children would inherit its threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+REDIS_URL_ENV = "DEEPSHARD_REDIS_URL"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Seconds to wait for Redis to accept a connection before giving up (per attempt).
+CONNECT_TIMEOUT = 3.0
+#: Seconds a Redis command may take before the socket is considered dead.
+SOCKET_TIMEOUT = 30.0
+
+
+def redis_url() -> str:
+    """`$DEEPSHARD_REDIS_URL`, else the local Redis."""
+    return os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+
+
+def create_app(url: str | None = None) -> Celery:
+    """A Celery app on the Redis at `url` (default `redis_url()`), with the task modules registered."""
+    url = url or redis_url()
+    app = Celery("deepshard", task_cls="workers.tasks.base:DeepshardTask",
+                 include=["workers.tasks.data", "workers.tasks.curator"])
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # At-least-once: ack after the task ran, requeue it if the worker process died mid-task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One task at a time per process: a long pin or training job must not hold others hostage.
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=7 * 24 * 3600,
+        task_routes={
+            "workers.tasks.data.*": {"queue": "data"},
+            "workers.tasks.curator.*": {"queue": "curator"},
+        },
+        task_default_queue="data",
+        # A dead broker must fail a `.delay()` within seconds, not hang: few publish retries, short
+        # connect timeouts on both the broker and the result backend.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+        broker_connection_timeout=CONNECT_TIMEOUT,
+        broker_transport_options={
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+            # Redelivery of unacknowledged tasks; longer than any task or countdown we schedule.
+            "visibility_timeout": 3600,
+        },
+        redis_socket_connect_timeout=CONNECT_TIMEOUT,
+        redis_socket_timeout=SOCKET_TIMEOUT,
+        result_backend_transport_options={
+            "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+        },
+        # A worker started before Redis, or losing it, waits for it (with backoff) instead of exiting.
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+    )
+    return app
+
+
+app = create_app()
