@@ -25,4 +25,7 @@ interface IDataConsensus {
     event Settled(uint256 indexed id, address indexed curator, uint256 reward, uint256 penalty);
     event InformantRewardClaimed(uint256 indexed id, address indexed informant, uint256 amount);
     event DatasetsConsumed(address indexed consumer, uint256[] ids);
+
+    /// @notice Marks accepted datasets as taken into a training round (CONSUMER_ROLE only).
+    function consumeDatasets(uint256[] calldata ids) external;
 }

@@ -7,36 +7,66 @@ pragma solidity 0.8.26;
 ///      half of the total. Voters holding less than half of the weight can therefore not move it outside the
 ///      range of the values the rest voted for.
 library WeightedMedian {
+    error NoWeight();
+
     /// @notice Lower weighted median of `values[0..count)` weighted by `weights[0..count)`.
-    /// @dev Sorts copies in memory (insertion sort: count is bounded by the caller's panel size).
-    ///      Weights must fit in 192 bits and values in 64 bits; reverts on an empty or weightless sample.
+    /// @dev Values must fit in 64 bits and weights in 192 bits.
     function lowerMedian(uint256[] memory values, uint256[] memory weights, uint256 count)
         internal
         pure
         returns (uint256)
     {
-        // Pack (value, weight) into one word so sorting the words sorts by value.
+        require(count <= values.length && count <= weights.length, "WeightedMedian: count");
         uint256[] memory packed = new uint256[](count);
         uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
-            packed[i] = (values[i] << 192) | weights[i];
+            packed[i] = pack(values[i], weights[i]);
             total += weights[i];
         }
-        require(total != 0, "WeightedMedian: no weight");
-        for (uint256 i = 1; i < count; ++i) {
-            uint256 item = packed[i];
-            uint256 j = i;
-            while (j != 0 && packed[j - 1] > item) {
-                packed[j] = packed[j - 1];
-                --j;
+        return medianOfPacked(packed, count, total);
+    }
+
+    /// @notice One sample: its value in the high 64 bits, its weight in the low 192, so that sorting
+    ///         packed words sorts by value.
+    function pack(uint256 value, uint256 weight) internal pure returns (uint256) {
+        return (value << 192) | weight;
+    }
+
+    /// @notice Lower weighted median of `packed[0..count)` (see `pack`) whose weights sum to `total`.
+    ///         Sorts `packed[0..count)` in place.
+    /// @dev Training rounds take hundreds of these per transaction with one reused buffer, so the loops work
+    ///      on raw memory; `count` must not exceed the buffer's length. An insertion sort suits the bounded
+    ///      panel sizes.
+    function medianOfPacked(uint256[] memory packed, uint256 count, uint256 total)
+        internal
+        pure
+        returns (uint256 median)
+    {
+        require(count <= packed.length, "WeightedMedian: count");
+        if (total == 0) revert NoWeight();
+        assembly ("memory-safe") {
+            let data := add(packed, 0x20)
+            for { let i := 1 } lt(i, count) { i := add(i, 1) } {
+                let item := mload(add(data, shl(5, i)))
+                let j := i
+                for {} j { j := sub(j, 1) } {
+                    let previous := mload(add(data, shl(5, sub(j, 1))))
+                    if iszero(gt(previous, item)) { break }
+                    mstore(add(data, shl(5, j)), previous)
+                }
+                mstore(add(data, shl(5, j)), item)
             }
-            packed[j] = item;
+            let cumulative := 0
+            let mask := sub(shl(192, 1), 1)
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let word := mload(add(data, shl(5, i)))
+                cumulative := add(cumulative, and(word, mask))
+                // The loop always reaches half of the total, so the median is always set.
+                if iszero(lt(shl(1, cumulative), total)) {
+                    median := shr(192, word)
+                    break
+                }
+            }
         }
-        uint256 cumulative = 0;
-        for (uint256 i = 0; i < count; ++i) {
-            cumulative += packed[i] & type(uint192).max;
-            if (2 * cumulative >= total) return packed[i] >> 192;
-        }
-        return packed[count - 1] >> 192; // unreachable: the loop always reaches half of the total
     }
 }

@@ -3,12 +3,15 @@
 Every test runs in its own chain snapshot (`fn_isolation`), so none depends on another's leftovers.
 """
 
+import itertools
 import re
+import time
 
 import brownie
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from web3.exceptions import TransactionNotFound
 
 DSH = 10**18
 WAD = 10**18
@@ -40,9 +43,40 @@ def reverts(name, *args):
     return brownie.reverts(revert_pattern=re.escape(name) + r":.*")
 
 
+_gas_price_offsets = itertools.count(1)
+
+
+def use_unique_gas_price():
+    """After a snapshot revert, repeating an earlier transaction byte for byte (same sender, nonce and
+    calldata) gives the same hash, and anvil then loses track of it ("Tx dropped without known
+    replacement"). A gas price unique to each test, or each property-test example, keeps hashes unique."""
+    brownie.network.gas_price(10**9 + next(_gas_price_offsets))
+
+
 @pytest.fixture(autouse=True)
 def isolation(fn_isolation):
-    pass
+    use_unique_gas_price()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def patient_receipts():
+    """Brownie declares a transaction dropped when the sender's nonce has moved but the receipt is not yet
+    found; on a loaded machine a local node can briefly answer in that order for a transaction it has just
+    mined. Ask again for up to a second before brownie draws that conclusion."""
+    eth = brownie.network.web3.eth
+    original = eth.get_transaction_receipt
+
+    def get_transaction_receipt(txid):
+        for _ in range(20):
+            try:
+                return original(txid)
+            except TransactionNotFound:
+                time.sleep(0.05)
+        return original(txid)
+
+    eth.get_transaction_receipt = get_transaction_receipt
+    yield
+    del eth.get_transaction_receipt
 
 
 @pytest.fixture(scope="module")

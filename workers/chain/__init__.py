@@ -6,7 +6,7 @@ Plain web3.py, no brownie runtime, so that workers, the CLI and brownie scripts 
 from .accounts import LocalSigner, NodeSigner, Signer, load_keystore, load_signer
 from .artifacts import Artifact, load_artifact, project_root
 from .client import ChainClient, NonceManager, default_rpc_url
-from .deploy import DataConsensusParams, DeployParams, deploy_network
+from .deploy import DataConsensusParams, DeployParams, TrainingRoundsParams, deploy_network
 from .deployments import deployment_path, deployments_dir, load_deployment, save_deployment
 from .errors import (
     ArtifactMissing,
@@ -27,7 +27,7 @@ from .units import format_dsh, parse_dsh
 __all__ = [
     "Artifact", "ArtifactMissing", "ChainClient", "ChainError", "DataConsensusParams", "DeployParams", "DeploymentExists",
     "InvalidRequest", "LocalSigner", "NoDeployment", "NodeSigner", "NodeUnavailable", "NonceManager",
-    "ROLES", "ReceiptTimeout", "Signer", "SignerUnavailable", "StakeResult", "TransactionRejected",
+    "ROLES", "ReceiptTimeout", "Signer", "SignerUnavailable", "StakeResult", "TrainingRoundsParams", "TransactionRejected",
     "TransactionReverted", "default_rpc_url", "deploy_network", "deployment_path", "deployments_dir",
     "format_dsh", "load_artifact", "load_deployment", "load_keystore", "load_signer", "parse_dsh",
     "parse_role", "project_root", "save_deployment", "stake",

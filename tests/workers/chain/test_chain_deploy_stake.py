@@ -13,9 +13,10 @@ from workers.chain import (
     deploy_network,
     stake,
 )
-from workers.chain.deploy import DEFAULT_ADMIN_ROLE
+from workers.chain.deploy import DEFAULT_ADMIN_ROLE, GENESIS_MODEL_CID
 from workers.chain.localnode import dev_signer
 from workers.chain.units import WAD, WEI_PER_DSH
+from workers.storage.cids import Cid
 
 
 def test_deploy_writes_record_and_contracts_have_code(network, treasury, deployments_dir):
@@ -23,7 +24,9 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
     assert on_disk == network
     assert on_disk["chainId"] == treasury.chain_id == 31337
     assert on_disk["deployer"] == on_disk["governance"] == treasury.address
-    assert set(on_disk["contracts"]) == {"Emission", "DeepshardToken", "StakeRegistry", "DataConsensus"}
+    assert set(on_disk["contracts"]) == {
+        "Emission", "DeepshardToken", "StakeRegistry", "DataConsensus", "ModelRegistry", "TrainingRounds",
+    }
     for name, entry in on_disk["contracts"].items():
         assert entry["artifact"] == f"build/contracts/{name}.json"
         assert len(treasury.w3.eth.get_code(entry["address"])) > 0
@@ -47,6 +50,19 @@ def test_deploy_uses_default_params(network, treasury):
     assert emission.functions.hasRole(emission.functions.DRAWER_ROLE().call(), consensus.address).call()
     assert tuple(consensus.functions.getParams().call()) == params.data_consensus.as_struct()
     assert consensus.functions.threshold().call() == params.data_consensus.initial_threshold
+    rounds, models = treasury.contract("TrainingRounds"), treasury.contract("ModelRegistry")
+    assert tuple(rounds.functions.getParams().call()) == params.training_rounds.as_struct()
+    assert consensus.functions.hasRole(consensus.functions.CONSUMER_ROLE().call(), rounds.address).call()
+    assert models.functions.hasRole(models.functions.REGISTRAR_ROLE().call(), rounds.address).call()
+    genesis = models.functions.getVersion(1).call()
+    assert str(Cid.from_bytes(bytes(genesis[4]))) == GENESIS_MODEL_CID
+
+
+def test_genesis_cid_is_the_shipped_model():
+    from workers.ml.models import locate_smollm2_gguf
+    from workers.storage.unixfs import cid_of_file
+
+    assert str(cid_of_file(locate_smollm2_gguf())) == GENESIS_MODEL_CID
 
 
 def test_governance_handover(anvil, tmp_path):
@@ -54,7 +70,7 @@ def test_governance_handover(anvil, tmp_path):
     governance = dev_signer(4).address
     record = deploy_network(deployer, governance=governance)
     assert record["governance"] == governance and record["deployer"] == deployer.address
-    for name in ("Emission", "StakeRegistry", "DataConsensus"):
+    for name in ("Emission", "StakeRegistry", "DataConsensus", "ModelRegistry", "TrainingRounds"):
         contract = deployer.contract(name)
         assert contract.functions.hasRole(DEFAULT_ADMIN_ROLE, governance).call()
         assert not contract.functions.hasRole(DEFAULT_ADMIN_ROLE, deployer.address).call()

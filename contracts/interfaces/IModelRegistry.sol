@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.26;
+
+/// @title IModelRegistry
+/// @notice What training rounds need of the model lineage.
+interface IModelRegistry {
+    /// @notice Number of versions, which is also the newest version's id.
+    function latestVersion() external view returns (uint256);
+
+    /// @notice Registers the child of `parent` produced by `round`; returns its id.
+    function registerVersion(uint256 parent, uint256 round, bytes calldata deltaCid, uint256 valueCreated)
+        external
+        returns (uint256 id);
+}

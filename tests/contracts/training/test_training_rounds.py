@@ -1,0 +1,270 @@
+import pytest
+
+from tests.contracts.conftest import DSH, EVALUATOR, TRAINER, reverts
+from tests.contracts.training.conftest import (
+    EVALUATOR_BOND,
+    HONEST,
+    POISONED,
+    ROUND_PARAMS,
+    SPEC_HASH,
+    TRAINER_BOND,
+    delta_cid,
+    mine_past,
+    noisy,
+    round_params,
+    salt,
+)
+
+FINALIZED, FAILED = 4, 5
+
+
+def reports_for(evaluators, fingerprints_per_delta):
+    """Every evaluator reports the same (slightly noisy) fingerprints of the deltas."""
+    return {
+        evaluator: [noisy(fp, seed=i * 31 + d) for d, fp in enumerate(fingerprints_per_delta)]
+        for i, evaluator in enumerate(evaluators)
+    }
+
+
+def test_all_honest_round_registers_a_version_and_pays_everyone(
+    rounds, model_registry, registry, token, trainers, evaluators, open_round, train, evaluate
+):
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"honest-{i}") for i, t in enumerate(crew)})
+    evaluate(round_id, reports_for(evaluators, [HONEST] * 4))
+    tx = rounds.finalize(round_id)
+    event = tx.events["RoundFinalized"]
+    assert event["status"] == FINALIZED and event["acceptedMask"] == 0b1111
+    version = model_registry.getVersion(event["newVersion"])
+    assert version["parent"] == 1 and version["round"] == round_id
+    assert str(version["deltaCid"]) in ["0x" + delta_cid(f"honest-{i}").hex() for i in range(4)]
+    reward = ROUND_PARAMS["roundReward"]
+    per_trainer = (reward - reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000) // 4
+    for trainer in crew:
+        assert registry.lockedOf(trainer, TRAINER) == TRAINER_BOND  # until the trainer claims
+        rounds.claimTrainer(round_id, {"from": trainer})
+        assert registry.lockedOf(trainer, TRAINER) == 0 and registry.stakeOf(trainer, TRAINER) == 2 * TRAINER_BOND
+        assert token.balanceOf(trainer) == per_trainer
+    evaluator_share = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000 // len(evaluators)
+    for seat in range(len(evaluators)):
+        rounds.claimEvaluator(round_id, seat)
+    assert all(token.balanceOf(e) == evaluator_share for e in evaluators)
+    assert [int(v) for v in model_registry.lineage(event["newVersion"], 10)] == [event["newVersion"], 1]
+
+
+def test_one_poisoned_trainer_of_four_is_slashed(rounds, registry, token, trainers, evaluators, open_round, train,
+                                                 evaluate, model_registry):
+    round_id = open_round()
+    crew = trainers[:4]
+    cids = {t: delta_cid(f"d{i}") for i, t in enumerate(crew)}
+    train(round_id, cids)
+    poisoned_delta = 2
+    fingerprints = [POISONED if d == poisoned_delta else HONEST for d in range(4)]
+    evaluate(round_id, reports_for(evaluators, fingerprints))
+    tx = rounds.finalize(round_id)
+    judged = {e["delta"]: e for e in tx.events["DeltaJudged"]}
+    assert not judged[poisoned_delta]["accepted"]
+    assert all(judged[d]["accepted"] for d in (0, 1, 3))
+    cheater = crew[poisoned_delta]
+    assert registry.stakeOf(cheater, TRAINER) == 2 * TRAINER_BOND - TRAINER_BOND  # slashed its whole bond
+    with reverts("NothingToClaim"):
+        rounds.claimTrainer(round_id, {"from": cheater})
+    reward = ROUND_PARAMS["roundReward"]
+    per_trainer = (TRAINER_BOND + reward - reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000) // 3
+    for trainer in (crew[0], crew[1], crew[3]):
+        rounds.claimTrainer(round_id, {"from": trainer})
+        assert token.balanceOf(trainer) == per_trainer
+    new_version = model_registry.getVersion(tx.events["RoundFinalized"]["newVersion"])
+    assert new_version["deltaCid"] != "0x" + cids[cheater].hex()
+
+
+def test_poisoned_majority_wins_the_median(rounds, registry, trainers, evaluators, open_round, train, evaluate):
+    """Documented limit: the reference is the median over deltas, so three trainers colluding on one poisoned
+    delta out of four define it, and the honest one is the outlier. The defence is economic: a majority of
+    the round's trainer seats costs that many bonds, and honest trainers can always join up to 16 seats."""
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"m{i}") for i, t in enumerate(crew)})
+    evaluate(round_id, reports_for(evaluators, [HONEST, POISONED, POISONED, POISONED]))
+    tx = rounds.finalize(round_id)
+    assert tx.events["RoundFinalized"]["acceptedMask"] == 0b1110
+    assert registry.stakeOf(crew[0], TRAINER) == TRAINER_BOND
+
+
+def test_evaluator_coalition_under_half_cannot_flip_the_outcome(
+    rounds, registry, trainers, evaluators, open_round, train, evaluate, token
+):
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"c{i}") for i, t in enumerate(crew)})
+    truth = [HONEST, HONEST, POISONED, HONEST]
+    coalition = evaluators[:4]  # 4 of 9 equal bonds: under half the panel stake
+    reports = reports_for(evaluators, truth)
+    for evaluator in coalition:
+        reports[evaluator] = [HONEST] * 4  # cover for the poisoned delta
+    evaluate(round_id, reports)
+    tx = rounds.finalize(round_id)
+    assert tx.events["RoundFinalized"]["acceptedMask"] == 0b1011
+    panel, _ = rounds.panelOf(round_id)
+    for seat, member in enumerate(panel):
+        settled = rounds.claimEvaluator(round_id, seat).events["EvaluatorSettled"]
+        if member in [e.address for e in coalition]:
+            assert settled["reward"] == 0 and settled["penalty"] == EVALUATOR_BOND * 200 // 10_000
+        else:
+            assert settled["reward"] > 0 and settled["penalty"] == 0
+
+
+def test_reveal_must_match_the_commitment(rounds, trainers, open_round, chain):
+    round_id = open_round()
+    trainer = trainers[0]
+    rounds.commitDelta(round_id, rounds.deltaCommitmentFor(delta_cid("a"), salt(trainer, round_id), trainer),
+                       {"from": trainer})
+    with reverts("WindowNotOpen"):
+        rounds.revealDelta(round_id, delta_cid("a"), salt(trainer, round_id), {"from": trainer})
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    with reverts("CommitmentMismatch"):
+        rounds.revealDelta(round_id, delta_cid("b"), salt(trainer, round_id), {"from": trainer})
+    with reverts("CommitmentMismatch"):
+        rounds.revealDelta(round_id, delta_cid("a"), b"\x00" * 32, {"from": trainer})
+    rounds.revealDelta(round_id, delta_cid("a"), salt(trainer, round_id), {"from": trainer})
+    with reverts("AlreadyRevealed"):
+        rounds.revealDelta(round_id, delta_cid("a"), salt(trainer, round_id), {"from": trainer})
+
+
+def test_copied_commitment_binds_the_original_trainer(rounds, trainers, open_round, chain):
+    round_id = open_round()
+    honest, copier = trainers[0], trainers[1]
+    commitment = rounds.deltaCommitmentFor(delta_cid("work"), salt(honest, round_id), honest)
+    rounds.commitDelta(round_id, commitment, {"from": honest})
+    rounds.commitDelta(round_id, commitment, {"from": copier})
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    rounds.revealDelta(round_id, delta_cid("work"), salt(honest, round_id), {"from": honest})
+    with reverts("CommitmentMismatch"):
+        rounds.revealDelta(round_id, delta_cid("work"), salt(honest, round_id), {"from": copier})
+
+
+def test_missed_windows(rounds, registry, trainers, evaluators, open_round, train, evaluate, chain, token):
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"w{i}") for i, t in enumerate(crew)}, silent=(crew[3],))
+    with reverts("WindowClosed"):
+        rounds.commitDelta(round_id, b"\x01" * 32, {"from": trainers[5]})
+    late = evaluators[0]
+    panel = evaluate(round_id, reports_for(evaluators, [HONEST] * 3), silent=(late,))
+    mine_past(chain, rounds.getRound(round_id)["evalRevealDeadline"])
+    rounds.finalize(round_id)
+    assert registry.stakeOf(crew[3], TRAINER) == TRAINER_BOND  # silent trainer lost its bond
+    seat = list(panel).index(late.address)
+    settled = rounds.claimEvaluator(round_id, seat).events["EvaluatorSettled"]
+    assert settled["penalty"] == EVALUATOR_BOND * ROUND_PARAMS["noRevealPenaltyBps"] // 10_000
+
+
+def test_finalize_twice_and_too_early_revert(rounds, trainers, evaluators, open_round, train, evaluate):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"f{i}") for i, t in enumerate(trainers[:3])})
+    with reverts("WrongStatus", 1):
+        rounds.finalize(round_id)
+    evaluate(round_id, reports_for(evaluators, [HONEST] * 3))
+    rounds.finalize(round_id)
+    with reverts("WrongStatus", FINALIZED):
+        rounds.finalize(round_id)
+    rounds.claimTrainer(round_id, {"from": trainers[0]})
+    with reverts("AlreadySettled"):
+        rounds.claimTrainer(round_id, {"from": trainers[0]})
+
+
+def test_too_few_deltas_fail_the_round_and_release_bonds(rounds, registry, trainers, open_round, train, informant):
+    round_id = open_round()
+    train(round_id, {trainers[0]: delta_cid("alone")})
+    tx = rounds.drawEvaluators(round_id)
+    assert tx.events["RoundFinalized"]["status"] == FAILED
+    rounds.claimTrainer(round_id, {"from": trainers[0]})
+    assert registry.lockedOf(trainers[0], TRAINER) == 0
+    assert registry.stakeOf(trainers[0], TRAINER) == 2 * TRAINER_BOND
+    # The next round can open.
+    open_round()
+
+
+def test_too_few_accepted_fail_the_round(rounds, registry, trainers, evaluators, open_round, train, evaluate):
+    round_id = open_round()
+    crew = trainers[:3]
+    train(round_id, {t: delta_cid(f"x{i}") for i, t in enumerate(crew)})
+    spread = [[1_000 * (d + 1)] * 16 for d in range(3)]  # three deltas, all far apart
+    evaluate(round_id, reports_for(evaluators, spread))
+    tx = rounds.finalize(round_id)
+    assert tx.events["RoundFinalized"]["status"] == FAILED
+    for trainer in crew:
+        rounds.claimTrainer(round_id, {"from": trainer})
+    assert all(registry.lockedOf(t, TRAINER) == 0 and registry.stakeOf(t, TRAINER) == 2 * TRAINER_BOND for t in crew)
+
+
+def test_open_round_rules(rounds, accepted_datasets, informant, open_round):
+    with reverts("BatchSize", 0):
+        rounds.openRound([], SPEC_HASH, {"from": informant})
+    with reverts("BatchSize", 5):
+        rounds.openRound(accepted_datasets + [accepted_datasets[0]], SPEC_HASH, {"from": informant})
+    round_id = open_round()
+    with reverts("RoundActive", round_id):
+        rounds.openRound(accepted_datasets[1:2], SPEC_HASH, {"from": informant})
+    assert list(rounds.datasetsOf(round_id)) == accepted_datasets[:1]
+
+
+def test_datasets_are_trained_on_once(deploy_rounds, accepted_datasets, informant, consensus):
+    rounds = deploy_rounds()
+    rounds.openRound(accepted_datasets[:1], SPEC_HASH, {"from": informant})
+    assert consensus.getSubmission(accepted_datasets[0])["consumed"]
+    other = deploy_rounds()
+    with reverts("NotPending", accepted_datasets[0]):
+        other.openRound(accepted_datasets[:1], SPEC_HASH, {"from": informant})
+
+
+def test_panel_and_fingerprint_rules(rounds, trainers, evaluators, open_round, train, accounts, chain):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"p{i}") for i, t in enumerate(trainers[:2])})
+    rounds.drawEvaluators(round_id)
+    with reverts("NotOnPanel"):
+        rounds.commitFingerprints(round_id, b"\x01" * 32, {"from": accounts[7]})
+    evaluator = evaluators[0]
+    wrong_count = [HONEST]
+    commitment = rounds.fingerprintCommitmentFor(wrong_count, salt(evaluator, round_id), evaluator)
+    rounds.commitFingerprints(round_id, commitment, {"from": evaluator})
+    with reverts("AlreadyCommitted"):
+        rounds.commitFingerprints(round_id, commitment, {"from": evaluator})
+    mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+    with reverts("WrongFingerprintCount", 1, 2):
+        rounds.revealFingerprints(round_id, wrong_count, salt(evaluator, round_id), {"from": evaluator})
+    with reverts("NotCommitted"):
+        rounds.revealFingerprints(round_id, [HONEST, HONEST], salt(evaluators[1], round_id), {"from": evaluators[1]})
+
+
+def test_fingerprints_round_trip_negative_values(rounds, trainers, evaluators, open_round, train, chain):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"n{i}") for i, t in enumerate(trainers[:2])})
+    rounds.drawEvaluators(round_id)
+    evaluator = evaluators[0]
+    fingerprint = [-(2**31), 2**31 - 1] + [-5 + k for k in range(14)]
+    reports = [fingerprint, HONEST]
+    rounds.commitFingerprints(round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator),
+                              {"from": evaluator})
+    mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+    rounds.revealFingerprints(round_id, reports, salt(evaluator, round_id), {"from": evaluator})
+    seat, _ = rounds.seatOf(round_id, evaluator)
+    assert list(rounds.fingerprintOf(round_id, seat, 0)) == fingerprint
+
+
+def test_params_are_validated(deploy_rounds, rounds, gov, outsider):
+    with reverts("InvalidParams"):
+        deploy_rounds(round_params(minAccepted=0))
+    with reverts("InvalidParams"):
+        deploy_rounds(round_params(maxBatch=33))
+    with reverts("AccessControlUnauthorizedAccount"):
+        rounds.setParams(round_params(), {"from": outsider})
+    rounds.setParams(round_params(tolerance=1), {"from": gov})
+    assert rounds.getParams()["tolerance"] == 1
+
+
+def test_evaluators_pool_uses_evaluator_stake(rounds, registry, evaluators):
+    assert rounds.poolRole() == EVALUATOR
+    assert registry.lockedBy(rounds, evaluators[0], EVALUATOR) == EVALUATOR_BOND
+    assert rounds.poolWeight() == EVALUATOR_BOND * len(evaluators) and DSH
