@@ -13,6 +13,8 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from web3.exceptions import TransactionNotFound
 
+from workers.chain.staking import permit_typed_data
+
 DSH = 10**18
 WAD = 10**18
 DAY = 24 * 3600
@@ -191,37 +193,8 @@ def sign_permit(token, chain):
     """Factory: an EIP-2612 permit signature (v, r, s) of `owner` (a brownie LocalAccount)."""
 
     def sign(owner, spender, value, deadline):
-        typed = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Permit": [
-                    {"name": "owner", "type": "address"},
-                    {"name": "spender", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "nonce", "type": "uint256"},
-                    {"name": "deadline", "type": "uint256"},
-                ],
-            },
-            "primaryType": "Permit",
-            "domain": {
-                "name": token.name(),
-                "version": "1",
-                "chainId": chain.id,
-                "verifyingContract": token.address,
-            },
-            "message": {
-                "owner": owner.address,
-                "spender": str(spender),
-                "value": value,
-                "nonce": token.nonces(owner),
-                "deadline": deadline,
-            },
-        }
+        domain = (token.name(), "1", chain.id, token.address)
+        typed = permit_typed_data(domain, owner.address, str(spender), value, token.nonces(owner), deadline)
         signed = Account.sign_message(encode_typed_data(full_message=typed), owner.private_key)
         return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
 

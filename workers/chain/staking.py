@@ -86,14 +86,12 @@ def stake(
     )
 
 
-def sign_permit(
-    client: ChainClient, token: Contract, spender: str, value: int, deadline: int
-) -> tuple[int, bytes, bytes]:
-    """EIP-2612 permit signature (v, r, s) letting `spender` pull `value` of the signer's tokens."""
-    owner = client.address
-    # The token reports its own EIP-712 domain (ERC-5267), so name/version/chain can never drift.
-    _, name, version, chain_id, verifying_contract, _, _ = token.functions.eip712Domain().call()
-    message: dict[str, Any] = {
+def permit_typed_data(
+    domain: tuple[str, str, int, str], owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> dict[str, Any]:
+    """The EIP-712 message of an EIP-2612 permit; `domain` is (name, version, chain id, token address)."""
+    name, version, chain_id, verifying_contract = domain
+    return {
         "types": {
             "EIP712Domain": [
                 {"name": "name", "type": "string"},
@@ -111,14 +109,19 @@ def sign_permit(
         },
         "primaryType": "Permit",
         "domain": {"name": name, "version": version, "chainId": chain_id, "verifyingContract": verifying_contract},
-        "message": {
-            "owner": owner,
-            "spender": spender,
-            "value": value,
-            "nonce": token.functions.nonces(owner).call(),
-            "deadline": deadline,
-        },
+        "message": {"owner": owner, "spender": spender, "value": value, "nonce": nonce, "deadline": deadline},
     }
+
+
+def sign_permit(
+    client: ChainClient, token: Contract, spender: str, value: int, deadline: int
+) -> tuple[int, bytes, bytes]:
+    """EIP-2612 permit signature (v, r, s) letting `spender` pull `value` of the signer's tokens."""
+    owner = client.address
+    # The token reports its own EIP-712 domain (ERC-5267), so name/version/chain can never drift.
+    _, name, version, chain_id, verifying_contract, _, _ = token.functions.eip712Domain().call()
+    nonce = token.functions.nonces(owner).call()
+    message = permit_typed_data((name, version, chain_id, verifying_contract), owner, spender, value, nonce, deadline)
     return client.sign_typed_data(message)
 
 
