@@ -5,6 +5,9 @@
     deepshard balances [ADDRESS ...]                     ETH, DSH and stakes of accounts
     deepshard data validate|normalise|signals FILE       check and measure a dataset
     deepshard storage add FILE | get CID -o FILE         the content-addressed store
+    deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
+    deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role
+    deepshard watch                                      contract events -> Celery tasks
 
 Each subcommand is a `Command`: a name, a function adding its arguments, and a handler; each
 package's own `cli` module provides them. Expected failures (`ChainError`) print one line,
@@ -41,6 +44,7 @@ from .chain import (
 from .chain.client import display_url
 from .chain.units import format_eth
 from .data import cli as data_cli
+from .rounds import cli as rounds_cli
 from .storage import cli as storage_cli
 from .tables import format_table
 
@@ -131,6 +135,9 @@ COMMANDS: list[Command] = [
     Command("balances", "show ETH, DSH and stakes of accounts", _balances_arguments, _balances_run),
     Command("data", data_cli.HELP, data_cli.add_arguments, data_cli.run),
     Command("storage", storage_cli.HELP, storage_cli.add_arguments, storage_cli.run),
+    Command("round", rounds_cli.HELP, rounds_cli.add_arguments, rounds_cli.run),
+    Command("worker", rounds_cli.WORKER_HELP, rounds_cli.add_worker_arguments, rounds_cli.run_worker),
+    Command("watch", rounds_cli.WATCH_HELP, rounds_cli.add_watch_arguments, rounds_cli.run_watch),
 ]
 
 

@@ -6,7 +6,8 @@ died is put back (`reject_on_worker_lost`), so every task must be safe to run tw
 addressed, and chain tasks read the chain before sending anything.
 
 Queues: `data` (pin and score datasets: any worker) and `curator` (vote with the key of the worker's
-host: only curator nodes consume it). Task modules never import torch at module level: prefork
+host: only curator nodes consume it), `trainer` (train a round's LoRA delta) and `evaluator` (fingerprint
+the revealed deltas): ML hosts. Task modules never import torch at module level: prefork
 children would inherit its threads.
 """
 
@@ -34,7 +35,8 @@ def create_app(url: str | None = None) -> Celery:
     """A Celery app on the Redis at `url` (default `redis_url()`), with the task modules registered."""
     url = url or redis_url()
     app = Celery("deepshard", task_cls="workers.tasks.base:DeepshardTask",
-                 include=["workers.tasks.data", "workers.tasks.curator"])
+                 include=["workers.tasks.data", "workers.tasks.curator", "workers.tasks.training",
+                          "workers.tasks.evaluation", "workers.tasks.rounds"])
     app.conf.update(
         broker_url=url,
         result_backend=url,
@@ -52,6 +54,13 @@ def create_app(url: str | None = None) -> Celery:
         task_routes={
             "workers.tasks.data.*": {"queue": "data"},
             "workers.tasks.curator.*": {"queue": "curator"},
+            # Training rounds: a role's steps go to `<role>.<account>` (see workers.tasks.rounds); these are
+            # the defaults for a bare `.delay()`.
+            "workers.tasks.rounds.trainer_step": {"queue": "trainer"},
+            "workers.tasks.rounds.evaluator_step": {"queue": "evaluator"},
+            "workers.tasks.rounds.keeper_step": {"queue": "keeper"},
+            "workers.tasks.training.*": {"queue": "trainer"},
+            "workers.tasks.evaluation.*": {"queue": "evaluator"},
         },
         task_default_queue="data",
         # A dead broker must fail a `.delay()` within seconds, not hang: few publish retries, short
@@ -77,3 +86,16 @@ def create_app(url: str | None = None) -> Celery:
 
 
 app = create_app()
+
+
+def point_app_at(url: str, target: Celery = app) -> None:
+    """Moves `target`'s broker and result backend to `url`. Celery keeps its connection pool, producer
+    pool and backend from first use, so changing the settings alone would keep talking to the old URL."""
+    target.conf.update(broker_url=url, result_backend=url)
+    if target._pool is not None:
+        target._pool.force_close_all()
+    target._pool = None
+    if "amqp" in target.__dict__:
+        target.amqp._producer_pool = None
+    target._backend_cache = None
+    target._local.__dict__.pop("backend", None)

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from workers.chain.artifacts import project_root
-from workers.tasks.app import REDIS_URL_ENV, app
+from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
 
 TEST_REDIS_DB = 12
 TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
@@ -56,11 +56,12 @@ def redis_test_db():
         pytest.fail(f"the task tests need the local Redis at {TEST_REDIS_URL} ({exc})")
     existing = set(client.keys("*"))
     # Point this process's app (the one .delay() uses) at the test database too.
-    app.conf.update(broker_url=TEST_REDIS_URL, result_backend=TEST_REDIS_URL)
+    previous = app.conf.broker_url
+    point_app_at(TEST_REDIS_URL)
     try:
         yield client
     finally:
-        app.pool.force_close_all()
+        point_app_at(previous)
         created = set(client.keys("*")) - existing
         if created:
             client.delete(*created)

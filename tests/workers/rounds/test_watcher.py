@@ -1,0 +1,226 @@
+"""The watcher: contract events become tasks on the right queues, its cursor lives in Redis (database 14),
+and a restart, a crash in the middle of a range or a SIGKILL between events neither skips nor repeats an
+event. Broker loss is simulated with a dead port (the shared Redis is never restarted): one clear line, then
+exponential backoff, and nothing lost once it answers again."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+from collections import Counter
+
+import pytest
+import redis
+
+from roundkit import GOOD_VOTE, TEST_REDIS_URL, sample_datasets, wait_for
+from workers.chain import ChainClient
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
+from workers.chain.localnode import free_port
+from workers.ml.spec import TrainingSpec
+from workers.rounds.watcher import Watcher, cursor_key, sent_key
+from workers.storage import cid_of_bytes, open_store
+from workers.tasks.errors import QueueUnavailable
+from workers.tasks.rounds import register_account
+
+SPEC = TrainingSpec(base_model="tiny", steps=4)
+KEEPER, TRAINER, CURATE = ("workers.tasks.rounds.keeper_step", "workers.tasks.rounds.trainer_step",
+                           "workers.tasks.curator.curate")
+
+
+class Recorder:
+    """A `send` that records what it queues, and can fail after a number of sends (a crash or a dead broker)."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.sent: list[tuple[str, tuple, str, str]] = []
+        self.fail_after = fail_after
+
+    def __call__(self, dispatch, task_id):
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            raise QueueUnavailable("cannot queue: Redis at redis://127.0.0.1:1/0 does not answer (test)")
+        self.sent.append((dispatch.task, dispatch.args, dispatch.queue, task_id))
+
+
+def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
+    chain = ChainClient(net.url, deployments_dir=net.deployments)
+    datasets = net.accept_datasets(1)  # before any watcher: history, replayed from the deployment block
+    trainers = [net.trainer() for _ in range(2)]
+    accounts = {"trainer": [t.chain.address for t in trainers], "curator": [c.chain.address for c in net.curators]}
+    record = Recorder()
+
+    def watcher(send=record, **options) -> Watcher:  # a new instance is a restarted watcher
+        return Watcher(chain, redis_clean, send=send, accounts=lambda role: accounts.get(role, []), **options)
+
+    assert watcher(max_range=7).poll_once() == 2  # PanelDrawn, Finalized (Accepted); small ranges
+    panel = [a for a in accounts["curator"] if net.curators[0].seat_of(datasets[0], a) is not None]
+    assert sorted(s[:3] for s in record.sent[:-1]) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
+    assert record.sent[-1][:3] == (KEEPER, (None,), "keeper")
+    assert watcher().poll_once() == 0 and len(record.sent) == 4  # restart: nothing again
+
+    keeper = net.rounds()
+    opened = keeper.open_round(SPEC.spec_hash())
+    round_id = opened.round_id
+    block = chain.w3.eth.get_transaction_receipt(opened.tx_hash)["blockNumber"]
+    crashed = Recorder(fail_after=1)
+    with pytest.raises(QueueUnavailable):
+        watcher(send=crashed).poll_once()  # dies after queueing the first task of RoundOpened
+    assert len(crashed.sent) == 1
+    key = cursor_key(chain.chain_id, keeper.contract.address)
+    before_range = int(redis_clean.get(key))
+    assert redis_clean.scard(sent_key(chain.chain_id, keeper.contract.address)) == 1
+
+    resumed = Recorder()
+    assert watcher(send=resumed).poll_once() == 1
+    expected = {(TRAINER, (round_id,), f"trainer.{a}") for a in accounts["trainer"]} | {(KEEPER, (round_id,), "keeper")}
+    assert {s[:3] for s in crashed.sent + resumed.sent} == expected and len(crashed.sent + resumed.sent) == 3
+    assert int(redis_clean.get(key)) == chain.w3.eth.block_number + 1 > before_range
+    assert not redis_clean.exists(sent_key(chain.chain_id, keeper.contract.address))
+    # Task ids are deterministic: event position, queue and task.
+    assert all(s[3].startswith(f"watch:{chain.chain_id}:{keeper.contract.address}:{block}:") for s in resumed.sent)
+
+
+def test_confirmations_hold_events_back(net, redis_clean):
+    chain = ChainClient(net.url, deployments_dir=net.deployments)
+    record = Recorder()
+    watcher = Watcher(chain, redis_clean, send=record, accounts=lambda role: [], confirmations=3,
+                      start_block=chain.w3.eth.block_number + 1)
+    net.accept_datasets(1)
+    finished = chain.w3.eth.block_number
+    watcher.poll_once()
+    assert [s[0] for s in record.sent] == []  # the Finalized event is not 3 blocks deep yet
+    net.mine(3)
+    watcher.poll_once()
+    assert [s[:2] for s in record.sent] == [(KEEPER, (None,))]
+    assert int(redis_clean.get(cursor_key(chain.chain_id, chain.contract("DataConsensus").address))) == finished + 1
+
+
+def queued(client: redis.Redis, queue: str) -> list[dict]:
+    """The headers of the messages waiting in a Celery queue (kombu's Redis list)."""
+    return [json.loads(raw)["headers"] for raw in client.lrange(queue, 0, -1)]
+
+
+def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spawn, redis_clean, monkeypatch):
+    chain = ChainClient(net.url, deployments_dir=net.deployments)
+    net.end_current_round()
+    start = chain.w3.eth.block_number + 1  # the earlier tests' events are not this test's
+    net.accept_datasets(1)
+    trainer = net.trainer()
+    register_account(redis_clean, chain.chain_id, "trainer", trainer.chain.address)
+    command = [sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url, "--interval", "0.2",
+               "--from-block", str(start)]
+    env = {DEPLOYMENTS_DIR_ENV: str(net.deployments)}
+    trainer_queue = f"trainer.{trainer.chain.address}"
+
+    watch = spawn(command, env, ready="watching chain", name="watch")
+    wait_for(lambda: len(queued(redis_clean, "keeper")) == 1, "the Finalized event's keeper task", logs=[watch])
+    keeper = net.rounds()
+    round_id = keeper.open_round(SPEC.spec_hash()).round_id
+    wait_for(lambda: len(queued(redis_clean, trainer_queue)) == 1, "the RoundOpened tasks", logs=[watch])
+    watch.kill()  # SIGKILL between two events
+
+    trainer.commit_delta(round_id, str(cid_of_bytes(b"a delta")))
+    net.mine_to(keeper.round(round_id).train_commit_deadline + 1)
+    trainer.reveal_delta(round_id)  # DeltaRevealed, while no watcher runs
+
+    again = spawn(command, env, ready="watching chain", name="watch-again")
+    wait_for(lambda: len(queued(redis_clean, "keeper")) == 3, "the DeltaRevealed keeper task", logs=[again])
+    net.mine(2)
+    again.stop()
+    keeper_tasks = queued(redis_clean, "keeper")
+    trainer_tasks = queued(redis_clean, trainer_queue)
+    ids = Counter(h["id"] for h in keeper_tasks + trainer_tasks)
+    assert set(ids.values()) == {1}, ids
+    keeper_args = [json.loads(base64.b64decode(json.loads(raw)["body"]))[0] for raw in
+                   redis_clean.lrange("keeper", 0, -1)]
+    assert sorted(keeper_args, key=str) == sorted([[None], [round_id], [round_id]], key=str)
+    assert [h["task"] for h in trainer_tasks] == [TRAINER]
+    assert "Traceback" not in watch.log() + again.log()
+
+
+def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(net, redis_clean):
+    chain = ChainClient(net.url, deployments_dir=net.deployments)
+    dead = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+
+    class Switch:
+        """A Redis client that is down until `up` is set (the broker coming back)."""
+        up = False
+
+        def __getattr__(self, name):
+            return getattr(redis_clean if self.up else dead, name)
+
+    switch = Switch()
+    record = Recorder()
+    watcher = Watcher(chain, switch, send=record, accounts=lambda role: [],
+                      start_block=chain.w3.eth.block_number + 1)
+    errors: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def on_error(message, wait):
+        errors.append((message, wait))
+        if len(errors) == 4:
+            switch.up = True
+
+    net.accept_datasets(1)  # happens while Redis is "down"
+    thread = threading.Thread(target=watcher.run, args=(stop, 0.05, on_error, 0.05))
+    thread.start()
+    try:
+        wait_for(lambda: record.sent, "the watcher to recover", timeout=30)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert [wait for _, wait in errors] == [0.05, 0.1, 0.2, 0.4]
+    port = dead.connection_pool.connection_kwargs["port"]
+    assert errors[0][0].startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
+    assert [s[:2] for s in record.sent] == [(KEEPER, (None,))]
+
+
+def test_watch_command_reports_a_dead_redis_in_one_line(net, spawn):
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    watch = spawn([sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url],
+                  {DEPLOYMENTS_DIR_ENV: str(net.deployments), "DEEPSHARD_REDIS_URL": dead},
+                  ready="retrying in 4 s", name="watch-dead")
+    lines = [line for line in watch.log().splitlines() if line.startswith("watcher: ")]
+    assert lines[0].startswith(f"watcher: Redis at {dead} does not answer (") and lines[0].endswith("retrying in 2 s")
+    assert "Traceback" not in watch.log()
+    assert TEST_REDIS_URL not in watch.log()
+
+
+def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_clean, tmp_path):
+    net.accept_datasets(1)  # the curator pool exists
+    chain = ChainClient(net.url, deployments_dir=net.deployments)
+    on_worker, in_process = net.curators[0], net.curators[1:]
+    address = on_worker.chain.address
+    worker = spawn([sys.executable, "-m", "workers.cli", "worker", "--role", "curator", "--rpc", net.url],
+                   {"DEEPSHARD_PRIVATE_KEY": net.keys[address], DEPLOYMENTS_DIR_ENV: str(net.deployments),
+                    "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
+                    "DEEPSHARD_CURATOR_MAX_WAIT": "1"}, ready=" ready.", name="curator")
+    assert f"curator worker for {address}" in worker.log() and f"curator.{address}" in worker.log()
+    watcher = Watcher(chain, redis_clean, start_block=chain.w3.eth.block_number + 1)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop, 0.2))
+    thread.start()
+    try:
+        informant = net.informant
+        submitted = informant.submit(sample_datasets(4)[1], 200 * 10**18, open_store(store_dir=net.store_dir))
+        sid = submitted.submission_id
+        net.mine_to(submitted.seed_block + 1)
+        informant.draw(sid)
+        wait_for(lambda: informant.committed(informant.submission(sid), address), "the curator worker to commit",
+                 logs=[worker])
+        for curator in in_process:
+            curator.vote(sid, GOOD_VOTE)
+        net.mine_to(informant.submission(sid).commit_deadline + 1)
+        for curator in in_process:
+            curator.reveal(sid)
+        seat = informant.seat_of(sid, address)
+        wait_for(lambda: informant.submission(sid).settled(seat), "the curator worker to reveal and settle",
+                 logs=[worker])
+    finally:
+        stop.set()
+        thread.join(10)
+    assert informant.submission(sid).status == "Accepted"
+    assert [d.task for _, dispatches in watcher.history for d in dispatches if d.queue == f"curator.{address}"] == \
+        [CURATE]
+    for action in ("'committed'", "'revealed'", "'claimed'"):
+        assert f"'action': {action}" in worker.log()

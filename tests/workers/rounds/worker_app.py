@@ -1,0 +1,54 @@
+"""TEST ONLY Celery app for the orchestration tests: `celery -A worker_app worker` (this folder on PYTHONPATH).
+
+It is the project's app (`workers.tasks.app`) with two test knobs:
+  * DEEPSHARD_TEST_STANDIN_ML=1: `train_delta` and `fingerprint_deltas` are instant stand-ins instead of the
+    real ML tasks (which are then not imported): an honest trainer's delta CID depends only on the round seed,
+    a poisoned one's (DEEPSHARD_TEST_POISON=1) differs; fingerprints put honest deltas on one point and every
+    other delta far away. DEEPSHARD_TEST_TRAIN_SECONDS makes training take that long.
+  * DEEPSHARD_TEST_VISIBILITY_TIMEOUT: seconds after which Redis redelivers a message that a killed worker
+    never acknowledged (the app's default is an hour), swept every second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from workers.storage import cid_of_bytes
+from workers.tasks.app import app
+
+K = 16
+HONEST = [1_000 + 10 * k for k in range(K)]
+POISONED = [5_000 - 10 * k for k in range(K)]
+
+if os.environ.get("DEEPSHARD_TEST_VISIBILITY_TIMEOUT"):
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "visibility_timeout": float(os.environ["DEEPSHARD_TEST_VISIBILITY_TIMEOUT"]),
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
+
+
+def honest_delta_cid(round_seed: str) -> str:
+    return str(cid_of_bytes(f"stand-in delta for {round_seed}".encode()))
+
+
+if os.environ.get("DEEPSHARD_TEST_STANDIN_ML") == "1":
+    app.conf.include = [m for m in app.conf.include
+                        if m not in ("workers.tasks.training", "workers.tasks.evaluation")]
+
+    @app.task(name="workers.tasks.training.train_delta")
+    def train_delta(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed,
+                    base_delta_specs=None):
+        time.sleep(float(os.environ.get("DEEPSHARD_TEST_TRAIN_SECONDS", "0")))
+        if os.environ.get("DEEPSHARD_TEST_POISON") == "1":
+            return {"delta_cid": str(cid_of_bytes(f"poisoned delta for {round_seed}".encode())), "manifest": {}}
+        return {"delta_cid": honest_delta_cid(round_seed), "manifest": {}}
+
+    @app.task(name="workers.tasks.evaluation.fingerprint_deltas")
+    def fingerprint_deltas(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed,
+                           delta_cids, base_delta_specs=None):
+        honest = honest_delta_cid(round_seed)
+        rows = [list(HONEST) if cid == honest else list(POISONED) for cid in delta_cids]
+        return {"fingerprints": rows, "errors": [None] * len(rows), "seconds": 0.0}

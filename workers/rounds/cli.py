@@ -1,0 +1,355 @@
+"""`deepshard round ...`, `deepshard worker` and `deepshard watch`: training rounds from the command line.
+
+    deepshard round status [ID] [--json]      phases, deadlines, datasets, trainers (deltas, distances, outcome,
+                                              payout), the evaluator panel, the outcome and the new version
+    deepshard round open [--spec FILE] [--datasets 1,2]   anyone: open a round on pending accepted datasets
+    deepshard round draw ID                   anyone: draw the evaluator panel once its seed block is mined
+    deepshard round finalize ID               anyone: aggregate the fingerprints and settle the round
+    deepshard round claim ID [--seat N]       settle this account's trainer seat, or an evaluator seat
+    deepshard round join-pool AMOUNT          evaluator: lock EVALUATOR stake in the evaluator pool
+
+    deepshard worker --role trainer|evaluator|curator|keeper [--account KEYSTORE]   a role's Celery worker
+    deepshard watch                           the watcher: contract events -> Celery tasks
+
+Failures print one `error: ...` line and exit 1, having sent nothing. The chain is --rpc (else
+$DEEPSHARD_RPC_URL), the signer the environment's (or --account), Redis $DEEPSHARD_REDIS_URL.
+`workers.cli` wires these in as `Command`s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from ..chain import ChainClient, format_dsh, load_signer, parse_dsh
+from ..tables import format_table
+from .chain import RoundStatus, TrainingRoundsClient
+
+HELP = "training rounds: status, open, draw, finalize, claim, join the evaluator pool"
+WORKER_HELP = "run a Celery worker for one role (trainer, evaluator, curator or keeper)"
+WATCH_HELP = "turn contract events into Celery tasks (the watcher)"
+
+
+def _rounds(args: argparse.Namespace, *, with_signer: bool = True) -> TrainingRoundsClient:
+    # The key is loaded before connecting: a missing key is reported without touching the network.
+    signer = load_signer() if with_signer else None
+    return TrainingRoundsClient(ChainClient(args.rpc, signer))
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return number
+
+
+def _id_list(value: str) -> list[int]:
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ids separated by commas, such as 1,2,3, not {value!r}") from None
+    if not ids or any(i < 1 for i in ids):
+        raise argparse.ArgumentTypeError(f"expected positive ids separated by commas, not {value!r}")
+    return ids
+
+
+# ---------------------------------------------------------------- round status
+
+def _status_run(args: argparse.Namespace) -> int:
+    rounds = _rounds(args, with_signer=False)
+    round_id = args.id
+    if round_id is None:
+        current = rounds.current_round()
+        if current is None:
+            print("no training round has been opened yet; "
+                  f"{len(rounds.pending_datasets())} accepted datasets are pending")
+            return 0
+        round_id = current.id
+    status = rounds.status(round_id)
+    if args.json:
+        print(json.dumps(status_json(status), sort_keys=True))
+        return 0
+    print(format_status(status))
+    return 0
+
+
+def status_json(status: RoundStatus) -> dict[str, Any]:
+    """The status as plain JSON (bytes as 0x-hex, amounts in wei)."""
+    def plain(value):
+        if isinstance(value, bytes):
+            return "0x" + value.hex()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    data = plain(dataclasses.asdict(status))
+    data["datasets"] = [{"id": i, "manifest_cid": cid} for i, cid in status.datasets]
+    return data
+
+
+def format_status(status: RoundStatus) -> str:
+    state, outcome = status.round, status.outcome
+    lines = [
+        ("round", f"#{state.id} ({state.status})"),
+        ("phase", f"{status.phase} (chain at block {status.block})"),
+        ("base version", str(state.base_version)),
+        ("spec hash", "0x" + state.spec_hash.hex()),
+        ("seed", state.seed_hex),
+        ("datasets", ", ".join(f"#{i} {cid}" for i, cid in status.datasets)),
+        ("trainers", f"{state.trainer_count} committed, {state.delta_count} revealed; commit until block "
+                     f"{state.train_commit_deadline}, reveal until block {state.train_reveal_deadline}"),
+    ]
+    if state.panel_size:
+        lines.append(("evaluators", f"{state.panel_size} drawn; commit until block {state.eval_commit_deadline}, "
+                                    f"reveal until block {state.eval_reveal_deadline}"))
+    else:
+        lines.append(("evaluators", f"panel drawn from block {state.panel_seed_block + 1}"))
+    if outcome is not None:
+        if outcome.status == "Finalized":
+            accepted = bin(outcome.accepted_mask).count("1")
+            lines.append(("outcome", f"Finalized: {accepted} of {state.delta_count} deltas accepted; "
+                                     f"{format_dsh(outcome.reward_per_trainer, grouped=True)} DSH per accepted trainer"))
+            lines.append(("new version", f"{outcome.new_version} ({status.new_version_cid})"))
+        else:
+            lines.append(("outcome", "Failed: too few accepted deltas; revealed trainers reclaim their bonds"))
+    text = "\n".join(f"{name:<13}{value}" for name, value in lines)
+    tolerance = status.params["tolerance"]
+    if status.trainers:
+        rows = []
+        for seat in status.trainers:
+            if seat.accepted is None:
+                verdict = "revealed" if seat.delta is not None else "committed"
+            elif seat.accepted:
+                verdict = "accepted"
+            else:
+                verdict = "slashed" if seat.slashed else "released"
+            payout = "-"
+            if seat.reward:
+                payout = f"+{format_dsh(seat.reward, grouped=True)}"
+            elif seat.slashed:
+                payout = f"-{format_dsh(seat.slashed, grouped=True)}"
+            distance = "-" if seat.distance is None else f"{seat.distance:,}"
+            rows.append([seat.slot, seat.trainer, "-" if seat.delta is None else seat.delta, seat.delta_cid or "-",
+                         distance, verdict, payout, _yes(seat.settled)])
+        text += "\n\n" + format_table(
+            ["SLOT", "TRAINER", "DELTA", "DELTA CID", f"DISTANCE (tol {tolerance:,})", "OUTCOME", "PAYOUT (DSH)",
+             "SETTLED"], rows, numeric=(0, 2, 4, 6))
+    if status.panel:
+        rows = []
+        for seat in status.panel:
+            coherent = "-" if seat.coherent is None else ("yes" if seat.coherent else "no")
+            rows.append([seat.seat, seat.evaluator, format_dsh(seat.weight, grouped=True), _yes(seat.committed),
+                         _yes(seat.revealed), coherent,
+                         "-" if seat.reward is None else format_dsh(seat.reward, grouped=True),
+                         "-" if seat.penalty is None else format_dsh(seat.penalty, grouped=True), _yes(seat.settled)])
+        text += "\n\n" + format_table(
+            ["SEAT", "EVALUATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "COHERENT", "REWARD (DSH)",
+             "PENALTY (DSH)", "SETTLED"], rows, numeric=(0, 2, 6, 7))
+    return text
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "-"
+
+
+# ---------------------------------------------------------------- round actions
+
+def _open_run(args: argparse.Namespace) -> int:
+    from ..ml.spec import SpecError, TrainingSpec
+    from .specs import SpecBook, SpecUnknown, configured_spec
+
+    if args.spec:
+        try:
+            with open(args.spec, "rb") as handle:
+                spec = TrainingSpec.from_json(handle.read())
+        except OSError as exc:
+            print(f"error: cannot read {args.spec}: {exc.strerror}", file=sys.stderr)
+            return 1
+        except SpecError as exc:
+            print(f"error: {args.spec} is not a valid TrainingSpec: {exc}", file=sys.stderr)
+            return 1
+    else:
+        spec = configured_spec()
+        if spec is None:
+            raise SpecUnknown("give the round's TrainingSpec with --spec FILE or $DEEPSHARD_TRAINING_SPEC")
+    rounds = _rounds(args)
+    if not args.no_publish:
+        from ..tasks.rounds import broker_redis, redis_unavailable
+        import redis as redis_lib
+
+        try:
+            SpecBook(broker_redis(), use_env=False).publish(spec)  # before opening: workers must find it
+        except redis_lib.exceptions.RedisError as exc:
+            raise redis_unavailable(exc) from None
+    result = rounds.open_round(spec.spec_hash(), args.datasets)
+    print(f"tx {result.tx_hash}")
+    print(f"round {result.round_id} opened on datasets {result.dataset_ids} with spec {spec.spec_hash_hex()}; "
+          f"trainers commit until block {result.commit_deadline} and reveal until block {result.reveal_deadline}")
+    return 0
+
+
+def _draw_run(args: argparse.Namespace) -> int:
+    result = _rounds(args).draw_evaluators(args.id)
+    print(f"tx {result.tx_hash}")
+    if result.result == "reseeded":
+        print(f"the seed block of round {args.id} was too old; draw again from block {result.seed_block + 1}")
+    elif result.result == "failed":
+        print(f"round {args.id} failed: too few revealed deltas; revealed trainers reclaim their bonds")
+    else:
+        print(f"panel of round {args.id}: {len(result.panel)} evaluators; commit until block "
+              f"{result.commit_deadline}, reveal until block {result.reveal_deadline}")
+        for evaluator in result.panel:
+            print(f"  {evaluator}")
+    return 0
+
+
+def _finalize_run(args: argparse.Namespace) -> int:
+    outcome = _rounds(args).finalize(args.id)
+    print(f"tx {outcome.tx_hash}")
+    if outcome.status == "Finalized":
+        print(f"round {args.id} Finalized: accepted deltas {bin(outcome.accepted_mask)}, new version "
+              f"{outcome.new_version}, {format_dsh(outcome.reward_per_trainer)} DSH per accepted trainer")
+    else:
+        print(f"round {args.id} Failed: too few accepted deltas")
+    return 0
+
+
+def _claim_run(args: argparse.Namespace) -> int:
+    rounds = _rounds(args)
+    if args.seat is not None:
+        result = rounds.claim_evaluator(args.id, args.seat)
+    elif rounds.seat_of(args.id) is not None and rounds.trainer_slot(rounds.round(args.id)) is None:
+        result = rounds.claim_evaluator(args.id)
+    else:
+        result = rounds.claim_trainer(args.id)
+    print(f"tx {result.tx_hash}")
+    print(f"round {args.id}: {result.account} reward {format_dsh(result.reward)} DSH, "
+          f"penalty {format_dsh(result.penalty)} DSH")
+    return 0
+
+
+def _join_pool_run(args: argparse.Namespace) -> int:
+    rounds = _rounds(args)
+    bond = rounds.join_pool(parse_dsh(args.amount))
+    print(f"evaluator pool bond of {rounds.chain.address}: {format_dsh(bond)} DSH")
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="round_command", metavar="SUBCOMMAND", required=True)
+    subs = []
+    sub = commands.add_parser("status", help="phases, submissions, distances, outcome and payouts of a round",
+                              description="Show a round (default: the newest): phases and deadlines, datasets, "
+                                          "each trainer's delta, distance, outcome and payout, the evaluator "
+                                          "panel, the outcome and the new model version.")
+    sub.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
+    sub.add_argument("--json", action="store_true", help="one line of JSON instead of tables")
+    sub.set_defaults(round_handler=_status_run)
+    subs.append(sub)
+
+    sub = commands.add_parser("open", help="open a round on the pending accepted datasets (anyone)",
+                              description="Open a training round on pending accepted datasets (the oldest, up to "
+                                          "the batch size) with a TrainingSpec, published in Redis for the workers.")
+    sub.add_argument("--spec", metavar="FILE", help="TrainingSpec JSON (default: $DEEPSHARD_TRAINING_SPEC)")
+    sub.add_argument("--datasets", type=_id_list, metavar="ID,ID", help="these accepted datasets instead")
+    sub.add_argument("--no-publish", action="store_true", help="do not publish the spec in Redis")
+    sub.set_defaults(round_handler=_open_run)
+    subs.append(sub)
+
+    for name, help_text, handler in (
+        ("draw", "draw the evaluator panel of a round (anyone)", _draw_run),
+        ("finalize", "aggregate the fingerprints and settle a round (anyone)", _finalize_run),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        sub.add_argument("id", type=_positive_int, metavar="ID")
+        sub.set_defaults(round_handler=handler)
+        subs.append(sub)
+
+    sub = commands.add_parser("claim", help="settle this account's seat in an ended round",
+                              description="Settle this account's trainer seat (bond and reward), or its evaluator "
+                                          "seat; --seat settles any evaluator seat (anyone may).")
+    sub.add_argument("id", type=_positive_int, metavar="ID")
+    sub.add_argument("--seat", type=int, metavar="N", help="settle evaluator seat N")
+    sub.set_defaults(round_handler=_claim_run)
+    subs.append(sub)
+
+    sub = commands.add_parser("join-pool", help="lock EVALUATOR stake in the evaluator pool (evaluator)",
+                              description="Lock AMOUNT DSH more of EVALUATOR stake as pool bond: the weight with "
+                                          "which panels are drawn, and what penalties are taken from.")
+    sub.add_argument("amount", metavar="AMOUNT", help="DSH, e.g. 1000")
+    sub.set_defaults(round_handler=_join_pool_run)
+    subs.append(sub)
+    for sub in subs:
+        sub.add_argument("--rpc", metavar="URL", default=argparse.SUPPRESS,
+                         help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)")
+
+
+def _reported(action):
+    """Runs `action`, printing a dead Redis as one `error: ...` line (chain errors: `workers.cli.main`)."""
+    def run(args: argparse.Namespace) -> int:
+        from ..tasks.errors import QueueUnavailable
+
+        try:
+            return action(args)
+        except QueueUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+@_reported
+def run(args: argparse.Namespace) -> int:
+    return args.round_handler(args)
+
+
+# ---------------------------------------------------------------- worker and watch
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    from .service import ROLES
+
+    parser.add_argument("--role", required=True, choices=ROLES, help="the role whose queue this worker consumes")
+    parser.add_argument("--account", metavar="KEYSTORE",
+                        help="sign with this encrypted JSON keystore (default: $DEEPSHARD_PRIVATE_KEY or "
+                             "$DEEPSHARD_KEYSTORE); its password is asked once, or read from "
+                             "$DEEPSHARD_KEYSTORE_PASSWORD")
+    parser.add_argument("--pool", choices=("prefork", "solo", "threads"),
+                        help="Celery pool (default: prefork for trainer and evaluator, solo otherwise)")
+    parser.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="processes (default 1)")
+    parser.add_argument("--no-watch", action="store_true", help="keeper: do not run the watcher in this worker")
+    parser.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
+
+
+@_reported
+def run_worker(args: argparse.Namespace) -> int:
+    from .service import run_worker as start
+
+    return start(args.role, args.rpc, account=args.account, pool=args.pool, concurrency=args.concurrency,
+                 loglevel=args.loglevel, watch=not args.no_watch)
+
+
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--confirmations", type=int, default=0, metavar="N",
+                        help="blocks an event must be buried under before it is dispatched (default 0)")
+    parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="poll interval (default 2)")
+    parser.add_argument("--max-range", type=_positive_int, default=1_000, metavar="BLOCKS",
+                        help="most blocks per eth_getLogs request (default 1000)")
+    parser.add_argument("--from-block", type=int, metavar="N",
+                        help="where to start when no cursor is stored (default: the deployment block)")
+
+
+@_reported
+def run_watch(args: argparse.Namespace) -> int:
+    import logging
+
+    from .service import run_watch as watch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    return watch(args.rpc, confirmations=args.confirmations, max_range=args.max_range, start_block=args.from_block,
+                 interval=args.interval, out=lambda line: print(line, flush=True),
+                 err=lambda line: print(line, file=sys.stderr, flush=True))

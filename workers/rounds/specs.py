@@ -1,0 +1,83 @@
+"""Where workers find the TrainingSpec of a round: the chain records only its hash.
+
+A round carries `specHash = keccak256(canonical spec JSON)`. Whoever opens a round publishes the spec's
+canonical JSON in the shared Redis (hash `deepshard:specs`, field = the 0x spec hash); a worker may also
+be configured with a spec of its own (`$DEEPSHARD_TRAINING_SPEC`: a JSON file, or the JSON itself), which
+the keeper uses to open rounds. Whatever the source, a spec is used only if its keccak256 is the round's
+spec hash, so a wrong or tampered entry is refused, never trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from ..chain import ChainError
+from ..ml.spec import SpecError, TrainingSpec
+
+SPEC_ENV = "DEEPSHARD_TRAINING_SPEC"
+SPECS_KEY = "deepshard:specs"
+
+
+class SpecUnknown(ChainError):
+    """No spec with the round's hash is known to this worker."""
+
+
+def configured_spec(env: dict | None = None) -> TrainingSpec | None:
+    """The spec of `$DEEPSHARD_TRAINING_SPEC` (a path to a JSON file, or JSON), or None when unset."""
+    value = (os.environ if env is None else env).get(SPEC_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        raw = value if value.startswith("{") else Path(value).expanduser().read_bytes()
+        return TrainingSpec.from_json(raw)
+    except OSError as exc:
+        raise SpecUnknown(f"{SPEC_ENV} names {value}, which cannot be read ({exc.strerror})") from None
+    except SpecError as exc:
+        raise SpecUnknown(f"{SPEC_ENV} is not a valid TrainingSpec: {exc}") from None
+
+
+class SpecBook:
+    """Specs by hash: the configured ones, then those published in Redis (if a client is given)."""
+
+    def __init__(self, redis=None, specs: Iterable[TrainingSpec] = (), *, use_env: bool = True):
+        self.redis = redis
+        self._local = {spec.spec_hash(): spec for spec in specs}
+        self._configured = configured_spec() if use_env else None
+        if self._configured is not None:
+            self._local.setdefault(self._configured.spec_hash(), self._configured)
+
+    @property
+    def configured(self) -> TrainingSpec | None:
+        """The spec this worker opens rounds with: `$DEEPSHARD_TRAINING_SPEC`, else the first one given."""
+        if self._configured is not None:
+            return self._configured
+        return next(iter(self._local.values()), None)
+
+    def publish(self, spec: TrainingSpec) -> bytes:
+        """Makes `spec` findable by its hash (in Redis, and locally); returns the hash."""
+        digest = spec.spec_hash()
+        self._local[digest] = spec
+        if self.redis is not None:
+            self.redis.hset(SPECS_KEY, "0x" + digest.hex(), spec.canonical_json())
+        return digest
+
+    def resolve(self, spec_hash: bytes) -> TrainingSpec:
+        """The spec whose canonical JSON hashes to `spec_hash`; `SpecUnknown` if none is known."""
+        spec_hash = bytes(spec_hash)
+        if spec_hash in self._local:
+            return self._local[spec_hash]
+        shown = "0x" + spec_hash.hex()
+        raw = self.redis.hget(SPECS_KEY, shown) if self.redis is not None else None
+        if raw is not None:
+            try:
+                spec = TrainingSpec.from_json(raw)
+            except SpecError as exc:
+                raise SpecUnknown(f"the spec published for {shown} is invalid: {exc}") from None
+            if spec.spec_hash() != spec_hash:
+                raise SpecUnknown(f"the spec published for {shown} hashes to {spec.spec_hash_hex()}: refused")
+            self._local[spec_hash] = spec
+            return spec
+        raise SpecUnknown(f"no TrainingSpec with hash {shown} is known here: the round's opener publishes it in "
+                          f"Redis ({SPECS_KEY}), or set {SPEC_ENV} to it")

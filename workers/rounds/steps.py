@@ -1,0 +1,295 @@
+"""One step of a role in a training round, decided from the chain's state: what the Celery tasks run.
+
+    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, reveal, claim
+    evaluator_once(rounds, round_id, jobs, specs) fingerprint the revealed deltas, commit, reveal, settle
+    keeper_once(rounds, round_id, specs)          draw the panel, finalize, settle the panel's seats, open rounds
+
+Each reads the chain and does at most the one action the phase calls for (every write checks again, see
+`workers.rounds.chain`), so running a step twice, or on two workers at once, sends nothing twice. A step
+returns what it did and when there is something to do again: a block (`wake_at_block`), or a few seconds
+(`poll_after`) while an ML job runs. The ML work is behind `jobs` (`Jobs`): `train` and `fingerprint`
+return the job's result, or None while it is still running, so a step never blocks on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from ..chain import InvalidRequest, TransactionReverted
+from .chain import MAX_TRAINERS, TRAINER, RoundState, TrainingRoundsClient, check_fingerprints
+from .specs import SpecBook
+
+#: Seconds between checks on a running ML job.
+JOB_POLL = 2.0
+
+
+class Jobs(Protocol):
+    def train(self, inputs: dict) -> dict | None:
+        """`train_delta(**inputs)`'s result ({"delta_cid", ...}), or None while it runs."""
+
+    def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict | None:
+        """`fingerprint_deltas(**inputs, delta_cids=...)`'s result ({"fingerprints": [[K ints], ...]}), or None."""
+
+
+class JobFailed(Exception):
+    """An ML job ended in failure: the step cannot go on without it (one message, rebuilt by Celery)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step did. `action`: committed, revealed, claimed, drawn, finalized, settled, opened, training,
+    fingerprinting, waiting or done."""
+
+    role: str
+    round_id: int | None
+    action: str
+    detail: str
+    #: the block from which there is something to do again
+    wake_at_block: int | None = None
+    #: seconds after which to look again (an ML job is running)
+    poll_after: float | None = None
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.wake_at_block is None and self.poll_after is None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _inputs(rounds: TrainingRoundsClient, state: RoundState, specs: SpecBook) -> dict:
+    spec = specs.resolve(state.spec_hash)
+    return rounds.training_inputs(state.id, spec.canonical_json().decode(), spec.base_model,
+                                  lambda spec_hash: specs.resolve(spec_hash).canonical_json().decode())
+
+
+#: What an evaluator reports for a delta it cannot fingerprint (missing, malformed, rejected by `load_delta`):
+#: every coordinate as far as int32 goes, so the delta lands far from the reference and is rejected.
+UNUSABLE_FINGERPRINT = [2**31 - 1] * 16
+
+
+def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[str]]:
+    """The fingerprints of a `fingerprint_deltas` result, `UNUSABLE_FINGERPRINT` for each delta it could not
+    fingerprint, and the reasons given for those."""
+    rows = list(result.get("fingerprints") or [])
+    errors = list(result.get("errors") or [None] * len(rows))
+    reasons = [f"delta {i}: {errors[i] if i < len(errors) and errors[i] else 'no fingerprint'}"
+               for i, row in enumerate(rows) if row is None]
+    rows = [list(UNUSABLE_FINGERPRINT) if row is None else row for row in rows]
+    return check_fingerprints(rows, deltas), reasons
+
+
+def _raced(rounds: TrainingRoundsClient, round_id: int, done: Callable[[RoundState], bool], action: Callable[[], Any]):
+    """Runs `action`, one that anyone may take (draw, finalize, settle a seat). If it fails because someone
+    else took it first (their transaction landed between our checks and ours), returns None instead."""
+    try:
+        return action()
+    except (TransactionReverted, InvalidRequest):
+        if done(rounds.round(round_id)):
+            return None
+        raise
+
+
+# ---------------------------------------------------------------- trainer
+
+def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook) -> Step:
+    """The next step of this account as a trainer in `round_id`."""
+    account = rounds.chain.address
+    rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
+    state = rounds.round(round_id)
+    latest = rounds.latest_block()
+    phase = state.phase(latest)
+
+    def step(action: str, detail: str, wake: int | None = None, poll: float | None = None, **data) -> Step:
+        return Step("trainer", state.id, action, detail, wake, poll, data)
+
+    slot = rounds.trainer_slot(state)
+    if state.status == "Training":
+        if phase == "trainer commit":
+            if slot is not None:
+                return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
+            stored = rounds.stored(state.id, "delta")
+            if stored is not None:
+                # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
+                rounds.commit_delta(state.id, stored.value)
+                return step("committed", f"resumed the stored commitment to {stored.value}",
+                            state.train_commit_deadline + 1, delta_cid=stored.value)
+            if state.trainer_count >= MAX_TRAINERS:
+                return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
+            try:
+                rounds.require_free_stake(TRAINER, rounds.params()["trainerBond"], "the trainer bond")
+            except InvalidRequest as exc:
+                return step("done", f"cannot train: {exc}")
+            result = jobs.train(_inputs(rounds, state, specs))
+            if result is None:
+                return step("training", "the delta is being trained", poll=JOB_POLL)
+            delta_cid = str(result["delta_cid"])
+            if rounds.latest_block() + 1 > state.train_commit_deadline:
+                return step("done", f"trained {delta_cid} too late: the commit window closed at block "
+                                    f"{state.train_commit_deadline}", delta_cid=delta_cid)
+            rounds.commit_delta(state.id, delta_cid)
+            return step("committed", f"committed delta {delta_cid}", state.train_commit_deadline + 1,
+                        delta_cid=delta_cid)
+        if slot is None:
+            return step("done", f"{account} did not commit in round #{state.id}")
+        if phase == "trainer reveal":
+            if any(trainer == account for trainer, _ in rounds.deltas(state.id)):
+                return step("waiting", "revealed; the round is not settled yet", state.next_change(latest))
+            rounds.reveal_delta(state.id)
+            return step("revealed", "revealed the committed delta", state.next_change(rounds.latest_block()))
+        return step("waiting", f"{phase}; the round is not settled yet", state.next_change(latest))
+
+    if slot is None:
+        return step("done", f"{account} did not train in round #{state.id}")
+    if state.status == "Evaluating":
+        return step("waiting", f"{phase}; the round is not settled yet", state.next_change(latest))
+    if state.trainer_paid(slot):
+        return step("done", f"{phase}; the trainer seat is settled")
+    try:
+        settled = rounds.claim_trainer(state.id)
+    except InvalidRequest as exc:
+        return step("done", f"{phase}; {exc}")
+    return step("claimed", f"{phase}; bond unlocked, reward {settled.reward} wei", reward=settled.reward)
+
+
+# ---------------------------------------------------------------- evaluator
+
+def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook) -> Step:
+    """The next step of this account as an evaluator in `round_id`."""
+    account = rounds.chain.address
+    rounds.settle_inflight()
+    state = rounds.round(round_id)
+    latest = rounds.latest_block()
+    phase = state.phase(latest)
+
+    def step(action: str, detail: str, wake: int | None = None, poll: float | None = None, **data) -> Step:
+        return Step("evaluator", state.id, action, detail, wake, poll, data)
+
+    if state.status == "Training":
+        if rounds.pool_bond() == 0:
+            return step("done", f"{account} is not in the evaluator pool")
+        return step("waiting", f"{phase}; the panel is not drawn yet", state.next_change(latest))
+    seat = rounds.seat_of(state.id)
+    if seat is None:
+        return step("done", f"{account} is not on the panel of round #{state.id}")
+
+    if state.status == "Evaluating":
+        committed = bool(rounds.evaluators_committed(state, account))
+        if phase == "evaluator commit":
+            if committed:
+                return step("waiting", "committed; the reveal window is not open yet", state.eval_commit_deadline + 1)
+            stored = rounds.stored(state.id, "fingerprints")
+            if stored is not None:
+                rounds.commit_fingerprints(state.id, stored.value)
+                return step("committed", "resumed the stored fingerprints", state.eval_commit_deadline + 1)
+            delta_cids = [cid for _, cid in rounds.deltas(state.id)]
+            result = jobs.fingerprint(_inputs(rounds, state, specs), delta_cids)
+            if result is None:
+                return step("fingerprinting", f"{len(delta_cids)} deltas are being fingerprinted", poll=JOB_POLL)
+            fingerprints, unusable = fingerprints_of(result, state.delta_count)
+            if rounds.latest_block() + 1 > state.eval_commit_deadline:
+                return step("done", f"fingerprinted too late: the commit window closed at block "
+                                    f"{state.eval_commit_deadline}")
+            rounds.commit_fingerprints(state.id, fingerprints)
+            detail = f"committed {len(fingerprints)} fingerprints"
+            if unusable:
+                detail += f" ({len(unusable)} unusable deltas reported as outliers: {'; '.join(unusable)})"
+            return step("committed", detail, state.eval_commit_deadline + 1, fingerprints=fingerprints)
+        if phase == "evaluator reveal" and committed and not state.evaluator_revealed(seat):
+            rounds.reveal_fingerprints(state.id)
+            return step("revealed", "revealed the committed fingerprints", state.next_change(rounds.latest_block()))
+        return step("waiting", f"{phase}; the round is not settled yet", state.next_change(latest))
+
+    if state.evaluator_settled(seat):
+        return step("done", f"{phase}; seat {seat} is settled")
+    # The keeper settles every seat too: whoever lands first settles it.
+    settled = _raced(rounds, state.id, lambda s: s.evaluator_settled(seat), lambda: rounds.claim_evaluator(state.id, seat))
+    if settled is None:
+        return step("done", f"{phase}; seat {seat} was settled by someone else")
+    return step("claimed", f"{phase}; seat {seat} settled: reward {settled.reward} wei, penalty {settled.penalty} wei",
+                reward=settled.reward, penalty=settled.penalty)
+
+
+# ---------------------------------------------------------------- keeper
+
+def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecBook) -> Step:
+    """Advances `round_id` (default: the current round) one phase when due; once it has ended, settles its
+    evaluator seats and opens the next round if enough accepted data is pending and a spec is configured."""
+    rounds.settle_inflight()
+    state = rounds.round(round_id) if round_id is not None else rounds.current_round()
+    if state is None:
+        return open_if_ready(rounds, specs)
+    latest = rounds.latest_block()
+    phase = state.phase(latest)
+
+    def step(action: str, detail: str, wake: int | None = None, **data) -> Step:
+        return Step("keeper", state.id, action, detail, wake, None, data)
+
+    if state.status == "Training":
+        if phase != "panel ready to draw":
+            return step("waiting", phase, state.panel_seed_block + 1)
+        drawn = _raced(rounds, state.id, lambda s: s.status != "Training", lambda: rounds.draw_evaluators(state.id))
+        after = rounds.round(state.id)
+        if drawn is None:
+            return step("waiting", "the panel was drawn by someone else", after.next_change(rounds.latest_block()))
+        if drawn.result == "drawn":
+            return step("drawn", f"{len(drawn.panel)} evaluators drawn; commit until block {drawn.commit_deadline}",
+                        after.next_change(rounds.latest_block()), panel=drawn.panel)
+        if drawn.result == "reseeded":
+            return step("waiting", f"seed block too old; the panel is drawn from block {drawn.seed_block + 1}",
+                        drawn.seed_block + 1)
+        return step("failed", f"round #{state.id} failed: {after.delta_count} revealed deltas, fewer than needed",
+                    latest + 1)
+    if state.status == "Evaluating":
+        if phase != "ready to finalize":
+            return step("waiting", phase, state.next_change(latest))
+        outcome = _raced(rounds, state.id, lambda s: s.ended, lambda: rounds.finalize(state.id))
+        if outcome is None:
+            return step("waiting", "finalized by someone else", rounds.latest_block())
+        detail = (f"round #{state.id} {outcome.status}: accepted deltas {bin(outcome.accepted_mask)}, "
+                  f"new version {outcome.new_version}" if outcome.status == "Finalized"
+                  else f"round #{state.id} failed")
+        return step("finalized", detail, rounds.latest_block(), status=outcome.status,
+                    new_version=outcome.new_version)
+
+    settled = []
+    for seat in range(state.panel_size):
+        if not state.evaluator_settled(seat):
+            result = _raced(rounds, state.id, lambda s, seat=seat: s.evaluator_settled(seat),
+                            lambda seat=seat: rounds.claim_evaluator(state.id, seat))
+            if result is not None:
+                settled.append({"seat": seat, "evaluator": result.account, "reward": result.reward,
+                                "penalty": result.penalty})
+    if settled:
+        return step("settled", f"settled {len(settled)} evaluator seats of round #{state.id}", rounds.latest_block(),
+                    seats=settled)
+    if rounds.round_count() != state.id:
+        return step("done", f"round #{state.id} {state.status.lower()}; every seat is settled")
+    opened = open_if_ready(rounds, specs)
+    return dataclasses.replace(opened, detail=f"round #{state.id} {state.status.lower()}; {opened.detail}")
+
+
+def open_if_ready(rounds: TrainingRoundsClient, specs: SpecBook) -> Step:
+    """Opens a round with the configured spec once `minBatch` accepted datasets are pending."""
+    spec = specs.configured
+    if spec is None:
+        return Step("keeper", None, "done", "no TrainingSpec is configured to open rounds with")
+    params = rounds.params()
+    pending = rounds.pending_datasets()
+    if len(pending) < params["minBatch"]:
+        return Step("keeper", None, "done", f"{len(pending)} accepted datasets pending, a round needs "
+                                            f"{params['minBatch']}")
+    specs.publish(spec)
+    count = rounds.round_count()
+    try:
+        opened = rounds.open_round(spec.spec_hash(), pending[:params["maxBatch"]])
+    except (TransactionReverted, InvalidRequest):
+        if rounds.round_count() == count:
+            raise
+        return Step("keeper", rounds.round_count(), "done", "another keeper opened the round first")
+    return Step("keeper", opened.round_id, "opened",
+                f"opened round #{opened.round_id} on datasets {opened.dataset_ids}", None, None,
+                {"datasets": opened.dataset_ids, "seed": opened.seed})

@@ -1,0 +1,299 @@
+"""The watcher: turns contract events into Celery tasks, one queue per role.
+
+    watcher = Watcher(chain, redis_client)      # chain: a read-only ChainClient of the deployment
+    watcher.poll_once()                         # dispatch every event up to the latest safe block
+    watcher.run(stop_event)                     # ... forever, backing off while the node or Redis is down
+
+| contract | event | tasks |
+| --- | --- | --- |
+| TrainingRounds | RoundOpened | `trainer_step(round)` to every registered trainer, `keeper_step(round)` |
+| TrainingRounds | DeltaRevealed | `keeper_step(round)` (restarts a keeper chain that was lost) |
+| TrainingRounds | EvaluatorsDrawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
+| TrainingRounds | RoundFinalized | `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel, `keeper_step(round)` |
+| DataConsensus | PanelDrawn | `curate(id)` to each drawn curator that is registered |
+| DataConsensus | Finalized (Accepted) | `keeper_step()` (opens a round once enough data is pending) |
+
+Tasks that sign go to the account's queue `<role>.<address>`; "registered" accounts are those whose
+`deepshard worker --role ROLE` announced them in Redis (`workers.tasks.rounds.register_account`).
+
+Cursor: per chain id and contract, in Redis, the next block to scan (`deepshard:watcher:<chain>:<address>:cursor`).
+Logs are fetched with eth_getLogs over bounded ranges (`max_range` blocks), up to `latest - confirmations`.
+The cursor moves past a range only after every task of every event in it was queued; within the range, each
+queued (event, task) is recorded in a set (`...:sent`) as soon as it is queued, and the set is cleared in the
+same MULTI that moves the cursor. A watcher killed anywhere restarts where it stopped: no event skipped, and
+none queued twice, except one task whose queueing the kill interrupted between Redis accepting it and the
+record (tasks are idempotent anyway). Each task id is deterministic (`watch:<chain>:<contract>:<block>:<log
+index>:<queue>:<task>`), so a duplicate is at least recognisable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import redis as redis_lib
+import requests
+from eth_utils import to_checksum_address
+from web3 import Web3
+
+from ..chain import ChainClient, NodeUnavailable
+from ..tasks.errors import QueueUnavailable
+
+logger = logging.getLogger(__name__)
+
+WATCHED: dict[str, tuple[str, ...]] = {
+    "TrainingRounds": ("RoundOpened", "DeltaRevealed", "EvaluatorsDrawn", "RoundFinalized"),
+    "DataConsensus": ("PanelDrawn", "Finalized"),
+}
+TRAINER_STEP = "workers.tasks.rounds.trainer_step"
+EVALUATOR_STEP = "workers.tasks.rounds.evaluator_step"
+KEEPER_STEP = "workers.tasks.rounds.keeper_step"
+CURATE = "workers.tasks.curator.curate"
+DATA_ACCEPTED = 3
+
+DEFAULT_MAX_RANGE = 1_000
+DEFAULT_INTERVAL = 2.0
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    contract: str
+    name: str
+    args: dict
+    block: int
+    log_index: int
+    tx_hash: str
+
+    @property
+    def position(self) -> str:
+        return f"{self.block}:{self.log_index}"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One task to queue for an event."""
+
+    task: str
+    args: tuple
+    queue: str
+    key: str = field(default="")
+
+
+def cursor_key(chain_id: int, address: str) -> str:
+    return f"deepshard:watcher:{int(chain_id)}:{to_checksum_address(address)}:cursor"
+
+
+def sent_key(chain_id: int, address: str) -> str:
+    return f"deepshard:watcher:{int(chain_id)}:{to_checksum_address(address)}:sent"
+
+
+def _queue(role: str, account: str) -> str:
+    return f"{role}.{to_checksum_address(account)}"
+
+
+class Router:
+    """Which tasks an event calls for (the table of the module docstring)."""
+
+    def __init__(self, chain: ChainClient, accounts: Callable[[str], Iterable[str]]):
+        self.chain = chain
+        self.accounts = accounts
+        self._rounds = None
+
+    def _panel(self, round_id: int) -> list[str]:
+        if self._rounds is None:
+            self._rounds = self.chain.contract("TrainingRounds")
+        members, _ = self._rounds.functions.panelOf(round_id).call()
+        return list(members)
+
+    def route(self, event: ChainEvent) -> list[Dispatch]:
+        args = event.args
+        out: list[Dispatch] = []
+        if event.contract == "TrainingRounds":
+            round_id = int(args["round"])
+            if event.name in ("RoundOpened", "RoundFinalized"):
+                out += [Dispatch(TRAINER_STEP, (round_id,), _queue("trainer", a)) for a in self.accounts("trainer")]
+            if event.name == "EvaluatorsDrawn":
+                drawn = {to_checksum_address(a) for a in args["evaluators"]}
+                out += [Dispatch(EVALUATOR_STEP, (round_id,), _queue("evaluator", a))
+                        for a in self.accounts("evaluator") if a in drawn]
+            if event.name == "RoundFinalized":
+                panel = {to_checksum_address(a) for a in self._panel(round_id)}
+                out += [Dispatch(EVALUATOR_STEP, (round_id,), _queue("evaluator", a))
+                        for a in self.accounts("evaluator") if a in panel]
+            out.append(Dispatch(KEEPER_STEP, (round_id,), "keeper"))
+        elif event.contract == "DataConsensus":
+            if event.name == "PanelDrawn":
+                drawn = {to_checksum_address(a) for a in args["curators"]}
+                out += [Dispatch(CURATE, (int(args["id"]),), _queue("curator", a))
+                        for a in self.accounts("curator") if a in drawn]
+            elif event.name == "Finalized" and int(args["status"]) == DATA_ACCEPTED:
+                out.append(Dispatch(KEEPER_STEP, (None,), "keeper"))
+        return out
+
+
+class Watcher:
+    """Scans the watched contracts' events and queues their tasks (module docstring)."""
+
+    def __init__(self, chain: ChainClient, redis_client: redis_lib.Redis, *,
+                 send: Callable[[Dispatch, str], None] | None = None,
+                 accounts: Callable[[str], Iterable[str]] | None = None,
+                 confirmations: int = 0, max_range: int = DEFAULT_MAX_RANGE, start_block: int | None = None):
+        if max_range < 1 or confirmations < 0:
+            raise ValueError("max_range must be positive and confirmations non-negative")
+        self.chain = chain
+        self.redis = redis_client
+        self.confirmations = confirmations
+        self.max_range = max_range
+        self.start_block = start_block
+        self._send = send or _celery_send
+        self.router = Router(chain, accounts or self._registered)
+        self.contracts = {name: chain.contract(name) for name in WATCHED}
+        self._topics = {}
+        for name, events in WATCHED.items():
+            contract = self.contracts[name]
+            for event in events:
+                abi_event = getattr(contract.events, event)
+                self._topics[(contract.address, Web3.keccak(text=abi_event.signature))] = (name, abi_event)
+        #: (event, tasks queued for it) of every event processed by this instance, in order
+        self.history: list[tuple[ChainEvent, list[Dispatch]]] = []
+
+    def _registered(self, role: str) -> list[str]:
+        from ..tasks.rounds import registered_accounts
+
+        return registered_accounts(self.redis, self.chain.chain_id, role)
+
+    # ------------------------------------------------------------ cursor
+
+    def cursor(self, name: str) -> int:
+        """The next block to scan for contract `name`."""
+        address = self.contracts[name].address
+        value = self.redis.get(cursor_key(self.chain.chain_id, address))
+        if value is not None:
+            return int(value)
+        if self.start_block is not None:
+            return self.start_block
+        return int(self.chain.deployment().get("deployBlock", 0))
+
+    # ------------------------------------------------------------ polling
+
+    def safe_block(self) -> int:
+        return int(self.chain.w3.eth.block_number) - self.confirmations
+
+    def poll_once(self) -> int:
+        """Dispatches every event up to the latest safe block; returns the number of events processed."""
+        latest = self.safe_block()
+        processed = 0
+        for name in WATCHED:
+            start = self.cursor(name)
+            while start <= latest:
+                end = min(start + self.max_range - 1, latest)
+                processed += self._scan(name, start, end)
+                start = end + 1
+        return processed
+
+    def _scan(self, name: str, start: int, end: int) -> int:
+        contract = self.contracts[name]
+        chain_id = self.chain.chain_id
+        done_key = sent_key(chain_id, contract.address)
+        topics = [Web3.to_hex(topic) for (address, topic) in self._topics if address == contract.address]
+        logs = self.chain.w3.eth.get_logs({"address": contract.address, "fromBlock": start, "toBlock": end,
+                                           "topics": [topics]})
+        done = {m.decode() for m in self.redis.smembers(done_key)}
+        events = sorted((self._decode(log) for log in logs), key=lambda e: (e.block, e.log_index))
+        for event in events:
+            dispatches = [Dispatch(d.task, d.args, d.queue, f"{event.position}:{d.queue}:{d.task}")
+                          for d in self.router.route(event)]
+            queued = []
+            for dispatch in dispatches:
+                if dispatch.key in done:
+                    continue  # queued before a restart that interrupted this range
+                self._send(dispatch, f"watch:{chain_id}:{contract.address}:{dispatch.key}")
+                self.redis.sadd(done_key, dispatch.key)
+                queued.append(dispatch)
+            self.history.append((event, queued))
+            skipped = len(dispatches) - len(queued)
+            logger.info("%s.%s at block %d -> %s%s", name, event.name, event.block,
+                        ", ".join(f"{d.task.rsplit('.', 1)[-1]}{d.args} @{d.queue}" for d in queued) or "no task",
+                        f" ({skipped} queued before a restart)" if skipped else "")
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(cursor_key(chain_id, contract.address), end + 1)
+            pipe.delete(done_key)
+            pipe.execute()
+        return len(events)
+
+    def _decode(self, log) -> ChainEvent:
+        name, abi_event = self._topics[(to_checksum_address(log["address"]), bytes(log["topics"][0]))]
+        decoded = abi_event().process_log(log)
+        return ChainEvent(name, decoded["event"], dict(decoded["args"]), int(log["blockNumber"]),
+                          int(log["logIndex"]), Web3.to_hex(log["transactionHash"]))
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self, stop: threading.Event, interval: float = DEFAULT_INTERVAL,
+            on_error: Callable[[str, float], None] | None = None, backoff: float = 2.0) -> None:
+        """Polls every `interval` seconds until `stop` is set. A node or Redis that does not answer is
+        reported in one line and retried with exponential backoff (`backoff` seconds doubling, at most 60)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.poll_once()
+                failures = 0
+                wait = interval
+            except (NodeUnavailable, QueueUnavailable, requests.RequestException, OSError,
+                    redis_lib.exceptions.RedisError) as exc:
+                failures += 1
+                wait = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
+                message = describe_failure(exc, self)
+                if on_error is not None:
+                    on_error(message, wait)
+                else:
+                    logger.warning("watcher: %s; retrying in %.0f s", message, wait)
+            stop.wait(wait)
+
+
+def describe_failure(exc: BaseException, watcher: Watcher | None = None) -> str:
+    """One line saying what does not answer."""
+    if isinstance(exc, redis_lib.exceptions.RedisError):
+        where = ""
+        if watcher is not None:
+            kwargs = watcher.redis.connection_pool.connection_kwargs
+            where = f" at redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        return f"Redis{where} does not answer ({exc})"
+    if isinstance(exc, (requests.RequestException, OSError)) and watcher is not None:
+        return f"the chain node at {watcher.chain.display_url} does not answer ({type(exc).__name__})"
+    return str(exc)
+
+
+def _celery_send(dispatch: Dispatch, task_id: str) -> None:
+    from ..tasks.rounds import send
+
+    send(dispatch.task, args=dispatch.args, queue=dispatch.queue, task_id=task_id)
+
+
+def run_in_thread(watcher: Watcher, interval: float = DEFAULT_INTERVAL) -> tuple[threading.Thread, threading.Event]:
+    """Starts `watcher.run` in a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop, interval), name="deepshard-watcher", daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def wait_for_node(chain_factory: Callable[[], ChainClient], stop: threading.Event) -> ChainClient | None:
+    """A client once the node answers (retrying with backoff), or None if `stop` is set first."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            return chain_factory()
+        except NodeUnavailable as exc:
+            failures += 1
+            wait = min(2.0 ** failures, MAX_BACKOFF)
+            logger.warning("watcher: %s; retrying in %.0f s", exc, wait)
+            stop.wait(wait)
+    return None
+
+
+__all__ = ["ChainEvent", "Dispatch", "Router", "Watcher", "WATCHED", "cursor_key", "describe_failure",
+           "run_in_thread", "sent_key", "wait_for_node"]
