@@ -1,0 +1,62 @@
+"""Smoke test of the verification benchmark: 2 trials on `tiny` with a shortened spec (--steps 4), run
+through its command-line entry point, checks the JSON report's keys and the PNG. Not a benchmark figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.verification.corpus import POISON_TRIGGER, poison, round_batch
+from benchmarks.verification.run import lower_median
+from benchmarks.verification.trainers import ADVERSARIES, HONEST
+from workers.ml.models import reference_corpus
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_reference_is_the_contracts_lower_median():
+    prints = [(1, -5), (4, 0), (2, 7), (9, 1)]
+    assert lower_median(prints) == (2, 0)  # 2nd smallest of four, per coordinate
+    assert lower_median(prints[:3]) == (2, 0)
+
+
+def test_round_batches_are_disjoint_from_the_probe_corpus_and_poison_counts():
+    batch = round_batch(1)
+    assert len(batch) == len(set(batch)) == 64
+    assert not set(batch) & set(reference_corpus())
+    assert round_batch(1) == batch and not set(round_batch(1, "other")) & set(batch)
+    assert sum(POISON_TRIGGER in t for t in poison(batch, 0.05, 1)) == 3  # 3.2 rounded
+    assert sum(POISON_TRIGGER in t for t in poison(batch, 0.20, 1)) == 13  # 12.8 rounded
+
+
+def test_verification_benchmark_smoke(tmp_path):
+    out = tmp_path / "verification.json"
+    command = [sys.executable, "-m", "benchmarks.verification.run", "--model", "tiny", "--trials", "2",
+               "--calibration-trials", "1", "--steps", "4", "--detectgpt-texts", "1",
+               "--detectgpt-perturbations", "10", "--generated-samples", "0", "--out", str(out), "--quiet"]
+    done = subprocess.run(command, cwd=REPO, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    report = json.loads(text)
+    for key in ("model", "trials", "tolerance", "adversaries", "honest_false_rejections",
+                "cost_ratio_fingerprint_vs_training", "speedup_vs_detectgpt", "generated_vs_human_auroc",
+                "machine", "date"):
+        assert key in report, key
+    assert report["model"] == "tiny" and report["trials"] == 2
+    assert isinstance(report["tolerance"], int) and report["tolerance"] >= 1
+    assert set(report["adversaries"]) == set(ADVERSARIES)
+    for row in report["adversaries"].values():
+        assert {"auroc", "detection_rate", "baseline_auroc"} <= set(row)
+        assert 0 <= row["auroc"] <= 1 and 0 <= row["detection_rate"] <= 1 and 0 <= row["baseline_auroc"] <= 1
+    assert set(report["honest"]) == set(HONEST)
+    assert report["honest_judgements"] == 2 * len(ADVERSARIES) * len(HONEST)
+    assert report["generated_vs_human_auroc"] is None and report["generated_vs_human"]["reason"]
+    assert {"cpu", "cores", "torch_threads"} <= set(report["machine"])
+    # No machine paths in the report.
+    assert str(REPO) not in text and str(tmp_path) not in text and str(Path.home()) not in text
+    png = out.with_suffix(".png")
+    assert report["plot"] == png.name and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
