@@ -101,8 +101,8 @@ def trainers(accounts, staked, deployer):
 
 @pytest.fixture(scope="module")
 def evaluators(accounts, staked, deployer, rounds):
-    """Nine evaluators with equal bonds in the pool: every panel seats all of them."""
-    members = accounts.from_mnemonic(ROLE_MNEMONIC, count=9, offset=16)
+    """Twenty evaluators with equal bonds in the pool, so that a panel of nine is drawn in practice."""
+    members = accounts.from_mnemonic(ROLE_MNEMONIC, count=20, offset=16)
     for member in members:
         deployer.transfer(member, "1 ether")
         staked(member, EVALUATOR, 2 * EVALUATOR_BOND)
@@ -149,7 +149,8 @@ def evaluate(rounds, chain):
     """Factory: draws the panel, then each evaluator commits and reveals its fingerprints (one per delta)."""
 
     def evaluate(round_id, reports, silent=(), default=None):
-        rounds.drawEvaluators(round_id)
+        if rounds.getRound(round_id)["status"] == 1:  # not drawn yet
+            rounds.drawEvaluators(round_id)
         panel, _ = rounds.panelOf(round_id)
         by_address = {e.address: e for e in reports} if reports else {}
         seated = [by_address.get(member) for member in panel]
@@ -172,3 +173,9 @@ def evaluate(rounds, chain):
 def mine_past(chain, block):
     if chain.height <= block:
         chain.mine(block - chain.height + 1)
+
+
+def seated_evaluators(rounds, round_id, evaluators):
+    """The evaluator accounts on a round's panel, in seat order."""
+    by_address = {e.address: e for e in evaluators}
+    return [by_address[member] for member in rounds.panelOf(round_id)[0]]

@@ -13,6 +13,7 @@ from tests.contracts.training.conftest import (
     noisy,
     round_params,
     salt,
+    seated_evaluators,
 )
 
 FINALIZED, FAILED = 4, 5
@@ -46,10 +47,11 @@ def test_all_honest_round_registers_a_version_and_pays_everyone(
         rounds.claimTrainer(round_id, {"from": trainer})
         assert registry.lockedOf(trainer, TRAINER) == 0 and registry.stakeOf(trainer, TRAINER) == 2 * TRAINER_BOND
         assert token.balanceOf(trainer) == per_trainer
-    evaluator_share = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000 // len(evaluators)
-    for seat in range(len(evaluators)):
+    panel = seated_evaluators(rounds, round_id, evaluators)
+    evaluator_share = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000 // len(panel)
+    for seat in range(len(panel)):
         rounds.claimEvaluator(round_id, seat)
-    assert all(token.balanceOf(e) == evaluator_share for e in evaluators)
+    assert all(token.balanceOf(e) == evaluator_share for e in panel)
     assert [int(v) for v in model_registry.lineage(event["newVersion"], 10)] == [event["newVersion"], 1]
 
 
@@ -99,7 +101,9 @@ def test_evaluator_coalition_under_half_cannot_flip_the_outcome(
     crew = trainers[:4]
     train(round_id, {t: delta_cid(f"c{i}") for i, t in enumerate(crew)})
     truth = [HONEST, HONEST, POISONED, HONEST]
-    coalition = evaluators[:4]  # 4 of 9 equal bonds: under half the panel stake
+    rounds.drawEvaluators(round_id)
+    panel_members = seated_evaluators(rounds, round_id, evaluators)
+    coalition = panel_members[: (len(panel_members) - 1) // 2]  # equal bonds: under half the panel stake
     reports = reports_for(evaluators, truth)
     for evaluator in coalition:
         reports[evaluator] = [HONEST] * 4  # cover for the poisoned delta
@@ -150,7 +154,8 @@ def test_missed_windows(rounds, registry, trainers, evaluators, open_round, trai
     train(round_id, {t: delta_cid(f"w{i}") for i, t in enumerate(crew)}, silent=(crew[3],))
     with reverts("WindowClosed"):
         rounds.commitDelta(round_id, b"\x01" * 32, {"from": trainers[5]})
-    late = evaluators[0]
+    rounds.drawEvaluators(round_id)
+    late = seated_evaluators(rounds, round_id, evaluators)[0]
     panel = evaluate(round_id, reports_for(evaluators, [HONEST] * 3), silent=(late,))
     mine_past(chain, rounds.getRound(round_id)["evalRevealDeadline"])
     rounds.finalize(round_id)
@@ -225,7 +230,7 @@ def test_panel_and_fingerprint_rules(rounds, trainers, evaluators, open_round, t
     rounds.drawEvaluators(round_id)
     with reverts("NotOnPanel"):
         rounds.commitFingerprints(round_id, b"\x01" * 32, {"from": accounts[7]})
-    evaluator = evaluators[0]
+    evaluator, other = seated_evaluators(rounds, round_id, evaluators)[:2]
     wrong_count = [HONEST]
     commitment = rounds.fingerprintCommitmentFor(wrong_count, salt(evaluator, round_id), evaluator)
     rounds.commitFingerprints(round_id, commitment, {"from": evaluator})
@@ -235,14 +240,14 @@ def test_panel_and_fingerprint_rules(rounds, trainers, evaluators, open_round, t
     with reverts("WrongFingerprintCount", 1, 2):
         rounds.revealFingerprints(round_id, wrong_count, salt(evaluator, round_id), {"from": evaluator})
     with reverts("NotCommitted"):
-        rounds.revealFingerprints(round_id, [HONEST, HONEST], salt(evaluators[1], round_id), {"from": evaluators[1]})
+        rounds.revealFingerprints(round_id, [HONEST, HONEST], salt(other, round_id), {"from": other})
 
 
 def test_fingerprints_round_trip_negative_values(rounds, trainers, evaluators, open_round, train, chain):
     round_id = open_round()
     train(round_id, {t: delta_cid(f"n{i}") for i, t in enumerate(trainers[:2])})
     rounds.drawEvaluators(round_id)
-    evaluator = evaluators[0]
+    evaluator = seated_evaluators(rounds, round_id, evaluators)[0]
     fingerprint = [-(2**31), 2**31 - 1] + [-5 + k for k in range(14)]
     reports = [fingerprint, HONEST]
     rounds.commitFingerprints(round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator),
