@@ -75,6 +75,8 @@ def plain_peft_loop(base: BaseModel, texts: list[str], spec: TrainingSpec) -> di
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+        if base.device.type == "cuda":
+            torch.cuda.synchronize()  # ours syncs every step (it records each loss as a float)
         loop = time.perf_counter() - loop_started
         wall = time.perf_counter() - started
     finally:
@@ -83,11 +85,12 @@ def plain_peft_loop(base: BaseModel, texts: list[str], spec: TrainingSpec) -> di
     return {"loop_seconds": loop, "wall_seconds": wall, "tokens": tokens, "final_loss": float(loss.detach())}
 
 
-def run(model: str, trials: int, steps: int | None, quiet: bool = False) -> dict:
+def run(model: str, trials: int, steps: int | None, quiet: bool = False, device: str | None = None) -> dict:
     started_all = time.perf_counter()
     machine = machine_description()
     machine["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
-    base = load_base_model(model, device="cpu")
+    base = load_base_model(model, device=device)  # None: CUDA when present, else CPU
+    machine["device"] = str(base.device) if base.device.type != "cuda" else machine["device"]
     spec = round_spec(model, steps)
     texts = round_batch(ROUND_SEED)
     runners = {"ours": ours, "plain_peft": plain_peft_loop}
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default benchmarks/results/throughput[-MODEL].json)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present, else CPU)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.trials < 1:
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        report = run(args.model, args.trials, args.steps, args.quiet)
+        report = run(args.model, args.trials, args.steps, args.quiet, args.device)
     finally:
         torch.set_num_threads(previous)
     out = args.out or RESULTS_DIR / ("throughput.json" if args.model == "tiny" else f"throughput-{args.model}.json")

@@ -24,12 +24,12 @@ PROMPT_TOKENS = 12
 GENERATED_SEED = 0  # any fixed root; sub-seeds are derived per sample
 
 
-def generated_vs_human(samples: int, base: BaseModel | None = None) -> dict:
+def generated_vs_human(samples: int, base: BaseModel | None = None, device=None) -> dict:
     if samples <= 0:
         return {"auroc": None, "reason": "skipped (--generated-samples 0)"}
     started = time.perf_counter()
     try:
-        model = base if base is not None and base.name == SMOLLM2 else load_base_model(SMOLLM2, device="cpu")
+        model = base if base is not None and base.name == SMOLLM2 else load_base_model(SMOLLM2, device=device)
     except Exception as error:  # the figure is optional for `tiny`: report why it is missing
         return {"auroc": None, "reason": f"SmolLM2 could not be loaded: {type(error).__name__}: {error}"}
     load_seconds = time.perf_counter() - started

@@ -136,12 +136,14 @@ def _stats(values: list[float], digits: int = 4) -> dict:
 
 
 def run(model: str, trials: int, calibration_trials: int, steps: int | None, detectgpt_texts: int | None,
-        detectgpt_perturbations: int, generated_samples: int, quiet: bool = False) -> tuple[dict, dict]:
+        detectgpt_perturbations: int, generated_samples: int, quiet: bool = False,
+        device: str | None = None) -> tuple[dict, dict]:
     """Run the benchmark; returns (the JSON report, plot data)."""
     started_all = time.perf_counter()
     machine = machine_description()
     machine["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
-    base = load_base_model(model, device="cpu")
+    base = load_base_model(model, device=device)  # None: CUDA when present, else CPU
+    machine["device"] = str(base.device) if base.device.type != "cuda" else machine["device"]
     spec = round_spec(model, steps)
     corpus = set(reference_corpus())
 
@@ -239,7 +241,7 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
          f"-> x{detectgpt['speedup']} ({time.perf_counter() - started_all:.0f} s)", quiet)
 
     # 5. Generated (SmolLM2) vs human text with the curvature score.
-    generated = generated_vs_human(generated_samples, base)
+    generated = generated_vs_human(generated_samples, base, device=base.device)
     _log(f"generated vs human: {generated.get('auroc')} ({time.perf_counter() - started_all:.0f} s)", quiet)
 
     report = {
@@ -327,6 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--generated-samples", type=int, default=40,
                         help="SmolLM2 samples (and human texts) for generated_vs_human_auroc; 0 skips it")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present, else CPU)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.trials < 1:
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     try:
         report, plot = run(args.model, args.trials, max(1, calibration), args.steps, args.detectgpt_texts,
-                           args.detectgpt_perturbations, args.generated_samples, args.quiet)
+                           args.detectgpt_perturbations, args.generated_samples, args.quiet, args.device)
     finally:
         torch.set_num_threads(previous_threads)
     out = args.out or default_output(args.model)
