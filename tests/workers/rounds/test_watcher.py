@@ -223,4 +223,5 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
     assert [d.task for _, dispatches in watcher.history for d in dispatches if d.queue == f"curator.{address}"] == \
         [CURATE]
     for action in ("'committed'", "'revealed'", "'claimed'"):
-        assert f"'action': {action}" in worker.log()
+        # The worker logs a task's result just after its transaction lands: wait for the line too.
+        wait_for(lambda: f"'action': {action}" in worker.log(), f"the worker to log {action}", logs=[worker])
