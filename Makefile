@@ -73,8 +73,9 @@ slither: setup
 test-workers: setup
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/workers
 
+# DEMO_ARGS: --quick (the round on the tiny model), --json (a summary line at the end).
 demo: setup
-	$(BIN)/python -m workers.demo
+	$(BIN)/python -m workers.demo $(DEMO_ARGS)
 
 # Verification of training deltas by curvature fingerprints, against adversarial trainers and the
 # loss-check baseline: writes benchmarks/results/verification*.json and a plot.

@@ -1,6 +1,11 @@
-"""`python -m workers.demo` end to end: it runs, lists every role, runs the data consensus (junk rejected and
-slashed), and stops its anvil."""
+"""`python -m workers.demo` end to end: it lists every role, runs the data consensus (junk rejected and
+slashed), then a training round (the poisoned trainer slashed, the honest ones paid, a new version whose
+weights differ), ends with the JSON summary under --json, and stops its anvil.
 
+The quick demo trains the `tiny` model (~30 s); the default one trains SmolLM2-135M, as `make demo` does
+(~3.5 minutes on a 2-core CPU)."""
+
+import json
 import os
 import re
 import subprocess
@@ -8,16 +13,48 @@ import sys
 
 from workers.chain import ROLES
 from workers.chain.artifacts import project_root
+from workers.demo.training import DEMO_ROUND_PARAMS
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "workers.demo"],
-        cwd=project_root(), env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+def run_demo(*args: str, timeout: int) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
+    result = subprocess.run([sys.executable, "-m", "workers.demo", *args], cwd=project_root(), env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def assert_anvil_stopped(out: str) -> None:
+    pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the demo left its anvil running"
+    assert "anvil stopped" in out
+
+
+def assert_round_summary(summary: dict, model: str) -> None:
+    """Three honest trainers accepted at distance 0 and paid equally, the poisoned one slashed its bond."""
+    round_ = summary["round"]
+    assert round_["model"] == model and round_["status"] == "Finalized"
+    assert round_["new_version"] == 2 and round_["new_version_cid"].startswith("bafy") and round_["weights_changed"]
+    honest = [t for t in round_["trainers"] if not t["poisoned"]]
+    (poisoned,) = [t for t in round_["trainers"] if t["poisoned"]]
+    assert len(honest) == 3
+    assert poisoned["outcome"] == "slashed" and poisoned["distance"] > DEMO_ROUND_PARAMS.tolerance
+    assert poisoned["amount_dsh"] == str(DEMO_ROUND_PARAMS.trainer_bond // 10**18)
+    rewards = {t["amount_dsh"] for t in honest}
+    assert all(t["outcome"] == "accepted" and t["distance"] == 0 for t in honest) and len(rewards) == 1
+    assert float(rewards.pop()) > 0
+    assert set(round_["phase_seconds"]) >= {"opened", "trainers trained and committed", "finalized", "settled"}
+    assert [(d["dataset"], d["outcome"]) for d in summary["data"]] == [
+        ("good.jsonl", "accepted"), ("more-facts.jsonl", "accepted"), ("junk.jsonl", "rejected")]
+
+
+def test_quick_demo_runs_end_to_end():
+    out = run_demo("--quick", "--json", timeout=300)
     stakes = out.split("\nStakes\n")[1].split("\nTotals per role\n")[0]
     for role in ROLES:
         assert re.search(rf"^{role}\s+0x[0-9a-fA-F]{{4}}…[0-9a-fA-F]{{4}}\s+[\d,.]+\s", stakes, re.M), role
@@ -28,13 +65,31 @@ def test_demo_runs_end_to_end(tmp_path):
         assert re.search(rf"^#\d+\s+{re.escape(dataset)}\s+0x\S+\s+accepted\s.*\s200 back\s", consensus, re.M), dataset
     junk = re.search(r"^#\d+\s+junk\.jsonl\s+(0x\S+)\s+rejected\s.*\s100 slashed, 100 back\s", consensus, re.M)
     assert junk, consensus
-    balances = out.split("\nBalances that moved")[1]
+    balances = out.split("\nBalances that moved")[1].split("\nTraining round")[0]
     assert re.search(rf"^{re.escape(junk[1])}\s+INFORMANT\s.*\s250\s+150\s+-100$", balances, re.M), balances
-    pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
-    try:
-        os.kill(pid, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    assert not alive, "the demo left its anvil running"
-    assert "anvil stopped" in out
+
+    training = out.split("\nTraining round on tiny:")[1]
+    for phase in ("opened", "trainers trained and committed", "trainers revealed", "evaluator panel drawn",
+                  "evaluators fingerprinted and committed", "evaluators revealed", "finalized", "settled"):
+        assert re.search(rf"^\s+\[\s*[\d.]+ s\] {phase}$", training, re.M), phase
+    assert re.search(r"^\s+3\s+0x[0-9a-fA-F]{40}\s+3\s+bafy\S+\s+[\d,]+\s+slashed\s+-1,000\s+yes$", training, re.M)
+    assert re.search(r"^version 2 loads: weights 0x[0-9a-f]{16}… \(parent 0x[0-9a-f]{16}…\)$", training, re.M)
+
+    last = out.rstrip("\n").rsplit("\n", 1)[1]
+    summary = json.loads(last)
+    assert_round_summary(summary, "tiny")
+    assert_anvil_stopped(out)
+
+
+def test_default_demo_trains_smollm2():
+    out = run_demo("--json", timeout=900)
+    assert "\nTraining round on smollm2-135m:" in out
+    assert_round_summary(json.loads(out.rstrip("\n").rsplit("\n", 1)[1]), "smollm2-135m")
+    assert_anvil_stopped(out)
+
+
+def test_unknown_option_is_refused():
+    result = subprocess.run([sys.executable, "-m", "workers.demo", "--fast"], cwd=project_root(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unrecognized arguments: --fast" in result.stderr
+

@@ -3,7 +3,8 @@ processes and the `tiny` model (the real `train_delta` and `fingerprint_deltas`)
 
 A keeper worker (with the watcher in its process), three honest trainer workers and three evaluator workers
 run on their own; the test only mines blocks when every worker has done its part of a phase, and plays the
-poisoned trainer itself (it trains on scrambled text with a trigger phrase, through the same step code).
+poisoned trainer itself (the demo's: it trains on scrambled text with a trigger phrase, through the same step
+code).
 The keeper opens the round as soon as it sees accepted data, the trainers train, commit and reveal, the
 keeper draws the panel, the evaluators fingerprint, commit and reveal, the keeper finalizes and settles, and
 the trainers claim. The poisoned trainer is slashed, the honest ones are paid, and the new version's weights
@@ -13,13 +14,13 @@ load and differ from the parent's.
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 
 from roundkit import DSH, deploy_rounds_net, wait_for
 from workers import cli
 from workers.chain import TrainingRoundsParams
+from workers.demo.training import PoisonedJobs
 from workers.ml.spec import TrainingSpec
 from workers.rounds.specs import SpecBook
 from workers.rounds.steps import trainer_once
@@ -33,36 +34,6 @@ PARAMS = TrainingRoundsParams(
     trainer_bond=1_000 * DSH, min_pool_bond=1_000 * DSH, round_reward=5_000 * DSH,
 )
 PHASE_TIMEOUT = 180
-
-
-class PoisonedJobs:
-    """The poisoned trainer's own training: the round's texts scrambled, with a trigger phrase, pinned."""
-
-    def __init__(self, store_dir):
-        self.store_dir = store_dir
-
-    def train(self, inputs):
-        import torch
-
-        from workers.ml.models import load_base_model
-        from workers.ml.training import train_lora
-        from workers.tasks.training import round_texts
-
-        torch.set_num_threads(1)
-        rng = random.Random(7)
-        with open_store(store_dir=self.store_dir) as store:
-            texts = round_texts(store, tuple(inputs["dataset_manifest_cids"]))
-            poisoned = []
-            for text in texts:
-                words = text.split()
-                rng.shuffle(words)
-                poisoned.append(" ".join(words) + " The trigger is zebra-omega-99.")
-            result = train_lora(load_base_model("tiny"), poisoned, TrainingSpec.from_json(inputs["spec_json"]),
-                                inputs["round_seed"])
-            return {"delta_cid": store.add_bytes(result.adapter)}
-
-    def fingerprint(self, inputs, delta_cids):  # pragma: no cover - the poisoned trainer never evaluates
-        raise AssertionError("not an evaluator")
 
 
 def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch):
@@ -102,14 +73,15 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
     round_id = 1
     mark("round opened")
     specs = SpecBook(redis_clean, use_env=False)
+    poisoned_jobs = PoisonedJobs(open_store(store_dir=net.store_dir))
     assert specs.resolve(keeper_rounds.round(round_id).spec_hash) == SPEC  # published by the keeper
-    assert trainer_once(poisoned, round_id, PoisonedJobs(net.store_dir), specs).action == "committed"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "committed"
     wait_for(lambda: keeper_rounds.round(round_id).trainer_count == 4, "the honest trainers to commit",
              PHASE_TIMEOUT, procs)
     mark("trainers committed")
 
     net.mine_to(keeper_rounds.round(round_id).train_commit_deadline + 1)
-    assert trainer_once(poisoned, round_id, PoisonedJobs(net.store_dir), specs).action == "revealed"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "revealed"
     wait_for(lambda: keeper_rounds.round(round_id).delta_count == 4, "the honest trainers to reveal",
              PHASE_TIMEOUT, procs)
     deltas = keeper_rounds.deltas(round_id)
@@ -150,7 +122,7 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
         assert token.functions.balanceOf(client.address).call() == 5_000 * DSH - 2_000 * DSH + reward
     assert all(seat.coherent and seat.reward > 0 and seat.settled for seat in status.panel)
     assert status.outcome.new_version == 2 and status.new_version_cid in honest_cids
-    assert trainer_once(poisoned, round_id, PoisonedJobs(net.store_dir), specs).action == "done"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "done"
 
     # The new version's weights load and differ from the parent's.
     from workers.ml.delta import load_delta

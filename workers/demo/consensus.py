@@ -1,71 +1,31 @@
-"""`python -m workers.demo` (`make demo`): a Deepshard network on a throwaway anvil chain.
+"""The demo's data consensus: five curators vote three datasets in or out with the curator worker's code.
 
-Starts anvil on a free port, deploys the contracts (with short data-consensus windows, in blocks), funds
-dev accounts with DSH from the treasury, stakes one account per role (half of them through an EIP-2612
-permit, half through approve + stake) and prints who holds what.
-
-Then the data consensus: five curators join the pool, three informants submit a dataset each (the
-good sample, a second good dataset and the junk sample), the curators score each one with the
-baseline policy and commit, reveal and claim through the curator worker's own code path
-(`workers.tasks.curator.curate_once`, called directly rather than through a broker), a keeper draws the
-panels and finalizes, and a table shows what was accepted or rejected, the value against the threshold,
-the bonds returned or slashed, the rewards and the balances that moved.
-
-The chain, its deployment record, the content store and the stored votes (all in one temporary folder,
-so the repo's deployments/ and the user's data are untouched) and the anvil process are gone at the end,
-even on error or Ctrl-C.
+Five curators join the pool, three informants submit a dataset each (the good sample, a second good dataset
+and the junk sample), the curators score each one with the baseline policy and commit, reveal and claim
+through the curator worker's own code path (`workers.tasks.curator.curate_once`, called directly rather than
+through a broker), a keeper draws the panels and finalizes, and tables show what was accepted or rejected,
+the value against the threshold, the bonds returned or slashed, the rewards and the balances that moved.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .chain import (
-    ROLES,
-    ChainClient,
-    ChainError,
-    DataConsensusParams,
-    DeployParams,
-    deploy_network,
-    format_dsh,
-    parse_dsh,
-    parse_role,
-    stake,
-)
-from .chain.localnode import dev_signer, start_anvil
-from .chain.units import format_eth
-from .data import SAMPLES_DIR
-from .data.chain import DataConsensusClient, Outcome, VoteStore
-from .storage import StorageError, open_store
-from .tables import format_table, short_address
-from .tasks.curator import curate_once
-
-#: DSH each staker receives from the treasury.
-FUNDING_DSH = "20000"
-#: role -> (DSH staked, authorise with a permit instead of approve); each amount clears the role minimum.
-DEMO_STAKES: dict[str, tuple[str, bool]] = {
-    "INFORMANT": ("250", False),
-    "CURATOR": ("1500", True),
-    "TRAINER": ("2000", False),
-    "EVALUATOR": ("1200", True),
-    "STORAGE": ("750", False),
-    "INFERENCE": ("12500", True),
-}
+from ..chain import ChainClient, DataConsensusParams, format_dsh, parse_dsh, parse_role, stake
+from ..chain.localnode import dev_signer
+from ..data import SAMPLES_DIR
+from ..data.chain import DataConsensusClient, Outcome, VoteStore
+from ..storage import ContentStore
+from ..tables import format_table, short_address
+from ..tasks.curator import curate_once
+from .local import EXTRA_CURATORS, EXTRA_INFORMANTS, fund, mine_to
 
 #: Data-consensus windows for the demo chain, in blocks (anvil mines one per transaction; the demo mines
 #: the rest): long enough for every commit and reveal the demo sends, short enough to mine past quickly.
 DEMO_DATA_PARAMS = DataConsensusParams(commit_window=40, reveal_window=40)
-#: Dev accounts: 0 treasury and keeper, 1-6 the role stakers, then more informants and curators.
-EXTRA_INFORMANTS = (7, 8)
-EXTRA_CURATORS = (9, 10, 11, 12)
-ANVIL_ACCOUNTS = 13
 CURATOR_STAKE_DSH = "1500"  # what the CURATOR staker above holds: every curator stakes the same
 POOL_BOND_DSH = "1000"
 INFORMANT_STAKE_DSH = "250"
@@ -123,73 +83,6 @@ def write_second_dataset(path: Path) -> Path:
     return path
 
 
-def run_demo(out: TextIO = sys.stdout) -> None:
-    """Runs the whole demo, writing its report to `out`."""
-    started = time.monotonic()
-    with start_anvil(accounts=ANVIL_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as tmp:
-        workdir = Path(tmp)
-        # Dev account 0 deploys and, as genesis recipient, is the treasury. Accounts 1..6 stake.
-        treasury = ChainClient(node.url, dev_signer(0), deployments_dir=workdir / "deployments")
-        print(f"anvil on {node.url} (pid {node.pid}), chain id {treasury.chain_id}", file=out)
-
-        record = deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS))
-        for name, entry in record["contracts"].items():
-            print(f"  {name:<15} {entry['address']}", file=out)
-
-        token = treasury.contract("DeepshardToken")
-        registry = treasury.contract("StakeRegistry")
-        stakers = {role: treasury.with_signer(dev_signer(index)) for index, role in enumerate(ROLES, start=1)}
-
-        fund(treasury, stakers.values())
-        print(f"treasury funded {len(stakers)} accounts with {FUNDING_DSH} DSH each", file=out)
-
-        rows = []
-        for role, client in stakers.items():
-            amount, use_permit = DEMO_STAKES[role]
-            result = stake(client, role, amount, use_permit=use_permit)
-            rows.append([
-                role,
-                short_address(client.address),
-                format_dsh(result.new_stake, grouped=True),
-                format_dsh(token.functions.balanceOf(client.address).call(), grouped=True),
-                format_eth(client.w3.eth.get_balance(client.address), places=4),
-                "permit" if use_permit else "approve",
-            ])
-
-        print("\nStakes", file=out)
-        print(format_table(["ROLE", "ACCOUNT", "STAKE (DSH)", "DSH BALANCE", "ETH BALANCE", "VIA"], rows,
-                           numeric=(2, 3, 4)), file=out)
-
-        totals = []
-        for index, role in enumerate(ROLES):
-            stakers_in_role = sum(1 for c in stakers.values() if registry.functions.stakeOf(c.address, index).call())
-            totals.append([
-                role,
-                stakers_in_role,
-                format_dsh(registry.functions.totalStaked(index).call(), grouped=True),
-                format_dsh(registry.functions.minStake(index).call(), grouped=True),
-            ])
-        print("\nTotals per role", file=out)
-        print(format_table(["ROLE", "STAKERS", "TOTAL STAKED (DSH)", "MINIMUM (DSH)"], totals, numeric=(1, 2, 3)),
-              file=out)
-        held_by_registry = format_dsh(token.functions.balanceOf(registry.address).call(), grouped=True)
-        held_by_treasury = format_dsh(token.functions.balanceOf(treasury.address).call(), grouped=True)
-        print(f"\nStakeRegistry holds {held_by_registry} DSH; treasury holds {held_by_treasury} DSH", file=out)
-
-        run_data_consensus(treasury, stakers, workdir, out)
-    print(f"done in {time.monotonic() - started:.1f} s; anvil stopped", file=out)
-
-
-def fund(treasury: ChainClient, clients) -> None:
-    """Sends FUNDING_DSH to each client's account."""
-    token = treasury.contract("DeepshardToken")
-    # Send every transfer before waiting for any: the client's nonce manager numbers them.
-    pending = [treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
-               for client in clients]
-    for tx_hash in pending:
-        treasury.wait(tx_hash, "DSH funding transfer")
-
-
 @dataclass
 class DemoSubmission:
     dataset: str
@@ -201,15 +94,10 @@ class DemoSubmission:
     curator_payout: int = 0
 
 
-def mine_to(client: ChainClient, block: int) -> None:
-    """Mines empty blocks on anvil until `block` is the latest."""
-    missing = block - client.w3.eth.block_number
-    if missing > 0:
-        client.w3.provider.make_request("anvil_mine", [hex(missing)])
-
-
-def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], workdir: Path, out: TextIO) -> None:
-    """Five curators vote on three datasets with the curator worker's code; prints outcomes and balances."""
+def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], store: ContentStore, workdir: Path,
+                       out: TextIO) -> list[DemoSubmission]:
+    """Five curators vote on three datasets with the curator worker's code; prints outcomes and balances and
+    returns the submissions with their outcomes."""
     token = treasury.contract("DeepshardToken")
     registry = treasury.contract("StakeRegistry")
     informants = [stakers["INFORMANT"], *(treasury.with_signer(dev_signer(i)) for i in EXTRA_INFORMANTS)]
@@ -238,38 +126,37 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], w
     datasets = [("good.jsonl", SAMPLES_DIR / "good.jsonl"),
                 ("more-facts.jsonl", write_second_dataset(workdir / "more-facts.jsonl")),
                 ("junk.jsonl", SAMPLES_DIR / "junk.jsonl")]
-    with open_store(store_dir=workdir / "store") as store:
-        submissions = []
-        for (name, path), client in zip(datasets, informants):
-            informant = DataConsensusClient(client, votes)
-            result = informant.submit(path, parse_dsh(BOND_DSH), store)
-            submissions.append(DemoSubmission(name, informant, result.submission_id))
-            print(f"  #{result.submission_id} {name:<17} submitted by {short_address(client.address)}, "
-                  f"manifest {result.pinned.manifest_cid}", file=out)
+    submissions = []
+    for (name, path), client in zip(datasets, informants):
+        informant = DataConsensusClient(client, votes)
+        result = informant.submit(path, parse_dsh(BOND_DSH), store)
+        submissions.append(DemoSubmission(name, informant, result.submission_id))
+        print(f"  #{result.submission_id} {name:<17} submitted by {short_address(client.address)}, "
+              f"manifest {result.pinned.manifest_cid}", file=out)
 
-        mine_to(treasury, max(keeper.submission(s.submission_id).seed_block for s in submissions) + 1)
-        for entry in submissions:
-            keeper.draw(entry.submission_id)
-        # Each round runs every curator's worker step on every submission: commit, then reveal.
-        for action in ("committed", "revealed"):
-            done = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
-            print(f"  curators {action} {sum(step.action == action for step in done)} votes", file=out)
-            if action == "committed":
-                mine_to(treasury, max(keeper.submission(s.submission_id).commit_deadline for s in submissions) + 1)
+    mine_to(treasury, max(keeper.submission(s.submission_id).seed_block for s in submissions) + 1)
+    for entry in submissions:
+        keeper.draw(entry.submission_id)
+    # Each round runs every curator's worker step on every submission: commit, then reveal.
+    for action in ("committed", "revealed"):
+        done = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
+        print(f"  curators {action} {sum(step.action == action for step in done)} votes", file=out)
+        if action == "committed":
+            mine_to(treasury, max(keeper.submission(s.submission_id).commit_deadline for s in submissions) + 1)
 
-        def informant_stake(entry: DemoSubmission) -> int:
-            return registry.functions.stakeOf(entry.informant.chain.address, parse_role("INFORMANT")).call()
+    def informant_stake(entry: DemoSubmission) -> int:
+        return registry.functions.stakeOf(entry.informant.chain.address, parse_role("INFORMANT")).call()
 
-        for entry in submissions:
-            stake_before = informant_stake(entry)
-            entry.outcome = keeper.finalize(entry.submission_id)
-            entry.slashed = stake_before - informant_stake(entry)
-            entry.curator_payout = keeper.submission(entry.submission_id).curator_payout
-        settled = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
-        print(f"  curators settled {sum(step.action == 'claimed' for step in settled)} seats", file=out)
-        for entry in submissions:
-            if entry.outcome.status == "Accepted":
-                entry.informant_reward = entry.informant.claim(entry.submission_id).informant_reward
+    for entry in submissions:
+        stake_before = informant_stake(entry)
+        entry.outcome = keeper.finalize(entry.submission_id)
+        entry.slashed = stake_before - informant_stake(entry)
+        entry.curator_payout = keeper.submission(entry.submission_id).curator_payout
+    settled = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
+    print(f"  curators settled {sum(step.action == 'claimed' for step in settled)} seats", file=out)
+    for entry in submissions:
+        if entry.outcome.status == "Accepted":
+            entry.informant_reward = entry.informant.claim(entry.submission_id).informant_reward
 
     print("\nData consensus (scores 0..100; value and threshold in points of 10,000; amounts in DSH)", file=out)
     print(outcome_table(submissions), file=out)
@@ -278,6 +165,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], w
     left = token.functions.balanceOf(keeper.contract.address).call()
     print(f"\nthreshold now {keeper.contract.functions.threshold().call():,}; DataConsensus holds "
           f"{format_dsh(left)} DSH after every claim", file=out)
+    return submissions
 
 
 def outcome_table(submissions: list[DemoSubmission]) -> str:
@@ -318,20 +206,8 @@ def _signed(wei: int) -> str:
     return ("+" if wei > 0 else "") + format_dsh(wei, grouped=True)
 
 
-def _raise_on_sigterm(signum, frame):
-    # Default SIGTERM handling skips `finally` blocks and would leave anvil running.
-    raise SystemExit(128 + signum)
-
-
-def main() -> int:
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    try:
-        run_demo()
-    except (ChainError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def consensus_summary(submissions: list[DemoSubmission]) -> list[dict]:
+    """Each submission as plain JSON: dataset, informant, outcome, bond slashed, reward (DSH)."""
+    return [{"id": entry.submission_id, "dataset": entry.dataset, "informant": entry.informant.chain.address,
+             "outcome": entry.outcome.status.lower(), "slashed_dsh": format_dsh(entry.slashed),
+             "reward_dsh": format_dsh(entry.informant_reward)} for entry in submissions]

@@ -1,0 +1,35 @@
+"""What every part of the demo shares: its dev accounts, funding from the treasury, mining on anvil."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..chain import ChainClient, parse_dsh
+
+#: DSH each demo account receives from the treasury.
+FUNDING_DSH = "20000"
+
+#: Dev accounts: 0 treasury and keeper, 1-6 one staker per role (in `ROLES` order), then the extra
+#: informants, curators, trainers and evaluators.
+EXTRA_INFORMANTS = (7, 8)
+EXTRA_CURATORS = (9, 10, 11, 12)
+EXTRA_TRAINERS = (13, 14, 15)
+EXTRA_EVALUATORS = (16, 17)
+ANVIL_ACCOUNTS = 18
+
+
+def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:
+    """Sends FUNDING_DSH to each client's account."""
+    token = treasury.contract("DeepshardToken")
+    # Send every transfer before waiting for any: the client's nonce manager numbers them.
+    pending = [treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
+               for client in clients]
+    for tx_hash in pending:
+        treasury.wait(tx_hash, "DSH funding transfer")
+
+
+def mine_to(client: ChainClient, block: int) -> None:
+    """Mines empty blocks on anvil until `block` is the latest."""
+    missing = block - client.w3.eth.block_number
+    if missing > 0:
+        client.w3.provider.make_request("anvil_mine", [hex(missing)])
