@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test test-contracts test-ganache test-gas test-workers slither gas demo bench-verify \
-	bench-throughput clean
+	bench-throughput bench-rounds clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -85,6 +85,10 @@ bench-verify: setup
 # Our LoRA trainer's tokens/s against a plain peft + torch loop on the same model and data.
 bench-throughput: setup
 	$(BIN)/python -m benchmarks.throughput.run --model $(MODEL)
+
+# A round with real workers: event-to-task latency and wall time by phase (Redis database 15, must be empty).
+bench-rounds: setup
+	$(BIN)/python -m benchmarks.rounds.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

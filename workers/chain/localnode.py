@@ -160,7 +160,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-def dev_signer(index: int) -> LocalSigner:
-    """Signer of dev account `index` (m/44'/60'/0'/0/index of DEV_MNEMONIC). Its key is public: dev chains only."""
+def dev_account(index: int):
+    """Dev account `index` (m/44'/60'/0'/0/index of DEV_MNEMONIC). Its key is public: dev chains only."""
     Account.enable_unaudited_hdwallet_features()
-    return LocalSigner(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"))
+    return Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
+def dev_signer(index: int) -> LocalSigner:
+    """Signer of dev account `index` (see `dev_account`)."""
+    return LocalSigner(dev_account(index))

@@ -99,7 +99,15 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
     """Starts the Celery worker of `role` in this process (returns when it stops)."""
     from celery import signals
 
-    from ..tasks.rounds import app, broker_redis, set_worker_signer
+    from ..tasks.rounds import (
+        ACCOUNT_ROLES,
+        REGISTRATION_TTL,
+        app,
+        broker_redis,
+        redis_unavailable,
+        register_account,
+        set_worker_signer,
+    )
 
     signer = load_worker_signer(account)
     chain = ChainClient(rpc_url, signer)
@@ -113,6 +121,17 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
         + (f"; queued {plan.catch_up}" if plan.catch_up else ""))
 
     stop = threading.Event()
+    background = []
+    if role in ACCOUNT_ROLES:
+        def heartbeat_loop():
+            # Keeps the registration alive, and restores it after Redis lost it (a restart without persistence).
+            while not stop.wait(REGISTRATION_TTL / 4):
+                try:
+                    register_account(broker_redis(), chain.chain_id, role, plan.account)
+                except redis_lib.exceptions.RedisError as exc:
+                    logger.warning("registration heartbeat: %s", redis_unavailable(exc))
+
+        background.append(("deepshard-heartbeat", heartbeat_loop))
     if role == "keeper" and watch:
         def watch_loop():
             node = wait_for_node(lambda: ChainClient(rpc_url), stop)
@@ -120,14 +139,17 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
                 logger.info("watcher started (chain %s)", node.chain_id)
                 Watcher(node, broker_redis()).run(stop, watch_interval)
 
-        def start_watcher(**_):
-            threading.Thread(target=watch_loop, name="deepshard-watcher", daemon=True).start()
+        background.append(("deepshard-watcher", watch_loop))
 
-        def stop_watcher(**_):
-            stop.set()
+    def start_background(**_):
+        for name, loop in background:
+            threading.Thread(target=loop, name=name, daemon=True).start()
 
-        signals.worker_ready.connect(start_watcher, weak=False)
-        signals.worker_shutdown.connect(stop_watcher, weak=False)
+    def stop_background(**_):
+        stop.set()
+
+    signals.worker_ready.connect(start_background, weak=False)
+    signals.worker_shutdown.connect(stop_background, weak=False)
 
     pool = pool or DEFAULT_POOLS[role]
     argv = ["worker", "-Q", ",".join(plan.queues), f"--pool={pool}", f"--concurrency={concurrency}",

@@ -14,7 +14,8 @@
 | DataConsensus | Finalized (Accepted) | `keeper_step()` (opens a round once enough data is pending) |
 
 Tasks that sign go to the account's queue `<role>.<address>`; "registered" accounts are those whose
-`deepshard worker --role ROLE` announced them in Redis (`workers.tasks.rounds.register_account`).
+`deepshard worker --role ROLE` announced them in Redis within the last two minutes (`workers.tasks.rounds.
+register_account`; the worker beats every 30 s, so a worker gone for good stops getting tasks).
 
 Cursor: per chain id and contract, in Redis, the next block to scan (`deepshard:watcher:<chain>:<address>:cursor`).
 Logs are fetched with eth_getLogs over bounded ranges (`max_range` blocks), up to `latest - confirmations`.

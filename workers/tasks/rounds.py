@@ -77,17 +77,37 @@ def account_queue(role: str, account: str) -> str:
     return f"{role}.{to_checksum_address(account)}"
 
 
+#: Seconds a worker's registration lasts without a heartbeat: past it the watcher stops queueing tasks for a
+#: worker that is gone (they would only pile up in its queue). `deepshard worker` beats every quarter of it.
+REGISTRATION_TTL = 120.0
+
+
 def accounts_key(chain_id: int, role: str) -> str:
-    return f"deepshard:{int(chain_id)}:accounts:{role}"
+    """A sorted set: account -> the Redis server time of its worker's last heartbeat."""
+    return f"deepshard:{int(chain_id)}:workers:{role}"
+
+
+def _server_time(client: redis_lib.Redis) -> float:
+    # Redis's clock, not this machine's: workers and the watcher may run on machines whose clocks differ.
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
 
 
 def register_account(client: redis_lib.Redis, chain_id: int, role: str, account: str) -> None:
-    """Records that a worker of `role` signs as `account` on this chain (the watcher notifies it)."""
-    client.sadd(accounts_key(chain_id, role), to_checksum_address(account))
+    """Records, or refreshes, that a worker of `role` signs as `account` on this chain: the watcher queues its
+    tasks for `REGISTRATION_TTL` seconds from now. Registrations older than that are dropped."""
+    key = accounts_key(chain_id, role)
+    now = _server_time(client)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {to_checksum_address(account): now})
+        pipe.zremrangebyscore(key, "-inf", f"({now - REGISTRATION_TTL}")
+        pipe.execute()
 
 
 def registered_accounts(client: redis_lib.Redis, chain_id: int, role: str) -> list[str]:
-    return sorted(m.decode() if isinstance(m, bytes) else m for m in client.smembers(accounts_key(chain_id, role)))
+    """The accounts whose `role` worker beat within the last `REGISTRATION_TTL` seconds."""
+    members = client.zrangebyscore(accounts_key(chain_id, role), _server_time(client) - REGISTRATION_TTL, "+inf")
+    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
 
 # ---------------------------------------------------------------- process-wide resources

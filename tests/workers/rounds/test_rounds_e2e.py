@@ -17,6 +17,7 @@ import json
 import sys
 import time
 
+from benchmarks.rounds.run import RECEIVED, WATCH_ID
 from roundkit import DSH, deploy_rounds_net, wait_for
 from workers import cli
 from workers.chain import TrainingRoundsParams
@@ -143,6 +144,9 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
     assert summary["outcome"]["new_version"] == 2
     for proc in procs:
         assert "Traceback" not in proc.log(), proc.log()[-3000:]
+    # benchmarks/rounds times tasks from these log lines and the watcher's task ids.
+    received = [task_id for _, _, task_id in RECEIVED.findall(keeper_proc.log())]
+    assert any(WATCH_ID.match(task_id) for task_id in received), keeper_proc.log()[-3000:]
     mark("checked")
     with capsys.disabled():
         print("\nround wall time by phase (s, cumulative): "

@@ -7,13 +7,14 @@ import json
 import os
 
 import pytest
+from eth_utils import to_checksum_address
 from eth_account import Account
 
 from workers.chain import InvalidRequest
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
 from workers.ml.spec import TrainingSpec
 from workers.rounds import service
-from workers.tasks.rounds import registered_accounts
+from workers.tasks.rounds import REGISTRATION_TTL, accounts_key, register_account, registered_accounts
 
 
 def test_account_option_loads_the_keystore_and_keeps_a_typed_password(tmp_path, monkeypatch):
@@ -47,3 +48,18 @@ def test_plan_registers_the_account_and_queues_a_catch_up_step(net, redis_clean)
     assert redis_clean.llen("keeper") == 1
     with pytest.raises(InvalidRequest, match="role must be one of"):
         service.plan_worker("informant", net.admin, redis_clean)
+
+
+def test_a_registration_lapses_without_heartbeats_and_a_beat_restores_it(redis_clean):
+    chain_id = 31337
+    gone, alive = to_checksum_address("0x" + "ab" * 20), to_checksum_address("0x" + "cd" * 20)
+    register_account(redis_clean, chain_id, "evaluator", gone)
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]
+    key = accounts_key(chain_id, "evaluator")
+    # Its last beat just over the TTL ago: the watcher no longer queues tasks for this worker.
+    redis_clean.zadd(key, {gone: redis_clean.zscore(key, gone) - REGISTRATION_TTL - 1})
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == []
+    register_account(redis_clean, chain_id, "evaluator", alive)  # any beat drops lapsed registrations
+    assert redis_clean.zscore(key, gone) is None
+    register_account(redis_clean, chain_id, "evaluator", gone)  # the worker is back
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == sorted([gone, alive])
