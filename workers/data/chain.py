@@ -45,6 +45,7 @@ from web3.logs import DISCARD
 from ..chain import ChainClient, ChainError, InvalidRequest
 from ..chain.roles import ROLES, parse_role
 from ..chain.units import format_dsh
+from ..chain.writeonce import write_once
 from ..storage import ContentStore
 from ..storage.cids import Cid, parse_cid
 from .dataset import DataError, InvalidDataset, normalise_file, validate
@@ -252,36 +253,15 @@ class VoteStore:
         return vote
 
     def save(self, vote: StoredVote) -> StoredVote:
-        """Writes `vote` durably unless a vote is already stored there; returns the stored one (either).
-
-        The file is complete before it appears (written to a private temp file, fsynced, then hard-linked
-        to its name, which fails if the name exists), so a crash never leaves half a salt behind and a
-        concurrent writer never replaces a salt that a commitment may already use.
-        """
+        """Writes `vote` durably unless a vote is already stored there (`write_once`); returns the stored one
+        (either)."""
         path = self.path(vote.chain_id, vote.contract, vote.submission_id, vote.curator)
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".vote-", dir=path.parent)  # mode 0600
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(vote.to_json())
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
-                    return self.load(vote.chain_id, vote.contract, vote.submission_id, vote.curator)
-            finally:
-                os.unlink(temporary)
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            written = write_once(path, vote.to_json())
         except OSError as exc:
             raise InvalidRequest(f"cannot store the vote's salt in {path.parent} ({exc.strerror}): "
                                  f"not committing, since the vote could never be revealed") from None
-        return vote
+        return vote if written else self.load(vote.chain_id, vote.contract, vote.submission_id, vote.curator)
 
 
 # ---------------------------------------------------------------- on-chain state

@@ -2,9 +2,9 @@
 
 A trainer commits `keccak(deltaCid, salt, trainer)`, an evaluator `keccak(fingerprints, salt, evaluator)`;
 the salt (with what it hides) is the only way to reveal, so it is written before the commitment is sent,
-exactly like the curators' votes (`workers.data.chain.VoteStore`): one JSON file per round, kind and
-account, created atomically (temp file, fsync, hard link: never half written, never replaced), mode 0600,
-under `$DEEPSHARD_VOTES_DIR` (default `<data dir>/deepshard/votes`):
+like the curators' votes (`workers.data.chain.VoteStore`): one JSON file per round, kind and account,
+written once (`workers.chain.writeonce`: never half written, never replaced, mode 0600), under
+`$DEEPSHARD_VOTES_DIR` (default `<data dir>/deepshard/votes`):
 
     <root>/<chain id>/<TrainingRounds address>/round-<id>-<delta|fingerprints>-<account>.json
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from ..chain import ChainError, InvalidRequest
+from ..chain.writeonce import write_once
 from ..data.chain import VOTES_DIR_ENV, default_votes_dir
 
 KINDS = ("delta", "fingerprints")
@@ -102,28 +102,11 @@ class CommitmentStore:
         return stored
 
     def save(self, stored: StoredCommitment) -> StoredCommitment:
-        """Writes `stored` durably unless one is already there; returns the one on disk (either)."""
+        """Writes `stored` durably unless one is already there (`write_once`); returns the one on disk (either)."""
         path = self.path(*stored.key())
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".commit-", dir=path.parent)  # mode 0600
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(stored.to_json())
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
-                    return self.load(*stored.key())
-            finally:
-                os.unlink(temporary)
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            written = write_once(path, stored.to_json())
         except OSError as exc:
             raise InvalidRequest(f"cannot store the commitment's salt in {path.parent} ({exc.strerror}): not "
                                  f"committing, since it could never be revealed (set {VOTES_DIR_ENV})") from None
-        return stored
+        return stored if written else self.load(*stored.key())

@@ -17,7 +17,6 @@ store from $DEEPSHARD_IPFS_API / $DEEPSHARD_STORE_DIR, the salts' folder from $D
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -27,15 +26,10 @@ from ..data.quality import CRITERIA, CuratorPolicy
 from ..storage import ContentStore, InvalidCid, NotFound, UnsupportedContent, open_store
 from .app import app
 from .base import RETRY_POLICY, TRANSIENT_ERRORS
+from .waiting import BlockWait
 
-#: The shortest wait before the next step, in seconds.
-MIN_WAIT = 2.0
-#: The longest wait, in seconds: $DEEPSHARD_CURATOR_MAX_WAIT, else 300. Dev chains that mine only on
-#: demand have no block time to go by: a short maximum makes the worker poll instead.
-MAX_WAIT_ENV = "DEEPSHARD_CURATOR_MAX_WAIT"
-DEFAULT_MAX_WAIT = 300.0
-#: Blocks sampled to measure the chain's block time.
-BLOCK_TIME_SAMPLE = 100
+#: Waits between a curator's steps: 2 s to $DEEPSHARD_CURATOR_MAX_WAIT (else 300 s).
+WAIT = BlockWait("DEEPSHARD_CURATOR_MAX_WAIT", min_wait=2.0)
 #: Content problems that are the informant's fault: the dataset scores zero on every criterion.
 UNUSABLE_CONTENT = (DatasetUnusable, NotFound, InvalidCid, UnsupportedContent)
 
@@ -121,27 +115,6 @@ def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_
                            f"penalty {claimed.seat_penalty} wei")
 
 
-def max_wait() -> float:
-    configured = os.environ.get(MAX_WAIT_ENV)
-    try:
-        return max(float(configured), MIN_WAIT) if configured else DEFAULT_MAX_WAIT
-    except ValueError:
-        raise ValueError(f"{MAX_WAIT_ENV} must be a number of seconds, not {configured!r}") from None
-
-
-def seconds_until(chain: ChainClient, block: int) -> float:
-    """A wait, within [MIN_WAIT, max_wait()], after which the chain has probably reached `block`,
-    judged from the block time of the last BLOCK_TIME_SAMPLE blocks."""
-    latest = chain.w3.eth.get_block("latest")
-    blocks = block - int(latest["number"])
-    if blocks <= 0:
-        return MIN_WAIT
-    earlier = chain.w3.eth.get_block(max(int(latest["number"]) - BLOCK_TIME_SAMPLE, 0))
-    span = int(latest["number"]) - int(earlier["number"])
-    block_time = (int(latest["timestamp"]) - int(earlier["timestamp"])) / span if span else 0.0
-    return min(max(blocks * block_time, MIN_WAIT), max_wait())
-
-
 # A receipt timeout is transient too: the next run sees whether the transaction landed before resending.
 @app.task(bind=True, name="workers.tasks.curator.curate",
           **{**RETRY_POLICY, "autoretry_for": (*TRANSIENT_ERRORS, ReceiptTimeout)})
@@ -152,5 +125,5 @@ def curate(self, submission_id: int, corpus_cids: list[str] | None = None) -> di
         step = curate_once(DataConsensusClient(chain), store, submission_id, corpus_cids or [])
     if step.wake_at_block is not None:
         # A new message, not a retry: waiting for a phase must not use up the retries kept for errors.
-        self.apply_async((submission_id, corpus_cids), countdown=seconds_until(chain, step.wake_at_block))
+        self.apply_async((submission_id, corpus_cids), countdown=WAIT.seconds_until(chain, step.wake_at_block))
     return step.to_dict()

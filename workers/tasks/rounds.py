@@ -46,6 +46,7 @@ from ..rounds.steps import JobFailed, Step, evaluator_once, keeper_once, trainer
 from .app import app
 from .base import RETRY_POLICY, TRANSIENT_ERRORS, DeepshardTask, _connection_failure, _redis_location
 from .errors import QueueUnavailable
+from .waiting import BlockWait
 
 logger = get_task_logger(__name__)
 
@@ -55,12 +56,8 @@ ROLES = ("trainer", "evaluator", "curator", "keeper")
 #: Roles whose tasks must run where one account's key is: they get a queue per account.
 ACCOUNT_ROLES = ("trainer", "evaluator", "curator")
 
-MIN_WAIT = 1.0
-#: The longest wait between steps, in seconds: $DEEPSHARD_ROUNDS_MAX_WAIT, else 300. Dev chains that mine
-#: only on demand have no block time to go by: a short maximum makes the workers poll instead.
-MAX_WAIT_ENV = "DEEPSHARD_ROUNDS_MAX_WAIT"
-DEFAULT_MAX_WAIT = 300.0
-BLOCK_TIME_SAMPLE = 100
+#: Waits between a round role's steps: 1 s to $DEEPSHARD_ROUNDS_MAX_WAIT (else 300 s).
+WAIT = BlockWait("DEEPSHARD_ROUNDS_MAX_WAIT", min_wait=1.0)
 #: Seconds a step holds its lock at most (a step never waits on training; a receipt takes < 2 minutes).
 LOCK_TTL = 600
 #: Seconds before a busy step (another one holds the lock) looks again.
@@ -156,28 +153,6 @@ def send(name: str, *, args: tuple = (), kwargs: dict | None = None, queue: str,
             raise
         raise QueueUnavailable(f"cannot queue {name}: Redis at {_redis_location(app.conf.broker_url)} does not "
                                f"answer ({cause})") from exc
-
-
-# ---------------------------------------------------------------- waiting for blocks
-
-def max_wait() -> float:
-    configured = os.environ.get(MAX_WAIT_ENV)
-    try:
-        return max(float(configured), MIN_WAIT) if configured else DEFAULT_MAX_WAIT
-    except ValueError:
-        raise ValueError(f"{MAX_WAIT_ENV} must be a number of seconds, not {configured!r}") from None
-
-
-def seconds_until(chain: ChainClient, block: int) -> float:
-    """A wait, within [MIN_WAIT, max_wait()], after which the chain has probably reached `block`."""
-    latest = chain.w3.eth.get_block("latest")
-    blocks = block - int(latest["number"])
-    if blocks <= 0:
-        return MIN_WAIT
-    earlier = chain.w3.eth.get_block(max(int(latest["number"]) - BLOCK_TIME_SAMPLE, 0))
-    span = int(latest["number"]) - int(earlier["number"])
-    block_time = (int(latest["timestamp"]) - int(earlier["timestamp"])) / span if span else 0.0
-    return min(max(blocks * block_time, MIN_WAIT), max_wait())
 
 
 # ---------------------------------------------------------------- ML jobs
@@ -304,11 +279,11 @@ def run_step(task, role: str, round_id: int | None, once: Callable[[Any, SpecBoo
         if step.action == "opened" and step.round_id is not None:
             # The new round's own keeper chain (the watcher also sends one on RoundOpened; they converge).
             _, opened_key = _keys(chain.chain_id, role, account, step.round_id)
-            schedule(task, client, opened_key, step.round_id, MIN_WAIT, queue)
+            schedule(task, client, opened_key, step.round_id, WAIT.min_wait, queue)
         elif step.poll_after is not None:
             schedule(task, client, next_key, round_id, step.poll_after, queue)
         elif step.wake_at_block is not None:
-            schedule(task, client, next_key, round_id, seconds_until(chain, step.wake_at_block), queue)
+            schedule(task, client, next_key, round_id, WAIT.seconds_until(chain, step.wake_at_block), queue)
         return step.to_dict()
     except redis_lib.exceptions.RedisError as exc:
         raise redis_unavailable(exc) from None

@@ -12,12 +12,12 @@ import subprocess
 import time
 
 import pytest
-import redis
 
-from roundkit import TEST_REDIS_URL, WORKER_READY_TIMEOUT, Process, RoundsNet, deploy_rounds_net
+from roundkit import TEST_REDIS_URL, WORKER_READY_TIMEOUT, RoundsNet, deploy_rounds_net
+from services import ChildProcess, redis_test_database
 from workers.chain.artifacts import project_root
 from workers.chain.localnode import start_anvil
-from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
+from workers.tasks.app import REDIS_URL_ENV
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +39,8 @@ def net(rounds_anvil, tmp_path_factory) -> RoundsNet:
 @pytest.fixture(scope="session")
 def redis_db():
     """A client of the test database; on exit, deletes the keys the tests created there."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"the round tests need the local Redis at {TEST_REDIS_URL} ({exc})")
-    existing = set(client.keys("*"))
-    previous = app.conf.broker_url
-    point_app_at(TEST_REDIS_URL)
-    try:
+    with redis_test_database(TEST_REDIS_URL, "the round tests") as client:
         yield client
-    finally:
-        point_app_at(previous)
-        created = set(client.keys("*")) - existing
-        if created:
-            client.delete(*created)
-        client.close()
 
 
 @pytest.fixture
@@ -71,18 +57,18 @@ def redis_clean(redis_db):
 
 @pytest.fixture
 def spawn(redis_clean, tmp_path_factory):
-    """Factory: spawn(command, env, ready=marker) -> a Process; all are stopped (by PID) when the test ends,
+    """Factory: spawn(command, env, ready=marker) -> a ChildProcess; all are stopped (by PID) when the test ends,
     before its Redis keys are deleted."""
-    started: list[Process] = []
+    started: list[ChildProcess] = []
 
-    def start(command: list[str], env: dict[str, str], ready: str | None = None, name: str = "proc") -> Process:
+    def start(command: list[str], env: dict[str, str], ready: str | None = None, name: str = "proc") -> ChildProcess:
         log_path = tmp_path_factory.mktemp(name) / f"{name}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
         environment.update({REDIS_URL_ENV: TEST_REDIS_URL, "PYTHONUNBUFFERED": "1", **env})
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        proc = Process(name, process, log_path)
+        proc = ChildProcess(name, process, log_path)
         started.append(proc)
         if ready is not None:
             deadline = time.monotonic() + WORKER_READY_TIMEOUT

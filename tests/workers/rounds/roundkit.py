@@ -6,8 +6,6 @@ processes stopped by PID, and the Redis database the tests use (14).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -163,45 +161,6 @@ def deploy_rounds_net(url: str, tmp: Path, round_params: TrainingRoundsParams = 
     admin = ChainClient(url, LocalSigner(admin_account), deployments_dir=deployments, poll_interval=0.02)
     deploy_network(admin, DeployParams(data_consensus=DATA_PARAMS, training_rounds=round_params))
     return RoundsNet(url, deployments, admin, tmp / "votes", tmp / "store")
-
-
-@dataclass
-class Process:
-    """A child process of the tests (worker or watcher), stopped by its PID only."""
-
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def children(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(pid) for pid in text.split()]
-
-    def kill(self) -> None:
-        """SIGKILL this process and its pool children (by PID): no warm shutdown, nothing acknowledged."""
-        children = self.children()
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        for pid in children:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def celery_worker_command(queues: str, pool: str = "solo", app_module: str = "tests.workers.rounds.worker_app",

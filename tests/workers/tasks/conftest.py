@@ -12,68 +12,32 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
+from services import ChildProcess, redis_test_database
 from workers.chain.artifacts import project_root
-from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
+from workers.tasks.app import REDIS_URL_ENV
 
 TEST_REDIS_DB = 12
 TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
 WORKER_READY_TIMEOUT = 30.0
 
 
-@dataclass
-class Worker:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it lingers; only this worker's own process."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def redis_test_db():
     """A client of the test database; on exit, deletes the keys the tests created there."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"the task tests need the local Redis at {TEST_REDIS_URL} ({exc})")
-    existing = set(client.keys("*"))
-    # Point this process's app (the one .delay() uses) at the test database too.
-    previous = app.conf.broker_url
-    point_app_at(TEST_REDIS_URL)
-    try:
+    with redis_test_database(TEST_REDIS_URL, "the task tests") as client:
         yield client
-    finally:
-        point_app_at(previous)
-        created = set(client.keys("*")) - existing
-        if created:
-            client.delete(*created)
-        client.close()
 
 
 @pytest.fixture(scope="session")
 def start_worker(redis_test_db, tmp_path_factory):
-    """Factory: start_worker(queues, env) -> a ready Worker; every worker started is stopped at the end."""
-    workers: list[Worker] = []
+    """Factory: start_worker(queues, env) -> a ready ChildProcess; every worker started is stopped at the end."""
+    workers: list[ChildProcess] = []
 
-    def start(queues: str, env: dict[str, str], pool: str = "solo") -> Worker:
+    def start(queues: str, env: dict[str, str], pool: str = "solo") -> ChildProcess:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         log_path = tmp_path_factory.mktemp("worker") / "worker.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
@@ -84,7 +48,7 @@ def start_worker(redis_test_db, tmp_path_factory):
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        worker = Worker(name, process, log_path)
+        worker = ChildProcess(name, process, log_path)
         workers.append(worker)
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
         while " ready." not in worker.log():

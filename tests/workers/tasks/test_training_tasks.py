@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from services import ChildProcess, redis_test_database
 from workers.chain.artifacts import project_root
 from workers.data import SAMPLES_DIR
 from workers.data.chain import pin_dataset
@@ -104,19 +104,8 @@ def relative_noise(scale: float):
 @pytest.fixture(scope="module")
 def redis_db():
     """Database 13 of the local Redis; at the end, exactly the keys that appeared during the tests are deleted."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"the training task tests need the local Redis at {REDIS_URL} ({exc})")
-    existing = set(client.keys("*"))
-    try:
+    with redis_test_database(REDIS_URL, "the training task tests", point_app=False) as client:
         yield client
-    finally:
-        created = set(client.keys("*")) - existing
-        if created:
-            client.delete(*created)
-        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,24 +127,6 @@ def store(store_dir):
         yield opened
 
 
-class Worker:
-    def __init__(self, process: subprocess.Popen, log_path: Path):
-        self.process, self.log_path = process, log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Warm shutdown of this worker's own PID (its pool children go with it), SIGKILL if it lingers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def worker(redis_db, store_dir, tmp_path_factory):
     """A prefork worker (concurrency 1) of the trainer and evaluator queues; the model cache is the usual one."""
@@ -169,7 +140,7 @@ def worker(redis_db, store_dir, tmp_path_factory):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=project_root(), env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
-    started = Worker(process, log_path)
+    started = ChildProcess("trainer-worker", process, log_path)
     try:
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
         while " ready." not in started.log():
