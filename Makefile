@@ -73,7 +73,7 @@ slither: setup
 test-workers: setup
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/workers
 
-# DEMO_ARGS: --quick (the round on the tiny model), --json (a summary line at the end).
+# DEMO_ARGS: --quick (the round on the tiny model), --json (a summary line at the end), --chain ganache.
 demo: setup
 	$(BIN)/python -m workers.demo $(DEMO_ARGS)
 

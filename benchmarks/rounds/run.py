@@ -44,7 +44,7 @@ from workers.chain import ROLES, ChainClient, DeployParams, deploy_network, pars
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
 from workers.chain.artifacts import project_root
 from workers.demo.consensus import DEMO_DATA_PARAMS, run_data_consensus
-from workers.demo.local import ANVIL_ACCOUNTS, EXTRA_EVALUATORS, EXTRA_TRAINERS, fund, mine_to
+from workers.demo.local import DEV_ACCOUNTS, EXTRA_EVALUATORS, EXTRA_TRAINERS, fund, mine_to
 from workers.demo.training import (DEMO_ROUND_PARAMS, DEMO_SPECS, EVALUATOR_POOL_BOND_DSH, EVALUATOR_STAKE_DSH,
                                    TRAINER_STAKE_DSH, PoisonedJobs, worker_environment)
 from workers.ml.models import MODEL_NAMES
@@ -141,7 +141,7 @@ def run(model: str, redis_url: str) -> dict:
     spec = DEMO_SPECS[model]
     workers: list[Worker] = []
     phases: dict[str, float] = {}
-    with start_anvil(accounts=ANVIL_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-bench-") as tmp:
+    with start_anvil(accounts=DEV_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-bench-") as tmp:
         workdir = Path(tmp)
         treasury = ChainClient(node.url, dev_signer(0), deployments_dir=workdir / "deployments")
         deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS, training_rounds=DEMO_ROUND_PARAMS))

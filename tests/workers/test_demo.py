@@ -1,6 +1,6 @@
 """`python -m workers.demo` end to end: it lists every role, runs the data consensus (junk rejected and
 slashed), then a training round (the poisoned trainer slashed, the honest ones paid, a new version whose
-weights differ), ends with the JSON summary under --json, and stops its anvil.
+weights differ), ends with the JSON summary under --json, and stops its node (anvil, or Ganache).
 
 The quick demo trains the `tiny` model (~30 s); the default one trains SmolLM2-135M, as `make demo` does
 (~3.5 minutes on a 2-core CPU)."""
@@ -24,15 +24,15 @@ def run_demo(*args: str, timeout: int) -> str:
     return result.stdout
 
 
-def assert_anvil_stopped(out: str) -> None:
-    pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
+def assert_node_stopped(out: str, kind: str = "anvil") -> None:
+    pid = int(re.search(rf"^{kind} on http://127\.0\.0\.1:\d+ \(pid (\d+)\)", out, re.M).group(1))
     try:
         os.kill(pid, 0)
         alive = True
     except ProcessLookupError:
         alive = False
-    assert not alive, "the demo left its anvil running"
-    assert "anvil stopped" in out
+    assert not alive, f"the demo left its {kind} running"
+    assert f"{kind} stopped" in out
 
 
 def assert_round_summary(summary: dict, model: str) -> None:
@@ -78,14 +78,20 @@ def test_quick_demo_runs_end_to_end():
     last = out.rstrip("\n").rsplit("\n", 1)[1]
     summary = json.loads(last)
     assert_round_summary(summary, "tiny")
-    assert_anvil_stopped(out)
+    assert_node_stopped(out)
 
 
 def test_default_demo_trains_smollm2():
     out = run_demo("--json", timeout=900)
     assert "\nTraining round on smollm2-135m:" in out
     assert_round_summary(json.loads(out.rstrip("\n").rsplit("\n", 1)[1]), "smollm2-135m")
-    assert_anvil_stopped(out)
+    assert_node_stopped(out)
+
+
+def test_quick_demo_on_ganache():
+    out = run_demo("--quick", "--json", "--chain", "ganache", timeout=300)
+    assert_round_summary(json.loads(out.rstrip("\n").rsplit("\n", 1)[1]), "tiny")
+    assert_node_stopped(out, "ganache")
 
 
 def test_unknown_option_is_refused():

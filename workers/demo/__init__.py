@@ -1,6 +1,6 @@
 """`python -m workers.demo` (`make demo`): a Deepshard network on a throwaway anvil chain, end to end.
 
-1. Starts anvil on a free port, deploys the contracts (short windows, in blocks), funds dev accounts with
+1. Starts anvil (or Ganache) on a free port, deploys the contracts (short windows, in blocks), funds dev accounts with
    DSH from the treasury, stakes one account per role (half through an EIP-2612 permit, half through
    approve + stake) and prints who holds what.
 2. The data consensus (`consensus`): three datasets, five curators; two accepted, the junk one slashed.
@@ -8,10 +8,11 @@
    evaluators; the poisoned trainer is slashed, the honest ones paid, a new model version registered.
 
 The round trains SmolLM2-135M (the genesis model); `--quick` uses the `tiny` model instead. `--json` ends
-the output with one line holding the summary as a JSON object.
+the output with one line holding the summary as a JSON object. `--chain ganache` runs it all on Ganache
+instead of anvil.
 
 The chain, its deployment record, the content store and the stored salts (all in one temporary folder, so
-the repo's deployments/ and the user's data are untouched) and the anvil process are gone at the end, even
+the repo's deployments/ and the user's data are untouched) and the node's process are gone at the end, even
 on error or Ctrl-C.
 """
 
@@ -27,13 +28,13 @@ from pathlib import Path
 from typing import TextIO
 
 from ..chain import ROLES, ChainClient, ChainError, DeployParams, deploy_network, format_dsh, stake
-from ..chain.localnode import dev_signer, start_anvil
+from ..chain.localnode import dev_signer, start_anvil, start_ganache
 from ..chain.units import format_eth
 from ..storage import StorageError, open_store
 from ..tables import format_table, short_address
 from ..tasks.errors import TaskInputError
 from .consensus import DEMO_DATA_PARAMS, consensus_summary, run_data_consensus
-from .local import ANVIL_ACCOUNTS, FUNDING_DSH, fund
+from .local import DEV_ACCOUNTS, FUNDING_DSH, fund
 from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, DemoFailed, run_training_round, worker_environment
 
 #: role -> (DSH staked, authorise with a permit instead of approve); each amount clears the role minimum.
@@ -47,14 +48,18 @@ DEMO_STAKES: dict[str, tuple[str, bool]] = {
 }
 
 
-def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL) -> dict:
-    """Runs the whole demo, writing its report to `out`; returns its summary."""
+NODES = {"anvil": start_anvil, "ganache": start_ganache}
+
+
+def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str = "anvil") -> dict:
+    """Runs the whole demo on a new local `chain` (anvil or ganache), writing its report to `out`; returns its
+    summary."""
     started = time.monotonic()
-    with start_anvil(accounts=ANVIL_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as tmp:
+    with NODES[chain](accounts=DEV_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as tmp:
         workdir = Path(tmp)
         # Dev account 0 deploys and, as genesis recipient, is the treasury. Accounts 1..6 stake.
         treasury = ChainClient(node.url, dev_signer(0), deployments_dir=workdir / "deployments")
-        print(f"anvil on {node.url} (pid {node.pid}), chain id {treasury.chain_id}", file=out)
+        print(f"{node.kind} on {node.url} (pid {node.pid}), chain id {treasury.chain_id}", file=out)
 
         record = deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS,
                                                        training_rounds=DEMO_ROUND_PARAMS))
@@ -70,7 +75,7 @@ def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL) -> dict:
             submissions = run_data_consensus(treasury, stakers, store, workdir, out)
             report = run_training_round(treasury, stakers, store, workdir, model, out)
     seconds = time.monotonic() - started
-    print(f"done in {seconds:.1f} s; anvil stopped", file=out)
+    print(f"done in {seconds:.1f} s; {node.kind} stopped", file=out)
     return {"data": consensus_summary(submissions), "round": report.summary(), "seconds": round(seconds, 1)}
 
 
@@ -121,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"train the round on the {QUICK_MODEL!r} model instead of {DEFAULT_MODEL!r}")
     parser.add_argument("--json", action="store_true", help="end with one line: the summary as a JSON object")
+    parser.add_argument("--chain", choices=sorted(NODES), default="anvil", help="the local chain to run (default anvil)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        summary = run_demo(model=QUICK_MODEL if args.quick else DEFAULT_MODEL)
+        summary = run_demo(model=QUICK_MODEL if args.quick else DEFAULT_MODEL, chain=args.chain)
     except (ChainError, StorageError, TaskInputError, DemoFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

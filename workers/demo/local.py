@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..chain import ChainClient, parse_dsh
+from ..chain import ChainClient, ChainError, parse_dsh
 
 #: DSH each demo account receives from the treasury.
 FUNDING_DSH = "20000"
@@ -15,7 +15,7 @@ EXTRA_INFORMANTS = (7, 8)
 EXTRA_CURATORS = (9, 10, 11, 12)
 EXTRA_TRAINERS = (13, 14, 15)
 EXTRA_EVALUATORS = (16, 17)
-ANVIL_ACCOUNTS = 18
+DEV_ACCOUNTS = 18
 
 
 def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:
@@ -29,7 +29,13 @@ def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:
 
 
 def mine_to(client: ChainClient, block: int) -> None:
-    """Mines empty blocks on anvil until `block` is the latest."""
+    """Mines empty blocks on the local chain (anvil or Ganache) until `block` is the latest."""
     missing = block - client.w3.eth.block_number
-    if missing > 0:
-        client.w3.provider.make_request("anvil_mine", [hex(missing)])
+    if missing <= 0:
+        return
+    if client.w3.client_version.lower().startswith("ganache"):
+        response = client.w3.provider.make_request("evm_mine", [{"blocks": missing}])
+    else:
+        response = client.w3.provider.make_request("anvil_mine", [hex(missing)])
+    if "error" in response:
+        raise ChainError(f"the node refused to mine {missing} blocks: {response['error']}")
