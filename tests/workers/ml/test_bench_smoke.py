@@ -60,3 +60,26 @@ def test_verification_benchmark_smoke(tmp_path):
     assert str(REPO) not in text and str(tmp_path) not in text and str(Path.home()) not in text
     png = out.with_suffix(".png")
     assert report["plot"] == png.name and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_crossdevice_benchmark_smoke(tmp_path):
+    """Two CPU "machines" (1 and 2 torch threads) train and fingerprint; compare reports their honest noise
+    far inside the tolerance and the poisoned delta far outside it."""
+    def bench(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "benchmarks.crossdevice.run", *args], cwd=REPO,
+                              env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    bench("train", "--label", "one-thread", "--out", str(tmp_path), "--poisoned")
+    bench("train", "--label", "two-threads", "--threads", "2", "--out", str(tmp_path))
+    deltas = [str(tmp_path / f"delta-{name}.safetensors") for name in ("one-thread", "two-threads", "poisoned")]
+    bench("fingerprint", "--label", "evaluator", "--out", str(tmp_path / "fp.json"), *deltas)
+    results = tmp_path / "crossdevice.json"
+    trainers = [str(tmp_path / f"delta-{name}.json") for name in ("one-thread", "two-threads", "poisoned")]
+    bench("compare", str(tmp_path / "fp.json"), "--trainers", *trainers, "--results", str(results))
+    report = json.loads(results.read_text())
+    assert report["largest_honest_distance"] < report["tolerance"] // 100
+    assert min(report["poisoned_distance"].values()) > 10 * report["tolerance"]
+    (difference,) = report["honest_deltas_vs_first"].values()
+    assert difference["relative_l2"] < 1e-3
