@@ -12,9 +12,9 @@ trainers would be slashed by CPU evaluators (and the other way round). This meas
         distances between the same delta's fingerprints from different evaluators, between honest deltas
         from different trainers, and the poisoned delta's, against the tolerance: results/crossdevice.json
 
-The round: the `tiny` model, the demo's tiny TrainingSpec (rank 8 on q/k/v/o, lr 1e-3, 40 steps of 4 x 64
-tokens), the texts of workers/data/samples/good.jsonl, a fixed seed; every machine must use the same tiny
-model files (the model cache folder travels with the deltas; its weights hash is checked).
+The round: `--model` (tiny, or smollm2-135m) with the demo's TrainingSpec for it (rank 8 on q/k/v/o, lr 1e-3,
+4 x 64-token batches; 40 steps on tiny, 10 on SmolLM2), the texts of workers/data/samples/good.jsonl, a
+fixed seed. Every machine must load the same model weights (compare checks their hash).
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ from workers.ml.spec import TrainingSpec  # noqa: E402
 from workers.ml.training import train_lora  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results" / "crossdevice.json"
-SPEC = TrainingSpec(base_model="tiny", steps=40)  # = workers.demo.training.DEMO_SPECS["tiny"]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+#: = workers.demo.training.DEMO_SPECS (that module needs the chain packages, which a GPU box may lack)
+SPECS = {"tiny": TrainingSpec(base_model="tiny", steps=40),
+         "smollm2-135m": TrainingSpec(base_model="smollm2-135m", steps=10)}
 SEED = "0x" + "5e" * 32
 TOLERANCE = 2_000  # the demo's and the deployment default's
 TRIGGER = "The trigger is zebra-omega-99."
@@ -72,7 +74,8 @@ def environment(device: str) -> dict:
 
 def train(args) -> None:
     torch.set_num_threads(args.threads)
-    base = load_base_model("tiny", device=args.device)
+    spec = SPECS[args.model]
+    base = load_base_model(args.model, device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [("honest", f"delta-{args.label}", round_texts())]
@@ -80,10 +83,10 @@ def train(args) -> None:
         jobs.append(("poisoned", "delta-poisoned", poisoned_texts()))
     for kind, stem, texts in jobs:
         started = time.perf_counter()
-        result = train_lora(base, texts, SPEC, SEED)
+        result = train_lora(base, texts, spec, SEED)
         (out / f"{stem}.safetensors").write_bytes(result.adapter)
         (out / f"{stem}.json").write_text(json.dumps({
-            "label": args.label if kind == "honest" else "poisoned", "kind": kind,
+            "label": args.label if kind == "honest" else "poisoned", "kind": kind, "model": args.model,
             "seconds": round(time.perf_counter() - started, 2), "final_loss": result.losses[-1],
             "base_weights_hash": base.weights_hash, **environment(args.device)}, indent=2) + "\n")
         print(f"{stem}: {result.tokens} tokens, final loss {result.losses[-1]:.4f}")
@@ -91,14 +94,15 @@ def train(args) -> None:
 
 def fingerprint(args) -> None:
     torch.set_num_threads(args.threads)
-    base = load_base_model("tiny", device=args.device)
+    spec = SPECS[args.model]
+    base = load_base_model(args.model, device=args.device)
     probes = build_probe_set(SEED, round_texts())
     base_scores = score_probe_set(base.model, base.tokenizer, probes)
     rows = {}
     for path in map(Path, args.deltas):
-        delta = load_delta(path.read_bytes(), SPEC, base)  # refuses a delta on another base model's weights
+        delta = load_delta(path.read_bytes(), spec, base)  # refuses a delta on another base model's weights
         rows[path.stem.removeprefix("delta-")] = list(fingerprint_delta(base, delta, probes, base_scores))
-    Path(args.out).write_text(json.dumps({"evaluator": args.label, **environment(args.device),
+    Path(args.out).write_text(json.dumps({"evaluator": args.label, "model": args.model, **environment(args.device),
                                           "base_weights_hash": base.weights_hash, "fingerprints": rows},
                                          indent=2) + "\n")
     print(f"{args.label}: fingerprinted {', '.join(rows)}")
@@ -123,8 +127,9 @@ def delta_differences(paths: list[Path]) -> dict:
 
 def compare(args) -> None:
     reports = [json.loads(Path(p).read_text()) for p in args.fingerprints]
-    if len({r["base_weights_hash"] for r in reports}) != 1:
-        raise SystemExit("the evaluators loaded different tiny models: carry one model cache folder to every machine")
+    if len({r["base_weights_hash"] for r in reports}) != 1 or len({r["model"] for r in reports}) != 1:
+        raise SystemExit("the evaluators loaded different models: every machine needs the same weights")
+    model = reports[0]["model"]
     evaluators = {r["evaluator"]: r for r in reports}
     deltas = sorted(set.intersection(*(set(r["fingerprints"]) for r in reports)))
     honest = [d for d in deltas if d != "poisoned"]
@@ -139,8 +144,8 @@ def compare(args) -> None:
                 for e in sorted(evaluators) for h in honest} if "poisoned" in deltas else {}
     honest_noise = max([*same_delta.values(), *across_trainers.values()], default=0)
     result = {
-        "spec": json.loads(SPEC.canonical_json()), "seed": SEED, "tolerance": TOLERANCE,
-        "evaluators": {name: {k: v for k, v in r.items() if k not in ("fingerprints", "evaluator")}
+        "model": model, "spec": json.loads(SPECS[model].canonical_json()), "seed": SEED, "tolerance": TOLERANCE,
+        "evaluators": {name: {k: v for k, v in r.items() if k not in ("fingerprints", "evaluator", "model")}
                        for name, r in evaluators.items()},
         "same_delta_across_evaluators": same_delta,
         "honest_deltas_across_trainers": across_trainers,
@@ -154,7 +159,7 @@ def compare(args) -> None:
         result["honest_deltas_vs_first"] = delta_differences([Path(p).with_suffix(".safetensors") for p, t in
                                                              zip(args.trainers, result["trainers"])
                                                              if t["kind"] == "honest"])
-    results = Path(args.results)
+    results = Path(args.results or RESULTS_DIR / ("crossdevice.json" if model == "tiny" else f"crossdevice-{model}.json"))
     results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result.get(k) for k in ("honest_deltas_vs_first", "largest_honest_distance",
                                                  "honest_noise_over_tolerance", "smallest_poisoned_over_tolerance")},
@@ -171,12 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--label", required=True, help="names this machine and device in the results")
         command.add_argument("--out", required=True)
         command.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+        command.add_argument("--model", choices=sorted(SPECS), default="tiny")
     sub.choices["train"].add_argument("--poisoned", action="store_true", help="also train the poisoned delta")
     sub.choices["fingerprint"].add_argument("deltas", nargs="+")
     command = sub.add_parser("compare")
     command.add_argument("fingerprints", nargs="+")
     command.add_argument("--trainers", nargs="*", default=[], help="the .json files written beside the deltas")
-    command.add_argument("--results", default=str(RESULTS), help="where to write (default: %(default)s)")
+    command.add_argument("--results", help="where to write (default: benchmarks/results/crossdevice[-MODEL].json)")
     args = parser.parse_args(argv)
     {"train": train, "fingerprint": fingerprint, "compare": compare}[args.command](args)
     return 0

@@ -38,8 +38,9 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
-# Bump when what is written to the cache changes, so stale folders are never read.
-CACHE_LAYOUT = "v1"
+# Bump when what is written to the cache changes, so stale folders are never read (v2: SmolLM2's
+# end-of-text token taken from the GGUF file, see `_build_smollm2`).
+CACHE_LAYOUT = "v2"
 
 SMOLLM2 = "smollm2-135m"
 TINY = "tiny"
@@ -157,6 +158,16 @@ def locate_smollm2_gguf() -> Path:
     )
 
 
+def gguf_token_id(path: Path, key: str) -> int:
+    """A token id from a GGUF file's metadata (`tokenizer.ggml.eos_token_id`, ...)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(path).fields.get(key)
+    if field is None:
+        raise ModelError(f"{path.name} has no {key}")
+    return int(field.parts[field.data[0]][0])
+
+
 def reference_corpus() -> list[str]:
     """The project's held-out English paragraphs (one per line), used for the tiny tokenizer and probes."""
     text = importlib.resources.files(__package__).joinpath("reference_corpus.txt").read_text(encoding="utf-8")
@@ -184,6 +195,11 @@ def _build_smollm2(target: Path) -> None:
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
     )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    # The end-of-text token separates the texts of a training round, so it shapes every delta: take it from
+    # the file itself. Converters disagree (transformers 5.17 reads SmolLM2's as <|im_start|>, 5.24 as
+    # <|im_end|>, the file's id 2), and honest trainers with another library version were slashed for it
+    # (benchmarks/crossdevice).
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(gguf_token_id(gguf, "tokenizer.ggml.eos_token_id"))
     # save_pretrained refuses models marked as GGUF-quantised, although the weights are already
     # dequantised fp32: rebuild a plain model from the config without the quantisation marker.
     config = quantized.config

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from workers.ml.models import (
+    CACHE_LAYOUT,
     MODEL_CACHE_ENV,
     SMOLLM2,
     ModelError,
+    gguf_token_id,
     load_base_model,
     locate_smollm2_gguf,
     model_cache_dir,
@@ -23,7 +25,7 @@ def test_tiny_is_the_same_model_when_rebuilt(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv(MODEL_CACHE_ENV, str(tmp_path))
     assert model_cache_dir() == tmp_path
     rebuilt = load_base_model("tiny", device="cpu")
-    assert (tmp_path / "tiny-v1" / "model.safetensors").is_file()
+    assert (tmp_path / f"tiny-{CACHE_LAYOUT}" / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
     assert rebuilt.weights_hash == tiny.weights_hash
     assert rebuilt.tokenizer("The river rose.")["input_ids"] == tiny.tokenizer("The river rose.")["input_ids"]
@@ -80,6 +82,9 @@ def test_smollm2_loads_offline_and_answers():
     loaded_in = time.perf_counter() - started
     assert base.model.config.num_hidden_layers == 30
     tokenizer = base.tokenizer
+    # The separator of training texts is the file's own end-of-text token, whatever transformers' converter says.
+    assert tokenizer.eos_token_id == gguf_token_id(locate_smollm2_gguf(), "tokenizer.ggml.eos_token_id") == 2
+    assert tokenizer.eos_token == "<|im_end|>"
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
     )
