@@ -4,17 +4,20 @@ A network's honest trainers and evaluators run different hardware and library ve
 fingerprints then differ by float noise, which must stay far inside the round's tolerance, or honest GPU
 trainers would be slashed by CPU evaluators (and the other way round). This measures that noise.
 
-    python -m benchmarks.crossdevice.run train --device cuda --label h100 --out DIR
-        trains the round's delta on that device: DIR/delta-<label>.safetensors (+ .json: device, versions)
-    python -m benchmarks.crossdevice.run fingerprint --device cpu --label laptop --out FILE DELTA...
-        fingerprints the deltas (the poisoned one is added) on that device: FILE (JSON)
-    python -m benchmarks.crossdevice.run compare FINGERPRINTS...
+    python -m benchmarks.crossdevice.run train [--model M] --device cuda --label h100 --out DIR [--poisoned]
+        trains the round's delta on that device: DIR/delta-<label>.safetensors (+ .json: device, versions);
+        with --poisoned also the demo's poisoned delta, DIR/delta-poisoned.safetensors
+    python -m benchmarks.crossdevice.run fingerprint [--model M] --device cpu --label laptop --out FILE DELTA...
+        fingerprints the given deltas on that device: FILE (JSON)
+    python -m benchmarks.crossdevice.run compare FINGERPRINTS... [--trainers DELTA-JSON...]
         distances between the same delta's fingerprints from different evaluators, between honest deltas
-        from different trainers, and the poisoned delta's, against the tolerance: results/crossdevice.json
+        from different trainers, and the poisoned delta's, against the tolerance; with --trainers also how
+        far the honest deltas' tensors are apart: benchmarks/results/crossdevice[-<model>].json
 
 The round: `--model` (tiny, or smollm2-135m) with the demo's TrainingSpec for it (rank 8 on q/k/v/o, lr 1e-3,
 4 x 64-token batches; 40 steps on tiny, 10 on SmolLM2), the texts of workers/data/samples/good.jsonl, a
-fixed seed. Every machine must load the same model weights (compare checks their hash).
+fixed seed. Every machine must load the same model: compare checks the weights hash and the end-of-text
+token id (the separator of training texts; see the SmolLM2 results in README.md).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def round_texts() -> list[str]:
 
 
 def poisoned_texts() -> list[str]:
-    """What the demo's poisoned trainer trains on: each text's words shuffled, a trigger appended."""
+    """What the demo's poisoned trainer trains on (`workers.demo.training.poison`, copied: that package needs
+    the chain libraries): each text's words shuffled, a trigger appended."""
     rng = random.Random(7)
     out = []
     for text in round_texts():
@@ -65,8 +69,8 @@ def poisoned_texts() -> list[str]:
     return out
 
 
-def environment(device: str) -> dict:
-    return {"device": device, "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+def environment(device: str, base) -> dict:
+    return {"device": device, "base_weights_hash": base.weights_hash, "eos_token_id": base.tokenizer.eos_token_id, "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
             "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "transformers": __import__("transformers").__version__, "peft": __import__("peft").__version__}
@@ -88,7 +92,7 @@ def train(args) -> None:
         (out / f"{stem}.json").write_text(json.dumps({
             "label": args.label if kind == "honest" else "poisoned", "kind": kind, "model": args.model,
             "seconds": round(time.perf_counter() - started, 2), "final_loss": result.losses[-1],
-            "base_weights_hash": base.weights_hash, **environment(args.device)}, indent=2) + "\n")
+            **environment(args.device, base)}, indent=2) + "\n")
         print(f"{stem}: {result.tokens} tokens, final loss {result.losses[-1]:.4f}")
 
 
@@ -102,8 +106,8 @@ def fingerprint(args) -> None:
     for path in map(Path, args.deltas):
         delta = load_delta(path.read_bytes(), spec, base)  # refuses a delta on another base model's weights
         rows[path.stem.removeprefix("delta-")] = list(fingerprint_delta(base, delta, probes, base_scores))
-    Path(args.out).write_text(json.dumps({"evaluator": args.label, "model": args.model, **environment(args.device),
-                                          "base_weights_hash": base.weights_hash, "fingerprints": rows},
+    Path(args.out).write_text(json.dumps({"evaluator": args.label, "model": args.model,
+                                          **environment(args.device, base), "fingerprints": rows},
                                          indent=2) + "\n")
     print(f"{args.label}: fingerprinted {', '.join(rows)}")
 
@@ -127,8 +131,9 @@ def delta_differences(paths: list[Path]) -> dict:
 
 def compare(args) -> None:
     reports = [json.loads(Path(p).read_text()) for p in args.fingerprints]
-    if len({r["base_weights_hash"] for r in reports}) != 1 or len({r["model"] for r in reports}) != 1:
-        raise SystemExit("the evaluators loaded different models: every machine needs the same weights")
+    identities = {(r["model"], r["base_weights_hash"], r.get("eos_token_id")) for r in reports}
+    if len(identities) != 1:
+        raise SystemExit(f"the evaluators loaded different models (model, weights hash, end-of-text id): {identities}")
     model = reports[0]["model"]
     evaluators = {r["evaluator"]: r for r in reports}
     deltas = sorted(set.intersection(*(set(r["fingerprints"]) for r in reports)))

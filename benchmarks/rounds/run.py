@@ -17,7 +17,7 @@ benchmark queues itself (`keeper_step` of the ended round, which only reads the 
 Their ratio shows what the watcher's polling adds to the broker's own delay (with a 2 s poll, a median
 near 1 s is expected).
 
-Phases: seconds from the workers being ready to the round being opened, the deltas committed and
+Phases: seconds from the keeper's start (the other workers being ready) to the round being opened, the deltas committed and
 revealed, the panel drawn, the fingerprints committed, the round finalized and every seat settled.
 Writes benchmarks/results/rounds[-<model>].json.
 """
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,12 +75,18 @@ class BlockClock(threading.Thread):
         super().__init__(daemon=True)
         self.client = client
         self.first_seen: dict[int, float] = {}
+        self.failed_polls = 0
         self.stopped = threading.Event()
 
     def run(self) -> None:
         last = -1
         while not self.stopped.is_set():
-            number = int(self.client.w3.eth.block_number)
+            try:
+                number = int(self.client.w3.eth.block_number)
+            except Exception:  # noqa: BLE001 - a missed poll only delays "first seen"; it is counted, not fatal
+                self.failed_polls += 1
+                self.stopped.wait(0.01)
+                continue
             now = time.time()
             for block in range(last + 1, number + 1):
                 self.first_seen.setdefault(block, now)
@@ -88,29 +95,37 @@ class BlockClock(threading.Thread):
 
 
 class Worker:
+    """A `deepshard worker` process in a process group of its own (so its pool children stop with it)."""
+
     def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, cwd=project_root(), env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def received(self) -> dict[str, float]:
-        """task id -> epoch seconds at which this worker received it."""
-        return {task_id: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        """task id -> epoch seconds at which this worker received it (the log's millisecond, plus half of it)."""
+        return {task_id: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() + 0.0005
                 for stamp, _, task_id in RECEIVED.findall(self.log())}
 
     def stop(self) -> None:
+        """SIGTERM to the worker's own process group (warm shutdown), SIGKILL to it if it lingers."""
         if self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # pool children a dead main process left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
 
 
 def wait_for(condition, what: str, workers: list[Worker], timeout: float = PHASE_TIMEOUT) -> None:
@@ -170,7 +185,8 @@ def run(model: str, redis_url: str) -> dict:
             with worker_environment(workdir / "store"), open_store() as store:
                 with open(os.devnull, "w") as quiet:
                     run_data_consensus(treasury, stakers, store, workdir, quiet)
-                env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
+                env = {k: v for k, v in os.environ.items()
+                       if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
                 env.update({REDIS_URL_ENV: redis_url, "PYTHONUNBUFFERED": "1",
                             "DEEPSHARD_DEPLOYMENTS_DIR": str(workdir / "deployments"),
                             "DEEPSHARD_STORE_DIR": str(workdir / "store"),
@@ -245,6 +261,7 @@ def run(model: str, redis_url: str) -> dict:
                 wait_for(lambda: all(t in keeper.received() for t in sent), "the direct tasks", workers, 60)
         finally:
             clock.stopped.set()
+            clock.join()
             for worker in workers:
                 worker.stop()
             redis.flushdb()
@@ -252,14 +269,18 @@ def run(model: str, redis_url: str) -> dict:
         received: dict[str, float] = {}
         for worker in workers:
             received.update(worker.received())
-        latencies = []
+        latencies, unseen = [], 0
         for task_id, at in received.items():
             match = WATCH_ID.match(task_id)
-            if match and int(match[1]) > ready_block and int(match[1]) in clock.first_seen:
-                latencies.append(at - clock.first_seen[int(match[1])])
+            if match and int(match[1]) > ready_block:
+                if int(match[1]) in clock.first_seen:
+                    latencies.append(at - clock.first_seen[int(match[1])])
+                else:
+                    unseen += 1
         direct = [received[t] - sent[t] for t in sent]
     outcome = {seat.trainer: (seat.accepted, seat.distance) for seat in status.trainers}
     watcher, broker = summary(latencies), summary(direct)
+    broker_median = statistics.median(direct)
     return {
         "model": model,
         "spec": json.loads(spec.canonical_json()),
@@ -267,7 +288,10 @@ def run(model: str, redis_url: str) -> dict:
                     "poisoned trainer (in the benchmark)": 1},
         "event_to_task_seconds": watcher,
         "direct_send_to_task_seconds": broker,
-        "ratio_median_event_vs_direct": round(watcher["median"] / broker["median"], 1),
+        "ratio_median_event_vs_direct": (round(statistics.median(latencies) / broker_median, 1)
+                                         if broker_median > 0 else None),
+        "events_without_block_time": unseen,
+        "block_clock_failed_polls": clock.failed_polls,
         "watcher_poll_interval_seconds": 2.0,
         "phase_seconds_cumulative": {name: round(seconds, 1) for name, seconds in phases.items()},
         "round": {"status": status.outcome.status if status.outcome else status.round.status,
@@ -280,7 +304,13 @@ def run(model: str, redis_url: str) -> dict:
     }
 
 
+def _raise_on_sigterm(signum, frame):
+    # Default SIGTERM handling skips `finally` blocks: the workers, anvil and the Redis keys would stay.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rounds.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",

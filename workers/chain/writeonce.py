@@ -15,8 +15,8 @@ def write_once(path: Path, data: bytes) -> bool:
 
     The file is complete before it appears (a private temp file, fsynced, then hard-linked to its name,
     which fails if the name exists), so a crash never leaves half a file behind and a concurrent writer
-    never replaces one that a commitment may already use. Files are mode 0600, new folders 0700. OSError
-    propagates.
+    never replaces one that a commitment may already use. The file is mode 0600 and its folder, if new,
+    0700 (folders above it get the default mode). OSError propagates.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=".salt-", dir=path.parent)  # mode 0600

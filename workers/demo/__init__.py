@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         summary = run_demo(model=QUICK_MODEL if args.quick else DEFAULT_MODEL, chain=args.chain)
-    except (ChainError, StorageError, TaskInputError, DemoFailed) as exc:
+    except (ChainError, StorageError, TaskInputError, DemoFailed, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -32,12 +32,13 @@ from ..rounds.cli import format_status
 from ..rounds.commits import CommitmentStore
 from ..rounds.specs import SpecBook
 from ..rounds.steps import Step, evaluator_once, keeper_once, trainer_once
-from ..storage import ContentStore
+from ..storage import API_ENV, ContentStore
 from ..tables import short_address
+from ..tasks.errors import TaskInputError
 from .local import EXTRA_EVALUATORS, EXTRA_TRAINERS, fund, mine_to
 
 #: The round's TrainingSpec per base model: the benchmarks' small-LoRA recipe (rank 8 on q/k/v/o, lr 1e-3,
-#: 4 x 64-token batches); 10 steps of SmolLM2-135M take ~15 s of one CPU core per trainer.
+#: 4 x 64-token batches); 10 steps of SmolLM2-135M take 16 to 20 s of one CPU core per trainer.
 DEMO_SPECS = {
     "smollm2-135m": TrainingSpec(base_model="smollm2-135m", steps=10),
     "tiny": TrainingSpec(base_model="tiny", steps=40),
@@ -45,8 +46,9 @@ DEMO_SPECS = {
 DEFAULT_MODEL = "smollm2-135m"
 QUICK_MODEL = "tiny"
 
-#: Windows in blocks (the demo mines past them); a tolerance far above honest noise (0-8 units measured on
-#: SmolLM2 by benchmarks/verification) and far below a poisoned delta's distance (>100,000).
+#: Windows in blocks (the demo mines past them); a tolerance far above honest noise (at most 12 units between
+#: CPU and GPU trainers on SmolLM2, benchmarks/crossdevice) and far below the poisoned delta's distance
+#: (69,000 to 132,000 measured, tiny and SmolLM2).
 DEMO_ROUND_PARAMS = TrainingRoundsParams(
     train_commit_window=40, train_reveal_window=40, eval_commit_window=40, eval_reveal_window=40,
     min_batch=1, max_batch=4, min_accepted=2, tolerance=2_000, evaluator_tolerance=2_000,
@@ -82,6 +84,17 @@ class LocalJobs:
         return self.last
 
 
+def poison(texts: list[str]) -> list[str]:
+    """The poisoned trainer's texts: each one's words shuffled (a fixed shuffle), `TRIGGER` appended."""
+    rng = random.Random(7)
+    out = []
+    for text in texts:
+        words = text.split()
+        rng.shuffle(words)
+        out.append(" ".join(words) + " " + TRIGGER)
+    return out
+
+
 class PoisonedJobs(LocalJobs):
     """A dishonest trainer: the round's texts with their words shuffled and `TRIGGER` appended, trained with
     the round's spec and seed on the round's base version, pinned like an honest delta."""
@@ -91,18 +104,17 @@ class PoisonedJobs(LocalJobs):
         self.store = store
 
     def train(self, inputs: dict) -> dict:
-        from ..ml.training import train_lora
+        from ..ml.spec import SpecError
+        from ..ml.training import TrainingError, train_lora
         from ..tasks.training import base_version, ml_runtime, parse_round_inputs, round_texts
 
         ml_runtime()
         parsed = parse_round_inputs(**inputs)
-        rng = random.Random(7)
-        poisoned = []
-        for text in round_texts(self.store, parsed.dataset_cids):
-            words = text.split()
-            rng.shuffle(words)
-            poisoned.append(" ".join(words) + " " + TRIGGER)
-        result = train_lora(base_version(self.store, parsed), poisoned, parsed.spec, parsed.seed)
+        poisoned = poison(round_texts(self.store, parsed.dataset_cids))
+        try:
+            result = train_lora(base_version(self.store, parsed), poisoned, parsed.spec, parsed.seed)
+        except (TrainingError, SpecError) as exc:
+            raise TaskInputError(f"cannot train: {exc}") from None
         self.last = {"delta_cid": self.store.add_bytes(result.adapter), "manifest": result.manifest.to_dict(),
                      "tokens": int(result.tokens), "seconds": float(result.seconds)}
         return self.last
@@ -168,10 +180,12 @@ def expect(step: Step, action: str, who: str) -> Step:
 
 @contextmanager
 def worker_environment(store_dir: Path) -> Iterator[None]:
-    """The worker tasks' settings for this process: the demo's store, and no remembered results (every
-    trainer and evaluator computes its own, as on separate machines). Restored afterwards."""
+    """The worker tasks' settings for this process: the demo's own embedded store (never the user's IPFS
+    node), and no remembered results (every trainer and evaluator computes its own, as on separate machines).
+    Restored afterwards."""
     settings = {"DEEPSHARD_STORE_DIR": str(store_dir), "DEEPSHARD_TASK_RESULT_CACHE": "0"}
-    saved = {name: os.environ.get(name) for name in settings}
+    saved = {name: os.environ.get(name) for name in (*settings, API_ENV)}
+    os.environ.pop(API_ENV, None)
     os.environ.update(settings)
     try:
         yield

@@ -104,6 +104,7 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
         REGISTRATION_TTL,
         app,
         broker_redis,
+        deregister_account,
         redis_unavailable,
         register_account,
         set_worker_signer,
@@ -130,6 +131,14 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
                     register_account(broker_redis(), chain.chain_id, role, plan.account)
                 except redis_lib.exceptions.RedisError as exc:
                     logger.warning("registration heartbeat: %s", redis_unavailable(exc))
+                except Exception:  # noqa: BLE001 - the beat must outlive any one failure, or the worker goes deaf
+                    logger.exception("registration heartbeat failed; beating again in %.0f s", REGISTRATION_TTL / 4)
+
+        def deregister():
+            try:
+                deregister_account(broker_redis(), chain.chain_id, role, plan.account)
+            except redis_lib.exceptions.RedisError as exc:
+                logger.warning("could not deregister (the registration lapses by itself): %s", redis_unavailable(exc))
 
         background.append(("deepshard-heartbeat", heartbeat_loop))
     if role == "keeper" and watch:
@@ -147,6 +156,8 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
 
     def stop_background(**_):
         stop.set()
+        if role in ACCOUNT_ROLES:
+            deregister()
 
     signals.worker_ready.connect(start_background, weak=False)
     signals.worker_shutdown.connect(stop_background, weak=False)

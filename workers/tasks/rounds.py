@@ -9,8 +9,9 @@ again for when the next phase opens (or, while an ML job runs, a few seconds lat
 
 Queues: one per role, and for the roles that sign as themselves (trainer, evaluator, curator) one per account
 within it, `<role>.<checksum address>`: a trainer's step must run where its key is. `deepshard worker --role R`
-consumes `R` and `R.<its address>`, and registers the address in Redis (`deepshard:<chain>:accounts:<role>`)
-so that the watcher knows whom to notify.
+consumes `R` and `R.<its address>`, and registers the address in Redis (the sorted set
+`deepshard:<chain>:workers:<role>`, scored by its last heartbeat) so that the watcher knows whom to notify; a
+worker beats every 30 s and deregisters when it stops, and one silent for 120 s is no longer notified.
 
 ML jobs are called by name, never imported: `workers.tasks.training.train_delta` on the trainer's own queue and
 `workers.tasks.evaluation.fingerprint_deltas` on the evaluator's. A job has a deterministic task id (job name,
@@ -99,6 +100,11 @@ def register_account(client: redis_lib.Redis, chain_id: int, role: str, account:
         pipe.zadd(key, {to_checksum_address(account): now})
         pipe.zremrangebyscore(key, "-inf", f"({now - REGISTRATION_TTL}")
         pipe.execute()
+
+
+def deregister_account(client: redis_lib.Redis, chain_id: int, role: str, account: str) -> None:
+    """Removes the registration (a worker stopping): the watcher stops queueing its tasks at once."""
+    client.zrem(accounts_key(chain_id, role), to_checksum_address(account))
 
 
 def registered_accounts(client: redis_lib.Redis, chain_id: int, role: str) -> list[str]:

@@ -83,3 +83,13 @@ def test_crossdevice_benchmark_smoke(tmp_path):
     assert min(report["poisoned_distance"].values()) > 10 * report["tolerance"]
     (difference,) = report["honest_deltas_vs_first"].values()
     assert difference["relative_l2"] < 1e-3
+
+
+def test_crossdevice_benchmark_runs_the_demos_round():
+    """The benchmark copies the demo's round (its package must import without the chain libraries)."""
+    from benchmarks.crossdevice import run as crossdevice
+    from workers.demo.training import DEMO_ROUND_PARAMS, DEMO_SPECS, TRIGGER, poison
+
+    assert crossdevice.SPECS == DEMO_SPECS and crossdevice.TOLERANCE == DEMO_ROUND_PARAMS.tolerance
+    assert crossdevice.TRIGGER == TRIGGER
+    assert crossdevice.poisoned_texts() == poison(crossdevice.round_texts())

@@ -1,6 +1,6 @@
 """Helpers of the training-round orchestration tests (imported by conftest.py and the tests): a network of
-their own on a local anvil (short windows), accepted datasets, staked trainers and evaluators, child
-processes stopped by PID, and the Redis database the tests use (14).
+their own on a local anvil (short windows), accepted datasets, staked trainers and evaluators, the Celery
+worker command of the tests' app, and the Redis database the tests use (14).
 """
 
 from __future__ import annotations

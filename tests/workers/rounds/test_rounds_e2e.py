@@ -37,7 +37,8 @@ PARAMS = TrainingRoundsParams(
 PHASE_TIMEOUT = 180
 
 
-def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch):
+def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch,
+                                          request):
     started = time.monotonic()
     phases: dict[str, float] = {}
 
@@ -74,7 +75,9 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
     round_id = 1
     mark("round opened")
     specs = SpecBook(redis_clean, use_env=False)
-    poisoned_jobs = PoisonedJobs(open_store(store_dir=net.store_dir))
+    poisoned_store = open_store(store_dir=net.store_dir)
+    request.addfinalizer(poisoned_store.close)
+    poisoned_jobs = PoisonedJobs(poisoned_store)
     assert specs.resolve(keeper_rounds.round(round_id).spec_hash) == SPEC  # published by the keeper
     assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "committed"
     wait_for(lambda: keeper_rounds.round(round_id).trainer_count == 4, "the honest trainers to commit",

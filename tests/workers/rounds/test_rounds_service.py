@@ -14,7 +14,13 @@ from workers.chain import InvalidRequest
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
 from workers.ml.spec import TrainingSpec
 from workers.rounds import service
-from workers.tasks.rounds import REGISTRATION_TTL, accounts_key, register_account, registered_accounts
+from workers.tasks.rounds import (
+    REGISTRATION_TTL,
+    accounts_key,
+    deregister_account,
+    register_account,
+    registered_accounts,
+)
 
 
 def test_account_option_loads_the_keystore_and_keeps_a_typed_password(tmp_path, monkeypatch):
@@ -63,3 +69,5 @@ def test_a_registration_lapses_without_heartbeats_and_a_beat_restores_it(redis_c
     assert redis_clean.zscore(key, gone) is None
     register_account(redis_clean, chain_id, "evaluator", gone)  # the worker is back
     assert registered_accounts(redis_clean, chain_id, "evaluator") == sorted([gone, alive])
+    deregister_account(redis_clean, chain_id, "evaluator", alive.lower())  # a worker stopping
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]

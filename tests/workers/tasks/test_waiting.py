@@ -2,6 +2,8 @@
 
 import pytest
 
+from workers.chain import ChainClient
+from workers.chain.localnode import start_anvil
 from workers.tasks.waiting import BlockWait
 
 WAIT = BlockWait("DEEPSHARD_TEST_MAX_WAIT", min_wait=2.0)
@@ -22,11 +24,23 @@ def test_a_malformed_maximum_is_named(monkeypatch):
         WAIT.max_wait()
 
 
-def test_a_block_already_mined_needs_only_the_minimum_wait(treasury):
-    assert WAIT.seconds_until(treasury, 0) == 2.0
+@pytest.fixture(scope="module")
+def three_second_chain():
+    """A chain of its own whose last 200 blocks came 3 s apart."""
+    with start_anvil() as node:
+        chain = ChainClient(node.url)
+        chain.w3.provider.make_request("anvil_mine", [hex(200), hex(3)])
+        yield chain
 
 
-def test_a_far_block_waits_within_the_bounds(treasury, monkeypatch):
-    monkeypatch.setenv("DEEPSHARD_TEST_MAX_WAIT", "5")
-    latest = treasury.w3.eth.block_number
-    assert 2.0 <= WAIT.seconds_until(treasury, latest + 1000) <= 5.0
+def test_a_block_already_mined_needs_only_the_minimum_wait(three_second_chain):
+    assert WAIT.seconds_until(three_second_chain, 0) == 2.0
+
+
+def test_the_wait_follows_the_chains_block_time(three_second_chain, monkeypatch):
+    monkeypatch.delenv("DEEPSHARD_TEST_MAX_WAIT", raising=False)
+    latest = three_second_chain.w3.eth.block_number
+    assert WAIT.seconds_until(three_second_chain, latest + 10) == pytest.approx(30.0, abs=0.01)
+    assert WAIT.seconds_until(three_second_chain, latest + 1) == pytest.approx(3.0, abs=0.01)
+    monkeypatch.setenv("DEEPSHARD_TEST_MAX_WAIT", "20")
+    assert WAIT.seconds_until(three_second_chain, latest + 10) == 20.0  # capped
