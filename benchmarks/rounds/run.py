@@ -41,13 +41,13 @@ from pathlib import Path
 import redis as redis_lib
 
 from benchmarks import RESULTS_DIR, machine_description, utc_now
-from workers.chain import ROLES, ChainClient, DeployParams, deploy_network, parse_dsh, stake
-from workers.chain.localnode import dev_account, dev_signer, start_anvil
+from workers.chain import ROLES, ChainClient, DeployParams, deploy_network
 from workers.chain.artifacts import project_root
+from workers.chain.localnode import dev_account, dev_signer, start_anvil
+from workers.demo import stake_roles
 from workers.demo.consensus import DEMO_DATA_PARAMS, run_data_consensus
-from workers.demo.local import DEV_ACCOUNTS, EXTRA_EVALUATORS, EXTRA_TRAINERS, fund, mine_to
-from workers.demo.training import (DEMO_ROUND_PARAMS, DEMO_SPECS, EVALUATOR_POOL_BOND_DSH, EVALUATOR_STAKE_DSH,
-                                   TRAINER_STAKE_DSH, PoisonedJobs, worker_environment)
+from workers.demo.local import DEV_ACCOUNTS, ROUND_EVALUATORS, ROUND_TRAINERS, fund, mine_to
+from workers.demo.training import DEMO_ROUND_PARAMS, DEMO_SPECS, PoisonedJobs, enlist, worker_environment
 from workers.ml.models import MODEL_NAMES
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.commits import CommitmentStore
@@ -162,21 +162,11 @@ def run(model: str, redis_url: str) -> dict:
         deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS, training_rounds=DEMO_ROUND_PARAMS))
         stakers = {role: treasury.with_signer(dev_signer(i)) for i, role in enumerate(ROLES, start=1)}
         fund(treasury, stakers.values())
-        for role in ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR"):
-            stake(stakers[role], role, {"INFORMANT": "250", "CURATOR": "1500", "TRAINER": TRAINER_STAKE_DSH,
-                                        "EVALUATOR": EVALUATOR_STAKE_DSH}[role])
-        trainer_keys = [3, *EXTRA_TRAINERS]  # dev account 3 is the TRAINER staker; the last one cheats
-        evaluator_keys = [4, *EXTRA_EVALUATORS]
-        extra = [treasury.with_signer(dev_signer(i)) for i in (*EXTRA_TRAINERS, *EXTRA_EVALUATORS)]
-        fund(treasury, extra)
-        for client in extra[:len(EXTRA_TRAINERS)]:
-            stake(client, "TRAINER", TRAINER_STAKE_DSH)
-        for client in extra[len(EXTRA_TRAINERS):]:
-            stake(client, "EVALUATOR", EVALUATOR_STAKE_DSH)
         commitments = CommitmentStore(workdir / "votes")
-        for index in evaluator_keys:
-            TrainingRoundsClient(treasury.with_signer(dev_signer(index)), commitments).join_pool(
-                parse_dsh(EVALUATOR_POOL_BOND_DSH))
+        with open(os.devnull, "w") as quiet:
+            stake_roles(treasury, stakers, quiet)
+        trainer_clients, _ = enlist(treasury, stakers, commitments)
+        trainer_keys, evaluator_keys = ROUND_TRAINERS, ROUND_EVALUATORS  # the last trainer cheats
 
         keeper_rounds = TrainingRoundsClient(treasury)
         clock = BlockClock(treasury)
@@ -216,7 +206,7 @@ def run(model: str, redis_url: str) -> dict:
                 wait_for(lambda: keeper_rounds.round_count() == 1, "the keeper to open a round", workers)
                 mark("round opened")
                 round_id = 1
-                cheat = TrainingRoundsClient(treasury.with_signer(dev_signer(trainer_keys[-1])), commitments)
+                cheat = TrainingRoundsClient(trainer_clients[-1], commitments)
                 specs = SpecBook(None, [spec], use_env=False)
                 poisoned = PoisonedJobs(store)
                 if trainer_once(cheat, round_id, poisoned, specs).action != "committed":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..chain import ChainClient, ChainError, parse_dsh
+from ..chain import ROLES, ChainClient, ChainError, parse_dsh
 
 #: DSH each demo account receives from the treasury.
 FUNDING_DSH = "20000"
@@ -15,6 +15,9 @@ EXTRA_INFORMANTS = (7, 8)
 EXTRA_CURATORS = (9, 10, 11, 12)
 EXTRA_TRAINERS = (13, 14, 15)
 EXTRA_EVALUATORS = (16, 17)
+#: A round's trainers and evaluators: the role's staker, then the extras (the last trainer is the poisoned one).
+ROUND_TRAINERS = (1 + ROLES.index("TRAINER"), *EXTRA_TRAINERS)
+ROUND_EVALUATORS = (1 + ROLES.index("EVALUATOR"), *EXTRA_EVALUATORS)
 DEV_ACCOUNTS = 18
 
 

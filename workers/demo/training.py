@@ -35,7 +35,7 @@ from ..rounds.steps import Step, evaluator_once, keeper_once, trainer_once
 from ..storage import API_ENV, ContentStore
 from ..tables import short_address
 from ..tasks.errors import TaskInputError
-from .local import EXTRA_EVALUATORS, EXTRA_TRAINERS, fund, mine_to
+from .local import ROUND_EVALUATORS, ROUND_TRAINERS, fund, mine_to
 
 #: The round's TrainingSpec per base model: the benchmarks' small-LoRA recipe (rank 8 on q/k/v/o, lr 1e-3,
 #: 4 x 64-token batches); 10 steps of SmolLM2-135M take 16 to 20 s of one CPU core per trainer.
@@ -197,6 +197,24 @@ def worker_environment(store_dir: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def enlist(treasury: ChainClient, stakers: dict[str, ChainClient],
+           commitments: CommitmentStore) -> tuple[list[ChainClient], list[TrainingRoundsClient]]:
+    """Funds and stakes the round's extra trainers and evaluators (the role stakers already stake), and has
+    every evaluator join the pool; returns the trainers' clients (`ROUND_TRAINERS` order: the last one cheats)
+    and the evaluators'."""
+    trainer_clients = [stakers["TRAINER"], *(treasury.with_signer(dev_signer(i)) for i in ROUND_TRAINERS[1:])]
+    evaluator_clients = [stakers["EVALUATOR"], *(treasury.with_signer(dev_signer(i)) for i in ROUND_EVALUATORS[1:])]
+    fund(treasury, trainer_clients[1:] + evaluator_clients[1:])
+    for client in trainer_clients[1:]:
+        stake(client, "TRAINER", TRAINER_STAKE_DSH)
+    for client in evaluator_clients[1:]:
+        stake(client, "EVALUATOR", EVALUATOR_STAKE_DSH)
+    evaluators = [TrainingRoundsClient(client, commitments) for client in evaluator_clients]
+    for evaluator in evaluators:
+        evaluator.join_pool(parse_dsh(EVALUATOR_POOL_BOND_DSH))
+    return trainer_clients, evaluators
+
+
 def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], store: ContentStore, workdir: Path,
                        model: str, out: TextIO) -> RoundReport:
     """Runs one round on the pending accepted datasets; prints each phase and the outcome. The worker tasks
@@ -206,16 +224,7 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     commitments = CommitmentStore(workdir / "votes")
     keeper = TrainingRoundsClient(treasury, commitments)
 
-    trainer_clients = [stakers["TRAINER"], *(treasury.with_signer(dev_signer(i)) for i in EXTRA_TRAINERS)]
-    evaluator_clients = [stakers["EVALUATOR"], *(treasury.with_signer(dev_signer(i)) for i in EXTRA_EVALUATORS)]
-    fund(treasury, trainer_clients[1:] + evaluator_clients[1:])
-    for client in trainer_clients[1:]:
-        stake(client, "TRAINER", TRAINER_STAKE_DSH)
-    for client in evaluator_clients[1:]:
-        stake(client, "EVALUATOR", EVALUATOR_STAKE_DSH)
-    evaluators = [TrainingRoundsClient(client, commitments) for client in evaluator_clients]
-    for evaluator in evaluators:
-        evaluator.join_pool(parse_dsh(EVALUATOR_POOL_BOND_DSH))
+    trainer_clients, evaluators = enlist(treasury, stakers, commitments)
     # The last trainer cheats.
     trainers = [DemoTrainer(TrainingRoundsClient(client, commitments), LocalJobs(), False)
                 for client in trainer_clients[:-1]]
@@ -230,11 +239,11 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     opened = expect(keeper_once(keeper, None, specs), "opened", "the keeper")
     round_id = opened.round_id
     state = keeper.round(round_id)
-    report = RoundReport(model, keeper.status(round_id), trainers)
+    phases: dict[str, float] = {}
 
     def phase(name: str) -> None:
-        report.phases[name] = time.monotonic() - started
-        say(f"  [{report.phases[name]:6.1f} s] {name}")
+        phases[name] = time.monotonic() - started
+        say(f"  [{phases[name]:6.1f} s] {name}")
 
     say(f"  round #{round_id} opened on datasets {opened.data['datasets']} (base version {state.base_version}, "
         f"seed {state.seed_hex[:10]}…, spec {spec.spec_hash_hex()[:10]}…)")
@@ -283,7 +292,7 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
             say(f"  trainer {trainer.label}: {step.detail}")
     phase("settled")
 
-    report.status = keeper.status(round_id)
+    report = RoundReport(model, keeper.status(round_id), trainers, phases)
     check_new_version(report, store, spec)
     say("\n" + format_status(report.status))
     if report.child_weights:
