@@ -1,0 +1,14 @@
+"""The protocol's constants and pure rules: the Python reference of what the contracts decide.
+
+Torch-free and chain-free (only exact integer arithmetic and keccak), so every layer can import it: the ML
+code, the clients, the benchmarks and the tests that feed the same vectors to a contract and to these
+functions and compare the results.
+
+- `constants`: sizes, bounds, status enums, role names and queue names, each defined once.
+- `median`: the lower weighted median (`WeightedMedian.sol`).
+- `fixedpoint`: WAD maths (`FixedPointMath.sol`).
+- `sortition`: the Fenwick sortition tree and the panel draw (`SortitionTree.sol`, `SortitionPool.sol`).
+- `consensus`: the data consensus tally, outcome, threshold and seat settlement (`DataConsensus.sol`).
+- `rounds`: fingerprint distance, aggregation, judgement and payouts of a training round
+  (`TrainingRounds.sol`).
+"""

@@ -1,0 +1,66 @@
+"""Protocol constants, each defined once: the contracts' sizes and enums, the network's roles and queues.
+
+Solidity holds the same numbers as `constant`s; `tests/contracts` check that the deployed contracts agree.
+"""
+
+from __future__ import annotations
+
+#: Basis points in one (shares, penalties and rates are in bps).
+BPS = 10_000
+#: 18-decimal fixed-point one ("WAD"), as in `FixedPointMath.sol`.
+WAD = 10**18
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+# ---------------------------------------------------------------- data consensus (DataConsensus.sol)
+
+#: Most curators on a data panel.
+MAX_CURATORS = 15
+#: Scores per vote: novelty, reproducibility, alignment with human values, empirical truthfulness, objectivity.
+CRITERIA = 5
+CRITERIA_NAMES = ("novelty", "reproducibility", "alignment", "truthfulness", "objectivity")
+#: Highest score of one criterion.
+MAX_SCORE = 100
+#: `IDataConsensus.Status`, in enum order.
+DATA_STATUSES = ("None", "AwaitingPanel", "Voting", "Accepted", "Rejected", "NoQuorum")
+DATA_FINAL_STATUSES = ("Accepted", "Rejected", "NoQuorum")
+
+# ---------------------------------------------------------------- training rounds (TrainingRounds.sol)
+
+#: Integers in one curvature fingerprint (4 probe groups x 4 statistics).
+K = 16
+#: Most trainers (committed deltas) in a round.
+MAX_TRAINERS = 16
+#: Most evaluators on a round's panel.
+MAX_EVALUATORS = 9
+#: Most datasets one round trains on.
+MAX_BATCH = 32
+#: `ITrainingRounds.Status`, in enum order.
+ROUND_STATUSES = ("None", "Training", "AwaitingPanel", "Evaluating", "Finalized", "Failed")
+ROUND_ENDED_STATUSES = ("Finalized", "Failed")
+#: The model version every lineage starts from (`ModelRegistry`).
+GENESIS_VERSION = 1
+
+# ---------------------------------------------------------------- shared
+
+#: Longest binary CID a contract stores, in bytes.
+MAX_CID_LENGTH = 64
+#: Tickets a panel draw may use, per seat (repeats are redrawn): `MAX_DRAWS = DRAWS_PER_SEAT * max seats`.
+DRAWS_PER_SEAT = 4
+#: Members a sortition pool can hold (`SortitionTree.CAPACITY`).
+POOL_CAPACITY = 1024
+
+#: `IStakeRegistry.Role`, in enum order (the enum's integer is the index here).
+STAKE_ROLES: tuple[str, ...] = ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR", "STORAGE", "INFERENCE")
+
+# ---------------------------------------------------------------- node roles and queues
+
+#: Roles a `deepshard worker` can run. The keeper needs no stake: it sends the permissionless transactions
+#: (draw panels, finalize, settle silent seats, open rounds) for both the data consensus and training rounds.
+NODE_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator", "keeper")
+#: Node roles whose steps sign with one account's key: each account gets a queue of its own.
+ACCOUNT_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator")
+#: The stake role each account-bound node role needs.
+NODE_STAKE_ROLE = {"trainer": "TRAINER", "evaluator": "EVALUATOR", "curator": "CURATOR"}
+#: Queue of the content tasks (pin and score datasets), served by any worker.
+DATA_QUEUE = "data"

@@ -1,0 +1,131 @@
+"""The training-round rules, as `TrainingRounds.sol` and its fingerprint library decide them.
+
+Each revealed evaluator reports one fingerprint of K int32 per revealed delta. Per delta and coordinate the
+lower stake-weighted median over the evaluators is the delta's consensus fingerprint; an evaluator is coherent
+iff, for every delta, the L1 distance of its fingerprint to the consensus is within `evaluator_tolerance`.
+The reference is the coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; a
+delta is accepted iff its L1 distance to the reference is within `tolerance`; the best is the accepted delta
+closest to it (the earliest revealed on a tie). Fewer than `min_accepted` accepted: the round fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .constants import BPS, INT32_MAX, INT32_MIN, K
+from .median import lower_median, lower_weighted_median
+
+Fingerprint = tuple[int, ...]
+
+
+def check_fingerprint(fingerprint: Sequence[int]) -> Fingerprint:
+    """The fingerprint as a tuple of K ints in the int32 range; ValueError naming the fault otherwise."""
+    if len(fingerprint) != K:
+        raise ValueError(f"a fingerprint has {K} entries, got {len(fingerprint)}")
+    for index, value in enumerate(fingerprint):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"fingerprint entry {index} is not an int: {value!r}")
+        if not INT32_MIN <= value <= INT32_MAX:
+            raise ValueError(f"fingerprint entry {index} = {value} is outside the int32 range")
+    return tuple(fingerprint)
+
+
+def fingerprint_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """L1 distance of two fingerprints (K int32 each), in exact integer arithmetic."""
+    return sum(abs(x - y) for x, y in zip(check_fingerprint(a), check_fingerprint(b)))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A finalized round. `status` is "Finalized" or "Failed"; masks are bit i for delta i or seat i."""
+
+    status: str
+    consensus: tuple[Fingerprint, ...]  # per delta (empty when no evaluator revealed)
+    reference: Fingerprint | None
+    distances: tuple[int, ...]  # per delta, to the reference
+    accepted_mask: int
+    best: int | None
+    coherent_mask: int  # over the seats given
+    coherent_weight: int
+
+
+def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int],
+              evaluator_tolerance: int) -> tuple[tuple[Fingerprint, ...], tuple[bool, ...], int]:
+    """(consensus per delta, coherent per evaluator, coherent weight) from the revealed evaluators' `reports`
+    (per evaluator, one fingerprint per delta) and their seat weights (wei)."""
+    if len(reports) != len(weights) or not reports:
+        raise ValueError("one report per weight, at least one")
+    deltas = len(reports[0])
+    if any(len(report) != deltas for report in reports):
+        raise ValueError("every evaluator reports one fingerprint per delta")
+    checked = [[check_fingerprint(fp) for fp in report] for report in reports]
+    consensus = tuple(
+        tuple(lower_weighted_median([report[d][k] for report in checked], weights) for k in range(K))
+        for d in range(deltas))
+    coherent = tuple(
+        max((fingerprint_distance(report[d], consensus[d]) for d in range(deltas)), default=0) <= evaluator_tolerance
+        for report in checked)
+    return consensus, coherent, sum(w for w, ok in zip(weights, coherent) if ok)
+
+
+def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:
+    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints."""
+    return tuple(lower_median([fp[k] for fp in consensus]) for k in range(K))
+
+
+def judge(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], *, tolerance: int,
+          evaluator_tolerance: int, min_accepted: int) -> Judgement:
+    """The outcome of `finalize` once the reveal window closed: `reports`/`weights` of the evaluators who
+    revealed (seat order). No report at all: the round fails."""
+    if not reports:
+        return Judgement("Failed", (), None, (), 0, None, 0, 0)
+    consensus, coherent, coherent_weight = aggregate(reports, weights, evaluator_tolerance)
+    reference = reference_of(consensus)
+    distances = tuple(fingerprint_distance(fp, reference) for fp in consensus)
+    accepted = [d for d, distance in enumerate(distances) if distance <= tolerance]
+    coherent_mask = sum(1 << i for i, ok in enumerate(coherent) if ok)
+    if len(accepted) < min_accepted:
+        return Judgement("Failed", consensus, reference, distances, 0, None, coherent_mask, coherent_weight)
+    best = min(accepted, key=lambda d: (distances[d], d))
+    return Judgement("Finalized", consensus, reference, distances, sum(1 << d for d in accepted), best,
+                     coherent_mask, coherent_weight)
+
+
+@dataclass(frozen=True)
+class RoundPayouts:
+    """Wei paid when a round is finalized."""
+
+    emitted: int  # drawn from Emission
+    evaluator_payout: int  # shared by coherent evaluators in proportion to their weight
+    reward_per_trainer: int  # to each accepted trainer, on top of its bond
+    slashed: int  # taken from outliers and silent trainers
+
+
+def trainer_penalty(trainer_bond: int, outlier_slash_bps: int) -> int:
+    """What an outlier or silent trainer loses of its bond (wei)."""
+    return trainer_bond * outlier_slash_bps // BPS
+
+
+def round_payouts(*, trainers: int, accepted: int, trainer_bond: int, outlier_slash_bps: int, round_reward: int,
+                  available: int, evaluator_share_bps: int, coherent_weight: int) -> RoundPayouts:
+    """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
+    the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
+    trainer's equal share of the rest plus the slashed bonds (rounded down)."""
+    slashed = (trainers - accepted) * trainer_penalty(trainer_bond, outlier_slash_bps)
+    emitted = min(round_reward, available)
+    evaluator_payout = emitted * evaluator_share_bps // BPS if coherent_weight else 0
+    return RoundPayouts(emitted, evaluator_payout, (slashed + emitted - evaluator_payout) // accepted, slashed)
+
+
+def evaluator_settlement(*, revealed: bool, finalized: bool, coherent: bool, weight: int, bond: int,
+                         evaluator_payout: int, coherent_weight: int, incoherent_penalty_bps: int,
+                         no_reveal_penalty_bps: int) -> tuple[int, int]:
+    """(reward, penalty) in wei when one evaluator seat is settled; `bond` is the evaluator's pool bond now."""
+    if not revealed:
+        return 0, bond * no_reveal_penalty_bps // BPS
+    if not finalized:
+        return 0, 0
+    if coherent:
+        return evaluator_payout * weight // coherent_weight, 0
+    return 0, bond * incoherent_penalty_bps // BPS
