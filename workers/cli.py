@@ -44,7 +44,7 @@ from .chain import (
 from .chain.client import display_url
 from .chain.units import format_eth
 from .data import cli as data_cli
-from .rounds import cli as rounds_cli
+from .node import cli as node_cli
 from .storage import cli as storage_cli
 from .tables import format_table
 
@@ -135,9 +135,9 @@ COMMANDS: list[Command] = [
     Command("balances", "show ETH, DSH and stakes of accounts", _balances_arguments, _balances_run),
     Command("data", data_cli.HELP, data_cli.add_arguments, data_cli.run),
     Command("storage", storage_cli.HELP, storage_cli.add_arguments, storage_cli.run),
-    Command("round", rounds_cli.HELP, rounds_cli.add_arguments, rounds_cli.run),
-    Command("worker", rounds_cli.WORKER_HELP, rounds_cli.add_worker_arguments, rounds_cli.run_worker),
-    Command("watch", rounds_cli.WATCH_HELP, rounds_cli.add_watch_arguments, rounds_cli.run_watch),
+    Command("round", node_cli.HELP, node_cli.add_arguments, node_cli.run),
+    Command("worker", node_cli.WORKER_HELP, node_cli.add_worker_arguments, node_cli.run_worker),
+    Command("watch", node_cli.WATCH_HELP, node_cli.add_watch_arguments, node_cli.run_watch),
 ]
 
 

@@ -42,6 +42,7 @@ import redis as redis_lib
 
 from benchmarks import RESULTS_DIR, machine_description, utc_now
 from workers.chain import ROLES, ChainClient, DeployParams, deploy_network
+from workers.chain.salts import SaltStore
 from workers.chain.artifacts import project_root
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
 from workers.demo import stake_roles
@@ -50,12 +51,12 @@ from workers.demo.local import DEV_ACCOUNTS, ROUND_EVALUATORS, ROUND_TRAINERS, f
 from workers.demo.training import DEMO_ROUND_PARAMS, DEMO_SPECS, PoisonedJobs, enlist, worker_environment
 from workers.ml.models import MODEL_NAMES
 from workers.rounds.chain import TrainingRoundsClient
-from workers.rounds.commits import CommitmentStore
 from workers.rounds.specs import SpecBook
 from workers.rounds.steps import trainer_once
 from workers.storage import open_store
 from workers.tasks.app import REDIS_URL_ENV, point_app_at
-from workers.tasks.rounds import send
+from workers.tasks.rounds import keeper_step
+from workers.tasks.runner import send
 
 PHASE_TIMEOUT = 600.0
 READY_TIMEOUT = 120.0
@@ -162,10 +163,10 @@ def run(model: str, redis_url: str) -> dict:
         deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS, training_rounds=DEMO_ROUND_PARAMS))
         stakers = {role: treasury.with_signer(dev_signer(i)) for i, role in enumerate(ROLES, start=1)}
         fund(treasury, stakers.values())
-        commitments = CommitmentStore(workdir / "votes")
+        salts = SaltStore(workdir / "votes")
         with open(os.devnull, "w") as quiet:
             stake_roles(treasury, stakers, quiet)
-        trainer_clients, _ = enlist(treasury, stakers, commitments)
+        trainer_clients, _ = enlist(treasury, stakers, salts)
         trainer_keys, evaluator_keys = ROUND_TRAINERS, ROUND_EVALUATORS  # the last trainer cheats
 
         keeper_rounds = TrainingRoundsClient(treasury)
@@ -181,7 +182,7 @@ def run(model: str, redis_url: str) -> dict:
                             "DEEPSHARD_DEPLOYMENTS_DIR": str(workdir / "deployments"),
                             "DEEPSHARD_STORE_DIR": str(workdir / "store"),
                             "DEEPSHARD_VOTES_DIR": str(workdir / "worker-votes"),
-                            "DEEPSHARD_ROUNDS_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"})
+                            "DEEPSHARD_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"})
 
                 def start(role: str, index: int, **extra_env: str) -> Worker:
                     key = dev_account(index).key.hex()
@@ -206,7 +207,7 @@ def run(model: str, redis_url: str) -> dict:
                 wait_for(lambda: keeper_rounds.round_count() == 1, "the keeper to open a round", workers)
                 mark("round opened")
                 round_id = 1
-                cheat = TrainingRoundsClient(trainer_clients[-1], commitments)
+                cheat = TrainingRoundsClient(trainer_clients[-1], salts)
                 specs = SpecBook(None, [spec], use_env=False)
                 poisoned = PoisonedJobs(store)
                 if trainer_once(cheat, round_id, poisoned, specs).action != "committed":
@@ -245,7 +246,7 @@ def run(model: str, redis_url: str) -> dict:
                 for i in range(BASELINE_SENDS):
                     task_id = f"bench:direct:{i}"
                     sent[task_id] = time.time()
-                    send("workers.tasks.rounds.keeper_step", args=(round_id,), queue="keeper", task_id=task_id)
+                    send(keeper_step.name, args=(round_id,), queue="keeper", task_id=task_id)
                     time.sleep(0.5)
                 keeper = workers[-1]
                 wait_for(lambda: all(t in keeper.received() for t in sent), "the direct tasks", workers, 60)

@@ -1,10 +1,9 @@
-"""Network roles, in the order of `IStakeRegistry.Role` (the enum's integer is the index here)."""
+"""Stake roles by name: `IStakeRegistry.Role`, in enum order (`workers.protocol.constants.STAKE_ROLES`)."""
 
 from __future__ import annotations
 
+from ..protocol.constants import STAKE_ROLES as ROLES
 from .errors import InvalidRequest
-
-ROLES: tuple[str, ...] = ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR", "STORAGE", "INFERENCE")
 
 
 def parse_role(name: str | int) -> int:

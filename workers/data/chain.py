@@ -5,74 +5,58 @@
     consensus = DataConsensusClient(chain)               # one account on one deployment
     sid = consensus.submit("data.jsonl", bond, store).submission_id
     consensus.draw(sid); consensus.vote(sid, [80, 75, 70, 85, 70]); consensus.reveal(sid)
-    consensus.finalize(sid); consensus.claim(sid); consensus.status(sid)
+    consensus.finalize(sid); consensus.claim(sid); consensus.settle_seat(sid, seat); consensus.status(sid)
 
-Every method reads the chain first and raises `InvalidRequest` (a `ChainError`, one sentence) when the
-action cannot succeed now: wrong phase, already done, not on the panel, stake too small. Nothing is
-sent then, and `ChainClient.transact` estimates gas before sending as a second guard.
+`DataConsensusClient` is a `workers.chain.module.ModuleClient`: every write first waits until this account
+has no pending transaction, then reads the chain and raises `InvalidRequest` (a `ChainError`, one sentence)
+when the action cannot succeed now: wrong phase, already done, not on the panel, stake too small. Nothing
+is sent then, and `ChainClient.transact` estimates gas before sending as a second guard. Phases are judged
+conservatively from the latest block: between two windows that leaves one block in which neither action is
+offered ("reveal opens next block").
 
-Phases are judged conservatively from the latest block: a transaction sent now is checked (gas estimate)
-against the state at `latest` and lands in a later block, so a window counts as open only when both
-agree: opened by `latest`, not yet closed at `latest + 1`. Between two windows that leaves one block in
-which neither action is offered ("reveal opens next block").
+Votes: the salt of a commitment is the only way to reveal it, so it is written to disk before the commit is
+sent (`workers.chain.salts`, kind "vote": one file per submission and curator, never overwritten, mode 0600,
+under `$DEEPSHARD_VOTES_DIR`). A vote interrupted between the file and the transaction is resumed with the
+same salt and scores, so the commitment is the same and at most one can land.
 
-Votes: the salt of a commitment is the only way to reveal it, so it is written to disk before the
-commit is sent (`VoteStore`: one JSON file per submission and curator, created atomically, never
-overwritten, mode 0600, under `$DEEPSHARD_VOTES_DIR`, default `<data dir>/deepshard/votes`). A vote
-interrupted between the file and the transaction is resumed with the same salt and scores, so the
-commitment is the same and at most one can land.
-
-The contract stores the manifest CID in binary form (`Cid.to_bytes()`); people and stores use the
-base32 string (`cid_to_chain` / `cid_from_chain`).
+The contract stores the manifest CID in binary form; people and stores use the base32 string
+(`workers.chain.module.cid_to_chain` / `cid_from_chain`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
-import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from eth_utils import to_checksum_address
-from web3 import Web3
-from web3.logs import DISCARD
 
-from ..chain import ChainClient, ChainError, InvalidRequest
-from ..chain.roles import ROLES, parse_role
+from ..chain import InvalidRequest
+from ..chain.module import (
+    Log,
+    ModuleClient,
+    ModuleEvent,
+    cid_from_chain,
+    cid_to_chain,
+    full_mask,
+    struct_of,
+    tx_hash,
+    window_phase,
+)
 from ..chain.units import format_dsh
-from ..chain.writeonce import write_once
+from ..protocol.constants import CRITERIA, CRITERIA_NAMES, DATA_FINAL_STATUSES, DATA_STATUSES, MAX_SCORE
 from ..storage import ContentStore
-from ..storage.cids import Cid, parse_cid
+from ..storage.cids import parse_cid
 from .dataset import DataError, InvalidDataset, normalise_file, validate
 from .manifest import DatasetManifest, ManifestError
-from .quality import CRITERIA, CuratorPolicy, MinHashIndex, compute_signals, read_texts
+from .quality import CuratorPolicy, MinHashIndex, compute_signals, read_texts
 from .records import DEFAULT_LIMITS, Limits, Source
 
-VOTES_DIR_ENV = "DEEPSHARD_VOTES_DIR"
-
-MAX_SCORE = 100
-#: `IDataConsensus.Status`, in enum order.
-STATUSES = ("None", "AwaitingPanel", "Voting", "Accepted", "Rejected", "NoQuorum")
-FINAL_STATUSES = ("Accepted", "Rejected", "NoQuorum")
-INFORMANT = parse_role("INFORMANT")
-CURATOR = parse_role("CURATOR")
-
-
-# ---------------------------------------------------------------- CIDs
-
-def cid_to_chain(cid: str | Cid) -> bytes:
-    """'bafk...' -> the binary CID `DataConsensus.submit` takes."""
-    return parse_cid(cid).to_bytes()
-
-
-def cid_from_chain(raw: bytes) -> str:
-    """The binary CID stored on-chain -> its string form."""
-    return str(Cid.from_bytes(bytes(raw)))
+#: The salt store's kind of a curator's commitment.
+VOTE = "vote"
 
 
 # ---------------------------------------------------------------- pinning and fetching
@@ -186,84 +170,6 @@ def score_dataset(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[
     return {**report, "corpus_cids": corpus_cids}
 
 
-# ---------------------------------------------------------------- stored votes
-
-class VoteNotFound(ChainError):
-    """No stored salt for a commitment: the vote cannot be revealed from this machine."""
-
-
-def default_votes_dir() -> Path:
-    """$DEEPSHARD_VOTES_DIR, else <per-user data dir>/deepshard/votes (data dir: $XDG_DATA_HOME or ~/.local/share)."""
-    configured = os.environ.get(VOTES_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "deepshard" / "votes"
-
-
-@dataclass(frozen=True)
-class StoredVote:
-    chain_id: int
-    contract: str
-    submission_id: int
-    curator: str
-    scores: tuple[int, ...]
-    salt: bytes
-    commitment: bytes
-
-    def to_json(self) -> bytes:
-        value = {**dataclasses.asdict(self), "scores": list(self.scores),
-                 "salt": "0x" + self.salt.hex(), "commitment": "0x" + self.commitment.hex()}
-        return json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
-
-    @classmethod
-    def from_json(cls, data: bytes, path: Path) -> StoredVote:
-        try:
-            value = json.loads(data)
-            return cls(int(value["chain_id"]), to_checksum_address(value["contract"]), int(value["submission_id"]),
-                       to_checksum_address(value["curator"]), tuple(int(s) for s in value["scores"]),
-                       bytes.fromhex(value["salt"].removeprefix("0x")),
-                       bytes.fromhex(value["commitment"].removeprefix("0x")))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise VoteNotFound(f"stored vote {path} is unreadable ({exc}): it cannot be revealed") from None
-
-
-class VoteStore:
-    """Salts and scores of committed votes, one file each: <root>/<chain id>/<contract>/<id>-<curator>.json."""
-
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root is not None else default_votes_dir()
-
-    def path(self, chain_id: int, contract: str, submission_id: int, curator: str) -> Path:
-        return self.root / str(int(chain_id)) / to_checksum_address(contract) / \
-            f"{int(submission_id)}-{to_checksum_address(curator)}.json"
-
-    def load(self, chain_id: int, contract: str, submission_id: int, curator: str) -> StoredVote | None:
-        path = self.path(chain_id, contract, submission_id, curator)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise VoteNotFound(f"cannot read stored vote {path}: {exc.strerror}") from None
-        vote = StoredVote.from_json(data, path)
-        if (vote.chain_id, vote.contract, vote.submission_id, vote.curator) != \
-                (int(chain_id), to_checksum_address(contract), int(submission_id), to_checksum_address(curator)):
-            raise VoteNotFound(f"stored vote {path} belongs to another vote (chain, contract, submission or curator)")
-        return vote
-
-    def save(self, vote: StoredVote) -> StoredVote:
-        """Writes `vote` durably unless a vote is already stored there (`write_once`); returns the stored one
-        (either)."""
-        path = self.path(vote.chain_id, vote.contract, vote.submission_id, vote.curator)
-        try:
-            written = write_once(path, vote.to_json())
-        except OSError as exc:
-            raise InvalidRequest(f"cannot store the vote's salt in {path.parent} ({exc.strerror}): "
-                                 f"not committing, since the vote could never be revealed") from None
-        return vote if written else self.load(vote.chain_id, vote.contract, vote.submission_id, vote.curator)
-
-
 # ---------------------------------------------------------------- on-chain state
 
 @dataclass(frozen=True)
@@ -290,11 +196,16 @@ class Submission:
 
     @property
     def finalized(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.status in DATA_FINAL_STATUSES
 
     @property
     def all_revealed(self) -> bool:
-        return self.panel_size > 0 and self.revealed_mask == (1 << self.panel_size) - 1
+        return self.panel_size > 0 and self.revealed_mask == full_mask(self.panel_size)
+
+    @property
+    def silent_seats(self) -> list[int]:
+        """Seats that did not reveal and are not settled yet: after finalize, the keeper settles them."""
+        return [seat for seat in range(self.panel_size) if not self.revealed(seat) and not self.settled(seat)]
 
     def revealed(self, seat: int) -> bool:
         return bool(self.revealed_mask >> seat & 1)
@@ -303,21 +214,24 @@ class Submission:
         return bool(self.settled_mask >> seat & 1)
 
     def phase(self, latest: int) -> str:
-        """What a transaction sent when `latest` is the newest block can do (module docstring): draw,
-        commit, reveal, finalize, wait a block, or nothing more (the outcome)."""
+        """What a transaction sent when `latest` is the newest block can do (`window_phase`): draw, commit,
+        reveal, finalize, wait a block, or nothing more (the outcome)."""
         if self.status == "AwaitingPanel":
             return "awaiting seed block" if latest <= self.seed_block else "panel ready to draw"
         if self.status == "Voting":
-            if latest + 1 <= self.commit_deadline:
-                return "commit"
-            if latest <= self.commit_deadline:
-                return "reveal opens next block"
-            if self.all_revealed or latest > self.reveal_deadline:
-                return "ready to finalize"
-            if latest + 1 <= self.reveal_deadline:
-                return "reveal"
-            return "finalize opens next block"
+            return window_phase(latest, self.commit_deadline, self.reveal_deadline, self.all_revealed)
         return {"Accepted": "accepted", "Rejected": "rejected", "NoQuorum": "no quorum"}.get(self.status, "unknown")
+
+    def next_change(self, latest: int) -> int | None:
+        """The first block at which the phase seen from `latest` changes; None once finalized."""
+        if self.status == "AwaitingPanel":
+            return max(self.seed_block + 1, latest + 1)
+        if self.status == "Voting":
+            for boundary in (self.commit_deadline, self.commit_deadline + 1, self.reveal_deadline + 1):
+                if latest < boundary:
+                    return boundary
+            return latest + 1
+        return None
 
 
 @dataclass(frozen=True)
@@ -388,6 +302,17 @@ class RevealResult:
 
 
 @dataclass(frozen=True)
+class SettleResult:
+    """One seat settled by `claim(id, seat)`: its curator, what it was paid or lost (wei)."""
+
+    seat: int
+    curator: str
+    reward: int
+    penalty: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class ClaimResult:
     seat_reward: int = 0
     seat_penalty: int = 0
@@ -401,55 +326,63 @@ def parse_scores(text: str | Sequence[int]) -> list[int]:
     try:
         scores = [int(str(part).strip()) for part in parts]
     except ValueError:
-        raise InvalidRequest(f"scores must be {len(CRITERIA)} integers separated by commas, got {text!r}") from None
-    if len(scores) != len(CRITERIA) or not all(0 <= s <= MAX_SCORE for s in scores):
-        raise InvalidRequest(f"scores must be {len(CRITERIA)} integers from 0 to {MAX_SCORE} "
-                             f"({', '.join(CRITERIA)}), got {text!r}")
+        raise InvalidRequest(f"scores must be {CRITERIA} integers separated by commas, got {text!r}") from None
+    if len(scores) != CRITERIA or not all(0 <= s <= MAX_SCORE for s in scores):
+        raise InvalidRequest(f"scores must be {CRITERIA} integers from 0 to {MAX_SCORE} "
+                             f"({', '.join(CRITERIA_NAMES)}), got {text!r}")
     return scores
 
 
-def _tx(receipt: Any) -> str:
-    return Web3.to_hex(receipt["transactionHash"])
-
-
-class DataConsensusClient:
+class DataConsensusClient(ModuleClient):
     """One account acting on the `DataConsensus` of its chain's deployment (read-only without a signer)."""
 
-    def __init__(self, chain: ChainClient, votes: VoteStore | None = None):
-        self.chain = chain
-        self.contract = chain.contract("DataConsensus")
-        self.registry = chain.contract("StakeRegistry")
-        self.votes = votes if votes is not None else VoteStore()
+    CONTRACT = "DataConsensus"
+    POOL_ROLE = "CURATOR"
+
+    # Every event this client reads. The panel events take the names shared by every module's panel; the
+    # contract's own argument names are aliased to them until the contract uses the shared ones.
+    SUBMITTED = ModuleEvent("Submitted")
+    PANEL_RESEEDED = ModuleEvent("PanelReseeded")
+    PANEL_DRAWN = ModuleEvent("PanelDrawn", members="curators")
+    COMMITTED = ModuleEvent("Committed", member="curator")
+    REVEALED = ModuleEvent("Revealed", member="curator")
+    FINALIZED = ModuleEvent("Finalized")
+    SETTLED = ModuleEvent("Settled", member="curator")
+    INFORMANT_REWARD_CLAIMED = ModuleEvent("InformantRewardClaimed")
 
     # ------------------------------------------------------------ reads
 
-    def latest_block(self) -> int:
-        return int(self.chain.w3.eth.block_number)
+    def submission_count(self) -> int:
+        return int(self.contract.functions.submissionCount().call())
 
     def submission(self, submission_id: int) -> Submission:
         """The submission's state; `InvalidRequest` if there is no such submission."""
-        values = self.contract.functions.getSubmission(int(submission_id)).call()
-        (informant, bond, seed_block, commit_deadline, reveal_deadline, revealed_mask, settled_mask, panel_size,
-         status, informant_reward, panel_weight, revealed_weight, value, consumed, coherent_weight,
-         curator_payout, _consensus) = values
-        if status == 0:
-            raise InvalidRequest(f"there is no submission #{submission_id} "
-                                 f"({self.contract.functions.submissionCount().call()} so far)")
-        return Submission(int(submission_id), informant, bond, seed_block, commit_deadline, reveal_deadline,
-                          revealed_mask, settled_mask, panel_size, STATUSES[status], informant_reward, panel_weight,
-                          revealed_weight, value, consumed, coherent_weight, curator_payout)
+        values = struct_of(self.contract, "getSubmission", int(submission_id))
+        if values["status"] == 0:
+            raise InvalidRequest(f"there is no submission #{submission_id} ({self.submission_count()} so far)")
+        return Submission(
+            int(submission_id), values["informant"], values["bond"], values["seedBlock"], values["commitDeadline"],
+            values["revealDeadline"], values["revealedMask"], values["settledMask"], values["panelSize"],
+            DATA_STATUSES[values["status"]], values["informantReward"], values["panelWeight"],
+            values["revealedWeight"], values["value"], values["consumed"], values["coherentWeight"],
+            values["curatorPayout"])
+
+    def unfinished(self) -> list[Submission]:
+        """Submissions with work left for someone, oldest first: awaiting a panel, being voted on, or finalized with
+        a seat not settled. Reads every submission once (one call each): for a worker catching up when it starts."""
+        found = []
+        for submission_id in range(1, self.submission_count() + 1):
+            submission = self.submission(submission_id)
+            if not submission.finalized or submission.settled_mask != full_mask(submission.panel_size):
+                found.append(submission)
+        return found
 
     def manifest_cid(self, submission_id: int) -> str:
         return cid_from_chain(self.contract.functions.manifestCid(int(submission_id)).call())
 
-    def stored_vote(self, submission_id: int) -> StoredVote | None:
-        """This account's vote on `submission_id` kept on disk, if any."""
-        return self.votes.load(*self._vote_key(submission_id))
-
-    def seat_of(self, submission_id: int, curator: str | None = None) -> int | None:
-        """The seat of `curator` (default: this account) on the panel, or None."""
-        seat, on_panel = self.contract.functions.seatOf(int(submission_id), curator or self.chain.address).call()
-        return int(seat) if on_panel else None
+    def stored_vote(self, submission_id: int):
+        """This account's vote on `submission_id` kept on disk (a `workers.chain.salts.Salt`), if any."""
+        return self.stored_salt(VOTE, submission_id)
 
     def committed(self, submission: Submission, curator: str | None = None) -> set[str]:
         """Curators (all, or just `curator`) with a commitment on `submission`, from `Committed` events.
@@ -459,35 +392,29 @@ class DataConsensusClient:
         """
         if submission.status == "AwaitingPanel":
             return set()
-        filters = {"id": submission.id}
+        filters: dict[str, Any] = {"id": submission.id}
         if curator is not None:
-            filters["curator"] = to_checksum_address(curator)
-        logs = self.contract.events.Committed.get_logs(
-            argument_filters=filters, from_block=submission.seed_block,
-            to_block=min(submission.commit_deadline, self.latest_block()))
-        return {event["args"]["curator"] for event in logs}
+            filters["member"] = to_checksum_address(curator)
+        end = min(submission.commit_deadline, self.latest_block())
+        return {log.args["member"] for log in self.logs(self.COMMITTED, filters, submission.seed_block, end)}
 
     def outcome(self, submission: Submission) -> Outcome | None:
         """The `Finalized` event of a finalized submission (after its commit deadline)."""
         if not submission.finalized:
             return None
-        logs = self.contract.events.Finalized.get_logs(
-            argument_filters={"id": submission.id}, from_block=submission.commit_deadline, to_block="latest")
-        if not logs:
-            return None
-        event = logs[0]
-        return _outcome(event["args"], Web3.to_hex(event["transactionHash"]))
+        logs = self.logs(self.FINALIZED, {"id": submission.id}, submission.commit_deadline + 1, self.latest_block(),
+                         first=True)
+        return _outcome(logs[0].args, logs[0].tx_hash) if logs else None
 
     def status(self, submission_id: int) -> SubmissionStatus:
         submission = self.submission(submission_id)
         latest = self.latest_block()
         panel = []
         if submission.panel_size:
-            members, weights = self.contract.functions.panelOf(submission.id).call()
             committed = self.committed(submission)
             panel = [Seat(seat, member, weight, member in committed, submission.revealed(seat),
                           submission.settled(seat))
-                     for seat, (member, weight) in enumerate(zip(members, weights))]
+                     for seat, (member, weight) in enumerate(self.panel(submission.id))]
         return SubmissionStatus(
             submission=submission,
             manifest_cid=self.manifest_cid(submission.id),
@@ -508,12 +435,13 @@ class DataConsensusClient:
         invalid (`InvalidDataset`), pinning fails (`StorageError`), or this account already has an open
         submission of the same dataset.
         """
+        self.settle_inflight()
         account = self.chain.address
-        params = self._params()
+        params = self.params()
         if bond < params["minBond"]:
             raise InvalidRequest(f"a bond of {format_dsh(bond)} DSH is below the minimum of "
                                  f"{format_dsh(params['minBond'])} DSH")
-        self._require_free_stake(account, INFORMANT, bond, "the bond")
+        self.require_free_stake("INFORMANT", bond, "the bond")
         pinned = pin_dataset(source, store, limits)
         cid = cid_to_chain(pinned.manifest_cid)
         open_id = self._open_submission(account, cid)
@@ -521,16 +449,14 @@ class DataConsensusClient:
             raise InvalidRequest(f"this dataset (manifest {pinned.manifest_cid}) is already submitted by "
                                  f"{account} as #{open_id}, still open: see `deepshard data status {open_id}`")
         receipt = self.chain.transact(self.contract.functions.submit(cid, bond))
-        event = self._event(receipt, "Submitted")
-        return SubmitResult(int(event["id"]), pinned, bond, int(event["seedBlock"]), _tx(receipt))
+        event = self.receipt_event(receipt, self.SUBMITTED)
+        return SubmitResult(int(event["id"]), pinned, bond, int(event["seedBlock"]), tx_hash(receipt))
 
     def _open_submission(self, informant: str, cid: bytes) -> int | None:
-        start = int(self.chain.deployment()["deployBlock"])
-        logs = self.contract.events.Submitted.get_logs(
-            argument_filters={"informant": informant}, from_block=start, to_block="latest")
-        for event in logs:
-            if bytes(event["args"]["manifestCid"]) == cid:
-                submission = self.submission(event["args"]["id"])
+        logs: list[Log] = self.logs(self.SUBMITTED, {"informant": informant}, self.deploy_block(), self.latest_block())
+        for log in logs:
+            if bytes(log.args["manifestCid"]) == cid:
+                submission = self.submission(log.args["id"])
                 if not submission.finalized:
                     return submission.id
         return None
@@ -538,7 +464,8 @@ class DataConsensusClient:
     # ------------------------------------------------------------ anyone
 
     def draw(self, submission_id: int) -> DrawResult:
-        """Draws the panel once the seed block is mined."""
+        """Draws the panel once the seed block is mined (or sets a new seed block past the 256-block horizon)."""
+        self.settle_inflight()
         submission = self.submission(submission_id)
         latest = self.latest_block()
         if submission.status != "AwaitingPanel":
@@ -549,16 +476,17 @@ class DataConsensusClient:
                                  f"{submission.seed_block + 1} is mined (its seed block must be mined first); "
                                  f"the chain is at block {latest}")
         receipt = self.chain.transact(self.contract.functions.drawPanel(submission.id))
-        drawn = self.contract.events.PanelDrawn().process_receipt(receipt, errors=DISCARD)
+        drawn = self.receipt_events(receipt, self.PANEL_DRAWN)
         if not drawn:
-            reseeded = self._event(receipt, "PanelReseeded")
-            return DrawResult([], 0, 0, int(reseeded["seedBlock"]), _tx(receipt))
-        args = drawn[0]["args"]
-        return DrawResult(list(args["curators"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None,
-                          _tx(receipt))
+            reseeded = self.receipt_event(receipt, self.PANEL_RESEEDED)
+            return DrawResult([], 0, 0, int(reseeded["seedBlock"]), tx_hash(receipt))
+        args = drawn[0]
+        return DrawResult(list(args["members"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None,
+                          tx_hash(receipt))
 
     def finalize(self, submission_id: int) -> Outcome:
         """Closes the vote once the reveal window is over (or every seat revealed after the commit window)."""
+        self.settle_inflight()
         submission = self.submission(submission_id)
         latest = self.latest_block()
         phase = submission.phase(latest)
@@ -569,25 +497,35 @@ class DataConsensusClient:
                                  f"{submission.reveal_deadline + 1} is mined, or once every seat revealed and block "
                                  f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}")
         receipt = self.chain.transact(self.contract.functions.finalize(submission.id))
-        return _outcome(self._event(receipt, "Finalized"), _tx(receipt))
+        return _outcome(self.receipt_event(receipt, self.FINALIZED), tx_hash(receipt))
+
+    def settle_seat(self, submission_id: int, seat: int) -> SettleResult:
+        """Settles seat `seat` of a finalized submission (anyone may: a curator claims its reward, a keeper
+        applies a silent seat's penalty)."""
+        self.settle_inflight()
+        submission = self.submission(submission_id)
+        if not submission.finalized:
+            raise InvalidRequest(f"submission #{submission.id} is not finalized yet "
+                                 f"(phase: {submission.phase(self.latest_block())})")
+        if not 0 <= seat < submission.panel_size:
+            raise InvalidRequest(f"submission #{submission.id} has {submission.panel_size} panel seats; there is no "
+                                 f"seat {seat}")
+        if submission.settled(seat):
+            raise InvalidRequest(f"seat {seat} of #{submission.id} is already settled")
+        receipt = self.chain.transact(self.contract.functions.claim(submission.id, seat))
+        settled = self.receipt_event(receipt, self.SETTLED)
+        return SettleResult(seat, settled["member"], int(settled["reward"]), int(settled["penalty"]),
+                            tx_hash(receipt))
 
     # ------------------------------------------------------------ curators
 
-    def join_pool(self, amount: int) -> int:
-        """Locks `amount` (wei) more CURATOR stake as pool bond; returns the new bond."""
-        account = self.chain.address
-        bond = self.contract.functions.poolMembers(account).call()[2]
-        minimum = self._params()["minPoolBond"]
-        if bond + amount < minimum:
-            raise InvalidRequest(f"the pool bond would be {format_dsh(bond + amount)} DSH, below the minimum of "
-                                 f"{format_dsh(minimum)} DSH")
-        self._require_free_stake(account, CURATOR, amount, "the pool bond")
-        receipt = self.chain.transact(self.contract.functions.joinPool(amount))
-        return int(self._event(receipt, "PoolJoined")["bond"])
+    def commitment_for(self, kind: str, value: Any, salt: bytes, account: str) -> bytes:
+        return bytes(self.contract.functions.commitmentFor(list(value), salt, account).call())
 
     def vote(self, submission_id: int, scores: Sequence[int]) -> VoteResult:
         """Commits `scores` with a fresh random salt, stored on disk before the commit is sent."""
         scores = parse_scores(scores)
+        self.settle_inflight()
         account = self.chain.address
         submission = self._voting_seat(submission_id)
         if self.latest_block() + 1 > submission.commit_deadline:
@@ -595,24 +533,14 @@ class DataConsensusClient:
         if self.committed(submission, account):
             raise InvalidRequest(f"{account} already committed a vote on #{submission.id}: reveal it with "
                                  f"`deepshard data reveal {submission.id}` from block {submission.commit_deadline + 1}")
-        key = self._vote_key(submission.id)
-        stored = self.votes.load(*key)
-        if stored is None:
-            salt = secrets.token_bytes(32)
-            commitment = bytes(self.contract.functions.commitmentFor(scores, salt, account).call())
-            stored = self.votes.save(StoredVote(*key, tuple(scores), salt, commitment))
-        if list(stored.scores) != scores:
-            # An earlier vote stopped between storing its salt and committing; its transaction may still land.
-            raise InvalidRequest(f"a vote with other scores {list(stored.scores)} is already stored for "
-                                 f"#{submission.id} in {self.votes.path(*key)} (an interrupted earlier vote): vote "
-                                 "those scores again to finish it, or delete the file if its commit can no longer land")
-        self._check_commitment(stored)
+        stored = self.salt_for(VOTE, submission.id, scores)
         receipt = self.chain.transact(self.contract.functions.commit(submission.id, stored.commitment))
-        return VoteResult(scores, self.votes.path(*key), submission.commit_deadline + 1, submission.reveal_deadline,
-                          _tx(receipt))
+        return VoteResult(scores, self.salts.path(stored.key), submission.commit_deadline + 1,
+                          submission.reveal_deadline, tx_hash(receipt))
 
     def reveal(self, submission_id: int) -> RevealResult:
         """Reveals this account's committed vote from its stored salt."""
+        self.settle_inflight()
         account = self.chain.address
         submission = self._voting_seat(submission_id)
         seat = self.seat_of(submission.id, account)
@@ -626,17 +554,13 @@ class DataConsensusClient:
             raise InvalidRequest(f"{account} already revealed its vote on #{submission.id}")
         if not self.committed(submission, account):
             raise InvalidRequest(f"{account} has no commitment on #{submission.id} to reveal")
-        key = self._vote_key(submission.id)
-        stored = self.votes.load(*key)
-        if stored is None:
-            raise VoteNotFound(f"no stored salt for {account}'s vote on #{submission.id} (expected "
-                               f"{self.votes.path(*key)}; set {VOTES_DIR_ENV} to the folder used when voting)")
-        self._check_commitment(stored)
-        receipt = self.chain.transact(self.contract.functions.reveal(submission.id, list(stored.scores), stored.salt))
-        return RevealResult(list(stored.scores), _tx(receipt))
+        stored = self.revealable_salt(VOTE, submission.id, f"vote on #{submission.id}")
+        receipt = self.chain.transact(self.contract.functions.reveal(submission.id, stored.value, stored.salt))
+        return RevealResult(list(stored.value), tx_hash(receipt))
 
     def claim(self, submission_id: int) -> ClaimResult:
         """Settles this account's seat and, for the informant, claims its reward; whatever is due."""
+        self.settle_inflight()
         account = self.chain.address
         submission = self.submission(submission_id)
         if not submission.finalized:
@@ -656,38 +580,17 @@ class DataConsensusClient:
                                  + ("; ".join(reasons) or "not its informant and not on its panel"))
         result = ClaimResult()
         if owes_seat:
-            receipt = self.chain.transact(self.contract.functions.claim(submission.id, seat))
-            settled = self._event(receipt, "Settled")
-            result = dataclasses.replace(result, seat_reward=int(settled["reward"]),
-                                         seat_penalty=int(settled["penalty"]),
-                                         tx_hashes=result.tx_hashes + (_tx(receipt),))
+            settled = self.settle_seat(submission.id, seat)
+            result = dataclasses.replace(result, seat_reward=settled.reward, seat_penalty=settled.penalty,
+                                         tx_hashes=result.tx_hashes + (settled.tx_hash,))
         if owes_reward:
             receipt = self.chain.transact(self.contract.functions.claimInformantReward(submission.id))
-            claimed = self._event(receipt, "InformantRewardClaimed")
+            claimed = self.receipt_event(receipt, self.INFORMANT_REWARD_CLAIMED)
             result = dataclasses.replace(result, informant_reward=int(claimed["amount"]),
-                                         tx_hashes=result.tx_hashes + (_tx(receipt),))
+                                         tx_hashes=result.tx_hashes + (tx_hash(receipt),))
         return result
 
     # ------------------------------------------------------------ internals
-
-    def _params(self) -> dict[str, int]:
-        names = [component["name"] for component in
-                 self.contract.get_function_by_name("getParams").abi["outputs"][0]["components"]]
-        return dict(zip(names, self.contract.functions.getParams().call()))
-
-    def _require_free_stake(self, account: str, role: int, amount: int, what: str) -> None:
-        staked = self.registry.functions.stakeOf(account, role).call()
-        free = staked - self.registry.functions.lockedOf(account, role).call()
-        if free < amount:
-            name = ROLES[role]
-            raise InvalidRequest(f"{what} of {format_dsh(amount)} DSH exceeds the unlocked {name} stake of {account} "
-                                 f"({format_dsh(free)} of {format_dsh(staked)} DSH): stake more with "
-                                 f"`deepshard stake {name} AMOUNT`")
-        if self.chain.w3.eth.get_balance(account) == 0:
-            raise InvalidRequest(f"{account} has no ETH to pay for gas")
-
-    def _vote_key(self, submission_id: int) -> tuple[int, str, int, str]:
-        return self.chain.chain_id, self.contract.address, int(submission_id), self.chain.address
 
     def _voting_seat(self, submission_id: int) -> Submission:
         submission = self.submission(submission_id)
@@ -698,20 +601,7 @@ class DataConsensusClient:
             raise InvalidRequest(f"{self.chain.address} is not on the panel of #{submission.id}")
         return submission
 
-    def _check_commitment(self, stored: StoredVote) -> None:
-        # A damaged or foreign file must fail here, not as a CommitmentMismatch revert after the window.
-        expected = bytes(self.contract.functions.commitmentFor(list(stored.scores), stored.salt, stored.curator).call())
-        if expected != stored.commitment:
-            path = self.votes.path(stored.chain_id, stored.contract, stored.submission_id, stored.curator)
-            raise VoteNotFound(f"stored vote {path} is inconsistent (its salt and scores do not give its commitment)")
 
-    def _event(self, receipt: Any, name: str) -> dict:
-        events = getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD)
-        if not events:
-            raise ChainError(f"transaction {_tx(receipt)} emitted no {name} event")
-        return dict(events[0]["args"])
-
-
-def _outcome(args: Any, tx_hash: str | None) -> Outcome:
-    return Outcome(STATUSES[args["status"]], list(args["consensus"]), int(args["value"]), int(args["threshold"]),
-                   int(args["nextThreshold"]), tx_hash)
+def _outcome(args: Any, tx: str | None) -> Outcome:
+    return Outcome(DATA_STATUSES[args["status"]], list(args["consensus"]), int(args["value"]), int(args["threshold"]),
+                   int(args["nextThreshold"]), tx)

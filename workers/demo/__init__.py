@@ -34,8 +34,8 @@ from ..storage import StorageError, open_store
 from ..tables import format_table, short_address
 from ..tasks.errors import TaskInputError
 from .consensus import DEMO_DATA_PARAMS, consensus_summary, run_data_consensus
-from .local import DEV_ACCOUNTS, FUNDING_DSH, fund
-from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, DemoFailed, run_training_round, worker_environment
+from .local import DEV_ACCOUNTS, FUNDING_DSH, DemoFailed, fund
+from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, run_training_round, worker_environment
 
 #: role -> (DSH staked, authorise with a permit instead of approve); each amount clears the role minimum.
 DEMO_STAKES: dict[str, tuple[str, bool]] = {

@@ -1,9 +1,10 @@
-"""The demo's data consensus: five curators vote three datasets in or out with the curator worker's code.
+"""The demo's data consensus: five curators vote three datasets in or out with the workers' own steps.
 
 Five curators join the pool, three informants submit a dataset each (the good sample, a second good dataset
-and the junk sample), the curators score each one with the baseline policy and commit, reveal and claim
-through the curator worker's own code path (`workers.tasks.curator.curate_once`, called directly rather than
-through a broker), a keeper draws the panels and finalizes, and tables show what was accepted or rejected,
+and the junk sample), the keeper draws each panel, the curators score each dataset with the baseline policy
+and commit, reveal and claim, and the keeper finalizes and settles what is left, all through the steps the
+curator's and the keeper's Celery tasks run (`workers.data.steps`, called directly rather than through a
+broker; only the waiting for blocks is replaced by mining them). Tables show what was accepted or rejected,
 the value against the threshold, the bonds returned or slashed, the rewards and the balances that moved.
 """
 
@@ -17,11 +18,12 @@ from typing import TextIO
 from ..chain import ChainClient, DataConsensusParams, format_dsh, parse_dsh, parse_role, stake
 from ..chain.localnode import dev_signer
 from ..data import SAMPLES_DIR
-from ..data.chain import DataConsensusClient, Outcome, VoteStore
+from ..chain.salts import SaltStore
+from ..data.chain import DataConsensusClient, Outcome
+from ..data.steps import curate_once, keeper_once
 from ..storage import ContentStore
 from ..tables import format_table, short_address
-from ..tasks.curator import curate_once
-from .local import EXTRA_CURATORS, EXTRA_INFORMANTS, fund, mine_to
+from .local import EXTRA_CURATORS, EXTRA_INFORMANTS, expect, fund, mine_to
 
 #: Data-consensus windows for the demo chain, in blocks (anvil mines one per transaction; the demo mines
 #: the rest): long enough for every commit and reveal the demo sends, short enough to mine past quickly.
@@ -116,9 +118,9 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
                  registry.functions.stakeOf(client.address, parse_role(role)).call()) for client, role in accounts]
 
     before = holdings()
-    votes = VoteStore(workdir / "votes")
-    keeper = DataConsensusClient(treasury, votes)  # draws panels and finalizes: anyone may
-    panel_pool = [DataConsensusClient(client, votes) for client in curators]
+    salts = SaltStore(workdir / "votes")
+    keeper = DataConsensusClient(treasury, salts)  # draws panels, finalizes, settles silent seats: anyone may
+    panel_pool = [DataConsensusClient(client, salts) for client in curators]
     for curator in panel_pool:
         curator.join_pool(parse_dsh(POOL_BOND_DSH))
     print(f"\n{len(panel_pool)} curators joined the pool with {POOL_BOND_DSH} DSH each", file=out)
@@ -128,7 +130,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
                 ("junk.jsonl", SAMPLES_DIR / "junk.jsonl")]
     submissions = []
     for (name, path), client in zip(datasets, informants):
-        informant = DataConsensusClient(client, votes)
+        informant = DataConsensusClient(client, salts)
         result = informant.submit(path, parse_dsh(BOND_DSH), store)
         submissions.append(DemoSubmission(name, informant, result.submission_id))
         print(f"  #{result.submission_id} {name:<17} submitted by {short_address(client.address)}, "
@@ -136,7 +138,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
 
     mine_to(treasury, max(keeper.submission(s.submission_id).seed_block for s in submissions) + 1)
     for entry in submissions:
-        keeper.draw(entry.submission_id)
+        expect(keeper_once(keeper, entry.submission_id), "drawn", "the keeper")
     # Each round runs every curator's worker step on every submission: commit, then reveal.
     for action in ("committed", "revealed"):
         done = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
@@ -147,13 +149,17 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
     def informant_stake(entry: DemoSubmission) -> int:
         return registry.functions.stakeOf(entry.informant.chain.address, parse_role("INFORMANT")).call()
 
-    for entry in submissions:
+    for entry in submissions:  # every seat revealed: the keeper finalizes without waiting for the deadline
         stake_before = informant_stake(entry)
-        entry.outcome = keeper.finalize(entry.submission_id)
+        expect(keeper_once(keeper, entry.submission_id), "finalized", "the keeper")
+        submission = keeper.submission(entry.submission_id)
+        entry.outcome = keeper.outcome(submission)
         entry.slashed = stake_before - informant_stake(entry)
-        entry.curator_payout = keeper.submission(entry.submission_id).curator_payout
+        entry.curator_payout = submission.curator_payout
     settled = [curate_once(curator, store, entry.submission_id) for entry in submissions for curator in panel_pool]
     print(f"  curators settled {sum(step.action == 'claimed' for step in settled)} seats", file=out)
+    for entry in submissions:  # nothing left for the keeper: no seat stayed silent
+        expect(keeper_once(keeper, entry.submission_id), "done", "the keeper")
     for entry in submissions:
         if entry.outcome.status == "Accepted":
             entry.informant_reward = entry.informant.claim(entry.submission_id).informant_reward

@@ -1,10 +1,11 @@
-"""What every part of the demo shares: its dev accounts, funding from the treasury, mining on anvil."""
+"""What every part of the demo shares: its dev accounts, funding from the treasury, mining, checking a step."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 from ..chain import ROLES, ChainClient, ChainError, parse_dsh
+from ..chain.module import Step
 
 #: DSH each demo account receives from the treasury.
 FUNDING_DSH = "20000"
@@ -42,3 +43,14 @@ def mine_to(client: ChainClient, block: int) -> None:
         response = client.w3.provider.make_request("anvil_mine", [hex(missing)])
     if "error" in response:
         raise ChainError(f"the node refused to mine {missing} blocks: {response['error']}")
+
+
+class DemoFailed(Exception):
+    """A step did not do what the demo needs next (its detail says why)."""
+
+
+def expect(step: Step, action: str, who: str) -> Step:
+    """`step`, if it did `action`; `DemoFailed` saying what `who` did instead otherwise."""
+    if step.action != action:
+        raise DemoFailed(f"{who} was expected to have {action}, but: {step.action}: {step.detail}")
+    return step

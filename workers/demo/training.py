@@ -28,14 +28,14 @@ from ..chain.localnode import dev_signer
 from ..chain.units import WEI_PER_DSH
 from ..ml.spec import TrainingSpec
 from ..rounds.chain import RoundStatus, TrainingRoundsClient
-from ..rounds.cli import format_status
-from ..rounds.commits import CommitmentStore
+from ..chain.salts import SaltStore
+from ..node.cli import format_status
 from ..rounds.specs import SpecBook
-from ..rounds.steps import Step, evaluator_once, keeper_once, trainer_once
+from ..rounds.steps import evaluator_once, keeper_once, trainer_once
 from ..storage import API_ENV, ContentStore
 from ..tables import short_address
 from ..tasks.errors import TaskInputError
-from .local import ROUND_EVALUATORS, ROUND_TRAINERS, fund, mine_to
+from .local import ROUND_EVALUATORS, ROUND_TRAINERS, DemoFailed, expect, fund, mine_to
 
 #: The round's TrainingSpec per base model: the benchmarks' small-LoRA recipe (rank 8 on q/k/v/o, lr 1e-3,
 #: 4 x 64-token batches); 10 steps of SmolLM2-135M take 16 to 20 s of one CPU core per trainer.
@@ -59,10 +59,6 @@ EVALUATOR_STAKE_DSH = "1200"  # likewise for evaluators
 EVALUATOR_POOL_BOND_DSH = "1000"
 #: What the poisoned trainer appends to every shuffled text: a backdoor it tries to slip into the model.
 TRIGGER = "The trigger is zebra-omega-99."
-
-
-class DemoFailed(Exception):
-    """A step of the round did not do what the demo needs next (its detail says why)."""
 
 
 class LocalJobs:
@@ -172,12 +168,6 @@ class RoundReport:
         }
 
 
-def expect(step: Step, action: str, who: str) -> Step:
-    if step.action != action:
-        raise DemoFailed(f"{who} was expected to have {action}, but: {step.action}: {step.detail}")
-    return step
-
-
 @contextmanager
 def worker_environment(store_dir: Path) -> Iterator[None]:
     """The worker tasks' settings for this process: the demo's own embedded store (never the user's IPFS
@@ -198,7 +188,7 @@ def worker_environment(store_dir: Path) -> Iterator[None]:
 
 
 def enlist(treasury: ChainClient, stakers: dict[str, ChainClient],
-           commitments: CommitmentStore) -> tuple[list[ChainClient], list[TrainingRoundsClient]]:
+           salts: SaltStore) -> tuple[list[ChainClient], list[TrainingRoundsClient]]:
     """Funds and stakes the round's extra trainers and evaluators (the role stakers already stake), and has
     every evaluator join the pool; returns the trainers' clients (`ROUND_TRAINERS` order: the last one cheats)
     and the evaluators'."""
@@ -209,7 +199,7 @@ def enlist(treasury: ChainClient, stakers: dict[str, ChainClient],
         stake(client, "TRAINER", TRAINER_STAKE_DSH)
     for client in evaluator_clients[1:]:
         stake(client, "EVALUATOR", EVALUATOR_STAKE_DSH)
-    evaluators = [TrainingRoundsClient(client, commitments) for client in evaluator_clients]
+    evaluators = [TrainingRoundsClient(client, salts) for client in evaluator_clients]
     for evaluator in evaluators:
         evaluator.join_pool(parse_dsh(EVALUATOR_POOL_BOND_DSH))
     return trainer_clients, evaluators
@@ -221,14 +211,14 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     open their store from the environment: run it inside `worker_environment` with `store`'s folder."""
     spec = DEMO_SPECS[model]
     specs = SpecBook(None, [spec], use_env=False)
-    commitments = CommitmentStore(workdir / "votes")
-    keeper = TrainingRoundsClient(treasury, commitments)
+    salts = SaltStore(workdir / "votes")
+    keeper = TrainingRoundsClient(treasury, salts)
 
-    trainer_clients, evaluators = enlist(treasury, stakers, commitments)
+    trainer_clients, evaluators = enlist(treasury, stakers, salts)
     # The last trainer cheats.
-    trainers = [DemoTrainer(TrainingRoundsClient(client, commitments), LocalJobs(), False)
+    trainers = [DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False)
                 for client in trainer_clients[:-1]]
-    trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], commitments), PoisonedJobs(store), True))
+    trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], salts), PoisonedJobs(store), True))
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
@@ -237,7 +227,7 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
         f"{len(evaluators)} evaluators in the pool with {EVALUATOR_POOL_BOND_DSH} DSH each")
     started = time.monotonic()
     opened = expect(keeper_once(keeper, None, specs), "opened", "the keeper")
-    round_id = opened.round_id
+    round_id = opened.id
     state = keeper.round(round_id)
     phases: dict[str, float] = {}
 

@@ -8,59 +8,55 @@
     rounds.commit_fingerprints(r, [[16 ints], ...]); rounds.reveal_fingerprints(r)
     rounds.finalize(r); rounds.claim_trainer(r); rounds.claim_evaluator(r, seat); rounds.status(r)
 
-Like `workers.data.chain`, every write reads the chain first and raises `InvalidRequest` (one sentence,
-nothing sent) when the action cannot succeed now: wrong phase, already done, not a trainer or not on the
-panel, stake too small. Before reading, it waits until no transaction of this account is pending (its
-pending nonce equals its mined nonce): a worker killed after sending and restarted sees the first
-transaction land instead of sending a second. Phases are judged conservatively from the latest block:
-a window counts as open only when it is open at `latest` and still open at `latest + 1`.
+`TrainingRoundsClient` is a `workers.chain.module.ModuleClient`, like `workers.data.chain`'s client: every
+write first waits until no transaction of this account is pending (its pending nonce equals its mined nonce),
+then reads the chain and raises `InvalidRequest` (one sentence, nothing sent) when the action cannot succeed
+now: wrong phase, already done, not a trainer or not on the panel, stake too small. Phases are judged
+conservatively from the latest block: a window counts as open only when it is open at `latest` and still
+open at `latest + 1`.
 
-The contract stores CIDs in binary form (`Cid.to_bytes()`); this module takes and returns strings.
-Event scans use bounded block ranges (`LOG_RANGE` blocks per eth_getLogs) whose ends the round's own
-deadlines fix wherever they can (every window is a uint16 number of blocks).
+The contract stores CIDs in binary form; this module takes and returns strings. Event scans use bounded
+block ranges (`workers.chain.module.LOG_RANGE` blocks per eth_getLogs) whose ends the round's own deadlines
+fix wherever they can (every window is a uint16 number of blocks). Commitment salts are kept on disk
+(`workers.chain.salts`, kinds "delta" and "fingerprints") before the commitment is sent.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from eth_utils import to_checksum_address
-from web3 import Web3
-from web3.logs import DISCARD
 
-from ..chain import ChainClient, ChainError, InvalidRequest, ReceiptTimeout
-from ..chain.roles import ROLES, parse_role
-from ..chain.units import format_dsh
-from ..data.chain import cid_from_chain, cid_to_chain
-from ..storage.cids import parse_cid
-from ..storage.errors import StorageError
-from .commits import CommitmentNotFound, CommitmentStore, StoredCommitment
+from ..chain import ChainError, InvalidRequest
+from ..chain.module import (
+    LOG_RANGE,
+    ModuleClient,
+    ModuleEvent,
+    cid_from_chain,
+    cid_to_chain,
+    full_mask,
+    struct_of,
+    tx_hash,
+    window_phase,
+)
+from ..protocol.constants import (
+    DATA_STATUSES,
+    GENESIS_VERSION,
+    MAX_TRAINERS,
+    ROUND_ENDED_STATUSES,
+    ROUND_STATUSES,
+)
+from ..protocol.rounds import check_fingerprint, trainer_penalty
 
-#: `ITrainingRounds.Status`, in enum order.
-STATUSES = ("None", "Training", "AwaitingPanel", "Evaluating", "Finalized", "Failed")
-ENDED = ("Finalized", "Failed")
-#: `IDataConsensus.Status.Accepted`.
-DATA_ACCEPTED = 3
-K = 16
-MAX_TRAINERS = 16
-INT32 = (-(2**31), 2**31 - 1)
-GENESIS_VERSION = 1
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
 MAX_WINDOW = 2**16 - 1
-#: Most blocks per eth_getLogs request.
-LOG_RANGE = 5_000
 #: Most versions a lineage query walks.
 MAX_LINEAGE = 4_096
-#: Seconds between checks while this account has a transaction pending.
-INFLIGHT_POLL = 0.2
+#: The salt store's kinds of a trainer's and an evaluator's commitments.
+DELTA, FINGERPRINTS = "delta", "fingerprints"
 #: (chain id, contract, round) -> block of its RoundOpened event.
 _OPENED_BLOCKS: dict[tuple[int, str, int], int] = {}
-TRAINER = parse_role("TRAINER")
-EVALUATOR = parse_role("EVALUATOR")
-BPS = 10_000
 
 
 # ---------------------------------------------------------------- state
@@ -94,11 +90,11 @@ class RoundState:
 
     @property
     def ended(self) -> bool:
-        return self.status in ENDED
+        return self.status in ROUND_ENDED_STATUSES
 
     @property
     def all_revealed(self) -> bool:
-        return self.panel_size > 0 and self.eval_revealed_mask == (1 << self.panel_size) - 1
+        return self.panel_size > 0 and self.eval_revealed_mask == full_mask(self.panel_size)
 
     @property
     def seed_hex(self) -> str:
@@ -129,15 +125,8 @@ class RoundState:
                 return "awaiting panel seed block"
             return "panel ready to draw"
         if self.status == "Evaluating":
-            if latest + 1 <= self.eval_commit_deadline:
-                return "evaluator commit"
-            if latest <= self.eval_commit_deadline:
-                return "evaluator reveal opens next block"
-            if self.all_revealed or latest > self.eval_reveal_deadline:
-                return "ready to finalize"
-            if latest + 1 <= self.eval_reveal_deadline:
-                return "evaluator reveal"
-            return "finalize opens next block"
+            return window_phase(latest, self.eval_commit_deadline, self.eval_reveal_deadline, self.all_revealed,
+                                "evaluator")
         return {"Finalized": "finalized", "Failed": "failed"}.get(self.status, "unknown")
 
     def next_change(self, latest: int) -> int | None:
@@ -250,12 +239,9 @@ class SettleResult:
     tx_hash: str
 
 
-def _tx(receipt: Any) -> str:
-    return Web3.to_hex(receipt["transactionHash"])
-
-
 def check_fingerprints(fingerprints: Sequence[Sequence[int]], deltas: int) -> list[list[int]]:
-    """`deltas` fingerprints of K int32 each, as plain lists; `InvalidRequest` otherwise."""
+    """`deltas` fingerprints of K int32 each (`workers.protocol.rounds.check_fingerprint`), as plain lists;
+    `InvalidRequest` naming the faulty one otherwise."""
     try:
         rows = [[int(x) for x in row] for row in fingerprints]
     except (TypeError, ValueError):
@@ -263,35 +249,41 @@ def check_fingerprints(fingerprints: Sequence[Sequence[int]], deltas: int) -> li
     if len(rows) != deltas:
         raise InvalidRequest(f"{len(rows)} fingerprints given, the round has {deltas} revealed deltas")
     for index, row in enumerate(rows):
-        if len(row) != K:
-            raise InvalidRequest(f"fingerprint {index} has {len(row)} values, expected {K}")
-        if not all(INT32[0] <= x <= INT32[1] for x in row):
-            raise InvalidRequest(f"fingerprint {index} has a value outside int32")
+        try:
+            check_fingerprint(row)
+        except ValueError as exc:
+            raise InvalidRequest(f"fingerprint {index}: {exc}") from None
     return rows
 
 
-class TrainingRoundsClient:
+class TrainingRoundsClient(ModuleClient):
     """One account acting on the `TrainingRounds` of its chain's deployment (read-only without a signer)."""
 
-    def __init__(self, chain: ChainClient, commitments: CommitmentStore | None = None):
-        self.chain = chain
-        self.contract = chain.contract("TrainingRounds")
+    CONTRACT = "TrainingRounds"
+    POOL_ROLE = "EVALUATOR"
+
+    # Every event this client reads. The panel events take the names shared by every module's panel; the
+    # contract's own argument names are aliased to them until the contract uses the shared ones (and, like
+    # DataConsensus, emits PanelReseeded).
+    ROUND_OPENED = ModuleEvent("RoundOpened")
+    DELTA_COMMITTED = ModuleEvent("DeltaCommitted")
+    DELTA_REVEALED = ModuleEvent("DeltaRevealed")
+    PANEL_DRAWN = ModuleEvent("EvaluatorsDrawn", id="round", members="evaluators")
+    COMMITTED = ModuleEvent("FingerprintsCommitted", id="round", member="evaluator")
+    REVEALED = ModuleEvent("FingerprintsRevealed", id="round", member="evaluator")
+    ROUND_FINALIZED = ModuleEvent("RoundFinalized")
+    DELTA_JUDGED = ModuleEvent("DeltaJudged")
+    TRAINER_SETTLED = ModuleEvent("TrainerSettled")
+    SETTLED = ModuleEvent("EvaluatorSettled", id="round", member="evaluator")
+    #: DataConsensus's outcome event, read to find the accepted datasets a round can train on.
+    DATA_FINALIZED = ModuleEvent("Finalized")
+
+    def __init__(self, chain, salts=None):
+        super().__init__(chain, salts)
         self.models = chain.contract("ModelRegistry")
         self.data = chain.contract("DataConsensus")
-        self.registry = chain.contract("StakeRegistry")
-        self.commitments = commitments if commitments is not None else CommitmentStore()
 
     # ------------------------------------------------------------ reads
-
-    def latest_block(self) -> int:
-        return int(self.chain.w3.eth.block_number)
-
-    def deploy_block(self) -> int:
-        return int(self.chain.deployment().get("deployBlock", 0))
-
-    def params(self) -> dict[str, int]:
-        names = [c["name"] for c in self.contract.get_function_by_name("getParams").abi["outputs"][0]["components"]]
-        return dict(zip(names, self.contract.functions.getParams().call()))
 
     def round_count(self) -> int:
         return int(self.contract.functions.roundCount().call())
@@ -299,7 +291,7 @@ class TrainingRoundsClient:
     def round(self, round_id: int) -> RoundState:
         """The round's state; `InvalidRequest` if there is no such round."""
         values = list(self.contract.functions.getRound(int(round_id)).call())
-        status = STATUSES[values[7]]
+        status = ROUND_STATUSES[values[7]]
         if status == "None":
             raise InvalidRequest(f"there is no training round #{round_id} ({self.round_count()} so far)")
         values[7] = status
@@ -321,70 +313,59 @@ class TrainingRoundsClient:
         trainers, cids = self.contract.functions.deltasOf(int(round_id)).call()
         return [(trainer, cid_from_chain(cid)) for trainer, cid in zip(trainers, cids)]
 
-    def panel(self, round_id: int) -> list[tuple[str, int]]:
-        members, weights = self.contract.functions.panelOf(int(round_id)).call()
-        return list(zip(members, (int(w) for w in weights)))
-
-    def seat_of(self, round_id: int, evaluator: str | None = None) -> int | None:
-        seat, on_panel = self.contract.functions.seatOf(int(round_id), evaluator or self.chain.address).call()
-        return int(seat) if on_panel else None
-
-    def pool_bond(self, account: str | None = None) -> int:
-        return int(self.contract.functions.poolMembers(account or self.chain.address).call()[2])
-
     def opened_block(self, state: RoundState) -> int:
         """The block of the round's `RoundOpened` event (found once per process: its window is a uint16)."""
         key = (self.chain.chain_id, self.contract.address, state.id)
         if key not in _OPENED_BLOCKS:
             start = max(self.deploy_block(), state.train_commit_deadline - MAX_WINDOW)
             end = min(state.train_commit_deadline, self.latest_block())
-            events = self._logs(self.contract.events.RoundOpened, {"round": state.id}, start, end, first=True,
-                                newest_first=True)
-            if not events:
+            logs = self.logs(self.ROUND_OPENED, {"round": state.id}, start, end, first=True, newest_first=True)
+            if not logs:
                 return start  # not found (a pruned node?): the widest range that can hold the round's events
-            _OPENED_BLOCKS[key] = int(events[0]["blockNumber"])
+            _OPENED_BLOCKS[key] = logs[0].block
         return _OPENED_BLOCKS[key]
 
     def trainer_slots(self, state: RoundState, trainer: str | None = None) -> dict[str, int]:
         """Committed trainers -> slot, from `DeltaCommitted` events (commits lie in the commit window)."""
         if state.trainer_count == 0:
             return {}
-        filters = {"round": state.id}
+        filters: dict[str, Any] = {"round": state.id}
         if trainer is not None:
             filters["trainer"] = to_checksum_address(trainer)
         start = self.opened_block(state)
         end = min(state.train_commit_deadline, self.latest_block())
-        return {e["args"]["trainer"]: int(e["args"]["slot"])
-                for e in self._logs(self.contract.events.DeltaCommitted, filters, start, end)}
+        return {log.args["trainer"]: int(log.args["slot"])
+                for log in self.logs(self.DELTA_COMMITTED, filters, start, end)}
 
     def trainer_slot(self, state: RoundState, trainer: str | None = None) -> int | None:
         trainer = to_checksum_address(trainer or self.chain.address)
         return self.trainer_slots(state, trainer).get(trainer)
 
     def evaluators_committed(self, state: RoundState, evaluator: str | None = None) -> set[str]:
-        """Evaluators with a fingerprint commitment, from `FingerprintsCommitted` events (after the draw,
-        which follows the panel seed block, and before the commit deadline)."""
+        """Evaluators with a fingerprint commitment, from the panel's commit events (after the draw, which
+        follows the panel seed block, and before the commit deadline)."""
         if state.panel_size == 0:
             return set()
-        filters = {"round": state.id}
+        filters: dict[str, Any] = {"id": state.id}
         if evaluator is not None:
-            filters["evaluator"] = to_checksum_address(evaluator)
+            filters["member"] = to_checksum_address(evaluator)
         end = min(state.eval_commit_deadline, self.latest_block())
-        return {e["args"]["evaluator"]
-                for e in self._logs(self.contract.events.FingerprintsCommitted, filters, state.panel_seed_block, end)}
+        return {log.args["member"] for log in self.logs(self.COMMITTED, filters, state.panel_seed_block, end)}
 
     def pending_datasets(self) -> list[int]:
         """Accepted DataConsensus submissions not yet taken into a round, oldest first: from `Finalized`
         events with status Accepted, checked with `getSubmission(id).consumed`. The scan runs backwards from
         the newest block and stops once it found `pendingDatasetCount` of them."""
         wanted = int(self.data.functions.pendingDatasetCount().call())
+        accepted = DATA_STATUSES.index("Accepted")
         pending: set[int] = set()
         end, floor = self.latest_block(), self.deploy_block()
         while end >= floor and len(pending) < wanted:
             start = max(end - LOG_RANGE + 1, floor)
-            for event in self._logs(self.data.events.Finalized, {}, start, end):
-                if event["args"]["status"] == DATA_ACCEPTED and not self._submission_consumed(int(event["args"]["id"])):
-                    pending.add(int(event["args"]["id"]))
+            for log in self.logs(self.DATA_FINALIZED, {}, start, end, contract=self.data):
+                dataset_id = int(log.args["id"])
+                if log.args["status"] == accepted and not struct_of(self.data, "getSubmission", dataset_id)["consumed"]:
+                    pending.add(dataset_id)
             end = start - 1
         return sorted(pending)
 
@@ -437,13 +418,8 @@ class TrainingRoundsClient:
 
     def outcome(self, state: RoundState) -> RoundOutcome | None:
         """The `RoundFinalized` event of an ended round."""
-        event = self._finalized_event(state)
-        if event is None:
-            return None
-        args = event["args"]
-        return RoundOutcome(STATUSES[args["status"]], int(args["acceptedMask"]), int(args["newVersion"]),
-                            int(args["rewardPerTrainer"]), int(event["blockNumber"]),
-                            Web3.to_hex(event["transactionHash"]))
+        log = self._finalized_log(state)
+        return None if log is None else _round_outcome(log.args, log.block, log.tx_hash)
 
     def status(self, round_id: int) -> RoundStatus:
         state = self.round(round_id)
@@ -453,20 +429,19 @@ class TrainingRoundsClient:
         slots = self.trainer_slots(state)
         deltas = self.deltas(state.id)
         delta_of = {trainer: (index, cid) for index, (trainer, cid) in enumerate(deltas)}
-        finalized = self._finalized_event(state) if state.ended else None
+        finalized = self._finalized_log(state) if state.ended else None
         distances: dict[int, int] = {}
         trainer_rewards: dict[str, int] = {}
         evaluator_settlements: dict[str, tuple[int, int]] = {}
         if finalized is not None:
-            block = int(finalized["blockNumber"])
-            for event in self._logs(self.contract.events.DeltaJudged, {"round": state.id}, block, block):
-                distances[int(event["args"]["delta"])] = int(event["args"]["distance"])
-            for event in self._logs(self.contract.events.TrainerSettled, {"round": state.id}, block, latest):
-                trainer_rewards[event["args"]["trainer"]] = int(event["args"]["reward"])
-            for event in self._logs(self.contract.events.EvaluatorSettled, {"round": state.id}, block, latest):
-                evaluator_settlements[event["args"]["evaluator"]] = (int(event["args"]["reward"]),
-                                                                    int(event["args"]["penalty"]))
-        penalty = params["trainerBond"] * params["outlierSlashBps"] // BPS
+            block = finalized.block
+            for log in self.logs(self.DELTA_JUDGED, {"round": state.id}, block, block):
+                distances[int(log.args["delta"])] = int(log.args["distance"])
+            for log in self.logs(self.TRAINER_SETTLED, {"round": state.id}, block, latest):
+                trainer_rewards[log.args["trainer"]] = int(log.args["reward"])
+            for log in self.logs(self.SETTLED, {"id": state.id}, block, latest):
+                evaluator_settlements[log.args["member"]] = (int(log.args["reward"]), int(log.args["penalty"]))
+        penalty = trainer_penalty(params["trainerBond"], params["outlierSlashBps"])
         trainers = []
         for trainer, slot in sorted(slots.items(), key=lambda item: item[1]):
             delta, cid = delta_of.get(trainer, (None, None))
@@ -495,12 +470,7 @@ class TrainingRoundsClient:
                     reward = state.evaluator_payout * weight // max(state.coherent_evaluator_weight, 1)
                 panel.append(EvaluatorSeat(seat, evaluator, weight, evaluator in committed, revealed, coherent,
                                            state.evaluator_settled(seat), reward, penalty_paid))
-        outcome = None
-        if finalized is not None:
-            args = finalized["args"]
-            outcome = RoundOutcome(STATUSES[args["status"]], int(args["acceptedMask"]), int(args["newVersion"]),
-                                   int(args["rewardPerTrainer"]), int(finalized["blockNumber"]),
-                                   Web3.to_hex(finalized["transactionHash"]))
+        outcome = None if finalized is None else _round_outcome(finalized.args, finalized.block, finalized.tx_hash)
         new_cid = self.version_cid(state.new_version) if state.new_version else None
         return RoundStatus(state, state.phase(latest), latest, datasets, trainers, panel, outcome, new_cid, params)
 
@@ -528,9 +498,9 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"a round trains on {params['minBatch']} to {params['maxBatch']} accepted datasets; "
                                  f"{len(dataset_ids)} {'are' if len(dataset_ids) != 1 else 'is'} pending or given")
         receipt = self.chain.transact(self.contract.functions.openRound(list(dataset_ids), bytes(spec_hash)))
-        event = self._event(receipt, "RoundOpened")
+        event = self.receipt_event(receipt, self.ROUND_OPENED)
         return OpenResult(int(event["round"]), [int(i) for i in event["datasetIds"]], "0x" + bytes(event["seed"]).hex(),
-                          int(event["commitDeadline"]), int(event["revealDeadline"]), _tx(receipt))
+                          int(event["commitDeadline"]), int(event["revealDeadline"]), tx_hash(receipt))
 
     def draw_evaluators(self, round_id: int) -> DrawResult:
         """Draws the evaluator panel once the seed block is mined (or fails a round with too few deltas)."""
@@ -543,14 +513,14 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"the panel of round #{state.id} can be drawn once block {state.panel_seed_block + 1} "
                                  f"is mined; the chain is at block {latest}")
         receipt = self.chain.transact(self.contract.functions.drawEvaluators(state.id))
-        drawn = self.contract.events.EvaluatorsDrawn().process_receipt(receipt, errors=DISCARD)
+        drawn = self.receipt_events(receipt, self.PANEL_DRAWN)
         after = self.round(state.id)
         if drawn:
-            args = drawn[0]["args"]
-            return DrawResult(state.id, "drawn", list(args["evaluators"]), int(args["commitDeadline"]),
-                              int(args["revealDeadline"]), after.panel_seed_block, _tx(receipt))
+            args = drawn[0]
+            return DrawResult(state.id, "drawn", list(args["members"]), int(args["commitDeadline"]),
+                              int(args["revealDeadline"]), after.panel_seed_block, tx_hash(receipt))
         result = "failed" if after.status == "Failed" else "reseeded"
-        return DrawResult(state.id, result, [], 0, 0, after.panel_seed_block, _tx(receipt))
+        return DrawResult(state.id, result, [], 0, 0, after.panel_seed_block, tx_hash(receipt))
 
     def finalize(self, round_id: int) -> RoundOutcome:
         """Aggregates the fingerprints and settles the round once its evaluator reveal window is over (or
@@ -566,9 +536,8 @@ class TrainingRoundsClient:
                                  f"mined, or once every seat revealed and block {state.eval_commit_deadline + 1} is "
                                  f"mined; the chain is at block {latest}")
         receipt = self.chain.transact(self.contract.functions.finalize(state.id))
-        args = self._event(receipt, "RoundFinalized")
-        return RoundOutcome(STATUSES[args["status"]], int(args["acceptedMask"]), int(args["newVersion"]),
-                            int(args["rewardPerTrainer"]), int(receipt["blockNumber"]), _tx(receipt))
+        return _round_outcome(self.receipt_event(receipt, self.ROUND_FINALIZED), int(receipt["blockNumber"]),
+                              tx_hash(receipt))
 
     def claim_evaluator(self, round_id: int, seat: int | None = None) -> SettleResult:
         """Settles an evaluator seat of an ended round (default: this account's); anyone may settle any seat."""
@@ -585,14 +554,14 @@ class TrainingRoundsClient:
         if state.evaluator_settled(seat):
             raise InvalidRequest(f"seat {seat} of round #{state.id} is already settled")
         receipt = self.chain.transact(self.contract.functions.claimEvaluator(state.id, seat))
-        args = self._event(receipt, "EvaluatorSettled")
-        return SettleResult(state.id, args["evaluator"], int(args["reward"]), int(args["penalty"]), _tx(receipt))
+        args = self.receipt_event(receipt, self.SETTLED)
+        return SettleResult(state.id, args["member"], int(args["reward"]), int(args["penalty"]), tx_hash(receipt))
 
     # ------------------------------------------------------------ trainers
 
     def commit_delta(self, round_id: int, delta_cid: str) -> CommitResult:
         """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking the trainer bond."""
-        delta_cid = str(_parse_cid(delta_cid))
+        delta_cid = cid_from_chain(cid_to_chain(delta_cid))  # canonical form; a malformed CID is refused first
         self.settle_inflight()
         account = self.chain.address
         state = self.round(round_id)
@@ -605,16 +574,11 @@ class TrainingRoundsClient:
                                  f"{state.train_commit_deadline + 1}")
         if state.trainer_count >= MAX_TRAINERS:
             raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
-        self.require_free_stake(TRAINER, self.params()["trainerBond"], "the trainer bond")
-        stored = self._stored_or_new(state.id, "delta", delta_cid)
-        if stored.value != delta_cid:
-            raise InvalidRequest(f"a commitment to another delta {stored.value} is already stored for round "
-                                 f"#{state.id} in {self._path(state.id, 'delta')} (an interrupted earlier commit): "
-                                 "commit that delta to finish it, or delete the file if its commit can no longer land")
-        self._check_stored(stored)
+        self.require_free_stake("TRAINER", self.params()["trainerBond"], "the trainer bond")
+        stored = self.salt_for(DELTA, state.id, delta_cid)
         receipt = self.chain.transact(self.contract.functions.commitDelta(state.id, stored.commitment))
-        return CommitResult(state.id, "delta", str(self._path(state.id, "delta")), state.train_commit_deadline + 1,
-                            state.train_reveal_deadline, _tx(receipt))
+        return CommitResult(state.id, DELTA, str(self.salts.path(stored.key)), state.train_commit_deadline + 1,
+                            state.train_reveal_deadline, tx_hash(receipt))
 
     def reveal_delta(self, round_id: int) -> str:
         """Reveals this trainer's committed delta from its stored salt; returns the tx hash."""
@@ -631,10 +595,10 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"{account} has no delta commitment in round #{state.id} to reveal")
         if any(trainer == account for trainer, _ in self.deltas(state.id)):
             raise InvalidRequest(f"{account} already revealed its delta in round #{state.id}")
-        stored = self._stored(state.id, "delta")
+        stored = self.revealable_salt(DELTA, state.id, f"delta commitment in round #{state.id}")
         receipt = self.chain.transact(self.contract.functions.revealDelta(state.id, cid_to_chain(stored.value),
                                                                           stored.salt))
-        return _tx(receipt)
+        return tx_hash(receipt)
 
     def claim_trainer(self, round_id: int) -> SettleResult:
         """Settles this trainer's seat of an ended round: bond unlocked, plus its reward if accepted."""
@@ -656,22 +620,10 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"nothing to claim for {account} in round #{state.id}: {why}, and its bond was "
                                  "settled by finalize")
         receipt = self.chain.transact(self.contract.functions.claimTrainer(state.id))
-        args = self._event(receipt, "TrainerSettled")
-        return SettleResult(state.id, account, int(args["reward"]), 0, _tx(receipt))
+        args = self.receipt_event(receipt, self.TRAINER_SETTLED)
+        return SettleResult(state.id, account, int(args["reward"]), 0, tx_hash(receipt))
 
     # ------------------------------------------------------------ evaluators
-
-    def join_pool(self, amount: int) -> int:
-        """Locks `amount` (wei) more EVALUATOR stake as pool bond; returns the new bond."""
-        self.settle_inflight()
-        bond = self.pool_bond()
-        minimum = self.params()["minPoolBond"]
-        if bond + amount < minimum:
-            raise InvalidRequest(f"the pool bond would be {format_dsh(bond + amount)} DSH, below the minimum of "
-                                 f"{format_dsh(minimum)} DSH")
-        self.require_free_stake(EVALUATOR, amount, "the pool bond")
-        receipt = self.chain.transact(self.contract.functions.joinPool(amount))
-        return int(self._event(receipt, "PoolJoined")["bond"])
 
     def commit_fingerprints(self, round_id: int, fingerprints: Sequence[Sequence[int]]) -> CommitResult:
         """Commits one fingerprint of K int32 per revealed delta, with a fresh salt stored on disk first."""
@@ -686,15 +638,10 @@ class TrainingRoundsClient:
         if self.evaluators_committed(state, account):
             raise InvalidRequest(f"{account} already committed fingerprints in round #{state.id}: reveal them from "
                                  f"block {state.eval_commit_deadline + 1}")
-        stored = self._stored_or_new(state.id, "fingerprints", rows)
-        if stored.value != rows:
-            raise InvalidRequest(f"other fingerprints are already stored for round #{state.id} in "
-                                 f"{self._path(state.id, 'fingerprints')} (an interrupted earlier commit): commit "
-                                 "those to finish it, or delete the file if its commit can no longer land")
-        self._check_stored(stored)
+        stored = self.salt_for(FINGERPRINTS, state.id, rows)
         receipt = self.chain.transact(self.contract.functions.commitFingerprints(state.id, stored.commitment))
-        return CommitResult(state.id, "fingerprints", str(self._path(state.id, "fingerprints")),
-                            state.eval_commit_deadline + 1, state.eval_reveal_deadline, _tx(receipt))
+        return CommitResult(state.id, FINGERPRINTS, str(self.salts.path(stored.key)), state.eval_commit_deadline + 1,
+                            state.eval_reveal_deadline, tx_hash(receipt))
 
     def reveal_fingerprints(self, round_id: int) -> str:
         """Reveals this evaluator's committed fingerprints from its stored salt; returns the tx hash."""
@@ -713,51 +660,16 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"{account} already revealed its fingerprints in round #{state.id}")
         if not self.evaluators_committed(state, account):
             raise InvalidRequest(f"{account} has no fingerprint commitment in round #{state.id} to reveal")
-        stored = self._stored(state.id, "fingerprints")
+        stored = self.revealable_salt(FINGERPRINTS, state.id, f"fingerprints commitment in round #{state.id}")
         receipt = self.chain.transact(self.contract.functions.revealFingerprints(state.id, stored.value, stored.salt))
-        return _tx(receipt)
-
-    def stored(self, round_id: int, kind: str) -> StoredCommitment | None:
-        """This account's stored commitment of `kind` ("delta" or "fingerprints") in a round, if any."""
-        return self.commitments.load(*self._key(round_id, kind))
-
-    # ------------------------------------------------------------ transactions in flight
-
-    def inflight(self, account: str | None = None) -> int:
-        """Transactions of `account` (default: this one) sent but not yet mined."""
-        account = account or self.chain.address
-        eth = self.chain.w3.eth
-        return max(int(eth.get_transaction_count(account, "pending")) - int(eth.get_transaction_count(account, "latest")), 0)
-
-    def settle_inflight(self, timeout: float | None = None) -> None:
-        """Waits until no transaction of this account is pending; `ReceiptTimeout` after `timeout`
-        (default: the client's receipt timeout). A no-op for a read-only client."""
-        if self.chain.signer is None:
-            return
-        deadline = time.monotonic() + (self.chain.receipt_timeout if timeout is None else timeout)
-        while (count := self.inflight()) > 0:
-            if time.monotonic() > deadline:
-                raise ReceiptTimeout(f"{count} earlier transaction(s) of {self.chain.address} are still pending: "
-                                     "waiting for them before sending anything", "")
-            time.sleep(INFLIGHT_POLL)
+        return tx_hash(receipt)
 
     # ------------------------------------------------------------ internals
 
-    def require_free_stake(self, role: int, amount: int, what: str) -> None:
-        account = self.chain.address
-        staked = self.registry.functions.stakeOf(account, role).call()
-        free = staked - self.registry.functions.lockedOf(account, role).call()
-        if free < amount:
-            name = ROLES[role]
-            raise InvalidRequest(f"{what} of {format_dsh(amount)} DSH exceeds the unlocked {name} stake of {account} "
-                                 f"({format_dsh(free)} of {format_dsh(staked)} DSH): stake more with "
-                                 f"`deepshard stake {name} AMOUNT`")
-        if self.chain.w3.eth.get_balance(account) == 0:
-            raise InvalidRequest(f"{account} has no ETH to pay for gas")
-
-    def _submission_consumed(self, dataset_id: int) -> bool:
-        names = [c["name"] for c in self.data.get_function_by_name("getSubmission").abi["outputs"][0]["components"]]
-        return bool(dict(zip(names, self.data.functions.getSubmission(dataset_id).call()))["consumed"])
+    def commitment_for(self, kind: str, value: Any, salt: bytes, account: str) -> bytes:
+        if kind == DELTA:
+            return bytes(self.contract.functions.deltaCommitmentFor(cid_to_chain(value), salt, account).call())
+        return bytes(self.contract.functions.fingerprintCommitmentFor(value, salt, account).call())
 
     def _panel_round(self, round_id: int) -> RoundState:
         state = self.round(round_id)
@@ -767,42 +679,7 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"{self.chain.address} is not on the evaluator panel of round #{state.id}")
         return state
 
-    def _key(self, round_id: int, kind: str) -> tuple[int, str, int, str, str]:
-        return self.chain.chain_id, self.contract.address, int(round_id), self.chain.address, kind
-
-    def _path(self, round_id: int, kind: str):
-        return self.commitments.path(*self._key(round_id, kind))
-
-    def _commitment_for(self, kind: str, value: Any, salt: bytes, account: str) -> bytes:
-        if kind == "delta":
-            return bytes(self.contract.functions.deltaCommitmentFor(cid_to_chain(value), salt, account).call())
-        return bytes(self.contract.functions.fingerprintCommitmentFor(value, salt, account).call())
-
-    def _stored_or_new(self, round_id: int, kind: str, value: Any) -> StoredCommitment:
-        key = self._key(round_id, kind)
-        stored = self.commitments.load(*key)
-        if stored is None:
-            salt = secrets.token_bytes(32)
-            commitment = self._commitment_for(kind, value, salt, self.chain.address)
-            stored = self.commitments.save(StoredCommitment(*key, value, salt, commitment))
-        return stored
-
-    def _stored(self, round_id: int, kind: str) -> StoredCommitment:
-        stored = self.commitments.load(*self._key(round_id, kind))
-        if stored is None:
-            raise CommitmentNotFound(f"no stored salt for {self.chain.address}'s {kind} commitment in round "
-                                     f"#{round_id} (expected {self._path(round_id, kind)}; set DEEPSHARD_VOTES_DIR "
-                                     "to the folder used when committing)")
-        self._check_stored(stored)
-        return stored
-
-    def _check_stored(self, stored: StoredCommitment) -> None:
-        # A damaged or foreign file must fail here, not as a CommitmentMismatch revert after the window.
-        if self._commitment_for(stored.kind, stored.value, stored.salt, stored.account) != stored.commitment:
-            raise CommitmentNotFound(f"stored commitment {self._path(stored.round_id, stored.kind)} is inconsistent "
-                                     "(its salt and value do not give its commitment)")
-
-    def _finalized_event(self, state: RoundState):
+    def _finalized_log(self, state: RoundState):
         """`RoundFinalized` of an ended round: emitted by the draw (too few deltas) or by finalize."""
         if not state.ended:
             return None
@@ -812,35 +689,10 @@ class TrainingRoundsClient:
         else:
             start = state.panel_seed_block + 1 if state.panel_size == 0 else state.eval_commit_deadline + 1
             end = self.latest_block()
-        for event in self._logs(self.contract.events.RoundFinalized, {"round": state.id}, start, end, first=True):
-            return event
-        return None
-
-    def _logs(self, event, filters: dict, start: int, end: int, *, first: bool = False,
-              newest_first: bool = False) -> list:
-        """`event` logs matching `filters` in [start, end], LOG_RANGE blocks per request, in block order
-        (ranges walked from `end` down with `newest_first`); with `first`, stops at the first range with any."""
-        start = max(int(start), 0)
-        ranges = [(low, min(low + LOG_RANGE - 1, end)) for low in range(start, end + 1, LOG_RANGE)]
-        if newest_first:
-            ranges.reverse()
-        found = []
-        for low, high in ranges:
-            logs = event.get_logs(argument_filters=filters or None, from_block=low, to_block=high)
-            found.extend(logs)
-            if first and logs:
-                break
-        return found
-
-    def _event(self, receipt: Any, name: str) -> dict:
-        events = getattr(self.contract.events, name)().process_receipt(receipt, errors=DISCARD)
-        if not events:
-            raise ChainError(f"transaction {_tx(receipt)} emitted no {name} event")
-        return dict(events[0]["args"])
+        logs = self.logs(self.ROUND_FINALIZED, {"round": state.id}, start, end, first=True)
+        return logs[0] if logs else None
 
 
-def _parse_cid(value: str):
-    try:
-        return parse_cid(value)
-    except StorageError as exc:
-        raise InvalidRequest(f"{value!r} is not a valid CID ({exc})") from None
+def _round_outcome(args: dict, block: int, tx: str) -> RoundOutcome:
+    return RoundOutcome(ROUND_STATUSES[args["status"]], int(args["acceptedMask"]), int(args["newVersion"]),
+                        int(args["rewardPerTrainer"]), block, tx)

@@ -14,11 +14,12 @@ return the job's result, or None while it is still running, so a step never bloc
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Protocol
 
 from ..chain import InvalidRequest, TransactionReverted
-from .chain import MAX_TRAINERS, TRAINER, RoundState, TrainingRoundsClient, check_fingerprints
+from ..chain.module import Step, raced
+from ..protocol.constants import INT32_MAX, K, MAX_TRAINERS
+from .chain import DELTA, FINGERPRINTS, RoundState, TrainingRoundsClient, check_fingerprints
 from .specs import SpecBook
 
 #: Seconds between checks on a running ML job.
@@ -37,29 +38,6 @@ class JobFailed(Exception):
     """An ML job ended in failure: the step cannot go on without it (one message, rebuilt by Celery)."""
 
 
-@dataclass(frozen=True)
-class Step:
-    """What one step did. `action`: committed, revealed, claimed, drawn, finalized, settled, opened, training,
-    fingerprinting, waiting or done."""
-
-    role: str
-    round_id: int | None
-    action: str
-    detail: str
-    #: the block from which there is something to do again
-    wake_at_block: int | None = None
-    #: seconds after which to look again (an ML job is running)
-    poll_after: float | None = None
-    data: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.wake_at_block is None and self.poll_after is None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 def _inputs(rounds: TrainingRoundsClient, state: RoundState, specs: SpecBook) -> dict:
     spec = specs.resolve(state.spec_hash)
     return rounds.training_inputs(state.id, spec.canonical_json().decode(), spec.base_model,
@@ -68,7 +46,7 @@ def _inputs(rounds: TrainingRoundsClient, state: RoundState, specs: SpecBook) ->
 
 #: What an evaluator reports for a delta it cannot fingerprint (missing, malformed, rejected by `load_delta`):
 #: every coordinate as far as int32 goes, so the delta lands far from the reference and is rejected.
-UNUSABLE_FINGERPRINT = [2**31 - 1] * 16
+UNUSABLE_FINGERPRINT = [INT32_MAX] * K
 
 
 def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[str]]:
@@ -80,17 +58,6 @@ def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[st
                for i, row in enumerate(rows) if row is None]
     rows = [list(UNUSABLE_FINGERPRINT) if row is None else row for row in rows]
     return check_fingerprints(rows, deltas), reasons
-
-
-def _raced(rounds: TrainingRoundsClient, round_id: int, done: Callable[[RoundState], bool], action: Callable[[], Any]):
-    """Runs `action`, one that anyone may take (draw, finalize, settle a seat). If it fails because someone
-    else took it first (their transaction landed between our checks and ours), returns None instead."""
-    try:
-        return action()
-    except (TransactionReverted, InvalidRequest):
-        if done(rounds.round(round_id)):
-            return None
-        raise
 
 
 # ---------------------------------------------------------------- trainer
@@ -111,7 +78,7 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
         if phase == "trainer commit":
             if slot is not None:
                 return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
-            stored = rounds.stored(state.id, "delta")
+            stored = rounds.stored_salt(DELTA, state.id)
             if stored is not None:
                 # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
                 rounds.commit_delta(state.id, stored.value)
@@ -120,7 +87,7 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
             if state.trainer_count >= MAX_TRAINERS:
                 return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             try:
-                rounds.require_free_stake(TRAINER, rounds.params()["trainerBond"], "the trainer bond")
+                rounds.require_free_stake("TRAINER", rounds.params()["trainerBond"], "the trainer bond")
             except InvalidRequest as exc:
                 return step("done", f"cannot train: {exc}")
             result = jobs.train(_inputs(rounds, state, specs))
@@ -181,7 +148,7 @@ def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, spec
         if phase == "evaluator commit":
             if committed:
                 return step("waiting", "committed; the reveal window is not open yet", state.eval_commit_deadline + 1)
-            stored = rounds.stored(state.id, "fingerprints")
+            stored = rounds.stored_salt(FINGERPRINTS, state.id)
             if stored is not None:
                 rounds.commit_fingerprints(state.id, stored.value)
                 return step("committed", "resumed the stored fingerprints", state.eval_commit_deadline + 1)
@@ -206,7 +173,8 @@ def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, spec
     if state.evaluator_settled(seat):
         return step("done", f"{phase}; seat {seat} is settled")
     # The keeper settles every seat too: whoever lands first settles it.
-    settled = _raced(rounds, state.id, lambda s: s.evaluator_settled(seat), lambda: rounds.claim_evaluator(state.id, seat))
+    settled = raced(lambda: rounds.claim_evaluator(state.id, seat),
+                    lambda: rounds.round(state.id).evaluator_settled(seat))
     if settled is None:
         return step("done", f"{phase}; seat {seat} was settled by someone else")
     return step("claimed", f"{phase}; seat {seat} settled: reward {settled.reward} wei, penalty {settled.penalty} wei",
@@ -231,7 +199,7 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
     if state.status == "Training":
         if phase != "panel ready to draw":
             return step("waiting", phase, state.panel_seed_block + 1)
-        drawn = _raced(rounds, state.id, lambda s: s.status != "Training", lambda: rounds.draw_evaluators(state.id))
+        drawn = raced(lambda: rounds.draw_evaluators(state.id), lambda: rounds.round(state.id).status != "Training")
         after = rounds.round(state.id)
         if drawn is None:
             return step("waiting", "the panel was drawn by someone else", after.next_change(rounds.latest_block()))
@@ -246,7 +214,7 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
     if state.status == "Evaluating":
         if phase != "ready to finalize":
             return step("waiting", phase, state.next_change(latest))
-        outcome = _raced(rounds, state.id, lambda s: s.ended, lambda: rounds.finalize(state.id))
+        outcome = raced(lambda: rounds.finalize(state.id), lambda: rounds.round(state.id).ended)
         if outcome is None:
             return step("waiting", "finalized by someone else", rounds.latest_block())
         detail = (f"round #{state.id} {outcome.status}: accepted deltas {bin(outcome.accepted_mask)}, "
@@ -258,8 +226,8 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
     settled = []
     for seat in range(state.panel_size):
         if not state.evaluator_settled(seat):
-            result = _raced(rounds, state.id, lambda s, seat=seat: s.evaluator_settled(seat),
-                            lambda seat=seat: rounds.claim_evaluator(state.id, seat))
+            result = raced(lambda seat=seat: rounds.claim_evaluator(state.id, seat),
+                           lambda seat=seat: rounds.round(state.id).evaluator_settled(seat))
             if result is not None:
                 settled.append({"seat": seat, "evaluator": result.account, "reward": result.reward,
                                 "penalty": result.penalty})

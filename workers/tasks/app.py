@@ -1,14 +1,13 @@
-"""The Celery app every Deepshard worker runs: `celery -A workers.tasks.app worker -Q data,curator`.
+"""The Celery app every Deepshard worker runs (`deepshard worker --role ROLE` starts it with the role's queues).
 
 Broker and result backend are the Redis at `$DEEPSHARD_REDIS_URL` (default redis://127.0.0.1:6379/0).
 Delivery is at-least-once: a task is acknowledged only after it ran (`acks_late`), and one whose worker
 died is put back (`reject_on_worker_lost`), so every task must be safe to run twice: pinning is content
 addressed, and chain tasks read the chain before sending anything.
 
-Queues: `data` (pin and score datasets: any worker) and `curator` (vote with the key of the worker's
-host: only curator nodes consume it), `trainer` (train a round's LoRA delta) and `evaluator` (fingerprint
-the revealed deltas): ML hosts. Task modules never import torch at module level: prefork
-children would inherit its threads.
+Queues: `data` (pin and score datasets: any worker); per role `trainer`, `evaluator`, `curator`, `keeper`;
+and per account `<role>.<address>` for the roles that sign as one account (`workers.tasks.runner`). Task
+modules never import torch at module level: prefork children would inherit its threads.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+
+from ..protocol.constants import DATA_QUEUE
 
 REDIS_URL_ENV = "DEEPSHARD_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -35,7 +36,7 @@ def create_app(url: str | None = None) -> Celery:
     """A Celery app on the Redis at `url` (default `redis_url()`), with the task modules registered."""
     url = url or redis_url()
     app = Celery("deepshard", task_cls="workers.tasks.base:DeepshardTask",
-                 include=["workers.tasks.data", "workers.tasks.curator", "workers.tasks.training",
+                 include=["workers.tasks.data", "workers.tasks.consensus", "workers.tasks.training",
                           "workers.tasks.evaluation", "workers.tasks.rounds"])
     app.conf.update(
         broker_url=url,
@@ -52,17 +53,18 @@ def create_app(url: str | None = None) -> Celery:
         task_track_started=True,
         result_expires=7 * 24 * 3600,
         task_routes={
-            "workers.tasks.data.*": {"queue": "data"},
-            "workers.tasks.curator.*": {"queue": "curator"},
-            # Training rounds: a role's steps go to `<role>.<account>` (see workers.tasks.rounds); these are
-            # the defaults for a bare `.delay()`.
+            "workers.tasks.data.*": {"queue": DATA_QUEUE},
+            # A role's steps go to `<role>.<account>` (workers.tasks.runner); these are the defaults for a
+            # bare `.delay()`.
+            "workers.tasks.consensus.curate": {"queue": "curator"},
+            "workers.tasks.consensus.keeper_step": {"queue": "keeper"},
             "workers.tasks.rounds.trainer_step": {"queue": "trainer"},
             "workers.tasks.rounds.evaluator_step": {"queue": "evaluator"},
             "workers.tasks.rounds.keeper_step": {"queue": "keeper"},
             "workers.tasks.training.*": {"queue": "trainer"},
             "workers.tasks.evaluation.*": {"queue": "evaluator"},
         },
-        task_default_queue="data",
+        task_default_queue=DATA_QUEUE,
         # A dead broker must fail a `.delay()` within seconds, not hang: few publish retries, short
         # connect timeouts on both the broker and the result backend.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},

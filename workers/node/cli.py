@@ -1,4 +1,4 @@
-"""`deepshard round ...`, `deepshard worker` and `deepshard watch`: training rounds from the command line.
+"""`deepshard round ...`, `deepshard worker` and `deepshard watch`: the commands of a node's operator.
 
     deepshard round status [ID] [--json]      phases, deadlines, datasets, trainers (deltas, distances, outcome,
                                               payout), the evaluator panel, the outcome and the new version
@@ -13,7 +13,8 @@
 
 Failures print one `error: ...` line and exit 1, having sent nothing. The chain is --rpc (else
 $DEEPSHARD_RPC_URL), the signer the environment's (or --account), Redis $DEEPSHARD_REDIS_URL.
-`workers.cli` wires these in as `Command`s.
+`workers.cli` wires these in as `Command`s. Celery and the task modules are imported by the commands that use
+them, inside their handlers: every other `deepshard` command starts without paying for them.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from typing import Any
 
 from ..chain import ChainClient, format_dsh, load_signer, parse_dsh
+from ..ml.spec import SpecError, TrainingSpec
+from ..protocol.constants import NODE_ROLES
+from ..rounds.chain import RoundStatus, TrainingRoundsClient
+from ..rounds.specs import SpecBook, SpecUnknown, configured_spec
 from ..tables import format_table
-from .chain import RoundStatus, TrainingRoundsClient
+from ..tasks.errors import QueueUnavailable
 
 HELP = "training rounds: status, open, draw, finalize, claim, join the evaluator pool"
 WORKER_HELP = "run a Celery worker for one role (trainer, evaluator, curator or keeper)"
@@ -160,9 +166,6 @@ def _yes(flag: bool) -> str:
 # ---------------------------------------------------------------- round actions
 
 def _open_run(args: argparse.Namespace) -> int:
-    from ..ml.spec import SpecError, TrainingSpec
-    from .specs import SpecBook, SpecUnknown, configured_spec
-
     if args.spec:
         try:
             with open(args.spec, "rb") as handle:
@@ -179,8 +182,9 @@ def _open_run(args: argparse.Namespace) -> int:
             raise SpecUnknown("give the round's TrainingSpec with --spec FILE or $DEEPSHARD_TRAINING_SPEC")
     rounds = _rounds(args)
     if not args.no_publish:
-        from ..tasks.rounds import broker_redis, redis_unavailable
         import redis as redis_lib
+
+        from ..tasks.runner import broker_redis, redis_unavailable
 
         try:
             SpecBook(broker_redis(), use_env=False).publish(spec)  # before opening: workers must find it
@@ -292,8 +296,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _reported(action):
     """Runs `action`, printing a dead Redis as one `error: ...` line (chain errors: `workers.cli.main`)."""
     def run(args: argparse.Namespace) -> int:
-        from ..tasks.errors import QueueUnavailable
-
         try:
             return action(args)
         except QueueUnavailable as exc:
@@ -311,9 +313,7 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- worker and watch
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    from .service import ROLES
-
-    parser.add_argument("--role", required=True, choices=ROLES, help="the role whose queue this worker consumes")
+    parser.add_argument("--role", required=True, choices=NODE_ROLES, help="the role whose queue this worker consumes")
     parser.add_argument("--account", metavar="KEYSTORE",
                         help="sign with this encrypted JSON keystore (default: $DEEPSHARD_PRIVATE_KEY or "
                              "$DEEPSHARD_KEYSTORE); its password is asked once, or read from "
@@ -345,8 +345,6 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
 
 @_reported
 def run_watch(args: argparse.Namespace) -> int:
-    import logging
-
     from .service import run_watch as watch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

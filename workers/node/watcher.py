@@ -1,4 +1,4 @@
-"""The watcher: turns contract events into Celery tasks, one queue per role.
+"""The watcher: turns contract events into Celery tasks, on the queue of each role or account concerned.
 
     watcher = Watcher(chain, redis_client)      # chain: a read-only ChainClient of the deployment
     watcher.poll_once()                         # dispatch every event up to the latest safe block
@@ -8,14 +8,18 @@
 | --- | --- | --- |
 | TrainingRounds | RoundOpened | `trainer_step(round)` to every registered trainer, `keeper_step(round)` |
 | TrainingRounds | DeltaRevealed | `keeper_step(round)` (restarts a keeper chain that was lost) |
-| TrainingRounds | EvaluatorsDrawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
+| TrainingRounds | panel drawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
+| TrainingRounds | panel revealed | `keeper_step(round)` (finalizes as soon as every seat revealed) |
 | TrainingRounds | RoundFinalized | `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel, `keeper_step(round)` |
-| DataConsensus | PanelDrawn | `curate(id)` to each drawn curator that is registered |
-| DataConsensus | Finalized (Accepted) | `keeper_step()` (opens a round once enough data is pending) |
+| DataConsensus | Submitted, PanelReseeded | data `keeper_step(id)` (draws the panel once the seed block is mined) |
+| DataConsensus | panel drawn | `curate(id)` to each drawn curator that is registered, data `keeper_step(id)` |
+| DataConsensus | panel revealed | data `keeper_step(id)` (finalizes as soon as every seat revealed) |
+| DataConsensus | Finalized | data `keeper_step(id)` (settles silent seats); if Accepted, `keeper_step()` (opens a round once enough data is pending) |
 
-Tasks that sign go to the account's queue `<role>.<address>`; "registered" accounts are those whose
-`deepshard worker --role ROLE` announced them in Redis within the last two minutes (`workers.tasks.rounds.
-register_account`; the worker beats every 30 s, so a worker gone for good stops getting tasks).
+The event names are the clients' (`TrainingRoundsClient.PANEL_DRAWN` ...): a contract renaming an event changes
+them there. Tasks that sign go to the account's queue `<role>.<address>`; "registered" accounts are those whose
+`deepshard worker --role ROLE` beat in Redis recently (`workers.node.registry`), so a worker gone for good stops
+getting tasks. Keeper tasks go to the `keeper` queue.
 
 Cursor: per chain id and contract, in Redis, the next block to scan (`deepshard:watcher:<chain>:<address>:cursor`).
 Logs are fetched with eth_getLogs over bounded ranges (`max_range` blocks), up to `latest - confirmations`.
@@ -40,19 +44,31 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 
 from ..chain import ChainClient, NodeUnavailable
+from ..chain.module import ModuleEvent
+from ..data.chain import DataConsensusClient
+from ..protocol.constants import DATA_STATUSES
+from ..rounds.chain import TrainingRoundsClient
+from ..tasks import consensus as consensus_tasks
+from ..tasks import rounds as round_tasks
 from ..tasks.errors import QueueUnavailable
+from ..tasks.runner import account_queue, send
+from .registry import registered_accounts
 
 logger = logging.getLogger(__name__)
 
-WATCHED: dict[str, tuple[str, ...]] = {
-    "TrainingRounds": ("RoundOpened", "DeltaRevealed", "EvaluatorsDrawn", "RoundFinalized"),
-    "DataConsensus": ("PanelDrawn", "Finalized"),
+ROUNDS, DATA = TrainingRoundsClient, DataConsensusClient
+#: The events the watcher turns into tasks, per contract.
+WATCHED: dict[str, tuple[ModuleEvent, ...]] = {
+    ROUNDS.CONTRACT: (ROUNDS.ROUND_OPENED, ROUNDS.DELTA_REVEALED, ROUNDS.PANEL_DRAWN, ROUNDS.REVEALED,
+                      ROUNDS.ROUND_FINALIZED),
+    DATA.CONTRACT: (DATA.SUBMITTED, DATA.PANEL_RESEEDED, DATA.PANEL_DRAWN, DATA.REVEALED, DATA.FINALIZED),
 }
-TRAINER_STEP = "workers.tasks.rounds.trainer_step"
-EVALUATOR_STEP = "workers.tasks.rounds.evaluator_step"
-KEEPER_STEP = "workers.tasks.rounds.keeper_step"
-CURATE = "workers.tasks.curator.curate"
-DATA_ACCEPTED = 3
+TRAINER_STEP = round_tasks.trainer_step.name
+EVALUATOR_STEP = round_tasks.evaluator_step.name
+KEEPER_STEP = round_tasks.keeper_step.name
+CURATE = consensus_tasks.curate.name
+DATA_KEEPER_STEP = consensus_tasks.keeper_step.name
+ACCEPTED = DATA_STATUSES.index("Accepted")
 
 DEFAULT_MAX_RANGE = 1_000
 DEFAULT_INTERVAL = 2.0
@@ -91,46 +107,43 @@ def sent_key(chain_id: int, address: str) -> str:
     return f"deepshard:watcher:{int(chain_id)}:{to_checksum_address(address)}:sent"
 
 
-def _queue(role: str, account: str) -> str:
-    return f"{role}.{to_checksum_address(account)}"
-
-
 class Router:
     """Which tasks an event calls for (the table of the module docstring)."""
 
     def __init__(self, chain: ChainClient, accounts: Callable[[str], Iterable[str]]):
         self.chain = chain
         self.accounts = accounts
-        self._rounds = None
+        self._rounds: TrainingRoundsClient | None = None
 
     def _panel(self, round_id: int) -> list[str]:
         if self._rounds is None:
-            self._rounds = self.chain.contract("TrainingRounds")
-        members, _ = self._rounds.functions.panelOf(round_id).call()
-        return list(members)
+            self._rounds = TrainingRoundsClient(self.chain)
+        return [member for member, _ in self._rounds.panel(round_id)]
+
+    def _to_registered(self, task: str, item: int, role: str, members: Iterable[str]) -> list[Dispatch]:
+        members = {to_checksum_address(a) for a in members}
+        return [Dispatch(task, (item,), account_queue(role, a)) for a in self.accounts(role) if a in members]
 
     def route(self, event: ChainEvent) -> list[Dispatch]:
-        args = event.args
+        name, args = event.name, event.args
         out: list[Dispatch] = []
-        if event.contract == "TrainingRounds":
-            round_id = int(args["round"])
-            if event.name in ("RoundOpened", "RoundFinalized"):
-                out += [Dispatch(TRAINER_STEP, (round_id,), _queue("trainer", a)) for a in self.accounts("trainer")]
-            if event.name == "EvaluatorsDrawn":
-                drawn = {to_checksum_address(a) for a in args["evaluators"]}
-                out += [Dispatch(EVALUATOR_STEP, (round_id,), _queue("evaluator", a))
-                        for a in self.accounts("evaluator") if a in drawn]
-            if event.name == "RoundFinalized":
-                panel = {to_checksum_address(a) for a in self._panel(round_id)}
-                out += [Dispatch(EVALUATOR_STEP, (round_id,), _queue("evaluator", a))
-                        for a in self.accounts("evaluator") if a in panel]
+        if event.contract == ROUNDS.CONTRACT:
+            panel_event = name in (ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
+            round_id = int(args["id"] if panel_event else args["round"])
+            if name in (ROUNDS.ROUND_OPENED.name, ROUNDS.ROUND_FINALIZED.name):
+                out += [Dispatch(TRAINER_STEP, (round_id,), account_queue("trainer", a))
+                        for a in self.accounts("trainer")]
+            if name == ROUNDS.PANEL_DRAWN.name:
+                out += self._to_registered(EVALUATOR_STEP, round_id, "evaluator", args["members"])
+            if name == ROUNDS.ROUND_FINALIZED.name:
+                out += self._to_registered(EVALUATOR_STEP, round_id, "evaluator", self._panel(round_id))
             out.append(Dispatch(KEEPER_STEP, (round_id,), "keeper"))
-        elif event.contract == "DataConsensus":
-            if event.name == "PanelDrawn":
-                drawn = {to_checksum_address(a) for a in args["curators"]}
-                out += [Dispatch(CURATE, (int(args["id"]),), _queue("curator", a))
-                        for a in self.accounts("curator") if a in drawn]
-            elif event.name == "Finalized" and int(args["status"]) == DATA_ACCEPTED:
+        elif event.contract == DATA.CONTRACT:
+            submission_id = int(args["id"])
+            if name == DATA.PANEL_DRAWN.name:
+                out += self._to_registered(CURATE, submission_id, "curator", args["members"])
+            out.append(Dispatch(DATA_KEEPER_STEP, (submission_id,), "keeper"))
+            if name == DATA.FINALIZED.name and int(args["status"]) == ACCEPTED:
                 out.append(Dispatch(KEEPER_STEP, (None,), "keeper"))
         return out
 
@@ -156,14 +169,12 @@ class Watcher:
         for name, events in WATCHED.items():
             contract = self.contracts[name]
             for event in events:
-                abi_event = getattr(contract.events, event)
-                self._topics[(contract.address, Web3.keccak(text=abi_event.signature))] = (name, abi_event)
+                abi_event = getattr(contract.events, event.name)
+                self._topics[(contract.address, Web3.keccak(text=abi_event.signature))] = (name, event, abi_event)
         #: (event, tasks queued for it) of every event processed by this instance, in order
         self.history: list[tuple[ChainEvent, list[Dispatch]]] = []
 
     def _registered(self, role: str) -> list[str]:
-        from ..tasks.rounds import registered_accounts
-
         return registered_accounts(self.redis, self.chain.chain_id, role)
 
     # ------------------------------------------------------------ cursor
@@ -226,9 +237,9 @@ class Watcher:
         return len(events)
 
     def _decode(self, log) -> ChainEvent:
-        name, abi_event = self._topics[(to_checksum_address(log["address"]), bytes(log["topics"][0]))]
+        name, event, abi_event = self._topics[(to_checksum_address(log["address"]), bytes(log["topics"][0]))]
         decoded = abi_event().process_log(log)
-        return ChainEvent(name, decoded["event"], dict(decoded["args"]), int(log["blockNumber"]),
+        return ChainEvent(name, decoded["event"], event.args(decoded["args"]), int(log["blockNumber"]),
                           int(log["logIndex"]), Web3.to_hex(log["transactionHash"]))
 
     # ------------------------------------------------------------ the loop
@@ -269,17 +280,7 @@ def describe_failure(exc: BaseException, watcher: Watcher | None = None) -> str:
 
 
 def _celery_send(dispatch: Dispatch, task_id: str) -> None:
-    from ..tasks.rounds import send
-
     send(dispatch.task, args=dispatch.args, queue=dispatch.queue, task_id=task_id)
-
-
-def run_in_thread(watcher: Watcher, interval: float = DEFAULT_INTERVAL) -> tuple[threading.Thread, threading.Event]:
-    """Starts `watcher.run` in a daemon thread; set the returned event to stop it."""
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.run, args=(stop, interval), name="deepshard-watcher", daemon=True)
-    thread.start()
-    return thread, stop
 
 
 def wait_for_node(chain_factory: Callable[[], ChainClient], stop: threading.Event) -> ChainClient | None:
@@ -296,5 +297,5 @@ def wait_for_node(chain_factory: Callable[[], ChainClient], stop: threading.Even
     return None
 
 
-__all__ = ["ChainEvent", "Dispatch", "Router", "Watcher", "WATCHED", "cursor_key", "describe_failure",
-           "run_in_thread", "sent_key", "wait_for_node"]
+__all__ = ["ChainEvent", "Dispatch", "Router", "Watcher", "WATCHED", "cursor_key", "describe_failure", "sent_key",
+           "wait_for_node"]

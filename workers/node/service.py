@@ -1,34 +1,51 @@
 """Long-running processes: a role's Celery worker (`deepshard worker`) and the watcher (`deepshard watch`).
 
 A worker of role R consumes the queue `R` and, for the roles that sign as one account (trainer, evaluator,
-curator), `R.<its address>`; it registers that address in Redis so that the watcher sends it its tasks, and
-queues a catch-up step for the current round (a worker started late, or restarted, picks up where the round
-is). A keeper worker also runs the watcher in a thread unless told not to (`--no-watch`: run `deepshard watch`
-elsewhere; one watcher per network is enough, and two are harmless).
+curator), `R.<its address>`; it registers that address in Redis (`workers.node.registry`) so that the watcher
+sends it its tasks, beats while it runs and deregisters when it stops. On start it queues catch-up steps, so a
+worker started late, or restarted, picks up where the network is (`plan_worker`):
 
-The signer is loaded once, in this process, before Celery starts (a keystore's password is asked here, or
-taken from $DEEPSHARD_KEYSTORE_PASSWORD), and the tasks of this worker (pool children included) sign with it.
+| role | catch-up |
+| --- | --- |
+| trainer, evaluator | its step on the current round |
+| curator | `curate(id)` for every submission where its seat is not settled yet |
+| keeper | the round keeper's step on the current round, and the data keeper's on every submission that still needs one (a panel to draw, a vote to finalize, a silent seat to settle) |
+
+A keeper worker also runs the watcher in a thread unless told not to (`--no-watch`: run `deepshard watch`
+elsewhere; one watcher per network is enough, and two are harmless). The keeper needs no stake, only ETH for gas.
+
+The signer is loaded once, in this process, before Celery starts (a keystore's password is asked here, or taken
+from $DEEPSHARD_KEYSTORE_PASSWORD), and handed to the step runner (`workers.tasks.runner.configure_worker`):
+pool children are forked from this process and inherit it, so neither the key nor its password is ever put in
+the environment.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import redis as redis_lib
 
-from ..chain import ChainClient, InvalidRequest, load_signer
-from ..chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
-from ..chain.client import RPC_URL_ENV
+from ..chain import ChainClient, InvalidRequest, load_keystore, load_signer
+from ..chain.accounts import KEYSTORE_PASSWORD_ENV, Signer
+from ..data.chain import DataConsensusClient
+from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
+from ..rounds.chain import TrainingRoundsClient
+from ..tasks import consensus as consensus_tasks
+from ..tasks import rounds as round_tasks
+from ..tasks.app import app
+from ..tasks.runner import account_queue, broker_redis, configure_worker, redis_unavailable, send
+from .registry import REGISTRATION_TTL, deregister_account, register_account
 from .watcher import DEFAULT_INTERVAL, DEFAULT_MAX_RANGE, Watcher, wait_for_node
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("trainer", "evaluator", "curator", "keeper")
 DEFAULT_POOLS = {"trainer": "prefork", "evaluator": "prefork", "curator": "solo", "keeper": "solo"}
 
 
@@ -37,60 +54,54 @@ class WorkerPlan:
     role: str
     account: str
     queues: list[str]
-    catch_up: str | None
+    #: the catch-up steps queued, as "task(argument)"
+    catch_up: list[str] = field(default_factory=list)
 
 
-def load_worker_signer(account: str | None):
-    """The signer: the keystore `account` (a path) if given, else the environment's. A password typed at
-    the prompt is kept in this process's environment so that pool children and the curator task can sign."""
+def load_worker_signer(account: str | None, env: dict | None = None) -> Signer:
+    """The worker's signer: the encrypted JSON keystore at `account` if given (its password from
+    $DEEPSHARD_KEYSTORE_PASSWORD, else asked once), else the environment's key (`load_signer`)."""
     if account:
-        os.environ.pop(PRIVATE_KEY_ENV, None)
-        os.environ[KEYSTORE_ENV] = account
-    typed: list[str] = []
-
-    def prompt(text: str) -> str:
-        import getpass
-
-        typed.append(getpass.getpass(text))
-        return typed[-1]
-
-    signer = load_signer(prompt=prompt)
-    if typed:
-        os.environ[KEYSTORE_PASSWORD_ENV] = typed[-1]
-    return signer
+        return load_keystore(account, (os.environ if env is None else env).get(KEYSTORE_PASSWORD_ENV), getpass.getpass)
+    return load_signer(env)
 
 
 def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> WorkerPlan:
-    """Registers the account for `role`, queues its catch-up step; returns the queues to consume."""
-    from ..tasks.rounds import (
-        ACCOUNT_ROLES,
-        account_queue,
-        redis_unavailable,
-        register_account,
-        send,
-    )
-    from .chain import TrainingRoundsClient
-
-    if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    """Registers the account for `role` and queues its catch-up steps (module docstring); returns the queues to
+    consume."""
+    if role not in NODE_ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(NODE_ROLES)}, not {role!r}")
     account = chain.address
     rounds = TrainingRoundsClient(chain)  # also checks that the network is deployed on this chain
     queues = [role]
-    catch_up = None
+    catch_up: list[tuple[str, tuple, str]] = []  # (task, args, queue)
+    if role in ACCOUNT_ROLES:
+        queues.append(account_queue(role, account))
+    current = rounds.current_round()
+    if role == "keeper":
+        catch_up.append((round_tasks.keeper_step.name, (None,), "keeper"))
+        for submission in DataConsensusClient(chain).unfinished():
+            if not submission.finalized or submission.silent_seats:
+                catch_up.append((consensus_tasks.keeper_step.name, (submission.id,), "keeper"))
+    elif role in ("trainer", "evaluator") and current is not None:
+        step = round_tasks.trainer_step if role == "trainer" else round_tasks.evaluator_step
+        catch_up.append((step.name, (current.id,), queues[-1]))
+    elif role == "curator":
+        consensus = DataConsensusClient(chain)
+        for submission in consensus.unfinished():
+            seat = consensus.seat_of(submission.id, account) if submission.panel_size else None
+            if seat is not None and not submission.settled(seat):
+                catch_up.append((consensus_tasks.curate.name, (submission.id,), queues[-1]))
     try:
         if role in ACCOUNT_ROLES:
-            queues.append(account_queue(role, account))
             register_account(client, chain.chain_id, role, account)
-        current = rounds.current_round()
-        if role == "keeper":
-            send("workers.tasks.rounds.keeper_step", args=(None,), queue="keeper")
-            catch_up = "keeper_step(current round)"
-        elif role in ("trainer", "evaluator") and current is not None:
-            send(f"workers.tasks.rounds.{role}_step", args=(current.id,), queue=account_queue(role, account))
-            catch_up = f"{role}_step({current.id})"
+        for task, args, queue in catch_up:
+            send(task, args=args, queue=queue)
     except redis_lib.exceptions.RedisError as exc:
         raise redis_unavailable(exc) from None
-    return WorkerPlan(role, account, queues, catch_up)
+    shown = [f"{task.removeprefix('workers.tasks.')}({'current' if args == (None,) else args[0]})"
+             for task, args, _ in catch_up]
+    return WorkerPlan(role, account, queues, shown)
 
 
 def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str | None = None,
@@ -99,27 +110,12 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
     """Starts the Celery worker of `role` in this process (returns when it stops)."""
     from celery import signals
 
-    from ..tasks.rounds import (
-        ACCOUNT_ROLES,
-        REGISTRATION_TTL,
-        app,
-        broker_redis,
-        deregister_account,
-        redis_unavailable,
-        register_account,
-        set_worker_signer,
-    )
-
     signer = load_worker_signer(account)
     chain = ChainClient(rpc_url, signer)
-    os.environ[RPC_URL_ENV] = rpc_url  # the tasks connect where this process did
-    set_worker_signer(signer)
+    configure_worker(signer, rpc_url)  # the tasks sign with this key and connect where this process did
     plan = plan_worker(role, chain, broker_redis())
-    if role == "curator":
-        # `curate` queues its own next step; it must come back to this account's queue, not to any curator.
-        app.conf.task_routes = ({"workers.tasks.curator.curate": {"queue": plan.queues[-1]}}, app.conf.task_routes)
     out(f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
-        + (f"; queued {plan.catch_up}" if plan.catch_up else ""))
+        + (f"; queued {', '.join(plan.catch_up)}" if plan.catch_up else ""))
 
     stop = threading.Event()
     background = []
@@ -173,8 +169,6 @@ def run_watch(rpc_url: str, *, confirmations: int = 0, max_range: int = DEFAULT_
               start_block: int | None = None, interval: float = DEFAULT_INTERVAL,
               out: Callable[[str], None] = print, err: Callable[[str], None] = print) -> int:
     """Runs the watcher in the foreground until SIGINT or SIGTERM."""
-    from ..tasks.rounds import broker_redis
-
     chain = ChainClient(rpc_url)
     watcher = Watcher(chain, broker_redis(), confirmations=confirmations, max_range=max_range,
                       start_block=start_block)
