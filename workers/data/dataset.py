@@ -50,8 +50,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line: 'valid, N records, ...' or 'invalid: N problems ...'."""
-        if self.ok:
-            m = self.manifest
+        m = self.manifest
+        if self.ok and m is not None:
             return (f"valid: {m.records:,} records, {m.approx_tokens:,} approx tokens, "
                     f"{m.size_bytes:,} bytes normalised, sha256 {m.sha256}")
         listed = len(self.problems)
@@ -104,7 +104,7 @@ def normalise_file(source: Source, destination: str | os.PathLike, limits: Limit
     try:
         with os.fdopen(fd, "wb") as sink, open_source(source) as stream:
             report = _run(stream, limits, sink)
-        if not report.ok:
+        if not report.ok or report.manifest is None:
             raise InvalidDataset(report)
         os.replace(temporary, destination)
     except BaseException:

@@ -444,9 +444,8 @@ def perplexity(texts: Sequence[str], model: Any, tokenizer: Any, *, batch_size: 
     pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
     encoded = []
     for text in texts:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        ids = ([bos] + ids if bos is not None else ids)[:max_tokens]
-        encoded.append(ids)
+        token_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        encoded.append(([bos] + token_ids if bos is not None else token_ids)[:max_tokens])
     per_record: list[float | None] = [None] * len(texts)
     scored_tokens = 0
     device = next(model.parameters()).device
@@ -566,7 +565,7 @@ def compute_signals(source: Source | Sequence[Record], *, corpus: MinHashIndex |
     signatures = minhash_signatures(texts, params)
 
     earlier = earlier_near_duplicates(signatures, params)
-    duplicates = [{"line": records[i].line, "duplicate_of": str(records[earlier[i]].line)}
+    duplicates: list[dict[str, Any]] = [{"line": records[i].line, "duplicate_of": str(records[earlier[i]].line)}
                   for i in np.nonzero(earlier >= 0)[0]]
     corpus_rate = None
     if corpus is not None:

@@ -51,8 +51,9 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 TINY_EOS = "<|endoftext|>"
 TINY_INIT_SEED = 20_230_126  # Fast-DetectGPT's arXiv month; any fixed value works
-TINY_CONFIG = dict(
-    vocab_size=2048,
+TINY_VOCAB_SIZE = 2048
+TINY_CONFIG: dict[str, object] = dict(
+    vocab_size=TINY_VOCAB_SIZE,
     hidden_size=256,
     intermediate_size=688,
     num_hidden_layers=4,
@@ -242,7 +243,7 @@ def _train_tiny_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_CONFIG["vocab_size"],
+        vocab_size=TINY_VOCAB_SIZE,
         min_frequency=2,
         special_tokens=[TINY_EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),

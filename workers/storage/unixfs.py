@@ -97,6 +97,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     while offset < len(data):
         key, offset = decode_varint(data, offset)
         number, wire_type = key >> 3, key & 7
+        value: int | bytes
         if wire_type == _VARINT:
             value, offset = decode_varint(data, offset)
         elif wire_type == _LENGTH_DELIMITED:
@@ -126,13 +127,13 @@ class UnixFSData:
 def decode_pbnode(block: bytes, cid: Cid) -> PBNode:
     node = PBNode()
     try:
-        for number, wire_type, value in _fields(block):
-            if number == 2 and wire_type == _LENGTH_DELIMITED:
-                hash_ = next((v for n, w, v in _fields(value) if n == 1 and w == _LENGTH_DELIMITED), None)
+        for number, _, value in _fields(block):
+            if number == 2 and isinstance(value, bytes):
+                hash_ = next((v for n, _, v in _fields(value) if n == 1 and isinstance(v, bytes)), None)
                 if hash_ is None:
                     raise ValueError("link without a hash")
                 node.links.append(Cid.from_bytes(hash_))
-            elif number == 1 and wire_type == _LENGTH_DELIMITED:
+            elif number == 1 and isinstance(value, bytes):
                 node.data = value
     except (ValueError, InvalidCid) as exc:
         raise IntegrityError(f"block {cid} is not a valid dag-pb node ({exc})") from None
@@ -142,16 +143,16 @@ def decode_pbnode(block: bytes, cid: Cid) -> PBNode:
 def decode_unixfs(data: bytes, cid: Cid) -> UnixFSData:
     result = UnixFSData()
     try:
-        for number, wire_type, value in _fields(data):
-            if number == 1 and wire_type == _VARINT:
+        for number, _, value in _fields(data):
+            if number == 1 and isinstance(value, int):
                 result.type = value
-            elif number == 2 and wire_type == _LENGTH_DELIMITED:
+            elif number == 2 and isinstance(value, bytes):
                 result.data = value
-            elif number == 3 and wire_type == _VARINT:
+            elif number == 3 and isinstance(value, int):
                 result.filesize = value
-            elif number == 4 and wire_type == _VARINT:
+            elif number == 4 and isinstance(value, int):
                 result.blocksizes.append(value)
-            elif number == 4 and wire_type == _LENGTH_DELIMITED:  # packed encoding, also legal protobuf
+            elif number == 4 and isinstance(value, bytes):  # packed encoding, also legal protobuf
                 offset = 0
                 while offset < len(value):
                     size, offset = decode_varint(value, offset)
@@ -229,13 +230,13 @@ class FileDagBuilder:
     def _add_leaf(self, chunk: bytes | bytearray | memoryview) -> None:
         self._leaf_count += 1
         if self._raw_leaves:
-            data = chunk
-            cid = Cid.for_block(RAW, chunk, self._cid_version)
+            data = bytes(chunk)
+            cid = Cid.for_block(RAW, data, self._cid_version)
         else:
             data = encode_pbnode([], encode_unixfs_file(len(chunk), bytes(chunk)))
             cid = Cid.for_block(DAG_PB, data, self._cid_version)
         if self._on_block is not None:
-            self._on_block(Block(cid, bytes(data)))
+            self._on_block(Block(cid, data))
         self._push(0, Link(cid, len(data), len(chunk)))
 
     def _push(self, level: int, link: Link) -> None:
@@ -300,6 +301,7 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
         nonlocal produced, declared
         if depth > MAX_DEPTH:
             raise IntegrityError(f"the DAG of {root} is deeper than {MAX_DEPTH} levels")
+        filesize: int | None
         if cid.codec == RAW:
             chunks, links, sizes = [block], [], []
             filesize = len(block)
@@ -308,8 +310,8 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
             if node.data is None:
                 raise UnsupportedContent(f"{cid} is a dag-pb node without UnixFS data, not a file")
             unixfs = decode_unixfs(node.data, cid)
-            if unixfs.type not in (UNIXFS_FILE, UNIXFS_RAW):
-                kind = UNIXFS_TYPE_NAMES.get(unixfs.type, f"type {unixfs.type}")
+            if unixfs.type is None or unixfs.type not in (UNIXFS_FILE, UNIXFS_RAW):
+                kind = UNIXFS_TYPE_NAMES.get(unixfs.type, f"type {unixfs.type}") if unixfs.type is not None else "node"
                 raise UnsupportedContent(f"{root} is a UnixFS {kind}, not a file")
             links, sizes = node.links, unixfs.blocksizes
             chunks = [unixfs.data] if unixfs.data else []
