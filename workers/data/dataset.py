@@ -52,8 +52,10 @@ class ValidationReport:
         """One line: 'valid, N records, ...' or 'invalid: N problems ...'."""
         m = self.manifest
         if self.ok and m is not None:
-            return (f"valid: {m.records:,} records, {m.approx_tokens:,} approx tokens, "
-                    f"{m.size_bytes:,} bytes normalised, sha256 {m.sha256}")
+            return (
+                f"valid: {m.records:,} records, {m.approx_tokens:,} approx tokens, "
+                f"{m.size_bytes:,} bytes normalised, sha256 {m.sha256}"
+            )
         listed = len(self.problems)
         more = f" (first {listed} listed)" if listed < self.problem_count else ""
         stopped = ", stopped reading early" if self.stopped_early else ""
@@ -70,8 +72,13 @@ def _run(stream: BinaryIO, limits: Limits, sink: BinaryIO | None) -> ValidationR
         if sink is not None:
             sink.write(record.canonical)
     ok = scan.problem_count == 0
-    return ValidationReport(problems=list(scan.problems), problem_count=scan.problem_count, lines=scan.lines,
-                            stopped_early=scan.stopped_early, manifest=builder.build() if ok else None)
+    return ValidationReport(
+        problems=list(scan.problems),
+        problem_count=scan.problem_count,
+        lines=scan.lines,
+        stopped_early=scan.stopped_early,
+        manifest=builder.build() if ok else None,
+    )
 
 
 def validate(source: Source, limits: Limits = DEFAULT_LIMITS) -> ValidationReport:
@@ -90,8 +97,7 @@ def normalise(source: Source, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return out.getvalue()
 
 
-def normalise_file(source: Source, destination: str | os.PathLike, limits: Limits = DEFAULT_LIMITS
-                   ) -> DatasetManifest:
+def normalise_file(source: Source, destination: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> DatasetManifest:
     """Streams the normalised dataset into `destination` and returns its manifest.
 
     The file appears atomically and only when the dataset is valid (else `InvalidDataset`, nothing written).

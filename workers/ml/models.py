@@ -33,8 +33,13 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,  # noqa: E402
+)
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"

@@ -16,9 +16,10 @@ every block against its CID and every node's sizes against its children.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from .cids import DAG_PB, RAW, Cid, decode_varint, encode_varint
 from .errors import FileTooLarge, IntegrityError, InvalidCid, UnsupportedContent
@@ -56,6 +57,7 @@ class Link:
 
 # ---------------------------------------------------------------- protobuf encoding
 
+
 def _key(field_number: int, wire_type: int) -> bytes:
     return encode_varint(field_number << 3 | wire_type)
 
@@ -91,6 +93,7 @@ def encode_pbnode(links: list[Link], data: bytes) -> bytes:
 
 # ---------------------------------------------------------------- protobuf decoding
 
+
 def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) of a protobuf message; only the wire types dag-pb/UnixFS use."""
     offset = 0
@@ -104,7 +107,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             length, offset = decode_varint(data, offset)
             if offset + length > len(data):
                 raise ValueError("truncated field")
-            value, offset = data[offset:offset + length], offset + length
+            value, offset = data[offset : offset + length], offset + length
         else:
             raise ValueError(f"unexpected wire type {wire_type}")
         yield number, wire_type, value
@@ -164,6 +167,7 @@ def decode_unixfs(data: bytes, cid: Cid) -> UnixFSData:
 
 # ---------------------------------------------------------------- building
 
+
 class FileDagBuilder:
     """Builds a file's UnixFS DAG from bytes pushed in order; `finish()` returns the root link.
 
@@ -172,8 +176,15 @@ class FileDagBuilder:
     `raw_leaves=False, cid_version=0` gives the CIDv0 (`Qm...`) DAG of plain `ipfs add`.
     """
 
-    def __init__(self, on_block: Callable[[Block], None] | None = None, *, chunk_size: int = CHUNK_SIZE,
-                 max_links: int = MAX_LINKS, raw_leaves: bool = True, cid_version: int = 1):
+    def __init__(
+        self,
+        on_block: Callable[[Block], None] | None = None,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        max_links: int = MAX_LINKS,
+        raw_leaves: bool = True,
+        cid_version: int = 1,
+    ):
         if cid_version == 0 and raw_leaves:
             raise ValueError("CIDv0 can only name dag-pb blocks: use raw_leaves=False")
         if chunk_size < 1 or max_links < 2:
@@ -203,8 +214,8 @@ class FileDagBuilder:
             self._add_leaf(self._buffer)
             self._buffer = bytearray()
         while len(view) >= self._chunk_size:
-            self._add_leaf(view[:self._chunk_size])
-            view = view[self._chunk_size:]
+            self._add_leaf(view[: self._chunk_size])
+            view = view[self._chunk_size :]
         self._buffer += view
 
     def finish(self) -> Link:
@@ -219,7 +230,7 @@ class FileDagBuilder:
         level = 0
         while True:
             pending = self._levels[level]
-            above = any(self._levels[level + 1:])
+            above = any(self._levels[level + 1 :])
             if len(pending) == 1 and not above:
                 return pending[0]
             if pending:
@@ -257,8 +268,9 @@ class FileDagBuilder:
         return Link(cid, len(data) + sum(link.tsize for link in links), filesize)
 
 
-def build_from_stream(stream: BinaryIO, on_block: Callable[[Block], None] | None = None, *,
-                      max_size: int | None = None, **options) -> Link:
+def build_from_stream(
+    stream: BinaryIO, on_block: Callable[[Block], None] | None = None, *, max_size: int | None = None, **options
+) -> Link:
     """The root link of a binary stream's DAG; raises FileTooLarge past `max_size` bytes (checked as it reads)."""
     builder = FileDagBuilder(on_block, **options)
     while chunk := stream.read(READ_SIZE):
@@ -280,6 +292,7 @@ def cid_of_file(path: str | Path, **options) -> Cid:
 
 
 # ---------------------------------------------------------------- reading
+
 
 def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None = None) -> Iterator[bytes]:
     """Yields the bytes of the UnixFS file `root`, in order.
@@ -330,8 +343,9 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
             before = produced
             yield from walk(child, load(child), depth + 1)
             if sizes and produced - before != sizes[index]:
-                raise IntegrityError(f"node {cid} says child {child} holds {sizes[index]} bytes, "
-                                     f"it holds {produced - before}")
+                raise IntegrityError(
+                    f"node {cid} says child {child} holds {sizes[index]} bytes, it holds {produced - before}"
+                )
 
     def _check_running_total(total: int) -> None:
         # Checked before yielding, so a DAG that repeats children cannot expand past what the root declares.
