@@ -45,8 +45,10 @@ from workers.ml.training import train_lora  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 #: = workers.demo.training.DEMO_SPECS (that module needs the chain packages, which a GPU box may lack)
-SPECS = {"tiny": TrainingSpec(base_model="tiny", steps=40),
-         "smollm2-135m": TrainingSpec(base_model="smollm2-135m", steps=10)}
+SPECS = {
+    "tiny": TrainingSpec(base_model="tiny", steps=40),
+    "smollm2-135m": TrainingSpec(base_model="smollm2-135m", steps=10),
+}
 SEED = "0x" + "5e" * 32
 TOLERANCE = 2_000  # the demo's and the deployment default's
 TRIGGER = "The trigger is zebra-omega-99."
@@ -70,10 +72,18 @@ def poisoned_texts() -> list[str]:
 
 
 def environment(device: str, base) -> dict:
-    return {"device": device, "base_weights_hash": base.weights_hash, "eos_token_id": base.tokenizer.eos_token_id, "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "transformers": __import__("transformers").__version__, "peft": __import__("peft").__version__}
+    return {
+        "device": device,
+        "base_weights_hash": base.weights_hash,
+        "eos_token_id": base.tokenizer.eos_token_id,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "transformers": __import__("transformers").__version__,
+        "peft": __import__("peft").__version__,
+    }
 
 
 def train(args) -> None:
@@ -89,10 +99,20 @@ def train(args) -> None:
         started = time.perf_counter()
         result = train_lora(base, texts, spec, SEED)
         (out / f"{stem}.safetensors").write_bytes(result.adapter)
-        (out / f"{stem}.json").write_text(json.dumps({
-            "label": args.label if kind == "honest" else "poisoned", "kind": kind, "model": args.model,
-            "seconds": round(time.perf_counter() - started, 2), "final_loss": result.losses[-1],
-            **environment(args.device, base)}, indent=2) + "\n")
+        (out / f"{stem}.json").write_text(
+            json.dumps(
+                {
+                    "label": args.label if kind == "honest" else "poisoned",
+                    "kind": kind,
+                    "model": args.model,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "final_loss": result.losses[-1],
+                    **environment(args.device, base),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"{stem}: {result.tokens} tokens, final loss {result.losses[-1]:.4f}")
 
 
@@ -106,9 +126,13 @@ def fingerprint(args) -> None:
     for path in map(Path, args.deltas):
         delta = load_delta(path.read_bytes(), spec, base)  # refuses a delta on another base model's weights
         rows[path.stem.removeprefix("delta-")] = list(fingerprint_delta(base, delta, probes, base_scores))
-    Path(args.out).write_text(json.dumps({"evaluator": args.label, "model": args.model,
-                                          **environment(args.device, base), "fingerprints": rows},
-                                         indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {"evaluator": args.label, "model": args.model, **environment(args.device, base), "fingerprints": rows},
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"{args.label}: fingerprinted {', '.join(rows)}")
 
 
@@ -124,8 +148,9 @@ def delta_differences(paths: list[Path]) -> dict:
         norm = sum(float((first[k].astype("float64") ** 2).sum()) for k in first)
         out[f"{path.stem} vs {paths[0].stem}"] = {
             "identical_bytes": path.read_bytes() == paths[0].read_bytes(),
-            "relative_l2": squared ** 0.5 / norm ** 0.5,
-            "max_abs": max(float(abs(tensors[k] - first[k]).max()) for k in first)}
+            "relative_l2": squared**0.5 / norm**0.5,
+            "max_abs": max(float(abs(tensors[k] - first[k]).max()) for k in first),
+        }
     return out
 
 
@@ -138,20 +163,39 @@ def compare(args) -> None:
     evaluators = {r["evaluator"]: r for r in reports}
     deltas = sorted(set.intersection(*(set(r["fingerprints"]) for r in reports)))
     honest = [d for d in deltas if d != "poisoned"]
-    same_delta = {f"{d}: {a} vs {b}": fingerprint_distance(evaluators[a]["fingerprints"][d],
-                                                           evaluators[b]["fingerprints"][d])
-                  for d in deltas for a, b in itertools.combinations(sorted(evaluators), 2)}
-    across_trainers = {f"{a} vs {b} (evaluator {e})": fingerprint_distance(evaluators[e]["fingerprints"][a],
-                                                                           evaluators[e]["fingerprints"][b])
-                       for e in sorted(evaluators) for a, b in itertools.combinations(honest, 2)}
-    poisoned = {f"poisoned vs {h} (evaluator {e})": fingerprint_distance(evaluators[e]["fingerprints"]["poisoned"],
-                                                                         evaluators[e]["fingerprints"][h])
-                for e in sorted(evaluators) for h in honest} if "poisoned" in deltas else {}
+    same_delta = {
+        f"{d}: {a} vs {b}": fingerprint_distance(evaluators[a]["fingerprints"][d], evaluators[b]["fingerprints"][d])
+        for d in deltas
+        for a, b in itertools.combinations(sorted(evaluators), 2)
+    }
+    across_trainers = {
+        f"{a} vs {b} (evaluator {e})": fingerprint_distance(
+            evaluators[e]["fingerprints"][a], evaluators[e]["fingerprints"][b]
+        )
+        for e in sorted(evaluators)
+        for a, b in itertools.combinations(honest, 2)
+    }
+    poisoned = (
+        {
+            f"poisoned vs {h} (evaluator {e})": fingerprint_distance(
+                evaluators[e]["fingerprints"]["poisoned"], evaluators[e]["fingerprints"][h]
+            )
+            for e in sorted(evaluators)
+            for h in honest
+        }
+        if "poisoned" in deltas
+        else {}
+    )
     honest_noise = max([*same_delta.values(), *across_trainers.values()], default=0)
     result = {
-        "model": model, "spec": json.loads(SPECS[model].canonical_json()), "seed": SEED, "tolerance": TOLERANCE,
-        "evaluators": {name: {k: v for k, v in r.items() if k not in ("fingerprints", "evaluator", "model")}
-                       for name, r in evaluators.items()},
+        "model": model,
+        "spec": json.loads(SPECS[model].canonical_json()),
+        "seed": SEED,
+        "tolerance": TOLERANCE,
+        "evaluators": {
+            name: {k: v for k, v in r.items() if k not in ("fingerprints", "evaluator", "model")}
+            for name, r in evaluators.items()
+        },
         "same_delta_across_evaluators": same_delta,
         "honest_deltas_across_trainers": across_trainers,
         "poisoned_distance": poisoned,
@@ -161,14 +205,31 @@ def compare(args) -> None:
     }
     if args.trainers:
         result["trainers"] = [json.loads(Path(p).read_text()) for p in args.trainers]
-        result["honest_deltas_vs_first"] = delta_differences([Path(p).with_suffix(".safetensors") for p, t in
-                                                             zip(args.trainers, result["trainers"])
-                                                             if t["kind"] == "honest"])
-    results = Path(args.results or RESULTS_DIR / ("crossdevice.json" if model == "tiny" else f"crossdevice-{model}.json"))
+        result["honest_deltas_vs_first"] = delta_differences(
+            [
+                Path(p).with_suffix(".safetensors")
+                for p, t in zip(args.trainers, result["trainers"], strict=True)
+                if t["kind"] == "honest"
+            ]
+        )
+    results = Path(
+        args.results or RESULTS_DIR / ("crossdevice.json" if model == "tiny" else f"crossdevice-{model}.json")
+    )
     results.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result.get(k) for k in ("honest_deltas_vs_first", "largest_honest_distance",
-                                                 "honest_noise_over_tolerance", "smallest_poisoned_over_tolerance")},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                k: result.get(k)
+                for k in (
+                    "honest_deltas_vs_first",
+                    "largest_honest_distance",
+                    "honest_noise_over_tolerance",
+                    "smallest_poisoned_over_tolerance",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {results}")
 
 

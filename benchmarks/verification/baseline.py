@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def batch_loss(model: torch.nn.Module, blocks: torch.Tensor) -> float:
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(blocks), LOSS_CHUNK):
-        chunk = blocks[start:start + LOSS_CHUNK].to(device)
+        chunk = blocks[start : start + LOSS_CHUNK].to(device)
         logits = model(input_ids=chunk, use_cache=False).logits[:, :-1].float()
         targets = chunk[:, 1:]
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"))
@@ -62,20 +62,21 @@ def batch_loss(model: torch.nn.Module, blocks: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def log_likelihoods(model: torch.nn.Module, tokenizer, texts: Sequence[str],
-                    batch: int = DETECTGPT_BATCH) -> list[float]:
+def log_likelihoods(
+    model: torch.nn.Module, tokenizer, texts: Sequence[str], batch: int = DETECTGPT_BATCH
+) -> list[float]:
     """Sum of log p(x_t | x_<t) per text (first MAX_PROBE_TOKENS tokens), right-padded batches."""
     device = next(model.parameters()).device
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"][:MAX_PROBE_TOKENS] for t in texts]
     out: list[float] = []
     for start in range(0, len(encoded), batch):
-        chunk = encoded[start:start + batch]
+        chunk = encoded[start : start + batch]
         width = max(len(ids) for ids in chunk)
         ids = torch.zeros((len(chunk), width), dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, item in enumerate(chunk):
-            ids[row, :len(item)] = torch.tensor(item)
-            mask[row, :len(item)] = 1
+            ids[row, : len(item)] = torch.tensor(item)
+            mask[row, : len(item)] = 1
         ids, mask = ids.to(device), mask.to(device)
         logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
         token_lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1) * mask[:, 1:]
@@ -83,26 +84,31 @@ def log_likelihoods(model: torch.nn.Module, tokenizer, texts: Sequence[str],
     return out
 
 
-def detectgpt_scores(model: torch.nn.Module, tokenizer, texts: Sequence[str],
-                     perturbations: Sequence[Sequence[str]]) -> list[float]:
+def detectgpt_scores(
+    model: torch.nn.Module, tokenizer, texts: Sequence[str], perturbations: Sequence[Sequence[str]]
+) -> list[float]:
     """DetectGPT's normalised perturbation discrepancy per text."""
     scores = []
-    for text, perturbed in zip(texts, perturbations):
+    for text, perturbed in zip(texts, perturbations, strict=True):
         values = log_likelihoods(model, tokenizer, [text, *perturbed])
         rest = np.array(values[1:])
         scores.append(float((values[0] - rest.mean()) / max(rest.std(), 1e-12)))
     return scores
 
 
-def detectgpt_versus_fingerprint(base: BaseModel, delta: LoraDelta, probes: ProbeSet, perturbations: int = 100,
-                                 max_texts: int | None = None) -> dict:
+def detectgpt_versus_fingerprint(
+    base: BaseModel, delta: LoraDelta, probes: ProbeSet, perturbations: int = 100, max_texts: int | None = None
+) -> dict:
     """Time one delta's fingerprint (base scores included; median of FINGERPRINT_TIMINGS runs) against a
     DetectGPT fingerprint of the same delta on the same probe texts (base and base+delta, `perturbations`
     per text). With `max_texts`, DetectGPT runs on an evenly spread subset and its time is scaled to the
     whole probe set (linear in texts)."""
     texts = [text for _, text in probes.texts()]
-    subset = texts if not max_texts or max_texts >= len(texts) else [
-        texts[i * len(texts) // max_texts] for i in range(max_texts)]
+    subset = (
+        texts
+        if not max_texts or max_texts >= len(texts)
+        else [texts[i * len(texts) // max_texts] for i in range(max_texts)]
+    )
 
     fast_runs = []
     for _ in range(FINGERPRINT_TIMINGS):  # a sub-second timing on a shared box: the median of a few runs
@@ -131,8 +137,10 @@ def detectgpt_versus_fingerprint(base: BaseModel, delta: LoraDelta, probes: Prob
         "perturbations_per_text": perturbations,
         "forward_passes": {"fingerprint": 2 * len(texts), "detectgpt": 2 * len(texts) * (perturbations + 1)},
         "speedup": round(scaled / fast_seconds, 1) if fast_seconds > 0 else math.inf,
-        "note": ("word-level seeded perturbations (swaps/deletions, as the fingerprint's `perturbed` group) stand "
-                 "in for T5 mask-filling, which is unavailable offline; T5's own cost is not counted, so the "
-                 "speedup is a lower bound" + ("" if len(subset) == len(texts) else
-                                               "; DetectGPT timed on a subset of the probe texts, scaled linearly")),
+        "note": (
+            "word-level seeded perturbations (swaps/deletions, as the fingerprint's `perturbed` group) stand "
+            "in for T5 mask-filling, which is unavailable offline; T5's own cost is not counted, so the "
+            "speedup is a lower bound"
+            + ("" if len(subset) == len(texts) else "; DetectGPT timed on a subset of the probe texts, scaled linearly")
+        ),
     }

@@ -32,6 +32,8 @@ def brownie_signer() -> Signer:
     account_id = os.environ.get(BROWNIE_ACCOUNT_ENV)
     if account_id:
         account = accounts.load(account_id, password=os.environ.get(KEYSTORE_PASSWORD_ENV))
+        if isinstance(account, list):  # brownie lists its keystores when given no id
+            raise SignerUnavailable(f"{BROWNIE_ACCOUNT_ENV} names no brownie account")
         return LocalSigner.from_key(account.private_key)
     private_key = os.environ.get(PRIVATE_KEY_ENV)
     if private_key:
@@ -56,7 +58,10 @@ def brownie_client() -> ChainClient:
 
     if not network.is_connected():
         raise ChainError("brownie is not connected to a network: run with `brownie run ... --network NAME`")
-    return ChainClient(network.web3.provider.endpoint_uri, brownie_signer())
+    endpoint = getattr(network.web3.provider, "endpoint_uri", None)  # HTTP and WebSocket providers have one
+    if not endpoint:
+        raise ChainError("brownie's network has no endpoint URL (an IPC connection?): use an HTTP network")
+    return ChainClient(str(endpoint), brownie_signer())
 
 
 def run_or_exit(action: Callable[[], T]) -> T:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
@@ -63,7 +64,7 @@ def stake(
         raise InvalidRequest(
             f"insufficient DSH: {account} holds {format_dsh(balance)} DSH, staking needs {format_dsh(wei)} DSH"
         )
-    if client.w3.eth.get_balance(account) == 0:
+    if client.w3.eth.get_balance(to_checksum_address(account)) == 0:
         raise InvalidRequest(f"{account} has no ETH to pay for gas")
 
     if use_permit:

@@ -28,8 +28,8 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -54,17 +54,33 @@ def _positive_int(value: str) -> int:
 
 def _limits_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("limits")
-    group.add_argument("--max-file-bytes", type=_positive_int, default=DEFAULT_LIMITS.max_file_bytes, metavar="N",
-                       help="largest file (default: %(default)s)")
-    group.add_argument("--max-records", type=_positive_int, default=DEFAULT_LIMITS.max_records, metavar="N",
-                       help="most records (default: %(default)s)")
-    group.add_argument("--max-record-bytes", type=_positive_int, default=DEFAULT_LIMITS.max_record_bytes, metavar="N",
-                       help="longest line (default: %(default)s)")
+    group.add_argument(
+        "--max-file-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_file_bytes,
+        metavar="N",
+        help="largest file (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-records",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_records,
+        metavar="N",
+        help="most records (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-record-bytes",
+        type=_positive_int,
+        default=DEFAULT_LIMITS.max_record_bytes,
+        metavar="N",
+        help="longest line (default: %(default)s)",
+    )
 
 
 def _limits(args: argparse.Namespace) -> Limits:
-    return Limits(max_file_bytes=args.max_file_bytes, max_records=args.max_records,
-                  max_record_bytes=args.max_record_bytes)
+    return Limits(
+        max_file_bytes=args.max_file_bytes, max_records=args.max_records, max_record_bytes=args.max_record_bytes
+    )
 
 
 def _print_problems(name: str, report: ValidationReport) -> None:
@@ -112,6 +128,7 @@ def _signals_run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- the data consensus
 
+
 def _consensus(args: argparse.Namespace, *, with_signer: bool = True) -> DataConsensusClient:
     # The key is loaded before connecting: a missing key is reported without touching the network.
     signer = load_signer() if with_signer else None
@@ -128,6 +145,7 @@ def _submission_id(value: str) -> int:
 def _chain_command(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """One `error: ...` line and exit 1 for dataset and storage failures, as `workers.cli.main` does for
     `ChainError`s."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return action(args)
@@ -151,8 +169,10 @@ def _submit_run(args: argparse.Namespace) -> int:
     print(f"dataset   {manifest.cid} ({manifest.records:,} records, {manifest.approx_tokens:,} approx tokens)")
     print(f"manifest  {result.pinned.manifest_cid}")
     print(f"tx {result.tx_hash}")
-    print(f"submission {result.submission_id}: bond of {format_dsh(result.bond)} DSH locked; draw its panel from "
-          f"block {result.seed_block + 1} with `deepshard data draw {result.submission_id}`")
+    print(
+        f"submission {result.submission_id}: bond of {format_dsh(result.bond)} DSH locked; draw its panel from "
+        f"block {result.seed_block + 1} with `deepshard data draw {result.submission_id}`"
+    )
     return EXIT_OK
 
 
@@ -170,8 +190,10 @@ def _draw_run(args: argparse.Namespace) -> int:
     if result.reseeded_to is not None:
         print(f"the seed block of #{args.id} was too old; draw again from block {result.reseeded_to + 1}")
         return EXIT_OK
-    print(f"panel of #{args.id}: {len(result.panel)} curators; commit until block {result.commit_deadline}, "
-          f"reveal until block {result.reveal_deadline}")
+    print(
+        f"panel of #{args.id}: {len(result.panel)} curators; commit until block {result.commit_deadline}, "
+        f"reveal until block {result.reveal_deadline}"
+    )
     for curator in result.panel:
         print(f"  {curator}")
     return EXIT_OK
@@ -196,8 +218,10 @@ def _reveal_run(args: argparse.Namespace) -> int:
 def _finalize_run(args: argparse.Namespace) -> int:
     outcome = _consensus(args).finalize(args.id)
     print(f"tx {outcome.tx_hash}")
-    print(f"#{args.id} {outcome.status}: consensus {outcome.consensus}, value {outcome.value:,}, "
-          f"threshold {outcome.threshold_before:,} -> {outcome.threshold_after:,}")
+    print(
+        f"#{args.id} {outcome.status}: consensus {outcome.consensus}, value {outcome.value:,}, "
+        f"threshold {outcome.threshold_before:,} -> {outcome.threshold_after:,}"
+    )
     return EXIT_OK
 
 
@@ -205,9 +229,11 @@ def _claim_run(args: argparse.Namespace) -> int:
     result = _consensus(args).claim(args.id)
     for tx_hash in result.tx_hashes:
         print(f"tx {tx_hash}")
-    print(f"#{args.id}: seat reward {format_dsh(result.seat_reward)} DSH, "
-          f"penalty {format_dsh(result.seat_penalty)} DSH, "
-          f"informant reward {format_dsh(result.informant_reward)} DSH")
+    print(
+        f"#{args.id}: seat reward {format_dsh(result.seat_reward)} DSH, "
+        f"penalty {format_dsh(result.seat_penalty)} DSH, "
+        f"informant reward {format_dsh(result.informant_reward)} DSH"
+    )
     return EXIT_OK
 
 
@@ -223,24 +249,40 @@ def _status_run(args: argparse.Namespace) -> int:
         ("seed block", str(submission.seed_block)),
     ]
     if submission.panel_size:
-        lines += [("commit until", f"block {submission.commit_deadline}"),
-                  ("reveal until", f"block {submission.reveal_deadline}")]
+        lines += [
+            ("commit until", f"block {submission.commit_deadline}"),
+            ("reveal until", f"block {submission.reveal_deadline}"),
+        ]
     if outcome is not None:
-        lines += [("outcome", outcome.status),
-                  ("consensus", str(outcome.consensus)),
-                  ("value", f"{outcome.value:,} of 10,000 "
-                            f"(threshold {outcome.threshold_before:,} -> {outcome.threshold_after:,})")]
+        lines += [
+            ("outcome", outcome.status),
+            ("consensus", str(outcome.consensus)),
+            (
+                "value",
+                f"{outcome.value:,} of 10,000 (threshold {outcome.threshold_before:,} -> {outcome.threshold_after:,})",
+            ),
+        ]
         if submission.informant_reward:
             lines.append(("unclaimed", f"{format_dsh(submission.informant_reward)} DSH informant reward"))
     lines.append(("threshold", f"{status.threshold:,} now"))
     for name, value in lines:
         print(f"{name:<13}{value}")
     if status.panel:
-        rows = [[seat.seat, seat.curator, format_dsh(seat.weight, grouped=True), _yes(seat.committed),
-                 _yes(seat.revealed), _yes(seat.settled)] for seat in status.panel]
+        rows = [
+            [
+                seat.seat,
+                seat.curator,
+                format_dsh(seat.weight, grouped=True),
+                _yes(seat.committed),
+                _yes(seat.revealed),
+                _yes(seat.settled),
+            ]
+            for seat in status.panel
+        ]
         print()
-        print(format_table(["SEAT", "CURATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "SETTLED"], rows,
-                           numeric=(0, 2)))
+        print(
+            format_table(["SEAT", "CURATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "SETTLED"], rows, numeric=(0, 2))
+        )
     return EXIT_OK
 
 
@@ -250,27 +292,36 @@ def _yes(flag: bool) -> str:
 
 def _add_chain_commands(commands) -> None:
     parsers = []
-    sub = commands.add_parser("submit", help="validate, pin and submit a dataset with a bond (informant)",
-                              description="Validate and normalise FILE, pin it and its manifest, then submit the "
-                                          "manifest CID with a bond of INFORMANT stake. Nothing is sent if any "
-                                          "step before fails.")
+    sub = commands.add_parser(
+        "submit",
+        help="validate, pin and submit a dataset with a bond (informant)",
+        description="Validate and normalise FILE, pin it and its manifest, then submit the "
+        "manifest CID with a bond of INFORMANT stake. Nothing is sent if any "
+        "step before fails.",
+    )
     sub.add_argument("file", metavar="FILE")
     sub.add_argument("--bond", required=True, metavar="N", help="DSH of INFORMANT stake to lock, e.g. 200")
     _limits_arguments(sub)
     sub.set_defaults(data_handler=_chain_command(_submit_run))
     parsers.append(sub)
 
-    sub = commands.add_parser("join-pool", help="lock CURATOR stake in the curator pool (curator)",
-                              description="Lock AMOUNT DSH more of CURATOR stake as pool bond: the weight with "
-                                          "which panels are drawn, and what penalties are taken from.")
+    sub = commands.add_parser(
+        "join-pool",
+        help="lock CURATOR stake in the curator pool (curator)",
+        description="Lock AMOUNT DSH more of CURATOR stake as pool bond: the weight with "
+        "which panels are drawn, and what penalties are taken from.",
+    )
     sub.add_argument("amount", metavar="AMOUNT", help="DSH, e.g. 1000")
     sub.set_defaults(data_handler=_chain_command(_join_pool_run))
     parsers.append(sub)
 
-    sub = commands.add_parser("vote", help="commit scores on a submission (panel curator)",
-                              description="Commit five scores 0..100 (novelty, reproducibility, alignment, "
-                                          "truthfulness, objectivity). A random salt is stored on disk first "
-                                          "($DEEPSHARD_VOTES_DIR); `data reveal` needs it.")
+    sub = commands.add_parser(
+        "vote",
+        help="commit scores on a submission (panel curator)",
+        description="Commit five scores 0..100 (novelty, reproducibility, alignment, "
+        "truthfulness, objectivity). A random salt is stored on disk first "
+        "($DEEPSHARD_VOTES_DIR); `data reveal` needs it.",
+    )
     sub.add_argument("id", type=_submission_id, metavar="ID")
     sub.add_argument("--scores", required=True, metavar="a,b,c,d,e", help="five integers 0..100")
     sub.set_defaults(data_handler=_chain_command(_vote_run))
@@ -289,34 +340,53 @@ def _add_chain_commands(commands) -> None:
         parsers.append(sub)
     for sub in parsers:
         # Also after the subcommand (`data vote 1 --rpc URL`); absent, the `data` parser's value stands.
-        sub.add_argument("--rpc", metavar="URL", default=argparse.SUPPRESS,
-                         help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)")
+        sub.add_argument(
+            "--rpc",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
+        )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the dataset subcommands and the consensus subcommands to the `data` parser."""
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
 
-    sub = commands.add_parser("validate", help="check a dataset; list every problem with its line",
-                              description="Check a JSON Lines dataset against the deepshard-jsonl format.")
+    sub = commands.add_parser(
+        "validate",
+        help="check a dataset; list every problem with its line",
+        description="Check a JSON Lines dataset against the deepshard-jsonl format.",
+    )
     sub.add_argument("file", metavar="FILE")
     _limits_arguments(sub)
     sub.set_defaults(data_handler=_validate_run)
 
-    sub = commands.add_parser("normalise", aliases=["normalize"], help="write the canonical form of a dataset",
-                              description="Write the normalised (canonical) dataset; its bytes fix its CID.")
+    sub = commands.add_parser(
+        "normalise",
+        aliases=["normalize"],
+        help="write the canonical form of a dataset",
+        description="Write the normalised (canonical) dataset; its bytes fix its CID.",
+    )
     sub.add_argument("file", metavar="FILE")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="normalised file to write (may be FILE)")
     sub.add_argument("--manifest", metavar="PATH", help="also write the manifest JSON here")
     _limits_arguments(sub)
     sub.set_defaults(data_handler=_normalise_run)
 
-    sub = commands.add_parser("signals", help="print quality signals and baseline curator scores as JSON",
-                              description="Quality signals (near-duplicates, junk, provenance) and the "
-                                          "baseline CuratorPolicy scores, as JSON.")
+    sub = commands.add_parser(
+        "signals",
+        help="print quality signals and baseline curator scores as JSON",
+        description="Quality signals (near-duplicates, junk, provenance) and the "
+        "baseline CuratorPolicy scores, as JSON.",
+    )
     sub.add_argument("file", metavar="FILE")
-    sub.add_argument("--corpus", nargs="+", default=[], metavar="DIR_OR_FILE",
-                     help="accepted datasets (files, or folders of *.jsonl) to measure novelty against")
+    sub.add_argument(
+        "--corpus",
+        nargs="+",
+        default=[],
+        metavar="DIR_OR_FILE",
+        help="accepted datasets (files, or folders of *.jsonl) to measure novelty against",
+    )
     _limits_arguments(sub)
     sub.set_defaults(data_handler=_signals_run)
 

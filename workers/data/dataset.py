@@ -50,10 +50,12 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line: 'valid, N records, ...' or 'invalid: N problems ...'."""
-        if self.ok:
-            m = self.manifest
-            return (f"valid: {m.records:,} records, {m.approx_tokens:,} approx tokens, "
-                    f"{m.size_bytes:,} bytes normalised, sha256 {m.sha256}")
+        m = self.manifest
+        if self.ok and m is not None:
+            return (
+                f"valid: {m.records:,} records, {m.approx_tokens:,} approx tokens, "
+                f"{m.size_bytes:,} bytes normalised, sha256 {m.sha256}"
+            )
         listed = len(self.problems)
         more = f" (first {listed} listed)" if listed < self.problem_count else ""
         stopped = ", stopped reading early" if self.stopped_early else ""
@@ -70,8 +72,13 @@ def _run(stream: BinaryIO, limits: Limits, sink: BinaryIO | None) -> ValidationR
         if sink is not None:
             sink.write(record.canonical)
     ok = scan.problem_count == 0
-    return ValidationReport(problems=list(scan.problems), problem_count=scan.problem_count, lines=scan.lines,
-                            stopped_early=scan.stopped_early, manifest=builder.build() if ok else None)
+    return ValidationReport(
+        problems=list(scan.problems),
+        problem_count=scan.problem_count,
+        lines=scan.lines,
+        stopped_early=scan.stopped_early,
+        manifest=builder.build() if ok else None,
+    )
 
 
 def validate(source: Source, limits: Limits = DEFAULT_LIMITS) -> ValidationReport:
@@ -90,8 +97,7 @@ def normalise(source: Source, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return out.getvalue()
 
 
-def normalise_file(source: Source, destination: str | os.PathLike, limits: Limits = DEFAULT_LIMITS
-                   ) -> DatasetManifest:
+def normalise_file(source: Source, destination: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> DatasetManifest:
     """Streams the normalised dataset into `destination` and returns its manifest.
 
     The file appears atomically and only when the dataset is valid (else `InvalidDataset`, nothing written).
@@ -104,7 +110,7 @@ def normalise_file(source: Source, destination: str | os.PathLike, limits: Limit
     try:
         with os.fdopen(fd, "wb") as sink, open_source(source) as stream:
             report = _run(stream, limits, sink)
-        if not report.ok:
+        if not report.ok or report.manifest is None:
             raise InvalidDataset(report)
         os.replace(temporary, destination)
     except BaseException:

@@ -114,5 +114,9 @@ class ManifestBuilder:
         self.approx_tokens += approx_tokens(text)
 
     def build(self) -> DatasetManifest:
-        return DatasetManifest(records=self.records, approx_tokens=self.approx_tokens,
-                               size_bytes=self.size_bytes, sha256=self._sha256.hexdigest())
+        return DatasetManifest(
+            records=self.records,
+            approx_tokens=self.approx_tokens,
+            size_bytes=self.size_bytes,
+            sha256=self._sha256.hexdigest(),
+        )

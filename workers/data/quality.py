@@ -42,9 +42,10 @@ import os
 import re
 import string
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,10 @@ class MinHashParams:
 
 def _seeded_u64(seed: str, label: str, count: int, *, odd: bool = False) -> np.ndarray:
     # Constants from blake2b, not from numpy's RNG, whose streams are not promised across versions.
-    values = [int.from_bytes(hashlib.blake2b(f"{seed}/{label}/{i}".encode(), digest_size=8).digest(), "little")
-              for i in range(count)]
+    values = [
+        int.from_bytes(hashlib.blake2b(f"{seed}/{label}/{i}".encode(), digest_size=8).digest(), "little")
+        for i in range(count)
+    ]
     out = np.array(values, dtype=_U64)
     return out | _U64(1) if odd else out
 
@@ -109,8 +112,9 @@ def _shingle_hashes(texts: Sequence[str], params: MinHashParams) -> tuple[np.nda
     person = params.seed.encode()[:16]
 
     def word_hash(word: str) -> int:
-        value = int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8,
-                                               person=person).digest(), "little")
+        value = int.from_bytes(
+            hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8, person=person).digest(), "little"
+        )
         cache[word] = value
         return value
 
@@ -137,8 +141,9 @@ def _shingle_hashes(texts: Sequence[str], params: MinHashParams) -> tuple[np.nda
     return _mix64(combined), counts
 
 
-def minhash_signatures(texts: Sequence[str], params: MinHashParams = MinHashParams(),
-                       chunk_shingles: int = 1 << 11) -> np.ndarray:
+def minhash_signatures(
+    texts: Sequence[str], params: MinHashParams = MinHashParams(), chunk_shingles: int = 1 << 11
+) -> np.ndarray:
     """One MinHash signature per text: an (n, num_perm) uint32 array."""
     signatures = np.empty((len(texts), params.num_perm), dtype=np.uint32)
     if not texts:
@@ -216,8 +221,9 @@ def earlier_near_duplicates(signatures: np.ndarray, params: MinHashParams = MinH
 class MinHashIndex:
     """Signatures of an accepted corpus, searchable for near-duplicates of new records."""
 
-    def __init__(self, signatures: np.ndarray, params: MinHashParams = MinHashParams(),
-                 labels: Sequence[str] | None = None):
+    def __init__(
+        self, signatures: np.ndarray, params: MinHashParams = MinHashParams(), labels: Sequence[str] | None = None
+    ):
         self.params = params
         self.signatures = signatures
         self.labels = list(labels) if labels is not None else None
@@ -226,8 +232,9 @@ class MinHashIndex:
         self._sorted = np.take_along_axis(keys, self._order, axis=0)
 
     @classmethod
-    def from_texts(cls, texts: Sequence[str], params: MinHashParams = MinHashParams(),
-                   labels: Sequence[str] | None = None) -> MinHashIndex:
+    def from_texts(
+        cls, texts: Sequence[str], params: MinHashParams = MinHashParams(), labels: Sequence[str] | None = None
+    ) -> MinHashIndex:
         return cls(minhash_signatures(texts, params), params, labels)
 
     def __len__(self) -> int:
@@ -270,6 +277,7 @@ class MinHashIndex:
 
 
 # ---------------------------------------------------------------- junk
+
 
 @dataclass(frozen=True)
 class JunkParams:
@@ -374,7 +382,7 @@ def record_junk(text: str, params: JunkParams = JunkParams()) -> RecordJunk:
     symbol_ratio = len(_SYMBOLS.findall(text)) / visible if visible else 0.0
     words = _WORDS.findall(text.casefold())
     if len(words) >= params.ngram_min_words:
-        grams = list(zip(words, words[1:], words[2:]))
+        grams = list(zip(words, words[1:], words[2:], strict=False))  # trigrams: the shifted copies are shorter
         repeated = 1.0 - len(set(grams)) / len(grams)
     else:
         repeated = 0.0
@@ -418,6 +426,7 @@ def is_subjective(text: str, min_density: float = 0.04) -> bool:
 
 # ---------------------------------------------------------------- perplexity
 
+
 @dataclass(frozen=True)
 class PerplexityStats:
     """Per-record perplexities (None for a record with no token to predict) and their mean and median."""
@@ -429,8 +438,15 @@ class PerplexityStats:
     tokens: int
 
 
-def perplexity(texts: Sequence[str], model: Any, tokenizer: Any, *, batch_size: int = 4, max_tokens: int = 512,
-               prepend_bos: bool = True) -> PerplexityStats:
+def perplexity(
+    texts: Sequence[str],
+    model: Any,
+    tokenizer: Any,
+    *,
+    batch_size: int = 4,
+    max_tokens: int = 512,
+    prepend_bos: bool = True,
+) -> PerplexityStats:
     """Perplexity of each text under a causal LM (a transformers model and its tokenizer).
 
     exp(mean negative log-likelihood of the text's tokens), each predicted from the ones before it; the
@@ -444,9 +460,8 @@ def perplexity(texts: Sequence[str], model: Any, tokenizer: Any, *, batch_size: 
     pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
     encoded = []
     for text in texts:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        ids = ([bos] + ids if bos is not None else ids)[:max_tokens]
-        encoded.append(ids)
+        token_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        encoded.append(([bos] + token_ids if bos is not None else token_ids)[:max_tokens])
     per_record: list[float | None] = [None] * len(texts)
     scored_tokens = 0
     device = next(model.parameters()).device
@@ -457,13 +472,13 @@ def perplexity(texts: Sequence[str], model: Any, tokenizer: Any, *, batch_size: 
         order = [i for i in order if len(encoded[i]) >= 2]
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
+                batch = order[start : start + batch_size]
                 width = len(encoded[batch[0]])
                 ids = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
                 for row, i in enumerate(batch):
-                    ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[row, :len(encoded[i])] = 1
+                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                    mask[row, : len(encoded[i])] = 1
                 ids, mask = ids.to(device), mask.to(device)
                 logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                 targets = ids[:, 1:]
@@ -536,8 +551,9 @@ def read_texts(source: Source, limits: Limits = DEFAULT_LIMITS) -> tuple[list[Re
     return records, scan.problem_count
 
 
-def corpus_index(sources: Iterable[str | Path], params: MinHashParams = MinHashParams(),
-                 limits: Limits = DEFAULT_LIMITS) -> MinHashIndex:
+def corpus_index(
+    sources: Iterable[str | Path], params: MinHashParams = MinHashParams(), limits: Limits = DEFAULT_LIMITS
+) -> MinHashIndex:
     """A MinHash index over dataset files and folders (every *.jsonl below a folder, in sorted order)."""
     texts, labels = [], []
     for source in sources:
@@ -550,10 +566,17 @@ def corpus_index(sources: Iterable[str | Path], params: MinHashParams = MinHashP
     return MinHashIndex.from_texts(texts, params, labels)
 
 
-def compute_signals(source: Source | Sequence[Record], *, corpus: MinHashIndex | None = None,
-                    model: Any = None, tokenizer: Any = None, perplexity_sample: int | None = 256,
-                    params: MinHashParams = MinHashParams(), junk: JunkParams = JunkParams(),
-                    limits: Limits = DEFAULT_LIMITS) -> QualitySignals:
+def compute_signals(
+    source: Source | Sequence[Record],
+    *,
+    corpus: MinHashIndex | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    perplexity_sample: int | None = 256,
+    params: MinHashParams = MinHashParams(),
+    junk: JunkParams = JunkParams(),
+    limits: Limits = DEFAULT_LIMITS,
+) -> QualitySignals:
     """All signals of one dataset (a path, its bytes, or records). Lines breaking the format are skipped
     and counted; exact duplicates are kept, as near-duplicates. Perplexity runs when a model and tokenizer
     are given, on `perplexity_sample` records spread evenly over the dataset (None: all)."""
@@ -566,8 +589,9 @@ def compute_signals(source: Source | Sequence[Record], *, corpus: MinHashIndex |
     signatures = minhash_signatures(texts, params)
 
     earlier = earlier_near_duplicates(signatures, params)
-    duplicates = [{"line": records[i].line, "duplicate_of": str(records[earlier[i]].line)}
-                  for i in np.nonzero(earlier >= 0)[0]]
+    duplicates: list[dict[str, Any]] = [
+        {"line": records[i].line, "duplicate_of": str(records[earlier[i]].line)} for i in np.nonzero(earlier >= 0)[0]
+    ]
     corpus_rate = None
     if corpus is not None:
         match, similarity = corpus.best_matches(signatures)
@@ -579,7 +603,7 @@ def compute_signals(source: Source | Sequence[Record], *, corpus: MinHashIndex |
     duplicates.sort(key=lambda d: d["line"])
 
     features = [record_junk(text, junk) for text in texts]
-    flagged = [{"line": record.line, "reason": f.flag} for record, f in zip(records, features) if f.flag]
+    flagged = [{"line": record.line, "reason": f.flag} for record, f in zip(records, features, strict=True) if f.flag]
 
     stats = None
     if model is not None and tokenizer is not None:

@@ -35,10 +35,11 @@ import json
 import os
 import re
 import unicodedata
-from json.encoder import encode_basestring as _encode_string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO
 
 FORMAT_NAME = "deepshard-jsonl"
 FORMAT_VERSION = 1
@@ -51,7 +52,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 #: What a dataset may be read from: a path, or the file's bytes themselves.
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
+Source = str | os.PathLike | bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,15 @@ def canonical_record_bytes(fields: dict[str, str]) -> bytes:
 
 # ---------------------------------------------------------------- reading
 
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-               float: "a number", type(None): "null"}
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _json_type(value: object) -> str:
@@ -206,7 +214,9 @@ def _parse(line: bytes, line_no: int, problems: list[Problem]) -> dict | None:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        problems.append(Problem(line_no, f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1} of the line)"))
+        problems.append(
+            Problem(line_no, f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at byte {exc.start + 1} of the line)")
+        )
         return None
     try:
         value, end = _decoder.raw_decode(text, _skip_space(text, 0))
@@ -233,15 +243,18 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes: bool = True
-                  ) -> dict[str, str] | None:
+def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes: bool = True) -> dict[str, str] | None:
     """The normalised fields of a parsed object, or None after appending every problem found."""
     before = len(problems)
     unknown = sorted(key for key in value if key not in ALLOWED_FIELDS)
     if unknown:
         names = ", ".join(repr(key) for key in unknown)
-        problems.append(Problem(line_no, f"unknown field{'s' if len(unknown) > 1 else ''} {names} "
-                                         f"(allowed: {', '.join(ALLOWED_FIELDS)})"))
+        problems.append(
+            Problem(
+                line_no,
+                f"unknown field{'s' if len(unknown) > 1 else ''} {names} (allowed: {', '.join(ALLOWED_FIELDS)})",
+            )
+        )
     fields: dict[str, str] = {}
     for name in ALLOWED_FIELDS:
         if name not in value:
@@ -254,8 +267,13 @@ def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes
             continue
         surrogate = _SURROGATE.search(raw) if escapes else None
         if surrogate:
-            problems.append(Problem(line_no, f"field '{name}' contains an unpaired surrogate "
-                                             f"(\\u{ord(surrogate.group()):04x}), which is not Unicode text"))
+            problems.append(
+                Problem(
+                    line_no,
+                    f"field '{name}' contains an unpaired surrogate "
+                    f"(\\u{ord(surrogate.group()):04x}), which is not Unicode text",
+                )
+            )
             continue
         if name == TEXT_FIELD:
             normalised = normalise_text(raw)
@@ -268,8 +286,13 @@ def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes
                 continue  # an empty optional field is the same as an absent one
             if name == "lang":
                 if not _LANG_TAG.match(normalised):
-                    problems.append(Problem(line_no, f"field 'lang' must be a BCP 47 language tag such as "
-                                                     f"'en' or 'pt-BR', not {normalised[:40]!r}"))
+                    problems.append(
+                        Problem(
+                            line_no,
+                            f"field 'lang' must be a BCP 47 language tag such as "
+                            f"'en' or 'pt-BR', not {normalised[:40]!r}",
+                        )
+                    )
                     continue
                 normalised = canonical_lang(normalised)
         fields[name] = normalised
@@ -319,8 +342,9 @@ class Scan:
             self.problems.append(problem)
 
 
-def scan_records(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS, scan: Scan | None = None,
-                 *, report_duplicates: bool = True) -> Iterator[Record]:
+def scan_records(
+    stream: BinaryIO, limits: Limits = DEFAULT_LIMITS, scan: Scan | None = None, *, report_duplicates: bool = True
+) -> Iterator[Record]:
     """Yields the valid records of a binary stream, recording every problem in `scan`.
 
     Streams: memory is bounded by one line plus a 16-byte digest per record (for duplicates). Reading
@@ -335,8 +359,13 @@ def scan_records(stream: BinaryIO, limits: Limits = DEFAULT_LIMITS, scan: Scan |
         scan.lines = line_no
         scan.bytes_read += consumed
         if scan.bytes_read > limits.max_file_bytes:
-            scan.add(Problem(line_no, f"the file is over the size limit of {_size(limits.max_file_bytes)} "
-                                      f"(reached on this line); stopped reading"))
+            scan.add(
+                Problem(
+                    line_no,
+                    f"the file is over the size limit of {_size(limits.max_file_bytes)} "
+                    f"(reached on this line); stopped reading",
+                )
+            )
             scan.stopped_early = True
             return
         if line is None:
@@ -386,8 +415,9 @@ def open_source(source: Source) -> BinaryIO:
     return open(Path(source), "rb")
 
 
-def read_records(source: Source, limits: Limits = DEFAULT_LIMITS, *, report_duplicates: bool = True
-                 ) -> tuple[list[Record], Scan]:
+def read_records(
+    source: Source, limits: Limits = DEFAULT_LIMITS, *, report_duplicates: bool = True
+) -> tuple[list[Record], Scan]:
     """All valid records of a dataset and the scan that found them (problems included)."""
     scan = Scan(limits)
     with open_source(source) as stream:

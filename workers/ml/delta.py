@@ -21,9 +21,10 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load as safetensors_load
@@ -73,14 +74,22 @@ class DeltaManifest:
         return canonical_json(self.to_dict())
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> "DeltaManifest":
+    def from_json(cls, raw: str | bytes) -> DeltaManifest:
         """Parse and strictly validate a manifest; raises DeltaRejected."""
         try:
             data = json.loads(raw)
         except ValueError:
             raise DeltaRejected("delta manifest is not valid JSON") from None
-        expected = {"format", "spec_hash", "base_model", "base_weights_hash", "round_seed", "data_digest",
-                    "tensors", "final_loss"}
+        expected = {
+            "format",
+            "spec_hash",
+            "base_model",
+            "base_weights_hash",
+            "round_seed",
+            "data_digest",
+            "tensors",
+            "final_loss",
+        }
         if not isinstance(data, dict) or set(data) != expected:
             raise DeltaRejected(f"delta manifest must be an object with exactly the fields {sorted(expected)}")
         if data["format"] != DELTA_FORMAT:
@@ -95,14 +104,23 @@ class DeltaManifest:
             raise DeltaRejected("delta manifest field final_loss is not a finite number")
         tensors = []
         for entry in data["tensors"] if isinstance(data["tensors"], list) else [None]:
-            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                    and isinstance(entry[1], list) and all(_is_dim(d) for d in entry[1])):
+            if not (
+                isinstance(entry, list)
+                and len(entry) == 2
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], list)
+                and all(_is_dim(d) for d in entry[1])
+            ):
                 raise DeltaRejected("delta manifest field tensors must be a list of [name, [dims...]]")
             tensors.append((entry[0], tuple(entry[1])))
         return cls(
-            spec_hash=data["spec_hash"], base_model=data["base_model"],
-            base_weights_hash=data["base_weights_hash"], round_seed=data["round_seed"],
-            data_digest=data["data_digest"], tensors=tuple(tensors), final_loss=float(loss),
+            spec_hash=data["spec_hash"],
+            base_model=data["base_model"],
+            base_weights_hash=data["base_weights_hash"],
+            round_seed=data["round_seed"],
+            data_digest=data["data_digest"],
+            tensors=tuple(tensors),
+            final_loss=float(loss),
         )
 
 
@@ -118,13 +136,13 @@ class LoraDelta:
         """(module path in the base model, A, B) for every adapted Linear, in sorted order."""
         for name in sorted(self.tensors):
             if name.endswith(".lora_A.weight"):
-                module = name[len(PEFT_PREFIX):-len(".lora_A.weight")]
+                module = name[len(PEFT_PREFIX) : -len(".lora_A.weight")]
                 yield module, self.tensors[name], self.tensors[name.replace(".lora_A.", ".lora_B.")]
 
     def to_bytes(self) -> bytes:
         return serialize_delta(self.tensors, self.manifest)
 
-    def with_tensors(self, tensors: dict[str, torch.Tensor]) -> "LoraDelta":
+    def with_tensors(self, tensors: dict[str, torch.Tensor]) -> LoraDelta:
         """The same manifest over other tensor values (used to build noised/scaled variants in studies)."""
         return LoraDelta(spec=self.spec, manifest=self.manifest, tensors=tensors)
 
@@ -183,7 +201,7 @@ def load_delta(source: bytes | str | os.PathLike, spec: TrainingSpec, base, max_
         )
     if 8 + header_len > len(data):
         raise DeltaRejected("not a safetensors file: header length runs past the end of the file")
-    header = _parse_header(data[8:8 + header_len])
+    header = _parse_header(data[8 : 8 + header_len])
 
     metadata = header.pop("__metadata__", None)
     if not isinstance(metadata, dict) or MANIFEST_KEY not in metadata or not isinstance(metadata[MANIFEST_KEY], str):

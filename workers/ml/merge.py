@@ -8,7 +8,7 @@ returns a new BaseModel (the input is never modified) whose `weights_hash` ident
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

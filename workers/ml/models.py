@@ -33,8 +33,13 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,  # noqa: E402
+)
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
@@ -51,8 +56,9 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 TINY_EOS = "<|endoftext|>"
 TINY_INIT_SEED = 20_230_126  # Fast-DetectGPT's arXiv month; any fixed value works
-TINY_CONFIG = dict(
-    vocab_size=2048,
+TINY_VOCAB_SIZE = 2048
+TINY_CONFIG: dict[str, object] = dict(
+    vocab_size=TINY_VOCAB_SIZE,
     hidden_size=256,
     intermediate_size=688,
     num_hidden_layers=4,
@@ -242,7 +248,7 @@ def _train_tiny_tokenizer() -> PreTrainedTokenizerFast:
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_CONFIG["vocab_size"],
+        vocab_size=TINY_VOCAB_SIZE,
         min_frequency=2,
         special_tokens=[TINY_EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),

@@ -91,7 +91,7 @@ class TrainingSpec:
         return "0x" + self.spec_hash().hex()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainingSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
         data = dict(data)
         tag = data.pop("format", SPEC_FORMAT)
         if tag != SPEC_FORMAT:
@@ -105,7 +105,7 @@ class TrainingSpec:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "TrainingSpec":
+    def from_json(cls, raw: bytes | str) -> TrainingSpec:
         try:
             data = json.loads(raw)
         except ValueError as error:

@@ -25,9 +25,9 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,7 @@ def batch_schedule(n_blocks: int, spec: TrainingSpec, round_seed) -> list[list[i
     while len(order) < needed:
         order.extend(HashRng(derive_seed(round_seed, "batch-order", epoch)).permutation(n_blocks))
         epoch += 1
-    return [order[s * spec.batch_size:(s + 1) * spec.batch_size] for s in range(spec.steps)]
+    return [order[s * spec.batch_size : (s + 1) * spec.batch_size] for s in range(spec.steps)]
 
 
 def train_lora(base: BaseModel, texts: Sequence[str], spec: TrainingSpec, round_seed) -> TrainingResult:
@@ -120,8 +120,12 @@ def train_lora(base: BaseModel, texts: Sequence[str], spec: TrainingSpec, round_
         _seeded_lora_init(peft_model, derive_int_seed(seed, "lora-init"))
         trainable = [p for _, p in peft_model.named_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            trainable, lr=spec.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
-            weight_decay=spec.weight_decay, foreach=False,
+            trainable,
+            lr=spec.learning_rate,
+            betas=ADAM_BETAS,
+            eps=ADAM_EPS,
+            weight_decay=spec.weight_decay,
+            foreach=False,
         )
         losses: list[float] = []
         started = time.perf_counter()
@@ -131,9 +135,7 @@ def train_lora(base: BaseModel, texts: Sequence[str], spec: TrainingSpec, round_
         for step_blocks in schedule:
             batch = blocks[step_blocks].to(device)
             logits = peft_model(input_ids=batch, use_cache=False).logits
-            loss = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1)
-            )
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

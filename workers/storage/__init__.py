@@ -35,11 +35,28 @@ from .unixfs import cid_of_bytes, cid_of_file
 MAX_SIZE_ENV = "DEEPSHARD_STORE_MAX_SIZE"
 
 __all__ = [
-    "API_ENV", "MAX_SIZE_ENV", "STORE_DIR_ENV", "TIMEOUT_ENV",
-    "Cid", "ContentStore", "EmbeddedStore", "IpfsStore",
-    "FileTooLarge", "IntegrityError", "InvalidCid", "NodeError", "NodeUnreachable", "NotFound",
-    "StorageError", "UnsupportedContent",
-    "cid_of_bytes", "cid_of_file", "default_max_size", "default_store_dir", "open_store", "parse_cid",
+    "API_ENV",
+    "MAX_SIZE_ENV",
+    "STORE_DIR_ENV",
+    "TIMEOUT_ENV",
+    "Cid",
+    "ContentStore",
+    "EmbeddedStore",
+    "IpfsStore",
+    "FileTooLarge",
+    "IntegrityError",
+    "InvalidCid",
+    "NodeError",
+    "NodeUnreachable",
+    "NotFound",
+    "StorageError",
+    "UnsupportedContent",
+    "cid_of_bytes",
+    "cid_of_file",
+    "default_max_size",
+    "default_store_dir",
+    "open_store",
+    "parse_cid",
 ]
 
 
@@ -56,8 +73,13 @@ def default_max_size() -> int:
     return value
 
 
-def open_store(*, api: str | None = None, store_dir: str | Path | None = None,
-               timeout: float | None = None, max_size: int | None = None) -> ContentStore:
+def open_store(
+    *,
+    api: str | None = None,
+    store_dir: str | Path | None = None,
+    timeout: float | None = None,
+    max_size: int | None = None,
+) -> ContentStore:
     """The configured store: an IPFS node when an API address is given or in $DEEPSHARD_IPFS_API,
     else the embedded store (in `store_dir`, else $DEEPSHARD_STORE_DIR, else the per-user data dir)."""
     api = api or os.environ.get(API_ENV) or None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .cids import Cid, parse_cid
 from .errors import FileTooLarge, StorageError
@@ -108,8 +108,9 @@ class ContentStore(ABC):
 
     def _check_size(self, size: int) -> None:
         if size > self.max_size:
-            raise FileTooLarge(f"the content is {size} bytes, above the maximum size of {self.max_size} bytes "
-                               f"of {self.location}")
+            raise FileTooLarge(
+                f"the content is {size} bytes, above the maximum size of {self.max_size} bytes of {self.location}"
+            )
 
     def _source_size(self, path: str | Path) -> int:
         """The size of a file about to be added, checked against the maximum before it is read."""
@@ -124,8 +125,9 @@ class ContentStore(ABC):
 
     def close(self) -> None:
         """Releases connections; the store is not used afterwards."""
+        return  # a store without connections has nothing to release
 
-    def __enter__(self) -> "ContentStore":
+    def __enter__(self) -> ContentStore:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -58,11 +58,11 @@ class Cid:
     digest: bytes
 
     @classmethod
-    def for_block(cls, codec: int, data: bytes | memoryview, version: int = 1) -> "Cid":
+    def for_block(cls, codec: int, data: bytes | memoryview, version: int = 1) -> Cid:
         return cls(version, codec, hashlib.sha256(data).digest())
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Cid":
+    def from_bytes(cls, raw: bytes) -> Cid:
         """Parses a binary CID (as found in dag-pb links)."""
         try:
             if len(raw) == 2 + SHA2_256_LENGTH and raw[0] == SHA2_256 and raw[1] == SHA2_256_LENGTH:
@@ -83,7 +83,7 @@ class Cid:
             return multihash
         return b"\x01" + encode_varint(self.codec) + multihash
 
-    def v1(self) -> "Cid":
+    def v1(self) -> Cid:
         """The CIDv1 naming the same block; stores key blocks by it so v0 and v1 names agree."""
         return self if self.version == 1 else Cid(1, self.codec, self.digest)
 
@@ -104,13 +104,14 @@ class Cid:
 def _checked(cid: Cid, hash_code: int, shown: str) -> Cid:
     if cid.codec not in CODEC_NAMES:
         raise UnsupportedContent(
-            f"CID {shown} has codec 0x{cid.codec:x}; only UnixFS files (dag-pb, raw) are supported")
+            f"CID {shown} has codec 0x{cid.codec:x}; only UnixFS files (dag-pb, raw) are supported"
+        )
     if hash_code != SHA2_256 or len(cid.digest) != SHA2_256_LENGTH:
         raise UnsupportedContent(f"CID {shown} is not hashed with sha2-256, so it cannot be verified")
     return cid
 
 
-def parse_cid(value: "str | Cid") -> Cid:
+def parse_cid(value: str | Cid) -> Cid:
     """A `Cid` from its string form (base32 `bafy...`, base58 `Qm...`/`z...`, any multibase).
 
     Raises InvalidCid for anything malformed, UnsupportedContent for a valid CID of another codec or hash.

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from . import open_store
 from .base import ContentStore
 from .errors import StorageError
-
 
 HELP = "add files to and get files from the content store"
 
@@ -26,23 +25,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the `add` and `get` actions to the `storage` parser."""
     actions = parser.add_subparsers(dest="storage_action", metavar="ACTION", required=True)
 
-    add = actions.add_parser("add", help="store a file and print its CID", description="Store a file and print its CID.")
+    add = actions.add_parser(
+        "add", help="store a file and print its CID", description="Store a file and print its CID."
+    )
     add.add_argument("file", metavar="FILE", help="the file to store")
     add.set_defaults(storage_handler=_handler(_add))
 
-    get = actions.add_parser("get", help="fetch a file by CID, verified against it",
-                             description="Fetch a file by CID; it is written only if it matches the CID.")
+    get = actions.add_parser(
+        "get",
+        help="fetch a file by CID, verified against it",
+        description="Fetch a file by CID; it is written only if it matches the CID.",
+    )
     get.add_argument("cid", metavar="CID", help="the content's CID (bafy..., bafk..., Qm...)")
     get.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the content")
     get.set_defaults(storage_handler=_handler(_get))
 
     for action in (add, get):
-        action.add_argument("--ipfs-api", metavar="ADDR", default=None,
-                            help="IPFS RPC API multiaddr (default: $DEEPSHARD_IPFS_API, else the embedded store)")
-        action.add_argument("--store-dir", metavar="DIR", default=None,
-                            help="embedded store directory (default: $DEEPSHARD_STORE_DIR, else the user data dir)")
-        action.add_argument("--timeout", metavar="SECONDS", type=float, default=None,
-                            help="how long an IPFS call may take (default: $DEEPSHARD_IPFS_TIMEOUT, else 30)")
+        action.add_argument(
+            "--ipfs-api",
+            metavar="ADDR",
+            default=None,
+            help="IPFS RPC API multiaddr (default: $DEEPSHARD_IPFS_API, else the embedded store)",
+        )
+        action.add_argument(
+            "--store-dir",
+            metavar="DIR",
+            default=None,
+            help="embedded store directory (default: $DEEPSHARD_STORE_DIR, else the user data dir)",
+        )
+        action.add_argument(
+            "--timeout",
+            metavar="SECONDS",
+            type=float,
+            default=None,
+            help="how long an IPFS call may take (default: $DEEPSHARD_IPFS_TIMEOUT, else 30)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,9 @@ import io
 import os
 import urllib.parse
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import ipfshttpclient
 import requests
@@ -52,8 +53,10 @@ def api_multiaddr(api: str) -> str:
         return api
     url = urllib.parse.urlsplit(api)
     if url.scheme not in ("http", "https") or not url.hostname or not url.port:
-        raise NodeUnreachable(f"invalid IPFS API address {api!r}: expected a multiaddr such as "
-                              f"/ip4/127.0.0.1/tcp/5001/http or a URL such as http://127.0.0.1:5001")
+        raise NodeUnreachable(
+            f"invalid IPFS API address {api!r}: expected a multiaddr such as "
+            f"/ip4/127.0.0.1/tcp/5001/http or a URL such as http://127.0.0.1:5001"
+        )
     host = url.hostname
     protocol = "ip6" if ":" in host else "ip4" if host.replace(".", "").isdigit() else "dns"
     return f"/{protocol}/{host}/tcp/{url.port}/{url.scheme}"
@@ -98,11 +101,13 @@ class IpfsStore(ContentStore):
         if self.timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         try:
-            self._client = ipfshttpclient.Client(self.api, chunk_size=CHUNK_SIZE, session=True,
-                                                 timeout=self._client_timeout(self.timeout))
+            self._client = ipfshttpclient.Client(
+                self.api, chunk_size=CHUNK_SIZE, session=True, timeout=self._client_timeout(self.timeout)
+            )
         except ipfs_errors.AddressError:
-            raise NodeUnreachable(f"invalid IPFS API address {api!r}: expected a multiaddr such as "
-                                  f"/ip4/127.0.0.1/tcp/5001/http") from None
+            raise NodeUnreachable(
+                f"invalid IPFS API address {api!r}: expected a multiaddr such as /ip4/127.0.0.1/tcp/5001/http"
+            ) from None
 
     @property
     def location(self) -> str:
@@ -136,14 +141,16 @@ class IpfsStore(ContentStore):
         reader = _HashingReader(stream, builder, self.max_size, name)
         # No node-side timeout: a large upload legitimately takes long. The client timeout bounds stalls.
         with self._calling("add the content"):
-            answer = self._client.add(reader, **ADD_OPTIONS, opts={"cid-base": "base32"},
-                                      timeout=self._client_timeout(self.timeout))
+            answer = self._client.add(
+                reader, **ADD_OPTIONS, opts={"cid-base": "base32"}, timeout=self._client_timeout(self.timeout)
+            )
         expected = builder.finish().cid
         returned = parse_cid(answer["Hash"])
         if returned.v1() != expected:
             raise IntegrityError(
                 f"{self.location} stored the content as {returned}, but its CIDv1 (raw leaves, 256 KiB "
-                f"chunks, balanced DAG) is {expected}: the node does not honour the add options")
+                f"chunks, balanced DAG) is {expected}: the node does not honour the add options"
+            )
         return str(expected)
 
     def pin(self, cid: str | Cid) -> None:
@@ -204,8 +211,9 @@ class IpfsStore(ContentStore):
             yield
         except ipfs_errors.TimeoutError as exc:
             if isinstance(exc.__cause__, requests.ConnectTimeout):
-                raise NodeUnreachable(f"{self.location} did not accept a connection within "
-                                      f"{self.timeout:g} s") from None
+                raise NodeUnreachable(
+                    f"{self.location} did not accept a connection within {self.timeout:g} s"
+                ) from None
             if cid is not None:
                 raise NotFound(f"{self.location} could not {subject} within {self.timeout:g} s") from None
             raise NodeUnreachable(f"{self.location} did not answer within {self.timeout:g} s") from None
@@ -214,12 +222,13 @@ class IpfsStore(ContentStore):
         except ipfs_errors.ErrorResponse as exc:
             message = str(exc)
             if cid is not None and any(marker in message.lower() for marker in _MISSING_MARKERS):
-                raise NotFound(f"{self.location} could not {subject} within {self.timeout:g} s "
-                               f"({message})") from None
+                raise NotFound(f"{self.location} could not {subject} within {self.timeout:g} s ({message})") from None
             raise NodeError(f"{self.location} failed to {subject}: {message}") from None
         except ipfs_errors.CommunicationError as exc:
-            raise NodeError(f"{self.location} gave an unexpected answer when asked to {subject} "
-                            f"(is it the RPC API, usually port 5001?): {_reason(exc)}") from None
+            raise NodeError(
+                f"{self.location} gave an unexpected answer when asked to {subject} "
+                f"(is it the RPC API, usually port 5001?): {_reason(exc)}"
+            ) from None
         except requests.RequestException as exc:
             # Raised while a response body streams in, after ipfshttpclient's own mapping.
             raise NodeUnreachable(f"{self.location} stopped answering ({type(exc).__name__})") from None

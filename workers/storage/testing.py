@@ -92,7 +92,7 @@ class JsIpfsNode:
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
 
-    def __enter__(self) -> "JsIpfsNode":
+    def __enter__(self) -> JsIpfsNode:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -127,15 +127,22 @@ def start_js_ipfs(*, startup_timeout: float = STARTUP_TIMEOUT) -> JsIpfsNode:
     repo = workdir / "repo"
     env = {**os.environ, "IPFS_PATH": str(repo)}
     try:
-        subprocess.run([executable, "init", "--profile", "test"], env=env, check=True, timeout=startup_timeout,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [executable, "init", "--profile", "test"],
+            env=env,
+            check=True,
+            timeout=startup_timeout,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         _configure(repo)
     except (subprocess.SubprocessError, OSError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise RuntimeError(f"jsipfs init failed: {getattr(exc, 'stderr', None) or exc}") from None
     with open(workdir / "daemon.log", "wb") as log:
-        process = subprocess.Popen([executable, "daemon", "--offline"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [executable, "daemon", "--offline"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     node = JsIpfsNode(repo, api="", process=process, _owned_dir=workdir)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:

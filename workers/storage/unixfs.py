@@ -16,9 +16,10 @@ every block against its CID and every node's sizes against its children.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from .cids import DAG_PB, RAW, Cid, decode_varint, encode_varint
 from .errors import FileTooLarge, IntegrityError, InvalidCid, UnsupportedContent
@@ -56,6 +57,7 @@ class Link:
 
 # ---------------------------------------------------------------- protobuf encoding
 
+
 def _key(field_number: int, wire_type: int) -> bytes:
     return encode_varint(field_number << 3 | wire_type)
 
@@ -91,19 +93,21 @@ def encode_pbnode(links: list[Link], data: bytes) -> bytes:
 
 # ---------------------------------------------------------------- protobuf decoding
 
+
 def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) of a protobuf message; only the wire types dag-pb/UnixFS use."""
     offset = 0
     while offset < len(data):
         key, offset = decode_varint(data, offset)
         number, wire_type = key >> 3, key & 7
+        value: int | bytes
         if wire_type == _VARINT:
             value, offset = decode_varint(data, offset)
         elif wire_type == _LENGTH_DELIMITED:
             length, offset = decode_varint(data, offset)
             if offset + length > len(data):
                 raise ValueError("truncated field")
-            value, offset = data[offset:offset + length], offset + length
+            value, offset = data[offset : offset + length], offset + length
         else:
             raise ValueError(f"unexpected wire type {wire_type}")
         yield number, wire_type, value
@@ -126,13 +130,13 @@ class UnixFSData:
 def decode_pbnode(block: bytes, cid: Cid) -> PBNode:
     node = PBNode()
     try:
-        for number, wire_type, value in _fields(block):
-            if number == 2 and wire_type == _LENGTH_DELIMITED:
-                hash_ = next((v for n, w, v in _fields(value) if n == 1 and w == _LENGTH_DELIMITED), None)
+        for number, _, value in _fields(block):
+            if number == 2 and isinstance(value, bytes):
+                hash_ = next((v for n, _, v in _fields(value) if n == 1 and isinstance(v, bytes)), None)
                 if hash_ is None:
                     raise ValueError("link without a hash")
                 node.links.append(Cid.from_bytes(hash_))
-            elif number == 1 and wire_type == _LENGTH_DELIMITED:
+            elif number == 1 and isinstance(value, bytes):
                 node.data = value
     except (ValueError, InvalidCid) as exc:
         raise IntegrityError(f"block {cid} is not a valid dag-pb node ({exc})") from None
@@ -142,16 +146,16 @@ def decode_pbnode(block: bytes, cid: Cid) -> PBNode:
 def decode_unixfs(data: bytes, cid: Cid) -> UnixFSData:
     result = UnixFSData()
     try:
-        for number, wire_type, value in _fields(data):
-            if number == 1 and wire_type == _VARINT:
+        for number, _, value in _fields(data):
+            if number == 1 and isinstance(value, int):
                 result.type = value
-            elif number == 2 and wire_type == _LENGTH_DELIMITED:
+            elif number == 2 and isinstance(value, bytes):
                 result.data = value
-            elif number == 3 and wire_type == _VARINT:
+            elif number == 3 and isinstance(value, int):
                 result.filesize = value
-            elif number == 4 and wire_type == _VARINT:
+            elif number == 4 and isinstance(value, int):
                 result.blocksizes.append(value)
-            elif number == 4 and wire_type == _LENGTH_DELIMITED:  # packed encoding, also legal protobuf
+            elif number == 4 and isinstance(value, bytes):  # packed encoding, also legal protobuf
                 offset = 0
                 while offset < len(value):
                     size, offset = decode_varint(value, offset)
@@ -163,6 +167,7 @@ def decode_unixfs(data: bytes, cid: Cid) -> UnixFSData:
 
 # ---------------------------------------------------------------- building
 
+
 class FileDagBuilder:
     """Builds a file's UnixFS DAG from bytes pushed in order; `finish()` returns the root link.
 
@@ -171,8 +176,15 @@ class FileDagBuilder:
     `raw_leaves=False, cid_version=0` gives the CIDv0 (`Qm...`) DAG of plain `ipfs add`.
     """
 
-    def __init__(self, on_block: Callable[[Block], None] | None = None, *, chunk_size: int = CHUNK_SIZE,
-                 max_links: int = MAX_LINKS, raw_leaves: bool = True, cid_version: int = 1):
+    def __init__(
+        self,
+        on_block: Callable[[Block], None] | None = None,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        max_links: int = MAX_LINKS,
+        raw_leaves: bool = True,
+        cid_version: int = 1,
+    ):
         if cid_version == 0 and raw_leaves:
             raise ValueError("CIDv0 can only name dag-pb blocks: use raw_leaves=False")
         if chunk_size < 1 or max_links < 2:
@@ -202,8 +214,8 @@ class FileDagBuilder:
             self._add_leaf(self._buffer)
             self._buffer = bytearray()
         while len(view) >= self._chunk_size:
-            self._add_leaf(view[:self._chunk_size])
-            view = view[self._chunk_size:]
+            self._add_leaf(view[: self._chunk_size])
+            view = view[self._chunk_size :]
         self._buffer += view
 
     def finish(self) -> Link:
@@ -218,7 +230,7 @@ class FileDagBuilder:
         level = 0
         while True:
             pending = self._levels[level]
-            above = any(self._levels[level + 1:])
+            above = any(self._levels[level + 1 :])
             if len(pending) == 1 and not above:
                 return pending[0]
             if pending:
@@ -229,13 +241,13 @@ class FileDagBuilder:
     def _add_leaf(self, chunk: bytes | bytearray | memoryview) -> None:
         self._leaf_count += 1
         if self._raw_leaves:
-            data = chunk
-            cid = Cid.for_block(RAW, chunk, self._cid_version)
+            data = bytes(chunk)
+            cid = Cid.for_block(RAW, data, self._cid_version)
         else:
             data = encode_pbnode([], encode_unixfs_file(len(chunk), bytes(chunk)))
             cid = Cid.for_block(DAG_PB, data, self._cid_version)
         if self._on_block is not None:
-            self._on_block(Block(cid, bytes(data)))
+            self._on_block(Block(cid, data))
         self._push(0, Link(cid, len(data), len(chunk)))
 
     def _push(self, level: int, link: Link) -> None:
@@ -256,8 +268,9 @@ class FileDagBuilder:
         return Link(cid, len(data) + sum(link.tsize for link in links), filesize)
 
 
-def build_from_stream(stream: BinaryIO, on_block: Callable[[Block], None] | None = None, *,
-                      max_size: int | None = None, **options) -> Link:
+def build_from_stream(
+    stream: BinaryIO, on_block: Callable[[Block], None] | None = None, *, max_size: int | None = None, **options
+) -> Link:
     """The root link of a binary stream's DAG; raises FileTooLarge past `max_size` bytes (checked as it reads)."""
     builder = FileDagBuilder(on_block, **options)
     while chunk := stream.read(READ_SIZE):
@@ -280,6 +293,7 @@ def cid_of_file(path: str | Path, **options) -> Cid:
 
 # ---------------------------------------------------------------- reading
 
+
 def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None = None) -> Iterator[bytes]:
     """Yields the bytes of the UnixFS file `root`, in order.
 
@@ -300,6 +314,7 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
         nonlocal produced, declared
         if depth > MAX_DEPTH:
             raise IntegrityError(f"the DAG of {root} is deeper than {MAX_DEPTH} levels")
+        filesize: int | None
         if cid.codec == RAW:
             chunks, links, sizes = [block], [], []
             filesize = len(block)
@@ -308,8 +323,8 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
             if node.data is None:
                 raise UnsupportedContent(f"{cid} is a dag-pb node without UnixFS data, not a file")
             unixfs = decode_unixfs(node.data, cid)
-            if unixfs.type not in (UNIXFS_FILE, UNIXFS_RAW):
-                kind = UNIXFS_TYPE_NAMES.get(unixfs.type, f"type {unixfs.type}")
+            if unixfs.type is None or unixfs.type not in (UNIXFS_FILE, UNIXFS_RAW):
+                kind = UNIXFS_TYPE_NAMES.get(unixfs.type, f"type {unixfs.type}") if unixfs.type is not None else "node"
                 raise UnsupportedContent(f"{root} is a UnixFS {kind}, not a file")
             links, sizes = node.links, unixfs.blocksizes
             chunks = [unixfs.data] if unixfs.data else []
@@ -328,8 +343,9 @@ def iter_file(root: Cid, fetch: Callable[[Cid], bytes], *, max_size: int | None 
             before = produced
             yield from walk(child, load(child), depth + 1)
             if sizes and produced - before != sizes[index]:
-                raise IntegrityError(f"node {cid} says child {child} holds {sizes[index]} bytes, "
-                                     f"it holds {produced - before}")
+                raise IntegrityError(
+                    f"node {cid} says child {child} holds {sizes[index]} bytes, it holds {produced - before}"
+                )
 
     def _check_running_total(total: int) -> None:
         # Checked before yielding, so a DAG that repeats children cannot expand past what the root declares.

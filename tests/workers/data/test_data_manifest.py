@@ -9,8 +9,10 @@ from workers.data import DatasetManifest, ManifestError, approx_tokens, normalis
 DATA = b'{"text": "Hello, world.", "lang": "en"}\r\n{"text": "Caf\\u00e9  au lait costs 3.50 euros."}'
 NORMALISED = '{"lang":"en","text":"Hello, world."}\n{"text":"Caf\u00e9 au lait costs 3.50 euros."}\n'.encode()
 SHA256 = "97a26f2a8298fb2170ea3ecb2552f574794ab1033d88049a4d0133c1584c43f0"
-CANONICAL = (b'{"approx_tokens":12,"cid":null,"format":"deepshard-jsonl","format_version":1,"records":2,'
-             b'"sha256":"' + SHA256.encode() + b'","size_bytes":80}')
+CANONICAL = (
+    b'{"approx_tokens":12,"cid":null,"format":"deepshard-jsonl","format_version":1,"records":2,'
+    b'"sha256":"' + SHA256.encode() + b'","size_bytes":80}'
+)
 # Pinned: changing any of these changes every dataset's manifest digest on chain.
 KECCAK = "4ded812cec1b56f50fc3d8377747d79abebc43c4995ce512c39c9f88f968d0c8"
 KECCAK_WITH_CID = "cd198671660fc21c9dce24e32e881e9dc72b43bffce193d2969a1dea472195eb"
@@ -34,7 +36,9 @@ def test_digest_covers_the_cid():
 
 
 def test_same_content_same_manifest():
-    spelled_otherwise = b'{"lang": "EN", "text": " Hello,\\tworld. "}\n\n{"text": "Cafe\xcc\x81 au lait costs 3.50 euros."}\n'
+    spelled_otherwise = (
+        b'{"lang": "EN", "text": " Hello,\\tworld. "}\n\n{"text": "Cafe\xcc\x81 au lait costs 3.50 euros."}\n'
+    )
     assert validate(spelled_otherwise).manifest == validate(DATA).manifest
 
 
@@ -59,14 +63,17 @@ def test_round_trip_and_strict_parsing():
             DatasetManifest.from_json(data)
 
 
-@pytest.mark.parametrize("text, count", [
-    ("Hello, world.", 4),
-    ("one two  three", 3),
-    ("don't stop", 3),
-    ("3.14 is pi", 4),
-    ("caf\u00e9 na\u00efve \u2014 ok", 4),   # the em dash is a word of its own, not ASCII punctuation
-    ("line one\n\nline two", 4),
-    ("", 0),
-])
+@pytest.mark.parametrize(
+    "text, count",
+    [
+        ("Hello, world.", 4),
+        ("one two  three", 3),
+        ("don't stop", 3),
+        ("3.14 is pi", 4),
+        ("caf\u00e9 na\u00efve \u2014 ok", 4),  # the em dash is a word of its own, not ASCII punctuation
+        ("line one\n\nline two", 4),
+        ("", 0),
+    ],
+)
 def test_approx_tokens(text, count):
     assert approx_tokens(text) == count

@@ -22,7 +22,9 @@ GOOD = {"text": "Water boils at 100 degrees Celsius at sea level."}
 
 
 def test_valid_file_has_manifest_and_no_problems(jsonl):
-    report = validate(jsonl(GOOD, {"text": "The Moon orbits Earth.", "source": "x", "license": "CC0-1.0", "lang": "en"}))
+    report = validate(
+        jsonl(GOOD, {"text": "The Moon orbits Earth.", "source": "x", "license": "CC0-1.0", "lang": "en"})
+    )
     assert report.ok and report.problems == [] and report.manifest.records == 2
     assert report.summary().startswith("valid: 2 records")
 
@@ -37,21 +39,25 @@ def test_truncated_utf8_sequence(jsonl):
     assert line == 3 and "not valid UTF-8" in reason
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    (b'{"text": "no closing brace"', "not valid JSON"),
-    (b'{"text": "a",}', "not valid JSON"),
-    (b"text: plain words", "not valid JSON"),
-    (b'{"text": "a"} {"text": "b"}', "extra data"),
-    (b'{"text": "a", "source": NaN}', "NaN is not valid JSON"),
-    (b'{"text": "raw\ttab"}', "not valid JSON"),  # JSON forbids unescaped control characters
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (b'{"text": "no closing brace"', "not valid JSON"),
+        (b'{"text": "a",}', "not valid JSON"),
+        (b"text: plain words", "not valid JSON"),
+        (b'{"text": "a"} {"text": "b"}', "extra data"),
+        (b'{"text": "a", "source": NaN}', "NaN is not valid JSON"),
+        (b'{"text": "raw\ttab"}', "not valid JSON"),  # JSON forbids unescaped control characters
+    ],
+)
 def test_broken_json(jsonl, raw, fragment):
     line, reason = only_problem(validate(jsonl(GOOD | {"text": "first"}, raw)))
     assert line == 2 and fragment in reason, reason
 
 
-@pytest.mark.parametrize("value, kind", [([GOOD], "an array"), ("text", "a string"), (3, "a number"),
-                                         (None, "null"), (True, "a boolean")])
+@pytest.mark.parametrize(
+    "value, kind", [([GOOD], "an array"), ("text", "a string"), (3, "a number"), (None, "null"), (True, "a boolean")]
+)
 def test_record_must_be_an_object(jsonl, value, kind):
     line, reason = only_problem(validate(jsonl(GOOD, json.dumps(value))))
     assert (line, reason) == (2, f"a record must be a JSON object, not {kind}")
@@ -68,13 +74,16 @@ def test_empty_text(jsonl, text):
     assert line == 2 and reason.startswith("field 'text' is empty")
 
 
-@pytest.mark.parametrize("record, field, kind", [
-    ({"text": 42}, "text", "a number"),
-    ({"text": ["a"]}, "text", "an array"),
-    ({"text": "ok", "source": {"url": "x"}}, "source", "an object"),
-    ({"text": "ok", "license": None}, "license", "null"),
-    ({"text": "ok", "lang": False}, "lang", "a boolean"),
-])
+@pytest.mark.parametrize(
+    "record, field, kind",
+    [
+        ({"text": 42}, "text", "a number"),
+        ({"text": ["a"]}, "text", "an array"),
+        ({"text": "ok", "source": {"url": "x"}}, "source", "an object"),
+        ({"text": "ok", "license": None}, "license", "null"),
+        ({"text": "ok", "lang": False}, "lang", "a boolean"),
+    ],
+)
 def test_wrong_field_types(jsonl, record, field, kind):
     line, reason = only_problem(validate(jsonl(GOOD, record)))
     assert (line, reason) == (2, f"field '{field}' must be a string, not {kind}")
@@ -111,8 +120,13 @@ def test_bad_language_tag(jsonl):
 
 
 def test_duplicate_names_both_lines(jsonl):
-    report = validate(jsonl(GOOD, {"text": "other"}, {"text": "  Water boils at 100 degrees\tCelsius at sea level.\r\n",
-                                                      "source": "metadata do not matter"}))
+    report = validate(
+        jsonl(
+            GOOD,
+            {"text": "other"},
+            {"text": "  Water boils at 100 degrees\tCelsius at sea level.\r\n", "source": "metadata do not matter"},
+        )
+    )
     line, reason = only_problem(report)
     assert (line, reason) == (3, "duplicate of line 1 (the same text after normalisation)")
 
@@ -190,8 +204,10 @@ def test_reads_from_a_path(write, jsonl):
 
 def test_16_mib_validates_fast(write):
     # Worst case for normalisation: tabs, double spaces and non-ASCII in every record.
-    line = json.dumps({"text": "Caf\u00e9  with\tmilk, " + "word " * 30 + "{}", "source": "https://example.org/x",
-                       "lang": "en"}, ensure_ascii=False)
+    line = json.dumps(
+        {"text": "Caf\u00e9  with\tmilk, " + "word " * 30 + "{}", "source": "https://example.org/x", "lang": "en"},
+        ensure_ascii=False,
+    )
     count = (16 * MiB - 1024) // (len(line.encode()) + 8)
     data = "".join(line.replace("{}", str(i)) + "\n" for i in range(count)).encode()
     assert len(data) <= 16 * MiB

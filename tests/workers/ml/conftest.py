@@ -32,14 +32,39 @@ ROUND_SEED = 0x5EED
 OTHER_SEED = 0x5EED + 1
 
 _PLACES = ["Harbourside", "Eastmere", "Coldwater", "Brightfield", "Larkspur", "Northgate", "Willowby", "Stonebridge"]
-_SUBJECTS = ["the observatory", "the council", "the fishing fleet", "the library", "the school", "the orchard",
-             "the rail company", "the museum", "the weather station", "the bakery"]
+_SUBJECTS = [
+    "the observatory",
+    "the council",
+    "the fishing fleet",
+    "the library",
+    "the school",
+    "the orchard",
+    "the rail company",
+    "the museum",
+    "the weather station",
+    "the bakery",
+]
 _EVENTS = ["recorded", "announced", "counted", "reported", "measured", "celebrated", "repaired", "catalogued"]
-_OBJECTS = ["meteors", "new members", "crates of apples", "rare books", "storm days", "visitors", "lost bicycles",
-            "migrating geese", "loaves of rye", "broken lamps"]
-_CODA = ["Officials said the figure was the highest in a decade.", "Residents were not surprised.",
-         "A full report will follow next month.", "The number was lower than last year.",
-         "Volunteers helped with the count.", "Nobody could explain the change."]
+_OBJECTS = [
+    "meteors",
+    "new members",
+    "crates of apples",
+    "rare books",
+    "storm days",
+    "visitors",
+    "lost bicycles",
+    "migrating geese",
+    "loaves of rye",
+    "broken lamps",
+]
+_CODA = [
+    "Officials said the figure was the highest in a decade.",
+    "Residents were not surprised.",
+    "A full report will follow next month.",
+    "The number was lower than last year.",
+    "Volunteers helped with the count.",
+    "Nobody could explain the change.",
+]
 
 
 def synthetic_batch(label: str, count: int = 32) -> list[str]:

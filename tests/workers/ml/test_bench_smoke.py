@@ -34,17 +34,46 @@ def test_round_batches_are_disjoint_from_the_probe_corpus_and_poison_counts():
 
 def test_verification_benchmark_smoke(tmp_path):
     out = tmp_path / "verification.json"
-    command = [sys.executable, "-m", "benchmarks.verification.run", "--model", "tiny", "--trials", "2",
-               "--calibration-trials", "1", "--steps", "4", "--detectgpt-texts", "1",
-               "--detectgpt-perturbations", "10", "--generated-samples", "0", "--out", str(out), "--quiet"]
-    done = subprocess.run(command, cwd=REPO, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), capture_output=True,
-                          text=True, timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.verification.run",
+        "--model",
+        "tiny",
+        "--trials",
+        "2",
+        "--calibration-trials",
+        "1",
+        "--steps",
+        "4",
+        "--detectgpt-texts",
+        "1",
+        "--detectgpt-perturbations",
+        "10",
+        "--generated-samples",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     report = json.loads(text)
-    for key in ("model", "trials", "tolerance", "adversaries", "honest_false_rejections",
-                "cost_ratio_fingerprint_vs_training", "speedup_vs_detectgpt", "generated_vs_human_auroc",
-                "machine", "date"):
+    for key in (
+        "model",
+        "trials",
+        "tolerance",
+        "adversaries",
+        "honest_false_rejections",
+        "cost_ratio_fingerprint_vs_training",
+        "speedup_vs_detectgpt",
+        "generated_vs_human_auroc",
+        "machine",
+        "date",
+    ):
         assert key in report, key
     assert report["model"] == "tiny" and report["trials"] == 2
     assert isinstance(report["tolerance"], int) and report["tolerance"] >= 1
@@ -65,10 +94,16 @@ def test_verification_benchmark_smoke(tmp_path):
 def test_crossdevice_benchmark_smoke(tmp_path):
     """Two CPU "machines" (1 and 2 torch threads) train and fingerprint; compare reports their honest noise
     far inside the tolerance and the poisoned delta far outside it."""
+
     def bench(*args: str) -> None:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.crossdevice.run", *args], cwd=REPO,
-                              env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"), capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.crossdevice.run", *args],
+            cwd=REPO,
+            env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
 
     bench("train", "--label", "one-thread", "--out", str(tmp_path), "--poisoned")

@@ -16,7 +16,7 @@ from workers.ml.delta import MANIFEST_KEY, DeltaManifest, DeltaRejected, load_de
 
 def split(adapter: bytes) -> tuple[dict, bytes]:
     length = int.from_bytes(adapter[:8], "little")
-    return json.loads(adapter[8:8 + length]), adapter[8 + length:]
+    return json.loads(adapter[8 : 8 + length]), adapter[8 + length :]
 
 
 def join(header, payload: bytes) -> bytes:
@@ -99,15 +99,24 @@ def cases(honest):
         ("header not object", join(b"[1, 2]", payload), "not a JSON object"),
         ("duplicate key", join(b'{"a": 1, "a": 2}', b""), "repeats a key"),
         ("no manifest", edit(lambda h: h.pop("__metadata__")), f"no {MANIFEST_KEY}"),
-        ("manifest not json", edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: "{"})),
-         "manifest is not valid JSON"),
-        ("manifest fields", edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: json.dumps({"spec_hash": "0x"})})),
-         "manifest must be an object with exactly the fields"),
+        (
+            "manifest not json",
+            edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: "{"})),
+            "manifest is not valid JSON",
+        ),
+        (
+            "manifest fields",
+            edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: json.dumps({"spec_hash": "0x"})})),
+            "manifest must be an object with exactly the fields",
+        ),
         ("manifest bad hash", with_manifest(honest, data_digest="0x1234"), "data_digest is not a 0x-prefixed"),
         ("other spec", with_manifest(honest, spec_hash="0x" + "11" * 32), "trained for spec 0x1111"),
         ("other base model", with_manifest(honest, base_model="smollm2-135m"), "is for base model 'smollm2-135m'"),
-        ("other base weights", with_manifest(honest, base_weights_hash="0x" + "22" * 32),
-         "trained on base weights 0x2222"),
+        (
+            "other base weights",
+            with_manifest(honest, base_weights_hash="0x" + "22" * 32),
+            "trained on base weights 0x2222",
+        ),
         ("unknown tensor", with_tensors(honest, extra), "unknown tensor name"),
         ("missing tensor", with_tensors(honest, missing), "lacks 1 expected tensor"),
         ("mis-shaped tensor", with_tensors(honest, misshaped), f"{name} has shape \\[5, 256\\], expected \\[4, 256\\]"),
@@ -115,18 +124,40 @@ def cases(honest):
         ("overlapping ranges", edit(overlap), "byte range overlaps or leaves a gap"),
         ("range vs shape", edit(lambda h: h[name].update(data_offsets=[0, 4])), "byte range does not match its shape"),
         ("trailing bytes", honest.adapter + b"\x00" * 16, "tensor data is"),
-        ("manifest tensor list", with_manifest(honest, tensors=honest.manifest.tensors[1:]),
-         "tensor list does not match"),
+        (
+            "manifest tensor list",
+            with_manifest(honest, tensors=honest.manifest.tensors[1:]),
+            "tensor list does not match",
+        ),
         ("NaN", with_tensors(honest, nan), f"{name} contains NaN or Inf"),
         ("Inf", with_tensors(honest, inf), "contains NaN or Inf"),
     ]
 
 
 CASE_LABELS = [
-    "empty", "text file", "header past end", "malformed json", "header not object", "duplicate key", "no manifest",
-    "manifest not json", "manifest fields", "manifest bad hash", "other spec", "other base model",
-    "other base weights", "unknown tensor", "missing tensor", "mis-shaped tensor", "wrong dtype",
-    "overlapping ranges", "range vs shape", "trailing bytes", "manifest tensor list", "NaN", "Inf",
+    "empty",
+    "text file",
+    "header past end",
+    "malformed json",
+    "header not object",
+    "duplicate key",
+    "no manifest",
+    "manifest not json",
+    "manifest fields",
+    "manifest bad hash",
+    "other spec",
+    "other base model",
+    "other base weights",
+    "unknown tensor",
+    "missing tensor",
+    "mis-shaped tensor",
+    "wrong dtype",
+    "overlapping ranges",
+    "range vs shape",
+    "trailing bytes",
+    "manifest tensor list",
+    "NaN",
+    "Inf",
 ]
 
 

@@ -91,7 +91,7 @@ def test_smollm2_loads_offline_and_answers():
     inputs = tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
         output = base.model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     print(f"smollm2 load {loaded_in:.1f} s, answer {answer!r}")
     assert answer.strip()
     assert "Paris" in answer

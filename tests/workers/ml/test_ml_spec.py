@@ -109,8 +109,20 @@ def test_derived_seeds_are_sha256_of_domain_label_seed_and_parts():
     seed = (1).to_bytes(32, "big")
     assert derive_seed(1, "x") == hashlib.sha256(b"deepshard/x\x00" + seed).digest()
     assert derive_seed(1, "x").hex() == "41501ae58950fed8127bb618f592ceeb957b5e019cb00149cfa4e4f719ea123f"
-    assert len({derive_seed(1, "x"), derive_seed(2, "x"), derive_seed(1, "y"), derive_seed(1, "x", 0),
-                derive_seed(1, "x", 1), derive_seed(1, "x", "ab", "c"), derive_seed(1, "x", "a", "bc")}) == 7
+    assert (
+        len(
+            {
+                derive_seed(1, "x"),
+                derive_seed(2, "x"),
+                derive_seed(1, "y"),
+                derive_seed(1, "x", 0),
+                derive_seed(1, "x", 1),
+                derive_seed(1, "x", "ab", "c"),
+                derive_seed(1, "x", "a", "bc"),
+            }
+        )
+        == 7
+    )
     assert 0 <= derive_int_seed(1, "x") < 2**63
 
 

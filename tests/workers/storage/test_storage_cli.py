@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from workers.storage import API_ENV, MAX_SIZE_ENV, STORE_DIR_ENV
 from workers.cli import main
+from workers.storage import API_ENV, MAX_SIZE_ENV, STORE_DIR_ENV
 from workers.storage.testing import free_port
 from workers.storage.unixfs import cid_of_file
 
@@ -74,8 +74,7 @@ def test_missing_file(store_dir, tmp_path, capsys):
 
 def test_missing_cid_on_ipfs_within_the_timeout(js_ipfs, tmp_path, capsys):
     started = time.monotonic()
-    assert run("storage", "get", MISSING, "-o", str(tmp_path / "out"), "--ipfs-api", js_ipfs.api,
-               "--timeout", "1") == 1
+    assert run("storage", "get", MISSING, "-o", str(tmp_path / "out"), "--ipfs-api", js_ipfs.api, "--timeout", "1") == 1
     assert time.monotonic() - started < 4
     assert f"could not find {MISSING} within 1 s" in one_error_line(capsys)
     assert not (tmp_path / "out").exists()

@@ -134,8 +134,13 @@ def test_pins(embedded_store):
 
 @pytest.mark.parametrize("text", ["not-a-cid", "bafy", MISSING[:-2]])
 def test_malformed_cid(embedded_store, tmp_path, text):
-    for call in (embedded_store.get, embedded_store.has, embedded_store.pin, embedded_store.unpin,
-                 lambda cid: embedded_store.get_to_file(cid, tmp_path / "out")):
+    for call in (
+        embedded_store.get,
+        embedded_store.has,
+        embedded_store.pin,
+        embedded_store.unpin,
+        lambda cid: embedded_store.get_to_file(cid, tmp_path / "out"),
+    ):
         with pytest.raises(InvalidCid, match="not a valid CID"):
             call(text)
     assert not (tmp_path / "out").exists()

@@ -17,8 +17,8 @@ from workers.storage import (
     cid_of_file,
 )
 from workers.storage import ipfs as ipfs_module
-from workers.storage.ipfs import CLIENT_GRACE, HAS_TIMEOUT
 from workers.storage.cids import RAW
+from workers.storage.ipfs import CLIENT_GRACE, HAS_TIMEOUT
 from workers.storage.testing import free_port, sample_bytes
 from workers.storage.unixfs import FileDagBuilder
 
@@ -104,8 +104,12 @@ def test_missing_cid_fails_within_the_timeout(ipfs_store, ipfs_timeout, tmp_path
 def test_unreachable_node_fails_fast_and_names_the_address(ipfs_timeout, sample_files):
     api = f"/ip4/127.0.0.1/tcp/{free_port()}/http"
     with IpfsStore(api, timeout=ipfs_timeout) as store:
-        for call in (lambda: store.add_file(sample_files["one-byte"]), lambda: store.get(MISSING),
-                     lambda: store.has(MISSING), store.node_version):
+        for call in (
+            lambda: store.add_file(sample_files["one-byte"]),
+            lambda: store.get(MISSING),
+            lambda: store.has(MISSING),
+            store.node_version,
+        ):
             started = time.monotonic()
             with pytest.raises(NodeUnreachable, match=f"IPFS node at {api} is unreachable.*refused"):
                 call()

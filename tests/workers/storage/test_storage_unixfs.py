@@ -36,17 +36,17 @@ def build(data: bytes, **options) -> tuple[Link, dict[Cid, bytes]]:
 
 def reference_root(data: bytes, chunk_size: int, max_links: int) -> Cid:
     """The balanced layout as js-ipfs writes it, in batch: group each level by max_links until one node is left."""
-    chunks = [data[i:i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)] or [b""]
     level = [Link(Cid.for_block(RAW, chunk), len(chunk), len(chunk)) for chunk in chunks]
     if len(level) == 1:
         return level[0].cid
     while True:
         parents = []
         for start in range(0, len(level), max_links):
-            group = level[start:start + max_links]
+            group = level[start : start + max_links]
             filesize = sum(link.filesize for link in group)
             node = encode_pbnode(group, encode_unixfs_file(filesize, blocksizes=[link.filesize for link in group]))
-            parents.append(Link(Cid.for_block(DAG_PB, node), len(node) + sum(l.tsize for l in group), filesize))
+            parents.append(Link(Cid.for_block(DAG_PB, node), len(node) + sum(child.tsize for child in group), filesize))
         if len(parents) == 1:
             return parents[0].cid
         level = parents
@@ -67,7 +67,7 @@ def test_single_chunk_is_a_raw_leaf_and_more_is_a_dag_pb_root():
 def test_streaming_layout_equals_the_batch_layout(max_links):
     # Tiny chunks make three- and four-level trees cheap; sizes straddle every boundary n*links**k.
     chunk = 4
-    boundaries = {max_links ** k * m for k in range(1, 4) for m in (1, 2) if max_links ** k * m < 700}
+    boundaries = {max_links**k * m for k in range(1, 4) for m in (1, 2) if max_links**k * m < 700}
     counts = sorted({0, 1, 2} | boundaries | {b + 1 for b in boundaries} | {b - 1 for b in boundaries})
     rng = random.Random(max_links)
     for leaves in counts:
@@ -83,7 +83,7 @@ def test_how_the_bytes_are_pushed_does_not_matter():
     offset, rng = 0, random.Random(2)
     while offset < len(data):
         step = rng.choice([1, 7, 4096, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 5])
-        builder.update(memoryview(data)[offset:offset + step])
+        builder.update(memoryview(data)[offset : offset + step])
         offset += step
     assert builder.finish().cid == expected
     assert build_from_stream(io.BytesIO(data)).cid == expected
@@ -156,7 +156,9 @@ def test_reader_reads_dag_pb_leaves_too():
     assert b"".join(iter_file(parse_cid(str(root.cid)), blocks.__getitem__)) == data
 
 
-@pytest.mark.parametrize("text", ["", "hello", "bafy", "Qm123", EMPTY_FILE_V1[:-1], EMPTY_FILE_V1 + " ", "zzz", "/ipfs/x"])
+@pytest.mark.parametrize(
+    "text", ["", "hello", "bafy", "Qm123", EMPTY_FILE_V1[:-1], EMPTY_FILE_V1 + " ", "zzz", "/ipfs/x"]
+)
 def test_malformed_cids_are_rejected(text):
     with pytest.raises(InvalidCid):
         parse_cid(text)
