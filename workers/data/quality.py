@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol.constants import CRITERIA_NAMES
 from .manifest import approx_tokens
 from .records import DEFAULT_LIMITS, Limits, Record, Source, read_records
 
@@ -639,9 +640,6 @@ def compute_signals(
 
 # ---------------------------------------------------------------- policy
 
-CRITERIA = ("novelty", "reproducibility", "alignment", "truthfulness", "objectivity")
-
-
 @dataclass(frozen=True)
 class CuratorScores:
     """The five scores 0..100, in the order `DataConsensus` takes them (`as_list`)."""
@@ -653,7 +651,7 @@ class CuratorScores:
     objectivity: int
 
     def as_list(self) -> list[int]:
-        return [getattr(self, name) for name in CRITERIA]
+        return [getattr(self, name) for name in CRITERIA_NAMES]
 
 
 def _clamp01(x: float) -> float:
