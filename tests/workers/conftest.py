@@ -1,23 +1,33 @@
-"""Fixtures for the workers tests: one real anvil per session, the network deployed on it once.
+"""Fixtures for the workers tests: one real anvil per session, the network deployed on it once; and, for the
+tests of the nodes' processes (rounds, node, tasks' runner), a network with short windows on an anvil of each
+module, Redis database `netkit.TEST_REDIS_DB` and child processes (Celery workers, the watcher) stopped by PID.
 
 Tests isolate themselves with fresh accounts (a new key, ETH set by anvil_setBalance, DSH from the
 treasury) instead of restarting the chain. The deployment record lives in a temporary folder, and
-DEEPSHARD_DEPLOYMENTS_DIR points there, so the repo's deployments/ is never touched.
+DEEPSHARD_DEPLOYMENTS_DIR points there, so the repo's deployments/ is never touched. Redis is shared with
+others: never restarted or flushed; the tests delete exactly the keys that appeared while they ran.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
+from netkit import TEST_REDIS_URL, WORKER_READY_TIMEOUT, Net, deploy_net
+from services import ChildProcess, redis_test_database
 
 from workers.chain import ChainClient, LocalSigner, deploy_network
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
 from workers.chain.client import RPC_URL_ENV
+from workers.chain.artifacts import project_root
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.units import WEI_PER_DSH
+from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
 
 ETH = 10**18
 
@@ -88,3 +98,76 @@ def make_account(anvil, treasury, network, deployments_dir):
         return FreshAccount(signer, key, client)
 
     return make
+
+
+# ---------------------------------------------------------------- a network of its own per module, Redis, workers
+
+@pytest.fixture(scope="module")
+def net_anvil():
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def net(net_anvil, tmp_path_factory) -> Net:
+    return deploy_net(net_anvil.url, tmp_path_factory.mktemp("net"))
+
+
+@pytest.fixture(scope="session")
+def redis_db():
+    """A client of the test database; on exit, deletes the keys the tests created there."""
+    with redis_test_database(TEST_REDIS_URL, "the node tests", point_app=False) as client:
+        yield client
+
+
+@pytest.fixture
+def redis_clean(redis_db):
+    """The test database, with this process's Celery app pointing at it (other test folders point it at
+    databases of their own) and the keys this test created deleted when it ends."""
+    existing = set(redis_db.keys("*"))
+    previous = app.conf.broker_url
+    point_app_at(TEST_REDIS_URL)
+    try:
+        yield redis_db
+    finally:
+        point_app_at(previous)
+        created = set(redis_db.keys("*")) - existing
+        if created:
+            redis_db.delete(*created)
+
+
+@pytest.fixture
+def spawn(redis_clean, tmp_path_factory):
+    """Factory: spawn(command, env, ready=marker) -> a ChildProcess; all are stopped (by PID) when the test ends,
+    before its Redis keys are deleted."""
+    started: list[ChildProcess] = []
+
+    def start(command: list[str], env: dict[str, str], ready: str | None = None, name: str = "proc") -> ChildProcess:
+        log_path = tmp_path_factory.mktemp(name) / f"{name}.log"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
+        environment.update({REDIS_URL_ENV: TEST_REDIS_URL, "PYTHONUNBUFFERED": "1", **env})
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = ChildProcess(name, process, log_path)
+        started.append(proc)
+        if ready is not None:
+            deadline = time.monotonic() + WORKER_READY_TIMEOUT
+            while ready not in proc.log():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    proc.stop()
+                    pytest.fail(f"{name} did not start:\n{proc.log()[-3000:]}")
+                time.sleep(0.1)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:  # warm shutdowns in parallel, then wait for each
+            if proc.process.poll() is None:
+                proc.process.terminate()
+        for proc in started:
+            proc.stop()

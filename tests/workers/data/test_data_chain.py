@@ -1,5 +1,5 @@
 """The on-chain data flow on a real anvil: submit -> draw -> vote/reveal by a panel -> finalize -> claim,
-through the library (and the curator worker's `curate_once`) and through `deepshard data ...`.
+through the library (and the curator's step `curate_once`) and through `deepshard data ...`.
 
 Refusals are checked to send nothing: the account's nonce is unchanged. The module deploys its own network
 (short windows, its own deployment record) on the session's anvil, so its curator pool is its own.
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,19 +30,12 @@ from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import free_port
 from workers.chain.units import WEI_PER_DSH
 from workers.data import SAMPLES_DIR, InvalidDataset
-from workers.data.chain import (
-    VOTES_DIR_ENV,
-    DataConsensusClient,
-    StoredVote,
-    VoteNotFound,
-    VoteStore,
-    cid_from_chain,
-    cid_to_chain,
-    default_votes_dir,
-)
+from workers.chain.module import cid_from_chain, cid_to_chain
+from workers.chain.salts import VOTES_DIR_ENV, SaltNotFound, SaltStore
+from workers.data.chain import DataConsensusClient
+from workers.data.steps import curate_once
 from workers.storage import NodeUnreachable, cid_of_bytes, open_store
 from workers.storage.embedded import STORE_DIR_ENV
-from workers.tasks.curator import curate_once
 
 PARAMS = DataConsensusParams(commit_window=30, reveal_window=30)
 POOL_SIZE = 5
@@ -119,7 +111,7 @@ def curators(net, votes_dir) -> list[Member]:
     members = []
     for _ in range(POOL_SIZE):
         key, client = net.account(dsh=3_000, role="CURATOR", staked=2_000)
-        consensus = DataConsensusClient(client, VoteStore(votes_dir))
+        consensus = DataConsensusClient(client, SaltStore(votes_dir))
         assert consensus.join_pool(1_500 * WEI_PER_DSH) == 1_500 * WEI_PER_DSH
         members.append(Member(key, consensus))
     return members
@@ -129,7 +121,7 @@ def curators(net, votes_dir) -> list[Member]:
 def new_informant(net, votes_dir):
     def make() -> Member:
         key, client = net.account(dsh=2_000, role="INFORMANT", staked=1_000)
-        return Member(key, DataConsensusClient(client, VoteStore(votes_dir)))
+        return Member(key, DataConsensusClient(client, SaltStore(votes_dir)))
     return make
 
 
@@ -146,22 +138,6 @@ def test_cids_round_trip_between_strings_and_the_contract_form():
     raw = cid_to_chain(cid)
     assert raw[:4] == bytes.fromhex("01551220") and len(raw) == 36
     assert cid_from_chain(raw) == cid
-
-
-def test_vote_store_writes_private_files_and_never_replaces_a_salt(tmp_path, monkeypatch):
-    votes = VoteStore(tmp_path)
-    curator = Account.create().address
-    vote = StoredVote(31337, Account.create().address, 7, curator, (1, 2, 3, 4, 5), b"\x01" * 32, b"\x02" * 32)
-    assert votes.save(vote) == vote
-    path = votes.path(31337, vote.contract, 7, curator)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.name == f"7-{curator}.json" and path.parent.parent.name == "31337"
-    # A second writer gets the stored vote back: the salt a commitment may already use is kept.
-    assert votes.save(replace(vote, salt=b"\x03" * 32, scores=(9, 9, 9, 9, 9))) == vote
-    assert votes.load(31337, vote.contract, 7, curator) == vote
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
-    monkeypatch.setenv(VOTES_DIR_ENV, str(tmp_path / "elsewhere"))
-    assert default_votes_dir() == tmp_path / "elsewhere" == VoteStore().root
 
 
 # ---------------------------------------------------------------- the library and the curator worker
@@ -208,7 +184,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
                                     (junk.submission_id, [25, 13, 25, 23, 15])):
         for curator in curators:
             step = curate_once(curator.consensus, store, submission_id)
-            assert (step.action, step.scores) == ("committed", expected)
+            assert (step.action, step.data["scores"]) == ("committed", expected)
     first = curators[0]
     nonce = first.nonce()
     with pytest.raises(InvalidRequest, match="already committed a vote"):
@@ -219,8 +195,8 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
     assert first.nonce() == nonce
 
     net.mine_to(keeper.submission(junk.submission_id).commit_deadline + 1)
-    forgetful = DataConsensusClient(first.consensus.chain, VoteStore(tmp_path / "empty"))
-    with pytest.raises(VoteNotFound, match="no stored salt"):
+    forgetful = DataConsensusClient(first.consensus.chain, SaltStore(tmp_path / "empty"))
+    with pytest.raises(SaltNotFound, match="no stored salt"):
         forgetful.reveal(good.submission_id)
     with pytest.raises(InvalidRequest, match="commit window .* closed"):
         first.consensus.vote(good.submission_id, [1, 2, 3, 4, 5])
@@ -266,9 +242,9 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
     status = keeper.status(junk.submission_id)
     assert status.phase == "rejected" and status.outcome.consensus == [25, 13, 25, 23, 15]
     assert all(seat.committed and seat.revealed and seat.settled for seat in status.panel)
-    stored = json.loads(curators[0].consensus.votes.path(
-        keeper.chain.chain_id, keeper.contract.address, junk.submission_id, curators[0].address).read_text())
-    assert stored["scores"] == [25, 13, 25, 23, 15] and len(bytes.fromhex(stored["salt"][2:])) == 32
+    stored = json.loads(curators[0].consensus.salts.path(
+        curators[0].consensus.salt_key("vote", junk.submission_id)).read_text())
+    assert stored["value"] == [25, 13, 25, 23, 15] and len(bytes.fromhex(stored["salt"][2:])) == 32
 
 
 def test_a_curator_off_the_panel_is_told_so(net, curators, new_informant, keeper, store):

@@ -12,14 +12,14 @@ from eth_account import Account
 
 from workers import cli
 from workers.chain import ChainClient, InvalidRequest, LocalSigner
+from workers.chain.salts import SaltNotFound, SaltStore
 from workers.ml.spec import TrainingSpec
 from workers.rounds.chain import TrainingRoundsClient
-from workers.rounds.commits import CommitmentNotFound, CommitmentStore
 from workers.rounds.specs import SpecBook, SpecUnknown
 from workers.rounds.steps import UNUSABLE_FINGERPRINT, evaluator_once, keeper_once, trainer_once
 from workers.storage import cid_of_bytes
 
-from roundkit import DSH, HONEST, POISONED, ROUND_PARAMS, noisy
+from netkit import DSH, HONEST, POISONED, ROUND_PARAMS, TEST_REDIS_URL, noisy
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
 
@@ -68,7 +68,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
 
     opened = keeper_once(keeper, None, specs)
     assert opened.action == "opened", opened
-    round_id = opened.round_id
+    round_id = opened.id
     assert keeper.dataset_ids(round_id) == datasets and keeper.pending_datasets() == []
     state = keeper.round(round_id)
     assert state.spec_hash == SPEC.spec_hash() and state.base_version == 1
@@ -175,7 +175,7 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
 
     # An interrupted commit: the salt was stored, the transaction never sent. The step finishes it with the
     # stored delta, without training again.
-    stored = trainer._stored_or_new(round_id, "delta", delta("stored"))
+    stored = trainer.salt_for("delta", round_id, delta("stored"))
     job = Jobs(delta("another"))
     step = trainer_once(trainer, round_id, job, specs)
     assert step.action == "committed" and step.data["delta_cid"] == delta("stored") and job.calls == []
@@ -184,11 +184,11 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
     assert nonce(trainer) == before + 1
 
     # The salt lives only on this machine: elsewhere the commitment cannot be revealed.
-    elsewhere = TrainingRoundsClient(trainer.chain, CommitmentStore(tmp_path / "empty"))
+    elsewhere = TrainingRoundsClient(trainer.chain, SaltStore(tmp_path / "empty"))
     net.mine_to(keeper.round(round_id).train_commit_deadline + 1)
-    with pytest.raises(CommitmentNotFound, match="no stored salt"):
+    with pytest.raises(SaltNotFound, match="no stored salt"):
         elsewhere.reveal_delta(round_id)
-    path = trainer.commitments.path(*trainer._key(round_id, "delta"))
+    path = trainer.salts.path(trainer.salt_key("delta", round_id))
     assert json.loads(path.read_text())["commitment"] == "0x" + stored.commitment.hex()
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     trainer.reveal_delta(round_id)
@@ -205,7 +205,7 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
 def test_unusable_delta_is_reported_as_an_outlier(net, specs):
     net.accept_datasets(1)
     keeper = net.rounds()
-    round_id = keeper_once(keeper, None, specs).round_id
+    round_id = keeper_once(keeper, None, specs).id
     trainers = [net.trainer() for _ in range(3)]
     cids = [delta("good a"), delta("good b"), delta("not safetensors")]
     for trainer, cid in zip(trainers, cids):
@@ -257,8 +257,6 @@ def test_round_status_command_shows_phases_distances_outcomes_and_payouts(net, c
 
 
 def test_round_open_command_publishes_the_spec_then_opens(net, capsys, monkeypatch, tmp_path, redis_clean):
-    from roundkit import TEST_REDIS_URL
-
     datasets = net.accept_datasets(1)
     opener = net.account()
     spec_file = tmp_path / "spec.json"

@@ -18,7 +18,7 @@ import sys
 import time
 
 from benchmarks.rounds.run import RECEIVED, WATCH_ID
-from roundkit import DSH, deploy_rounds_net, wait_for
+from netkit import DSH, deploy_net, wait_for
 from workers import cli
 from workers.chain import TrainingRoundsParams
 from workers.demo.training import PoisonedJobs
@@ -37,7 +37,7 @@ PARAMS = TrainingRoundsParams(
 PHASE_TIMEOUT = 180
 
 
-def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch,
+def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch,
                                           request):
     started = time.monotonic()
     phases: dict[str, float] = {}
@@ -45,7 +45,7 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
     def mark(name: str) -> None:
         phases[name] = time.monotonic() - started
 
-    net = deploy_rounds_net(rounds_anvil.url, tmp_path, PARAMS)
+    net = deploy_net(net_anvil.url, tmp_path, PARAMS)
     net.accept_datasets(2)
     keeper_rounds = net.rounds()
     honest = [net.account(role="TRAINER", staked=2_000) for _ in range(3)]
@@ -57,7 +57,7 @@ def test_a_round_on_tiny_with_real_workers(rounds_anvil, tmp_path, spawn, redis_
     def env(client) -> dict[str, str]:
         return {"DEEPSHARD_PRIVATE_KEY": net.keys[client.address], "DEEPSHARD_DEPLOYMENTS_DIR": str(net.deployments),
                 "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "worker-votes"),
-                "DEEPSHARD_ROUNDS_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"}
+                "DEEPSHARD_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"}
 
     def worker(role: str, client, **extra):
         command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url]

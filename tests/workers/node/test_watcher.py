@@ -14,19 +14,22 @@ from collections import Counter
 import pytest
 import redis
 
-from roundkit import GOOD_VOTE, TEST_REDIS_URL, sample_datasets, wait_for
+from netkit import GOOD_VOTE, TEST_REDIS_URL, sample_datasets, wait_for
 from workers.chain import ChainClient
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import free_port
 from workers.ml.spec import TrainingSpec
-from workers.rounds.watcher import Watcher, cursor_key, sent_key
+from workers.node.registry import register_account
+from workers.node.watcher import Watcher, cursor_key, sent_key
 from workers.storage import cid_of_bytes, open_store
 from workers.tasks.errors import QueueUnavailable
-from workers.tasks.rounds import register_account
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
-KEEPER, TRAINER, CURATE = ("workers.tasks.rounds.keeper_step", "workers.tasks.rounds.trainer_step",
-                           "workers.tasks.curator.curate")
+KEEPER, TRAINER, CURATE, DATA_KEEPER = ("workers.tasks.rounds.keeper_step", "workers.tasks.rounds.trainer_step",
+                                        "workers.tasks.consensus.curate", "workers.tasks.consensus.keeper_step")
+#: What the watcher queues on the keeper queue for one accepted dataset (its panel of three revealing): a data
+#: keeper step on Submitted, PanelDrawn, each Revealed and Finalized, then a round keeper step (data is pending).
+ACCEPTED_DATASET_KEEPER_TASKS = 6
 
 
 class Recorder:
@@ -52,11 +55,16 @@ def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
     def watcher(send=record, **options) -> Watcher:  # a new instance is a restarted watcher
         return Watcher(chain, redis_clean, send=send, accounts=lambda role: accounts.get(role, []), **options)
 
-    assert watcher(max_range=7).poll_once() == 2  # PanelDrawn, Finalized (Accepted); small ranges
+    # Submitted, PanelDrawn, three Revealed, Finalized (Accepted); small ranges.
+    assert watcher(max_range=7).poll_once() == 6
     panel = [a for a in accounts["curator"] if net.curators[0].seat_of(datasets[0], a) is not None]
-    assert sorted(s[:3] for s in record.sent[:-1]) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
-    assert record.sent[-1][:3] == (KEEPER, (None,), "keeper")
-    assert watcher().poll_once() == 0 and len(record.sent) == 4  # restart: nothing again
+    assert len(panel) == 3
+    curates = [s[:3] for s in record.sent if s[0] == CURATE]
+    assert sorted(curates) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
+    assert [s[:3] for s in record.sent if s[2] == "keeper"] == \
+        [(DATA_KEEPER, (datasets[0],), "keeper")] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,), "keeper")]
+    sent = len(record.sent)
+    assert watcher().poll_once() == 0 and len(record.sent) == sent == 10  # restart: nothing again
 
     keeper = net.rounds()
     opened = keeper.open_round(SPEC.spec_hash())
@@ -85,13 +93,18 @@ def test_confirmations_hold_events_back(net, redis_clean):
     record = Recorder()
     watcher = Watcher(chain, redis_clean, send=record, accounts=lambda role: [], confirmations=3,
                       start_block=chain.w3.eth.block_number + 1)
-    net.accept_datasets(1)
+    (dataset,) = net.accept_datasets(1)
     finished = chain.w3.eth.block_number
     watcher.poll_once()
-    assert [s[0] for s in record.sent] == []  # the Finalized event is not 3 blocks deep yet
+    # The events 3 blocks deep are dispatched; the Finalized event of the last block is not yet.
+    assert watcher.history and all(event.block <= finished - 3 for event, _ in watcher.history)
+    assert "Finalized" not in [event.name for event, _ in watcher.history] and (KEEPER, (None,)) not in \
+        [s[:2] for s in record.sent]
     net.mine(3)
     watcher.poll_once()
-    assert [s[:2] for s in record.sent] == [(KEEPER, (None,))]
+    finalized, queued = watcher.history[-1]
+    assert finalized.name == "Finalized" and finalized.block == finished
+    assert [(d.task, d.args) for d in queued] == [(DATA_KEEPER, (dataset,)), (KEEPER, (None,))]
     assert int(redis_clean.get(cursor_key(chain.chain_id, chain.contract("DataConsensus").address))) == finished + 1
 
 
@@ -104,7 +117,7 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     chain = ChainClient(net.url, deployments_dir=net.deployments)
     net.end_current_round()
     start = chain.w3.eth.block_number + 1  # the earlier tests' events are not this test's
-    net.accept_datasets(1)
+    (dataset,) = net.accept_datasets(1)
     trainer = net.trainer()
     register_account(redis_clean, chain.chain_id, "trainer", trainer.chain.address)
     command = [sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url, "--interval", "0.2",
@@ -113,7 +126,8 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     trainer_queue = f"trainer.{trainer.chain.address}"
 
     watch = spawn(command, env, ready="watching chain", name="watch")
-    wait_for(lambda: len(queued(redis_clean, "keeper")) == 1, "the Finalized event's keeper task", logs=[watch])
+    accepted = ACCEPTED_DATASET_KEEPER_TASKS + 1
+    wait_for(lambda: len(queued(redis_clean, "keeper")) == accepted, "the dataset's keeper tasks", logs=[watch])
     keeper = net.rounds()
     round_id = keeper.open_round(SPEC.spec_hash()).round_id
     wait_for(lambda: len(queued(redis_clean, trainer_queue)) == 1, "the RoundOpened tasks", logs=[watch])
@@ -124,16 +138,19 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     trainer.reveal_delta(round_id)  # DeltaRevealed, while no watcher runs
 
     again = spawn(command, env, ready="watching chain", name="watch-again")
-    wait_for(lambda: len(queued(redis_clean, "keeper")) == 3, "the DeltaRevealed keeper task", logs=[again])
+    wait_for(lambda: len(queued(redis_clean, "keeper")) == accepted + 2, "the DeltaRevealed keeper task",
+             logs=[again])
     net.mine(2)
     again.stop()
     keeper_tasks = queued(redis_clean, "keeper")
     trainer_tasks = queued(redis_clean, trainer_queue)
     ids = Counter(h["id"] for h in keeper_tasks + trainer_tasks)
     assert set(ids.values()) == {1}, ids
-    keeper_args = [json.loads(base64.b64decode(json.loads(raw)["body"]))[0] for raw in
-                   redis_clean.lrange("keeper", 0, -1)]
-    assert sorted(keeper_args, key=str) == sorted([[None], [round_id], [round_id]], key=str)
+    keeper_args = [(json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
+                   for raw in redis_clean.lrange("keeper", 0, -1)]
+    assert sorted((args for task, args in keeper_args if task == KEEPER), key=str) == \
+        sorted([[None], [round_id], [round_id]], key=str)
+    assert [args for task, args in keeper_args if task == DATA_KEEPER] == [[dataset]] * ACCEPTED_DATASET_KEEPER_TASKS
     assert [h["task"] for h in trainer_tasks] == [TRAINER]
     assert "Traceback" not in watch.log() + again.log()
 
@@ -161,7 +178,7 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
         if len(errors) == 4:
             switch.up = True
 
-    net.accept_datasets(1)  # happens while Redis is "down"
+    (dataset,) = net.accept_datasets(1)  # happens while Redis is "down"
     thread = threading.Thread(target=watcher.run, args=(stop, 0.05, on_error, 0.05))
     thread.start()
     try:
@@ -172,7 +189,8 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
     assert [wait for _, wait in errors] == [0.05, 0.1, 0.2, 0.4]
     port = dead.connection_pool.connection_kwargs["port"]
     assert errors[0][0].startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
-    assert [s[:2] for s in record.sent] == [(KEEPER, (None,))]
+    assert [s[:2] for s in record.sent] == \
+        [(DATA_KEEPER, (dataset,))] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,))]
 
 
 def test_watch_command_reports_a_dead_redis_in_one_line(net, spawn):
@@ -194,7 +212,7 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
     worker = spawn([sys.executable, "-m", "workers.cli", "worker", "--role", "curator", "--rpc", net.url],
                    {"DEEPSHARD_PRIVATE_KEY": net.keys[address], DEPLOYMENTS_DIR_ENV: str(net.deployments),
                     "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
-                    "DEEPSHARD_CURATOR_MAX_WAIT": "1"}, ready=" ready.", name="curator")
+                    "DEEPSHARD_MAX_WAIT": "1"}, ready=" ready.", name="curator")
     assert f"curator worker for {address}" in worker.log() and f"curator.{address}" in worker.log()
     watcher = Watcher(chain, redis_clean, start_block=chain.w3.eth.block_number + 1)
     stop = threading.Event()

@@ -1,6 +1,6 @@
-"""Helpers of the training-round orchestration tests (imported by conftest.py and the tests): a network of
-their own on a local anvil (short windows), accepted datasets, staked trainers and evaluators, the Celery
-worker command of the tests' app, and the Redis database the tests use (14).
+"""Helpers of the tests of the nodes' processes (imported by conftest.py and the tests): a network of their own on
+a local anvil (short windows), accepted datasets, staked curators, trainers and evaluators, the Celery worker
+command of the tests' app, and the Redis database the tests use (14).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from workers.chain import (
     stake,
 )
 from workers.chain.units import WEI_PER_DSH
+from workers.chain.salts import SaltStore
 from workers.data import SAMPLES_DIR
-from workers.data.chain import DataConsensusClient, VoteStore
+from workers.data.chain import DataConsensusClient
+from workers.protocol.constants import K
 from workers.rounds.chain import TrainingRoundsClient
-from workers.rounds.commits import CommitmentStore
 from workers.storage import open_store
 
 ETH = 10**18
@@ -43,7 +44,6 @@ ROUND_PARAMS = TrainingRoundsParams(
     outlier_slash_bps=10_000, evaluator_share_bps=2_000, incoherent_penalty_bps=200, no_reveal_penalty_bps=500,
     trainer_bond=1_000 * DSH, min_pool_bond=1_000 * DSH, round_reward=5_000 * DSH,
 )
-K = 16
 HONEST = [1_000 + 10 * k for k in range(K)]
 POISONED = [5_000 - 10 * k for k in range(K)]
 GOOD_VOTE = [90, 90, 90, 90, 90]
@@ -62,7 +62,7 @@ def sample_datasets(count: int) -> list[bytes]:
 
 
 @dataclass
-class RoundsNet:
+class Net:
     """A deployment on an anvil, with helpers to make accounts, mine and get datasets accepted."""
 
     url: str
@@ -87,7 +87,10 @@ class RoundsNet:
         return client
 
     def rounds(self, client: ChainClient | None = None, votes_dir: Path | None = None) -> TrainingRoundsClient:
-        return TrainingRoundsClient(client or self.admin, CommitmentStore(votes_dir or self.votes_dir))
+        return TrainingRoundsClient(client or self.admin, SaltStore(votes_dir or self.votes_dir))
+
+    def consensus(self, client: ChainClient | None = None) -> DataConsensusClient:
+        return DataConsensusClient(client or self.admin, SaltStore(self.votes_dir / "curators"))
 
     def trainer(self) -> TrainingRoundsClient:
         return self.rounds(self.account(role="TRAINER", staked=2_000))
@@ -125,12 +128,11 @@ class RoundsNet:
     def accept_datasets(self, count: int) -> list[int]:
         """Submits `count` new datasets and has the curator pool accept them; returns their ids."""
         if not self.curators:
-            votes = VoteStore(self.votes_dir / "curators")
             for _ in range(3):
-                curator = DataConsensusClient(self.account(role="CURATOR", staked=2_000), votes)
+                curator = self.consensus(self.account(role="CURATOR", staked=2_000))
                 curator.join_pool(1_000 * DSH)
                 self.curators.append(curator)
-            self.informant = DataConsensusClient(self.account(dsh=20_000, role="INFORMANT", staked=10_000), votes)
+            self.informant = self.consensus(self.account(dsh=20_000, role="INFORMANT", staked=10_000))
         ids = []
         store = open_store(store_dir=self.store_dir)
         chunks = sample_datasets(4)
@@ -154,16 +156,16 @@ class RoundsNet:
         return ids
 
 
-def deploy_rounds_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_PARAMS) -> RoundsNet:
+def deploy_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_PARAMS) -> Net:
     admin_account = Account.create()
     ChainClient(url).w3.provider.make_request("anvil_setBalance", [admin_account.address, hex(1_000 * ETH)])
     deployments = tmp / "deployments"
     admin = ChainClient(url, LocalSigner(admin_account), deployments_dir=deployments, poll_interval=0.02)
     deploy_network(admin, DeployParams(data_consensus=DATA_PARAMS, training_rounds=round_params))
-    return RoundsNet(url, deployments, admin, tmp / "votes", tmp / "store")
+    return Net(url, deployments, admin, tmp / "votes", tmp / "store")
 
 
-def celery_worker_command(queues: str, pool: str = "solo", app_module: str = "tests.workers.rounds.worker_app",
+def celery_worker_command(queues: str, pool: str = "solo", app_module: str = "tests.workers.tasks.worker_app",
                           name: str | None = None) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", app_module, "worker", f"--pool={pool}", "--concurrency=1",
             "-Q", queues, "-n", name or f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",

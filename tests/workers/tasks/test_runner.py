@@ -1,11 +1,12 @@
-"""Faults around the role tasks, on real Celery workers (the test app with stand-in ML tasks), real Redis
-(database 14) and an anvil whose automine is switched off so that a transaction stays pending:
+"""The step runner (`workers.tasks.runner`) under faults, on real Celery workers (the test app with stand-in ML
+tasks), real Redis (database 14) and an anvil whose automine is switched off so that a transaction stays pending:
 
   * a worker's pool process SIGKILLed while its commit is pending: the task is delivered again, waits for
     the pending transaction (the account's pending nonce is ahead of its mined one) and sends nothing more;
   * the whole worker SIGKILLed while its reveal is pending and started again: Redis redelivers the
     unacknowledged task, which again sends nothing more;
-  * a dead broker or a dead chain node: the step fails with one clear error and is retried with backoff.
+  * a dead broker or a dead chain node: the step fails with one clear error and is retried with backoff;
+  * ML jobs are sent once and looked up, wake-ups are deduplicated.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from roundkit import celery_worker_command, wait_for
+from netkit import celery_worker_command, wait_for
 from workers.chain import NodeUnavailable
 from workers.chain.localnode import free_port
 from workers.ml.spec import TrainingSpec
 from workers.rounds.specs import SpecBook
-from workers.tasks import rounds as round_tasks
-from workers.tasks.errors import QueueUnavailable
-from workers.tasks.rounds import account_queue, send, set_worker_signer, trainer_step
+from workers.rounds.steps import JobFailed
+from workers.tasks import runner
+from workers.tasks.app import app
+from workers.tasks.errors import QueueUnavailable, TaskInputError
+from workers.tasks.rounds import FINGERPRINT_TASK, TRAIN_TASK, CeleryJobs, trainer_step
+from workers.tasks.runner import account_queue, configure_worker, schedule, send
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
-HERE = Path(__file__).resolve().parent
 
 
 def worker_env(net, trainer, **extra) -> dict[str, str]:
@@ -37,9 +39,8 @@ def worker_env(net, trainer, **extra) -> dict[str, str]:
         "DEEPSHARD_RPC_URL": net.url,
         "DEEPSHARD_DEPLOYMENTS_DIR": str(net.deployments),
         "DEEPSHARD_VOTES_DIR": str(net.votes_dir),
-        "DEEPSHARD_ROUNDS_MAX_WAIT": "1",
+        "DEEPSHARD_MAX_WAIT": "1",
         "DEEPSHARD_TEST_STANDIN_ML": "1",
-        "PYTHONPATH": str(HERE),
         **extra,
     }
 
@@ -65,7 +66,7 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
     automine(net, False)
     try:
         worker = spawn(celery_worker_command(queues, pool="prefork"), env, ready=" ready.", name="trainer")
-        send("workers.tasks.rounds.trainer_step", args=(round_id,), queue=account_queue("trainer", trainer.chain.address))
+        send(trainer_step.name, args=(round_id,), queue=account_queue("trainer", trainer.chain.address))
         # Training (stand-in) then the commit: its transaction is sent and waits to be mined.
         wait_for(lambda: pending(trainer) == 1, "the commit to be sent", logs=[worker])
         (child,) = worker.children()
@@ -82,7 +83,7 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
 
         # Now the reveal: the whole worker is killed while it is pending, then started again.
         net.mine_to(keeper.round(round_id).train_commit_deadline + 1)
-        send("workers.tasks.rounds.trainer_step", args=(round_id,), queue=account_queue("trainer", trainer.chain.address))
+        send(trainer_step.name, args=(round_id,), queue=account_queue("trainer", trainer.chain.address))
         wait_for(lambda: pending(trainer) == 1, "the reveal to be sent", logs=[worker])
         worker.kill()
         again = spawn(celery_worker_command(queues, pool="prefork"), env, ready=" ready.", name="trainer-again")
@@ -106,23 +107,23 @@ def in_process_trainer(net, monkeypatch):
     trainer = net.trainer()
     monkeypatch.setenv("DEEPSHARD_DEPLOYMENTS_DIR", str(net.deployments))
     monkeypatch.setenv("DEEPSHARD_RPC_URL", net.url)
-    set_worker_signer(trainer.chain.signer)
+    configure_worker(trainer.chain.signer)
     attempts = []
-    real_client = round_tasks.ChainClient
+    real_client = runner.ChainClient
 
     def counting_client(*args, **kwargs):
         attempts.append(time.monotonic())
         return real_client(*args, **kwargs)
 
-    monkeypatch.setattr(round_tasks, "ChainClient", counting_client)
+    monkeypatch.setattr(runner, "ChainClient", counting_client)
     yield trainer, attempts
-    set_worker_signer(None)
+    configure_worker(None)
 
 
 def test_dead_broker_is_reported_and_retried(in_process_trainer, monkeypatch):
     trainer, attempts = in_process_trainer
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    monkeypatch.setattr(round_tasks.app.conf, "broker_url", dead)
+    monkeypatch.setattr(app.conf, "broker_url", dead)
     result = trainer_step.apply(args=(1,))
     assert result.state == "FAILURE" and isinstance(result.result, QueueUnavailable)
     assert str(result.result).startswith(f"Redis at {dead} does not answer (")
@@ -141,10 +142,6 @@ def test_dead_chain_node_is_reported_and_retried(in_process_trainer, monkeypatch
 
 @pytest.mark.filterwarnings("ignore:Call to deprecated setex")  # celery's Redis backend, not ours
 def test_ml_jobs_are_sent_once_looked_up_and_their_failures_reported(redis_clean):
-    from workers.tasks.rounds import FINGERPRINT_TASK, TRAIN_TASK, CeleryJobs, app
-    from workers.rounds.steps import JobFailed
-    from workers.tasks.errors import TaskInputError
-
     account = "0x" + "Ab" * 20
     jobs = CeleryJobs(redis_clean, 31337, "0x" + "11" * 20, account)
     inputs = {"round_id": 7, "base_model": "tiny", "base_delta_cids": [], "dataset_manifest_cids": [],
@@ -164,8 +161,6 @@ def test_ml_jobs_are_sent_once_looked_up_and_their_failures_reported(redis_clean
 
 
 def test_wake_ups_are_deduplicated(redis_clean):
-    from workers.tasks.rounds import schedule
-
     key, queue = "deepshard:test:trainer:next", "trainer.0xTest"
     first = schedule(trainer_step, redis_clean, key, 5, 30.0, queue)
     assert schedule(trainer_step, redis_clean, key, 5, 40.0, queue) == first  # the earlier wake-up suffices

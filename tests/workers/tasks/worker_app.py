@@ -1,4 +1,4 @@
-"""TEST ONLY Celery app for the orchestration tests: `celery -A worker_app worker` (this folder on PYTHONPATH).
+"""TEST ONLY Celery app for the step runner's tests: `celery -A tests.workers.tasks.worker_app worker`.
 
 It is the project's app (`workers.tasks.app`) with two test knobs:
   * DEEPSHARD_TEST_STANDIN_ML=1: `train_delta` and `fingerprint_deltas` are instant stand-ins instead of the
@@ -14,12 +14,9 @@ from __future__ import annotations
 import os
 import time
 
+from tests.workers.netkit import HONEST, POISONED
 from workers.storage import cid_of_bytes
 from workers.tasks.app import app
-
-K = 16
-HONEST = [1_000 + 10 * k for k in range(K)]
-POISONED = [5_000 - 10 * k for k in range(K)]
 
 if os.environ.get("DEEPSHARD_TEST_VISIBILITY_TIMEOUT"):
     app.conf.broker_transport_options = {

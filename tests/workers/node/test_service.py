@@ -1,0 +1,98 @@
+"""`deepshard worker`'s preparation without starting Celery: the signer from --account (its password asked once
+and kept out of the environment), the account's registration and queues, and the catch-up steps queued for the
+current round and the open submissions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from netkit import GOOD_VOTE, sample_datasets
+from workers.chain import InvalidRequest
+from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
+from workers.ml.spec import TrainingSpec
+from workers.node import service
+from workers.node.registry import (
+    REGISTRATION_TTL,
+    accounts_key,
+    deregister_account,
+    register_account,
+    registered_accounts,
+)
+from workers.storage import open_store
+
+
+def queued(client, queue: str) -> list[tuple[str, list]]:
+    """(task, args) of each message waiting in a Celery queue."""
+    return [(json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
+            for raw in client.lrange(queue, 0, -1)]
+
+
+def test_account_option_loads_the_keystore_and_keeps_the_password_out_of_the_environment(tmp_path, monkeypatch):
+    account = Account.create()
+    keystore = tmp_path / "trainer.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "correct horse")))
+    monkeypatch.setenv(PRIVATE_KEY_ENV, "0x" + "11" * 32)  # --account wins over the environment's key
+    monkeypatch.delenv(KEYSTORE_PASSWORD_ENV, raising=False)
+    monkeypatch.delenv(KEYSTORE_ENV, raising=False)
+    prompts = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or "correct horse")
+    signer = service.load_worker_signer(str(keystore))
+    assert signer.address == account.address and len(prompts) == 1
+    assert KEYSTORE_PASSWORD_ENV not in os.environ and KEYSTORE_ENV not in os.environ
+    assert os.environ[PRIVATE_KEY_ENV] == "0x" + "11" * 32  # nothing of the environment changed
+
+
+def test_plan_registers_the_account_and_queues_catch_up_steps(net, redis_clean):
+    (accepted,) = net.accept_datasets(1)
+    round_id = net.rounds().open_round(TrainingSpec(base_model="tiny").spec_hash()).round_id
+    trainer = net.trainer()
+    plan = service.plan_worker("trainer", trainer.chain, redis_clean)
+    address = trainer.chain.address
+    assert plan.queues == ["trainer", f"trainer.{address}"] and plan.catch_up == [f"rounds.trainer_step({round_id})"]
+    assert address in registered_accounts(redis_clean, trainer.chain.chain_id, "trainer")
+    assert queued(redis_clean, f"trainer.{address}") == [("workers.tasks.rounds.trainer_step", [round_id])]
+
+    # A submission awaiting its panel: the keeper catches up on it (and on the current round); the accepted one
+    # needs nothing more from a keeper (every seat revealed).
+    informant = net.informant
+    awaiting = informant.submit(sample_datasets(4)[2], 200 * 10**18, open_store(store_dir=net.store_dir)).submission_id
+    keeper = service.plan_worker("keeper", net.admin, redis_clean)
+    assert keeper.queues == ["keeper"]
+    assert keeper.catch_up == ["rounds.keeper_step(current)", f"consensus.keeper_step({awaiting})"]
+    assert queued(redis_clean, "keeper") == [("workers.tasks.rounds.keeper_step", [None]),
+                                             ("workers.tasks.consensus.keeper_step", [awaiting])]
+
+    # A curator catches up on the submissions where its seat is not settled: the accepted one (nobody claimed)
+    # and, once drawn, the new one.
+    curator = net.curators[0]
+    net.mine_to(informant.submission(awaiting).seed_block + 1)
+    informant.draw(awaiting)
+    curator.vote(awaiting, GOOD_VOTE)
+    plan = service.plan_worker("curator", curator.chain, redis_clean)
+    assert plan.queues == ["curator", f"curator.{curator.chain.address}"]
+    assert plan.catch_up == [f"consensus.curate({accepted})", f"consensus.curate({awaiting})"]
+    with pytest.raises(InvalidRequest, match="role must be one of"):
+        service.plan_worker("informant", net.admin, redis_clean)
+
+
+def test_a_registration_lapses_without_heartbeats_and_a_beat_restores_it(redis_clean):
+    chain_id = 31337
+    gone, alive = to_checksum_address("0x" + "ab" * 20), to_checksum_address("0x" + "cd" * 20)
+    register_account(redis_clean, chain_id, "evaluator", gone)
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]
+    key = accounts_key(chain_id, "evaluator")
+    # Its last beat just over the TTL ago: the watcher no longer queues tasks for this worker.
+    redis_clean.zadd(key, {gone: redis_clean.zscore(key, gone) - REGISTRATION_TTL - 1})
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == []
+    register_account(redis_clean, chain_id, "evaluator", alive)  # any beat drops lapsed registrations
+    assert redis_clean.zscore(key, gone) is None
+    register_account(redis_clean, chain_id, "evaluator", gone)  # the worker is back
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == sorted([gone, alive])
+    deregister_account(redis_clean, chain_id, "evaluator", alive.lower())  # a worker stopping
+    assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]
