@@ -156,12 +156,13 @@ class Net:
         return ids
 
 
-def deploy_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_PARAMS) -> Net:
+def deploy_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_PARAMS,
+               data_params: DataConsensusParams = DATA_PARAMS) -> Net:
     admin_account = Account.create()
     ChainClient(url).w3.provider.make_request("anvil_setBalance", [admin_account.address, hex(1_000 * ETH)])
     deployments = tmp / "deployments"
     admin = ChainClient(url, LocalSigner(admin_account), deployments_dir=deployments, poll_interval=0.02)
-    deploy_network(admin, DeployParams(data_consensus=DATA_PARAMS, training_rounds=round_params))
+    deploy_network(admin, DeployParams(data_consensus=data_params, training_rounds=round_params))
     return Net(url, deployments, admin, tmp / "votes", tmp / "store")
 
 

@@ -222,16 +222,9 @@ class Submission:
             return window_phase(latest, self.commit_deadline, self.reveal_deadline, self.all_revealed)
         return {"Accepted": "accepted", "Rejected": "rejected", "NoQuorum": "no quorum"}.get(self.status, "unknown")
 
-    def next_change(self, latest: int) -> int | None:
-        """The first block at which the phase seen from `latest` changes; None once finalized."""
-        if self.status == "AwaitingPanel":
-            return max(self.seed_block + 1, latest + 1)
-        if self.status == "Voting":
-            for boundary in (self.commit_deadline, self.commit_deadline + 1, self.reveal_deadline + 1):
-                if latest < boundary:
-                    return boundary
-            return latest + 1
-        return None
+    def draw_block(self, latest: int) -> int:
+        """The first block, seen from `latest`, at which a panel awaiting its draw can be drawn."""
+        return max(self.seed_block + 1, latest + 1)
 
 
 @dataclass(frozen=True)

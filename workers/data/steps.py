@@ -61,7 +61,7 @@ def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_
         return Step("curator", submission.id, action, detail, wake, None, data)
 
     if submission.status == "AwaitingPanel":
-        return step("waiting", "the panel is not drawn yet", submission.next_change(latest))
+        return step("waiting", "the panel is not drawn yet", submission.draw_block(latest))
     seat = consensus.seat_of(submission.id, account)
     if seat is None:
         return step("done", f"{account} is not on the panel")
@@ -116,23 +116,25 @@ def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
     def step(action: str, detail: str, wake: int | None = None, **data) -> Step:
         return Step("keeper", submission.id, action, detail, wake, None, data)
 
+    # While the vote runs, the keeper's next action is finalize after the reveal window: the watcher brings its
+    # step earlier when a seat reveals, since every seat revealed allows it at once.
     if submission.status == "AwaitingPanel":
         if phase != "panel ready to draw":
-            return step("waiting", phase, submission.next_change(latest))
+            return step("waiting", phase, submission.draw_block(latest))
         drawn = raced(lambda: consensus.draw(submission.id),
                       lambda: consensus.submission(submission.id).status != "AwaitingPanel")
-        after = consensus.submission(submission.id)
         if drawn is None:
-            return step("waiting", "the panel was drawn by someone else", after.next_change(consensus.latest_block()))
+            after = consensus.submission(submission.id)
+            return step("waiting", "the panel was drawn by someone else", after.reveal_deadline + 1)
         if drawn.reseeded_to is not None:
             return step("waiting", f"seed block too old; the panel is drawn from block {drawn.reseeded_to + 1}",
                         drawn.reseeded_to + 1, reseeded_to=drawn.reseeded_to)
         return step("drawn", f"{len(drawn.panel)} curators drawn; commit until block {drawn.commit_deadline}",
-                    after.next_change(consensus.latest_block()), panel=drawn.panel)
+                    drawn.reveal_deadline + 1, panel=drawn.panel)
 
     if submission.status == "Voting":
         if phase != "ready to finalize":
-            return step("waiting", phase, submission.next_change(latest))
+            return step("waiting", phase, submission.reveal_deadline + 1)
         outcome = raced(lambda: consensus.finalize(submission.id),
                         lambda: consensus.submission(submission.id).finalized)
         if outcome is None:

@@ -92,10 +92,10 @@ app = create_app()
 
 def point_app_at(url: str, target: Celery = app) -> None:
     """Moves `target`'s broker and result backend to `url`. Celery keeps its connection pool, producer
-    pool and backend from first use, so changing the settings alone would keep talking to the old URL."""
+    pool and backend from first use, so changing the settings alone would keep talking to the old URL. The
+    old pools are dropped, not closed: kombu keeps producer pools per URL for the whole process, and hands the
+    same one back when an app points at that URL again."""
     target.conf.update(broker_url=url, result_backend=url)
-    if target._pool is not None:
-        target._pool.force_close_all()
     target._pool = None
     if "amqp" in target.__dict__:
         target.amqp._producer_pool = None

@@ -28,9 +28,9 @@ from workers.storage import open_store
 
 
 def queued(client, queue: str) -> list[tuple[str, list]]:
-    """(task, args) of each message waiting in a Celery queue."""
+    """(task, args) of each message waiting in a Celery queue, oldest first (kombu pushes on the left)."""
     return [(json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
-            for raw in client.lrange(queue, 0, -1)]
+            for raw in reversed(client.lrange(queue, 0, -1))]
 
 
 def test_account_option_loads_the_keystore_and_keeps_the_password_out_of_the_environment(tmp_path, monkeypatch):
