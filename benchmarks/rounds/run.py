@@ -17,8 +17,8 @@ benchmark queues itself (`keeper_step` of the ended round, which only reads the 
 Their ratio shows what the watcher's polling adds to the broker's own delay (with a 2 s poll, a median
 near 1 s is expected).
 
-Phases: seconds from the keeper's start (the other workers being ready) to the round being opened, the deltas committed and
-revealed, the panel drawn, the fingerprints committed, the round finalized and every seat settled.
+Phases: seconds from the keeper's start (the other workers being ready) to the round being opened, the deltas
+committed and revealed, the panel drawn, the fingerprints committed, the round finalized and every seat settled.
 Writes benchmarks/results/rounds[-<model>].json.
 """
 
@@ -42,9 +42,9 @@ import redis as redis_lib
 
 from benchmarks import RESULTS_DIR, machine_description, utc_now
 from workers.chain import ROLES, ChainClient, DeployParams, deploy_network
-from workers.chain.salts import SaltStore
 from workers.chain.artifacts import project_root
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
+from workers.chain.salts import SaltStore
 from workers.demo import stake_roles
 from workers.demo.consensus import DEMO_DATA_PARAMS, run_data_consensus
 from workers.demo.local import DEV_ACCOUNTS, ROUND_EVALUATORS, ROUND_TRAINERS, fund, mine_to
@@ -194,7 +194,8 @@ def run(model: str, redis_url: str) -> dict:
                 workers += [start("trainer", i) for i in trainer_keys[:-1]]
                 workers += [start("evaluator", i) for i in evaluator_keys]
                 for worker in workers:
-                    wait_for(lambda: " ready." in worker.log(), f"{worker.name} to start", workers, READY_TIMEOUT)
+                    wait_for(lambda worker=worker: " ready." in worker.log(), f"{worker.name} to start", workers,
+                             READY_TIMEOUT)
                 ready_block = int(treasury.w3.eth.block_number)
                 workers.append(start("keeper", 0, DEEPSHARD_TRAINING_SPEC=spec.canonical_json().decode()))
                 phases["workers ready"] = time.monotonic() - started

@@ -21,10 +21,10 @@ from netkit import TEST_REDIS_URL, WORKER_READY_TIMEOUT, Net, deploy_net
 from services import ChildProcess, redis_test_database
 
 from workers.chain import ChainClient, LocalSigner, deploy_network
-from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
-from workers.chain.client import RPC_URL_ENV
 from workers.chain.artifacts import project_root
+from workers.chain.client import RPC_URL_ENV
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.units import WEI_PER_DSH
 from workers.tasks.app import REDIS_URL_ENV, app, point_app_at

@@ -23,8 +23,8 @@ from workers.chain import (
     deploy_network,
     stake,
 )
-from workers.chain.units import WEI_PER_DSH
 from workers.chain.salts import SaltStore
+from workers.chain.units import WEI_PER_DSH
 from workers.data import SAMPLES_DIR
 from workers.data.chain import DataConsensusClient
 from workers.protocol.constants import K

@@ -29,9 +29,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.logs import DISCARD
 
@@ -199,7 +201,7 @@ class ModuleClient:
     def panel(self, panel_id: int) -> list[tuple[str, int]]:
         """(member, weight in wei) of each seat of a drawn panel, in seat order."""
         members, weights = self.contract.functions.panelOf(int(panel_id)).call()
-        return list(zip(members, (int(w) for w in weights)))
+        return list(zip(members, (int(w) for w in weights), strict=True))
 
     def seat_of(self, panel_id: int, member: str | None = None) -> int | None:
         """The seat of `member` (default: this account) on the panel of `panel_id`, or None."""
@@ -248,9 +250,10 @@ class ModuleClient:
 
     def inflight(self, account: str | None = None) -> int:
         """Transactions of `account` (default: this one) sent but not yet mined."""
-        account = account or self.chain.address
+        account = to_checksum_address(account or self.chain.address)
         eth = self.chain.w3.eth
-        return max(int(eth.get_transaction_count(account, "pending")) - int(eth.get_transaction_count(account, "latest")), 0)
+        pending, mined = eth.get_transaction_count(account, "pending"), eth.get_transaction_count(account, "latest")
+        return max(int(pending) - int(mined), 0)
 
     def settle_inflight(self, timeout: float | None = None) -> None:
         """Waits until no transaction of this account is pending; `ReceiptTimeout` after `timeout` seconds
@@ -270,7 +273,7 @@ class ModuleClient:
         """`InvalidRequest` unless this account's unlocked `role` stake covers `amount` (wei) and it has ETH for gas;
         `what` names the lock in the message ("the bond")."""
         role = parse_role(role)
-        account = self.chain.address
+        account = to_checksum_address(self.chain.address)
         staked = self.registry.functions.stakeOf(account, role).call()
         free = staked - self.registry.functions.lockedOf(account, role).call()
         if free < amount:
@@ -345,4 +348,4 @@ class ModuleClient:
 def struct_of(contract, function: str, *args: Any) -> dict[str, Any]:
     """The struct a view function returns, as a dict by field name."""
     names = [c["name"] for c in contract.get_function_by_name(function).abi["outputs"][0]["components"]]
-    return dict(zip(names, getattr(contract.functions, function)(*args).call()))
+    return dict(zip(names, getattr(contract.functions, function)(*args).call(), strict=True))

@@ -28,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -57,6 +58,8 @@ from .records import DEFAULT_LIMITS, Limits, Source
 
 #: The salt store's kind of a curator's commitment.
 VOTE = "vote"
+#: The baseline curator policy, the default of every scoring function.
+DEFAULT_POLICY = CuratorPolicy()
 
 
 # ---------------------------------------------------------------- pinning and fetching
@@ -123,7 +126,7 @@ def fetch_dataset(store: ContentStore, manifest_cid: str, limits: Limits = DEFAU
                               f"{limits.max_file_bytes:,}-byte limit")
     data = store.get(manifest.cid)
     report = validate(data, limits)
-    if not report.ok:
+    if not report.ok or report.manifest is None:
         raise DatasetUnusable(f"dataset {manifest.cid} is not valid: {report.summary()}")
     # Equal manifests and an equal sha256 of the raw bytes mean the bytes are already normalised.
     described = report.manifest.with_cid(manifest.cid)
@@ -146,7 +149,7 @@ def corpus_index_of(store: ContentStore, corpus_cids: Iterable[str], limits: Lim
 
 
 def score_fetched(dataset: FetchedDataset, corpus: MinHashIndex | None = None, *,
-                  policy: CuratorPolicy = CuratorPolicy(), limits: Limits = DEFAULT_LIMITS) -> dict:
+                  policy: CuratorPolicy = DEFAULT_POLICY, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Quality signals and `policy` scores of a fetched dataset, as plain JSON; `vote` is the scores in the
     order `DataConsensus` takes them."""
     signals = compute_signals(dataset.data, corpus=corpus, limits=limits)
@@ -161,7 +164,7 @@ def score_fetched(dataset: FetchedDataset, corpus: MinHashIndex | None = None, *
 
 
 def score_dataset(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[str] = (), *,
-                  policy: CuratorPolicy = CuratorPolicy(), limits: Limits = DEFAULT_LIMITS) -> dict:
+                  policy: CuratorPolicy = DEFAULT_POLICY, limits: Limits = DEFAULT_LIMITS) -> dict:
     """`score_fetched` of a pinned dataset, with `corpus_cids` (manifest CIDs of already-accepted datasets)
     as the corpus whose near-copies lower the novelty."""
     corpus_cids = list(corpus_cids)
@@ -520,7 +523,7 @@ class DataConsensusClient(ModuleClient):
         scores = parse_scores(scores)
         self.settle_inflight()
         account = self.chain.address
-        submission = self._voting_seat(submission_id)
+        submission, _ = self._voting_seat(submission_id)
         if self.latest_block() + 1 > submission.commit_deadline:
             raise InvalidRequest(f"the commit window of #{submission.id} closed at block {submission.commit_deadline}")
         if self.committed(submission, account):
@@ -535,8 +538,7 @@ class DataConsensusClient(ModuleClient):
         """Reveals this account's committed vote from its stored salt."""
         self.settle_inflight()
         account = self.chain.address
-        submission = self._voting_seat(submission_id)
-        seat = self.seat_of(submission.id, account)
+        submission, seat = self._voting_seat(submission_id)
         latest = self.latest_block()
         if latest <= submission.commit_deadline:
             raise InvalidRequest(f"the reveal window of #{submission.id} opens once block "
@@ -560,9 +562,9 @@ class DataConsensusClient(ModuleClient):
             raise InvalidRequest(f"submission #{submission.id} is not finalized yet "
                                  f"(phase: {submission.phase(self.latest_block())})")
         seat = self.seat_of(submission.id, account)
-        owes_seat = seat is not None and not submission.settled(seat)
+        owed_seat = seat if seat is not None and not submission.settled(seat) else None
         owes_reward = submission.informant == account and submission.informant_reward > 0
-        if not (owes_seat or owes_reward):
+        if owed_seat is None and not owes_reward:
             reasons = []
             if seat is not None:
                 reasons.append(f"seat {seat} is already settled")
@@ -572,8 +574,8 @@ class DataConsensusClient(ModuleClient):
             raise InvalidRequest(f"nothing to claim on #{submission.id} for {account}: "
                                  + ("; ".join(reasons) or "not its informant and not on its panel"))
         result = ClaimResult()
-        if owes_seat:
-            settled = self.settle_seat(submission.id, seat)
+        if owed_seat is not None:
+            settled = self.settle_seat(submission.id, owed_seat)
             result = dataclasses.replace(result, seat_reward=settled.reward, seat_penalty=settled.penalty,
                                          tx_hashes=result.tx_hashes + (settled.tx_hash,))
         if owes_reward:
@@ -585,14 +587,16 @@ class DataConsensusClient(ModuleClient):
 
     # ------------------------------------------------------------ internals
 
-    def _voting_seat(self, submission_id: int) -> Submission:
+    def _voting_seat(self, submission_id: int) -> tuple[Submission, int]:
+        """The submission being voted on and this account's seat on its panel; `InvalidRequest` otherwise."""
         submission = self.submission(submission_id)
         if submission.status != "Voting":
             raise InvalidRequest(f"submission #{submission.id} is not being voted on "
                                  f"(phase: {submission.phase(self.latest_block())})")
-        if self.seat_of(submission.id) is None:
+        seat = self.seat_of(submission.id)
+        if seat is None:
             raise InvalidRequest(f"{self.chain.address} is not on the panel of #{submission.id}")
-        return submission
+        return submission, seat
 
 
 def _outcome(args: Any, tx: str | None) -> Outcome:

@@ -16,12 +16,20 @@ them to someone else (`raced`).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..chain.module import Step, raced
 from ..protocol.constants import CRITERIA
 from ..storage import ContentStore, InvalidCid, NotFound, UnsupportedContent
-from .chain import DataConsensusClient, DatasetUnusable, corpus_index_of, fetch_dataset, score_fetched
+from .chain import (
+    DEFAULT_POLICY,
+    DataConsensusClient,
+    DatasetUnusable,
+    SettleResult,
+    corpus_index_of,
+    fetch_dataset,
+    score_fetched,
+)
 from .quality import CuratorPolicy
 
 #: Content problems that are the informant's fault: the dataset scores zero on every criterion.
@@ -29,7 +37,7 @@ UNUSABLE_CONTENT = (DatasetUnusable, NotFound, InvalidCid, UnsupportedContent)
 
 
 def policy_scores(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[str] = (),
-                  policy: CuratorPolicy = CuratorPolicy()) -> tuple[list[int], str]:
+                  policy: CuratorPolicy = DEFAULT_POLICY) -> tuple[list[int], str]:
     """The five scores `policy` gives the dataset, and why; zeros if its content is missing or lies.
 
     Only the submission's own content can score zero: a corpus dataset that cannot be fetched is this
@@ -48,7 +56,7 @@ def policy_scores(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[
 # ---------------------------------------------------------------- curator
 
 def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_id: int,
-                corpus_cids: Iterable[str] = (), policy: CuratorPolicy = CuratorPolicy()) -> Step:
+                corpus_cids: Iterable[str] = (), policy: CuratorPolicy = DEFAULT_POLICY) -> Step:
     """The next step of this account's seat on `submission_id`: score and commit, reveal, finalize (anyone may;
     it frees the pool bond sooner) and claim. `data["scores"]` holds the scores committed or revealed."""
     account = consensus.chain.address
@@ -93,9 +101,7 @@ def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_
 
     if submission.settled(seat):
         return step("done", f"{phase}; seat {seat} is settled")
-    # The keeper settles silent seats too: whoever lands first settles it.
-    claimed = raced(lambda: consensus.settle_seat(submission.id, seat),
-                    lambda: consensus.submission(submission.id).settled(seat))
+    claimed = _settle_seat(consensus, submission.id, seat)  # anyone may: whoever lands first settles it
     if claimed is None:
         return step("done", f"{phase}; seat {seat} was settled by someone else")
     return step("claimed", f"{phase}; seat {seat} settled: reward {claimed.reward} wei, penalty {claimed.penalty} wei",
@@ -144,11 +150,16 @@ def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
 
     settled = []
     for seat in submission.silent_seats:
-        result = raced(lambda seat=seat: consensus.settle_seat(submission.id, seat),
-                       lambda seat=seat: consensus.submission(submission.id).settled(seat))
+        result = _settle_seat(consensus, submission.id, seat)
         if result is not None:
             settled.append({"seat": seat, "curator": result.curator, "penalty": result.penalty})
     if settled:
         return step("settled", f"settled {len(settled)} silent seats of #{submission.id}", consensus.latest_block(),
                     seats=settled)
     return step("done", f"{phase}; no silent seat is left to settle")
+
+
+def _settle_seat(consensus: DataConsensusClient, submission_id: int, seat: int) -> SettleResult | None:
+    """Settles a seat, unless someone else settles it first (then None)."""
+    return raced(lambda: consensus.settle_seat(submission_id, seat),
+                 lambda: consensus.submission(submission_id).settled(seat))

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from eth_utils import to_checksum_address
+
 from ..chain import ROLES, ChainClient, ChainError, DeployParams, deploy_network, format_dsh, stake
 from ..chain.localnode import dev_signer, start_anvil, start_ganache
 from ..chain.units import format_eth
@@ -92,7 +94,7 @@ def stake_roles(treasury: ChainClient, stakers: dict[str, ChainClient], out: Tex
             short_address(client.address),
             format_dsh(result.new_stake, grouped=True),
             format_dsh(token.functions.balanceOf(client.address).call(), grouped=True),
-            format_eth(client.w3.eth.get_balance(client.address), places=4),
+            format_eth(client.w3.eth.get_balance(to_checksum_address(client.address)), places=4),
             "permit" if use_permit else "approve",
         ])
     print("\nStakes", file=out)
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"train the round on the {QUICK_MODEL!r} model instead of {DEFAULT_MODEL!r}")
     parser.add_argument("--json", action="store_true", help="end with one line: the summary as a JSON object")
-    parser.add_argument("--chain", choices=sorted(NODES), default="anvil", help="the local chain to run (default anvil)")
+    parser.add_argument("--chain", choices=sorted(NODES), default="anvil",
+                        help="the local chain to run (default anvil)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:

@@ -17,13 +17,13 @@ from typing import TextIO
 
 from ..chain import ChainClient, DataConsensusParams, format_dsh, parse_dsh, parse_role, stake
 from ..chain.localnode import dev_signer
-from ..data import SAMPLES_DIR
 from ..chain.salts import SaltStore
+from ..data import SAMPLES_DIR
 from ..data.chain import DataConsensusClient, Outcome
 from ..data.steps import curate_once, keeper_once
 from ..storage import ContentStore
 from ..tables import format_table, short_address
-from .local import EXTRA_CURATORS, EXTRA_INFORMANTS, expect, fund, mine_to
+from .local import EXTRA_CURATORS, EXTRA_INFORMANTS, DemoFailed, expect, fund, mine_to
 
 #: Data-consensus windows for the demo chain, in blocks (anvil mines one per transaction; the demo mines
 #: the rest): long enough for every commit and reveal the demo sends, short enough to mine past quickly.
@@ -95,6 +95,13 @@ class DemoSubmission:
     informant_reward: int = 0
     curator_payout: int = 0
 
+    @property
+    def result(self) -> Outcome:
+        """The outcome, once finalized; `DemoFailed` before."""
+        if self.outcome is None:
+            raise DemoFailed(f"#{self.submission_id} ({self.dataset}) has no outcome")
+        return self.outcome
+
 
 def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], store: ContentStore, workdir: Path,
                        out: TextIO) -> list[DemoSubmission]:
@@ -129,7 +136,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
                 ("more-facts.jsonl", write_second_dataset(workdir / "more-facts.jsonl")),
                 ("junk.jsonl", SAMPLES_DIR / "junk.jsonl")]
     submissions = []
-    for (name, path), client in zip(datasets, informants):
+    for (name, path), client in zip(datasets, informants, strict=True):
         informant = DataConsensusClient(client, salts)
         result = informant.submit(path, parse_dsh(BOND_DSH), store)
         submissions.append(DemoSubmission(name, informant, result.submission_id))
@@ -161,7 +168,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
     for entry in submissions:  # nothing left for the keeper: no seat stayed silent
         expect(keeper_once(keeper, entry.submission_id), "done", "the keeper")
     for entry in submissions:
-        if entry.outcome.status == "Accepted":
+        if entry.result.status == "Accepted":
             entry.informant_reward = entry.informant.claim(entry.submission_id).informant_reward
 
     print("\nData consensus (scores 0..100; value and threshold in points of 10,000; amounts in DSH)", file=out)
@@ -177,7 +184,7 @@ def run_data_consensus(treasury: ChainClient, stakers: dict[str, ChainClient], s
 def outcome_table(submissions: list[DemoSubmission]) -> str:
     rows = []
     for entry in submissions:
-        outcome = entry.outcome
+        outcome = entry.result
         returned = format_dsh(parse_dsh(BOND_DSH) - entry.slashed)
         rows.append([
             f"#{entry.submission_id}",
@@ -198,7 +205,8 @@ def outcome_table(submissions: list[DemoSubmission]) -> str:
 def balances_table(accounts: list[tuple[ChainClient, str]], before: list[tuple[int, int]],
                    after: list[tuple[int, int]]) -> str:
     rows = []
-    for (client, role), (wallet_before, stake_before), (wallet_after, stake_after) in zip(accounts, before, after):
+    for (client, role), (wallet_before, stake_before), (wallet_after, stake_after) in zip(accounts, before, after,
+                                                                                          strict=True):
         rows.append([short_address(client.address), role,
                      format_dsh(wallet_before, grouped=True), format_dsh(wallet_after, grouped=True),
                      _signed(wallet_after - wallet_before),
@@ -215,5 +223,5 @@ def _signed(wei: int) -> str:
 def consensus_summary(submissions: list[DemoSubmission]) -> list[dict]:
     """Each submission as plain JSON: dataset, informant, outcome, bond slashed, reward (DSH)."""
     return [{"id": entry.submission_id, "dataset": entry.dataset, "informant": entry.informant.chain.address,
-             "outcome": entry.outcome.status.lower(), "slashed_dsh": format_dsh(entry.slashed),
+             "outcome": entry.result.status.lower(), "slashed_dsh": format_dsh(entry.slashed),
              "reward_dsh": format_dsh(entry.informant_reward)} for entry in submissions]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+
+from web3.types import RPCEndpoint
 
 from ..chain import ROLES, ChainClient, ChainError, parse_dsh
 from ..chain.module import Step
@@ -38,9 +40,9 @@ def mine_to(client: ChainClient, block: int) -> None:
     if missing <= 0:
         return
     if client.w3.client_version.lower().startswith("ganache"):
-        response = client.w3.provider.make_request("evm_mine", [{"blocks": missing}])
+        response = client.w3.provider.make_request(RPCEndpoint("evm_mine"), [{"blocks": missing}])
     else:
-        response = client.w3.provider.make_request("anvil_mine", [hex(missing)])
+        response = client.w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(missing)])
     if "error" in response:
         raise ChainError(f"the node refused to mine {missing} blocks: {response['error']}")
 

@@ -18,18 +18,19 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from ..chain import ChainClient, TrainingRoundsParams, format_dsh, parse_dsh, stake
 from ..chain.localnode import dev_signer
+from ..chain.salts import SaltStore
 from ..chain.units import WEI_PER_DSH
 from ..ml.spec import TrainingSpec
-from ..rounds.chain import RoundStatus, TrainingRoundsClient
-from ..chain.salts import SaltStore
 from ..node.cli import format_status
+from ..rounds.chain import RoundStatus, TrainingRoundsClient
 from ..rounds.specs import SpecBook
 from ..rounds.steps import evaluator_once, keeper_once, trainer_once
 from ..storage import API_ENV, ContentStore
@@ -151,9 +152,9 @@ class RoundReport:
         trainers = []
         for trainer in self.trainers:
             seat = seats[trainer.address]
-            outcome = "accepted" if seat.accepted else ("slashed" if seat.slashed else "released")
+            verdict = "accepted" if seat.accepted else ("slashed" if seat.slashed else "released")
             amount = seat.reward if seat.accepted else seat.slashed
-            trainers.append({"account": trainer.address, "poisoned": trainer.poisoned, "outcome": outcome,
+            trainers.append({"account": trainer.address, "poisoned": trainer.poisoned, "outcome": verdict,
                              "amount_dsh": format_dsh(amount), "distance": seat.distance})
         outcome = self.status.outcome
         return {
@@ -228,6 +229,8 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     started = time.monotonic()
     opened = expect(keeper_once(keeper, None, specs), "opened", "the keeper")
     round_id = opened.id
+    if round_id is None:
+        raise DemoFailed(f"the keeper opened no round: {opened.detail}")
     state = keeper.round(round_id)
     phases: dict[str, float] = {}
 
@@ -286,21 +289,21 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     check_new_version(report, store, spec)
     say("\n" + format_status(report.status))
     if report.child_weights:
-        say(f"\nversion {report.status.outcome.new_version} loads: weights {report.child_weights[:18]}… "
+        say(f"\nversion {report.status.round.new_version} loads: weights {report.child_weights[:18]}… "
             f"(parent {report.parent_weights[:18]}…)")
     return report
 
 
 def check_new_version(report: RoundReport, store: ContentStore, spec: TrainingSpec) -> None:
     """Loads the new version (the parent with the winning delta merged) and records both weight hashes."""
-    outcome = report.status.outcome
-    if outcome is None or outcome.status != "Finalized":
+    outcome, delta_cid = report.status.outcome, report.status.new_version_cid
+    if outcome is None or outcome.status != "Finalized" or delta_cid is None:
         return
     from ..ml.merge import merge_deltas
     from ..ml.models import weights_hash
     from ..tasks.training import genesis_model, load_checked_delta
 
     parent = genesis_model(report.model)  # the round's base is the genesis version
-    delta = load_checked_delta(store, report.status.new_version_cid, spec, parent, what="the new version's delta")
+    delta = load_checked_delta(store, delta_cid, spec, parent, what="the new version's delta")
     report.parent_weights = weights_hash(parent.model)
     report.child_weights = weights_hash(merge_deltas(parent, [delta]).model)

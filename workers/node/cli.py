@@ -118,8 +118,9 @@ def format_status(status: RoundStatus) -> str:
     if outcome is not None:
         if outcome.status == "Finalized":
             accepted = bin(outcome.accepted_mask).count("1")
+            reward = format_dsh(outcome.reward_per_trainer, grouped=True)
             lines.append(("outcome", f"Finalized: {accepted} of {state.delta_count} deltas accepted; "
-                                     f"{format_dsh(outcome.reward_per_trainer, grouped=True)} DSH per accepted trainer"))
+                                     f"{reward} DSH per accepted trainer"))
             lines.append(("new version", f"{outcome.new_version} ({status.new_version_cid})"))
         else:
             lines.append(("outcome", "Failed: too few accepted deltas; revealed trainers reclaim their bonds"))
@@ -147,12 +148,13 @@ def format_status(status: RoundStatus) -> str:
              "SETTLED"], rows, numeric=(0, 2, 4, 6))
     if status.panel:
         rows = []
-        for seat in status.panel:
-            coherent = "-" if seat.coherent is None else ("yes" if seat.coherent else "no")
-            rows.append([seat.seat, seat.evaluator, format_dsh(seat.weight, grouped=True), _yes(seat.committed),
-                         _yes(seat.revealed), coherent,
-                         "-" if seat.reward is None else format_dsh(seat.reward, grouped=True),
-                         "-" if seat.penalty is None else format_dsh(seat.penalty, grouped=True), _yes(seat.settled)])
+        for member in status.panel:
+            coherent = "-" if member.coherent is None else ("yes" if member.coherent else "no")
+            rows.append([member.seat, member.evaluator, format_dsh(member.weight, grouped=True),
+                         _yes(member.committed), _yes(member.revealed), coherent,
+                         "-" if member.reward is None else format_dsh(member.reward, grouped=True),
+                         "-" if member.penalty is None else format_dsh(member.penalty, grouped=True),
+                         _yes(member.settled)])
         text += "\n\n" + format_table(
             ["SEAT", "EVALUATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "COHERENT", "REWARD (DSH)",
              "PENALTY (DSH)", "SETTLED"], rows, numeric=(0, 2, 6, 7))
@@ -177,9 +179,10 @@ def _open_run(args: argparse.Namespace) -> int:
             print(f"error: {args.spec} is not a valid TrainingSpec: {exc}", file=sys.stderr)
             return 1
     else:
-        spec = configured_spec()
-        if spec is None:
+        configured = configured_spec()
+        if configured is None:
             raise SpecUnknown("give the round's TrainingSpec with --spec FILE or $DEEPSHARD_TRAINING_SPEC")
+        spec = configured
     rounds = _rounds(args)
     if not args.no_publish:
         import redis as redis_lib

@@ -45,4 +45,4 @@ def deregister_account(client: redis_lib.Redis, chain_id: int, role: str, accoun
 def registered_accounts(client: redis_lib.Redis, chain_id: int, role: str) -> list[str]:
     """The accounts whose `role` worker beat within the last `REGISTRATION_TTL` seconds."""
     members = client.zrangebyscore(accounts_key(chain_id, role), _server_time(client) - REGISTRATION_TTL, "+inf")
-    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+    return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)

@@ -5,11 +5,10 @@ curator), `R.<its address>`; it registers that address in Redis (`workers.node.r
 sends it its tasks, beats while it runs and deregisters when it stops. On start it queues catch-up steps, so a
 worker started late, or restarted, picks up where the network is (`plan_worker`):
 
-| role | catch-up |
-| --- | --- |
-| trainer, evaluator | its step on the current round |
-| curator | `curate(id)` for every submission where its seat is not settled yet |
-| keeper | the round keeper's step on the current round, and the data keeper's on every submission that still needs one (a panel to draw, a vote to finalize, a silent seat to settle) |
+- trainer, evaluator: its step on the current round;
+- curator: `curate(id)` for every submission where its seat is not settled yet;
+- keeper: the round keeper's step on the current round, and the data keeper's on every submission that still
+  needs one (a panel to draw, a vote to finalize, a silent seat to settle).
 
 A keeper worker also runs the watcher in a thread unless told not to (`--no-watch`: run `deepshard watch`
 elsewhere; one watcher per network is enough, and two are harmless). The keeper needs no stake, only ETH for gas.
@@ -27,8 +26,8 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import redis as redis_lib
 

@@ -4,17 +4,18 @@
     watcher.poll_once()                         # dispatch every event up to the latest safe block
     watcher.run(stop_event)                     # ... forever, backing off while the node or Redis is down
 
-| contract | event | tasks |
-| --- | --- | --- |
-| TrainingRounds | RoundOpened | `trainer_step(round)` to every registered trainer, `keeper_step(round)` |
-| TrainingRounds | DeltaRevealed | `keeper_step(round)` (restarts a keeper chain that was lost) |
-| TrainingRounds | panel drawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
-| TrainingRounds | panel revealed | `keeper_step(round)` (finalizes as soon as every seat revealed) |
-| TrainingRounds | RoundFinalized | `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel, `keeper_step(round)` |
-| DataConsensus | Submitted, PanelReseeded | data `keeper_step(id)` (draws the panel once the seed block is mined) |
-| DataConsensus | panel drawn | `curate(id)` to each drawn curator that is registered, data `keeper_step(id)` |
-| DataConsensus | panel revealed | data `keeper_step(id)` (finalizes as soon as every seat revealed) |
-| DataConsensus | Finalized | data `keeper_step(id)` (settles silent seats); if Accepted, `keeper_step()` (opens a round once enough data is pending) |
+TrainingRounds (every event also queues the round keeper's `keeper_step(round)`):
+- RoundOpened: `trainer_step(round)` to every registered trainer;
+- DeltaRevealed: only the keeper's step (it restarts a keeper chain that was lost);
+- panel drawn: `evaluator_step(round)` to each drawn evaluator that is registered;
+- panel revealed: only the keeper's step (it finalizes as soon as every seat revealed);
+- RoundFinalized: `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel.
+
+DataConsensus (every event also queues the data keeper's `keeper_step(id)`: it draws the panel once the seed
+block is mined, finalizes as soon as every seat revealed or after the window, settles silent seats):
+- Submitted, PanelReseeded, panel revealed: only the keeper's step;
+- panel drawn: `curate(id)` to each drawn curator that is registered;
+- Finalized: if Accepted, also the round keeper's `keeper_step()` (it opens a round once enough data is pending).
 
 The event names are the clients' (`TrainingRoundsClient.PANEL_DRAWN` ...): a contract renaming an event changes
 them there. Tasks that sign go to the account's queue `<role>.<address>`; "registered" accounts are those whose
@@ -35,8 +36,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any
 
 import redis as redis_lib
 import requests
@@ -165,12 +167,13 @@ class Watcher:
         self._send = send or _celery_send
         self.router = Router(chain, accounts or self._registered)
         self.contracts = {name: chain.contract(name) for name in WATCHED}
-        self._topics = {}
+        self._topics: dict[tuple[str, bytes], tuple[str, ModuleEvent, Any]] = {}
         for name, events in WATCHED.items():
             contract = self.contracts[name]
             for event in events:
                 abi_event = getattr(contract.events, event.name)
-                self._topics[(contract.address, Web3.keccak(text=abi_event.signature))] = (name, event, abi_event)
+                topic = bytes(Web3.keccak(text=abi_event.signature))
+                self._topics[(contract.address, topic)] = (name, event, abi_event)
         #: (event, tasks queued for it) of every event processed by this instance, in order
         self.history: list[tuple[ChainEvent, list[Dispatch]]] = []
 
@@ -213,7 +216,7 @@ class Watcher:
         topics = [Web3.to_hex(topic) for (address, topic) in self._topics if address == contract.address]
         logs = self.chain.w3.eth.get_logs({"address": contract.address, "fromBlock": start, "toBlock": end,
                                            "topics": [topics]})
-        done = {m.decode() for m in self.redis.smembers(done_key)}
+        done = {m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.smembers(done_key)}
         events = sorted((self._decode(log) for log in logs), key=lambda e: (e.block, e.log_index))
         for event in events:
             dispatches = [Dispatch(d.task, d.args, d.queue, f"{event.position}:{d.queue}:{d.task}")

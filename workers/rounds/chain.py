@@ -23,8 +23,9 @@ fix wherever they can (every window is a uint16 number of blocks). Commitment sa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from eth_utils import to_checksum_address
 
@@ -311,7 +312,7 @@ class TrainingRoundsClient(ModuleClient):
     def deltas(self, round_id: int) -> list[tuple[str, str]]:
         """The revealed deltas in delta order: (trainer, delta CID)."""
         trainers, cids = self.contract.functions.deltasOf(int(round_id)).call()
-        return [(trainer, cid_from_chain(cid)) for trainer, cid in zip(trainers, cids)]
+        return [(trainer, cid_from_chain(cid)) for trainer, cid in zip(trainers, cids, strict=True)]
 
     def opened_block(self, state: RoundState) -> int:
         """The block of the round's `RoundOpened` event (found once per process: its window is a uint16)."""
@@ -465,11 +466,13 @@ class TrainingRoundsClient(ModuleClient):
                 coherent = None
                 if state.status == "Finalized" and revealed:
                     coherent = bool(state.eval_coherent_mask >> seat & 1)
-                reward, penalty_paid = evaluator_settlements.get(evaluator, (None, None))
-                if reward is None and coherent:
-                    reward = state.evaluator_payout * weight // max(state.coherent_evaluator_weight, 1)
+                settlement = evaluator_settlements.get(evaluator)
+                paid = settlement[0] if settlement else None
+                penalty_paid = settlement[1] if settlement else None
+                if paid is None and coherent:
+                    paid = state.evaluator_payout * weight // max(state.coherent_evaluator_weight, 1)
                 panel.append(EvaluatorSeat(seat, evaluator, weight, evaluator in committed, revealed, coherent,
-                                           state.evaluator_settled(seat), reward, penalty_paid))
+                                           state.evaluator_settled(seat), paid, penalty_paid))
         outcome = None if finalized is None else _round_outcome(finalized.args, finalized.block, finalized.tx_hash)
         new_cid = self.version_cid(state.new_version) if state.new_version else None
         return RoundStatus(state, state.phase(latest), latest, datasets, trainers, panel, outcome, new_cid, params)
@@ -629,7 +632,7 @@ class TrainingRoundsClient(ModuleClient):
         """Commits one fingerprint of K int32 per revealed delta, with a fresh salt stored on disk first."""
         self.settle_inflight()
         account = self.chain.address
-        state = self._panel_round(round_id)
+        state, _ = self._panel_round(round_id)
         latest = self.latest_block()
         if latest + 1 > state.eval_commit_deadline:
             raise InvalidRequest(f"the evaluators' commit window of round #{state.id} closed at block "
@@ -647,8 +650,7 @@ class TrainingRoundsClient(ModuleClient):
         """Reveals this evaluator's committed fingerprints from its stored salt; returns the tx hash."""
         self.settle_inflight()
         account = self.chain.address
-        state = self._panel_round(round_id)
-        seat = self.seat_of(state.id)
+        state, seat = self._panel_round(round_id)
         latest = self.latest_block()
         if latest <= state.eval_commit_deadline:
             raise InvalidRequest(f"the evaluators' reveal window of round #{state.id} opens once block "
@@ -671,13 +673,16 @@ class TrainingRoundsClient(ModuleClient):
             return bytes(self.contract.functions.deltaCommitmentFor(cid_to_chain(value), salt, account).call())
         return bytes(self.contract.functions.fingerprintCommitmentFor(value, salt, account).call())
 
-    def _panel_round(self, round_id: int) -> RoundState:
+    def _panel_round(self, round_id: int) -> tuple[RoundState, int]:
+        """The round being evaluated and this account's seat on its panel; `InvalidRequest` otherwise."""
         state = self.round(round_id)
         if state.status != "Evaluating":
-            raise InvalidRequest(f"round #{state.id} is not being evaluated (phase: {state.phase(self.latest_block())})")
-        if self.seat_of(state.id) is None:
+            phase = state.phase(self.latest_block())
+            raise InvalidRequest(f"round #{state.id} is not being evaluated (phase: {phase})")
+        seat = self.seat_of(state.id)
+        if seat is None:
             raise InvalidRequest(f"{self.chain.address} is not on the evaluator panel of round #{state.id}")
-        return state
+        return state, seat
 
     def _finalized_log(self, state: RoundState):
         """`RoundFinalized` of an ended round: emitted by the draw (too few deltas) or by finalize."""

@@ -10,8 +10,8 @@ spec hash, so a wrong or tampered entry is refused, never trained on.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..chain import ChainError
 from ..ml.spec import SpecError, TrainingSpec

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from ..chain import InvalidRequest, TransactionReverted
 from ..chain.module import Step, raced
-from ..protocol.constants import INT32_MAX, K, MAX_TRAINERS
-from .chain import DELTA, FINGERPRINTS, RoundState, TrainingRoundsClient, check_fingerprints
+from ..protocol.constants import INT32_MAX, MAX_TRAINERS, K
+from .chain import DELTA, FINGERPRINTS, RoundState, SettleResult, TrainingRoundsClient, check_fingerprints
 from .specs import SpecBook
 
 #: Seconds between checks on a running ML job.
@@ -226,8 +226,7 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
     settled = []
     for seat in range(state.panel_size):
         if not state.evaluator_settled(seat):
-            result = raced(lambda seat=seat: rounds.claim_evaluator(state.id, seat),
-                           lambda seat=seat: rounds.round(state.id).evaluator_settled(seat))
+            result = _settle_seat(rounds, state.id, seat)
             if result is not None:
                 settled.append({"seat": seat, "evaluator": result.account, "reward": result.reward,
                                 "penalty": result.penalty})
@@ -238,6 +237,11 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
         return step("done", f"round #{state.id} {state.status.lower()}; every seat is settled")
     opened = open_if_ready(rounds, specs)
     return dataclasses.replace(opened, detail=f"round #{state.id} {state.status.lower()}; {opened.detail}")
+
+
+def _settle_seat(rounds: TrainingRoundsClient, round_id: int, seat: int) -> SettleResult | None:
+    """Settles an evaluator seat, unless someone else settles it first (then None)."""
+    return raced(lambda: rounds.claim_evaluator(round_id, seat), lambda: rounds.round(round_id).evaluator_settled(seat))
 
 
 def open_if_ready(rounds: TrainingRoundsClient, specs: SpecBook) -> Step:

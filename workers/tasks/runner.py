@@ -27,7 +27,7 @@ import functools
 import json
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import redis as redis_lib
 from celery.utils.log import get_task_logger
@@ -127,7 +127,7 @@ class StepLock:
         if self.client.set(self.key, self.owner, nx=True, ex=LOCK_TTL):
             return True
         holder = self.client.get(self.key)
-        if holder is not None and holder.decode() == self.owner:
+        if holder is not None and holder == self.owner.encode():
             self.client.expire(self.key, LOCK_TTL)
             return True
         return False

@@ -34,7 +34,8 @@ def test_module_events_read_and_filter_under_the_shared_names():
         {"round": 3, "evaluators": ["0xA"], "commitDeadline": 9, "id": 3, "members": ["0xA"]}
     assert drawn.filters({"id": 3, "other": 1}) == {"round": 3, "other": 1}
     renamed = ModuleEvent("PanelDrawn")  # after the contract's rename: one line, nothing else changes
-    assert renamed.args({"id": 3, "members": []}) == {"id": 3, "members": []} and renamed.filters({"id": 3}) == {"id": 3}
+    assert renamed.args({"id": 3, "members": []}) == {"id": 3, "members": []}
+    assert renamed.filters({"id": 3}) == {"id": 3}
     # Both clients read their panel's events under the same names.
     for client in (DataConsensusClient, TrainingRoundsClient):
         assert {"id", "members"} <= set(client.PANEL_DRAWN.args({"id": 1, "round": 1, "members": [], "curators": [],

@@ -28,10 +28,10 @@ from workers.chain import (
 from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import free_port
-from workers.chain.units import WEI_PER_DSH
-from workers.data import SAMPLES_DIR, InvalidDataset
 from workers.chain.module import cid_from_chain, cid_to_chain
 from workers.chain.salts import VOTES_DIR_ENV, SaltNotFound, SaltStore
+from workers.chain.units import WEI_PER_DSH
+from workers.data import SAMPLES_DIR, InvalidDataset
 from workers.data.chain import DataConsensusClient
 from workers.data.steps import curate_once
 from workers.storage import NodeUnreachable, cid_of_bytes, open_store
@@ -227,7 +227,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
             assert curate_once(curator.consensus, store, submission_id).action == "claimed"
             assert curate_once(curator.consensus, store, submission_id).action == "done"
     paid = keeper.submission(good.submission_id).curator_payout + BOND // 2
-    gains = [token.functions.balanceOf(c.address).call() - before for c, before in zip(curators, wallets)]
+    gains = [token.functions.balanceOf(c.address).call() - before for c, before in zip(curators, wallets, strict=True)]
     assert gains == [paid // POOL_SIZE] * POOL_SIZE
 
     reward = good_informant.consensus.claim(good.submission_id)

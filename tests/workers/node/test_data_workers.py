@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from netkit import GOOD_VOTE, Net, deploy_net, sample_datasets, wait_for
+
 from workers.chain import DataConsensusParams
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.storage import open_store
@@ -84,7 +84,9 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
                              consensus.deploy_block(), net.block())
     assert len(settled) == 1 and settled[0].args["penalty"] > 0 and settled[0].args["reward"] == 0
     for action in ("'drawn'", "'finalized'", "'settled'"):
-        wait_for(lambda: f"'action': {action}" in keeper.log(), f"the keeper to log {action}", logs=[keeper])
+        wait_for(lambda action=action: f"'action': {action}" in keeper.log(), f"the keeper to log {action}",
+                 logs=[keeper])
     for action in ("'committed'", "'revealed'", "'claimed'"):
-        wait_for(lambda: f"'action': {action}" in curator.log(), f"the curator to log {action}", logs=[curator])
+        wait_for(lambda action=action: f"'action': {action}" in curator.log(), f"the curator to log {action}",
+                 logs=[curator])
     assert "Traceback" not in keeper.log() + curator.log()

@@ -17,8 +17,9 @@ import json
 import sys
 import time
 
-from benchmarks.rounds.run import RECEIVED, WATCH_ID
 from netkit import DSH, deploy_net, wait_for
+
+from benchmarks.rounds.run import RECEIVED, WATCH_ID
 from workers import cli
 from workers.chain import TrainingRoundsParams
 from workers.demo.training import PoisonedJobs
@@ -65,7 +66,7 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
 
     procs = [worker("trainer", c) for c in honest] + [worker("evaluator", e.chain) for e in evaluators]
     for proc in procs:
-        wait_for(lambda: " ready." in proc.log(), f"{proc.name} to start", timeout=90, logs=[proc])
+        wait_for(lambda proc=proc: " ready." in proc.log(), f"{proc.name} to start", timeout=90, logs=[proc])
     keeper_proc = worker("keeper", keeper, DEEPSHARD_TRAINING_SPEC=SPEC.canonical_json().decode())
     procs.append(keeper_proc)
     mark("workers ready")
@@ -118,7 +119,8 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     cheat = by_trainer[poisoned.chain.address]
     assert cheat.accepted is False and cheat.distance > PARAMS.tolerance and cheat.slashed == PARAMS.trainer_bond
     assert poisoned.registry.functions.stakeOf(poisoned.chain.address, 2).call() == 2_000 * DSH - PARAMS.trainer_bond
-    reward = (PARAMS.trainer_bond + PARAMS.round_reward - PARAMS.round_reward * PARAMS.evaluator_share_bps // 10_000) // 3
+    evaluators_share = PARAMS.round_reward * PARAMS.evaluator_share_bps // 10_000
+    reward = (PARAMS.trainer_bond + PARAMS.round_reward - evaluators_share) // 3
     token = keeper_rounds.chain.contract("DeepshardToken")
     for client in honest:
         seat = by_trainer[client.address]

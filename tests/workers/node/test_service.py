@@ -11,8 +11,8 @@ import os
 import pytest
 from eth_account import Account
 from eth_utils import to_checksum_address
-
 from netkit import GOOD_VOTE, sample_datasets
+
 from workers.chain import InvalidRequest
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
 from workers.ml.spec import TrainingSpec

@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 import redis
-
 from netkit import GOOD_VOTE, TEST_REDIS_URL, sample_datasets, wait_for
+
 from workers.chain import ChainClient
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import free_port
@@ -242,4 +242,5 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
         [CURATE]
     for action in ("'committed'", "'revealed'", "'claimed'"):
         # The worker logs a task's result just after its transaction lands: wait for the line too.
-        wait_for(lambda: f"'action': {action}" in worker.log(), f"the worker to log {action}", logs=[worker])
+        wait_for(lambda action=action: f"'action': {action}" in worker.log(), f"the worker to log {action}",
+                 logs=[worker])

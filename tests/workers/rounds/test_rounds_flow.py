@@ -9,6 +9,7 @@ import json
 
 import pytest
 from eth_account import Account
+from netkit import DSH, HONEST, POISONED, ROUND_PARAMS, TEST_REDIS_URL, noisy
 
 from workers import cli
 from workers.chain import ChainClient, InvalidRequest, LocalSigner
@@ -18,8 +19,6 @@ from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
 from workers.rounds.steps import UNUSABLE_FINGERPRINT, evaluator_once, keeper_once, trainer_once
 from workers.storage import cid_of_bytes
-
-from netkit import DSH, HONEST, POISONED, ROUND_PARAMS, TEST_REDIS_URL, noisy
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
 
@@ -74,7 +73,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
     assert state.spec_hash == SPEC.spec_hash() and state.base_version == 1
 
     jobs = [Jobs(cid) for cid in cids]
-    for trainer, job in zip(trainers, jobs):
+    for trainer, job in zip(trainers, jobs, strict=True):
         step = trainer_once(trainer, round_id, job, specs)
         assert step.action == "committed" and step.wake_at_block == state.train_commit_deadline + 1, step
     inputs = jobs[0].calls[0][1]
@@ -90,7 +89,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
 
     assert keeper_once(keeper, round_id, specs).action == "waiting"
     net.mine_to(state.train_commit_deadline + 1)
-    for trainer, job in zip(trainers, jobs):
+    for trainer, job in zip(trainers, jobs, strict=True):
         assert trainer_once(trainer, round_id, job, specs).action == "revealed"
     assert trainer_once(trainers[0], round_id, jobs[0], specs).action == "waiting"
     assert [cid for _, cid in keeper.deltas(round_id)] == cids
@@ -108,7 +107,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
         assert step.data["fingerprints"][3] == noisy(POISONED, i * 7 + 3)
     assert evaluator_once(evaluators[0], round_id, Jobs(ready=False), specs).action == "waiting"
     net.mine_to(state.eval_commit_deadline + 1)
-    for i, evaluator in enumerate(evaluators):
+    for evaluator in evaluators:
         assert evaluator_once(evaluator, round_id, Jobs(), specs).action == "revealed"
 
     finalized = keeper_once(keeper, round_id, specs)  # every seat revealed: no need to wait for the deadline
@@ -119,7 +118,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
     by_trainer = {seat.trainer: seat for seat in status.trainers}
     bond = ROUND_PARAMS.trainer_bond
     reward = (bond + ROUND_PARAMS.round_reward - ROUND_PARAMS.round_reward * 2_000 // 10_000) // 3
-    for trainer, cid in zip(trainers, cids):
+    for trainer, cid in zip(trainers, cids, strict=True):
         seat = by_trainer[trainer.chain.address]
         assert seat.delta_cid == cid and seat.distance is not None
         if trainer is poisoned:
@@ -208,7 +207,7 @@ def test_unusable_delta_is_reported_as_an_outlier(net, specs):
     round_id = keeper_once(keeper, None, specs).id
     trainers = [net.trainer() for _ in range(3)]
     cids = [delta("good a"), delta("good b"), delta("not safetensors")]
-    for trainer, cid in zip(trainers, cids):
+    for trainer, cid in zip(trainers, cids, strict=True):
         assert trainer_once(trainer, round_id, Jobs(cid), specs).action == "committed"
     state = keeper.round(round_id)
     net.mine_to(state.train_commit_deadline + 1)

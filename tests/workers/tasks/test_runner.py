@@ -17,8 +17,8 @@ import signal
 import time
 
 import pytest
-
 from netkit import celery_worker_command, wait_for
+
 from workers.chain import NodeUnavailable
 from workers.chain.localnode import free_port
 from workers.ml.spec import TrainingSpec
@@ -76,7 +76,7 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
         time.sleep(1.5)  # the redelivered step is waiting on the pending commit now
         assert pending(trainer) == 1
         net.mine()
-        wait_for(lambda: "trainer step on round %d: waiting (committed" % round_id in worker.log(),
+        wait_for(lambda: f"trainer step on round {round_id}: waiting (committed" in worker.log(),
                  "the redelivered step to see the commit landed", logs=[worker])
         assert trainer.chain.w3.eth.get_transaction_count(trainer.chain.address) == start_nonce + 1
         assert keeper.round(round_id).trainer_count == 1
@@ -92,7 +92,7 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
         time.sleep(1.0)
         assert pending(trainer) == 1
         net.mine()
-        wait_for(lambda: "trainer step on round %d: waiting (revealed" % round_id in again.log(),
+        wait_for(lambda: f"trainer step on round {round_id}: waiting (revealed" in again.log(),
                  "the redelivered step to see the reveal landed", logs=[again])
     finally:
         automine(net, True)
