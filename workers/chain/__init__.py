@@ -1,4 +1,5 @@
-"""Chain access for the workers: artifacts, deployment records, signers, the web3 client, deploy and stake.
+"""Chain access for the workers: artifacts, deployment records, signers, the web3 client, deploy and stake;
+`module` (the one base of the module clients, `ModuleClient`) and `salts` (the one store of commitment salts).
 
 Plain web3.py, no brownie runtime, so that workers, the CLI and brownie scripts share one implementation.
 """

@@ -1,5 +1,6 @@
-"""Celery tasks, one module per role: `data` (pin and score datasets) and `curator` (vote automatically).
+"""Celery tasks: the app (`app`), the step runner (`runner`), the roles' step tasks (`consensus`: curator and data
+keeper; `rounds`: trainer, evaluator and round keeper) and the content and ML jobs (`data`, `training`,
+`evaluation`). `deepshard worker --role ROLE` (`workers.node`) runs them.
 
-The app is `workers.tasks.app`; run a worker with `celery -A workers.tasks.app worker -Q data,curator`.
 Nothing is imported here, so that `celery -A` and the task modules decide what a worker loads.
 """
