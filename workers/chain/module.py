@@ -26,6 +26,7 @@ The contracts store CIDs in binary form (`Cid.to_bytes()`); people and stores us
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import secrets
 import time
@@ -42,7 +43,7 @@ from ..storage.errors import StorageError
 from .client import ChainClient
 from .errors import ChainError, InvalidRequest, ReceiptTimeout, TransactionReverted
 from .roles import ROLES, parse_role
-from .salts import VOTES_DIR_ENV, Salt, SaltKey, SaltNotFound, SaltStore
+from .salts import VOTES_DIR_ENV, Salt, SaltKey, SaltNotFound, SaltStore, plain_json
 from .units import format_dsh
 
 #: Most blocks per eth_getLogs request.
@@ -171,7 +172,7 @@ def raced(action: Callable[[], T], taken: Callable[[], bool]) -> T | None:
 
 # ---------------------------------------------------------------- the client
 
-class ModuleClient:
+class ModuleClient(abc.ABC):
     """One account acting on one module of its chain's deployment (read-only without a signer)."""
 
     #: The deployment's name of the contract (`ChainClient.contract`).
@@ -299,9 +300,9 @@ class ModuleClient:
 
     # ------------------------------------------------------------ salts
 
+    @abc.abstractmethod
     def commitment_for(self, kind: str, value: Any, salt: bytes, account: str) -> bytes:
         """The commitment the contract expects for `value` of `kind` hidden with `salt` by `account`."""
-        raise NotImplementedError
 
     def salt_key(self, kind: str, item_id: int) -> SaltKey:
         """The key of this account's `kind` commitment on `item_id` of this module."""
@@ -320,7 +321,7 @@ class ModuleClient:
         if stored is None:
             salt = secrets.token_bytes(32)
             stored = self.salts.save(Salt(key, value, salt, self.commitment_for(kind, value, salt, key.account)))
-        if stored.value != Salt(key, value, b"", b"").value:
+        if stored.value != plain_json(value):
             raise InvalidRequest(f"another {kind} {stored.value} is already stored for #{key.id} in "
                                  f"{self.salts.path(key)} (an interrupted earlier commit): commit that one again to "
                                  "finish it, or delete the file if its commit can no longer land")

@@ -42,6 +42,11 @@ FILE_NAMES = {
 KINDS = tuple(FILE_NAMES)
 
 
+def plain_json(value: Any) -> Any:
+    """`value` as it reads back from a JSON file (tuples become lists): how a salt's value is kept and compared."""
+    return json.loads(json.dumps(value))
+
+
 class SaltNotFound(ChainError):
     """No usable stored salt for a commitment: it cannot be revealed from this machine."""
 
@@ -85,8 +90,7 @@ class Salt:
     commitment: bytes
 
     def __post_init__(self) -> None:
-        # As plain JSON (tuples become lists), so a salt equals itself read back from its file.
-        object.__setattr__(self, "value", json.loads(json.dumps(self.value)))
+        object.__setattr__(self, "value", plain_json(self.value))
 
     def to_json(self) -> bytes:
         data = {"chain_id": self.key.chain_id, "contract": self.key.contract, "kind": self.key.kind,

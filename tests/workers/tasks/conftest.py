@@ -1,8 +1,9 @@
-"""Fixtures of the task tests: real Celery workers against the real local Redis, on a database of their own.
+"""Fixtures of the content-task tests: real Celery workers against the real local Redis, on a database of their
+own (the step runner's tests use the node tests' database and fixtures, tests/workers/conftest.py).
 
-Each worker is `python -m celery -A workers.tasks.app worker` as a child process, with its own store (and,
-for a curator, key and chain) in its environment; it is stopped by its PID. The tests use Redis database
-`TEST_REDIS_DB` and, at the end, delete exactly the keys that appeared there while they ran.
+Each worker is `python -m celery -A workers.tasks.app worker` as a child process, with its own store in its
+environment; it is stopped by its PID. The tests use Redis database `TEST_REDIS_DB` and, at the end, delete
+exactly the keys that appeared there while they ran.
 """
 
 from __future__ import annotations
