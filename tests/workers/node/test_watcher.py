@@ -214,6 +214,12 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
                     "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
                     "DEEPSHARD_MAX_WAIT": "1"}, ready=" ready.", name="curator")
     assert f"curator worker for {address}" in worker.log() and f"curator.{address}" in worker.log()
+    # Its catch-up claims the seats earlier tests left unclaimed (a block each): let it finish first, so that
+    # the new panel's short commit window is the worker's own.
+    consensus = net.consensus()
+    earlier = range(1, consensus.submission_count() + 1)
+    wait_for(lambda: all(consensus.submission(i).settled(consensus.seat_of(i, address)) for i in earlier),
+             "the curator worker to catch up", logs=[worker])
     watcher = Watcher(chain, redis_clean, start_block=chain.w3.eth.block_number + 1)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop, 0.2))
