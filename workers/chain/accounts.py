@@ -32,8 +32,6 @@ class Signer:
     """Signs transactions and EIP-712 messages for one address."""
 
     address: str
-    #: True when signing happens in this process (raw transactions), False when the node signs.
-    is_local: bool
 
     def __reduce__(self):
         raise TypeError(f"{type(self).__name__} cannot be pickled: keys stay in the process that loaded them")
@@ -42,7 +40,6 @@ class Signer:
 class LocalSigner(Signer):
     """Holds a private key; signs in-process."""
 
-    is_local = True
     __slots__ = ("address", "_account")
 
     def __init__(self, account: LocalAccount):
@@ -75,7 +72,6 @@ class LocalSigner(Signer):
 class NodeSigner(Signer):
     """An account the node unlocks and signs for (eth_sendTransaction, eth_signTypedData_v4)."""
 
-    is_local = False
     __slots__ = ("address",)
 
     def __init__(self, address: str):

@@ -17,18 +17,19 @@ import os
 import threading
 from urllib.parse import urlsplit
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import requests
+from eth_typing import HexStr
 from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxParams, TxReceipt
 
-from .accounts import Signer
+from .accounts import LocalSigner, Signer
 from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
 from .errors import (
@@ -185,7 +186,7 @@ class ChainClient:
         """Contract `name` of this chain's deployment, checked to have code (a reset dev chain has none)."""
         address = contract_address(self.deployment(), name)
         if address not in self._verified_code:
-            if not self.w3.eth.get_code(address):
+            if not self.w3.eth.get_code(to_checksum_address(address)):
                 path = deployment_path(self.chain_id, self.deployments_dir)
                 raise NoDeployment(
                     f"{path} places {name} at {address}, but chain {self.chain_id} has no code there "
@@ -229,7 +230,7 @@ class ChainClient:
 
     def wait(self, tx_hash: str | bytes, label: str = "transaction") -> TxReceipt:
         """Waits for the receipt (up to `receipt_timeout`); raises `TransactionReverted` on status 0."""
-        tx_hex = Web3.to_hex(tx_hash) if isinstance(tx_hash, (bytes, bytearray)) else tx_hash
+        tx_hex = HexStr(Web3.to_hex(tx_hash) if isinstance(tx_hash, (bytes, bytearray)) else tx_hash)
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hex, timeout=self.receipt_timeout, poll_latency=self.poll_interval
@@ -250,10 +251,10 @@ class ChainClient:
         """EIP-712 signature (v, r, s) by the signer: locally, or by the node for a `NodeSigner`."""
         if self.signer is None:
             raise SignerUnavailable("signing needs a key, and none is configured")
-        if self.signer.is_local:
+        if isinstance(self.signer, LocalSigner):
             return self.signer.sign_typed_data(full_message)
         signature = self.w3.manager.request_blocking(
-            "eth_signTypedData_v4", [self.signer.address, _jsonable(full_message)]
+            RPCEndpoint("eth_signTypedData_v4"), [self.signer.address, _jsonable(full_message)]
         )
         raw = bytes.fromhex(str(signature).removeprefix("0x"))
         v = raw[64] if raw[64] >= 27 else raw[64] + 27
@@ -311,15 +312,16 @@ class ChainClient:
     def _submit(self, tx: dict[str, Any]) -> str:
         if self.signer is None:
             raise SignerUnavailable("sending a transaction needs a signing key, and none is configured")
-        if self.signer.is_local:
+        if isinstance(self.signer, LocalSigner):
             tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(_without_from(tx)))
         else:
-            tx_hash = self.w3.eth.send_transaction(tx)
+            # The fields come from web3's own build_transaction (or `send_value`): a TxParams in all but name.
+            tx_hash = self.w3.eth.send_transaction(cast(TxParams, tx))
         return Web3.to_hex(tx_hash)
 
     def _estimate_gas(self, fields: dict[str, Any], label: str) -> int:
         try:
-            estimate = self.w3.eth.estimate_gas(fields)
+            estimate = self.w3.eth.estimate_gas(cast(TxParams, fields))
         except (ContractLogicError, Web3RPCError) as exc:
             reason = decode_revert(revert_data_from_exception(exc))
             message = _rpc_message(exc)
@@ -333,12 +335,12 @@ class ChainClient:
         block_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
         return min(int(estimate * GAS_MARGIN), block_limit)
 
-    def _replay_revert(self, tx_hash: str, receipt: TxReceipt) -> str | None:
+    def _replay_revert(self, tx_hash: HexStr, receipt: TxReceipt) -> str | None:
         """Why a mined tx failed: re-run it with eth_call on the state before its block."""
         tx = self.w3.eth.get_transaction(tx_hash)
         if receipt["gasUsed"] >= tx["gas"]:
             return "out of gas"
-        call = {"from": tx["from"], "value": tx["value"], "data": tx["input"], "gas": tx["gas"]}
+        call: TxParams = {"from": tx["from"], "value": tx["value"], "data": tx["input"], "gas": tx["gas"]}
         if tx.get("to"):
             call["to"] = tx["to"]
         try:
@@ -348,7 +350,7 @@ class ChainClient:
         return None  # the replay passed: the failure depended on transactions earlier in the same block
 
     def _pending_nonce(self) -> int:
-        return int(self.w3.eth.get_transaction_count(self.address, "pending"))
+        return int(self.w3.eth.get_transaction_count(to_checksum_address(self.address), "pending"))
 
 
 def _without_from(tx: dict[str, Any]) -> dict[str, Any]:

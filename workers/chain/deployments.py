@@ -25,7 +25,7 @@ DEPLOYMENTS_DIR_ENV = "DEEPSHARD_DEPLOYMENTS_DIR"
 Deployment = dict[str, Any]
 
 
-def deployments_dir(directory: str | Path | None = None) -> Path:
+def deployments_dir(directory: str | os.PathLike | None = None) -> Path:
     """The folder of deployment records: `directory`, else `$DEEPSHARD_DEPLOYMENTS_DIR`, else the repo's."""
     if directory is not None:
         return Path(directory)
@@ -35,11 +35,11 @@ def deployments_dir(directory: str | Path | None = None) -> Path:
     return project_root() / "deployments"
 
 
-def deployment_path(chain_id: int, directory: str | Path | None = None) -> Path:
+def deployment_path(chain_id: int, directory: str | os.PathLike | None = None) -> Path:
     return deployments_dir(directory) / f"{int(chain_id)}.json"
 
 
-def load_deployment(chain_id: int, directory: str | Path | None = None) -> Deployment:
+def load_deployment(chain_id: int, directory: str | os.PathLike | None = None) -> Deployment:
     """Reads and validates the record of `chain_id`; raises `NoDeployment` naming the chain if absent."""
     path = deployment_path(chain_id, directory)
     if not path.is_file():
@@ -58,7 +58,7 @@ def load_deployment(chain_id: int, directory: str | Path | None = None) -> Deplo
     return record
 
 
-def save_deployment(record: Deployment, directory: str | Path | None = None) -> Path:
+def save_deployment(record: Deployment, directory: str | os.PathLike | None = None) -> Path:
     """Writes the record atomically (temp file + rename), so a crash never leaves half a JSON file."""
     path = deployment_path(record["chainId"], directory)
     path.parent.mkdir(parents=True, exist_ok=True)

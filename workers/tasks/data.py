@@ -39,15 +39,16 @@ def _as_input_error(exc: Exception) -> TaskInputError:
 def pin_dataset(path: str | None = None, data_base64: str | None = None) -> dict:
     """Validates, normalises and pins a dataset file (a path this worker can read) or its bytes in base64;
     returns the manifest and its CID."""
-    if (path is None) == (data_base64 is None):
-        raise TaskInputError("pin_dataset takes exactly one of path and data_base64")
-    if data_base64 is not None:
+    source: str | bytes
+    if path is not None and data_base64 is None:
+        source = path
+    elif data_base64 is not None and path is None:
         try:
-            source: str | bytes = base64.b64decode(data_base64, validate=True)
+            source = base64.b64decode(data_base64, validate=True)
         except (binascii.Error, ValueError):
             raise TaskInputError("data_base64 is not valid base64") from None
     else:
-        source = path
+        raise TaskInputError("pin_dataset takes exactly one of path and data_base64")
     try:
         with open_store() as store:
             return data_chain.pin_dataset(source, store).to_dict()
