@@ -64,6 +64,7 @@ def _connect(args: argparse.Namespace, *, with_signer: bool = True) -> ChainClie
 
 # ---------------------------------------------------------------- stake
 
+
 def _stake_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("role", metavar="ROLE", help=f"one of {', '.join(ROLES)} (any case)")
     parser.add_argument("amount", metavar="AMOUNT", help="DSH to stake, a decimal such as 1000 or 12.5")
@@ -82,6 +83,7 @@ def _stake_run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- deploy
 
+
 def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--governance", metavar="ADDR", help="receives the admin role; the deployer renounces it")
     parser.add_argument("--force", action="store_true", help="replace a recorded deployment that is still live")
@@ -98,6 +100,7 @@ def _deploy_run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- balances
+
 
 def _balances_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("addresses", nargs="*", metavar="ADDRESS", help="default: the configured signer's address")
@@ -118,20 +121,23 @@ def _balances_run(args: argparse.Namespace) -> int:
             for role, amount in ((r, registry.functions.stakeOf(address, i).call()) for i, r in enumerate(ROLES))
             if amount
         ]
-        rows.append([
-            address,
-            format_eth(client.w3.eth.get_balance(address)),
-            format_dsh(token.functions.balanceOf(address).call()),
-            " ".join(stakes) or "-",
-        ])
+        rows.append(
+            [
+                address,
+                format_eth(client.w3.eth.get_balance(address)),
+                format_dsh(token.functions.balanceOf(address).call()),
+                " ".join(stakes) or "-",
+            ]
+        )
     print(format_table(["ACCOUNT", "ETH", "DSH", "STAKES (DSH)"], rows, numeric=(1, 2)))
     return 0
 
 
 COMMANDS: list[Command] = [
     Command("stake", "stake DSH in a role", _stake_arguments, _stake_run),
-    Command("deploy", "deploy the contracts and record them in deployments/<chain-id>.json",
-            _deploy_arguments, _deploy_run),
+    Command(
+        "deploy", "deploy the contracts and record them in deployments/<chain-id>.json", _deploy_arguments, _deploy_run
+    ),
     Command("balances", "show ETH, DSH and stakes of accounts", _balances_arguments, _balances_run),
     Command("data", data_cli.HELP, data_cli.add_arguments, data_cli.run),
     Command("storage", storage_cli.HELP, storage_cli.add_arguments, storage_cli.run),
@@ -144,7 +150,9 @@ COMMANDS: list[Command] = [
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--rpc", metavar="URL", default=None,
+        "--rpc",
+        metavar="URL",
+        default=None,
         help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
     )
     parser = argparse.ArgumentParser(prog="deepshard", description="Deepshard network command line.")

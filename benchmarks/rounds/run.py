@@ -63,8 +63,9 @@ READY_TIMEOUT = 120.0
 BASELINE_SENDS = 20
 #: a Celery worker's log line for a received task: "[2026-11-26 14:20:01,123: INFO/MainProcess] Task
 #: workers.tasks.rounds.keeper_step[<id>] received"
-RECEIVED = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] Task (\S+)\[(\S+)\] received$",
-                      re.M)
+RECEIVED = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/MainProcess\] Task (\S+)\[(\S+)\] received$", re.M
+)
 #: the watcher's task ids: watch:<chain>:<contract>:<block>:<log index>:<queue>:<task>
 WATCH_ID = re.compile(r"^watch:\d+:0x[0-9a-fA-F]{40}:(\d+):\d+:")
 
@@ -102,17 +103,25 @@ class Worker:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, cwd=project_root(), env=env, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command,
+                cwd=project_root(),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def received(self) -> dict[str, float]:
         """task id -> epoch seconds at which this worker received it (the log's millisecond, plus half of it)."""
-        return {task_id: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() + 0.0005
-                for stamp, _, task_id in RECEIVED.findall(self.log())}
+        return {
+            task_id: datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() + 0.0005
+            for stamp, _, task_id in RECEIVED.findall(self.log())
+        }
 
     def stop(self) -> None:
         """SIGTERM to the worker's own process group (warm shutdown), SIGKILL to it if it lingers."""
@@ -145,8 +154,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
-    return {"count": len(values), "median": round(statistics.median(values), 3),
-            "p90": round(percentile(values, 0.9), 3), "max": round(max(values), 3), "min": round(min(values), 3)}
+    return {
+        "count": len(values),
+        "median": round(statistics.median(values), 3),
+        "p90": round(percentile(values, 0.9), 3),
+        "max": round(max(values), 3),
+        "min": round(min(values), 3),
+    }
 
 
 def run(model: str, redis_url: str) -> dict:
@@ -176,26 +190,40 @@ def run(model: str, redis_url: str) -> dict:
             with worker_environment(workdir / "store"), open_store() as store:
                 with open(os.devnull, "w") as quiet:
                     run_data_consensus(treasury, stakers, store, workdir, quiet)
-                env = {k: v for k, v in os.environ.items()
-                       if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
-                env.update({REDIS_URL_ENV: redis_url, "PYTHONUNBUFFERED": "1",
-                            "DEEPSHARD_DEPLOYMENTS_DIR": str(workdir / "deployments"),
-                            "DEEPSHARD_STORE_DIR": str(workdir / "store"),
-                            "DEEPSHARD_VOTES_DIR": str(workdir / "worker-votes"),
-                            "DEEPSHARD_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"})
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"
+                }
+                env.update(
+                    {
+                        REDIS_URL_ENV: redis_url,
+                        "PYTHONUNBUFFERED": "1",
+                        "DEEPSHARD_DEPLOYMENTS_DIR": str(workdir / "deployments"),
+                        "DEEPSHARD_STORE_DIR": str(workdir / "store"),
+                        "DEEPSHARD_VOTES_DIR": str(workdir / "worker-votes"),
+                        "DEEPSHARD_MAX_WAIT": "1",
+                        "DEEPSHARD_TORCH_THREADS": "1",
+                    }
+                )
 
                 def start(role: str, index: int, **extra_env: str) -> Worker:
                     key = dev_account(index).key.hex()
                     command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", node.url]
-                    return Worker(f"{role}-{index}", command, {**env, "DEEPSHARD_PRIVATE_KEY": key, **extra_env},
-                                  workdir)
+                    return Worker(
+                        f"{role}-{index}", command, {**env, "DEEPSHARD_PRIVATE_KEY": key, **extra_env}, workdir
+                    )
 
                 started = time.monotonic()
                 workers += [start("trainer", i) for i in trainer_keys[:-1]]
                 workers += [start("evaluator", i) for i in evaluator_keys]
                 for worker in workers:
-                    wait_for(lambda worker=worker: " ready." in worker.log(), f"{worker.name} to start", workers,
-                             READY_TIMEOUT)
+                    wait_for(
+                        lambda worker=worker: " ready." in worker.log(),
+                        f"{worker.name} to start",
+                        workers,
+                        READY_TIMEOUT,
+                    )
                 ready_block = int(treasury.w3.eth.block_number)
                 workers.append(start("keeper", 0, DEEPSHARD_TRAINING_SPEC=spec.canonical_json().decode()))
                 phases["workers ready"] = time.monotonic() - started
@@ -213,30 +241,40 @@ def run(model: str, redis_url: str) -> dict:
                 poisoned = PoisonedJobs(store)
                 if trainer_once(cheat, round_id, poisoned, specs).action != "committed":
                     raise SystemExit("the poisoned trainer could not commit")
-                wait_for(lambda: keeper_rounds.round(round_id).trainer_count == len(trainer_keys),
-                         "the trainers to commit", workers)
+                wait_for(
+                    lambda: keeper_rounds.round(round_id).trainer_count == len(trainer_keys),
+                    "the trainers to commit",
+                    workers,
+                )
                 mark("trainers committed")
                 mine_to(treasury, keeper_rounds.round(round_id).train_commit_deadline + 1)
                 trainer_once(cheat, round_id, poisoned, specs)
-                wait_for(lambda: keeper_rounds.round(round_id).delta_count == len(trainer_keys),
-                         "the trainers to reveal", workers)
+                wait_for(
+                    lambda: keeper_rounds.round(round_id).delta_count == len(trainer_keys),
+                    "the trainers to reveal",
+                    workers,
+                )
                 mark("trainers revealed")
                 mine_to(treasury, keeper_rounds.round(round_id).panel_seed_block + 1)
                 wait_for(lambda: keeper_rounds.round(round_id).status == "Evaluating", "the panel draw", workers)
                 mark("panel drawn")
                 state = keeper_rounds.round(round_id)
-                wait_for(lambda: len(keeper_rounds.evaluators_committed(state)) == state.panel_size,
-                         "the evaluators to commit", workers)
+                wait_for(
+                    lambda: len(keeper_rounds.evaluators_committed(state)) == state.panel_size,
+                    "the evaluators to commit",
+                    workers,
+                )
                 mark("evaluators committed")
                 mine_to(treasury, state.eval_commit_deadline + 1)
-                wait_for(lambda: keeper_rounds.round(round_id).status == "Finalized", "the round to finalize",
-                         workers)
+                wait_for(lambda: keeper_rounds.round(round_id).status == "Finalized", "the round to finalize", workers)
                 mark("finalized")
 
                 def settled() -> bool:
                     current = keeper_rounds.round(round_id)
-                    return (current.paid_trainer_mask.bit_count() == len(trainer_keys) - 1
-                            and current.eval_settled_mask == (1 << current.panel_size) - 1)
+                    return (
+                        current.paid_trainer_mask.bit_count() == len(trainer_keys) - 1
+                        and current.eval_settled_mask == (1 << current.panel_size) - 1
+                    )
 
                 wait_for(settled, "every seat to be settled", workers)
                 mark("settled")
@@ -276,21 +314,28 @@ def run(model: str, redis_url: str) -> dict:
     return {
         "model": model,
         "spec": json.loads(spec.canonical_json()),
-        "workers": {"keeper": 1, "trainer": len(trainer_keys) - 1, "evaluator": len(evaluator_keys),
-                    "poisoned trainer (in the benchmark)": 1},
+        "workers": {
+            "keeper": 1,
+            "trainer": len(trainer_keys) - 1,
+            "evaluator": len(evaluator_keys),
+            "poisoned trainer (in the benchmark)": 1,
+        },
         "event_to_task_seconds": watcher,
         "direct_send_to_task_seconds": broker,
-        "ratio_median_event_vs_direct": (round(statistics.median(latencies) / broker_median, 1)
-                                         if broker_median > 0 else None),
+        "ratio_median_event_vs_direct": (
+            round(statistics.median(latencies) / broker_median, 1) if broker_median > 0 else None
+        ),
         "events_without_block_time": unseen,
         "block_clock_failed_polls": clock.failed_polls,
         "watcher_poll_interval_seconds": 2.0,
         "phase_seconds_cumulative": {name: round(seconds, 1) for name, seconds in phases.items()},
-        "round": {"status": status.outcome.status if status.outcome else status.round.status,
-                  "accepted": sum(1 for accepted, _ in outcome.values() if accepted),
-                  "rejected_distance": max(d for _, d in outcome.values() if d is not None)},
+        "round": {
+            "status": status.outcome.status if status.outcome else status.round.status,
+            "accepted": sum(1 for accepted, _ in outcome.values() if accepted),
+            "rejected_distance": max(d for _, d in outcome.values() if d is not None),
+        },
         "method": "latency = worker's 'received' log time - the event's block first seen (10 ms polling); "
-                  "direct = received - send time of tasks queued by the benchmark on the same worker",
+        "direct = received - send time of tasks queued by the benchmark on the same worker",
         "machine": machine_description(),
         "date": utc_now(),
     }
@@ -305,16 +350,31 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rounds.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15",
-                        help="an empty Redis database for the broker (default: %(default)s)")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="an empty Redis database for the broker (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     result = run(args.model, args.redis_url)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / ("rounds.json" if args.model == "tiny" else f"rounds-{args.model}.json")
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("event_to_task_seconds", "direct_send_to_task_seconds",
-                                             "ratio_median_event_vs_direct", "phase_seconds_cumulative", "round")},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "event_to_task_seconds",
+                    "direct_send_to_task_seconds",
+                    "ratio_median_event_vs_direct",
+                    "phase_seconds_cumulative",
+                    "round",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {path}")
     return 0
 

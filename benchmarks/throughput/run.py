@@ -48,8 +48,12 @@ def ours(base: BaseModel, texts: list[str], spec: TrainingSpec) -> dict:
     started = time.perf_counter()
     result = train_lora(base, texts, spec, ROUND_SEED)
     wall = time.perf_counter() - started
-    return {"loop_seconds": result.seconds, "wall_seconds": wall, "tokens": result.tokens,
-            "final_loss": result.losses[-1]}
+    return {
+        "loop_seconds": result.seconds,
+        "wall_seconds": wall,
+        "tokens": result.tokens,
+        "final_loss": result.losses[-1],
+    }
 
 
 def plain_peft_loop(base: BaseModel, texts: list[str], spec: TrainingSpec) -> dict:
@@ -62,11 +66,19 @@ def plain_peft_loop(base: BaseModel, texts: list[str], spec: TrainingSpec) -> di
         schedule = batch_schedule(len(blocks), spec, ROUND_SEED)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            model = get_peft_model(copy.deepcopy(base.model), LoraConfig(
-                r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                target_modules=list(spec.target_modules), bias="none"))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.learning_rate,
-                                      weight_decay=spec.weight_decay)
+            model = get_peft_model(
+                copy.deepcopy(base.model),
+                LoraConfig(
+                    r=spec.lora_rank,
+                    lora_alpha=spec.lora_alpha,
+                    lora_dropout=spec.lora_dropout,
+                    target_modules=list(spec.target_modules),
+                    bias="none",
+                ),
+            )
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=spec.learning_rate, weight_decay=spec.weight_decay
+        )
         model.train()
         loop_started = time.perf_counter()
         for step in schedule:
@@ -105,17 +117,23 @@ def run(model: str, trials: int, steps: int | None, quiet: bool = False, device:
         tps = {name: samples[name][-1]["tokens"] / samples[name][-1]["loop_seconds"] for name in runners}
         ratios.append(tps["ours"] / tps["plain_peft"])
         if not quiet:
-            print(f"repetition {rep + 1}/{trials}: ours {tps['ours']:.0f} tok/s, plain {tps['plain_peft']:.0f} tok/s, "
-                  f"ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
+            print(
+                f"repetition {rep + 1}/{trials}: ours {tps['ours']:.0f} tok/s, plain {tps['plain_peft']:.0f} tok/s, "
+                f"ratio {ratios[-1]:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def summary(name: str) -> dict:
         rows = samples[name]
         loop = [r["tokens"] / r["loop_seconds"] for r in rows]
         wall = [r["tokens"] / r["wall_seconds"] for r in rows]
-        return {"tokens_per_second": round(statistics.median(loop), 1),
-                "tokens_per_second_all": [round(v, 1) for v in loop],
-                "wall_tokens_per_second": round(statistics.median(wall), 1),
-                "final_loss": round(rows[-1]["final_loss"], 4)}
+        return {
+            "tokens_per_second": round(statistics.median(loop), 1),
+            "tokens_per_second_all": [round(v, 1) for v in loop],
+            "wall_tokens_per_second": round(statistics.median(wall), 1),
+            "final_loss": round(rows[-1]["final_loss"], 4),
+        }
 
     result = {"ours": summary("ours"), "plain_peft": summary("plain_peft")}
     return {
@@ -128,11 +146,14 @@ def run(model: str, trials: int, steps: int | None, quiet: bool = False, device:
         "ratio": round(statistics.median(ratios), 4),
         "ratio_of_medians": round(result["ours"]["tokens_per_second"] / result["plain_peft"]["tokens_per_second"], 4),
         "ratio_wall": round(
-            result["ours"]["wall_tokens_per_second"] / result["plain_peft"]["wall_tokens_per_second"], 4),
+            result["ours"]["wall_tokens_per_second"] / result["plain_peft"]["wall_tokens_per_second"], 4
+        ),
         "ratios_per_repetition": [round(r, 4) for r in ratios],
         "target_ratio": TARGET_RATIO,
-        "method": ("interleaved repetitions after one warm-up each; tokens/s over the training loop; ratio = median of "
-                   "per-repetition ours/plain"),
+        "method": (
+            "interleaved repetitions after one warm-up each; tokens/s over the training loop; ratio = median of "
+            "per-repetition ours/plain"
+        ),
         "machine": machine,
         "date": utc_now(),
         "run_seconds": round(time.perf_counter() - started_all, 1),
@@ -144,8 +165,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="tiny", choices=MODEL_NAMES)
     parser.add_argument("--trials", type=int, default=10, help="interleaved repetitions per trainer (default 10)")
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON path (default benchmarks/results/throughput[-MODEL].json)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default benchmarks/results/throughput[-MODEL].json)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present, else CPU)")
     parser.add_argument("--quiet", action="store_true")
@@ -162,8 +184,10 @@ def main(argv: list[str] | None = None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
-        print(f"{args.model}: ours {report['ours']['tokens_per_second']} tok/s, plain peft "
-              f"{report['plain_peft']['tokens_per_second']} tok/s, ratio {report['ratio']} (target >= {TARGET_RATIO})")
+        print(
+            f"{args.model}: ours {report['ours']['tokens_per_second']} tok/s, plain peft "
+            f"{report['plain_peft']['tokens_per_second']} tok/s, ratio {report['ratio']} (target >= {TARGET_RATIO})"
+        )
     return report
 
 

@@ -47,8 +47,15 @@ def generated_vs_human(samples: int, base: BaseModel | None = None, device=None)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(derive_int_seed(GENERATED_SEED, "bench-generate", index))
             out = model.model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tokenizer.eos_token_id,
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                pad_token_id=tokenizer.eos_token_id,
             )
         human.append(text)
         generated.append(tokenizer.decode(out[0].tolist(), skip_special_tokens=True))
@@ -63,13 +70,17 @@ def generated_vs_human(samples: int, base: BaseModel | None = None, device=None)
         "source_and_scoring_model": SMOLLM2,
         "samples_per_class": len(chosen),
         "prompt_tokens": PROMPT_TOKENS,
-        "mean_tokens_per_text": round(sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in human)
-                                      / len(human), 1),
+        "mean_tokens_per_text": round(
+            sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in human) / len(human), 1
+        ),
         "sampling": "temperature 1.0, no top-k/top-p, seeded per sample",
         "human_curvature_mean": round(sum(human_scores) / len(human_scores), 3),
         "generated_curvature_mean": round(sum(generated_scores) / len(generated_scores), 3),
         "paper_white_box_auroc": 0.9887,
-        "seconds": {"load": round(load_seconds, 1), "generate": round(generation_seconds, 1),
-                    "score": round(scoring_seconds, 1)},
+        "seconds": {
+            "load": round(load_seconds, 1),
+            "generate": round(generation_seconds, 1),
+            "score": round(scoring_seconds, 1),
+        },
         "example_generated": generated[0][:300],
     }

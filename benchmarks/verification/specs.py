@@ -18,8 +18,15 @@ import dataclasses
 
 from workers.ml.spec import TrainingSpec
 
-_COMMON = dict(lora_rank=8, lora_alpha=16.0, lora_dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-               batch_size=4, sequence_length=64, dtype="float32")
+_COMMON = dict(
+    lora_rank=8,
+    lora_alpha=16.0,
+    lora_dropout=0.0,
+    target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+    batch_size=4,
+    sequence_length=64,
+    dtype="float32",
+)
 
 ROUND_SPECS = {
     "tiny": TrainingSpec(base_model="tiny", learning_rate=1e-3, steps=40, **_COMMON),

@@ -39,8 +39,17 @@ from workers.ml.spec import TrainingSpec
 from workers.ml.training import TrainingResult, train_lora
 
 HONEST = ("honest", "honest_noise_1e-3", "honest_threads_2")
-ADVERSARIES = ("lazy", "random_delta", "scaled_x0.5", "scaled_x2", "other_data", "poisoned_5pct", "poisoned_20pct",
-               "half_steps", "copy_other_round")
+ADVERSARIES = (
+    "lazy",
+    "random_delta",
+    "scaled_x0.5",
+    "scaled_x2",
+    "other_data",
+    "poisoned_5pct",
+    "poisoned_20pct",
+    "half_steps",
+    "copy_other_round",
+)
 HARDWARE_NOISE = 1e-3
 
 
@@ -67,10 +76,12 @@ class HonestRun:
 
 def relative_noise(delta: LoraDelta, scale: float, seed: int) -> LoraDelta:
     generator = torch.Generator().manual_seed(seed)
-    return delta.with_tensors({
-        name: t * (1 + scale * torch.randn(t.shape, generator=generator, dtype=t.dtype))
-        for name, t in delta.tensors.items()
-    })
+    return delta.with_tensors(
+        {
+            name: t * (1 + scale * torch.randn(t.shape, generator=generator, dtype=t.dtype))
+            for name, t in delta.tensors.items()
+        }
+    )
 
 
 def honest_trainers(base: BaseModel, batch: list[str], spec: TrainingSpec, seed: str) -> HonestRun:
@@ -91,8 +102,9 @@ def _forge(honest: LoraDelta, run: TrainingResult) -> LoraDelta:
     return honest.with_tensors(run.delta.tensors)
 
 
-def adversary_deltas(base: BaseModel, batch: list[str], spec: TrainingSpec, seed: str,
-                     honest: LoraDelta) -> dict[str, LoraDelta]:
+def adversary_deltas(
+    base: BaseModel, batch: list[str], spec: TrainingSpec, seed: str, honest: LoraDelta
+) -> dict[str, LoraDelta]:
     tensors = honest.tensors
     generator = torch.Generator().manual_seed(derive_int_seed(seed, "bench-random"))
     random = {}

@@ -31,15 +31,26 @@ def test_no_high_or_medium_findings(contract, solc, tmp_path):
     report = tmp_path / "slither.json"
     subprocess.run(
         [
-            str(ROOT / ".venv" / "bin" / "slither"), contract,
-            "--solc", solc,
-            "--solc-remaps", "@openzeppelin/=node_modules/@openzeppelin/",
-            "--solc-args", "--optimize --evm-version shanghai",
-            "--filter-paths", "node_modules",
-            "--exclude-informational", "--exclude-low", "--exclude-optimization",
-            "--json", str(report),
+            str(ROOT / ".venv" / "bin" / "slither"),
+            contract,
+            "--solc",
+            solc,
+            "--solc-remaps",
+            "@openzeppelin/=node_modules/@openzeppelin/",
+            "--solc-args",
+            "--optimize --evm-version shanghai",
+            "--filter-paths",
+            "node_modules",
+            "--exclude-informational",
+            "--exclude-low",
+            "--exclude-optimization",
+            "--json",
+            str(report),
         ],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = json.loads(report.read_text())
     assert result["success"], result.get("error")

@@ -102,6 +102,7 @@ def make_account(anvil, treasury, network, deployments_dir):
 
 # ---------------------------------------------------------------- a network of its own per module, Redis, workers
 
+
 @pytest.fixture(scope="module")
 def net_anvil():
     node = start_anvil()
@@ -150,8 +151,14 @@ def spawn(redis_clean, tmp_path_factory):
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
         environment.update({REDIS_URL_ENV: TEST_REDIS_URL, "PYTHONUNBUFFERED": "1", **env})
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                command,
+                cwd=project_root(),
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         proc = ChildProcess(name, process, log_path)
         started.append(proc)
         if ready is not None:

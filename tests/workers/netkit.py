@@ -39,10 +39,23 @@ WORKER_READY_TIMEOUT = 60.0
 
 DATA_PARAMS = DataConsensusParams(commit_window=6, reveal_window=6)
 ROUND_PARAMS = TrainingRoundsParams(
-    train_commit_window=12, train_reveal_window=12, eval_commit_window=8, eval_reveal_window=8, seed_delay=2,
-    min_batch=1, max_batch=4, min_accepted=2, tolerance=400, evaluator_tolerance=400,
-    outlier_slash_bps=10_000, evaluator_share_bps=2_000, incoherent_penalty_bps=200, no_reveal_penalty_bps=500,
-    trainer_bond=1_000 * DSH, min_pool_bond=1_000 * DSH, round_reward=5_000 * DSH,
+    train_commit_window=12,
+    train_reveal_window=12,
+    eval_commit_window=8,
+    eval_reveal_window=8,
+    seed_delay=2,
+    min_batch=1,
+    max_batch=4,
+    min_accepted=2,
+    tolerance=400,
+    evaluator_tolerance=400,
+    outlier_slash_bps=10_000,
+    evaluator_share_bps=2_000,
+    incoherent_penalty_bps=200,
+    no_reveal_penalty_bps=500,
+    trainer_bond=1_000 * DSH,
+    min_pool_bond=1_000 * DSH,
+    round_reward=5_000 * DSH,
 )
 HONEST = [1_000 + 10 * k for k in range(K)]
 POISONED = [5_000 - 10 * k for k in range(K)]
@@ -58,7 +71,7 @@ def sample_datasets(count: int) -> list[bytes]:
     """`count` distinct valid datasets cut from the good sample."""
     lines = SAMPLES_DIR.joinpath("good.jsonl").read_bytes().splitlines(keepends=True)
     size = len(lines) // count
-    return [b"".join(lines[i * size:(i + 1) * size]) for i in range(count)]
+    return [b"".join(lines[i * size : (i + 1) * size]) for i in range(count)]
 
 
 @dataclass
@@ -137,8 +150,12 @@ class Net:
         store = open_store(store_dir=self.store_dir)
         chunks = sample_datasets(4)
         for i in range(count):
-            marker = {"text": f"Dataset marker {uuid.uuid4().hex}: a line that makes this dataset unique.",
-                      "source": "https://example.org/deepshard-tests", "license": "CC0-1.0", "lang": "en"}
+            marker = {
+                "text": f"Dataset marker {uuid.uuid4().hex}: a line that makes this dataset unique.",
+                "source": "https://example.org/deepshard-tests",
+                "license": "CC0-1.0",
+                "lang": "en",
+            }
             data = chunks[i % len(chunks)] + json.dumps(marker).encode() + b"\n"
             submitted = self.informant.submit(data, 200 * DSH, store)
             sid = submitted.submission_id
@@ -156,8 +173,12 @@ class Net:
         return ids
 
 
-def deploy_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_PARAMS,
-               data_params: DataConsensusParams = DATA_PARAMS) -> Net:
+def deploy_net(
+    url: str,
+    tmp: Path,
+    round_params: TrainingRoundsParams = ROUND_PARAMS,
+    data_params: DataConsensusParams = DATA_PARAMS,
+) -> Net:
     admin_account = Account.create()
     ChainClient(url).w3.provider.make_request("anvil_setBalance", [admin_account.address, hex(1_000 * ETH)])
     deployments = tmp / "deployments"
@@ -166,11 +187,27 @@ def deploy_net(url: str, tmp: Path, round_params: TrainingRoundsParams = ROUND_P
     return Net(url, deployments, admin, tmp / "votes", tmp / "store")
 
 
-def celery_worker_command(queues: str, pool: str = "solo", app_module: str = "tests.workers.tasks.worker_app",
-                          name: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", app_module, "worker", f"--pool={pool}", "--concurrency=1",
-            "-Q", queues, "-n", name or f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "--loglevel=INFO"]
+def celery_worker_command(
+    queues: str, pool: str = "solo", app_module: str = "tests.workers.tasks.worker_app", name: str | None = None
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app_module,
+        "worker",
+        f"--pool={pool}",
+        "--concurrency=1",
+        "-Q",
+        queues,
+        "-n",
+        name or f"test-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel=INFO",
+    ]
 
 
 def wait_for(condition, what: str, timeout: float = 60.0, logs=()) -> None:

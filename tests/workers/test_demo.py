@@ -18,8 +18,14 @@ from workers.demo.training import DEMO_ROUND_PARAMS
 
 def run_demo(*args: str, timeout: int) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
-    result = subprocess.run([sys.executable, "-m", "workers.demo", *args], cwd=project_root(), env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.demo", *args],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -50,7 +56,10 @@ def assert_round_summary(summary: dict, model: str) -> None:
     assert float(rewards.pop()) > 0
     assert set(round_["phase_seconds"]) >= {"opened", "trainers trained and committed", "finalized", "settled"}
     assert [(d["dataset"], d["outcome"]) for d in summary["data"]] == [
-        ("good.jsonl", "accepted"), ("more-facts.jsonl", "accepted"), ("junk.jsonl", "rejected")]
+        ("good.jsonl", "accepted"),
+        ("more-facts.jsonl", "accepted"),
+        ("junk.jsonl", "rejected"),
+    ]
 
 
 def test_quick_demo_runs_end_to_end():
@@ -69,8 +78,16 @@ def test_quick_demo_runs_end_to_end():
     assert re.search(rf"^{re.escape(junk[1])}\s+INFORMANT\s.*\s250\s+150\s+-100$", balances, re.M), balances
 
     training = out.split("\nTraining round on tiny:")[1]
-    for phase in ("opened", "trainers trained and committed", "trainers revealed", "evaluator panel drawn",
-                  "evaluators fingerprinted and committed", "evaluators revealed", "finalized", "settled"):
+    for phase in (
+        "opened",
+        "trainers trained and committed",
+        "trainers revealed",
+        "evaluator panel drawn",
+        "evaluators fingerprinted and committed",
+        "evaluators revealed",
+        "finalized",
+        "settled",
+    ):
         assert re.search(rf"^\s+\[\s*[\d.]+ s\] {phase}$", training, re.M), phase
     assert re.search(r"^\s+3\s+0x[0-9a-fA-F]{40}\s+3\s+bafy\S+\s+[\d,]+\s+slashed\s+-1,000\s+yes$", training, re.M)
     assert re.search(r"^version 2 loads: weights 0x[0-9a-f]{16}… \(parent 0x[0-9a-f]{16}…\)$", training, re.M)
@@ -95,7 +112,7 @@ def test_quick_demo_on_ganache():
 
 
 def test_unknown_option_is_refused():
-    result = subprocess.run([sys.executable, "-m", "workers.demo", "--fast"], cwd=project_root(),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.demo", "--fast"], cwd=project_root(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "unrecognized arguments: --fast" in result.stderr
-

@@ -22,8 +22,10 @@ def contract(kind: str) -> dict:
 
 
 def layers() -> list[grimp.Layer]:
-    return [grimp.Layer(*(name.strip() for name in layer.split("|")), independent=True)
-            for layer in contract("layers")["layers"]]
+    return [
+        grimp.Layer(*(name.strip() for name in layer.split("|")), independent=True)
+        for layer in contract("layers")["layers"]
+    ]
 
 
 @pytest.fixture
@@ -50,8 +52,10 @@ def test_an_upward_import_breaks_the_layers(graph):
     graph.add_import(importer="workers.rounds.steps", imported="workers.tasks.runner")  # a step calling its task
     graph.add_import(importer="workers.rounds.chain", imported="workers.data.chain")  # two sides of one layer
     illegal = graph.find_illegal_dependencies_for_layers(layers=layers())
-    assert {(d.importer, d.imported) for d in illegal} == {("workers.rounds", "workers.tasks"),
-                                                            ("workers.rounds", "workers.data")}
+    assert {(d.importer, d.imported) for d in illegal} == {
+        ("workers.rounds", "workers.tasks"),
+        ("workers.rounds", "workers.data"),
+    }
 
 
 def test_a_cycle_between_modules_of_a_package_is_found(graph):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import getpass
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -47,7 +48,7 @@ class LocalSigner(Signer):
         self.address = account.address
 
     @classmethod
-    def from_key(cls, private_key: str | bytes) -> "LocalSigner":
+    def from_key(cls, private_key: str | bytes) -> LocalSigner:
         """From a 32-byte key (hex with or without 0x, or bytes). Errors never echo the key."""
         try:
             return cls(Account.from_key(private_key))

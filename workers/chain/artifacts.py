@@ -51,7 +51,7 @@ def load_artifact(name: str) -> Artifact:
     return _load_artifact(artifacts_dir(), name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_artifact(directory: Path, name: str) -> Artifact:
     # Cached per (directory, name): artifacts don't change while a process runs, and the CLI, the
     # client and the revert decoder all ask for the same few files.
@@ -80,7 +80,7 @@ def error_abis() -> list[dict[str, Any]]:
     return _error_abis(artifacts_dir())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _error_abis(directory: Path) -> list[dict[str, Any]]:
     if not directory.is_dir():
         raise ArtifactMissing(f"no compiled artifacts in {directory}: run `make setup`")
@@ -102,5 +102,5 @@ def _canonical_type(param: dict[str, Any]) -> str:
     kind = param["type"]
     if kind.startswith("tuple"):
         inner = ",".join(_canonical_type(c) for c in param["components"])
-        return f"({inner}){kind[len('tuple'):]}"
+        return f"({inner}){kind[len('tuple') :]}"
     return kind

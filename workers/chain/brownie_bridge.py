@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .accounts import KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV, LocalSigner, NodeSigner, Signer
 from .client import ChainClient

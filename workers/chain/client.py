@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import threading
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, cast
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import requests
 from eth_typing import HexStr
@@ -33,8 +34,8 @@ from .accounts import LocalSigner, Signer
 from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
 from .errors import (
-    NodeUnavailable,
     NoDeployment,
+    NodeUnavailable,
     ReceiptTimeout,
     SignerUnavailable,
     TransactionRejected,
@@ -161,7 +162,7 @@ class ChainClient:
             raise SignerUnavailable("this operation needs a signing key, and none is configured")
         return self.signer.address
 
-    def with_signer(self, signer: Signer) -> "ChainClient":
+    def with_signer(self, signer: Signer) -> ChainClient:
         """A client on the same endpoint and deployments that signs as `signer`."""
         return ChainClient(
             self.rpc_url,

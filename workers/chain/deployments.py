@@ -43,9 +43,7 @@ def load_deployment(chain_id: int, directory: str | os.PathLike | None = None) -
     """Reads and validates the record of `chain_id`; raises `NoDeployment` naming the chain if absent."""
     path = deployment_path(chain_id, directory)
     if not path.is_file():
-        raise NoDeployment(
-            f"no deployment for chain {chain_id} (expected {path}): deploy with `deepshard deploy`"
-        )
+        raise NoDeployment(f"no deployment for chain {chain_id} (expected {path}): deploy with `deepshard deploy`")
     try:
         record = json.loads(path.read_text())
         if int(record["chainId"]) != int(chain_id):

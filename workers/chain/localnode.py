@@ -13,8 +13,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from eth_account import Account
 
@@ -72,7 +72,7 @@ class LocalNode:
                 self.process.kill()
                 self.process.wait(timeout=5)
 
-    def __enter__(self) -> "LocalNode":
+    def __enter__(self) -> LocalNode:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -94,18 +94,43 @@ def anvil_executable() -> str:
 def start_anvil(port: int | None = None, accounts: int = 10, extra_args: tuple[str, ...] = ()) -> LocalNode:
     """Starts anvil (default dev mnemonic, 10,000 ETH per account) and waits until it answers."""
     executable = anvil_executable()
-    return _start("anvil", port, lambda p: [
-        executable, "--host", "127.0.0.1", "--port", str(p), "--accounts", str(accounts), "--silent", *extra_args,
-    ])
+    return _start(
+        "anvil",
+        port,
+        lambda p: [
+            executable,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(p),
+            "--accounts",
+            str(accounts),
+            "--silent",
+            *extra_args,
+        ],
+    )
 
 
 def start_ganache(port: int | None = None, accounts: int = 10, extra_args: tuple[str, ...] = ()) -> LocalNode:
     """Starts ganache 7 with the same dev mnemonic as anvil and waits until it answers."""
     executable = find_executable("ganache-cli")
-    return _start("ganache", port, lambda p: [
-        executable, "--server.host", "127.0.0.1", "--server.port", str(p),
-        "--wallet.mnemonic", DEV_MNEMONIC, "--wallet.totalAccounts", str(accounts), "--logging.quiet", *extra_args,
-    ])
+    return _start(
+        "ganache",
+        port,
+        lambda p: [
+            executable,
+            "--server.host",
+            "127.0.0.1",
+            "--server.port",
+            str(p),
+            "--wallet.mnemonic",
+            DEV_MNEMONIC,
+            "--wallet.totalAccounts",
+            str(accounts),
+            "--logging.quiet",
+            *extra_args,
+        ],
+    )
 
 
 def _start(kind: str, port: int | None, command: Callable[[int], list[str]]) -> LocalNode:

@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 # ---------------------------------------------------------------- CIDs
 
+
 def cid_to_chain(cid: str | Cid) -> bytes:
     """'bafk...' -> the binary CID a contract stores; `InvalidRequest` if it is not a CID."""
     try:
@@ -70,6 +71,7 @@ def cid_from_chain(raw: bytes) -> str:
 
 
 # ---------------------------------------------------------------- events
+
 
 class ModuleEvent:
     """A contract event a client reads: its ABI name, and `aliases` giving the ABI name of each argument that
@@ -134,6 +136,7 @@ def full_mask(size: int) -> int:
 
 # ---------------------------------------------------------------- steps
 
+
 @dataclass(frozen=True)
 class Step:
     """What one step of a role did (`workers.rounds.steps`, `workers.data.steps`): `action` is what it did
@@ -171,6 +174,7 @@ def raced(action: Callable[[], T], taken: Callable[[], bool]) -> T | None:
 
 
 # ---------------------------------------------------------------- the client
+
 
 class ModuleClient(abc.ABC):
     """One account acting on one module of its chain's deployment (read-only without a signer)."""
@@ -215,8 +219,17 @@ class ModuleClient(abc.ABC):
 
     # ------------------------------------------------------------ events
 
-    def logs(self, event: ModuleEvent, filters: Mapping[str, Any] | None, start: int, end: int, *,
-             contract=None, first: bool = False, newest_first: bool = False) -> list[Log]:
+    def logs(
+        self,
+        event: ModuleEvent,
+        filters: Mapping[str, Any] | None,
+        start: int,
+        end: int,
+        *,
+        contract=None,
+        first: bool = False,
+        newest_first: bool = False,
+    ) -> list[Log]:
         """`event` logs of `contract` (default: this module's) matching `filters` (by shared argument names) in
         blocks [start, end], `LOG_RANGE` blocks per request, in block order (ranges walked from `end` down with
         `newest_first`); with `first`, stops at the first range that has any."""
@@ -227,10 +240,19 @@ class ModuleClient(abc.ABC):
             ranges.reverse()
         found: list[Log] = []
         for low, high in ranges:
-            logs = abi_event.get_logs(argument_filters=event.filters(filters or {}) or None, from_block=low,
-                                      to_block=high)
-            found.extend(Log(event.name, event.args(log["args"]), int(log["blockNumber"]), int(log["logIndex"]),
-                             Web3.to_hex(log["transactionHash"])) for log in logs)
+            logs = abi_event.get_logs(
+                argument_filters=event.filters(filters or {}) or None, from_block=low, to_block=high
+            )
+            found.extend(
+                Log(
+                    event.name,
+                    event.args(log["args"]),
+                    int(log["blockNumber"]),
+                    int(log["logIndex"]),
+                    Web3.to_hex(log["transactionHash"]),
+                )
+                for log in logs
+            )
             if first and logs:
                 break
         return found
@@ -264,8 +286,11 @@ class ModuleClient(abc.ABC):
         deadline = time.monotonic() + (self.chain.receipt_timeout if timeout is None else timeout)
         while (count := self.inflight()) > 0:
             if time.monotonic() > deadline:
-                raise ReceiptTimeout(f"{count} earlier transaction(s) of {self.chain.address} are still pending: "
-                                     "waiting for them before sending anything", "")
+                raise ReceiptTimeout(
+                    f"{count} earlier transaction(s) of {self.chain.address} are still pending: "
+                    "waiting for them before sending anything",
+                    "",
+                )
             time.sleep(INFLIGHT_POLL)
 
     # ------------------------------------------------------------ stake
@@ -279,9 +304,11 @@ class ModuleClient(abc.ABC):
         free = staked - self.registry.functions.lockedOf(account, role).call()
         if free < amount:
             name = ROLES[role]
-            raise InvalidRequest(f"{what} of {format_dsh(amount)} DSH exceeds the unlocked {name} stake of {account} "
-                                 f"({format_dsh(free)} of {format_dsh(staked)} DSH): stake more with "
-                                 f"`deepshard stake {name} AMOUNT`")
+            raise InvalidRequest(
+                f"{what} of {format_dsh(amount)} DSH exceeds the unlocked {name} stake of {account} "
+                f"({format_dsh(free)} of {format_dsh(staked)} DSH): stake more with "
+                f"`deepshard stake {name} AMOUNT`"
+            )
         if self.chain.w3.eth.get_balance(account) == 0:
             raise InvalidRequest(f"{account} has no ETH to pay for gas")
 
@@ -292,8 +319,10 @@ class ModuleClient(abc.ABC):
         bond = self.pool_bond()
         minimum = self.params()["minPoolBond"]
         if bond + amount < minimum:
-            raise InvalidRequest(f"the pool bond would be {format_dsh(bond + amount)} DSH, below the minimum of "
-                                 f"{format_dsh(minimum)} DSH")
+            raise InvalidRequest(
+                f"the pool bond would be {format_dsh(bond + amount)} DSH, below the minimum of "
+                f"{format_dsh(minimum)} DSH"
+            )
         self.require_free_stake(self.POOL_ROLE, amount, "the pool bond")
         receipt = self.chain.transact(self.contract.functions.joinPool(amount))
         return int(self.receipt_event(receipt, self.POOL_JOINED)["bond"])
@@ -322,9 +351,11 @@ class ModuleClient(abc.ABC):
             salt = secrets.token_bytes(32)
             stored = self.salts.save(Salt(key, value, salt, self.commitment_for(kind, value, salt, key.account)))
         if stored.value != plain_json(value):
-            raise InvalidRequest(f"another {kind} {stored.value} is already stored for #{key.id} in "
-                                 f"{self.salts.path(key)} (an interrupted earlier commit): commit that one again to "
-                                 "finish it, or delete the file if its commit can no longer land")
+            raise InvalidRequest(
+                f"another {kind} {stored.value} is already stored for #{key.id} in "
+                f"{self.salts.path(key)} (an interrupted earlier commit): commit that one again to "
+                "finish it, or delete the file if its commit can no longer land"
+            )
         self.check_salt(stored)
         return stored
 
@@ -334,16 +365,20 @@ class ModuleClient(abc.ABC):
         key = self.salt_key(kind, item_id)
         stored = self.salts.load(key)
         if stored is None:
-            raise SaltNotFound(f"no stored salt for {key.account}'s {what} (expected {self.salts.path(key)}; set "
-                               f"{VOTES_DIR_ENV} to the folder used when committing)")
+            raise SaltNotFound(
+                f"no stored salt for {key.account}'s {what} (expected {self.salts.path(key)}; set "
+                f"{VOTES_DIR_ENV} to the folder used when committing)"
+            )
         self.check_salt(stored)
         return stored
 
     def check_salt(self, stored: Salt) -> None:
         # A damaged or foreign file must fail here, not as a CommitmentMismatch revert after the window.
         if self.commitment_for(stored.key.kind, stored.value, stored.salt, stored.key.account) != stored.commitment:
-            raise SaltNotFound(f"stored salt {self.salts.path(stored.key)} is inconsistent (its salt and value do not "
-                               "give its commitment)")
+            raise SaltNotFound(
+                f"stored salt {self.salts.path(stored.key)} is inconsistent (its salt and value do not "
+                "give its commitment)"
+            )
 
 
 def struct_of(contract, function: str, *args: Any) -> dict[str, Any]:

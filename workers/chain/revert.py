@@ -64,9 +64,10 @@ def decode_revert(data: bytes | str | None) -> str | None:
             inputs = entry.get("inputs", [])
             values = abi_decode([_canonical_type(i) for i in inputs], payload)
             args = ", ".join(
-                f"{param['name']}={_format_value(value, param['type'])}" if param.get("name") else
-                _format_value(value, param["type"])
-                for param, value in zip(inputs, values)
+                f"{param['name']}={_format_value(value, param['type'])}"
+                if param.get("name")
+                else _format_value(value, param["type"])
+                for param, value in zip(inputs, values, strict=True)
             )
             return f"{entry['name']}({args})"
     except Exception:  # malformed payload for the selector: fall through to the raw hex

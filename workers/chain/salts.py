@@ -93,9 +93,16 @@ class Salt:
         object.__setattr__(self, "value", plain_json(self.value))
 
     def to_json(self) -> bytes:
-        data = {"chain_id": self.key.chain_id, "contract": self.key.contract, "kind": self.key.kind,
-                "id": self.key.id, "account": self.key.account, "value": self.value,
-                "salt": "0x" + self.salt.hex(), "commitment": "0x" + self.commitment.hex()}
+        data = {
+            "chain_id": self.key.chain_id,
+            "contract": self.key.contract,
+            "kind": self.key.kind,
+            "id": self.key.id,
+            "account": self.key.account,
+            "value": self.value,
+            "salt": "0x" + self.salt.hex(),
+            "commitment": "0x" + self.commitment.hex(),
+        }
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
     @classmethod
@@ -108,11 +115,20 @@ class Salt:
                 key = SaltKey(value["chain_id"], value["contract"], "vote", value["submission_id"], value["curator"])
                 hidden = value["scores"]
             else:
-                key = SaltKey(value["chain_id"], value["contract"], value["kind"],
-                              value["id"] if "id" in value else value["round_id"], value["account"])
+                key = SaltKey(
+                    value["chain_id"],
+                    value["contract"],
+                    value["kind"],
+                    value["id"] if "id" in value else value["round_id"],
+                    value["account"],
+                )
                 hidden = value["value"]
-            return cls(key, hidden, bytes.fromhex(value["salt"].removeprefix("0x")),
-                       bytes.fromhex(value["commitment"].removeprefix("0x")))
+            return cls(
+                key,
+                hidden,
+                bytes.fromhex(value["salt"].removeprefix("0x")),
+                bytes.fromhex(value["commitment"].removeprefix("0x")),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SaltNotFound(f"stored salt {path} is unreadable ({exc}): its commitment cannot be revealed") from None
 
@@ -139,8 +155,9 @@ class SaltStore:
             raise SaltNotFound(f"cannot read stored salt {path}: {exc.strerror}") from None
         stored = Salt.from_json(data, path)
         if stored.key != key:
-            raise SaltNotFound(f"stored salt {path} belongs to another commitment (chain, contract, kind, id or "
-                               "account)")
+            raise SaltNotFound(
+                f"stored salt {path} belongs to another commitment (chain, contract, kind, id or account)"
+            )
         return stored
 
     def save(self, salt: Salt) -> Salt:
@@ -150,8 +167,10 @@ class SaltStore:
         try:
             written = write_once(path, salt.to_json())
         except OSError as exc:
-            raise InvalidRequest(f"cannot store the salt in {path.parent} ({exc.strerror}): not committing, since "
-                                 f"the commitment could never be revealed (set {VOTES_DIR_ENV})") from None
+            raise InvalidRequest(
+                f"cannot store the salt in {path.parent} ({exc.strerror}): not committing, since "
+                f"the commitment could never be revealed (set {VOTES_DIR_ENV})"
+            ) from None
         if written:
             return salt
         stored = self.load(salt.key)

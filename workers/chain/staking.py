@@ -36,9 +36,7 @@ class StakeResult:
     via_permit: bool
 
 
-def stake(
-    client: ChainClient, role_name: str, amount: str | int | Decimal, use_permit: bool = False
-) -> StakeResult:
+def stake(client: ChainClient, role_name: str, amount: str | int | Decimal, use_permit: bool = False) -> StakeResult:
     """Stakes `amount` DSH (a decimal string such as "12.5") in `role_name` (case-insensitive).
 
     With `use_permit` the allowance comes from a signed EIP-2612 permit inside the same transaction
@@ -132,4 +130,3 @@ def _new_stake(registry: Contract, receipt: Any, account: str, role: int) -> int
         if event["args"]["account"] == account and event["args"]["role"] == role:
             return int(event["args"]["newStake"])
     return int(registry.functions.stakeOf(account, role).call())
-

@@ -64,6 +64,7 @@ DEFAULT_POLICY = CuratorPolicy()
 
 # ---------------------------------------------------------------- pinning and fetching
 
+
 def describe_invalid(exc: InvalidDataset, listed: int = 3) -> str:
     """One line: 'invalid dataset (2 problems): line 3: not valid JSON (column 9); line 5: ...'."""
     count = exc.report.problem_count
@@ -122,8 +123,10 @@ def fetch_dataset(store: ContentStore, manifest_cid: str, limits: Limits = DEFAU
     if manifest.cid is None:
         raise DatasetUnusable(f"manifest {manifest_cid} names no dataset CID")
     if manifest.size_bytes > limits.max_file_bytes:
-        raise DatasetUnusable(f"manifest {manifest_cid} claims {manifest.size_bytes:,} bytes, over the "
-                              f"{limits.max_file_bytes:,}-byte limit")
+        raise DatasetUnusable(
+            f"manifest {manifest_cid} claims {manifest.size_bytes:,} bytes, over the "
+            f"{limits.max_file_bytes:,}-byte limit"
+        )
     data = store.get(manifest.cid)
     report = validate(data, limits)
     if not report.ok or report.manifest is None:
@@ -131,13 +134,16 @@ def fetch_dataset(store: ContentStore, manifest_cid: str, limits: Limits = DEFAU
     # Equal manifests and an equal sha256 of the raw bytes mean the bytes are already normalised.
     described = report.manifest.with_cid(manifest.cid)
     if described != manifest or hashlib.sha256(data).hexdigest() != manifest.sha256 or len(data) != manifest.size_bytes:
-        raise DatasetUnusable(f"dataset {manifest.cid} does not match manifest {manifest_cid} "
-                              "(not normalised, or other records, size or hash than claimed)")
+        raise DatasetUnusable(
+            f"dataset {manifest.cid} does not match manifest {manifest_cid} "
+            "(not normalised, or other records, size or hash than claimed)"
+        )
     return FetchedDataset(str(parse_cid(manifest_cid)), manifest, data)
 
 
-def corpus_index_of(store: ContentStore, corpus_cids: Iterable[str], limits: Limits = DEFAULT_LIMITS
-                    ) -> MinHashIndex | None:
+def corpus_index_of(
+    store: ContentStore, corpus_cids: Iterable[str], limits: Limits = DEFAULT_LIMITS
+) -> MinHashIndex | None:
     """A MinHash index over the records of already-accepted datasets (manifest CIDs); None without any."""
     texts: list[str] = []
     labels: list[str] = []
@@ -148,8 +154,13 @@ def corpus_index_of(store: ContentStore, corpus_cids: Iterable[str], limits: Lim
     return MinHashIndex.from_texts(texts, labels=labels) if labels else None
 
 
-def score_fetched(dataset: FetchedDataset, corpus: MinHashIndex | None = None, *,
-                  policy: CuratorPolicy = DEFAULT_POLICY, limits: Limits = DEFAULT_LIMITS) -> dict:
+def score_fetched(
+    dataset: FetchedDataset,
+    corpus: MinHashIndex | None = None,
+    *,
+    policy: CuratorPolicy = DEFAULT_POLICY,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict:
     """Quality signals and `policy` scores of a fetched dataset, as plain JSON; `vote` is the scores in the
     order `DataConsensus` takes them."""
     signals = compute_signals(dataset.data, corpus=corpus, limits=limits)
@@ -163,17 +174,28 @@ def score_fetched(dataset: FetchedDataset, corpus: MinHashIndex | None = None, *
     }
 
 
-def score_dataset(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[str] = (), *,
-                  policy: CuratorPolicy = DEFAULT_POLICY, limits: Limits = DEFAULT_LIMITS) -> dict:
+def score_dataset(
+    store: ContentStore,
+    manifest_cid: str,
+    corpus_cids: Iterable[str] = (),
+    *,
+    policy: CuratorPolicy = DEFAULT_POLICY,
+    limits: Limits = DEFAULT_LIMITS,
+) -> dict:
     """`score_fetched` of a pinned dataset, with `corpus_cids` (manifest CIDs of already-accepted datasets)
     as the corpus whose near-copies lower the novelty."""
     corpus_cids = list(corpus_cids)
-    report = score_fetched(fetch_dataset(store, manifest_cid, limits), corpus_index_of(store, corpus_cids, limits),
-                           policy=policy, limits=limits)
+    report = score_fetched(
+        fetch_dataset(store, manifest_cid, limits),
+        corpus_index_of(store, corpus_cids, limits),
+        policy=policy,
+        limits=limits,
+    )
     return {**report, "corpus_cids": corpus_cids}
 
 
 # ---------------------------------------------------------------- on-chain state
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -324,8 +346,9 @@ def parse_scores(text: str | Sequence[int]) -> list[int]:
     except ValueError:
         raise InvalidRequest(f"scores must be {CRITERIA} integers separated by commas, got {text!r}") from None
     if len(scores) != CRITERIA or not all(0 <= s <= MAX_SCORE for s in scores):
-        raise InvalidRequest(f"scores must be {CRITERIA} integers from 0 to {MAX_SCORE} "
-                             f"({', '.join(CRITERIA_NAMES)}), got {text!r}")
+        raise InvalidRequest(
+            f"scores must be {CRITERIA} integers from 0 to {MAX_SCORE} ({', '.join(CRITERIA_NAMES)}), got {text!r}"
+        )
     return scores
 
 
@@ -357,11 +380,24 @@ class DataConsensusClient(ModuleClient):
         if values["status"] == 0:
             raise InvalidRequest(f"there is no submission #{submission_id} ({self.submission_count()} so far)")
         return Submission(
-            int(submission_id), values["informant"], values["bond"], values["seedBlock"], values["commitDeadline"],
-            values["revealDeadline"], values["revealedMask"], values["settledMask"], values["panelSize"],
-            DATA_STATUSES[values["status"]], values["informantReward"], values["panelWeight"],
-            values["revealedWeight"], values["value"], values["consumed"], values["coherentWeight"],
-            values["curatorPayout"])
+            int(submission_id),
+            values["informant"],
+            values["bond"],
+            values["seedBlock"],
+            values["commitDeadline"],
+            values["revealDeadline"],
+            values["revealedMask"],
+            values["settledMask"],
+            values["panelSize"],
+            DATA_STATUSES[values["status"]],
+            values["informantReward"],
+            values["panelWeight"],
+            values["revealedWeight"],
+            values["value"],
+            values["consumed"],
+            values["coherentWeight"],
+            values["curatorPayout"],
+        )
 
     def unfinished(self) -> list[Submission]:
         """Submissions with work left for someone, oldest first: awaiting a panel, being voted on, or finalized with
@@ -398,8 +434,9 @@ class DataConsensusClient(ModuleClient):
         """The `Finalized` event of a finalized submission (after its commit deadline)."""
         if not submission.finalized:
             return None
-        logs = self.logs(self.FINALIZED, {"id": submission.id}, submission.commit_deadline + 1, self.latest_block(),
-                         first=True)
+        logs = self.logs(
+            self.FINALIZED, {"id": submission.id}, submission.commit_deadline + 1, self.latest_block(), first=True
+        )
         return _outcome(logs[0].args, logs[0].tx_hash) if logs else None
 
     def status(self, submission_id: int) -> SubmissionStatus:
@@ -408,9 +445,10 @@ class DataConsensusClient(ModuleClient):
         panel = []
         if submission.panel_size:
             committed = self.committed(submission)
-            panel = [Seat(seat, member, weight, member in committed, submission.revealed(seat),
-                          submission.settled(seat))
-                     for seat, (member, weight) in enumerate(self.panel(submission.id))]
+            panel = [
+                Seat(seat, member, weight, member in committed, submission.revealed(seat), submission.settled(seat))
+                for seat, (member, weight) in enumerate(self.panel(submission.id))
+            ]
         return SubmissionStatus(
             submission=submission,
             manifest_cid=self.manifest_cid(submission.id),
@@ -423,8 +461,7 @@ class DataConsensusClient(ModuleClient):
 
     # ------------------------------------------------------------ informant
 
-    def submit(self, source: Source, bond: int, store: ContentStore, limits: Limits = DEFAULT_LIMITS
-               ) -> SubmitResult:
+    def submit(self, source: Source, bond: int, store: ContentStore, limits: Limits = DEFAULT_LIMITS) -> SubmitResult:
         """Validates and pins the dataset, then submits its manifest CID with `bond` (wei) locked.
 
         Raises before sending anything if the bond cannot be locked (`InvalidRequest`), the dataset is
@@ -435,15 +472,18 @@ class DataConsensusClient(ModuleClient):
         account = self.chain.address
         params = self.params()
         if bond < params["minBond"]:
-            raise InvalidRequest(f"a bond of {format_dsh(bond)} DSH is below the minimum of "
-                                 f"{format_dsh(params['minBond'])} DSH")
+            raise InvalidRequest(
+                f"a bond of {format_dsh(bond)} DSH is below the minimum of {format_dsh(params['minBond'])} DSH"
+            )
         self.require_free_stake("INFORMANT", bond, "the bond")
         pinned = pin_dataset(source, store, limits)
         cid = cid_to_chain(pinned.manifest_cid)
         open_id = self._open_submission(account, cid)
         if open_id is not None:
-            raise InvalidRequest(f"this dataset (manifest {pinned.manifest_cid}) is already submitted by "
-                                 f"{account} as #{open_id}, still open: see `deepshard data status {open_id}`")
+            raise InvalidRequest(
+                f"this dataset (manifest {pinned.manifest_cid}) is already submitted by "
+                f"{account} as #{open_id}, still open: see `deepshard data status {open_id}`"
+            )
         receipt = self.chain.transact(self.contract.functions.submit(cid, bond))
         event = self.receipt_event(receipt, self.SUBMITTED)
         return SubmitResult(int(event["id"]), pinned, bond, int(event["seedBlock"]), tx_hash(receipt))
@@ -465,20 +505,24 @@ class DataConsensusClient(ModuleClient):
         submission = self.submission(submission_id)
         latest = self.latest_block()
         if submission.status != "AwaitingPanel":
-            raise InvalidRequest(f"submission #{submission.id} already has its panel "
-                                 f"(phase: {submission.phase(latest)})")
+            raise InvalidRequest(
+                f"submission #{submission.id} already has its panel (phase: {submission.phase(latest)})"
+            )
         if latest <= submission.seed_block:
-            raise InvalidRequest(f"the panel of #{submission.id} can be drawn once block "
-                                 f"{submission.seed_block + 1} is mined (its seed block must be mined first); "
-                                 f"the chain is at block {latest}")
+            raise InvalidRequest(
+                f"the panel of #{submission.id} can be drawn once block "
+                f"{submission.seed_block + 1} is mined (its seed block must be mined first); "
+                f"the chain is at block {latest}"
+            )
         receipt = self.chain.transact(self.contract.functions.drawPanel(submission.id))
         drawn = self.receipt_events(receipt, self.PANEL_DRAWN)
         if not drawn:
             reseeded = self.receipt_event(receipt, self.PANEL_RESEEDED)
             return DrawResult([], 0, 0, int(reseeded["seedBlock"]), tx_hash(receipt))
         args = drawn[0]
-        return DrawResult(list(args["members"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None,
-                          tx_hash(receipt))
+        return DrawResult(
+            list(args["members"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None, tx_hash(receipt)
+        )
 
     def finalize(self, submission_id: int) -> Outcome:
         """Closes the vote once the reveal window is over (or every seat revealed after the commit window)."""
@@ -489,9 +533,11 @@ class DataConsensusClient(ModuleClient):
         if submission.status != "Voting":
             raise InvalidRequest(f"submission #{submission.id} cannot be finalized: phase {phase}")
         if phase != "ready to finalize":
-            raise InvalidRequest(f"submission #{submission.id} can be finalized once block "
-                                 f"{submission.reveal_deadline + 1} is mined, or once every seat revealed and block "
-                                 f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}")
+            raise InvalidRequest(
+                f"submission #{submission.id} can be finalized once block "
+                f"{submission.reveal_deadline + 1} is mined, or once every seat revealed and block "
+                f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}"
+            )
         receipt = self.chain.transact(self.contract.functions.finalize(submission.id))
         return _outcome(self.receipt_event(receipt, self.FINALIZED), tx_hash(receipt))
 
@@ -501,17 +547,18 @@ class DataConsensusClient(ModuleClient):
         self.settle_inflight()
         submission = self.submission(submission_id)
         if not submission.finalized:
-            raise InvalidRequest(f"submission #{submission.id} is not finalized yet "
-                                 f"(phase: {submission.phase(self.latest_block())})")
+            raise InvalidRequest(
+                f"submission #{submission.id} is not finalized yet (phase: {submission.phase(self.latest_block())})"
+            )
         if not 0 <= seat < submission.panel_size:
-            raise InvalidRequest(f"submission #{submission.id} has {submission.panel_size} panel seats; there is no "
-                                 f"seat {seat}")
+            raise InvalidRequest(
+                f"submission #{submission.id} has {submission.panel_size} panel seats; there is no seat {seat}"
+            )
         if submission.settled(seat):
             raise InvalidRequest(f"seat {seat} of #{submission.id} is already settled")
         receipt = self.chain.transact(self.contract.functions.claim(submission.id, seat))
         settled = self.receipt_event(receipt, self.SETTLED)
-        return SettleResult(seat, settled["member"], int(settled["reward"]), int(settled["penalty"]),
-                            tx_hash(receipt))
+        return SettleResult(seat, settled["member"], int(settled["reward"]), int(settled["penalty"]), tx_hash(receipt))
 
     # ------------------------------------------------------------ curators
 
@@ -527,12 +574,19 @@ class DataConsensusClient(ModuleClient):
         if self.latest_block() + 1 > submission.commit_deadline:
             raise InvalidRequest(f"the commit window of #{submission.id} closed at block {submission.commit_deadline}")
         if self.committed(submission, account):
-            raise InvalidRequest(f"{account} already committed a vote on #{submission.id}: reveal it with "
-                                 f"`deepshard data reveal {submission.id}` from block {submission.commit_deadline + 1}")
+            raise InvalidRequest(
+                f"{account} already committed a vote on #{submission.id}: reveal it with "
+                f"`deepshard data reveal {submission.id}` from block {submission.commit_deadline + 1}"
+            )
         stored = self.salt_for(VOTE, submission.id, scores)
         receipt = self.chain.transact(self.contract.functions.commit(submission.id, stored.commitment))
-        return VoteResult(scores, self.salts.path(stored.key), submission.commit_deadline + 1,
-                          submission.reveal_deadline, tx_hash(receipt))
+        return VoteResult(
+            scores,
+            self.salts.path(stored.key),
+            submission.commit_deadline + 1,
+            submission.reveal_deadline,
+            tx_hash(receipt),
+        )
 
     def reveal(self, submission_id: int) -> RevealResult:
         """Reveals this account's committed vote from its stored salt."""
@@ -541,8 +595,10 @@ class DataConsensusClient(ModuleClient):
         submission, seat = self._voting_seat(submission_id)
         latest = self.latest_block()
         if latest <= submission.commit_deadline:
-            raise InvalidRequest(f"the reveal window of #{submission.id} opens once block "
-                                 f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}")
+            raise InvalidRequest(
+                f"the reveal window of #{submission.id} opens once block "
+                f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}"
+            )
         if latest + 1 > submission.reveal_deadline:
             raise InvalidRequest(f"the reveal window of #{submission.id} closed at block {submission.reveal_deadline}")
         if submission.revealed(seat):
@@ -559,8 +615,9 @@ class DataConsensusClient(ModuleClient):
         account = self.chain.address
         submission = self.submission(submission_id)
         if not submission.finalized:
-            raise InvalidRequest(f"submission #{submission.id} is not finalized yet "
-                                 f"(phase: {submission.phase(self.latest_block())})")
+            raise InvalidRequest(
+                f"submission #{submission.id} is not finalized yet (phase: {submission.phase(self.latest_block())})"
+            )
         seat = self.seat_of(submission.id, account)
         owed_seat = seat if seat is not None and not submission.settled(seat) else None
         owes_reward = submission.informant == account and submission.informant_reward > 0
@@ -569,20 +626,30 @@ class DataConsensusClient(ModuleClient):
             if seat is not None:
                 reasons.append(f"seat {seat} is already settled")
             if submission.informant == account:
-                reasons.append("the informant reward is already claimed" if submission.status == "Accepted"
-                               else f"a {submission.status} submission pays its informant no reward")
-            raise InvalidRequest(f"nothing to claim on #{submission.id} for {account}: "
-                                 + ("; ".join(reasons) or "not its informant and not on its panel"))
+                reasons.append(
+                    "the informant reward is already claimed"
+                    if submission.status == "Accepted"
+                    else f"a {submission.status} submission pays its informant no reward"
+                )
+            raise InvalidRequest(
+                f"nothing to claim on #{submission.id} for {account}: "
+                + ("; ".join(reasons) or "not its informant and not on its panel")
+            )
         result = ClaimResult()
         if owed_seat is not None:
             settled = self.settle_seat(submission.id, owed_seat)
-            result = dataclasses.replace(result, seat_reward=settled.reward, seat_penalty=settled.penalty,
-                                         tx_hashes=result.tx_hashes + (settled.tx_hash,))
+            result = dataclasses.replace(
+                result,
+                seat_reward=settled.reward,
+                seat_penalty=settled.penalty,
+                tx_hashes=result.tx_hashes + (settled.tx_hash,),
+            )
         if owes_reward:
             receipt = self.chain.transact(self.contract.functions.claimInformantReward(submission.id))
             claimed = self.receipt_event(receipt, self.INFORMANT_REWARD_CLAIMED)
-            result = dataclasses.replace(result, informant_reward=int(claimed["amount"]),
-                                         tx_hashes=result.tx_hashes + (tx_hash(receipt),))
+            result = dataclasses.replace(
+                result, informant_reward=int(claimed["amount"]), tx_hashes=result.tx_hashes + (tx_hash(receipt),)
+            )
         return result
 
     # ------------------------------------------------------------ internals
@@ -591,8 +658,9 @@ class DataConsensusClient(ModuleClient):
         """The submission being voted on and this account's seat on its panel; `InvalidRequest` otherwise."""
         submission = self.submission(submission_id)
         if submission.status != "Voting":
-            raise InvalidRequest(f"submission #{submission.id} is not being voted on "
-                                 f"(phase: {submission.phase(self.latest_block())})")
+            raise InvalidRequest(
+                f"submission #{submission.id} is not being voted on (phase: {submission.phase(self.latest_block())})"
+            )
         seat = self.seat_of(submission.id)
         if seat is None:
             raise InvalidRequest(f"{self.chain.address} is not on the panel of #{submission.id}")
@@ -600,5 +668,11 @@ class DataConsensusClient(ModuleClient):
 
 
 def _outcome(args: Any, tx: str | None) -> Outcome:
-    return Outcome(DATA_STATUSES[args["status"]], list(args["consensus"]), int(args["value"]), int(args["threshold"]),
-                   int(args["nextThreshold"]), tx)
+    return Outcome(
+        DATA_STATUSES[args["status"]],
+        list(args["consensus"]),
+        int(args["value"]),
+        int(args["threshold"]),
+        int(args["nextThreshold"]),
+        tx,
+    )

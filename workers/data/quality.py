@@ -640,6 +640,7 @@ def compute_signals(
 
 # ---------------------------------------------------------------- policy
 
+
 @dataclass(frozen=True)
 class CuratorScores:
     """The five scores 0..100, in the order `DataConsensus` takes them (`as_list`)."""

@@ -36,8 +36,9 @@ from .quality import CuratorPolicy
 UNUSABLE_CONTENT = (DatasetUnusable, NotFound, InvalidCid, UnsupportedContent)
 
 
-def policy_scores(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[str] = (),
-                  policy: CuratorPolicy = DEFAULT_POLICY) -> tuple[list[int], str]:
+def policy_scores(
+    store: ContentStore, manifest_cid: str, corpus_cids: Iterable[str] = (), policy: CuratorPolicy = DEFAULT_POLICY
+) -> tuple[list[int], str]:
     """The five scores `policy` gives the dataset, and why; zeros if its content is missing or lies.
 
     Only the submission's own content can score zero: a corpus dataset that cannot be fetched is this
@@ -49,14 +50,22 @@ def policy_scores(store: ContentStore, manifest_cid: str, corpus_cids: Iterable[
         return [0] * CRITERIA, f"unusable content: {exc}"
     report = score_fetched(dataset, corpus_index_of(store, corpus_cids), policy=policy)
     signals = report["signals"]
-    return report["vote"], (f"{signals['records']} records, gibberish {signals['gibberish_rate']:.0%}, "
-                            f"near-duplicates {signals['near_duplicate_rate_internal']:.0%}")
+    return report["vote"], (
+        f"{signals['records']} records, gibberish {signals['gibberish_rate']:.0%}, "
+        f"near-duplicates {signals['near_duplicate_rate_internal']:.0%}"
+    )
 
 
 # ---------------------------------------------------------------- curator
 
-def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_id: int,
-                corpus_cids: Iterable[str] = (), policy: CuratorPolicy = DEFAULT_POLICY) -> Step:
+
+def curate_once(
+    consensus: DataConsensusClient,
+    store: ContentStore,
+    submission_id: int,
+    corpus_cids: Iterable[str] = (),
+    policy: CuratorPolicy = DEFAULT_POLICY,
+) -> Step:
     """The next step of this account's seat on `submission_id`: score and commit, reveal, finalize (anyone may;
     it frees the pool bond sooner) and claim. `data["scores"]` holds the scores committed or revealed."""
     account = consensus.chain.address
@@ -89,8 +98,9 @@ def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_
     if phase in ("reveal", "finalize opens next block"):
         if phase == "reveal" and not submission.revealed(seat) and consensus.committed(submission, account):
             revealed = consensus.reveal(submission.id)
-            return step("revealed", "revealed the committed scores", submission.reveal_deadline + 1,
-                        scores=revealed.scores)
+            return step(
+                "revealed", "revealed the committed scores", submission.reveal_deadline + 1, scores=revealed.scores
+            )
         # Revealed already, or missed the commit: the seat is settled (penalty or not) once finalized.
         return step("waiting", "the vote is not closed yet", submission.reveal_deadline + 1)
 
@@ -104,11 +114,16 @@ def curate_once(consensus: DataConsensusClient, store: ContentStore, submission_
     claimed = _settle_seat(consensus, submission.id, seat)  # anyone may: whoever lands first settles it
     if claimed is None:
         return step("done", f"{phase}; seat {seat} was settled by someone else")
-    return step("claimed", f"{phase}; seat {seat} settled: reward {claimed.reward} wei, penalty {claimed.penalty} wei",
-                reward=claimed.reward, penalty=claimed.penalty)
+    return step(
+        "claimed",
+        f"{phase}; seat {seat} settled: reward {claimed.reward} wei, penalty {claimed.penalty} wei",
+        reward=claimed.reward,
+        penalty=claimed.penalty,
+    )
 
 
 # ---------------------------------------------------------------- keeper
+
 
 def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
     """The next permissionless action on `submission_id` when it is due: draw its panel once the seed block is
@@ -127,26 +142,40 @@ def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
     if submission.status == "AwaitingPanel":
         if phase != "panel ready to draw":
             return step("waiting", phase, submission.draw_block(latest))
-        drawn = raced(lambda: consensus.draw(submission.id),
-                      lambda: consensus.submission(submission.id).status != "AwaitingPanel")
+        drawn = raced(
+            lambda: consensus.draw(submission.id), lambda: consensus.submission(submission.id).status != "AwaitingPanel"
+        )
         if drawn is None:
             after = consensus.submission(submission.id)
             return step("waiting", "the panel was drawn by someone else", after.reveal_deadline + 1)
         if drawn.reseeded_to is not None:
-            return step("waiting", f"seed block too old; the panel is drawn from block {drawn.reseeded_to + 1}",
-                        drawn.reseeded_to + 1, reseeded_to=drawn.reseeded_to)
-        return step("drawn", f"{len(drawn.panel)} curators drawn; commit until block {drawn.commit_deadline}",
-                    drawn.reveal_deadline + 1, panel=drawn.panel)
+            return step(
+                "waiting",
+                f"seed block too old; the panel is drawn from block {drawn.reseeded_to + 1}",
+                drawn.reseeded_to + 1,
+                reseeded_to=drawn.reseeded_to,
+            )
+        return step(
+            "drawn",
+            f"{len(drawn.panel)} curators drawn; commit until block {drawn.commit_deadline}",
+            drawn.reveal_deadline + 1,
+            panel=drawn.panel,
+        )
 
     if submission.status == "Voting":
         if phase != "ready to finalize":
             return step("waiting", phase, submission.reveal_deadline + 1)
-        outcome = raced(lambda: consensus.finalize(submission.id),
-                        lambda: consensus.submission(submission.id).finalized)
+        outcome = raced(
+            lambda: consensus.finalize(submission.id), lambda: consensus.submission(submission.id).finalized
+        )
         if outcome is None:
             return step("waiting", "finalized by someone else", consensus.latest_block())
-        return step("finalized", f"#{submission.id} {outcome.status}: value {outcome.value:,}, threshold "
-                                 f"{outcome.threshold_before:,}", consensus.latest_block(), status=outcome.status)
+        return step(
+            "finalized",
+            f"#{submission.id} {outcome.status}: value {outcome.value:,}, threshold {outcome.threshold_before:,}",
+            consensus.latest_block(),
+            status=outcome.status,
+        )
 
     settled = []
     for seat in submission.silent_seats:
@@ -154,12 +183,17 @@ def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
         if result is not None:
             settled.append({"seat": seat, "curator": result.curator, "penalty": result.penalty})
     if settled:
-        return step("settled", f"settled {len(settled)} silent seats of #{submission.id}", consensus.latest_block(),
-                    seats=settled)
+        return step(
+            "settled",
+            f"settled {len(settled)} silent seats of #{submission.id}",
+            consensus.latest_block(),
+            seats=settled,
+        )
     return step("done", f"{phase}; no silent seat is left to settle")
 
 
 def _settle_seat(consensus: DataConsensusClient, submission_id: int, seat: int) -> SettleResult | None:
     """Settles a seat, unless someone else settles it first (then None)."""
-    return raced(lambda: consensus.settle_seat(submission_id, seat),
-                 lambda: consensus.submission(submission_id).settled(seat))
+    return raced(
+        lambda: consensus.settle_seat(submission_id, seat), lambda: consensus.submission(submission_id).settled(seat)
+    )

@@ -63,8 +63,9 @@ def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str
         treasury = ChainClient(node.url, dev_signer(0), deployments_dir=workdir / "deployments")
         print(f"{node.kind} on {node.url} (pid {node.pid}), chain id {treasury.chain_id}", file=out)
 
-        record = deploy_network(treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS,
-                                                       training_rounds=DEMO_ROUND_PARAMS))
+        record = deploy_network(
+            treasury, DeployParams(data_consensus=DEMO_DATA_PARAMS, training_rounds=DEMO_ROUND_PARAMS)
+        )
         for name, entry in record["contracts"].items():
             print(f"  {name:<15} {entry['address']}", file=out)
 
@@ -89,30 +90,35 @@ def stake_roles(treasury: ChainClient, stakers: dict[str, ChainClient], out: Tex
     for role, client in stakers.items():
         amount, use_permit = DEMO_STAKES[role]
         result = stake(client, role, amount, use_permit=use_permit)
-        rows.append([
-            role,
-            short_address(client.address),
-            format_dsh(result.new_stake, grouped=True),
-            format_dsh(token.functions.balanceOf(client.address).call(), grouped=True),
-            format_eth(client.w3.eth.get_balance(to_checksum_address(client.address)), places=4),
-            "permit" if use_permit else "approve",
-        ])
+        rows.append(
+            [
+                role,
+                short_address(client.address),
+                format_dsh(result.new_stake, grouped=True),
+                format_dsh(token.functions.balanceOf(client.address).call(), grouped=True),
+                format_eth(client.w3.eth.get_balance(to_checksum_address(client.address)), places=4),
+                "permit" if use_permit else "approve",
+            ]
+        )
     print("\nStakes", file=out)
-    print(format_table(["ROLE", "ACCOUNT", "STAKE (DSH)", "DSH BALANCE", "ETH BALANCE", "VIA"], rows,
-                       numeric=(2, 3, 4)), file=out)
+    print(
+        format_table(["ROLE", "ACCOUNT", "STAKE (DSH)", "DSH BALANCE", "ETH BALANCE", "VIA"], rows, numeric=(2, 3, 4)),
+        file=out,
+    )
 
     totals = []
     for index, role in enumerate(ROLES):
         stakers_in_role = sum(1 for c in stakers.values() if registry.functions.stakeOf(c.address, index).call())
-        totals.append([
-            role,
-            stakers_in_role,
-            format_dsh(registry.functions.totalStaked(index).call(), grouped=True),
-            format_dsh(registry.functions.minStake(index).call(), grouped=True),
-        ])
+        totals.append(
+            [
+                role,
+                stakers_in_role,
+                format_dsh(registry.functions.totalStaked(index).call(), grouped=True),
+                format_dsh(registry.functions.minStake(index).call(), grouped=True),
+            ]
+        )
     print("\nTotals per role", file=out)
-    print(format_table(["ROLE", "STAKERS", "TOTAL STAKED (DSH)", "MINIMUM (DSH)"], totals, numeric=(1, 2, 3)),
-          file=out)
+    print(format_table(["ROLE", "STAKERS", "TOTAL STAKED (DSH)", "MINIMUM (DSH)"], totals, numeric=(1, 2, 3)), file=out)
     held_by_registry = format_dsh(token.functions.balanceOf(registry.address).call(), grouped=True)
     held_by_treasury = format_dsh(token.functions.balanceOf(treasury.address).call(), grouped=True)
     print(f"\nStakeRegistry holds {held_by_registry} DSH; treasury holds {held_by_treasury} DSH", file=out)
@@ -125,11 +131,15 @@ def _raise_on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"train the round on the {QUICK_MODEL!r} model instead of {DEFAULT_MODEL!r}")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"train the round on the {QUICK_MODEL!r} model instead of {DEFAULT_MODEL!r}",
+    )
     parser.add_argument("--json", action="store_true", help="end with one line: the summary as a JSON object")
-    parser.add_argument("--chain", choices=sorted(NODES), default="anvil",
-                        help="the local chain to run (default anvil)")
+    parser.add_argument(
+        "--chain", choices=sorted(NODES), default="anvil", help="the local chain to run (default anvil)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:

@@ -28,8 +28,10 @@ def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:
     """Sends FUNDING_DSH to each client's account."""
     token = treasury.contract("DeepshardToken")
     # Send every transfer before waiting for any: the client's nonce manager numbers them.
-    pending = [treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
-               for client in clients]
+    pending = [
+        treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
+        for client in clients
+    ]
     for tx_hash in pending:
         treasury.wait(tx_hash, "DSH funding transfer")
 

@@ -51,9 +51,18 @@ QUICK_MODEL = "tiny"
 #: CPU and GPU trainers on SmolLM2, benchmarks/crossdevice) and far below the poisoned delta's distance
 #: (69,000 to 132,000 measured, tiny and SmolLM2).
 DEMO_ROUND_PARAMS = TrainingRoundsParams(
-    train_commit_window=40, train_reveal_window=40, eval_commit_window=40, eval_reveal_window=40,
-    min_batch=1, max_batch=4, min_accepted=2, tolerance=2_000, evaluator_tolerance=2_000,
-    trainer_bond=1_000 * WEI_PER_DSH, min_pool_bond=1_000 * WEI_PER_DSH, round_reward=5_000 * WEI_PER_DSH,
+    train_commit_window=40,
+    train_reveal_window=40,
+    eval_commit_window=40,
+    eval_reveal_window=40,
+    min_batch=1,
+    max_batch=4,
+    min_accepted=2,
+    tolerance=2_000,
+    evaluator_tolerance=2_000,
+    trainer_bond=1_000 * WEI_PER_DSH,
+    min_pool_bond=1_000 * WEI_PER_DSH,
+    round_reward=5_000 * WEI_PER_DSH,
 )
 TRAINER_STAKE_DSH = "2000"  # what the TRAINER staker holds: every trainer stakes the same
 EVALUATOR_STAKE_DSH = "1200"  # likewise for evaluators
@@ -112,8 +121,12 @@ class PoisonedJobs(LocalJobs):
             result = train_lora(base_version(self.store, parsed), poisoned, parsed.spec, parsed.seed)
         except (TrainingError, SpecError) as exc:
             raise TaskInputError(f"cannot train: {exc}") from None
-        self.last = {"delta_cid": self.store.add_bytes(result.adapter), "manifest": result.manifest.to_dict(),
-                     "tokens": int(result.tokens), "seconds": float(result.seconds)}
+        self.last = {
+            "delta_cid": self.store.add_bytes(result.adapter),
+            "manifest": result.manifest.to_dict(),
+            "tokens": int(result.tokens),
+            "seconds": float(result.seconds),
+        }
         return self.last
 
     def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict:
@@ -154,8 +167,15 @@ class RoundReport:
             seat = seats[trainer.address]
             verdict = "accepted" if seat.accepted else ("slashed" if seat.slashed else "released")
             amount = seat.reward if seat.accepted else seat.slashed
-            trainers.append({"account": trainer.address, "poisoned": trainer.poisoned, "outcome": verdict,
-                             "amount_dsh": format_dsh(amount), "distance": seat.distance})
+            trainers.append(
+                {
+                    "account": trainer.address,
+                    "poisoned": trainer.poisoned,
+                    "outcome": verdict,
+                    "amount_dsh": format_dsh(amount),
+                    "distance": seat.distance,
+                }
+            )
         outcome = self.status.outcome
         return {
             "id": self.status.round.id,
@@ -188,8 +208,9 @@ def worker_environment(store_dir: Path) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def enlist(treasury: ChainClient, stakers: dict[str, ChainClient],
-           salts: SaltStore) -> tuple[list[ChainClient], list[TrainingRoundsClient]]:
+def enlist(
+    treasury: ChainClient, stakers: dict[str, ChainClient], salts: SaltStore
+) -> tuple[list[ChainClient], list[TrainingRoundsClient]]:
     """Funds and stakes the round's extra trainers and evaluators (the role stakers already stake), and has
     every evaluator join the pool; returns the trainers' clients (`ROUND_TRAINERS` order: the last one cheats)
     and the evaluators'."""
@@ -206,8 +227,9 @@ def enlist(treasury: ChainClient, stakers: dict[str, ChainClient],
     return trainer_clients, evaluators
 
 
-def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], store: ContentStore, workdir: Path,
-                       model: str, out: TextIO) -> RoundReport:
+def run_training_round(
+    treasury: ChainClient, stakers: dict[str, ChainClient], store: ContentStore, workdir: Path, model: str, out: TextIO
+) -> RoundReport:
     """Runs one round on the pending accepted datasets; prints each phase and the outcome. The worker tasks
     open their store from the environment: run it inside `worker_environment` with `store`'s folder."""
     spec = DEMO_SPECS[model]
@@ -217,15 +239,16 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
 
     trainer_clients, evaluators = enlist(treasury, stakers, salts)
     # The last trainer cheats.
-    trainers = [DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False)
-                for client in trainer_clients[:-1]]
+    trainers = [DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False) for client in trainer_clients[:-1]]
     trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], salts), PoisonedJobs(store), True))
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    say(f"\nTraining round on {model}: {len(trainers)} trainers staking {TRAINER_STAKE_DSH} DSH (one poisoned), "
-        f"{len(evaluators)} evaluators in the pool with {EVALUATOR_POOL_BOND_DSH} DSH each")
+    say(
+        f"\nTraining round on {model}: {len(trainers)} trainers staking {TRAINER_STAKE_DSH} DSH (one poisoned), "
+        f"{len(evaluators)} evaluators in the pool with {EVALUATOR_POOL_BOND_DSH} DSH each"
+    )
     started = time.monotonic()
     opened = expect(keeper_once(keeper, None, specs), "opened", "the keeper")
     round_id = opened.id
@@ -238,15 +261,19 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
         phases[name] = time.monotonic() - started
         say(f"  [{phases[name]:6.1f} s] {name}")
 
-    say(f"  round #{round_id} opened on datasets {opened.data['datasets']} (base version {state.base_version}, "
-        f"seed {state.seed_hex[:10]}…, spec {spec.spec_hash_hex()[:10]}…)")
+    say(
+        f"  round #{round_id} opened on datasets {opened.data['datasets']} (base version {state.base_version}, "
+        f"seed {state.seed_hex[:10]}…, spec {spec.spec_hash_hex()[:10]}…)"
+    )
     phase("opened")
 
     for trainer in trainers:
         expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs), "committed", trainer.label)
         result = trainer.jobs.last
-        say(f"  trainer {trainer.label}: {result['tokens']:,} tokens in {result['seconds']:.1f} s, final loss "
-            f"{result['manifest']['final_loss']:.3f}; committed {result['delta_cid']}")
+        say(
+            f"  trainer {trainer.label}: {result['tokens']:,} tokens in {result['seconds']:.1f} s, final loss "
+            f"{result['manifest']['final_loss']:.3f}; committed {result['delta_cid']}"
+        )
     phase("trainers trained and committed")
 
     mine_to(treasury, state.train_commit_deadline + 1)
@@ -262,8 +289,10 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     jobs = LocalJobs()
     for evaluator in panel:
         expect(evaluator_once(evaluator, round_id, jobs, specs), "committed", short_address(evaluator.chain.address))
-        say(f"  evaluator {short_address(evaluator.chain.address)}: fingerprinted "
-            f"{len(jobs.last['fingerprints'])} deltas in {jobs.last['seconds']:.1f} s and committed")
+        say(
+            f"  evaluator {short_address(evaluator.chain.address)}: fingerprinted "
+            f"{len(jobs.last['fingerprints'])} deltas in {jobs.last['seconds']:.1f} s and committed"
+        )
     phase("evaluators fingerprinted and committed")
 
     state = keeper.round(round_id)
@@ -289,8 +318,10 @@ def run_training_round(treasury: ChainClient, stakers: dict[str, ChainClient], s
     check_new_version(report, store, spec)
     say("\n" + format_status(report.status))
     if report.child_weights:
-        say(f"\nversion {report.status.round.new_version} loads: weights {report.child_weights[:18]}… "
-            f"(parent {report.parent_weights[:18]}…)")
+        say(
+            f"\nversion {report.status.round.new_version} loads: weights {report.child_weights[:18]}… "
+            f"(parent {report.parent_weights[:18]}…)"
+        )
     return report
 
 

@@ -64,14 +64,16 @@ def _id_list(value: str) -> list[int]:
 
 # ---------------------------------------------------------------- round status
 
+
 def _status_run(args: argparse.Namespace) -> int:
     rounds = _rounds(args, with_signer=False)
     round_id = args.id
     if round_id is None:
         current = rounds.current_round()
         if current is None:
-            print("no training round has been opened yet; "
-                  f"{len(rounds.pending_datasets())} accepted datasets are pending")
+            print(
+                f"no training round has been opened yet; {len(rounds.pending_datasets())} accepted datasets are pending"
+            )
             return 0
         round_id = current.id
     status = rounds.status(round_id)
@@ -84,6 +86,7 @@ def _status_run(args: argparse.Namespace) -> int:
 
 def status_json(status: RoundStatus) -> dict[str, Any]:
     """The status as plain JSON (bytes as 0x-hex, amounts in wei)."""
+
     def plain(value):
         if isinstance(value, bytes):
             return "0x" + value.hex()
@@ -107,20 +110,32 @@ def format_status(status: RoundStatus) -> str:
         ("spec hash", "0x" + state.spec_hash.hex()),
         ("seed", state.seed_hex),
         ("datasets", ", ".join(f"#{i} {cid}" for i, cid in status.datasets)),
-        ("trainers", f"{state.trainer_count} committed, {state.delta_count} revealed; commit until block "
-                     f"{state.train_commit_deadline}, reveal until block {state.train_reveal_deadline}"),
+        (
+            "trainers",
+            f"{state.trainer_count} committed, {state.delta_count} revealed; commit until block "
+            f"{state.train_commit_deadline}, reveal until block {state.train_reveal_deadline}",
+        ),
     ]
     if state.panel_size:
-        lines.append(("evaluators", f"{state.panel_size} drawn; commit until block {state.eval_commit_deadline}, "
-                                    f"reveal until block {state.eval_reveal_deadline}"))
+        lines.append(
+            (
+                "evaluators",
+                f"{state.panel_size} drawn; commit until block {state.eval_commit_deadline}, "
+                f"reveal until block {state.eval_reveal_deadline}",
+            )
+        )
     else:
         lines.append(("evaluators", f"panel drawn from block {state.panel_seed_block + 1}"))
     if outcome is not None:
         if outcome.status == "Finalized":
             accepted = bin(outcome.accepted_mask).count("1")
             reward = format_dsh(outcome.reward_per_trainer, grouped=True)
-            lines.append(("outcome", f"Finalized: {accepted} of {state.delta_count} deltas accepted; "
-                                     f"{reward} DSH per accepted trainer"))
+            lines.append(
+                (
+                    "outcome",
+                    f"Finalized: {accepted} of {state.delta_count} deltas accepted; {reward} DSH per accepted trainer",
+                )
+            )
             lines.append(("new version", f"{outcome.new_version} ({status.new_version_cid})"))
         else:
             lines.append(("outcome", "Failed: too few accepted deltas; revealed trainers reclaim their bonds"))
@@ -141,23 +156,64 @@ def format_status(status: RoundStatus) -> str:
             elif seat.slashed:
                 payout = f"-{format_dsh(seat.slashed, grouped=True)}"
             distance = "-" if seat.distance is None else f"{seat.distance:,}"
-            rows.append([seat.slot, seat.trainer, "-" if seat.delta is None else seat.delta, seat.delta_cid or "-",
-                         distance, verdict, payout, _yes(seat.settled)])
+            rows.append(
+                [
+                    seat.slot,
+                    seat.trainer,
+                    "-" if seat.delta is None else seat.delta,
+                    seat.delta_cid or "-",
+                    distance,
+                    verdict,
+                    payout,
+                    _yes(seat.settled),
+                ]
+            )
         text += "\n\n" + format_table(
-            ["SLOT", "TRAINER", "DELTA", "DELTA CID", f"DISTANCE (tol {tolerance:,})", "OUTCOME", "PAYOUT (DSH)",
-             "SETTLED"], rows, numeric=(0, 2, 4, 6))
+            [
+                "SLOT",
+                "TRAINER",
+                "DELTA",
+                "DELTA CID",
+                f"DISTANCE (tol {tolerance:,})",
+                "OUTCOME",
+                "PAYOUT (DSH)",
+                "SETTLED",
+            ],
+            rows,
+            numeric=(0, 2, 4, 6),
+        )
     if status.panel:
         rows = []
         for member in status.panel:
             coherent = "-" if member.coherent is None else ("yes" if member.coherent else "no")
-            rows.append([member.seat, member.evaluator, format_dsh(member.weight, grouped=True),
-                         _yes(member.committed), _yes(member.revealed), coherent,
-                         "-" if member.reward is None else format_dsh(member.reward, grouped=True),
-                         "-" if member.penalty is None else format_dsh(member.penalty, grouped=True),
-                         _yes(member.settled)])
+            rows.append(
+                [
+                    member.seat,
+                    member.evaluator,
+                    format_dsh(member.weight, grouped=True),
+                    _yes(member.committed),
+                    _yes(member.revealed),
+                    coherent,
+                    "-" if member.reward is None else format_dsh(member.reward, grouped=True),
+                    "-" if member.penalty is None else format_dsh(member.penalty, grouped=True),
+                    _yes(member.settled),
+                ]
+            )
         text += "\n\n" + format_table(
-            ["SEAT", "EVALUATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "COHERENT", "REWARD (DSH)",
-             "PENALTY (DSH)", "SETTLED"], rows, numeric=(0, 2, 6, 7))
+            [
+                "SEAT",
+                "EVALUATOR",
+                "WEIGHT (DSH)",
+                "COMMITTED",
+                "REVEALED",
+                "COHERENT",
+                "REWARD (DSH)",
+                "PENALTY (DSH)",
+                "SETTLED",
+            ],
+            rows,
+            numeric=(0, 2, 6, 7),
+        )
     return text
 
 
@@ -166,6 +222,7 @@ def _yes(flag: bool) -> str:
 
 
 # ---------------------------------------------------------------- round actions
+
 
 def _open_run(args: argparse.Namespace) -> int:
     if args.spec:
@@ -195,8 +252,10 @@ def _open_run(args: argparse.Namespace) -> int:
             raise redis_unavailable(exc) from None
     result = rounds.open_round(spec.spec_hash(), args.datasets)
     print(f"tx {result.tx_hash}")
-    print(f"round {result.round_id} opened on datasets {result.dataset_ids} with spec {spec.spec_hash_hex()}; "
-          f"trainers commit until block {result.commit_deadline} and reveal until block {result.reveal_deadline}")
+    print(
+        f"round {result.round_id} opened on datasets {result.dataset_ids} with spec {spec.spec_hash_hex()}; "
+        f"trainers commit until block {result.commit_deadline} and reveal until block {result.reveal_deadline}"
+    )
     return 0
 
 
@@ -208,8 +267,10 @@ def _draw_run(args: argparse.Namespace) -> int:
     elif result.result == "failed":
         print(f"round {args.id} failed: too few revealed deltas; revealed trainers reclaim their bonds")
     else:
-        print(f"panel of round {args.id}: {len(result.panel)} evaluators; commit until block "
-              f"{result.commit_deadline}, reveal until block {result.reveal_deadline}")
+        print(
+            f"panel of round {args.id}: {len(result.panel)} evaluators; commit until block "
+            f"{result.commit_deadline}, reveal until block {result.reveal_deadline}"
+        )
         for evaluator in result.panel:
             print(f"  {evaluator}")
     return 0
@@ -219,8 +280,10 @@ def _finalize_run(args: argparse.Namespace) -> int:
     outcome = _rounds(args).finalize(args.id)
     print(f"tx {outcome.tx_hash}")
     if outcome.status == "Finalized":
-        print(f"round {args.id} Finalized: accepted deltas {bin(outcome.accepted_mask)}, new version "
-              f"{outcome.new_version}, {format_dsh(outcome.reward_per_trainer)} DSH per accepted trainer")
+        print(
+            f"round {args.id} Finalized: accepted deltas {bin(outcome.accepted_mask)}, new version "
+            f"{outcome.new_version}, {format_dsh(outcome.reward_per_trainer)} DSH per accepted trainer"
+        )
     else:
         print(f"round {args.id} Failed: too few accepted deltas")
     return 0
@@ -235,8 +298,10 @@ def _claim_run(args: argparse.Namespace) -> int:
     else:
         result = rounds.claim_trainer(args.id)
     print(f"tx {result.tx_hash}")
-    print(f"round {args.id}: {result.account} reward {format_dsh(result.reward)} DSH, "
-          f"penalty {format_dsh(result.penalty)} DSH")
+    print(
+        f"round {args.id}: {result.account} reward {format_dsh(result.reward)} DSH, "
+        f"penalty {format_dsh(result.penalty)} DSH"
+    )
     return 0
 
 
@@ -250,18 +315,24 @@ def _join_pool_run(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="round_command", metavar="SUBCOMMAND", required=True)
     subs = []
-    sub = commands.add_parser("status", help="phases, submissions, distances, outcome and payouts of a round",
-                              description="Show a round (default: the newest): phases and deadlines, datasets, "
-                                          "each trainer's delta, distance, outcome and payout, the evaluator "
-                                          "panel, the outcome and the new model version.")
+    sub = commands.add_parser(
+        "status",
+        help="phases, submissions, distances, outcome and payouts of a round",
+        description="Show a round (default: the newest): phases and deadlines, datasets, "
+        "each trainer's delta, distance, outcome and payout, the evaluator "
+        "panel, the outcome and the new model version.",
+    )
     sub.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
     sub.add_argument("--json", action="store_true", help="one line of JSON instead of tables")
     sub.set_defaults(round_handler=_status_run)
     subs.append(sub)
 
-    sub = commands.add_parser("open", help="open a round on the pending accepted datasets (anyone)",
-                              description="Open a training round on pending accepted datasets (the oldest, up to "
-                                          "the batch size) with a TrainingSpec, published in Redis for the workers.")
+    sub = commands.add_parser(
+        "open",
+        help="open a round on the pending accepted datasets (anyone)",
+        description="Open a training round on pending accepted datasets (the oldest, up to "
+        "the batch size) with a TrainingSpec, published in Redis for the workers.",
+    )
     sub.add_argument("--spec", metavar="FILE", help="TrainingSpec JSON (default: $DEEPSHARD_TRAINING_SPEC)")
     sub.add_argument("--datasets", type=_id_list, metavar="ID,ID", help="these accepted datasets instead")
     sub.add_argument("--no-publish", action="store_true", help="do not publish the spec in Redis")
@@ -277,27 +348,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.set_defaults(round_handler=handler)
         subs.append(sub)
 
-    sub = commands.add_parser("claim", help="settle this account's seat in an ended round",
-                              description="Settle this account's trainer seat (bond and reward), or its evaluator "
-                                          "seat; --seat settles any evaluator seat (anyone may).")
+    sub = commands.add_parser(
+        "claim",
+        help="settle this account's seat in an ended round",
+        description="Settle this account's trainer seat (bond and reward), or its evaluator "
+        "seat; --seat settles any evaluator seat (anyone may).",
+    )
     sub.add_argument("id", type=_positive_int, metavar="ID")
     sub.add_argument("--seat", type=int, metavar="N", help="settle evaluator seat N")
     sub.set_defaults(round_handler=_claim_run)
     subs.append(sub)
 
-    sub = commands.add_parser("join-pool", help="lock EVALUATOR stake in the evaluator pool (evaluator)",
-                              description="Lock AMOUNT DSH more of EVALUATOR stake as pool bond: the weight with "
-                                          "which panels are drawn, and what penalties are taken from.")
+    sub = commands.add_parser(
+        "join-pool",
+        help="lock EVALUATOR stake in the evaluator pool (evaluator)",
+        description="Lock AMOUNT DSH more of EVALUATOR stake as pool bond: the weight with "
+        "which panels are drawn, and what penalties are taken from.",
+    )
     sub.add_argument("amount", metavar="AMOUNT", help="DSH, e.g. 1000")
     sub.set_defaults(round_handler=_join_pool_run)
     subs.append(sub)
     for sub in subs:
-        sub.add_argument("--rpc", metavar="URL", default=argparse.SUPPRESS,
-                         help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)")
+        sub.add_argument(
+            "--rpc",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
+        )
 
 
 def _reported(action):
     """Runs `action`, printing a dead Redis as one `error: ...` line (chain errors: `workers.cli.main`)."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return action(args)
@@ -315,14 +397,21 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- worker and watch
 
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", required=True, choices=NODE_ROLES, help="the role whose queue this worker consumes")
-    parser.add_argument("--account", metavar="KEYSTORE",
-                        help="sign with this encrypted JSON keystore (default: $DEEPSHARD_PRIVATE_KEY or "
-                             "$DEEPSHARD_KEYSTORE); its password is asked once, or read from "
-                             "$DEEPSHARD_KEYSTORE_PASSWORD")
-    parser.add_argument("--pool", choices=("prefork", "solo", "threads"),
-                        help="Celery pool (default: prefork for trainer and evaluator, solo otherwise)")
+    parser.add_argument(
+        "--account",
+        metavar="KEYSTORE",
+        help="sign with this encrypted JSON keystore (default: $DEEPSHARD_PRIVATE_KEY or "
+        "$DEEPSHARD_KEYSTORE); its password is asked once, or read from "
+        "$DEEPSHARD_KEYSTORE_PASSWORD",
+    )
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "solo", "threads"),
+        help="Celery pool (default: prefork for trainer and evaluator, solo otherwise)",
+    )
     parser.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="processes (default 1)")
     parser.add_argument("--no-watch", action="store_true", help="keeper: do not run the watcher in this worker")
     parser.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
@@ -332,18 +421,39 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     from .service import run_worker as start
 
-    return start(args.role, args.rpc, account=args.account, pool=args.pool, concurrency=args.concurrency,
-                 loglevel=args.loglevel, watch=not args.no_watch)
+    return start(
+        args.role,
+        args.rpc,
+        account=args.account,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        watch=not args.no_watch,
+    )
 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--confirmations", type=int, default=0, metavar="N",
-                        help="blocks an event must be buried under before it is dispatched (default 0)")
+    parser.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="blocks an event must be buried under before it is dispatched (default 0)",
+    )
     parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="poll interval (default 2)")
-    parser.add_argument("--max-range", type=_positive_int, default=1_000, metavar="BLOCKS",
-                        help="most blocks per eth_getLogs request (default 1000)")
-    parser.add_argument("--from-block", type=int, metavar="N",
-                        help="where to start when no cursor is stored (default: the deployment block)")
+    parser.add_argument(
+        "--max-range",
+        type=_positive_int,
+        default=1_000,
+        metavar="BLOCKS",
+        help="most blocks per eth_getLogs request (default 1000)",
+    )
+    parser.add_argument(
+        "--from-block",
+        type=int,
+        metavar="N",
+        help="where to start when no cursor is stored (default: the deployment block)",
+    )
 
 
 @_reported
@@ -351,6 +461,12 @@ def run_watch(args: argparse.Namespace) -> int:
     from .service import run_watch as watch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    return watch(args.rpc, confirmations=args.confirmations, max_range=args.max_range, start_block=args.from_block,
-                 interval=args.interval, out=lambda line: print(line, flush=True),
-                 err=lambda line: print(line, file=sys.stderr, flush=True))
+    return watch(
+        args.rpc,
+        confirmations=args.confirmations,
+        max_range=args.max_range,
+        start_block=args.from_block,
+        interval=args.interval,
+        out=lambda line: print(line, flush=True),
+        err=lambda line: print(line, file=sys.stderr, flush=True),
+    )

@@ -98,14 +98,25 @@ def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> Worke
             send(task, args=args, queue=queue)
     except redis_lib.exceptions.RedisError as exc:
         raise redis_unavailable(exc) from None
-    shown = [f"{task.removeprefix('workers.tasks.')}({'current' if args == (None,) else args[0]})"
-             for task, args, _ in catch_up]
+    shown = [
+        f"{task.removeprefix('workers.tasks.')}({'current' if args == (None,) else args[0]})"
+        for task, args, _ in catch_up
+    ]
     return WorkerPlan(role, account, queues, shown)
 
 
-def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str | None = None,
-               concurrency: int = 1, loglevel: str = "INFO", watch: bool = True,
-               watch_interval: float = DEFAULT_INTERVAL, out: Callable[[str], None] = print) -> int:
+def run_worker(
+    role: str,
+    rpc_url: str,
+    *,
+    account: str | None = None,
+    pool: str | None = None,
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    watch: bool = True,
+    watch_interval: float = DEFAULT_INTERVAL,
+    out: Callable[[str], None] = print,
+) -> int:
     """Starts the Celery worker of `role` in this process (returns when it stops)."""
     from celery import signals
 
@@ -113,12 +124,15 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
     chain = ChainClient(rpc_url, signer)
     configure_worker(signer, rpc_url)  # the tasks sign with this key and connect where this process did
     plan = plan_worker(role, chain, broker_redis())
-    out(f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
-        + (f"; queued {', '.join(plan.catch_up)}" if plan.catch_up else ""))
+    out(
+        f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
+        + (f"; queued {', '.join(plan.catch_up)}" if plan.catch_up else "")
+    )
 
     stop = threading.Event()
     background = []
     if role in ACCOUNT_ROLES:
+
         def heartbeat_loop():
             # Keeps the registration alive, and restores it after Redis lost it (a restart without persistence).
             while not stop.wait(REGISTRATION_TTL / 4):
@@ -137,6 +151,7 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
 
         background.append(("deepshard-heartbeat", heartbeat_loop))
     if role == "keeper" and watch:
+
         def watch_loop():
             node = wait_for_node(lambda: ChainClient(rpc_url), stop)
             if node is not None:
@@ -158,19 +173,35 @@ def run_worker(role: str, rpc_url: str, *, account: str | None = None, pool: str
     signals.worker_shutdown.connect(stop_background, weak=False)
 
     pool = pool or DEFAULT_POOLS[role]
-    argv = ["worker", "-Q", ",".join(plan.queues), f"--pool={pool}", f"--concurrency={concurrency}",
-            "-n", f"{role}-{plan.account[:10]}@%h", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        "-Q",
+        ",".join(plan.queues),
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        "-n",
+        f"{role}-{plan.account[:10]}@%h",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     app.worker_main(argv)
     return 0
 
 
-def run_watch(rpc_url: str, *, confirmations: int = 0, max_range: int = DEFAULT_MAX_RANGE,
-              start_block: int | None = None, interval: float = DEFAULT_INTERVAL,
-              out: Callable[[str], None] = print, err: Callable[[str], None] = print) -> int:
+def run_watch(
+    rpc_url: str,
+    *,
+    confirmations: int = 0,
+    max_range: int = DEFAULT_MAX_RANGE,
+    start_block: int | None = None,
+    interval: float = DEFAULT_INTERVAL,
+    out: Callable[[str], None] = print,
+    err: Callable[[str], None] = print,
+) -> int:
     """Runs the watcher in the foreground until SIGINT or SIGTERM."""
     chain = ChainClient(rpc_url)
-    watcher = Watcher(chain, broker_redis(), confirmations=confirmations, max_range=max_range,
-                      start_block=start_block)
+    watcher = Watcher(chain, broker_redis(), confirmations=confirmations, max_range=max_range, start_block=start_block)
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -61,8 +61,13 @@ logger = logging.getLogger(__name__)
 ROUNDS, DATA = TrainingRoundsClient, DataConsensusClient
 #: The events the watcher turns into tasks, per contract.
 WATCHED: dict[str, tuple[ModuleEvent, ...]] = {
-    ROUNDS.CONTRACT: (ROUNDS.ROUND_OPENED, ROUNDS.DELTA_REVEALED, ROUNDS.PANEL_DRAWN, ROUNDS.REVEALED,
-                      ROUNDS.ROUND_FINALIZED),
+    ROUNDS.CONTRACT: (
+        ROUNDS.ROUND_OPENED,
+        ROUNDS.DELTA_REVEALED,
+        ROUNDS.PANEL_DRAWN,
+        ROUNDS.REVEALED,
+        ROUNDS.ROUND_FINALIZED,
+    ),
     DATA.CONTRACT: (DATA.SUBMITTED, DATA.PANEL_RESEEDED, DATA.PANEL_DRAWN, DATA.REVEALED, DATA.FINALIZED),
 }
 TRAINER_STEP = round_tasks.trainer_step.name
@@ -133,8 +138,9 @@ class Router:
             panel_event = name in (ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
             round_id = int(args["id"] if panel_event else args["round"])
             if name in (ROUNDS.ROUND_OPENED.name, ROUNDS.ROUND_FINALIZED.name):
-                out += [Dispatch(TRAINER_STEP, (round_id,), account_queue("trainer", a))
-                        for a in self.accounts("trainer")]
+                out += [
+                    Dispatch(TRAINER_STEP, (round_id,), account_queue("trainer", a)) for a in self.accounts("trainer")
+                ]
             if name == ROUNDS.PANEL_DRAWN.name:
                 out += self._to_registered(EVALUATOR_STEP, round_id, "evaluator", args["members"])
             if name == ROUNDS.ROUND_FINALIZED.name:
@@ -153,10 +159,17 @@ class Router:
 class Watcher:
     """Scans the watched contracts' events and queues their tasks (module docstring)."""
 
-    def __init__(self, chain: ChainClient, redis_client: redis_lib.Redis, *,
-                 send: Callable[[Dispatch, str], None] | None = None,
-                 accounts: Callable[[str], Iterable[str]] | None = None,
-                 confirmations: int = 0, max_range: int = DEFAULT_MAX_RANGE, start_block: int | None = None):
+    def __init__(
+        self,
+        chain: ChainClient,
+        redis_client: redis_lib.Redis,
+        *,
+        send: Callable[[Dispatch, str], None] | None = None,
+        accounts: Callable[[str], Iterable[str]] | None = None,
+        confirmations: int = 0,
+        max_range: int = DEFAULT_MAX_RANGE,
+        start_block: int | None = None,
+    ):
         if max_range < 1 or confirmations < 0:
             raise ValueError("max_range must be positive and confirmations non-negative")
         self.chain = chain
@@ -214,13 +227,16 @@ class Watcher:
         chain_id = self.chain.chain_id
         done_key = sent_key(chain_id, contract.address)
         topics = [Web3.to_hex(topic) for (address, topic) in self._topics if address == contract.address]
-        logs = self.chain.w3.eth.get_logs({"address": contract.address, "fromBlock": start, "toBlock": end,
-                                           "topics": [topics]})
+        logs = self.chain.w3.eth.get_logs(
+            {"address": contract.address, "fromBlock": start, "toBlock": end, "topics": [topics]}
+        )
         done = {m.decode() if isinstance(m, bytes) else str(m) for m in self.redis.smembers(done_key)}
         events = sorted((self._decode(log) for log in logs), key=lambda e: (e.block, e.log_index))
         for event in events:
-            dispatches = [Dispatch(d.task, d.args, d.queue, f"{event.position}:{d.queue}:{d.task}")
-                          for d in self.router.route(event)]
+            dispatches = [
+                Dispatch(d.task, d.args, d.queue, f"{event.position}:{d.queue}:{d.task}")
+                for d in self.router.route(event)
+            ]
             queued = []
             for dispatch in dispatches:
                 if dispatch.key in done:
@@ -230,9 +246,14 @@ class Watcher:
                 queued.append(dispatch)
             self.history.append((event, queued))
             skipped = len(dispatches) - len(queued)
-            logger.info("%s.%s at block %d -> %s%s", name, event.name, event.block,
-                        ", ".join(f"{d.task.rsplit('.', 1)[-1]}{d.args} @{d.queue}" for d in queued) or "no task",
-                        f" ({skipped} queued before a restart)" if skipped else "")
+            logger.info(
+                "%s.%s at block %d -> %s%s",
+                name,
+                event.name,
+                event.block,
+                ", ".join(f"{d.task.rsplit('.', 1)[-1]}{d.args} @{d.queue}" for d in queued) or "no task",
+                f" ({skipped} queued before a restart)" if skipped else "",
+            )
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(cursor_key(chain_id, contract.address), end + 1)
             pipe.delete(done_key)
@@ -242,13 +263,24 @@ class Watcher:
     def _decode(self, log) -> ChainEvent:
         name, event, abi_event = self._topics[(to_checksum_address(log["address"]), bytes(log["topics"][0]))]
         decoded = abi_event().process_log(log)
-        return ChainEvent(name, decoded["event"], event.args(decoded["args"]), int(log["blockNumber"]),
-                          int(log["logIndex"]), Web3.to_hex(log["transactionHash"]))
+        return ChainEvent(
+            name,
+            decoded["event"],
+            event.args(decoded["args"]),
+            int(log["blockNumber"]),
+            int(log["logIndex"]),
+            Web3.to_hex(log["transactionHash"]),
+        )
 
     # ------------------------------------------------------------ the loop
 
-    def run(self, stop: threading.Event, interval: float = DEFAULT_INTERVAL,
-            on_error: Callable[[str, float], None] | None = None, backoff: float = 2.0) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float = DEFAULT_INTERVAL,
+        on_error: Callable[[str, float], None] | None = None,
+        backoff: float = 2.0,
+    ) -> None:
         """Polls every `interval` seconds until `stop` is set. A node or Redis that does not answer is
         reported in one line and retried with exponential backoff (`backoff` seconds doubling, at most 60)."""
         failures = 0
@@ -257,8 +289,13 @@ class Watcher:
                 self.poll_once()
                 failures = 0
                 wait = interval
-            except (NodeUnavailable, QueueUnavailable, requests.RequestException, OSError,
-                    redis_lib.exceptions.RedisError) as exc:
+            except (
+                NodeUnavailable,
+                QueueUnavailable,
+                requests.RequestException,
+                OSError,
+                redis_lib.exceptions.RedisError,
+            ) as exc:
                 failures += 1
                 wait = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
                 message = describe_failure(exc, self)
@@ -294,11 +331,20 @@ def wait_for_node(chain_factory: Callable[[], ChainClient], stop: threading.Even
             return chain_factory()
         except NodeUnavailable as exc:
             failures += 1
-            wait = min(2.0 ** failures, MAX_BACKOFF)
+            wait = min(2.0**failures, MAX_BACKOFF)
             logger.warning("watcher: %s; retrying in %.0f s", exc, wait)
             stop.wait(wait)
     return None
 
 
-__all__ = ["ChainEvent", "Dispatch", "Router", "Watcher", "WATCHED", "cursor_key", "describe_failure", "sent_key",
-           "wait_for_node"]
+__all__ = [
+    "ChainEvent",
+    "Dispatch",
+    "Router",
+    "Watcher",
+    "WATCHED",
+    "cursor_key",
+    "describe_failure",
+    "sent_key",
+    "wait_for_node",
+]

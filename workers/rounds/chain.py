@@ -62,6 +62,7 @@ _OPENED_BLOCKS: dict[tuple[int, str, int], int] = {}
 
 # ---------------------------------------------------------------- state
 
+
 @dataclass(frozen=True)
 class RoundState:
     """`TrainingRounds.getRound(id)`, with the status by name."""
@@ -126,8 +127,9 @@ class RoundState:
                 return "awaiting panel seed block"
             return "panel ready to draw"
         if self.status == "Evaluating":
-            return window_phase(latest, self.eval_commit_deadline, self.eval_reveal_deadline, self.all_revealed,
-                                "evaluator")
+            return window_phase(
+                latest, self.eval_commit_deadline, self.eval_reveal_deadline, self.all_revealed, "evaluator"
+            )
         return {"Finalized": "finalized", "Failed": "failed"}.get(self.status, "unknown")
 
     def next_change(self, latest: int) -> int | None:
@@ -335,8 +337,9 @@ class TrainingRoundsClient(ModuleClient):
             filters["trainer"] = to_checksum_address(trainer)
         start = self.opened_block(state)
         end = min(state.train_commit_deadline, self.latest_block())
-        return {log.args["trainer"]: int(log.args["slot"])
-                for log in self.logs(self.DELTA_COMMITTED, filters, start, end)}
+        return {
+            log.args["trainer"]: int(log.args["slot"]) for log in self.logs(self.DELTA_COMMITTED, filters, start, end)
+        }
 
     def trainer_slot(self, state: RoundState, trainer: str | None = None) -> int | None:
         trainer = to_checksum_address(trainer or self.chain.address)
@@ -396,8 +399,9 @@ class TrainingRoundsClient(ModuleClient):
             out.append((cid_from_chain(info[4]), int(info[1])))
         return out
 
-    def training_inputs(self, round_id: int, spec_json: str, base_model: str,
-                        spec_json_of: Callable[[bytes], str] | None = None) -> dict:
+    def training_inputs(
+        self, round_id: int, spec_json: str, base_model: str, spec_json_of: Callable[[bytes], str] | None = None
+    ) -> dict:
         """The arguments of `train_delta` (and, with the revealed deltas, `fingerprint_deltas`) for a round.
 
         `spec_json_of(spec_hash)` gives the spec each lineage delta was trained under (its round's spec);
@@ -453,11 +457,22 @@ class TrainingRoundsClient(ModuleClient):
                 accepted = False
             reward = trainer_rewards.get(trainer, state.reward_per_trainer if accepted else 0)
             # Outliers and silent trainers are settled by finalize (or the failing draw), the rest by claimTrainer.
-            settled_by_round = (state.status == "Finalized" and not accepted) or \
-                (state.status == "Failed" and delta is None)
-            trainers.append(TrainerSeat(slot, trainer, delta, cid, distances.get(delta) if delta is not None else None,
-                                        accepted, state.trainer_paid(slot) or settled_by_round, reward,
-                                        penalty if settled_by_round else 0))
+            settled_by_round = (state.status == "Finalized" and not accepted) or (
+                state.status == "Failed" and delta is None
+            )
+            trainers.append(
+                TrainerSeat(
+                    slot,
+                    trainer,
+                    delta,
+                    cid,
+                    distances.get(delta) if delta is not None else None,
+                    accepted,
+                    state.trainer_paid(slot) or settled_by_round,
+                    reward,
+                    penalty if settled_by_round else 0,
+                )
+            )
         panel = []
         if state.panel_size:
             committed = self.evaluators_committed(state)
@@ -471,8 +486,19 @@ class TrainingRoundsClient(ModuleClient):
                 penalty_paid = settlement[1] if settlement else None
                 if paid is None and coherent:
                     paid = state.evaluator_payout * weight // max(state.coherent_evaluator_weight, 1)
-                panel.append(EvaluatorSeat(seat, evaluator, weight, evaluator in committed, revealed, coherent,
-                                           state.evaluator_settled(seat), paid, penalty_paid))
+                panel.append(
+                    EvaluatorSeat(
+                        seat,
+                        evaluator,
+                        weight,
+                        evaluator in committed,
+                        revealed,
+                        coherent,
+                        state.evaluator_settled(seat),
+                        paid,
+                        penalty_paid,
+                    )
+                )
         outcome = None if finalized is None else _round_outcome(finalized.args, finalized.block, finalized.tx_hash)
         new_cid = self.version_cid(state.new_version) if state.new_version else None
         return RoundStatus(state, state.phase(latest), latest, datasets, trainers, panel, outcome, new_cid, params)
@@ -486,24 +512,34 @@ class TrainingRoundsClient(ModuleClient):
             raise InvalidRequest("a spec hash is 32 bytes (keccak256 of the canonical TrainingSpec JSON)")
         current = self.current_round()
         if current is not None and not current.ended:
-            raise InvalidRequest(f"round #{current.id} is still running (phase: {current.phase(self.latest_block())}); "
-                                 "one round runs at a time")
+            raise InvalidRequest(
+                f"round #{current.id} is still running (phase: {current.phase(self.latest_block())}); "
+                "one round runs at a time"
+            )
         params = self.params()
         pending = self.pending_datasets()
         if dataset_ids is None:
-            dataset_ids = pending[:params["maxBatch"]]
+            dataset_ids = pending[: params["maxBatch"]]
         else:
             dataset_ids = [int(i) for i in dataset_ids]
             missing = [i for i in dataset_ids if i not in pending]
             if missing:
                 raise InvalidRequest(f"datasets {missing} are not accepted-and-pending (pending: {pending or 'none'})")
         if not params["minBatch"] <= len(dataset_ids) <= params["maxBatch"]:
-            raise InvalidRequest(f"a round trains on {params['minBatch']} to {params['maxBatch']} accepted datasets; "
-                                 f"{len(dataset_ids)} {'are' if len(dataset_ids) != 1 else 'is'} pending or given")
+            raise InvalidRequest(
+                f"a round trains on {params['minBatch']} to {params['maxBatch']} accepted datasets; "
+                f"{len(dataset_ids)} {'are' if len(dataset_ids) != 1 else 'is'} pending or given"
+            )
         receipt = self.chain.transact(self.contract.functions.openRound(list(dataset_ids), bytes(spec_hash)))
         event = self.receipt_event(receipt, self.ROUND_OPENED)
-        return OpenResult(int(event["round"]), [int(i) for i in event["datasetIds"]], "0x" + bytes(event["seed"]).hex(),
-                          int(event["commitDeadline"]), int(event["revealDeadline"]), tx_hash(receipt))
+        return OpenResult(
+            int(event["round"]),
+            [int(i) for i in event["datasetIds"]],
+            "0x" + bytes(event["seed"]).hex(),
+            int(event["commitDeadline"]),
+            int(event["revealDeadline"]),
+            tx_hash(receipt),
+        )
 
     def draw_evaluators(self, round_id: int) -> DrawResult:
         """Draws the evaluator panel once the seed block is mined (or fails a round with too few deltas)."""
@@ -513,15 +549,24 @@ class TrainingRoundsClient(ModuleClient):
         if state.status != "Training":
             raise InvalidRequest(f"round #{state.id} is past its panel draw (phase: {state.phase(latest)})")
         if latest <= state.panel_seed_block:
-            raise InvalidRequest(f"the panel of round #{state.id} can be drawn once block {state.panel_seed_block + 1} "
-                                 f"is mined; the chain is at block {latest}")
+            raise InvalidRequest(
+                f"the panel of round #{state.id} can be drawn once block {state.panel_seed_block + 1} "
+                f"is mined; the chain is at block {latest}"
+            )
         receipt = self.chain.transact(self.contract.functions.drawEvaluators(state.id))
         drawn = self.receipt_events(receipt, self.PANEL_DRAWN)
         after = self.round(state.id)
         if drawn:
             args = drawn[0]
-            return DrawResult(state.id, "drawn", list(args["members"]), int(args["commitDeadline"]),
-                              int(args["revealDeadline"]), after.panel_seed_block, tx_hash(receipt))
+            return DrawResult(
+                state.id,
+                "drawn",
+                list(args["members"]),
+                int(args["commitDeadline"]),
+                int(args["revealDeadline"]),
+                after.panel_seed_block,
+                tx_hash(receipt),
+            )
         result = "failed" if after.status == "Failed" else "reseeded"
         return DrawResult(state.id, result, [], 0, 0, after.panel_seed_block, tx_hash(receipt))
 
@@ -535,12 +580,15 @@ class TrainingRoundsClient(ModuleClient):
         if state.status != "Evaluating":
             raise InvalidRequest(f"round #{state.id} cannot be finalized: phase {phase}")
         if phase != "ready to finalize":
-            raise InvalidRequest(f"round #{state.id} can be finalized once block {state.eval_reveal_deadline + 1} is "
-                                 f"mined, or once every seat revealed and block {state.eval_commit_deadline + 1} is "
-                                 f"mined; the chain is at block {latest}")
+            raise InvalidRequest(
+                f"round #{state.id} can be finalized once block {state.eval_reveal_deadline + 1} is "
+                f"mined, or once every seat revealed and block {state.eval_commit_deadline + 1} is "
+                f"mined; the chain is at block {latest}"
+            )
         receipt = self.chain.transact(self.contract.functions.finalize(state.id))
-        return _round_outcome(self.receipt_event(receipt, self.ROUND_FINALIZED), int(receipt["blockNumber"]),
-                              tx_hash(receipt))
+        return _round_outcome(
+            self.receipt_event(receipt, self.ROUND_FINALIZED), int(receipt["blockNumber"]), tx_hash(receipt)
+        )
 
     def claim_evaluator(self, round_id: int, seat: int | None = None) -> SettleResult:
         """Settles an evaluator seat of an ended round (default: this account's); anyone may settle any seat."""
@@ -570,18 +618,27 @@ class TrainingRoundsClient(ModuleClient):
         state = self.round(round_id)
         latest = self.latest_block()
         if state.status != "Training" or latest + 1 > state.train_commit_deadline:
-            raise InvalidRequest(f"the trainers' commit window of round #{state.id} is closed "
-                                 f"(phase: {state.phase(latest)})")
+            raise InvalidRequest(
+                f"the trainers' commit window of round #{state.id} is closed (phase: {state.phase(latest)})"
+            )
         if self.trainer_slot(state) is not None:
-            raise InvalidRequest(f"{account} already committed a delta in round #{state.id}: reveal it from block "
-                                 f"{state.train_commit_deadline + 1}")
+            raise InvalidRequest(
+                f"{account} already committed a delta in round #{state.id}: reveal it from block "
+                f"{state.train_commit_deadline + 1}"
+            )
         if state.trainer_count >= MAX_TRAINERS:
             raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
         self.require_free_stake("TRAINER", self.params()["trainerBond"], "the trainer bond")
         stored = self.salt_for(DELTA, state.id, delta_cid)
         receipt = self.chain.transact(self.contract.functions.commitDelta(state.id, stored.commitment))
-        return CommitResult(state.id, DELTA, str(self.salts.path(stored.key)), state.train_commit_deadline + 1,
-                            state.train_reveal_deadline, tx_hash(receipt))
+        return CommitResult(
+            state.id,
+            DELTA,
+            str(self.salts.path(stored.key)),
+            state.train_commit_deadline + 1,
+            state.train_reveal_deadline,
+            tx_hash(receipt),
+        )
 
     def reveal_delta(self, round_id: int) -> str:
         """Reveals this trainer's committed delta from its stored salt; returns the tx hash."""
@@ -589,18 +646,24 @@ class TrainingRoundsClient(ModuleClient):
         account = self.chain.address
         state = self.round(round_id)
         latest = self.latest_block()
-        if state.status != "Training" or latest <= state.train_commit_deadline or \
-                latest + 1 > state.train_reveal_deadline:
-            raise InvalidRequest(f"the trainers' reveal window of round #{state.id} is not open "
-                                 f"(phase: {state.phase(latest)}; it runs from block {state.train_commit_deadline + 1} "
-                                 f"to {state.train_reveal_deadline})")
+        if (
+            state.status != "Training"
+            or latest <= state.train_commit_deadline
+            or latest + 1 > state.train_reveal_deadline
+        ):
+            raise InvalidRequest(
+                f"the trainers' reveal window of round #{state.id} is not open "
+                f"(phase: {state.phase(latest)}; it runs from block {state.train_commit_deadline + 1} "
+                f"to {state.train_reveal_deadline})"
+            )
         if self.trainer_slot(state) is None:
             raise InvalidRequest(f"{account} has no delta commitment in round #{state.id} to reveal")
         if any(trainer == account for trainer, _ in self.deltas(state.id)):
             raise InvalidRequest(f"{account} already revealed its delta in round #{state.id}")
         stored = self.revealable_salt(DELTA, state.id, f"delta commitment in round #{state.id}")
-        receipt = self.chain.transact(self.contract.functions.revealDelta(state.id, cid_to_chain(stored.value),
-                                                                          stored.salt))
+        receipt = self.chain.transact(
+            self.contract.functions.revealDelta(state.id, cid_to_chain(stored.value), stored.salt)
+        )
         return tx_hash(receipt)
 
     def claim_trainer(self, round_id: int) -> SettleResult:
@@ -620,8 +683,9 @@ class TrainingRoundsClient(ModuleClient):
         released = state.status == "Failed" and delta is not None
         if not (accepted or released):
             why = "it did not reveal" if delta is None else "its delta was rejected"
-            raise InvalidRequest(f"nothing to claim for {account} in round #{state.id}: {why}, and its bond was "
-                                 "settled by finalize")
+            raise InvalidRequest(
+                f"nothing to claim for {account} in round #{state.id}: {why}, and its bond was settled by finalize"
+            )
         receipt = self.chain.transact(self.contract.functions.claimTrainer(state.id))
         args = self.receipt_event(receipt, self.TRAINER_SETTLED)
         return SettleResult(state.id, account, int(args["reward"]), 0, tx_hash(receipt))
@@ -635,16 +699,25 @@ class TrainingRoundsClient(ModuleClient):
         state, _ = self._panel_round(round_id)
         latest = self.latest_block()
         if latest + 1 > state.eval_commit_deadline:
-            raise InvalidRequest(f"the evaluators' commit window of round #{state.id} closed at block "
-                                 f"{state.eval_commit_deadline}")
+            raise InvalidRequest(
+                f"the evaluators' commit window of round #{state.id} closed at block {state.eval_commit_deadline}"
+            )
         rows = check_fingerprints(fingerprints, state.delta_count)
         if self.evaluators_committed(state, account):
-            raise InvalidRequest(f"{account} already committed fingerprints in round #{state.id}: reveal them from "
-                                 f"block {state.eval_commit_deadline + 1}")
+            raise InvalidRequest(
+                f"{account} already committed fingerprints in round #{state.id}: reveal them from "
+                f"block {state.eval_commit_deadline + 1}"
+            )
         stored = self.salt_for(FINGERPRINTS, state.id, rows)
         receipt = self.chain.transact(self.contract.functions.commitFingerprints(state.id, stored.commitment))
-        return CommitResult(state.id, FINGERPRINTS, str(self.salts.path(stored.key)), state.eval_commit_deadline + 1,
-                            state.eval_reveal_deadline, tx_hash(receipt))
+        return CommitResult(
+            state.id,
+            FINGERPRINTS,
+            str(self.salts.path(stored.key)),
+            state.eval_commit_deadline + 1,
+            state.eval_reveal_deadline,
+            tx_hash(receipt),
+        )
 
     def reveal_fingerprints(self, round_id: int) -> str:
         """Reveals this evaluator's committed fingerprints from its stored salt; returns the tx hash."""
@@ -653,11 +726,14 @@ class TrainingRoundsClient(ModuleClient):
         state, seat = self._panel_round(round_id)
         latest = self.latest_block()
         if latest <= state.eval_commit_deadline:
-            raise InvalidRequest(f"the evaluators' reveal window of round #{state.id} opens once block "
-                                 f"{state.eval_commit_deadline + 1} is mined; the chain is at block {latest}")
+            raise InvalidRequest(
+                f"the evaluators' reveal window of round #{state.id} opens once block "
+                f"{state.eval_commit_deadline + 1} is mined; the chain is at block {latest}"
+            )
         if latest + 1 > state.eval_reveal_deadline:
-            raise InvalidRequest(f"the evaluators' reveal window of round #{state.id} closed at block "
-                                 f"{state.eval_reveal_deadline}")
+            raise InvalidRequest(
+                f"the evaluators' reveal window of round #{state.id} closed at block {state.eval_reveal_deadline}"
+            )
         if state.evaluator_revealed(seat):
             raise InvalidRequest(f"{account} already revealed its fingerprints in round #{state.id}")
         if not self.evaluators_committed(state, account):
@@ -699,5 +775,11 @@ class TrainingRoundsClient(ModuleClient):
 
 
 def _round_outcome(args: dict, block: int, tx: str) -> RoundOutcome:
-    return RoundOutcome(ROUND_STATUSES[args["status"]], int(args["acceptedMask"]), int(args["newVersion"]),
-                        int(args["rewardPerTrainer"]), block, tx)
+    return RoundOutcome(
+        ROUND_STATUSES[args["status"]],
+        int(args["acceptedMask"]),
+        int(args["newVersion"]),
+        int(args["rewardPerTrainer"]),
+        block,
+        tx,
+    )

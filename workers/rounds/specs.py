@@ -79,5 +79,7 @@ class SpecBook:
                 raise SpecUnknown(f"the spec published for {shown} hashes to {spec.spec_hash_hex()}: refused")
             self._local[spec_hash] = spec
             return spec
-        raise SpecUnknown(f"no TrainingSpec with hash {shown} is known here: the round's opener publishes it in "
-                          f"Redis ({SPECS_KEY}), or set {SPEC_ENV} to it")
+        raise SpecUnknown(
+            f"no TrainingSpec with hash {shown} is known here: the round's opener publishes it in "
+            f"Redis ({SPECS_KEY}), or set {SPEC_ENV} to it"
+        )

@@ -40,8 +40,12 @@ class JobFailed(Exception):
 
 def _inputs(rounds: TrainingRoundsClient, state: RoundState, specs: SpecBook) -> dict:
     spec = specs.resolve(state.spec_hash)
-    return rounds.training_inputs(state.id, spec.canonical_json().decode(), spec.base_model,
-                                  lambda spec_hash: specs.resolve(spec_hash).canonical_json().decode())
+    return rounds.training_inputs(
+        state.id,
+        spec.canonical_json().decode(),
+        spec.base_model,
+        lambda spec_hash: specs.resolve(spec_hash).canonical_json().decode(),
+    )
 
 
 #: What an evaluator reports for a delta it cannot fingerprint (missing, malformed, rejected by `load_delta`):
@@ -54,13 +58,17 @@ def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[st
     fingerprint, and the reasons given for those."""
     rows = list(result.get("fingerprints") or [])
     errors = list(result.get("errors") or [None] * len(rows))
-    reasons = [f"delta {i}: {errors[i] if i < len(errors) and errors[i] else 'no fingerprint'}"
-               for i, row in enumerate(rows) if row is None]
+    reasons = [
+        f"delta {i}: {errors[i] if i < len(errors) and errors[i] else 'no fingerprint'}"
+        for i, row in enumerate(rows)
+        if row is None
+    ]
     rows = [list(UNUSABLE_FINGERPRINT) if row is None else row for row in rows]
     return check_fingerprints(rows, deltas), reasons
 
 
 # ---------------------------------------------------------------- trainer
+
 
 def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook) -> Step:
     """The next step of this account as a trainer in `round_id`."""
@@ -82,8 +90,12 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
             if stored is not None:
                 # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
                 rounds.commit_delta(state.id, stored.value)
-                return step("committed", f"resumed the stored commitment to {stored.value}",
-                            state.train_commit_deadline + 1, delta_cid=stored.value)
+                return step(
+                    "committed",
+                    f"resumed the stored commitment to {stored.value}",
+                    state.train_commit_deadline + 1,
+                    delta_cid=stored.value,
+                )
             if state.trainer_count >= MAX_TRAINERS:
                 return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             try:
@@ -95,11 +107,15 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
                 return step("training", "the delta is being trained", poll=JOB_POLL)
             delta_cid = str(result["delta_cid"])
             if rounds.latest_block() + 1 > state.train_commit_deadline:
-                return step("done", f"trained {delta_cid} too late: the commit window closed at block "
-                                    f"{state.train_commit_deadline}", delta_cid=delta_cid)
+                return step(
+                    "done",
+                    f"trained {delta_cid} too late: the commit window closed at block {state.train_commit_deadline}",
+                    delta_cid=delta_cid,
+                )
             rounds.commit_delta(state.id, delta_cid)
-            return step("committed", f"committed delta {delta_cid}", state.train_commit_deadline + 1,
-                        delta_cid=delta_cid)
+            return step(
+                "committed", f"committed delta {delta_cid}", state.train_commit_deadline + 1, delta_cid=delta_cid
+            )
         if slot is None:
             return step("done", f"{account} did not commit in round #{state.id}")
         if phase == "trainer reveal":
@@ -123,6 +139,7 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
 
 
 # ---------------------------------------------------------------- evaluator
+
 
 def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook) -> Step:
     """The next step of this account as an evaluator in `round_id`."""
@@ -158,8 +175,9 @@ def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, spec
                 return step("fingerprinting", f"{len(delta_cids)} deltas are being fingerprinted", poll=JOB_POLL)
             fingerprints, unusable = fingerprints_of(result, state.delta_count)
             if rounds.latest_block() + 1 > state.eval_commit_deadline:
-                return step("done", f"fingerprinted too late: the commit window closed at block "
-                                    f"{state.eval_commit_deadline}")
+                return step(
+                    "done", f"fingerprinted too late: the commit window closed at block {state.eval_commit_deadline}"
+                )
             rounds.commit_fingerprints(state.id, fingerprints)
             detail = f"committed {len(fingerprints)} fingerprints"
             if unusable:
@@ -173,15 +191,21 @@ def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, spec
     if state.evaluator_settled(seat):
         return step("done", f"{phase}; seat {seat} is settled")
     # The keeper settles every seat too: whoever lands first settles it.
-    settled = raced(lambda: rounds.claim_evaluator(state.id, seat),
-                    lambda: rounds.round(state.id).evaluator_settled(seat))
+    settled = raced(
+        lambda: rounds.claim_evaluator(state.id, seat), lambda: rounds.round(state.id).evaluator_settled(seat)
+    )
     if settled is None:
         return step("done", f"{phase}; seat {seat} was settled by someone else")
-    return step("claimed", f"{phase}; seat {seat} settled: reward {settled.reward} wei, penalty {settled.penalty} wei",
-                reward=settled.reward, penalty=settled.penalty)
+    return step(
+        "claimed",
+        f"{phase}; seat {seat} settled: reward {settled.reward} wei, penalty {settled.penalty} wei",
+        reward=settled.reward,
+        penalty=settled.penalty,
+    )
 
 
 # ---------------------------------------------------------------- keeper
+
 
 def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecBook) -> Step:
     """Advances `round_id` (default: the current round) one phase when due; once it has ended, settles its
@@ -204,35 +228,50 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
         if drawn is None:
             return step("waiting", "the panel was drawn by someone else", after.next_change(rounds.latest_block()))
         if drawn.result == "drawn":
-            return step("drawn", f"{len(drawn.panel)} evaluators drawn; commit until block {drawn.commit_deadline}",
-                        after.next_change(rounds.latest_block()), panel=drawn.panel)
+            return step(
+                "drawn",
+                f"{len(drawn.panel)} evaluators drawn; commit until block {drawn.commit_deadline}",
+                after.next_change(rounds.latest_block()),
+                panel=drawn.panel,
+            )
         if drawn.result == "reseeded":
-            return step("waiting", f"seed block too old; the panel is drawn from block {drawn.seed_block + 1}",
-                        drawn.seed_block + 1)
-        return step("failed", f"round #{state.id} failed: {after.delta_count} revealed deltas, fewer than needed",
-                    latest + 1)
+            return step(
+                "waiting",
+                f"seed block too old; the panel is drawn from block {drawn.seed_block + 1}",
+                drawn.seed_block + 1,
+            )
+        return step(
+            "failed", f"round #{state.id} failed: {after.delta_count} revealed deltas, fewer than needed", latest + 1
+        )
     if state.status == "Evaluating":
         if phase != "ready to finalize":
             return step("waiting", phase, state.next_change(latest))
         outcome = raced(lambda: rounds.finalize(state.id), lambda: rounds.round(state.id).ended)
         if outcome is None:
             return step("waiting", "finalized by someone else", rounds.latest_block())
-        detail = (f"round #{state.id} {outcome.status}: accepted deltas {bin(outcome.accepted_mask)}, "
-                  f"new version {outcome.new_version}" if outcome.status == "Finalized"
-                  else f"round #{state.id} failed")
-        return step("finalized", detail, rounds.latest_block(), status=outcome.status,
-                    new_version=outcome.new_version)
+        detail = (
+            f"round #{state.id} {outcome.status}: accepted deltas {bin(outcome.accepted_mask)}, "
+            f"new version {outcome.new_version}"
+            if outcome.status == "Finalized"
+            else f"round #{state.id} failed"
+        )
+        return step("finalized", detail, rounds.latest_block(), status=outcome.status, new_version=outcome.new_version)
 
     settled = []
     for seat in range(state.panel_size):
         if not state.evaluator_settled(seat):
             result = _settle_seat(rounds, state.id, seat)
             if result is not None:
-                settled.append({"seat": seat, "evaluator": result.account, "reward": result.reward,
-                                "penalty": result.penalty})
+                settled.append(
+                    {"seat": seat, "evaluator": result.account, "reward": result.reward, "penalty": result.penalty}
+                )
     if settled:
-        return step("settled", f"settled {len(settled)} evaluator seats of round #{state.id}", rounds.latest_block(),
-                    seats=settled)
+        return step(
+            "settled",
+            f"settled {len(settled)} evaluator seats of round #{state.id}",
+            rounds.latest_block(),
+            seats=settled,
+        )
     if rounds.round_count() != state.id:
         return step("done", f"round #{state.id} {state.status.lower()}; every seat is settled")
     opened = open_if_ready(rounds, specs)
@@ -252,16 +291,23 @@ def open_if_ready(rounds: TrainingRoundsClient, specs: SpecBook) -> Step:
     params = rounds.params()
     pending = rounds.pending_datasets()
     if len(pending) < params["minBatch"]:
-        return Step("keeper", None, "done", f"{len(pending)} accepted datasets pending, a round needs "
-                                            f"{params['minBatch']}")
+        return Step(
+            "keeper", None, "done", f"{len(pending)} accepted datasets pending, a round needs {params['minBatch']}"
+        )
     specs.publish(spec)
     count = rounds.round_count()
     try:
-        opened = rounds.open_round(spec.spec_hash(), pending[:params["maxBatch"]])
+        opened = rounds.open_round(spec.spec_hash(), pending[: params["maxBatch"]])
     except (TransactionReverted, InvalidRequest):
         if rounds.round_count() == count:
             raise
         return Step("keeper", rounds.round_count(), "done", "another keeper opened the round first")
-    return Step("keeper", opened.round_id, "opened",
-                f"opened round #{opened.round_id} on datasets {opened.dataset_ids}", None, None,
-                {"datasets": opened.dataset_ids, "seed": opened.seed})
+    return Step(
+        "keeper",
+        opened.round_id,
+        "opened",
+        f"opened round #{opened.round_id} on datasets {opened.dataset_ids}",
+        None,
+        None,
+        {"datasets": opened.dataset_ids, "seed": opened.seed},
+    )

@@ -35,9 +35,17 @@ def redis_url() -> str:
 def create_app(url: str | None = None) -> Celery:
     """A Celery app on the Redis at `url` (default `redis_url()`), with the task modules registered."""
     url = url or redis_url()
-    app = Celery("deepshard", task_cls="workers.tasks.base:DeepshardTask",
-                 include=["workers.tasks.data", "workers.tasks.consensus", "workers.tasks.training",
-                          "workers.tasks.evaluation", "workers.tasks.rounds"])
+    app = Celery(
+        "deepshard",
+        task_cls="workers.tasks.base:DeepshardTask",
+        include=[
+            "workers.tasks.data",
+            "workers.tasks.consensus",
+            "workers.tasks.training",
+            "workers.tasks.evaluation",
+            "workers.tasks.rounds",
+        ],
+    )
     app.conf.update(
         broker_url=url,
         result_backend=url,

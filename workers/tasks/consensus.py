@@ -22,6 +22,7 @@ from .runner import STEP_RETRY, StepTask, run_step
 @app.task(bind=True, base=StepTask, name="workers.tasks.consensus.curate", **STEP_RETRY)
 def curate(self, submission_id: int) -> dict:
     """One step of this worker's curator on `submission_id`; queues the next one when it is due."""
+
     def step(chain, client):
         with open_store() as store:
             return curate_once(DataConsensusClient(chain), store, submission_id)
@@ -32,5 +33,10 @@ def curate(self, submission_id: int) -> dict:
 @app.task(bind=True, base=StepTask, name="workers.tasks.consensus.keeper_step", **STEP_RETRY)
 def keeper_step(self, submission_id: int) -> dict:
     """One keeper step on `submission_id` (draw, finalize, settle silent seats); queues the next one when due."""
-    return run_step(self, "keeper", "submission", submission_id,
-                    lambda chain, client: data_keeper_once(DataConsensusClient(chain), submission_id))
+    return run_step(
+        self,
+        "keeper",
+        "submission",
+        submission_id,
+        lambda chain, client: data_keeper_once(DataConsensusClient(chain), submission_id),
+    )

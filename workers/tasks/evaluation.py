@@ -84,7 +84,8 @@ def _fingerprint_one(store: ContentStore, inputs: RoundInputs, round_: _Round, d
     cached = _results.get(key)
     if cached is not None:
         return dict(cached)
-    from ..ml.fingerprint import FINGERPRINT_LENGTH, fingerprint_delta as compute_fingerprint
+    from ..ml.fingerprint import FINGERPRINT_LENGTH
+    from ..ml.fingerprint import fingerprint_delta as compute_fingerprint
 
     started = time.perf_counter()
     delta = load_checked_delta(store, delta_cid, inputs.spec, round_.base)
@@ -101,12 +102,20 @@ def _fingerprint_one(store: ContentStore, inputs: RoundInputs, round_: _Round, d
 
 
 @app.task(name="workers.tasks.evaluation.fingerprint_delta", throws=(TaskInputError,), **RETRY_POLICY)
-def fingerprint_delta(round_id: int, base_model: str, base_delta_cids: list[str], dataset_manifest_cids: list[str],
-                      spec_json: str, round_seed: str, delta_cid: str,
-                      base_delta_specs: list[str] | None = None) -> dict:
+def fingerprint_delta(
+    round_id: int,
+    base_model: str,
+    base_delta_cids: list[str],
+    dataset_manifest_cids: list[str],
+    spec_json: str,
+    round_seed: str,
+    delta_cid: str,
+    base_delta_specs: list[str] | None = None,
+) -> dict:
     """The fingerprint (16 ints) of one revealed delta of the round; TaskInputError if it is rejected."""
-    inputs = parse_round_inputs(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json,
-                                round_seed, base_delta_specs)
+    inputs = parse_round_inputs(
+        round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed, base_delta_specs
+    )
     (cid,) = parse_cids([delta_cid], "delta_cid")
     with _ml_lock, open_store() as store:
         reseed(inputs.seed, "fingerprint_delta")
@@ -114,14 +123,22 @@ def fingerprint_delta(round_id: int, base_model: str, base_delta_cids: list[str]
 
 
 @app.task(name="workers.tasks.evaluation.fingerprint_deltas", throws=(TaskInputError,), **RETRY_POLICY)
-def fingerprint_deltas(round_id: int, base_model: str, base_delta_cids: list[str], dataset_manifest_cids: list[str],
-                       spec_json: str, round_seed: str, delta_cids: list[str],
-                       base_delta_specs: list[str] | None = None) -> dict:
+def fingerprint_deltas(
+    round_id: int,
+    base_model: str,
+    base_delta_cids: list[str],
+    dataset_manifest_cids: list[str],
+    spec_json: str,
+    round_seed: str,
+    delta_cids: list[str],
+    base_delta_specs: list[str] | None = None,
+) -> dict:
     """One fingerprint per delta, in the order given, the base scored once; a rejected delta gets None and
     its reason in `errors` (the round's own inputs being wrong still fails the task)."""
     started = time.perf_counter()
-    inputs = parse_round_inputs(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json,
-                                round_seed, base_delta_specs)
+    inputs = parse_round_inputs(
+        round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed, base_delta_specs
+    )
     if not isinstance(delta_cids, (list, tuple)):
         raise TaskInputError(f"delta_cids must be a list of CIDs, got {type(delta_cids).__name__}")
     fingerprints: list[list[int] | None] = []

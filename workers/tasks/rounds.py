@@ -52,8 +52,12 @@ class CeleryJobs:
         return self._job(TRAIN_TASK, inputs, account_queue("trainer", self.account), inputs["round_id"])
 
     def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict | None:
-        return self._job(FINGERPRINT_TASK, {**inputs, "delta_cids": list(delta_cids)},
-                         account_queue("evaluator", self.account), inputs["round_id"])
+        return self._job(
+            FINGERPRINT_TASK,
+            {**inputs, "delta_cids": list(delta_cids)},
+            account_queue("evaluator", self.account),
+            inputs["round_id"],
+        )
 
     def _job(self, name: str, kwargs: dict, queue: str, round_id: int) -> dict | None:
         job_id = self.job_id(name, round_id)
@@ -76,6 +80,7 @@ class CeleryJobs:
 def _round_step(task, role: str, round_id: int | None, once) -> dict:
     """`run_step` of a round role: `once(rounds, specs, jobs)` with this worker's round client, the specs
     published in Redis (or configured) and its ML jobs."""
+
     def step(chain, client):
         rounds = TrainingRoundsClient(chain)
         jobs = CeleryJobs(client, chain.chain_id, rounds.contract.address, chain.address)
@@ -87,15 +92,17 @@ def _round_step(task, role: str, round_id: int | None, once) -> dict:
 @app.task(bind=True, base=StepTask, name="workers.tasks.rounds.trainer_step", throws=(JobFailed,), **STEP_RETRY)
 def trainer_step(self, round_id: int) -> dict:
     """One step of this worker's trainer in `round_id`; queues the next one when it is due."""
-    return _round_step(self, "trainer", round_id,
-                       lambda rounds, specs, jobs: trainer_once(rounds, round_id, jobs, specs))
+    return _round_step(
+        self, "trainer", round_id, lambda rounds, specs, jobs: trainer_once(rounds, round_id, jobs, specs)
+    )
 
 
 @app.task(bind=True, base=StepTask, name="workers.tasks.rounds.evaluator_step", throws=(JobFailed,), **STEP_RETRY)
 def evaluator_step(self, round_id: int) -> dict:
     """One step of this worker's evaluator in `round_id`; queues the next one when it is due."""
-    return _round_step(self, "evaluator", round_id,
-                       lambda rounds, specs, jobs: evaluator_once(rounds, round_id, jobs, specs))
+    return _round_step(
+        self, "evaluator", round_id, lambda rounds, specs, jobs: evaluator_once(rounds, round_id, jobs, specs)
+    )
 
 
 @app.task(bind=True, base=StepTask, name="workers.tasks.rounds.keeper_step", **STEP_RETRY)

@@ -89,8 +89,11 @@ def worker_chain() -> ChainClient:
 @functools.lru_cache(maxsize=4)
 def _redis_for(url: str) -> redis_lib.Redis:
     options = app.conf.broker_transport_options or {}
-    return redis_lib.Redis.from_url(url, socket_connect_timeout=options.get("socket_connect_timeout", 3.0),
-                                    socket_timeout=options.get("socket_timeout", 30.0))
+    return redis_lib.Redis.from_url(
+        url,
+        socket_connect_timeout=options.get("socket_connect_timeout", 3.0),
+        socket_timeout=options.get("socket_timeout", 30.0),
+    )
 
 
 def broker_redis() -> redis_lib.Redis:
@@ -102,8 +105,15 @@ def redis_unavailable(exc: BaseException) -> QueueUnavailable:
     return QueueUnavailable(f"Redis at {_redis_location(app.conf.broker_url)} does not answer ({exc})")
 
 
-def send(name: str, *, args: tuple = (), kwargs: dict | None = None, queue: str, task_id: str | None = None,
-         countdown: float | None = None):
+def send(
+    name: str,
+    *,
+    args: tuple = (),
+    kwargs: dict | None = None,
+    queue: str,
+    task_id: str | None = None,
+    countdown: float | None = None,
+):
     """`app.send_task`, with a dead broker turned into one clear `QueueUnavailable`."""
     try:
         return app.send_task(name, args=args, kwargs=kwargs, queue=queue, task_id=task_id, countdown=countdown)
@@ -111,11 +121,13 @@ def send(name: str, *, args: tuple = (), kwargs: dict | None = None, queue: str,
         cause = _connection_failure(exc)
         if cause is None:
             raise
-        raise QueueUnavailable(f"cannot queue {name}: Redis at {_redis_location(app.conf.broker_url)} does not "
-                               f"answer ({cause})") from exc
+        raise QueueUnavailable(
+            f"cannot queue {name}: Redis at {_redis_location(app.conf.broker_url)} does not answer ({cause})"
+        ) from exc
 
 
 # ---------------------------------------------------------------- locks and schedules
+
 
 class StepLock:
     """At most one step per (role, account, item) at a time; the same message, redelivered, may take it over."""
@@ -134,8 +146,12 @@ class StepLock:
 
     def release(self) -> None:
         # Only our own lock: compare and delete in one script.
-        self.client.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
-                         "return 0", 1, self.key, self.owner)
+        self.client.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
+            1,
+            self.key,
+            self.owner,
+        )
 
 
 def step_keys(chain_id: int, role: str, account: str, scope: str, item: int | None) -> tuple[str, str]:
@@ -178,12 +194,19 @@ def _forget_schedule_if_mine(client: redis_lib.Redis, next_key: str, own_id: str
 
 # ---------------------------------------------------------------- running a step
 
+
 class StepTask(DeepshardTask):
     """A role's step task: logs each retry in one line (which step, why, which attempt)."""
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
-        logger.warning("%s%s: %s; retry %d of %d with backoff", self.name.rsplit(".", 1)[-1], tuple(args), exc,
-                       self.request.retries + 1, self.max_retries)
+        logger.warning(
+            "%s%s: %s; retry %d of %d with backoff",
+            self.name.rsplit(".", 1)[-1],
+            tuple(args),
+            exc,
+            self.request.retries + 1,
+            self.max_retries,
+        )
 
 
 #: The retry policy of step tasks: a receipt timeout is transient too (the next run sees whether the transaction
@@ -191,8 +214,9 @@ class StepTask(DeepshardTask):
 STEP_RETRY = {**RETRY_POLICY, "autoretry_for": (*TRANSIENT_ERRORS, ReceiptTimeout)}
 
 
-def run_step(task, role: str, scope: str, item: int | None,
-             once: Callable[[ChainClient, redis_lib.Redis], Step]) -> dict:
+def run_step(
+    task, role: str, scope: str, item: int | None, once: Callable[[ChainClient, redis_lib.Redis], Step]
+) -> dict:
     """Runs `once(chain, redis)`, one step of `role` on `item` (a round or a submission, per `scope`), under
     its lock, then queues `task` again for when the next step is due; returns the step as a dict."""
     chain = worker_chain()

@@ -31,8 +31,9 @@ import os
 import random
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from ..data.chain import DatasetUnusable, fetch_dataset
 from ..data.dataset import DataError
@@ -78,7 +79,10 @@ class RoundInputs:
 
     @property
     def lineage_key(self) -> tuple:
-        return (self.base_model, tuple(zip(self.base_delta_cids, (s.spec_hash_hex() for s in self.base_delta_specs))))
+        return (
+            self.base_model,
+            tuple(zip(self.base_delta_cids, (s.spec_hash_hex() for s in self.base_delta_specs), strict=True)),
+        )
 
     @property
     def key(self) -> tuple:
@@ -86,8 +90,15 @@ class RoundInputs:
         return (self.lineage_key, self.dataset_cids, self.spec.spec_hash_hex(), self.seed, torch_threads())
 
 
-def parse_round_inputs(round_id: Any, base_model: Any, base_delta_cids: Any, dataset_manifest_cids: Any,
-                       spec_json: Any, round_seed: Any, base_delta_specs: Any = None) -> RoundInputs:
+def parse_round_inputs(
+    round_id: Any,
+    base_model: Any,
+    base_delta_cids: Any,
+    dataset_manifest_cids: Any,
+    spec_json: Any,
+    round_seed: Any,
+    base_delta_specs: Any = None,
+) -> RoundInputs:
     """Validates a task's round arguments; `TaskInputError` naming the first problem."""
     if isinstance(round_id, bool) or not isinstance(round_id, int) or round_id < 0:
         raise TaskInputError(f"round_id must be a non-negative int, got {round_id!r}")
@@ -108,13 +119,16 @@ def parse_round_inputs(round_id: Any, base_model: Any, base_delta_cids: Any, dat
         lineage_specs = tuple(spec for _ in lineage)
     else:
         if not isinstance(base_delta_specs, (list, tuple)) or len(base_delta_specs) != len(lineage):
-            raise TaskInputError(f"base_delta_specs must be a list of {len(lineage)} spec JSON strings, one per "
-                                 "base delta")
+            raise TaskInputError(
+                f"base_delta_specs must be a list of {len(lineage)} spec JSON strings, one per base delta"
+            )
         lineage_specs = tuple(parse_spec(raw, f"base_delta_specs[{i}]") for i, raw in enumerate(base_delta_specs))
         for i, lineage_spec in enumerate(lineage_specs):
             if lineage_spec.base_model != base_model:
-                raise TaskInputError(f"base_delta_specs[{i}] is for base model {lineage_spec.base_model!r}, "
-                                     f"the round's is {base_model!r}")
+                raise TaskInputError(
+                    f"base_delta_specs[{i}] is for base model {lineage_spec.base_model!r}, "
+                    f"the round's is {base_model!r}"
+                )
     return RoundInputs(round_id, base_model, lineage, lineage_specs, datasets, spec, seed)
 
 
@@ -322,7 +336,7 @@ def base_version(store: ContentStore, inputs: RoundInputs):
     from ..ml.delta import DeltaRejected
     from ..ml.merge import merge_deltas
 
-    lineage = list(zip(inputs.base_delta_cids, inputs.base_delta_specs))
+    lineage = list(zip(inputs.base_delta_cids, inputs.base_delta_specs, strict=True))
     start, current = 0, None
     for length in range(len(lineage), 0, -1):
         current = _merged_models.get((inputs.base_model, _lineage_id(lineage[:length])))
@@ -351,16 +365,24 @@ def _lineage_id(lineage: list[tuple[str, TrainingSpec]]) -> tuple:
 
 
 @app.task(name="workers.tasks.training.train_delta", throws=(TaskInputError,), **RETRY_POLICY)
-def train_delta(round_id: int, base_model: str, base_delta_cids: list[str], dataset_manifest_cids: list[str],
-                spec_json: str, round_seed: str, base_delta_specs: list[str] | None = None) -> dict:
+def train_delta(
+    round_id: int,
+    base_model: str,
+    base_delta_cids: list[str],
+    dataset_manifest_cids: list[str],
+    spec_json: str,
+    round_seed: str,
+    base_delta_specs: list[str] | None = None,
+) -> dict:
     """Trains the round's LoRA delta on its datasets, on top of its base version, and pins the adapter.
 
     Returns {"delta_cid", "manifest" (the DeltaManifest as a dict), "tokens" (trained on), "seconds" (of the
     training loop)}. `base_delta_specs`: the spec JSON each lineage delta was trained under, when it is not
     the round's spec.
     """
-    inputs = parse_round_inputs(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json,
-                                round_seed, base_delta_specs)
+    inputs = parse_round_inputs(
+        round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed, base_delta_specs
+    )
     key = ("train_delta", inputs.key)
     with _ml_lock, open_store() as store:
         cached = _results.get(key)
@@ -377,7 +399,11 @@ def train_delta(round_id: int, base_model: str, base_delta_cids: list[str], data
         except (TrainingError, SpecError) as exc:
             raise TaskInputError(f"cannot train: {exc}") from None
         delta_cid = store.add_bytes(result.adapter)
-    out = {"delta_cid": delta_cid, "manifest": result.manifest.to_dict(), "tokens": int(result.tokens),
-           "seconds": float(result.seconds)}
+    out = {
+        "delta_cid": delta_cid,
+        "manifest": result.manifest.to_dict(),
+        "tokens": int(result.tokens),
+        "seconds": float(result.seconds),
+    }
     _results.put(key, out)
     return dict(out)

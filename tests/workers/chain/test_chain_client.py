@@ -9,9 +9,9 @@ import pytest
 from workers.chain import (
     ChainClient,
     InvalidRequest,
+    NoDeployment,
     NodeSigner,
     NodeUnavailable,
-    NoDeployment,
     ReceiptTimeout,
     SignerUnavailable,
     TransactionRejected,

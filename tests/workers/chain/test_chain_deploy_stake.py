@@ -25,7 +25,12 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
     assert on_disk["chainId"] == treasury.chain_id == 31337
     assert on_disk["deployer"] == on_disk["governance"] == treasury.address
     assert set(on_disk["contracts"]) == {
-        "Emission", "DeepshardToken", "StakeRegistry", "DataConsensus", "ModelRegistry", "TrainingRounds",
+        "Emission",
+        "DeepshardToken",
+        "StakeRegistry",
+        "DataConsensus",
+        "ModelRegistry",
+        "TrainingRounds",
     }
     for name, entry in on_disk["contracts"].items():
         assert entry["artifact"] == f"build/contracts/{name}.json"

@@ -18,11 +18,19 @@ from workers.storage import cid_of_bytes
 
 def test_window_phase_opens_a_window_only_when_it_is_open_now_and_next_block():
     commit, reveal = 10, 20  # deadlines: last blocks of the windows
-    phases = {latest: window_phase(latest, commit, reveal, all_revealed=False, who="evaluator")
-              for latest in (8, 9, 10, 11, 19, 20, 21)}
-    assert phases == {8: "evaluator commit", 9: "evaluator commit", 10: "evaluator reveal opens next block",
-                      11: "evaluator reveal", 19: "evaluator reveal", 20: "finalize opens next block",
-                      21: "ready to finalize"}
+    phases = {
+        latest: window_phase(latest, commit, reveal, all_revealed=False, who="evaluator")
+        for latest in (8, 9, 10, 11, 19, 20, 21)
+    }
+    assert phases == {
+        8: "evaluator commit",
+        9: "evaluator commit",
+        10: "evaluator reveal opens next block",
+        11: "evaluator reveal",
+        19: "evaluator reveal",
+        20: "finalize opens next block",
+        21: "ready to finalize",
+    }
     # Every seat revealed: finalize as soon as the commit window is over, not before.
     assert window_phase(10, commit, reveal, all_revealed=True) == "reveal opens next block"
     assert window_phase(11, commit, reveal, all_revealed=True) == "ready to finalize"
@@ -30,16 +38,22 @@ def test_window_phase_opens_a_window_only_when_it_is_open_now_and_next_block():
 
 def test_module_events_read_and_filter_under_the_shared_names():
     drawn = ModuleEvent("EvaluatorsDrawn", id="round", members="evaluators")
-    assert drawn.args({"round": 3, "evaluators": ["0xA"], "commitDeadline": 9}) == \
-        {"round": 3, "evaluators": ["0xA"], "commitDeadline": 9, "id": 3, "members": ["0xA"]}
+    assert drawn.args({"round": 3, "evaluators": ["0xA"], "commitDeadline": 9}) == {
+        "round": 3,
+        "evaluators": ["0xA"],
+        "commitDeadline": 9,
+        "id": 3,
+        "members": ["0xA"],
+    }
     assert drawn.filters({"id": 3, "other": 1}) == {"round": 3, "other": 1}
     renamed = ModuleEvent("PanelDrawn")  # after the contract's rename: one line, nothing else changes
     assert renamed.args({"id": 3, "members": []}) == {"id": 3, "members": []}
     assert renamed.filters({"id": 3}) == {"id": 3}
     # Both clients read their panel's events under the same names.
     for client in (DataConsensusClient, TrainingRoundsClient):
-        assert {"id", "members"} <= set(client.PANEL_DRAWN.args({"id": 1, "round": 1, "members": [], "curators": [],
-                                                                   "evaluators": []}))
+        assert {"id", "members"} <= set(
+            client.PANEL_DRAWN.args({"id": 1, "round": 1, "members": [], "curators": [], "evaluators": []})
+        )
 
 
 def test_cids_round_trip_between_strings_and_the_contract_form():
@@ -75,8 +89,9 @@ def test_event_scans_use_bounded_ranges(make_account, monkeypatch):
     assert len(requests) == (end - start) // 2 + 1 and all(high - low <= 1 for low, high in requests)
     assert requests[0][0] == start and requests[-1][1] == end
     requests.clear()
-    newest = reader.logs(reader.POOL_JOINED, {"member": curators[-1].chain.address}, start, end, first=True,
-                         newest_first=True)
+    newest = reader.logs(
+        reader.POOL_JOINED, {"member": curators[-1].chain.address}, start, end, first=True, newest_first=True
+    )
     assert [log.block for log in newest] == [joined[-1]] and len(requests) == 1
 
 
@@ -84,8 +99,11 @@ def test_stake_and_pool_checks_refuse_before_sending(make_account):
     account = make_account(dsh=5_000)
     curator = DataConsensusClient(account.client)
     nonce = account.nonce()
-    with pytest.raises(InvalidRequest, match=r"the pool bond of 1000 DSH exceeds the unlocked CURATOR stake .* "
-                                             r"\(0 of 0 DSH\): stake more with `deepshard stake CURATOR AMOUNT`"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"the pool bond of 1000 DSH exceeds the unlocked CURATOR stake .* "
+        r"\(0 of 0 DSH\): stake more with `deepshard stake CURATOR AMOUNT`",
+    ):
         curator.join_pool(1_000 * WEI_PER_DSH)
     with pytest.raises(InvalidRequest, match="below the minimum of 1000 DSH"):
         curator.join_pool(10 * WEI_PER_DSH)

@@ -20,9 +20,9 @@ from workers.chain import (
 )
 from workers.chain.artifacts import PROJECT_ROOT_ENV
 from workers.chain.client import display_url
-from workers.chain.units import format_eth
 from workers.chain.deployments import deployment_path
 from workers.chain.revert import decode_revert
+from workers.chain.units import format_eth
 
 
 @pytest.mark.parametrize(

@@ -45,13 +45,34 @@ def test_salts_left_by_the_former_vote_and_commitment_stores_are_found_and_read(
     folder = tmp_path / str(CHAIN) / contract
     folder.mkdir(parents=True)
     # workers.data.chain.VoteStore: <id>-<curator>.json
-    (folder / f"5-{account}.json").write_bytes(legacy_json({
-        "chain_id": CHAIN, "contract": contract, "submission_id": 5, "curator": account, "scores": [80, 75, 70, 85, 70],
-        "salt": "0x" + "11" * 32, "commitment": "0x" + "22" * 32}))
+    (folder / f"5-{account}.json").write_bytes(
+        legacy_json(
+            {
+                "chain_id": CHAIN,
+                "contract": contract,
+                "submission_id": 5,
+                "curator": account,
+                "scores": [80, 75, 70, 85, 70],
+                "salt": "0x" + "11" * 32,
+                "commitment": "0x" + "22" * 32,
+            }
+        )
+    )
     # workers.rounds.commits.CommitmentStore: round-<id>-<kind>-<account>.json
-    (folder / f"round-3-delta-{account}.json").write_bytes(legacy_json({
-        "chain_id": CHAIN, "contract": contract, "round_id": 3, "account": account, "kind": "delta",
-        "value": "bafkreidelta", "salt": "0x" + "33" * 32, "commitment": "0x" + "44" * 32}))
+    (folder / f"round-3-delta-{account}.json").write_bytes(
+        legacy_json(
+            {
+                "chain_id": CHAIN,
+                "contract": contract,
+                "round_id": 3,
+                "account": account,
+                "kind": "delta",
+                "value": "bafkreidelta",
+                "salt": "0x" + "33" * 32,
+                "commitment": "0x" + "44" * 32,
+            }
+        )
+    )
     store = SaltStore(tmp_path)
     vote = store.load(SaltKey(CHAIN, contract, "vote", 5, account))
     assert (vote.value, vote.salt, vote.commitment) == ([80, 75, 70, 85, 70], b"\x11" * 32, b"\x22" * 32)
@@ -84,10 +105,20 @@ def test_a_former_round_commitment_is_revealable(network, anvil, deployments_dir
     commitment = rounds.commitment_for("delta", cid, salt, trainer.address)
     folder = tmp_path / str(rounds.chain.chain_id) / rounds.contract.address
     folder.mkdir(parents=True)
-    (folder / f"round-9-delta-{trainer.address}.json").write_bytes(legacy_json({
-        "chain_id": rounds.chain.chain_id, "contract": rounds.contract.address, "round_id": 9,
-        "account": trainer.address, "kind": "delta", "value": cid, "salt": "0x" + salt.hex(),
-        "commitment": "0x" + commitment.hex()}))
+    (folder / f"round-9-delta-{trainer.address}.json").write_bytes(
+        legacy_json(
+            {
+                "chain_id": rounds.chain.chain_id,
+                "contract": rounds.contract.address,
+                "round_id": 9,
+                "account": trainer.address,
+                "kind": "delta",
+                "value": cid,
+                "salt": "0x" + salt.hex(),
+                "commitment": "0x" + commitment.hex(),
+            }
+        )
+    )
     stored = rounds.salts.load(SaltKey(rounds.chain.chain_id, rounds.contract.address, "delta", 9, trainer.address))
     rounds.check_salt(stored)  # raises if the salt and value do not give the commitment
     damaged = Salt(stored.key, cid, b"\x00" * 32, stored.commitment)

@@ -122,6 +122,7 @@ def new_informant(net, votes_dir):
     def make() -> Member:
         key, client = net.account(dsh=2_000, role="INFORMANT", staked=1_000)
         return Member(key, DataConsensusClient(client, SaltStore(votes_dir)))
+
     return make
 
 
@@ -133,6 +134,7 @@ def keeper(net) -> DataConsensusClient:
 
 # ---------------------------------------------------------------- without a chain
 
+
 def test_cids_round_trip_between_strings_and_the_contract_form():
     cid = str(cid_of_bytes(b'{"records":1}'))
     raw = cid_to_chain(cid)
@@ -141,6 +143,7 @@ def test_cids_round_trip_between_strings_and_the_contract_form():
 
 
 # ---------------------------------------------------------------- the library and the curator worker
+
 
 @pytest.mark.filterwarnings("ignore:The 'strict' parameter is no longer needed")  # ipfshttpclient's, not ours
 def test_submit_sends_nothing_when_a_check_validation_or_pinning_fails(net, new_informant, store):
@@ -180,8 +183,10 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
         keeper.draw(good.submission_id)
 
     # The curator worker's step: score with the policy, store the salt, commit.
-    for submission_id, expected in ((good.submission_id, [100, 100, 100, 95, 100]),
-                                    (junk.submission_id, [25, 13, 25, 23, 15])):
+    for submission_id, expected in (
+        (good.submission_id, [100, 100, 100, 95, 100]),
+        (junk.submission_id, [25, 13, 25, 23, 15]),
+    ):
         for curator in curators:
             step = curate_once(curator.consensus, store, submission_id)
             assert (step.action, step.data["scores"]) == ("committed", expected)
@@ -242,8 +247,9 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
     status = keeper.status(junk.submission_id)
     assert status.phase == "rejected" and status.outcome.consensus == [25, 13, 25, 23, 15]
     assert all(seat.committed and seat.revealed and seat.settled for seat in status.panel)
-    stored = json.loads(curators[0].consensus.salts.path(
-        curators[0].consensus.salt_key("vote", junk.submission_id)).read_text())
+    stored = json.loads(
+        curators[0].consensus.salts.path(curators[0].consensus.salt_key("vote", junk.submission_id)).read_text()
+    )
     assert stored["value"] == [25, 13, 25, 23, 15] and len(bytes.fromhex(stored["salt"][2:])) == 32
 
 
@@ -262,6 +268,7 @@ def test_a_curator_off_the_panel_is_told_so(net, curators, new_informant, keeper
 
 
 # ---------------------------------------------------------------- the command line
+
 
 def run_cli(capsys, *argv):
     status = cli.main(list(argv))
@@ -291,8 +298,18 @@ def test_command_line_flow(net, curators, new_informant, keeper, store, monkeypa
     assert "nothing was submitted" in err and informant.nonce() == nonce
 
     dataset = tmp_path / "facts.jsonl"
-    dataset.write_text("".join(json.dumps({"text": f"Fact number {i}: the year {1900 + i} came after {1899 + i}.",
-                                           "source": "https://example.org"}) + "\n" for i in range(20)))
+    dataset.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "text": f"Fact number {i}: the year {1900 + i} came after {1899 + i}.",
+                    "source": "https://example.org",
+                }
+            )
+            + "\n"
+            for i in range(20)
+        )
+    )
     status, out, err = run_cli(capsys, "data", "--rpc", net.url, "submit", str(dataset), "--bond", "200")
     assert status == 0, err
     submission_id = int(out.splitlines()[-1].split()[1].rstrip(":"))
@@ -307,8 +324,9 @@ def test_command_line_flow(net, curators, new_informant, keeper, store, monkeypa
 
     for curator in curators:
         act_as(curator)
-        status, out, err = run_cli(capsys, "data", "vote", str(submission_id), "--scores", "80,75,70,85,70",
-                                   "--rpc", net.url)
+        status, out, err = run_cli(
+            capsys, "data", "vote", str(submission_id), "--scores", "80,75,70,85,70", "--rpc", net.url
+        )
         assert status == 0, err
         assert f"committed [80, 75, 70, 85, 70] on #{submission_id}; the salt is kept in {tmp_path / 'votes'}" in out
     nonce = curators[0].nonce()

@@ -70,8 +70,9 @@ def test_signals_prints_json(capsys):
     assert status == 0
     report = json.loads(out)
     assert report["signals"]["corpus_records"] == 52 and report["signals"]["near_duplicate_rate_corpus"] > 0
-    assert report["vote"] == [report["scores"][k] for k in
-                              ("novelty", "reproducibility", "alignment", "truthfulness", "objectivity")]
+    assert report["vote"] == [
+        report["scores"][k] for k in ("novelty", "reproducibility", "alignment", "truthfulness", "objectivity")
+    ]
     status, out, _ = run(capsys, "signals", GOOD)
     assert json.loads(out)["vote"] == [100, 100, 100, 95, 100]
 
@@ -82,6 +83,10 @@ def test_signals_missing_corpus(capsys, tmp_path):
 
 
 def test_module_entry_point():
-    done = subprocess.run([sys.executable, "-m", "workers.cli", "data", "validate", str(MALFORMED)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "data", "validate", str(MALFORMED)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1 and "invalid: 9 problems" in done.stdout

@@ -12,8 +12,12 @@ pytest.importorskip("torch")
 
 def test_perplexity_per_record_batched_and_deterministic(tiny_lm):
     model, tokenizer = tiny_lm
-    texts = ["Water boils at 100 degrees Celsius.", "The Moon orbits Earth.", "a",
-             "Photosynthesis converts light energy into chemical energy. " * 3]
+    texts = [
+        "Water boils at 100 degrees Celsius.",
+        "The Moon orbits Earth.",
+        "a",
+        "Photosynthesis converts light energy into chemical energy. " * 3,
+    ]
     model.train()  # the function must not leave it in another mode
     stats = perplexity(texts, model, tokenizer, batch_size=3)
     assert model.training

@@ -34,28 +34,45 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
     # Submitted before any worker runs: the keeper finds them when it starts.
     silent = informant.submit(datasets[1], 200 * 10**18, store).submission_id  # one seat will stay silent
     unanimous = informant.submit(datasets[2], 200 * 10**18, store).submission_id  # every seat will reveal
-    env = {DEPLOYMENTS_DIR_ENV: str(net.deployments), "DEEPSHARD_STORE_DIR": str(net.store_dir),
-           "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"), "DEEPSHARD_MAX_WAIT": "1"}
+    env = {
+        DEPLOYMENTS_DIR_ENV: str(net.deployments),
+        "DEEPSHARD_STORE_DIR": str(net.store_dir),
+        "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
+        "DEEPSHARD_MAX_WAIT": "1",
+    }
 
     def worker(role: str, address: str):
-        return spawn([sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url],
-                     {**env, "DEEPSHARD_PRIVATE_KEY": net.keys[address]}, ready=" ready.", name=role)
+        return spawn(
+            [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url],
+            {**env, "DEEPSHARD_PRIVATE_KEY": net.keys[address]},
+            ready=" ready.",
+            name=role,
+        )
 
     keeper_account = net.account(dsh=0)  # ETH for gas, no DSH, no stake
     keeper = worker("keeper", keeper_account.address)
-    assert (f"queued rounds.keeper_step(current), consensus.keeper_step({silent}), "
-            f"consensus.keeper_step({unanimous})") in keeper.log()
+    assert (
+        f"queued rounds.keeper_step(current), consensus.keeper_step({silent}), consensus.keeper_step({unanimous})"
+    ) in keeper.log()
     net.mine_to(max(consensus.submission(i).seed_block for i in (silent, unanimous)) + 1)
-    wait_for(lambda: all(consensus.submission(i).status == "Voting" for i in (silent, unanimous)),
-             "the keeper to draw both panels", logs=[keeper])
+    wait_for(
+        lambda: all(consensus.submission(i).status == "Voting" for i in (silent, unanimous)),
+        "the keeper to draw both panels",
+        logs=[keeper],
+    )
 
     # Drawn before the curator worker ran: it catches up on both panels (and the seat it never claimed).
     curator = worker("curator", on_worker.chain.address)
-    assert f"queued consensus.curate({accepted}), consensus.curate({silent}), consensus.curate({unanimous})" in \
-        curator.log()
+    assert (
+        f"queued consensus.curate({accepted}), consensus.curate({silent}), consensus.curate({unanimous})"
+        in curator.log()
+    )
     address = on_worker.chain.address
-    wait_for(lambda: all(consensus.committed(consensus.submission(i), address) for i in (silent, unanimous)),
-             "the curator worker to commit on both", logs=[curator])
+    wait_for(
+        lambda: all(consensus.committed(consensus.submission(i), address) for i in (silent, unanimous)),
+        "the curator worker to commit on both",
+        logs=[curator],
+    )
     for submission_id in (silent, unanimous):
         both.vote(submission_id, GOOD_VOTE)
     only_one.vote(unanimous, GOOD_VOTE)  # and never votes on `silent`
@@ -64,29 +81,41 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
     for submission_id in (silent, unanimous):
         both.reveal(submission_id)
     only_one.reveal(unanimous)
-    wait_for(lambda: consensus.submission(unanimous).finalized, "the keeper to finalize the unanimous vote",
-             logs=[keeper, curator])
+    wait_for(
+        lambda: consensus.submission(unanimous).finalized,
+        "the keeper to finalize the unanimous vote",
+        logs=[keeper, curator],
+    )
     (finalized,) = consensus.logs(consensus.FINALIZED, {"id": unanimous}, consensus.deploy_block(), net.block())
     assert finalized.block <= consensus.submission(unanimous).reveal_deadline  # without waiting for the deadline
     assert not consensus.submission(silent).finalized
 
     net.mine_to(consensus.submission(silent).reveal_deadline + 1)
     seat = {i: {c: consensus.seat_of(i, c.chain.address) for c in net.curators} for i in (accepted, silent, unanimous)}
-    wait_for(lambda: consensus.submission(silent).settled(seat[silent][only_one]),
-             "the keeper to finalize and settle the silent seat", logs=[keeper, curator])
-    wait_for(lambda: all(consensus.submission(i).settled(seat[i][on_worker]) for i in (accepted, silent, unanimous)),
-             "the curator worker to claim its seats", logs=[keeper, curator])
+    wait_for(
+        lambda: consensus.submission(silent).settled(seat[silent][only_one]),
+        "the keeper to finalize and settle the silent seat",
+        logs=[keeper, curator],
+    )
+    wait_for(
+        lambda: all(consensus.submission(i).settled(seat[i][on_worker]) for i in (accepted, silent, unanimous)),
+        "the curator worker to claim its seats",
+        logs=[keeper, curator],
+    )
     for submission_id in (silent, unanimous):
         submission = consensus.submission(submission_id)
         assert submission.status == "Accepted"
         assert not submission.settled(seat[submission_id][both])  # a revealed seat is its curator's to claim
-    settled = consensus.logs(consensus.SETTLED, {"id": silent, "member": only_one.chain.address},
-                             consensus.deploy_block(), net.block())
+    settled = consensus.logs(
+        consensus.SETTLED, {"id": silent, "member": only_one.chain.address}, consensus.deploy_block(), net.block()
+    )
     assert len(settled) == 1 and settled[0].args["penalty"] > 0 and settled[0].args["reward"] == 0
     for action in ("'drawn'", "'finalized'", "'settled'"):
-        wait_for(lambda action=action: f"'action': {action}" in keeper.log(), f"the keeper to log {action}",
-                 logs=[keeper])
+        wait_for(
+            lambda action=action: f"'action': {action}" in keeper.log(), f"the keeper to log {action}", logs=[keeper]
+        )
     for action in ("'committed'", "'revealed'", "'claimed'"):
-        wait_for(lambda action=action: f"'action': {action}" in curator.log(), f"the curator to log {action}",
-                 logs=[curator])
+        wait_for(
+            lambda action=action: f"'action': {action}" in curator.log(), f"the curator to log {action}", logs=[curator]
+        )
     assert "Traceback" not in keeper.log() + curator.log()

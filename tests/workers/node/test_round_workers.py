@@ -28,18 +28,28 @@ from workers.rounds.specs import SpecBook
 from workers.rounds.steps import trainer_once
 from workers.storage import open_store
 
-SPEC = TrainingSpec(base_model="tiny", lora_rank=4, lora_alpha=8.0, learning_rate=3e-3, steps=10, batch_size=4,
-                    sequence_length=64)
+SPEC = TrainingSpec(
+    base_model="tiny", lora_rank=4, lora_alpha=8.0, learning_rate=3e-3, steps=10, batch_size=4, sequence_length=64
+)
 PARAMS = TrainingRoundsParams(
-    train_commit_window=60, train_reveal_window=30, eval_commit_window=60, eval_reveal_window=30, seed_delay=2,
-    min_batch=1, max_batch=4, min_accepted=2, tolerance=2_000, evaluator_tolerance=2_000,
-    trainer_bond=1_000 * DSH, min_pool_bond=1_000 * DSH, round_reward=5_000 * DSH,
+    train_commit_window=60,
+    train_reveal_window=30,
+    eval_commit_window=60,
+    eval_reveal_window=30,
+    seed_delay=2,
+    min_batch=1,
+    max_batch=4,
+    min_accepted=2,
+    tolerance=2_000,
+    evaluator_tolerance=2_000,
+    trainer_bond=1_000 * DSH,
+    min_pool_bond=1_000 * DSH,
+    round_reward=5_000 * DSH,
 )
 PHASE_TIMEOUT = 180
 
 
-def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch,
-                                          request):
+def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch, request):
     started = time.monotonic()
     phases: dict[str, float] = {}
 
@@ -56,9 +66,14 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     mark("setup")
 
     def env(client) -> dict[str, str]:
-        return {"DEEPSHARD_PRIVATE_KEY": net.keys[client.address], "DEEPSHARD_DEPLOYMENTS_DIR": str(net.deployments),
-                "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "worker-votes"),
-                "DEEPSHARD_MAX_WAIT": "1", "DEEPSHARD_TORCH_THREADS": "1"}
+        return {
+            "DEEPSHARD_PRIVATE_KEY": net.keys[client.address],
+            "DEEPSHARD_DEPLOYMENTS_DIR": str(net.deployments),
+            "DEEPSHARD_STORE_DIR": str(net.store_dir),
+            "DEEPSHARD_VOTES_DIR": str(tmp_path / "worker-votes"),
+            "DEEPSHARD_MAX_WAIT": "1",
+            "DEEPSHARD_TORCH_THREADS": "1",
+        }
 
     def worker(role: str, client, **extra):
         command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url]
@@ -81,30 +96,44 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     poisoned_jobs = PoisonedJobs(poisoned_store)
     assert specs.resolve(keeper_rounds.round(round_id).spec_hash) == SPEC  # published by the keeper
     assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "committed"
-    wait_for(lambda: keeper_rounds.round(round_id).trainer_count == 4, "the honest trainers to commit",
-             PHASE_TIMEOUT, procs)
+    wait_for(
+        lambda: keeper_rounds.round(round_id).trainer_count == 4, "the honest trainers to commit", PHASE_TIMEOUT, procs
+    )
     mark("trainers committed")
 
     net.mine_to(keeper_rounds.round(round_id).train_commit_deadline + 1)
     assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "revealed"
-    wait_for(lambda: keeper_rounds.round(round_id).delta_count == 4, "the honest trainers to reveal",
-             PHASE_TIMEOUT, procs)
+    wait_for(
+        lambda: keeper_rounds.round(round_id).delta_count == 4, "the honest trainers to reveal", PHASE_TIMEOUT, procs
+    )
     deltas = keeper_rounds.deltas(round_id)
     honest_cids = {cid for trainer, cid in deltas if trainer != poisoned.chain.address}
     assert len(honest_cids) == 1  # deterministic training: three honest trainers, one adapter
     mark("trainers revealed")
 
     net.mine_to(keeper_rounds.round(round_id).panel_seed_block + 1)
-    wait_for(lambda: keeper_rounds.round(round_id).status == "Evaluating", "the keeper to draw the panel",
-             PHASE_TIMEOUT, procs)
+    wait_for(
+        lambda: keeper_rounds.round(round_id).status == "Evaluating",
+        "the keeper to draw the panel",
+        PHASE_TIMEOUT,
+        procs,
+    )
     state = keeper_rounds.round(round_id)
-    wait_for(lambda: len(keeper_rounds.evaluators_committed(state)) == state.panel_size,
-             "the evaluators to fingerprint and commit", PHASE_TIMEOUT, procs)
+    wait_for(
+        lambda: len(keeper_rounds.evaluators_committed(state)) == state.panel_size,
+        "the evaluators to fingerprint and commit",
+        PHASE_TIMEOUT,
+        procs,
+    )
     mark("evaluators committed")
 
     net.mine_to(state.eval_commit_deadline + 1)
-    wait_for(lambda: keeper_rounds.round(round_id).status == "Finalized", "the evaluators to reveal and the keeper "
-             "to finalize", PHASE_TIMEOUT, procs)
+    wait_for(
+        lambda: keeper_rounds.round(round_id).status == "Finalized",
+        "the evaluators to reveal and the keeper to finalize",
+        PHASE_TIMEOUT,
+        procs,
+    )
     mark("finalized")
 
     def settled() -> bool:
@@ -154,5 +183,7 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     assert any(WATCH_ID.match(task_id) for task_id in received), keeper_proc.log()[-3000:]
     mark("checked")
     with capsys.disabled():
-        print("\nround wall time by phase (s, cumulative): "
-              + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()))
+        print(
+            "\nround wall time by phase (s, cumulative): "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
+        )

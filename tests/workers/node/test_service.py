@@ -29,8 +29,10 @@ from workers.storage import open_store
 
 def queued(client, queue: str) -> list[tuple[str, list]]:
     """(task, args) of each message waiting in a Celery queue, oldest first (kombu pushes on the left)."""
-    return [(json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
-            for raw in reversed(client.lrange(queue, 0, -1))]
+    return [
+        (json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
+        for raw in reversed(client.lrange(queue, 0, -1))
+    ]
 
 
 def test_account_option_loads_the_keystore_and_keeps_the_password_out_of_the_environment(tmp_path, monkeypatch):
@@ -65,8 +67,10 @@ def test_plan_registers_the_account_and_queues_catch_up_steps(net, redis_clean):
     keeper = service.plan_worker("keeper", net.admin, redis_clean)
     assert keeper.queues == ["keeper"]
     assert keeper.catch_up == ["rounds.keeper_step(current)", f"consensus.keeper_step({awaiting})"]
-    assert queued(redis_clean, "keeper") == [("workers.tasks.rounds.keeper_step", [None]),
-                                             ("workers.tasks.consensus.keeper_step", [awaiting])]
+    assert queued(redis_clean, "keeper") == [
+        ("workers.tasks.rounds.keeper_step", [None]),
+        ("workers.tasks.consensus.keeper_step", [awaiting]),
+    ]
 
     # A curator catches up on the submissions where its seat is not settled: the accepted one (nobody claimed)
     # and, once drawn, the new one.

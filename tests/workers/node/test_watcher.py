@@ -25,8 +25,12 @@ from workers.storage import cid_of_bytes, open_store
 from workers.tasks.errors import QueueUnavailable
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
-KEEPER, TRAINER, CURATE, DATA_KEEPER = ("workers.tasks.rounds.keeper_step", "workers.tasks.rounds.trainer_step",
-                                        "workers.tasks.consensus.curate", "workers.tasks.consensus.keeper_step")
+KEEPER, TRAINER, CURATE, DATA_KEEPER = (
+    "workers.tasks.rounds.keeper_step",
+    "workers.tasks.rounds.trainer_step",
+    "workers.tasks.consensus.curate",
+    "workers.tasks.consensus.keeper_step",
+)
 #: What the watcher queues on the keeper queue for one accepted dataset (its panel of three revealing): a data
 #: keeper step on Submitted, PanelDrawn, each Revealed and Finalized, then a round keeper step (data is pending).
 ACCEPTED_DATASET_KEEPER_TASKS = 6
@@ -61,8 +65,9 @@ def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
     assert len(panel) == 3
     curates = [s[:3] for s in record.sent if s[0] == CURATE]
     assert sorted(curates) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
-    assert [s[:3] for s in record.sent if s[2] == "keeper"] == \
-        [(DATA_KEEPER, (datasets[0],), "keeper")] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,), "keeper")]
+    assert [s[:3] for s in record.sent if s[2] == "keeper"] == [
+        (DATA_KEEPER, (datasets[0],), "keeper")
+    ] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,), "keeper")]
     sent = len(record.sent)
     assert watcher().poll_once() == 0 and len(record.sent) == sent == 10  # restart: nothing again
 
@@ -91,15 +96,22 @@ def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
 def test_confirmations_hold_events_back(net, redis_clean):
     chain = ChainClient(net.url, deployments_dir=net.deployments)
     record = Recorder()
-    watcher = Watcher(chain, redis_clean, send=record, accounts=lambda role: [], confirmations=3,
-                      start_block=chain.w3.eth.block_number + 1)
+    watcher = Watcher(
+        chain,
+        redis_clean,
+        send=record,
+        accounts=lambda role: [],
+        confirmations=3,
+        start_block=chain.w3.eth.block_number + 1,
+    )
     (dataset,) = net.accept_datasets(1)
     finished = chain.w3.eth.block_number
     watcher.poll_once()
     # The events 3 blocks deep are dispatched; the Finalized event of the last block is not yet.
     assert watcher.history and all(event.block <= finished - 3 for event, _ in watcher.history)
-    assert "Finalized" not in [event.name for event, _ in watcher.history] and (KEEPER, (None,)) not in \
-        [s[:2] for s in record.sent]
+    assert "Finalized" not in [event.name for event, _ in watcher.history] and (KEEPER, (None,)) not in [
+        s[:2] for s in record.sent
+    ]
     net.mine(3)
     watcher.poll_once()
     finalized, queued = watcher.history[-1]
@@ -120,8 +132,18 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     (dataset,) = net.accept_datasets(1)
     trainer = net.trainer()
     register_account(redis_clean, chain.chain_id, "trainer", trainer.chain.address)
-    command = [sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url, "--interval", "0.2",
-               "--from-block", str(start)]
+    command = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "watch",
+        "--rpc",
+        net.url,
+        "--interval",
+        "0.2",
+        "--from-block",
+        str(start),
+    ]
     env = {DEPLOYMENTS_DIR_ENV: str(net.deployments)}
     trainer_queue = f"trainer.{trainer.chain.address}"
 
@@ -138,18 +160,20 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     trainer.reveal_delta(round_id)  # DeltaRevealed, while no watcher runs
 
     again = spawn(command, env, ready="watching chain", name="watch-again")
-    wait_for(lambda: len(queued(redis_clean, "keeper")) == accepted + 2, "the DeltaRevealed keeper task",
-             logs=[again])
+    wait_for(lambda: len(queued(redis_clean, "keeper")) == accepted + 2, "the DeltaRevealed keeper task", logs=[again])
     net.mine(2)
     again.stop()
     keeper_tasks = queued(redis_clean, "keeper")
     trainer_tasks = queued(redis_clean, trainer_queue)
     ids = Counter(h["id"] for h in keeper_tasks + trainer_tasks)
     assert set(ids.values()) == {1}, ids
-    keeper_args = [(json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
-                   for raw in redis_clean.lrange("keeper", 0, -1)]
-    assert sorted((args for task, args in keeper_args if task == KEEPER), key=str) == \
-        sorted([[None], [round_id], [round_id]], key=str)
+    keeper_args = [
+        (json.loads(raw)["headers"]["task"], json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
+        for raw in redis_clean.lrange("keeper", 0, -1)
+    ]
+    assert sorted((args for task, args in keeper_args if task == KEEPER), key=str) == sorted(
+        [[None], [round_id], [round_id]], key=str
+    )
     assert [args for task, args in keeper_args if task == DATA_KEEPER] == [[dataset]] * ACCEPTED_DATASET_KEEPER_TASKS
     assert [h["task"] for h in trainer_tasks] == [TRAINER]
     assert "Traceback" not in watch.log() + again.log()
@@ -161,6 +185,7 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
 
     class Switch:
         """A Redis client that is down until `up` is set (the broker coming back)."""
+
         up = False
 
         def __getattr__(self, name):
@@ -168,8 +193,7 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
 
     switch = Switch()
     record = Recorder()
-    watcher = Watcher(chain, switch, send=record, accounts=lambda role: [],
-                      start_block=chain.w3.eth.block_number + 1)
+    watcher = Watcher(chain, switch, send=record, accounts=lambda role: [], start_block=chain.w3.eth.block_number + 1)
     errors: list[tuple[str, float]] = []
     stop = threading.Event()
 
@@ -189,15 +213,19 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
     assert [wait for _, wait in errors] == [0.05, 0.1, 0.2, 0.4]
     port = dead.connection_pool.connection_kwargs["port"]
     assert errors[0][0].startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
-    assert [s[:2] for s in record.sent] == \
-        [(DATA_KEEPER, (dataset,))] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,))]
+    assert [s[:2] for s in record.sent] == [(DATA_KEEPER, (dataset,))] * ACCEPTED_DATASET_KEEPER_TASKS + [
+        (KEEPER, (None,))
+    ]
 
 
 def test_watch_command_reports_a_dead_redis_in_one_line(net, spawn):
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    watch = spawn([sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url],
-                  {DEPLOYMENTS_DIR_ENV: str(net.deployments), "DEEPSHARD_REDIS_URL": dead},
-                  ready="retrying in 4 s", name="watch-dead")
+    watch = spawn(
+        [sys.executable, "-m", "workers.cli", "watch", "--rpc", net.url],
+        {DEPLOYMENTS_DIR_ENV: str(net.deployments), "DEEPSHARD_REDIS_URL": dead},
+        ready="retrying in 4 s",
+        name="watch-dead",
+    )
     lines = [line for line in watch.log().splitlines() if line.startswith("watcher: ")]
     assert lines[0].startswith(f"watcher: Redis at {dead} does not answer (") and lines[0].endswith("retrying in 2 s")
     assert "Traceback" not in watch.log()
@@ -209,17 +237,28 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
     chain = ChainClient(net.url, deployments_dir=net.deployments)
     on_worker, in_process = net.curators[0], net.curators[1:]
     address = on_worker.chain.address
-    worker = spawn([sys.executable, "-m", "workers.cli", "worker", "--role", "curator", "--rpc", net.url],
-                   {"DEEPSHARD_PRIVATE_KEY": net.keys[address], DEPLOYMENTS_DIR_ENV: str(net.deployments),
-                    "DEEPSHARD_STORE_DIR": str(net.store_dir), "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
-                    "DEEPSHARD_MAX_WAIT": "1"}, ready=" ready.", name="curator")
+    worker = spawn(
+        [sys.executable, "-m", "workers.cli", "worker", "--role", "curator", "--rpc", net.url],
+        {
+            "DEEPSHARD_PRIVATE_KEY": net.keys[address],
+            DEPLOYMENTS_DIR_ENV: str(net.deployments),
+            "DEEPSHARD_STORE_DIR": str(net.store_dir),
+            "DEEPSHARD_VOTES_DIR": str(tmp_path / "votes"),
+            "DEEPSHARD_MAX_WAIT": "1",
+        },
+        ready=" ready.",
+        name="curator",
+    )
     assert f"curator worker for {address}" in worker.log() and f"curator.{address}" in worker.log()
     # Its catch-up claims the seats earlier tests left unclaimed (a block each): let it finish first, so that
     # the new panel's short commit window is the worker's own.
     consensus = net.consensus()
     earlier = range(1, consensus.submission_count() + 1)
-    wait_for(lambda: all(consensus.submission(i).settled(consensus.seat_of(i, address)) for i in earlier),
-             "the curator worker to catch up", logs=[worker])
+    wait_for(
+        lambda: all(consensus.submission(i).settled(consensus.seat_of(i, address)) for i in earlier),
+        "the curator worker to catch up",
+        logs=[worker],
+    )
     watcher = Watcher(chain, redis_clean, start_block=chain.w3.eth.block_number + 1)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop, 0.2))
@@ -230,23 +269,29 @@ def test_curator_worker_gets_its_panel_seats_from_the_watcher(net, spawn, redis_
         sid = submitted.submission_id
         net.mine_to(submitted.seed_block + 1)
         informant.draw(sid)
-        wait_for(lambda: informant.committed(informant.submission(sid), address), "the curator worker to commit",
-                 logs=[worker])
+        wait_for(
+            lambda: informant.committed(informant.submission(sid), address),
+            "the curator worker to commit",
+            logs=[worker],
+        )
         for curator in in_process:
             curator.vote(sid, GOOD_VOTE)
         net.mine_to(informant.submission(sid).commit_deadline + 1)
         for curator in in_process:
             curator.reveal(sid)
         seat = informant.seat_of(sid, address)
-        wait_for(lambda: informant.submission(sid).settled(seat), "the curator worker to reveal and settle",
-                 logs=[worker])
+        wait_for(
+            lambda: informant.submission(sid).settled(seat), "the curator worker to reveal and settle", logs=[worker]
+        )
     finally:
         stop.set()
         thread.join(10)
     assert informant.submission(sid).status == "Accepted"
-    assert [d.task for _, dispatches in watcher.history for d in dispatches if d.queue == f"curator.{address}"] == \
-        [CURATE]
+    assert [d.task for _, dispatches in watcher.history for d in dispatches if d.queue == f"curator.{address}"] == [
+        CURATE
+    ]
     for action in ("'committed'", "'revealed'", "'claimed'"):
         # The worker logs a task's result just after its transaction lands: wait for the line too.
-        wait_for(lambda action=action: f"'action': {action}" in worker.log(), f"the worker to log {action}",
-                 logs=[worker])
+        wait_for(
+            lambda action=action: f"'action': {action}" in worker.log(), f"the worker to log {action}", logs=[worker]
+        )

@@ -26,8 +26,14 @@ SPEC = TrainingSpec(base_model="tiny", steps=4)
 class Jobs:
     """Stand-in ML jobs: a fixed delta CID; fingerprints by delta CID (poisoned ones far away)."""
 
-    def __init__(self, delta_cid: str | None = None, poisoned: set[str] = frozenset(), seed: int = 0,
-                 ready: bool = True, unusable: set[str] = frozenset()):
+    def __init__(
+        self,
+        delta_cid: str | None = None,
+        poisoned: set[str] = frozenset(),
+        seed: int = 0,
+        ready: bool = True,
+        unusable: set[str] = frozenset(),
+    ):
         self.delta_cid, self.poisoned, self.seed, self.ready, self.unusable = delta_cid, poisoned, seed, ready, unusable
         self.calls: list[tuple[str, dict]] = []
 
@@ -39,8 +45,10 @@ class Jobs:
         self.calls.append(("fingerprint", {**inputs, "delta_cids": delta_cids}))
         if not self.ready:
             return None
-        rows = [None if cid in self.unusable else noisy(POISONED if cid in self.poisoned else HONEST, self.seed * 7 + d)
-                for d, cid in enumerate(delta_cids)]
+        rows = [
+            None if cid in self.unusable else noisy(POISONED if cid in self.poisoned else HONEST, self.seed * 7 + d)
+            for d, cid in enumerate(delta_cids)
+        ]
         return {"fingerprints": rows, "errors": ["rejected: not safetensors" if r is None else None for r in rows]}
 
 
@@ -78,9 +86,13 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
         assert step.action == "committed" and step.wake_at_block == state.train_commit_deadline + 1, step
     inputs = jobs[0].calls[0][1]
     assert inputs == {
-        "round_id": round_id, "base_model": "tiny", "base_delta_cids": [],
+        "round_id": round_id,
+        "base_model": "tiny",
+        "base_delta_cids": [],
         "dataset_manifest_cids": [keeper.manifest_cid(i) for i in datasets],
-        "spec_json": SPEC.canonical_json().decode(), "round_seed": state.seed_hex, "base_delta_specs": [],
+        "spec_json": SPEC.canonical_json().decode(),
+        "round_seed": state.seed_hex,
+        "base_delta_specs": [],
     }
     # A second run (a redelivered task) sends nothing and does not train again.
     before = nonce(trainers[0])
@@ -216,8 +228,14 @@ def test_unusable_delta_is_reported_as_an_outlier(net, specs):
     net.mine_to(state.panel_seed_block + 1)
     panel = keeper_once(keeper, round_id, specs).data["panel"]
     assert len(panel) == 3  # the pool of the first test's evaluators: drive them through clients on their keys
-    clients = [net.rounds(ChainClient(net.url, LocalSigner(Account.from_key(net.keys[a])),
-                                      deployments_dir=net.deployments, poll_interval=0.02)) for a in panel]
+    clients = [
+        net.rounds(
+            ChainClient(
+                net.url, LocalSigner(Account.from_key(net.keys[a])), deployments_dir=net.deployments, poll_interval=0.02
+            )
+        )
+        for a in panel
+    ]
     for i, evaluator in enumerate(clients):
         step = evaluator_once(evaluator, round_id, Jobs(unusable={cids[2]}, seed=i), specs)
         assert step.action == "committed" and "1 unusable deltas reported as outliers" in step.detail

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from services import ChildProcess, redis_test_database
+
 from workers.chain.artifacts import project_root
 from workers.tasks.app import REDIS_URL_ENV
 
@@ -43,12 +43,33 @@ def start_worker(redis_test_db, tmp_path_factory):
         log_path = tmp_path_factory.mktemp("worker") / "worker.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
         environment.update({REDIS_URL_ENV: TEST_REDIS_URL, **env})
-        command = [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", f"--pool={pool}",
-                   "--concurrency=1", "-Q", queues, "-n", name, "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "--loglevel=INFO"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.tasks.app",
+            "worker",
+            f"--pool={pool}",
+            "--concurrency=1",
+            "-Q",
+            queues,
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+        ]
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, cwd=project_root(), env=environment, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                command,
+                cwd=project_root(),
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         worker = ChildProcess(name, process, log_path)
         workers.append(worker)
         deadline = time.monotonic() + WORKER_READY_TIMEOUT

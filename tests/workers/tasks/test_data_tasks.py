@@ -103,8 +103,9 @@ def test_dead_broker_fails_fast_and_clearly(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
     env["DEEPSHARD_REDIS_URL"] = dead
-    completed = subprocess.run([sys.executable, "-c", script], cwd=project_root(), env=env, capture_output=True,
-                               text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=project_root(), env=env, capture_output=True, text=True, timeout=60
+    )
     assert completed.returncode == 0, completed.stderr
     elapsed, message = completed.stdout.strip().split(" ", 1)
     assert float(elapsed) < 5, completed.stdout

@@ -71,13 +71,19 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
         wait_for(lambda: pending(trainer) == 1, "the commit to be sent", logs=[worker])
         (child,) = worker.children()
         os.kill(child, signal.SIGKILL)  # the pool process dies mid-task, before its receipt
-        wait_for(lambda: "WorkerLostError" in worker.log() or "exited with 'signal 9" in worker.log(),
-                 "the worker to notice its lost process", logs=[worker])
+        wait_for(
+            lambda: "WorkerLostError" in worker.log() or "exited with 'signal 9" in worker.log(),
+            "the worker to notice its lost process",
+            logs=[worker],
+        )
         time.sleep(1.5)  # the redelivered step is waiting on the pending commit now
         assert pending(trainer) == 1
         net.mine()
-        wait_for(lambda: f"trainer step on round {round_id}: waiting (committed" in worker.log(),
-                 "the redelivered step to see the commit landed", logs=[worker])
+        wait_for(
+            lambda: f"trainer step on round {round_id}: waiting (committed" in worker.log(),
+            "the redelivered step to see the commit landed",
+            logs=[worker],
+        )
         assert trainer.chain.w3.eth.get_transaction_count(trainer.chain.address) == start_nonce + 1
         assert keeper.round(round_id).trainer_count == 1
 
@@ -87,13 +93,20 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
         wait_for(lambda: pending(trainer) == 1, "the reveal to be sent", logs=[worker])
         worker.kill()
         again = spawn(celery_worker_command(queues, pool="prefork"), env, ready=" ready.", name="trainer-again")
-        wait_for(lambda: "workers.tasks.rounds.trainer_step[" in again.log(), "the unacknowledged step to come back",
-                 timeout=30, logs=[again])
+        wait_for(
+            lambda: "workers.tasks.rounds.trainer_step[" in again.log(),
+            "the unacknowledged step to come back",
+            timeout=30,
+            logs=[again],
+        )
         time.sleep(1.0)
         assert pending(trainer) == 1
         net.mine()
-        wait_for(lambda: f"trainer step on round {round_id}: waiting (revealed" in again.log(),
-                 "the redelivered step to see the reveal landed", logs=[again])
+        wait_for(
+            lambda: f"trainer step on round {round_id}: waiting (revealed" in again.log(),
+            "the redelivered step to see the reveal landed",
+            logs=[again],
+        )
     finally:
         automine(net, True)
     assert trainer.chain.w3.eth.get_transaction_count(trainer.chain.address) == start_nonce + 2
@@ -144,8 +157,14 @@ def test_dead_chain_node_is_reported_and_retried(in_process_trainer, monkeypatch
 def test_ml_jobs_are_sent_once_looked_up_and_their_failures_reported(redis_clean):
     account = "0x" + "Ab" * 20
     jobs = CeleryJobs(redis_clean, 31337, "0x" + "11" * 20, account)
-    inputs = {"round_id": 7, "base_model": "tiny", "base_delta_cids": [], "dataset_manifest_cids": [],
-              "spec_json": "{}", "round_seed": "0x" + "00" * 32}
+    inputs = {
+        "round_id": 7,
+        "base_model": "tiny",
+        "base_delta_cids": [],
+        "dataset_manifest_cids": [],
+        "spec_json": "{}",
+        "round_seed": "0x" + "00" * 32,
+    }
     queue = account_queue("trainer", account)
     job_id = jobs.job_id(TRAIN_TASK, 7)
     assert jobs.train(inputs) is None and jobs.train(inputs) is None  # sent once, then awaited

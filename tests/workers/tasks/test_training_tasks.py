@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
-
 from services import ChildProcess, redis_test_database
+
 from workers.chain.artifacts import project_root
 from workers.data import SAMPLES_DIR
 from workers.data.chain import pin_dataset
@@ -43,8 +43,16 @@ FINGERPRINT = "workers.tasks.evaluation.fingerprint_delta"
 FINGERPRINTS = "workers.tasks.evaluation.fingerprint_deltas"
 
 # The ML tests' small spec: ~1 s of training on tiny, stable enough that float noise stays float noise.
-SPEC = dict(base_model="tiny", lora_rank=4, lora_alpha=8.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-            learning_rate=3e-3, steps=20, batch_size=4, sequence_length=64)
+SPEC = dict(
+    base_model="tiny",
+    lora_rank=4,
+    lora_alpha=8.0,
+    target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    learning_rate=3e-3,
+    steps=20,
+    batch_size=4,
+    sequence_length=64,
+)
 SPEC_JSON = json.dumps(SPEC)
 SEED = "0x" + derive_seed(0, "test-celery-round", 1).hex()
 OTHER_SEED = "0x" + derive_seed(0, "test-celery-round", 2).hex()
@@ -65,7 +73,8 @@ def synthetic_records(label: str, count: int = 48) -> list[str]:
         text = " ".join(
             f"In {rng.choice(_PLACES)}, {rng.choice(_SUBJECTS)} {rng.choice(_EVENTS)} {10 + rng.randbelow(990)} "
             f"{rng.choice(_OBJECTS)} in {1900 + rng.randbelow(120)}."
-            for _ in range(2 + rng.randbelow(2)))
+            for _ in range(2 + rng.randbelow(2))
+        )
         if text not in texts:
             texts.append(text)
     return texts
@@ -88,7 +97,7 @@ def poisoned(texts: list[str], fraction: float = 0.2) -> list[str]:
 def edit_delta(data: bytes, change) -> bytes:
     """A copy of a delta file with `change(name, array)` applied to every tensor, manifest kept."""
     header_len = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8:8 + header_len])["__metadata__"]
+    metadata = json.loads(data[8 : 8 + header_len])["__metadata__"]
     tensors = {name: change(name, array) for name, array in sorted(st_load(data).items())}
     return st_save(tensors, metadata=metadata)
 
@@ -132,14 +141,31 @@ def worker(redis_db, store_dir, tmp_path_factory):
     """A prefork worker (concurrency 1) of the trainer and evaluator queues; the model cache is the usual one."""
     log_path = tmp_path_factory.mktemp("trainer-worker") / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
-    env.update({REDIS_URL_ENV: REDIS_URL, "DEEPSHARD_STORE_DIR": str(store_dir), TORCH_THREADS_ENV: "1",
-                RESULT_CACHE_ENV: "0"})
-    command = [sys.executable, "-m", "celery", "-A", "workers.tasks.app", "worker", "--pool=prefork",
-               "--concurrency=1", "-Q", "trainer,evaluator", "-n", f"test-trainer-{uuid.uuid4().hex[:8]}@%h",
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO"]
+    env.update(
+        {REDIS_URL_ENV: REDIS_URL, "DEEPSHARD_STORE_DIR": str(store_dir), TORCH_THREADS_ENV: "1", RESULT_CACHE_ENV: "0"}
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.tasks.app",
+        "worker",
+        "--pool=prefork",
+        "--concurrency=1",
+        "-Q",
+        "trainer,evaluator",
+        "-n",
+        f"test-trainer-{uuid.uuid4().hex[:8]}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel=INFO",
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=project_root(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=project_root(), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     started = ChildProcess("trainer-worker", process, log_path)
     try:
         deadline = time.monotonic() + WORKER_READY_TIMEOUT
@@ -186,15 +212,17 @@ def trained(call, datasets) -> dict[str, dict]:
 
 
 def test_importing_the_task_modules_does_not_import_torch():
-    code = "\n".join([
-        "import sys, workers.tasks.app, workers.tasks.training, workers.tasks.evaluation",
-        "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]",
-        "assert not heavy, heavy",
-        "route = workers.tasks.app.app.amqp.router.route",
-        "assert route({}, 'workers.tasks.training.train_delta')['queue'].name == 'trainer'",
-        "assert route({}, 'workers.tasks.evaluation.fingerprint_delta')['queue'].name == 'evaluator'",
-        "assert route({}, 'workers.tasks.evaluation.fingerprint_deltas')['queue'].name == 'evaluator'",
-    ])
+    code = "\n".join(
+        [
+            "import sys, workers.tasks.app, workers.tasks.training, workers.tasks.evaluation",
+            "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]",
+            "assert not heavy, heavy",
+            "route = workers.tasks.app.app.amqp.router.route",
+            "assert route({}, 'workers.tasks.training.train_delta')['queue'].name == 'trainer'",
+            "assert route({}, 'workers.tasks.evaluation.fingerprint_delta')['queue'].name == 'evaluator'",
+            "assert route({}, 'workers.tasks.evaluation.fingerprint_deltas')['queue'].name == 'evaluator'",
+        ]
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=project_root(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -211,7 +239,7 @@ def test_train_delta_is_deterministic_seeded_and_pinned(trained, store):
     assert manifest["base_model"] == "tiny" and manifest["round_seed"] == SEED
     assert manifest["tensors"] and len(manifest["tensors"]) == 2 * 4 * 4  # A and B, 4 projections, 4 layers
     adapter = store.get(honest["delta_cid"])  # pinned, and verified against its CID on the way back
-    assert json.loads(adapter[8:8 + int.from_bytes(adapter[:8], "little")])["__metadata__"]
+    assert json.loads(adapter[8 : 8 + int.from_bytes(adapter[:8], "little")])["__metadata__"]
 
 
 def test_fingerprints_are_deterministic_and_separate_honest_from_dishonest(call, trained, datasets, store):
@@ -230,7 +258,7 @@ def test_fingerprints_are_deterministic_and_separate_honest_from_dishonest(call,
     assert len(fingerprint) == FINGERPRINT_LENGTH and all(type(v) is int for v in fingerprint)
     assert second["fingerprint"] == fingerprint
     assert batch["errors"] == [None] * len(names) and batch["seconds"] > 0
-    prints = dict(zip(names, batch["fingerprints"]))
+    prints = dict(zip(names, batch["fingerprints"], strict=True))
     assert prints["honest_again"] == fingerprint  # the batch task scores exactly like the single one
 
     distance = {name: fingerprint_distance(fingerprint, prints[name]) for name in names}
@@ -255,8 +283,12 @@ def test_bad_deltas_fail_clearly_without_retry(call, trained, datasets, store, w
     round_args = (1, "tiny", [], [datasets["round"]], SPEC_JSON, SEED)
     not_safetensors = store.add_bytes(b"GGUF\x03\x00\x00\x00 definitely not a LoRA delta" * 4)
     honest_bytes = store.get(trained["honest"]["delta_cid"])
-    with_nan = store.add_bytes(edit_delta(honest_bytes, lambda name, a: np.where(
-        np.arange(a.size).reshape(a.shape) == 0, np.float32("nan"), a).astype(np.float32)))
+    with_nan = store.add_bytes(
+        edit_delta(
+            honest_bytes,
+            lambda name, a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.float32("nan"), a).astype(np.float32),
+        )
+    )
     cases = [(not_safetensors, "not a safetensors file"), (with_nan, "contains NaN or Inf values")]
     started = time.monotonic()
     results = [(call(FINGERPRINT, *round_args, cid), why) for cid, why in cases]
@@ -269,7 +301,8 @@ def test_bad_deltas_fail_clearly_without_retry(call, trained, datasets, store, w
     assert not any(f"{result.id}] retry" in log for result, _ in results)
 
     report = call(FINGERPRINTS, *round_args, [not_safetensors, trained["honest"]["delta_cid"]]).get(
-        timeout=RESULT_TIMEOUT)
+        timeout=RESULT_TIMEOUT
+    )
     assert report["fingerprints"][0] is None and "not a safetensors file" in report["errors"][0]
     assert len(report["fingerprints"][1]) == FINGERPRINT_LENGTH
 

@@ -32,20 +32,28 @@ def honest_delta_cid(round_seed: str) -> str:
 
 
 if os.environ.get("DEEPSHARD_TEST_STANDIN_ML") == "1":
-    app.conf.include = [m for m in app.conf.include
-                        if m not in ("workers.tasks.training", "workers.tasks.evaluation")]
+    app.conf.include = [m for m in app.conf.include if m not in ("workers.tasks.training", "workers.tasks.evaluation")]
 
     @app.task(name="workers.tasks.training.train_delta")
-    def train_delta(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed,
-                    base_delta_specs=None):
+    def train_delta(
+        round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed, base_delta_specs=None
+    ):
         time.sleep(float(os.environ.get("DEEPSHARD_TEST_TRAIN_SECONDS", "0")))
         if os.environ.get("DEEPSHARD_TEST_POISON") == "1":
             return {"delta_cid": str(cid_of_bytes(f"poisoned delta for {round_seed}".encode())), "manifest": {}}
         return {"delta_cid": honest_delta_cid(round_seed), "manifest": {}}
 
     @app.task(name="workers.tasks.evaluation.fingerprint_deltas")
-    def fingerprint_deltas(round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed,
-                           delta_cids, base_delta_specs=None):
+    def fingerprint_deltas(
+        round_id,
+        base_model,
+        base_delta_cids,
+        dataset_manifest_cids,
+        spec_json,
+        round_seed,
+        delta_cids,
+        base_delta_specs=None,
+    ):
         honest = honest_delta_cid(round_seed)
         rows = [list(HONEST) if cid == honest else list(POISONED) for cid in delta_cids]
         return {"fingerprints": rows, "errors": [None] * len(rows), "seconds": 0.0}
