@@ -11,7 +11,8 @@
   estimate) against the state at `latest` and lands in a later block, so a window counts as open only when it
   is open at `latest` and still open at `latest + 1` (`window_phase`).
 - Events: `logs` scans bounded block ranges (`LOG_RANGE` blocks per eth_getLogs) and `receipt_event` reads a
-  receipt; both return `Log`s whose arguments carry the panel events' shared names (`ModuleEvent`).
+  receipt; `logs` returns `Log`s, `receipt_event(s)` the events' argument dicts, both with the panel events'
+  shared argument names (`ModuleEvent`).
 - Writes: `settle_inflight` first waits until no transaction of this account is pending (a worker killed after
   sending and restarted sees its transaction land instead of sending a second); `require_free_stake` refuses a
   lock the stake cannot cover; `join_pool` locks stake in the module's panel pool. Every write raises

@@ -76,6 +76,12 @@ def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> Worke
     catch_up: list[tuple[str, tuple, str]] = []  # (task, args, queue)
     if role in ACCOUNT_ROLES:
         queues.append(account_queue(role, account))
+        # Registered before the chain is read: an event between the read and the registration would otherwise
+        # reach neither the watcher's routing nor this catch-up (a seat drawn then would go silent).
+        try:
+            register_account(client, chain.chain_id, role, account)
+        except redis_lib.exceptions.RedisError as exc:
+            raise redis_unavailable(exc) from None
     current = rounds.current_round()
     if role == "keeper":
         catch_up.append((round_tasks.keeper_step.name, (None,), "keeper"))
@@ -87,13 +93,14 @@ def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> Worke
         catch_up.append((step.name, (current.id,), queues[-1]))
     elif role == "curator":
         consensus = DataConsensusClient(chain)
+        live, claims = [], []
         for submission in consensus.unfinished():
             seat = consensus.seat_of(submission.id, account) if submission.panel_size else None
             if seat is not None and not submission.settled(seat):
-                catch_up.append((consensus_tasks.curate.name, (submission.id,), queues[-1]))
+                (claims if submission.finalized else live).append(submission.id)
+        # Votes with a deadline first; claims, which have none, after them.
+        catch_up.extend((consensus_tasks.curate.name, (sid,), queues[-1]) for sid in live + claims)
     try:
-        if role in ACCOUNT_ROLES:
-            register_account(client, chain.chain_id, role, account)
         for task, args, queue in catch_up:
             send(task, args=args, queue=queue)
     except redis_lib.exceptions.RedisError as exc:

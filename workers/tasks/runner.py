@@ -228,6 +228,9 @@ def run_step(
     lock = StepLock(client, lock_key, own_id)
     try:
         if not lock.acquire():
+            # Forget this wake-up's own record first: otherwise `schedule` takes it for the retry already
+            # queued, and the chain of steps of this item stops here.
+            _forget_schedule_if_mine(client, next_key, own_id)
             schedule(task, client, next_key, item, BUSY_RETRY, queue)
             return {"role": role, "id": item, "action": "busy", "detail": f"another step of this {scope} runs"}
         _forget_schedule_if_mine(client, next_key, own_id)

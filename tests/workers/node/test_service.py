@@ -72,15 +72,15 @@ def test_plan_registers_the_account_and_queues_catch_up_steps(net, redis_clean):
         ("workers.tasks.consensus.keeper_step", [awaiting]),
     ]
 
-    # A curator catches up on the submissions where its seat is not settled: the accepted one (nobody claimed)
-    # and, once drawn, the new one.
+    # A curator catches up on the submissions where its seat is not settled: the new one once drawn (a vote with
+    # a deadline) first, then the accepted one (nobody claimed).
     curator = net.curators[0]
     net.mine_to(informant.submission(awaiting).seed_block + 1)
     informant.draw(awaiting)
     curator.vote(awaiting, GOOD_VOTE)
     plan = service.plan_worker("curator", curator.chain, redis_clean)
     assert plan.queues == ["curator", f"curator.{curator.chain.address}"]
-    assert plan.catch_up == [f"consensus.curate({accepted})", f"consensus.curate({awaiting})"]
+    assert plan.catch_up == [f"consensus.curate({awaiting})", f"consensus.curate({accepted})"]
     with pytest.raises(InvalidRequest, match="role must be one of"):
         service.plan_worker("informant", net.admin, redis_clean)
 

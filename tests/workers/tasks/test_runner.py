@@ -186,3 +186,19 @@ def test_wake_ups_are_deduplicated(redis_clean):
     earlier = schedule(trainer_step, redis_clean, key, 5, 5.0, queue)
     assert earlier != first and json.loads(redis_clean.get(key))["id"] == earlier
     assert redis_clean.llen(queue) == 2
+
+
+def test_a_wake_up_that_finds_its_item_busy_queues_the_next_one(in_process_trainer, redis_clean):
+    # The wake-up recorded for an item runs while another step holds the item's lock: it must queue a new
+    # wake-up, not take its own (already consumed) record for one, or the item's chain of steps would stop.
+    trainer, _ = in_process_trainer
+    chain = trainer.chain
+    lock_key, next_key = runner.step_keys(chain.chain_id, "trainer", chain.address, "round", 1)
+    redis_clean.set(lock_key, "another-step", ex=60)
+    redis_clean.set(next_key, json.dumps({"eta": time.time(), "id": "this-wake-up"}), ex=60)
+    result = trainer_step.apply(args=(1,), task_id="this-wake-up")
+    assert result.state == "SUCCESS" and result.result["action"] == "busy"
+    following = json.loads(redis_clean.get(next_key))["id"]
+    queue = account_queue("trainer", chain.address)
+    assert following != "this-wake-up"
+    assert [json.loads(raw)["headers"]["id"] for raw in redis_clean.lrange(queue, 0, -1)] == [following]
