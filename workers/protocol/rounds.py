@@ -70,14 +70,18 @@ def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int]
 
 
 def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:
-    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints."""
-    return tuple(lower_median([fp[k] for fp in consensus]) for k in range(K))
+    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; ValueError for
+    none or a malformed one."""
+    checked = [check_fingerprint(fp) for fp in consensus]
+    return tuple(lower_median([fp[k] for fp in checked]) for k in range(K))
 
 
 def judge(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], *, tolerance: int,
           evaluator_tolerance: int, min_accepted: int) -> Judgement:
     """The outcome of `finalize` once the reveal window closed: `reports`/`weights` of the evaluators who
-    revealed (seat order). No report at all: the round fails."""
+    revealed (seat order; per evaluator one fingerprint per revealed delta, in delta order). No report at
+    all: the round fails. (With fewer revealed deltas than `min_accepted` no panel is drawn: the round
+    fails at `drawEvaluators`, which is what this returns for any reports.)"""
     if not reports:
         return Judgement("Failed", (), None, (), 0, None, 0, 0)
     consensus, coherent, coherent_weight = aggregate(reports, weights, evaluator_tolerance)
@@ -112,6 +116,8 @@ def round_payouts(*, trainers: int, accepted: int, trainer_bond: int, outlier_sl
     """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
     the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
     trainer's equal share of the rest plus the slashed bonds (rounded down)."""
+    if not 1 <= accepted <= trainers:
+        raise ValueError(f"a finalized round has 1..{trainers} accepted deltas, got {accepted}")
     slashed = (trainers - accepted) * trainer_penalty(trainer_bond, outlier_slash_bps)
     emitted = min(round_reward, available)
     evaluator_payout = emitted * evaluator_share_bps // BPS if coherent_weight else 0
