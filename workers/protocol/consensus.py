@@ -9,8 +9,8 @@ moving average of outcomes toward a target acceptance rate, clamped to [floor, c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .constants import BPS, CRITERIA, MAX_SCORE
 from .median import lower_weighted_median
@@ -61,7 +61,7 @@ def tally(votes: Sequence[Sequence[int]], weights: Sequence[int], panel_weight: 
     consensus = tuple(lower_weighted_median([vote[c] for vote in votes], weights) for c in range(CRITERIA))
     value = sum(median * weight for median, weight in zip(consensus, criteria_weights, strict=True)) // MAX_SCORE
     coherent = tuple(score_distance(vote, consensus) <= tolerance_l1 for vote in votes)
-    coherent_weight = sum(weight for weight, ok in zip(weights, coherent) if ok)
+    coherent_weight = sum(weight for weight, ok in zip(weights, coherent, strict=True) if ok)
     return Tally(True, consensus, value, value >= threshold, coherent, coherent_weight)
 
 

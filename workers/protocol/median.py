@@ -7,7 +7,7 @@ cannot move it outside the range of the values the others voted for.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def lower_weighted_median(values: Sequence[int], weights: Sequence[int]) -> int:
@@ -25,7 +25,7 @@ def lower_weighted_median(values: Sequence[int], weights: Sequence[int]) -> int:
     if not values or total == 0:
         raise ValueError("no weight: the median of an empty or weightless sample is undefined")
     cumulative = 0
-    for value, weight in sorted(zip(values, weights)):
+    for value, weight in sorted(zip(values, weights, strict=True)):
         cumulative += weight
         if 2 * cumulative >= total:
             return value

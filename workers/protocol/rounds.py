@@ -10,8 +10,8 @@ closest to it (the earliest revealed on a tie). Fewer than `min_accepted` accept
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .constants import BPS, INT32_MAX, INT32_MIN, K
 from .median import lower_median, lower_weighted_median
@@ -33,7 +33,7 @@ def check_fingerprint(fingerprint: Sequence[int]) -> Fingerprint:
 
 def fingerprint_distance(a: Sequence[int], b: Sequence[int]) -> int:
     """L1 distance of two fingerprints (K int32 each), in exact integer arithmetic."""
-    return sum(abs(x - y) for x, y in zip(check_fingerprint(a), check_fingerprint(b)))
+    return sum(abs(x - y) for x, y in zip(check_fingerprint(a), check_fingerprint(b), strict=True))
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int]
     coherent = tuple(
         max((fingerprint_distance(report[d], consensus[d]) for d in range(deltas)), default=0) <= evaluator_tolerance
         for report in checked)
-    return consensus, coherent, sum(w for w, ok in zip(weights, coherent) if ok)
+    return consensus, coherent, sum(w for w, ok in zip(weights, coherent, strict=True) if ok)
 
 
 def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:

@@ -8,7 +8,7 @@ member, at most `max_draws` tickets in all. The modules seed a draw with `panel_
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from eth_abi import encode
 from eth_utils import keccak
@@ -109,7 +109,7 @@ def draw_panel(seed: bytes, members: Sequence[str], bonds: Mapping[str, int], ex
         if len(seats) >= max_seats:
             break
         candidate = members[tree.select(ticket(seed, draw, tree.total)) - 1]
-        if candidate == excluded or candidate in seats:
+        if (excluded is not None and candidate == excluded) or candidate in seats:
             continue
         seats.append(candidate)
     if not seats:

@@ -37,7 +37,7 @@ def test_draws_and_seats_match_the_reference(sortition_pool, pool_members, regis
         for member in leaving:
             sortition_pool.leavePool({"from": member})
             joined[member.address] = 0
-        order = [sortition_pool.poolMemberAt(i) for i in range(1, sortition_pool.poolMemberCount() + 1)]
+        order = [str(sortition_pool.poolMemberAt(i)) for i in range(1, sortition_pool.poolMemberCount() + 1)]
         assert order == [m.address for m in members]
         assert sortition_pool.poolWeight() == sum(joined.values())
         for member in members:

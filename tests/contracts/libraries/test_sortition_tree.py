@@ -48,7 +48,7 @@ def test_tree_matches_the_reference(tree_harness, chain):
         reference = SortitionTree()
         for index, amount, remove in ops:
             (reference.remove if remove else reference.add)(index, amount)
-        tree_harness.update(*zip(*ops))
+        tree_harness.update(*zip(*ops, strict=True))
         assert tree_harness.total() == reference.total
         assert list(tree_harness.nodes(1, POOL_CAPACITY)) == reference.nodes[1:]
         if reference.total == 0:

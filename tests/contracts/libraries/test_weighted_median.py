@@ -48,7 +48,7 @@ def test_median_of_packed_sorts_and_matches(median_harness):
     @given(samples())
     def check(sample):
         vals, ws, count = sample
-        packed = [(v << 192) | w for v, w in zip(vals, ws)]
+        packed = [(v << 192) | w for v, w in zip(vals, ws, strict=True)]
         median, buffer = median_harness.medianOfPacked(packed, count, sum(ws[:count]))
         assert median == lower_weighted_median(vals[:count], ws[:count])
         assert list(buffer) == sorted(packed[:count]) + packed[count:]  # only the first `count` are sorted

@@ -7,9 +7,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from workers.protocol.consensus import (
+    Payouts,
+    has_quorum,
+    next_threshold,
+    payouts,
+    score_distance,
+    seat_settlement,
+    tally,
+    trunc_div,
+)
 from workers.protocol.constants import BPS, CRITERIA, MAX_SCORE
-from workers.protocol.consensus import (Payouts, has_quorum, next_threshold, payouts, score_distance, seat_settlement, tally,
-                                        trunc_div)
 
 WEIGHTS = (3_000, 2_000, 2_000, 2_000, 1_000)
 RULES = dict(quorum_bps=5_000, tolerance_l1=50, criteria_weights=WEIGHTS, threshold=5_000)
@@ -65,7 +73,7 @@ def test_consensus_and_value_stay_in_range(votes, data):
     for c in range(CRITERIA):
         assert min(v[c] for v in votes) <= result.consensus[c] <= max(v[c] for v in votes)
     assert 0 <= result.value <= BPS
-    assert result.coherent_weight == sum(w for w, ok in zip(weights, result.coherent) if ok)
+    assert result.coherent_weight == sum(w for w, ok in zip(weights, result.coherent, strict=True) if ok)
 
 
 @pytest.mark.parametrize("votes, weights, message", [

@@ -34,8 +34,8 @@ def test_median_is_the_smallest_value_holding_half_the_weight(sample):
     median = lower_weighted_median(vals, ws)
     total = sum(ws)
     assert median in vals
-    at_most = sum(w for v, w in zip(vals, ws) if v <= median)
-    below = sum(w for v, w in zip(vals, ws) if v < median)
+    at_most = sum(w for v, w in zip(vals, ws, strict=True) if v <= median)
+    below = sum(w for v, w in zip(vals, ws, strict=True) if v < median)
     assert 2 * at_most >= total  # the median holds half of the weight ...
     assert 2 * below < total  # ... and no smaller value does
 
@@ -43,7 +43,7 @@ def test_median_is_the_smallest_value_holding_half_the_weight(sample):
 @given(samples(), st.randoms(use_true_random=False))
 def test_order_of_samples_does_not_matter(sample, rng):
     vals, ws = sample
-    pairs = list(zip(vals, ws))
+    pairs = list(zip(vals, ws, strict=True))
     rng.shuffle(pairs)
     assert lower_weighted_median([v for v, _ in pairs], [w for _, w in pairs]) == lower_weighted_median(vals, ws)
 

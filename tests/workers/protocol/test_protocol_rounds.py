@@ -9,8 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.protocol.constants import INT32_MAX, INT32_MIN, K
-from workers.protocol.rounds import (aggregate, check_fingerprint, evaluator_settlement, fingerprint_distance, judge,
-                                     reference_of, round_payouts, trainer_penalty)
+from workers.protocol.rounds import (
+    aggregate,
+    check_fingerprint,
+    evaluator_settlement,
+    fingerprint_distance,
+    judge,
+    reference_of,
+    round_payouts,
+    trainer_penalty,
+)
 
 HONEST = tuple(1_000 + 10 * k for k in range(K))
 POISONED = tuple(5_000 - 10 * k for k in range(K))
@@ -34,7 +42,8 @@ def test_check_fingerprint():
 
 @given(fingerprints, fingerprints)
 def test_distance_is_an_exact_l1_metric(a, b):
-    assert fingerprint_distance(a, b) == fingerprint_distance(b, a) == sum(abs(x - y) for x, y in zip(a, b))
+    expected = sum(abs(x - y) for x, y in zip(a, b, strict=True))
+    assert fingerprint_distance(a, b) == fingerprint_distance(b, a) == expected
     assert fingerprint_distance(a, a) == 0
     assert fingerprint_distance(a, b) <= K * (2**32 - 1)
 
@@ -133,9 +142,13 @@ def test_payouts_need_an_accepted_delta():
 
 def test_evaluator_settlement():
     rules = dict(evaluator_payout=1_000, coherent_weight=3, incoherent_penalty_bps=200, no_reveal_penalty_bps=500)
-    assert evaluator_settlement(revealed=True, finalized=True, coherent=True, weight=1, bond=10, **rules) == (333, 0)
-    assert evaluator_settlement(revealed=True, finalized=True, coherent=False, weight=1, bond=10**4, **rules) == (0, 200)
-    assert evaluator_settlement(revealed=False, finalized=True, coherent=False, weight=1, bond=10**4, **rules) == (0, 500)
-    assert evaluator_settlement(revealed=False, finalized=False, coherent=False, weight=1, bond=10**4, **rules) == (
-        0, 500)
-    assert evaluator_settlement(revealed=True, finalized=False, coherent=True, weight=1, bond=10**4, **rules) == (0, 0)
+
+    def settle(revealed, finalized, coherent, bond):
+        return evaluator_settlement(revealed=revealed, finalized=finalized, coherent=coherent, weight=1, bond=bond,
+                                    **rules)
+
+    assert settle(True, True, True, 10) == (333, 0)
+    assert settle(True, True, False, 10**4) == (0, 200)
+    assert settle(False, True, False, 10**4) == (0, 500)
+    assert settle(False, False, False, 10**4) == (0, 500)
+    assert settle(True, False, True, 10**4) == (0, 0)

@@ -83,7 +83,8 @@ def test_empty_tree_has_no_ticket():
 def test_seed_and_ticket_encoding():
     module = "0x" + "ab" * 20
     block_hash = keccak(b"block")
-    assert panel_seed(block_hash, 7, module) == keccak(block_hash + (7).to_bytes(32, "big") + bytes(12) + bytes.fromhex("ab" * 20))
+    packed = block_hash + (7).to_bytes(32, "big") + bytes(12) + bytes.fromhex("ab" * 20)  # abi.encode: 3 words
+    assert panel_seed(block_hash, 7, module) == keccak(packed)
     assert ticket(SEED, 3, 10**30) == int.from_bytes(keccak(encode(["bytes32", "uint256"], [SEED, 3])), "big") % 10**30
 
 
@@ -93,7 +94,7 @@ bonds_strategy = st.lists(st.one_of(st.just(0), st.integers(1, 10**24)), min_siz
 @given(bonds_strategy, st.integers(1, 15), st.integers(0, 19), st.binary(min_size=32, max_size=32))
 def test_panel_draws_distinct_bonded_members_other_than_the_excluded(bond_list, seats, excluded_index, seed):
     members = MEMBERS[:len(bond_list)]
-    bonds = dict(zip(members, bond_list))
+    bonds = dict(zip(members, bond_list, strict=True))
     excluded = MEMBERS[excluded_index]
     eligible = [m for m in members if bonds[m] and m != excluded]
     try:
