@@ -14,15 +14,16 @@ def test_round_trip(code_store):
     @settings(max_examples=EXAMPLES, deadline=None)
     @given(st.one_of(st.binary(max_size=64), st.binary(min_size=1_000, max_size=2_048)))
     def check(blob):
-        pointer = code_store.write(blob).return_value
-        assert bytes(code_store.read(pointer)) == blob
+        code_store.write(blob)
+        assert bytes(code_store.read(code_store.lastPointer())) == blob
 
     check()
 
 
 def test_largest_blob_and_the_limit(code_store, web3, deployer):
     blob = bytes(range(256)) * (LIMIT // 256) + b"\xff" * (LIMIT % 256)
-    pointer = code_store.write(blob).return_value
+    code_store.write(blob)  # (the pointer is read from storage: Ganache cannot trace this transaction)
+    pointer = code_store.lastPointer()
     assert bytes(code_store.read(pointer)) == blob
     assert web3.eth.get_code(pointer)[:1] == b"\x00"  # a STOP in front: calling the pointer does nothing
     deployer.transfer(pointer, 0)
@@ -31,6 +32,6 @@ def test_largest_blob_and_the_limit(code_store, web3, deployer):
 
 
 def test_empty_and_foreign_addresses(code_store, deployer):
-    pointer = code_store.write(b"").return_value
-    assert bytes(code_store.read(pointer)) == b""
+    code_store.write(b"")
+    assert bytes(code_store.read(code_store.lastPointer())) == b""
     assert bytes(code_store.read(deployer)) == b""  # no code: nothing stored

@@ -51,8 +51,8 @@ def test_draws_and_seats_match_the_reference(sortition_pool, pool_members, regis
             try:
                 expected = draw_panel(seed, order, joined, excluded, seats, draws)
             except ValueError:
-                with reverts("NoEligibleMembers"):
-                    sortition_pool.drawPanel(seed, excluded or "0x" + "00" * 20, seats, draws)
+                with reverts("NoEligibleMembers"):  # as a call: Ganache cannot trace the reverted draw loop
+                    sortition_pool.drawPanel.call(seed, excluded or "0x" + "00" * 20, seats, draws)
                 return
             event = sortition_pool.drawPanel(seed, excluded or "0x" + "00" * 20, seats, draws).events["Drawn"]
             assert list(event["members"]) == expected
@@ -87,7 +87,7 @@ def test_pool_reverts(sortition_pool, pool_members, registry):
     with reverts("PoolBondTooSmall", POOL_MIN_BOND, POOL_MIN_BOND):
         sortition_pool.joinPool(0, {"from": first})  # a top-up must add something
     with reverts("NoEligibleMembers"):
-        sortition_pool.drawPanel(b"\x01" * 32, first, 9, 36)  # only the excluded member
+        sortition_pool.drawPanel.call(b"\x01" * 32, first, 9, 36)  # only the excluded member (a call: see above)
     sortition_pool.joinPool(3 * POOL_MIN_BOND, {"from": second})
     sortition_pool.drawPanel(b"\x02" * 32, second, 1, 4)
     with reverts("OpenPanels", 1):
