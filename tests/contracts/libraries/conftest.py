@@ -1,9 +1,7 @@
 """Fixtures of the library tests: the test-only harness contracts of contracts/test/, each a thin external
 wrapper around a library (or, for the sortition pool, a minimal concrete pool over the real StakeRegistry).
 
-They are fed the same vectors as `workers.protocol`, the Python reference; these fixtures also serve the
-cross-implementation tests of tests/contracts/data and tests/contracts/training, which import
-`EXAMPLES` from here.
+The tests here feed them and `workers.protocol`, the Python reference, the same vectors.
 """
 
 import os

@@ -22,6 +22,7 @@ starts from the same chain snapshot. Everything an example does is drawn before 
 chain decides (the panel) never steers the drawing.
 """
 
+import os
 import random
 
 import brownie
@@ -29,7 +30,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.contracts.conftest import DSH, EVALUATOR, ROLES, TRAINER, use_unique_gas_price
-from tests.contracts.libraries.conftest import EXAMPLES
 from tests.contracts.training.conftest import (
     ROLE_MNEMONIC,
     ROUND_PARAMS,
@@ -52,6 +52,8 @@ from workers.protocol.rounds import (
 )
 from workers.protocol.sortition import draw_panel, panel_seed
 
+#: Hypothesis examples (Ganache runs fewer through DEEPSHARD_STATEFUL_EXAMPLES).
+EXAMPLES = int(os.environ.get("DEEPSHARD_STATEFUL_EXAMPLES", "30"))
 STATUS = {name: index for index, name in enumerate(constants.ROUND_STATUSES)}
 POOL = 12  # evaluators that may join: more than a panel holds
 EVALUATOR_STAKE = 50_000 * DSH
