@@ -44,14 +44,20 @@ from benchmarks.verification.corpus import POISON_PAYLOAD, POISON_TRIGGER, RECOR
 from benchmarks.verification.generated import generated_vs_human
 from benchmarks.verification.plot import plot_benchmark
 from benchmarks.verification.specs import round_spec
-from benchmarks.verification.trainers import (ADVERSARIES, HARDWARE_NOISE, HONEST, adversary_deltas, honest_trainers,
-                                              other_thread_count)
+from benchmarks.verification.trainers import (
+    ADVERSARIES,
+    HARDWARE_NOISE,
+    HONEST,
+    adversary_deltas,
+    honest_trainers,
+    other_thread_count,
+)
 from workers.ml.delta import LoraDelta
-from workers.ml.fingerprint import (auroc, build_probe_set, fingerprint_distance, fingerprint_from_scores,
-                                    score_probe_set)
+from workers.ml.fingerprint import auroc, build_probe_set, fingerprint_from_scores, score_probe_set
 from workers.ml.merge import merge_deltas
 from workers.ml.models import MODEL_NAMES, load_base_model, reference_corpus
 from workers.ml.seeds import derive_seed
+from workers.protocol.rounds import fingerprint_distance, reference_of
 
 TOLERANCE_MULTIPLE = 3
 # Honest trainers whose delta is not bit-identical to the evaluator's own rerun: the AUROC's negatives.
@@ -63,11 +69,6 @@ TARGETS = {"auroc": 0.99, "honest_false_rejections": 0, "cost_ratio_fingerprint_
 
 def trial_seed(kind: str, index: int) -> str:
     return "0x" + derive_seed(BENCH_ROOT_SEED, f"bench-{kind}", index).hex()
-
-
-def lower_median(prints: list[tuple[int, ...]]) -> tuple[int, ...]:
-    """Coordinate-wise lower median, as TrainingRounds._reference (WeightedMedian.lowerMedian, unit weights)."""
-    return tuple(sorted(column)[(len(column) - 1) // 2] for column in zip(*prints))
 
 
 @dataclass
@@ -115,7 +116,9 @@ def run_round(base, spec, seed: str, adversaries: bool) -> RoundOutcome:
 
 
 def judge(prints: dict[str, tuple[int, ...]], trainers: tuple[str, ...]) -> dict[str, int]:
-    reference = lower_median([prints[name] for name in trainers])
+    """Each trainer's L1 distance to the round's reference, by the protocol's rules (`workers.protocol.rounds`);
+    with one evaluator, each delta's fingerprint is its consensus."""
+    reference = reference_of([prints[name] for name in trainers])
     return {name: fingerprint_distance(prints[name], reference) for name in trainers}
 
 
@@ -294,7 +297,7 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
              "adversary_distance": {adv: j[adv][adv] for adv in ADVERSARIES},
              "honest_max_distance": {h: max(j[adv][h] for adv in ADVERSARIES) for h in HONEST},
              "loss_improvement": {k: round(v, 5) for k, v in o.improvements.items()}}
-            for o, j in zip(outcomes, judged)
+            for o, j in zip(outcomes, judged, strict=True)
         ],
         "machine": machine,
         "date": utc_now(),
@@ -303,7 +306,8 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
     plot = {
         "distances": {**{h: [j[adv][h] for j in judged for adv in ADVERSARIES] for h in HONEST},
                       **{adv: [j[adv][adv] for j in judged] for adv in ADVERSARIES}},
-        "relative_prints": {name: [tuple(a - b for a, b in zip(o.prints[name], o.prints["honest"])) for o in outcomes]
+        "relative_prints": {name: [tuple(a - b for a, b in zip(o.prints[name], o.prints["honest"], strict=True))
+                                   for o in outcomes]
                             for name in HONEST + ADVERSARIES},
         "tolerance": tolerance,
     }

@@ -28,14 +28,15 @@ Fingerprint: for every group in the order above, four statistics of the per-text
 giving K = 16 numbers, each quantised as floor(x * 10_000 + 0.5) clamped to the int32 range: a
 resolution of 1e-4 curvature units / nats per token: training shifts are ~0.1-10 (1e3-1e5 units), a
 relative 1e-3 noise on the delta's weights moves the whole L1 by tens of units. The distance between
-fingerprints is the L1 norm of the integer difference, exactly what the TrainingRounds contract computes.
+fingerprints is the L1 norm of the integer difference, exactly what the TrainingRounds contract computes
+(`workers.protocol.rounds.fingerprint_distance`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,17 +45,19 @@ from workers.ml.delta import LoraDelta
 from workers.ml.merge import merge_deltas
 from workers.ml.models import BaseModel, reference_corpus
 from workers.ml.seeds import HashRng, derive_seed, seed_hex
+from workers.protocol.constants import INT32_MAX, INT32_MIN, K
+
+# The fingerprint type and the L1 distance the contract judges with, re-exported for this module's callers.
+from workers.protocol.rounds import Fingerprint, fingerprint_distance  # noqa: F401
 
 PROBE_GROUPS = ("batch", "reference", "perturbed", "canary")
 GROUP_STATISTICS = ("curvature_shift_mean", "curvature_shift_std", "logprob_shift_mean", "logprob_shift_q90")
-FINGERPRINT_LENGTH = len(PROBE_GROUPS) * len(GROUP_STATISTICS)  # K = 16
+#: Integers per fingerprint: the protocol's K, one per (probe group, statistic) pair.
+FINGERPRINT_LENGTH = K
 FINGERPRINT_SCALE = 10_000
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 PROBES_PER_GROUP = 8
 MAX_PROBE_TOKENS = 128
 PERTURB_PERCENT = 15  # of a text's words, rounded half up, at least one edit
-
-Fingerprint = tuple[int, ...]
 
 # Syllables for canary triggers: pronounceable nonsense that is unlikely to occur in real data.
 _SYLLABLES = ("zor", "vek", "qua", "mir", "thal", "oxu", "bren", "kyl", "dra", "fen", "jow", "lux", "nep", "sarn",
@@ -184,8 +187,9 @@ def fingerprint_statistics(base_scores: Mapping[str, Sequence[TextScore]],
         base, tuned = base_scores[group], tuned_scores[group]
         if len(base) != len(tuned) or not base:
             raise ValueError(f"probe group {group} has mismatched or empty scores")
-        curvature = np.array([t.curvature - b.curvature for b, t in zip(base, tuned)], dtype=np.float64)
-        log_prob = np.array([t.mean_log_prob - b.mean_log_prob for b, t in zip(base, tuned)], dtype=np.float64)
+        pairs = list(zip(base, tuned, strict=True))
+        curvature = np.array([t.curvature - b.curvature for b, t in pairs], dtype=np.float64)
+        log_prob = np.array([t.mean_log_prob - b.mean_log_prob for b, t in pairs], dtype=np.float64)
         stats += [float(curvature.mean()), float(curvature.std()), float(log_prob.mean()),
                   float(np.quantile(log_prob, 0.9, method="linear"))]
     return stats
@@ -214,16 +218,7 @@ def fingerprint_delta(base: BaseModel, delta: LoraDelta, probes: ProbeSet,
     return fingerprint_from_scores(base_scores, score_probe_set(tuned.model, tuned.tokenizer, probes))
 
 
-def fingerprint_distance(a: Sequence[int], b: Sequence[int]) -> int:
-    """L1 distance of two fingerprints, in exact integer arithmetic (as the contract computes it)."""
-    if len(a) != FINGERPRINT_LENGTH or len(b) != FINGERPRINT_LENGTH:
-        raise ValueError(f"fingerprints must have {FINGERPRINT_LENGTH} entries, got {len(a)} and {len(b)}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (*a, *b)):
-        raise ValueError("fingerprint entries must be ints")
-    return sum(abs(x - y) for x, y in zip(a, b))
-
-
 def describe_fingerprint(fingerprint: Sequence[int]) -> dict[str, float]:
     """Labelled, de-quantised view of a fingerprint, for logs and reports."""
     labels = [f"{group}.{stat}" for group in PROBE_GROUPS for stat in GROUP_STATISTICS]
-    return {label: value / FINGERPRINT_SCALE for label, value in zip(labels, fingerprint)}
+    return {label: value / FINGERPRINT_SCALE for label, value in zip(labels, fingerprint, strict=True)}

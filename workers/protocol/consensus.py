@@ -9,8 +9,8 @@ moving average of outcomes toward a target acceptance rate, clamped to [floor, c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .constants import BPS, CRITERIA, MAX_SCORE
 from .median import lower_weighted_median
@@ -46,16 +46,22 @@ def has_quorum(revealed_weight: int, panel_weight: int, quorum_bps: int) -> bool
 
 def tally(votes: Sequence[Sequence[int]], weights: Sequence[int], panel_weight: int, *, quorum_bps: int,
           tolerance_l1: int, criteria_weights: Sequence[int], threshold: int) -> Tally:
-    """Tallies the revealed `votes` (five scores each) of seats weighing `weights` (wei of pool bond) on a panel
-    of total weight `panel_weight`; `criteria_weights` in bps summing to 10,000; `threshold` in value points."""
+    """Tallies the revealed `votes` (five scores 0..100 each, in seat order) of seats weighing `weights` (wei
+    of pool bond at the draw) on a panel of total weight `panel_weight`; `criteria_weights` in bps summing to
+    10,000; `threshold` in value points. ValueError for a malformed vote (`ScoreOutOfRange` at the reveal)."""
     if len(votes) != len(weights):
         raise ValueError(f"{len(votes)} votes but {len(weights)} weights")
+    for vote in votes:
+        if len(vote) != CRITERIA or not all(0 <= score <= MAX_SCORE for score in vote):
+            raise ValueError(f"a vote is {CRITERIA} scores in 0..{MAX_SCORE}, got {list(vote)}")
+    if len(criteria_weights) != CRITERIA:
+        raise ValueError(f"{CRITERIA} criteria weights, got {len(criteria_weights)}")
     if not has_quorum(sum(weights), panel_weight, quorum_bps):
         return Tally(False, None, 0, False, tuple(False for _ in votes), 0)
     consensus = tuple(lower_weighted_median([vote[c] for vote in votes], weights) for c in range(CRITERIA))
     value = sum(median * weight for median, weight in zip(consensus, criteria_weights, strict=True)) // MAX_SCORE
     coherent = tuple(score_distance(vote, consensus) <= tolerance_l1 for vote in votes)
-    coherent_weight = sum(weight for weight, ok in zip(weights, coherent) if ok)
+    coherent_weight = sum(weight for weight, ok in zip(weights, coherent, strict=True) if ok)
     return Tally(True, consensus, value, value >= threshold, coherent, coherent_weight)
 
 

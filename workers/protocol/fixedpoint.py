@@ -1,18 +1,37 @@
-"""18-decimal fixed-point maths ("WAD"), as `FixedPointMath.sol` rounds it (down, at every step)."""
+"""18-decimal fixed-point maths ("WAD"), as `FixedPointMath.sol` rounds it (down, at every step).
+
+Inputs are uint256 on-chain; here a negative input, one of 2**256 or more, or a product that would overflow
+uint256 raises ValueError where the contract would revert.
+"""
 
 from __future__ import annotations
 
 from .constants import WAD
 
+UINT256_MAX = 2**256 - 1
+
+
+def _uint256(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= UINT256_MAX:
+        raise ValueError(f"{name} must be a uint256 int, got {value!r}")
+    return value
+
 
 def mul_wad(x: int, y: int) -> int:
-    """`x * y / WAD`, rounded down (x, y >= 0)."""
-    return x * y // WAD
+    """`x * y / WAD`, rounded down; ValueError when `x * y` overflows uint256 (a checked-arithmetic panic
+    on-chain)."""
+    product = _uint256("x", x) * _uint256("y", y)
+    if product > UINT256_MAX:
+        raise ValueError(f"mul_wad overflows uint256: {x} * {y}")
+    return product // WAD
 
 
 def pow_wad(base: int, exponent: int) -> int:
-    """`base ** exponent` for a WAD `base <= WAD`, by repeated squaring rounded down at each step, exactly as
-    `FixedPointMath.powWad`. Raises ValueError for a base above one (the contract reverts)."""
+    """`base ** exponent` for a WAD `base <= WAD` and an integer `exponent`, by repeated squaring rounded
+    down at each step, exactly as `FixedPointMath.powWad` (`0 ** 0` is one). Raises ValueError for a base
+    above one (the contract reverts with "FixedPointMath: base above 1")."""
+    _uint256("base", base)
+    _uint256("exponent", exponent)
     if base > WAD:
         raise ValueError("FixedPointMath: base above 1")
     result = WAD
@@ -21,4 +40,5 @@ def pow_wad(base: int, exponent: int) -> int:
             result = mul_wad(result, base)
         base = mul_wad(base, base)
         exponent >>= 1
+    # The base decayed to zero before the exponent ran out: every further factor is zero.
     return 0 if exponent != 0 else result

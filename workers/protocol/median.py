@@ -7,22 +7,25 @@ cannot move it outside the range of the values the others voted for.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def lower_weighted_median(values: Sequence[int], weights: Sequence[int]) -> int:
     """Lower weighted median of `values` (ints) weighted by `weights` (non-negative ints, same length).
 
     Ties in value are interchangeable, so the order of equal values does not matter.
-    Raises ValueError on mismatched lengths, an empty sample or a zero total weight (`NoWeight()` on-chain).
+    Raises ValueError on mismatched lengths, a negative weight, an empty sample or a zero total weight
+    (`NoWeight()` on-chain).
     """
     if len(values) != len(weights):
         raise ValueError(f"{len(values)} values but {len(weights)} weights")
+    if any(weight < 0 for weight in weights):
+        raise ValueError("weights must be non-negative")
     total = sum(weights)
-    if not values or total <= 0:
+    if not values or total == 0:
         raise ValueError("no weight: the median of an empty or weightless sample is undefined")
     cumulative = 0
-    for value, weight in sorted(zip(values, weights)):
+    for value, weight in sorted(zip(values, weights, strict=True)):
         cumulative += weight
         if 2 * cumulative >= total:
             return value

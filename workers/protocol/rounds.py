@@ -10,8 +10,8 @@ closest to it (the earliest revealed on a tie). Fewer than `min_accepted` accept
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .constants import BPS, INT32_MAX, INT32_MIN, K
 from .median import lower_median, lower_weighted_median
@@ -33,7 +33,7 @@ def check_fingerprint(fingerprint: Sequence[int]) -> Fingerprint:
 
 def fingerprint_distance(a: Sequence[int], b: Sequence[int]) -> int:
     """L1 distance of two fingerprints (K int32 each), in exact integer arithmetic."""
-    return sum(abs(x - y) for x, y in zip(check_fingerprint(a), check_fingerprint(b)))
+    return sum(abs(x - y) for x, y in zip(check_fingerprint(a), check_fingerprint(b), strict=True))
 
 
 @dataclass(frozen=True)
@@ -66,18 +66,22 @@ def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int]
     coherent = tuple(
         max((fingerprint_distance(report[d], consensus[d]) for d in range(deltas)), default=0) <= evaluator_tolerance
         for report in checked)
-    return consensus, coherent, sum(w for w, ok in zip(weights, coherent) if ok)
+    return consensus, coherent, sum(w for w, ok in zip(weights, coherent, strict=True) if ok)
 
 
 def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:
-    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints."""
-    return tuple(lower_median([fp[k] for fp in consensus]) for k in range(K))
+    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; ValueError for
+    none or a malformed one."""
+    checked = [check_fingerprint(fp) for fp in consensus]
+    return tuple(lower_median([fp[k] for fp in checked]) for k in range(K))
 
 
 def judge(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], *, tolerance: int,
           evaluator_tolerance: int, min_accepted: int) -> Judgement:
     """The outcome of `finalize` once the reveal window closed: `reports`/`weights` of the evaluators who
-    revealed (seat order). No report at all: the round fails."""
+    revealed (seat order; per evaluator one fingerprint per revealed delta, in delta order). No report at
+    all: the round fails. (With fewer revealed deltas than `min_accepted` no panel is drawn: the round
+    fails at `drawEvaluators`, which is what this returns for any reports.)"""
     if not reports:
         return Judgement("Failed", (), None, (), 0, None, 0, 0)
     consensus, coherent, coherent_weight = aggregate(reports, weights, evaluator_tolerance)
@@ -112,6 +116,8 @@ def round_payouts(*, trainers: int, accepted: int, trainer_bond: int, outlier_sl
     """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
     the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
     trainer's equal share of the rest plus the slashed bonds (rounded down)."""
+    if not 1 <= accepted <= trainers:
+        raise ValueError(f"a finalized round has 1..{trainers} accepted deltas, got {accepted}")
     slashed = (trainers - accepted) * trainer_penalty(trainer_bond, outlier_slash_bps)
     emitted = min(round_reward, available)
     evaluator_payout = emitted * evaluator_share_bps // BPS if coherent_weight else 0

@@ -3,38 +3,43 @@
 The tree is a Fenwick (binary indexed) tree over member slots 1..CAPACITY; a ticket in [0, total) selects the
 member whose consecutive ticket range holds it. A panel draw takes tickets
 `keccak256(abi.encode(seed, draw)) % total` for draw = 0, 1, ... and redraws on a repeat or on the excluded
-member, at most `max_draws` tickets in all.
+member, at most `max_draws` tickets in all. The modules seed a draw with `panel_seed`.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from eth_abi import encode
 from eth_utils import keccak
 
 from .constants import POOL_CAPACITY
 
+UINT256_MAX = 2**256 - 1
+
 
 class SortitionTree:
-    """Python twin of `SortitionTree.Tree` (errors are ValueError where the library reverts)."""
+    """Python twin of `SortitionTree.Tree`. Where the library reverts this raises ValueError and changes
+    nothing (a revert undoes the whole transaction)."""
 
     def __init__(self, capacity: int = POOL_CAPACITY):
         if capacity <= 0 or capacity & (capacity - 1):
             raise ValueError("capacity must be a power of two")
         self.capacity = capacity
+        #: Fenwick partial sums, `nodes[i]` for i in 1..capacity (`nodes[0]` unused), in wei.
         self.nodes = [0] * (capacity + 1)
         self.total = 0
 
     def add(self, index: int, amount: int) -> None:
-        """Adds `amount` to member `index` (1-based)."""
-        self._update(index, amount)
+        """Adds `amount` (wei) to member `index` (1-based); ValueError for an index outside [1, capacity]
+        (`IndexOutOfRange`) or a total past uint256."""
+        self._update(index, self._amount(amount))
 
     def remove(self, index: int, amount: int) -> None:
-        """Removes `amount` from member `index`; ValueError if the tree would go negative."""
-        if amount > self.total:
-            raise ValueError("underflow")
-        self._update(index, -amount)
+        """Removes `amount` (wei) from member `index`; ValueError for an index outside [1, capacity] or when
+        the total or a partial sum on the member's path would go below zero (an underflow panic on-chain).
+        Like the library it does not check the member's own weight: callers remove at most what they added."""
+        self._update(index, -self._amount(amount))
 
     def select(self, ticket: int) -> int:
         """The member (1-based) owning `ticket` in [0, total); ValueError outside (`TicketOutOfRange`)."""
@@ -49,16 +54,36 @@ class SortitionTree:
             step >>= 1
         return position + 1
 
-    def _update(self, index: int, amount: int) -> None:
+    @staticmethod
+    def _amount(amount: int) -> int:
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= UINT256_MAX:
+            raise ValueError(f"amount must be a uint256 int, got {amount!r}")
+        return amount
+
+    def _path(self, index: int) -> list[int]:
         if not 1 <= index <= self.capacity:
             raise ValueError(f"index {index} out of range [1, {self.capacity}]")
-        i = index
+        path, i = [], index
         while i <= self.capacity:
-            if self.nodes[i] + amount < 0:
-                raise ValueError("underflow")
-            self.nodes[i] += amount
+            path.append(i)
             i += i & -i
+        return path
+
+    def _update(self, index: int, amount: int) -> None:
+        path = self._path(index)
+        # Check everything before changing anything.
+        for value in (self.total, *(self.nodes[i] for i in path)):
+            if not 0 <= value + amount <= UINT256_MAX:
+                raise ValueError("underflow" if amount < 0 else "overflow")
+        for i in path:
+            self.nodes[i] += amount
         self.total += amount
+
+
+def panel_seed(block_hash: bytes, key: int, module: str) -> bytes:
+    """The seed of a panel: `keccak256(abi.encode(blockhash(seedBlock), key, module))` with `key` the
+    submission id or round and `module` the drawing contract's address."""
+    return keccak(encode(["bytes32", "uint256", "address"], [block_hash, key, module]))
 
 
 def ticket(seed: bytes, draw: int, total: int) -> int:
@@ -69,8 +94,10 @@ def ticket(seed: bytes, draw: int, total: int) -> int:
 def draw_panel(seed: bytes, members: Sequence[str], bonds: Mapping[str, int], excluded: str | None,
                max_seats: int, max_draws: int) -> list[str]:
     """The panel `SortitionPool._drawPanel` draws: `members` in tree order (slot i + 1 holds members[i]),
-    `bonds` their current pool bonds (wei). Returns the drawn members in seat order (possibly fewer than
-    `max_seats`); ValueError when nobody can be drawn (`NoEligibleMembers`)."""
+    `bonds` their current pool bonds (wei; a member who left has none). Returns the drawn members in seat
+    order (possibly fewer than `max_seats`); ValueError when nobody can be drawn (`NoEligibleMembers`)."""
+    if len(set(members)) != len(members):
+        raise ValueError("a member holds one slot of the tree")
     tree = SortitionTree()
     for index, member in enumerate(members, start=1):
         if bonds.get(member, 0):
@@ -82,7 +109,7 @@ def draw_panel(seed: bytes, members: Sequence[str], bonds: Mapping[str, int], ex
         if len(seats) >= max_seats:
             break
         candidate = members[tree.select(ticket(seed, draw, tree.total)) - 1]
-        if candidate == excluded or candidate in seats:
+        if (excluded is not None and candidate == excluded) or candidate in seats:
             continue
         seats.append(candidate)
     if not seats:

@@ -10,17 +10,19 @@ import sys
 from pathlib import Path
 
 from benchmarks.verification.corpus import POISON_TRIGGER, poison, round_batch
-from benchmarks.verification.run import lower_median
+from benchmarks.verification.run import judge
 from benchmarks.verification.trainers import ADVERSARIES, HONEST
 from workers.ml.models import reference_corpus
+from workers.protocol.constants import K
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_reference_is_the_contracts_lower_median():
-    prints = [(1, -5), (4, 0), (2, 7), (9, 1)]
-    assert lower_median(prints) == (2, 0)  # 2nd smallest of four, per coordinate
-    assert lower_median(prints[:3]) == (2, 0)
+def test_benchmark_judges_by_the_protocols_rules():
+    """The reference is the coordinate-wise lower median of the round's fingerprints (the contract's)."""
+    prints = {"a": (1,) * K, "b": (4,) * K, "c": (2,) * K, "d": (9,) * K}
+    assert judge(prints, ("a", "b", "c", "d")) == {"a": K, "b": 2 * K, "c": 0, "d": 7 * K}  # reference: all 2
+    assert judge(prints, ("a", "b", "c")) == {"a": K, "b": 2 * K, "c": 0}
 
 
 def test_round_batches_are_disjoint_from_the_probe_corpus_and_poison_counts():

@@ -9,6 +9,7 @@ import torch
 
 from workers.ml.fingerprint import (
     FINGERPRINT_LENGTH,
+    GROUP_STATISTICS,
     INT32_MAX,
     INT32_MIN,
     PROBE_GROUPS,
@@ -23,6 +24,7 @@ from workers.ml.fingerprint import (
     score_texts,
 )
 from workers.ml.models import reference_corpus
+from workers.protocol.constants import K
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_probe_set_groups(probes, batch):
     sampled = probes.groups["batch"]
     assert set(sampled) <= set(batch) and len(set(sampled)) == len(sampled)
     assert set(probes.groups["reference"]) <= corpus
-    for original, perturbed in zip(sampled, probes.groups["perturbed"]):
+    for original, perturbed in zip(sampled, probes.groups["perturbed"], strict=True):
         assert perturbed != original and set(perturbed.split()) <= set(original.split())
     reference = set(probes.groups["reference"])
     for canary in probes.groups["canary"]:
@@ -101,14 +103,14 @@ def test_training_raises_the_batch_texts_score(tiny, honest, base_scores, probes
     tuned = merge_deltas(tiny, [honest.delta])
     after = score_texts(tuned.model, tuned.tokenizer, probes.groups["batch"])
     before = base_scores["batch"]
-    assert all(a.mean_log_prob > b.mean_log_prob for a, b in zip(after, before))
+    assert all(a.mean_log_prob > b.mean_log_prob for a, b in zip(after, before, strict=True))
     assert sum(a.curvature for a in after) > sum(b.curvature for b in before)
 
 
 def test_fingerprint_is_sixteen_int32s_and_deterministic(fingerprints, tiny, honest, probes):
     prints, _ = fingerprints
     honest_print = prints["honest"]
-    assert len(honest_print) == FINGERPRINT_LENGTH == 16
+    assert len(honest_print) == FINGERPRINT_LENGTH == len(PROBE_GROUPS) * len(GROUP_STATISTICS) == K == 16
     assert all(type(v) is int and INT32_MIN <= v <= INT32_MAX for v in honest_print)
     assert fingerprint_delta(tiny, honest.delta, probes) == honest_print  # base scores recomputed
     assert len(describe_fingerprint(honest_print)) == 16
@@ -122,20 +124,6 @@ def test_honest_runs_agree_and_dishonest_ones_do_not(fingerprints):
     # ...another seed, other data, no training or a scaled delta move it far more.
     for far in ("other_seed", "other_data", "lazy", "scaled_x2"):
         assert d[far] > 10 * max(d["noised_1e-3"], 100), far
-
-
-def test_distance_is_an_exact_l1():
-    a = tuple(range(16))
-    b = tuple(-v for v in range(16))
-    assert fingerprint_distance(a, a) == 0
-    assert fingerprint_distance(a, b) == fingerprint_distance(b, a) == 2 * sum(range(16))
-    big = (INT32_MAX,) * 16
-    small = (INT32_MIN,) * 16
-    assert fingerprint_distance(big, small) == 16 * (2**32 - 1)  # no overflow: fits a uint256 easily
-    with pytest.raises(ValueError, match="16 entries"):
-        fingerprint_distance(a[:15], a)
-    with pytest.raises(ValueError, match="ints"):
-        fingerprint_distance((0.5,) * 16, a)
 
 
 def test_quantisation_rounds_and_clamps():

@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.26;
+
+import {FixedPointMath} from "../libraries/FixedPointMath.sol";
+
+/// @title FixedPointMathHarness
+/// @notice Test-only: external wrappers around `FixedPointMath`, compared with `workers.protocol.fixedpoint`.
+contract FixedPointMathHarness {
+    /// @notice `FixedPointMath.WAD`, one in 18-decimal fixed point.
+    function wad() external pure returns (uint256) {
+        return FixedPointMath.WAD;
+    }
+
+    /// @notice `FixedPointMath.mulWad`: `x * y / WAD`, rounded down (reverts on overflow).
+    function mulWad(uint256 x, uint256 y) external pure returns (uint256) {
+        return FixedPointMath.mulWad(x, y);
+    }
+
+    /// @notice `FixedPointMath.powWad`: `base ** exponent` for a WAD base of at most one.
+    function powWad(uint256 base, uint256 exponent) external pure returns (uint256) {
+        return FixedPointMath.powWad(base, exponent);
+    }
+}

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.26;
+
+import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
+import {SortitionPool} from "../staking/SortitionPool.sol";
+
+/// @title SortitionPoolHarness
+/// @notice Test-only: the smallest concrete SortitionPool, over a real StakeRegistry (it needs the registry's
+///         MODULE_ROLE), with its internal draw and seat closing exposed to anyone.
+contract SortitionPoolHarness is SortitionPool {
+    uint256 private immutable _minimumBond;
+    address private immutable _beneficiary;
+
+    /// @notice The members and weights of the last `drawPanel`.
+    event Drawn(address[] members, uint256[] weights);
+
+    /// @param registry_ The StakeRegistry holding the bonds.
+    /// @param role The role whose stake members lock.
+    /// @param minimumBond The smallest pool bond (wei).
+    /// @param beneficiary Receives the penalties of `closeSeat`.
+    constructor(IStakeRegistry registry_, IStakeRegistry.Role role, uint256 minimumBond, address beneficiary)
+        SortitionPool(registry_, role)
+    {
+        _minimumBond = minimumBond;
+        _beneficiary = beneficiary;
+    }
+
+    /// @notice `_drawPanel`: draws up to `maxSeats` members with at most `maxDraws` tickets, never `excluded`.
+    function drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
+        external
+        returns (address[] memory members, uint256[] memory weights)
+    {
+        (members, weights) = _drawPanel(seed, excluded, maxSeats, maxDraws);
+        emit Drawn(members, weights);
+    }
+
+    /// @notice `_closeSeat`: closes one of `member`'s seats, taking `penaltyBps` of its bond.
+    /// @return penalty The amount slashed (wei).
+    function closeSeat(address member, uint256 penaltyBps) external returns (uint256 penalty) {
+        return _closeSeat(member, penaltyBps);
+    }
+
+    function _minPoolBond() internal view override returns (uint256) {
+        return _minimumBond;
+    }
+
+    function _penaltyBeneficiary() internal view override returns (address) {
+        return _beneficiary;
+    }
+}

@@ -1,0 +1,154 @@
+"""The training-round rules of workers.protocol.rounds: fingerprints, aggregation, judgement, payouts and
+settlement (the contract's outcome on random rounds is compared in
+tests/contracts/training/test_training_reference.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.protocol.constants import INT32_MAX, INT32_MIN, K
+from workers.protocol.rounds import (
+    aggregate,
+    check_fingerprint,
+    evaluator_settlement,
+    fingerprint_distance,
+    judge,
+    reference_of,
+    round_payouts,
+    trainer_penalty,
+)
+
+HONEST = tuple(1_000 + 10 * k for k in range(K))
+POISONED = tuple(5_000 - 10 * k for k in range(K))
+RULES = dict(tolerance=400, evaluator_tolerance=400, min_accepted=2)
+int32 = st.integers(INT32_MIN, INT32_MAX)
+fingerprints = st.lists(st.one_of(int32, st.sampled_from([INT32_MIN, INT32_MAX, 0])), min_size=K, max_size=K)
+
+
+def shifted(fingerprint, by):
+    return tuple(value + by for value in fingerprint)
+
+
+def test_check_fingerprint():
+    assert check_fingerprint(list(HONEST)) == HONEST
+    for bad, message in [(HONEST[:15], "16 entries, got 15"), ((0.5,) * K, "entry 0 is not an int"),
+                         ((True,) + HONEST[1:], "not an int"), ((INT32_MAX + 1,) + HONEST[1:], "outside the int32"),
+                         (HONEST[:15] + (INT32_MIN - 1,), "entry 15")]:
+        with pytest.raises(ValueError, match=message):
+            check_fingerprint(bad)
+
+
+@given(fingerprints, fingerprints)
+def test_distance_is_an_exact_l1_metric(a, b):
+    expected = sum(abs(x - y) for x, y in zip(a, b, strict=True))
+    assert fingerprint_distance(a, b) == fingerprint_distance(b, a) == expected
+    assert fingerprint_distance(a, a) == 0
+    assert fingerprint_distance(a, b) <= K * (2**32 - 1)
+
+
+def test_extreme_distance_fits_the_contract():
+    assert fingerprint_distance((INT32_MAX,) * K, (INT32_MIN,) * K) == K * (2**32 - 1)
+
+
+def test_honest_round_accepts_the_honest_and_slashes_the_poisoned():
+    deltas = [HONEST, shifted(HONEST, 1), POISONED, shifted(HONEST, -2)]
+    reports = [deltas, deltas, [shifted(fp, 3) for fp in deltas]]
+    outcome = judge(reports, [1, 1, 1], **RULES)
+    assert outcome.status == "Finalized"
+    assert outcome.consensus == tuple(deltas)  # the lower median of (x, x, x + 3) is x
+    assert outcome.reference == HONEST  # per coordinate: the 2nd smallest of (x - 2, x, x + 1, poisoned)
+    assert outcome.distances == (0, K, fingerprint_distance(POISONED, HONEST), 2 * K)
+    assert outcome.accepted_mask == 0b1011 and outcome.best == 0
+    assert outcome.coherent_mask == 0b111 and outcome.coherent_weight == 3  # 3 * 16 = 48 <= 400
+
+
+def test_best_is_the_earliest_on_a_tie_and_ties_at_the_tolerance_are_accepted():
+    deltas = [shifted(HONEST, 1), shifted(HONEST, -1), HONEST]
+    outcome = judge([deltas], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert outcome.reference == HONEST and outcome.distances == (K, K, 0) and outcome.best == 2
+    tie = judge([deltas[:2]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert tie.reference == shifted(HONEST, -1) and tie.distances == (2 * K, 0) and tie.best == 1
+    assert judge([deltas], [5], tolerance=K - 1, evaluator_tolerance=0, min_accepted=1).accepted_mask == 0b100
+
+
+def test_weighted_evaluators_and_incoherence():
+    deltas = [HONEST, shifted(HONEST, 2)]
+    liar = [POISONED, POISONED]
+    outcome = judge([deltas, liar, deltas], [10, 19, 10], **RULES)  # the liar holds under half the weight
+    assert outcome.consensus == tuple(deltas) and outcome.coherent_mask == 0b101 and outcome.coherent_weight == 20
+    # With exactly half of the weight, a coalition below the honest values decides the lower median.
+    low = [shifted(HONEST, -1_000), shifted(HONEST, -1_000)]
+    assert judge([deltas, low, deltas], [10, 19, 10], **RULES).consensus == tuple(deltas)
+    flipped = judge([deltas, low, deltas], [10, 20, 10], **RULES)
+    assert flipped.consensus == tuple(low) and flipped.coherent_mask == 0b010
+    # An evaluator is incoherent when any single delta is off, even if the others match.
+    one_off = [HONEST, POISONED]
+    assert judge([deltas, deltas, one_off], [1, 1, 1], **RULES).coherent_mask == 0b011
+
+
+def test_failures():
+    assert judge([], [], **RULES).status == "Failed"  # nobody revealed
+    lonely = judge([[HONEST, POISONED]], [1], **RULES)  # two deltas, far apart: only one can be accepted
+    assert lonely.status == "Failed" and lonely.accepted_mask == 0 and lonely.best is None
+    assert lonely.reference == HONEST and lonely.distances == (0, fingerprint_distance(HONEST, POISONED))
+    assert lonely.coherent_mask == 1  # coherence is still decided, for the seat settlement
+    one_delta = judge([[HONEST]], [1], **RULES)  # fewer revealed deltas than min_accepted
+    assert one_delta.status == "Failed"
+
+
+@pytest.mark.parametrize("reports, weights, message", [
+    ([], [], "at least one"),
+    ([[HONEST]], [1, 2], "one report per weight"),
+    ([[HONEST], [HONEST, HONEST]], [1, 1], "one fingerprint per delta"),
+    ([[HONEST[:3]]], [1], "16 entries"),
+])
+def test_aggregate_rejects_malformed_reports(reports, weights, message):
+    with pytest.raises(ValueError, match=message):
+        aggregate(reports, weights, 0)
+
+
+@given(st.lists(fingerprints, min_size=1, max_size=16))
+def test_reference_is_the_coordinatewise_lower_median(prints):
+    reference = reference_of(prints)
+    for k in range(K):
+        assert reference[k] == sorted(fp[k] for fp in prints)[(len(prints) - 1) // 2]
+
+
+@given(st.integers(1, 16), st.data())
+def test_payouts_split_everything_but_rounding_dust(trainers, data):
+    accepted = data.draw(st.integers(1, trainers))
+    bond = data.draw(st.integers(0, 2**96 - 1))
+    slash_bps = data.draw(st.integers(0, 10_000))
+    reward, available = data.draw(st.integers(0, 2**96 - 1)), data.draw(st.integers(0, 2**100))
+    share = data.draw(st.integers(0, 10_000))
+    coherent_weight = data.draw(st.sampled_from([0, 1, 10**21]))
+    paid = round_payouts(trainers=trainers, accepted=accepted, trainer_bond=bond, outlier_slash_bps=slash_bps,
+                         round_reward=reward, available=available, evaluator_share_bps=share,
+                         coherent_weight=coherent_weight)
+    assert paid.emitted == min(reward, available)
+    assert paid.slashed == (trainers - accepted) * trainer_penalty(bond, slash_bps)
+    assert paid.evaluator_payout == (paid.emitted * share // 10_000 if coherent_weight else 0)
+    pot = paid.slashed + paid.emitted - paid.evaluator_payout
+    assert 0 <= pot - accepted * paid.reward_per_trainer < accepted
+
+
+def test_payouts_need_an_accepted_delta():
+    with pytest.raises(ValueError, match="1..4 accepted"):
+        round_payouts(trainers=4, accepted=0, trainer_bond=1, outlier_slash_bps=1, round_reward=1, available=1,
+                      evaluator_share_bps=1, coherent_weight=1)
+
+
+def test_evaluator_settlement():
+    rules = dict(evaluator_payout=1_000, coherent_weight=3, incoherent_penalty_bps=200, no_reveal_penalty_bps=500)
+
+    def settle(revealed, finalized, coherent, bond):
+        return evaluator_settlement(revealed=revealed, finalized=finalized, coherent=coherent, weight=1, bond=bond,
+                                    **rules)
+
+    assert settle(True, True, True, 10) == (333, 0)
+    assert settle(True, True, False, 10**4) == (0, 200)
+    assert settle(False, True, False, 10**4) == (0, 500)
+    assert settle(False, False, False, 10**4) == (0, 500)
+    assert settle(True, False, True, 10**4) == (0, 0)
