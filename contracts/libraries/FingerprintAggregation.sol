@@ -25,6 +25,9 @@ library FingerprintAggregation {
     /// @dev Bytes of one stored fingerprint.
     uint256 private constant FINGERPRINT_BYTES = 4 * K;
 
+    /// @notice A coordinate that is no int32 (an ABI encoding of int32 must be its sign extension).
+    error NotInt32(uint256 value);
+
     /// @notice A round's judgement. Deltas in reveal order.
     struct Judgement {
         uint256 coherentMask; // bit s: the evaluator in seat s is within evaluatorTolerance on every delta
@@ -38,20 +41,30 @@ library FingerprintAggregation {
     /// @param fingerprints The revealed fingerprints.
     /// @return pointer Where the blob lives (an address created by the calling contract).
     function store(int32[K][] calldata fingerprints) public returns (address pointer) {
-        bytes memory data = new bytes(fingerprints.length * FINGERPRINT_BYTES);
-        for (uint256 delta = 0; delta < fingerprints.length; ++delta) {
-            for (uint256 k = 0; k < K; ++k) {
-                uint256 value = uint256(int256(fingerprints[delta][k]) + int256(OFFSET));
-                uint256 at = delta * FINGERPRINT_BYTES + 4 * k;
-                // Four big-endian bytes; a 32-byte mstore would clobber the next coordinates.
-                assembly ("memory-safe") {
-                    mstore8(add(add(data, 0x20), at), shr(24, value))
-                    mstore8(add(add(data, 0x21), at), shr(16, value))
-                    mstore8(add(add(data, 0x22), at), shr(8, value))
-                    mstore8(add(add(data, 0x23), at), value)
+        uint256 count = fingerprints.length * K;
+        bytes memory data = new bytes(count * 4);
+        // Hundreds of coordinates per reveal: read the calldata words and write eight big-endian uint32 (the
+        // int32 plus 2^31) per word of the blob, instead of indexing and storing byte by byte.
+        bool malformed = false;
+        uint256 malformedValue = 0;
+        assembly ("memory-safe") {
+            let src := fingerprints.offset
+            let dst := add(data, 0x20)
+            for { let i := 0 } lt(i, count) { i := add(i, 8) } {
+                let word := 0
+                for { let j := 0 } lt(j, 8) { j := add(j, 1) } {
+                    let value := calldataload(add(src, shl(5, add(i, j))))
+                    // An int32's ABI word is its own sign extension from 4 bytes; remember the first that is not.
+                    if and(iszero(malformed), iszero(eq(signextend(3, value), value))) {
+                        malformed := 1
+                        malformedValue := value
+                    }
+                    word := or(shl(32, word), and(add(value, 0x80000000), 0xffffffff))
                 }
+                mstore(add(dst, shl(2, i)), word)
             }
         }
+        if (malformed) revert NotInt32(malformedValue);
         pointer = CodeStore.write(data);
     }
 

@@ -461,11 +461,11 @@ class DataConsensusClient:
             return set()
         filters = {"id": submission.id}
         if curator is not None:
-            filters["curator"] = to_checksum_address(curator)
+            filters["member"] = to_checksum_address(curator)
         logs = self.contract.events.Committed.get_logs(
             argument_filters=filters, from_block=submission.seed_block,
             to_block=min(submission.commit_deadline, self.latest_block()))
-        return {event["args"]["curator"] for event in logs}
+        return {event["args"]["member"] for event in logs}
 
     def outcome(self, submission: Submission) -> Outcome | None:
         """The `Finalized` event of a finalized submission (after its commit deadline)."""
@@ -554,7 +554,7 @@ class DataConsensusClient:
             reseeded = self._event(receipt, "PanelReseeded")
             return DrawResult([], 0, 0, int(reseeded["seedBlock"]), _tx(receipt))
         args = drawn[0]["args"]
-        return DrawResult(list(args["curators"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None,
+        return DrawResult(list(args["members"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None,
                           _tx(receipt))
 
     def finalize(self, submission_id: int) -> Outcome:

@@ -362,16 +362,16 @@ class TrainingRoundsClient:
         return self.trainer_slots(state, trainer).get(trainer)
 
     def evaluators_committed(self, state: RoundState, evaluator: str | None = None) -> set[str]:
-        """Evaluators with a fingerprint commitment, from `FingerprintsCommitted` events (after the draw,
+        """Evaluators with a fingerprint commitment, from `Committed` events (after the draw,
         which follows the panel seed block, and before the commit deadline)."""
         if state.panel_size == 0:
             return set()
-        filters = {"round": state.id}
+        filters = {"id": state.id}
         if evaluator is not None:
-            filters["evaluator"] = to_checksum_address(evaluator)
+            filters["member"] = to_checksum_address(evaluator)
         end = min(state.eval_commit_deadline, self.latest_block())
-        return {e["args"]["evaluator"]
-                for e in self._logs(self.contract.events.FingerprintsCommitted, filters, state.panel_seed_block, end)}
+        return {e["args"]["member"]
+                for e in self._logs(self.contract.events.Committed, filters, state.panel_seed_block, end)}
 
     def pending_datasets(self) -> list[int]:
         """Accepted DataConsensus submissions not yet taken into a round, oldest first: from `Finalized`
@@ -463,8 +463,8 @@ class TrainingRoundsClient:
                 distances[int(event["args"]["delta"])] = int(event["args"]["distance"])
             for event in self._logs(self.contract.events.TrainerSettled, {"round": state.id}, block, latest):
                 trainer_rewards[event["args"]["trainer"]] = int(event["args"]["reward"])
-            for event in self._logs(self.contract.events.EvaluatorSettled, {"round": state.id}, block, latest):
-                evaluator_settlements[event["args"]["evaluator"]] = (int(event["args"]["reward"]),
+            for event in self._logs(self.contract.events.Settled, {"id": state.id}, block, latest):
+                evaluator_settlements[event["args"]["member"]] = (int(event["args"]["reward"]),
                                                                     int(event["args"]["penalty"]))
         penalty = params["trainerBond"] * params["outlierSlashBps"] // BPS
         trainers = []
@@ -543,11 +543,11 @@ class TrainingRoundsClient:
             raise InvalidRequest(f"the panel of round #{state.id} can be drawn once block {state.panel_seed_block + 1} "
                                  f"is mined; the chain is at block {latest}")
         receipt = self.chain.transact(self.contract.functions.drawEvaluators(state.id))
-        drawn = self.contract.events.EvaluatorsDrawn().process_receipt(receipt, errors=DISCARD)
+        drawn = self.contract.events.PanelDrawn().process_receipt(receipt, errors=DISCARD)
         after = self.round(state.id)
         if drawn:
             args = drawn[0]["args"]
-            return DrawResult(state.id, "drawn", list(args["evaluators"]), int(args["commitDeadline"]),
+            return DrawResult(state.id, "drawn", list(args["members"]), int(args["commitDeadline"]),
                               int(args["revealDeadline"]), after.panel_seed_block, _tx(receipt))
         result = "failed" if after.status == "Failed" else "reseeded"
         return DrawResult(state.id, result, [], 0, 0, after.panel_seed_block, _tx(receipt))
@@ -585,8 +585,8 @@ class TrainingRoundsClient:
         if state.evaluator_settled(seat):
             raise InvalidRequest(f"seat {seat} of round #{state.id} is already settled")
         receipt = self.chain.transact(self.contract.functions.claimEvaluator(state.id, seat))
-        args = self._event(receipt, "EvaluatorSettled")
-        return SettleResult(state.id, args["evaluator"], int(args["reward"]), int(args["penalty"]), _tx(receipt))
+        args = self._event(receipt, "Settled")
+        return SettleResult(state.id, args["member"], int(args["reward"]), int(args["penalty"]), _tx(receipt))
 
     # ------------------------------------------------------------ trainers
 

@@ -8,7 +8,7 @@
 | --- | --- | --- |
 | TrainingRounds | RoundOpened | `trainer_step(round)` to every registered trainer, `keeper_step(round)` |
 | TrainingRounds | DeltaRevealed | `keeper_step(round)` (restarts a keeper chain that was lost) |
-| TrainingRounds | EvaluatorsDrawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
+| TrainingRounds | PanelDrawn | `evaluator_step(round)` to each drawn evaluator that is registered, `keeper_step(round)` |
 | TrainingRounds | RoundFinalized | `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel, `keeper_step(round)` |
 | DataConsensus | PanelDrawn | `curate(id)` to each drawn curator that is registered |
 | DataConsensus | Finalized (Accepted) | `keeper_step()` (opens a round once enough data is pending) |
@@ -45,7 +45,7 @@ from ..tasks.errors import QueueUnavailable
 logger = logging.getLogger(__name__)
 
 WATCHED: dict[str, tuple[str, ...]] = {
-    "TrainingRounds": ("RoundOpened", "DeltaRevealed", "EvaluatorsDrawn", "RoundFinalized"),
+    "TrainingRounds": ("RoundOpened", "DeltaRevealed", "PanelDrawn", "RoundFinalized"),
     "DataConsensus": ("PanelDrawn", "Finalized"),
 }
 TRAINER_STEP = "workers.tasks.rounds.trainer_step"
@@ -113,11 +113,11 @@ class Router:
         args = event.args
         out: list[Dispatch] = []
         if event.contract == "TrainingRounds":
-            round_id = int(args["round"])
+            round_id = int(args["id"] if event.name == "PanelDrawn" else args["round"])
             if event.name in ("RoundOpened", "RoundFinalized"):
                 out += [Dispatch(TRAINER_STEP, (round_id,), _queue("trainer", a)) for a in self.accounts("trainer")]
-            if event.name == "EvaluatorsDrawn":
-                drawn = {to_checksum_address(a) for a in args["evaluators"]}
+            if event.name == "PanelDrawn":
+                drawn = {to_checksum_address(a) for a in args["members"]}
                 out += [Dispatch(EVALUATOR_STEP, (round_id,), _queue("evaluator", a))
                         for a in self.accounts("evaluator") if a in drawn]
             if event.name == "RoundFinalized":
@@ -127,7 +127,7 @@ class Router:
             out.append(Dispatch(KEEPER_STEP, (round_id,), "keeper"))
         elif event.contract == "DataConsensus":
             if event.name == "PanelDrawn":
-                drawn = {to_checksum_address(a) for a in args["curators"]}
+                drawn = {to_checksum_address(a) for a in args["members"]}
                 out += [Dispatch(CURATE, (int(args["id"]),), _queue("curator", a))
                         for a in self.accounts("curator") if a in drawn]
             elif event.name == "Finalized" and int(args["status"]) == DATA_ACCEPTED:
