@@ -122,6 +122,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
     error NothingToClaim();
     error NotPending(uint256 id);
 
+    /// @notice Deploys the module; give it MODULE_ROLE on the registry and DRAWER_ROLE on Emission next.
     /// @param registry_ The StakeRegistry (this contract needs its MODULE_ROLE).
     /// @param emission_ The Emission contract (this contract needs its DRAWER_ROLE).
     /// @param token_ The DSH token the registry holds.
@@ -240,7 +241,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         emit Finalized(id, outcome, _unpack(packedConsensus), value, currentThreshold, nextThreshold);
 
         if (accepted) {
-            pendingDatasetCount += 1;
+            ++pendingDatasetCount;
             _drawReward(panel, submission, p, value, coherentWeight);
             registry.unlock(submission.informant, IStakeRegistry.Role.INFORMANT, submission.bond);
         } else {

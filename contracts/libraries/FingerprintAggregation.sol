@@ -86,7 +86,9 @@ library FingerprintAggregation {
 
     /// @notice Judges a round: the evaluators' consensus per delta, their coherence, and each delta's distance to
     ///         the reference (see the library's notice).
-    /// @param stores Each revealed evaluator's blob (from `store`), each holding `deltas` fingerprints.
+    /// @param round The round, for its DeltaJudged events (emitted from the caller: this runs by DELEGATECALL).
+    /// @param seats Each revealed evaluator's seat, for `coherentMask`.
+    /// @param stores Each revealed evaluator's blob (from `store`, as the low 20 bytes), `deltas` fingerprints each.
     /// @param weights Each evaluator's weight (its pool bond at the draw, wei), in the same order.
     /// @param deltas Revealed deltas.
     /// @param evaluatorTolerance L1 distance within which an evaluator is coherent, per delta.

@@ -117,6 +117,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     error InvalidSeat(uint256 seat);
     error AlreadySettled();
 
+    /// @notice Sets up the pool, the panel bounds, governance and the treasury.
     /// @param registry_ The StakeRegistry holding the pool bonds.
     /// @param role The role whose stake members lock.
     /// @param token_ The DSH token rewards are paid in.
@@ -224,9 +225,13 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         if (block.number <= seedBlock) revert TooEarly(seedBlock);
     }
 
-    /// @dev Draws the panel of `id` (never `excluded`) and opens its commit window. Past blockhash's 256-block
-    ///      horizon the seed block moves to `seedDelay` blocks from now instead, and nothing is drawn: the
-    ///      caller cannot re-roll the seed by waiting, it only gets a later block nobody chooses either.
+    /// @notice Draws the panel of `id` and opens its commit window, once the seed block is mined (TooEarly
+    ///         before).
+    /// @dev Past blockhash's 256-block horizon the seed block moves to `seedDelay` blocks from now instead, and
+    ///      nothing is drawn: the caller cannot re-roll the seed by waiting, it only gets a later block nobody
+    ///      chooses either.
+    /// @param id The submission or round.
+    /// @param excluded Never seated (the informant of a submission; zero for none).
     /// @return drawn Whether the panel was drawn (false: reseeded).
     function _draw(uint256 id, address excluded) internal returns (bool drawn) {
         _requireSeedMined(id);
@@ -268,8 +273,11 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         emit Committed(id, msg.sender);
     }
 
-    /// @dev Checks the caller's reveal (`commitment` is what the module recomputes from the revealed content)
-    ///      within the reveal window, then keeps `record`, the module's account of it, in place of the commitment.
+    /// @notice Checks the caller's reveal within the reveal window, then keeps `record` in place of the
+    ///         commitment.
+    /// @param id The submission or round.
+    /// @param commitment What the module recomputes from the revealed content.
+    /// @param record The module's account of the reveal (what `_revealed` and `_revealedRecord` return).
     /// @return seat The caller's seat.
     function _reveal(uint256 id, bytes32 commitment, bytes32 record) internal returns (uint256 seat) {
         seat = _seatIndex(id, msg.sender);

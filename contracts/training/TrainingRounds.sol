@@ -142,6 +142,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     error WrongFingerprintCount(uint256 given, uint256 expected);
     error NothingToClaim();
 
+    /// @notice Deploys the module; wire its roles on the registry, Emission, DataConsensus and ModelRegistry next.
     /// @param registry_ The StakeRegistry (this contract needs its MODULE_ROLE).
     /// @param emission_ Emission (this contract needs its DRAWER_ROLE).
     /// @param token_ The DSH token.
