@@ -37,7 +37,6 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
     uint256 public constant MAX_SCORE = 100;
     /// @notice Longest manifest CID, in bytes.
     uint256 public constant MAX_CID_LENGTH = 64;
-    uint256 private constant BPS = 10_000;
 
     /// @notice Governance parameters. Values in basis points unless named otherwise; windows in blocks.
     struct Params {

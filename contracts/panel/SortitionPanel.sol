@@ -24,7 +24,8 @@ import {SortitionPool} from "../staking/SortitionPool.sol";
 abstract contract SortitionPanel is SortitionPool, AccessControl {
     using SafeERC20 for IERC20;
 
-    uint256 private constant BPS = 10_000;
+    /// @dev Basis points: 10,000 is the whole.
+    uint256 internal constant BPS = 10_000;
     /// @dev Seat masks are uint16.
     uint256 private constant MAX_SEATS_LIMIT = 16;
 
@@ -339,6 +340,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     /// @dev The module's record of what `seat` revealed; zero while it has not revealed (or is no seat: the
     ///      mask has no bit for it).
     function _revealedRecord(uint256 id, uint256 seat) internal view returns (bytes32) {
+        // A bit test on our own mask, not a balance anyone can push.
+        // slither-disable-next-line incorrect-equality
         if (_panels[id].revealedMask & (uint256(1) << seat) == 0) return bytes32(0);
         return _ballots[id][seat];
     }

@@ -42,7 +42,6 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     uint256 public constant MAX_BATCH = 32;
     /// @notice Longest delta CID, in bytes.
     uint256 public constant MAX_CID_LENGTH = 64;
-    uint256 private constant BPS = 10_000;
 
     /// @notice Governance parameters; windows in blocks, shares in basis points, distances in fingerprint units.
     struct Params {
@@ -335,8 +334,11 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint256 bit = uint256(1) << (slotPlusOne - 1);
         if (r.paidTrainerMask & bit != 0) revert AlreadySettled();
         uint256 deltaPlusOne = _trainers[round][slotPlusOne - 1].deltaPlusOne;
+        // Our own phase, set by finalize: nothing anyone can push to an exact value.
+        // slither-disable-next-line incorrect-equality
         bool accepted = status == Status.Finalized && deltaPlusOne != 0
             && r.acceptedDeltaMask & (uint256(1) << (deltaPlusOne - 1)) != 0;
+        // slither-disable-next-line incorrect-equality
         bool released = status == Status.Failed && deltaPlusOne != 0;
         if (!accepted && !released) revert NothingToClaim();
         r.paidTrainerMask = uint16(r.paidTrainerMask | bit);
