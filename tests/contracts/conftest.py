@@ -51,6 +51,12 @@ def reverts(name, *args):
     return brownie.reverts(revert_pattern=re.escape(name) + r":.*")
 
 
+def grant_roles(gov, module, *grants):
+    """Grants `module` each (contract, role name) of `grants`, as governance: how a module is wired in."""
+    for contract, role in grants:
+        contract.grantRole(getattr(contract, role)(), module, {"from": gov})
+
+
 _gas_price_offsets = itertools.count(1)
 
 
@@ -264,8 +270,7 @@ def deploy_consensus(DataConsensus, registry, emission, token, deployer, gov, tr
             registry, emission, token, gov, treasury, params or params_tuple(), weights, initial_threshold,
             {"from": deployer},
         )
-        registry.grantRole(registry.MODULE_ROLE(), consensus, {"from": gov})
-        emission.grantRole(emission.DRAWER_ROLE(), consensus, {"from": gov})
+        grant_roles(gov, consensus, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"))
         return consensus
 
     return deploy
@@ -428,10 +433,10 @@ def deploy_rounds(
             registry, emission, token, consensus, model_registry, gov, treasury, params or round_params(),
             {"from": deployer},
         )
-        registry.grantRole(registry.MODULE_ROLE(), rounds, {"from": gov})
-        emission.grantRole(emission.DRAWER_ROLE(), rounds, {"from": gov})
-        consensus.grantRole(consensus.CONSUMER_ROLE(), rounds, {"from": gov})
-        model_registry.grantRole(model_registry.REGISTRAR_ROLE(), rounds, {"from": gov})
+        grant_roles(
+            gov, rounds, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"), (consensus, "CONSUMER_ROLE"),
+            (model_registry, "REGISTRAR_ROLE"),
+        )
         return rounds
 
     return deploy
