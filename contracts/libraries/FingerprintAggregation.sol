@@ -15,9 +15,11 @@ uint256 constant FINGERPRINT_LENGTH = 16;
 ///         a delta within `tolerance` (L1) of the reference is accepted, and an evaluator within
 ///         `evaluatorTolerance` of the consensus on every delta is coherent.
 /// @dev An externally linked library (public functions, called by DELEGATECALL): TrainingRounds keeps its
-///      bytecode room, and what crosses the boundary stays small (CodeStore pointers and weights in; masks,
-///      weights and distances out). Fingerprints are stored as CodeStore blobs: per delta, K big-endian uint32,
-///      each the int32 coordinate plus 2^31, which keeps the order of the values.
+///      bytecode room, and what crosses the boundary stays small (CodeStore pointers, seats and weights in;
+///      masks, the coherent weight and the best delta out; each delta's distance as the round's DeltaJudged
+///      event, which a library running by DELEGATECALL emits in the round contract's name). Fingerprints are
+///      stored as CodeStore blobs: per delta, K big-endian uint32, each the int32 coordinate plus 2^31, which
+///      keeps the order of the values.
 library FingerprintAggregation {
     uint256 private constant K = FINGERPRINT_LENGTH;
     /// @dev Adding 2^31 maps an int32 to a uint32 without changing the order.
@@ -78,6 +80,7 @@ library FingerprintAggregation {
         for (uint256 k = 0; k < K; ++k) {
             uint256 value;
             assembly ("memory-safe") {
+                // FINGERPRINT_BYTES (64) per delta, 4 per coordinate
                 value := shr(224, mload(add(add(data, 0x20), add(mul(delta, 64), mul(k, 4)))))
             }
             fp[k] = int32(int256(value) - int256(OFFSET));
@@ -85,7 +88,7 @@ library FingerprintAggregation {
     }
 
     /// @notice Judges a round: the evaluators' consensus per delta, their coherence, and each delta's distance to
-    ///         the reference (see the library's notice).
+    ///         the reference, emitted as DeltaJudged (see the library's notice).
     /// @param round The round, for its DeltaJudged events (emitted from the caller: this runs by DELEGATECALL).
     /// @param seats Each revealed evaluator's seat, for `coherentMask`.
     /// @param stores Each revealed evaluator's blob (from `store`, as the low 20 bytes), `deltas` fingerprints each.
