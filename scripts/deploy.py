@@ -15,9 +15,10 @@ def main(governance=None):
     def deploy():
         client = brownie_client()
         record = deploy_network(client, DeployParams(), governance=governance or None)
+        width = max(len(name) for name in record["contracts"])
         for name, entry in record["contracts"].items():
-            print(f"{name:<16} {entry['address']}")
-        print(f"governance       {record['governance']}")
+            print(f"{name:<{width}} {entry['address']}")
+        print(f"{'governance':<{width}} {record['governance']}")
         return record
 
     return run_or_exit(deploy)

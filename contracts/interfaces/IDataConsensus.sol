@@ -2,7 +2,8 @@
 pragma solidity 0.8.26;
 
 /// @title IDataConsensus
-/// @notice Events and phases of the informant data consensus, as workers and wallets see them.
+/// @notice Events and phases of the informant data consensus, as workers and wallets see them (the curator
+///         panel's events are SortitionPanel's).
 interface IDataConsensus {
     /// @notice Life cycle of a submission. Voting covers both the commit and the reveal window.
     enum Status {
@@ -14,18 +15,34 @@ interface IDataConsensus {
         NoQuorum
     }
 
+    /// @notice An informant proposed a dataset.
+    /// @param id The submission.
+    /// @param informant The proposer.
+    /// @param manifestCid Binary CID of the dataset manifest.
+    /// @param bond Wei of INFORMANT stake locked until the outcome.
+    /// @param seedBlock The block whose hash seeds the curator panel.
     event Submitted(uint256 indexed id, address indexed informant, bytes manifestCid, uint256 bond, uint256 seedBlock);
-    event PanelReseeded(uint256 indexed id, uint256 seedBlock);
-    event PanelDrawn(uint256 indexed id, address[] curators, uint256 commitDeadline, uint256 revealDeadline);
-    event Committed(uint256 indexed id, address indexed curator);
-    event Revealed(uint256 indexed id, address indexed curator, uint8[5] scores);
+    /// @notice The vote of `id` is closed.
+    /// @param id The submission.
+    /// @param status Accepted, Rejected or NoQuorum.
+    /// @param consensus The five median scores (zeros without quorum).
+    /// @param value The weighted sum of the medians, 0..10,000.
+    /// @param threshold The threshold the value was held to.
+    /// @param nextThreshold The threshold after this outcome.
     event Finalized(
         uint256 indexed id, Status status, uint8[5] consensus, uint256 value, uint256 threshold, uint256 nextThreshold
     );
-    event Settled(uint256 indexed id, address indexed curator, uint256 reward, uint256 penalty);
+    /// @notice The informant of an accepted submission took its reward.
+    /// @param id The submission.
+    /// @param informant The informant.
+    /// @param amount Wei of DSH paid.
     event InformantRewardClaimed(uint256 indexed id, address indexed informant, uint256 amount);
+    /// @notice Accepted datasets were taken into a training round.
+    /// @param consumer The training module.
+    /// @param ids The submissions taken.
     event DatasetsConsumed(address indexed consumer, uint256[] ids);
 
     /// @notice Marks accepted datasets as taken into a training round (CONSUMER_ROLE only).
+    /// @param ids Accepted submissions not yet consumed.
     function consumeDatasets(uint256[] calldata ids) external;
 }

@@ -2,7 +2,8 @@
 pragma solidity 0.8.26;
 
 /// @title ITrainingRounds
-/// @notice Phases and events of a training round, as trainer, evaluator and keeper workers see them.
+/// @notice Phases and events of a training round, as trainer, evaluator and keeper workers see them (the
+///         evaluator panel's events are SortitionPanel's).
 interface ITrainingRounds {
     /// @notice Life cycle of a round. Training covers the trainers' commit and reveal windows; Evaluating
     ///         the evaluators' commit and reveal windows once their panel is drawn.
@@ -15,6 +16,14 @@ interface ITrainingRounds {
         Failed
     }
 
+    /// @notice A round opened.
+    /// @param round The round.
+    /// @param baseVersion The model version trainers fine-tune.
+    /// @param datasetIds The accepted datasets it trains on.
+    /// @param specHash Hash of the TrainingSpec every trainer follows.
+    /// @param seed The seed fixing LoRA init, data order and probes.
+    /// @param commitDeadline Last block for trainers' commits.
+    /// @param revealDeadline Last block for trainers' reveals.
     event RoundOpened(
         uint256 indexed round,
         uint256 indexed baseVersion,
@@ -24,15 +33,35 @@ interface ITrainingRounds {
         uint256 commitDeadline,
         uint256 revealDeadline
     );
+    /// @notice A trainer committed a delta.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    /// @param slot The trainer's slot in the round.
     event DeltaCommitted(uint256 indexed round, address indexed trainer, uint256 slot);
+    /// @notice A trainer revealed its delta.
+    /// @param round The round.
+    /// @param trainer The trainer.
+    /// @param delta The delta's index (reveal order).
+    /// @param deltaCid Binary CID of the delta.
     event DeltaRevealed(uint256 indexed round, address indexed trainer, uint256 delta, bytes deltaCid);
-    event EvaluatorsDrawn(uint256 indexed round, address[] evaluators, uint256 commitDeadline, uint256 revealDeadline);
-    event FingerprintsCommitted(uint256 indexed round, address indexed evaluator);
-    event FingerprintsRevealed(uint256 indexed round, address indexed evaluator);
+    /// @notice A round ended.
+    /// @param round The round.
+    /// @param status Finalized or Failed.
+    /// @param acceptedMask Bit d set: delta d was accepted.
+    /// @param newVersion The version registered (0 if failed).
+    /// @param rewardPerTrainer Wei of DSH each accepted trainer claims.
     event RoundFinalized(
         uint256 indexed round, Status status, uint256 acceptedMask, uint256 newVersion, uint256 rewardPerTrainer
     );
+    /// @notice A delta was judged against the reference.
+    /// @param round The round.
+    /// @param delta The delta's index.
+    /// @param distance L1 distance of its consensus fingerprint to the reference.
+    /// @param accepted Whether the distance is within the tolerance.
     event DeltaJudged(uint256 indexed round, uint256 indexed delta, uint256 distance, bool accepted);
+    /// @notice A trainer claimed its bond (and reward).
+    /// @param round The round.
+    /// @param trainer The trainer.
+    /// @param reward Wei of DSH paid.
     event TrainerSettled(uint256 indexed round, address indexed trainer, uint256 reward);
-    event EvaluatorSettled(uint256 indexed round, address indexed evaluator, uint256 reward, uint256 penalty);
 }

@@ -15,6 +15,8 @@ library CodeStore {
     error TooLarge(uint256 length);
 
     /// @notice Stores `data` and returns the address that holds it.
+    /// @param data At most 24,575 bytes.
+    /// @return pointer The address of the contract holding it.
     function write(bytes memory data) internal returns (address pointer) {
         uint256 codeLength = data.length + 1; // the STOP byte
         if (codeLength > 24_576) revert TooLarge(data.length);
@@ -26,6 +28,8 @@ library CodeStore {
     }
 
     /// @notice The data stored at `pointer` (empty for an address that stores nothing).
+    /// @param pointer An address `write` returned.
+    /// @return data The stored bytes.
     function read(address pointer) internal view returns (bytes memory data) {
         uint256 codeLength = pointer.code.length;
         if (codeLength == 0) return data;

@@ -19,6 +19,9 @@ library SortitionTree {
     error TicketOutOfRange(uint256 ticket, uint256 total);
 
     /// @notice Adds `amount` to the weight of member `index`.
+    /// @param tree The tree.
+    /// @param index The member's slot, in [1, CAPACITY].
+    /// @param amount Weight added.
     function add(Tree storage tree, uint256 index, uint256 amount) internal {
         if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
         tree.total += amount;
@@ -28,6 +31,9 @@ library SortitionTree {
     }
 
     /// @notice Removes `amount` from the weight of member `index` (reverts if it holds less).
+    /// @param tree The tree.
+    /// @param index The member's slot, in [1, CAPACITY].
+    /// @param amount Weight removed.
     function remove(Tree storage tree, uint256 index, uint256 amount) internal {
         if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
         tree.total -= amount;
@@ -38,6 +44,9 @@ library SortitionTree {
 
     /// @notice The member owning `ticket`, for a ticket in [0, total): members own consecutive ticket ranges
     ///         as long as their weight, so a uniform ticket picks a member with probability weight / total.
+    /// @param tree The tree.
+    /// @param ticket A ticket in [0, total).
+    /// @return index The member's slot.
     function select(Tree storage tree, uint256 ticket) internal view returns (uint256 index) {
         if (ticket >= tree.total) revert TicketOutOfRange(ticket, tree.total);
         uint256 position = 0;

@@ -8,15 +8,23 @@ pragma solidity 0.8.26;
 ///      range of the values the rest voted for.
 library WeightedMedian {
     error NoWeight();
+    /// @notice `count` samples asked of arrays holding `length`.
+    error CountTooLarge(uint256 count, uint256 length);
 
     /// @notice Lower weighted median of `values[0..count)` weighted by `weights[0..count)`.
     /// @dev Values must fit in 64 bits and weights in 192 bits.
+    /// @param values The samples.
+    /// @param weights Their weights.
+    /// @param count How many of them to take.
+    /// @return The median value.
     function lowerMedian(uint256[] memory values, uint256[] memory weights, uint256 count)
         internal
         pure
         returns (uint256)
     {
-        require(count <= values.length && count <= weights.length, "WeightedMedian: count");
+        if (count > values.length || count > weights.length) {
+            revert CountTooLarge(count, values.length < weights.length ? values.length : weights.length);
+        }
         uint256[] memory packed = new uint256[](count);
         uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
@@ -28,6 +36,9 @@ library WeightedMedian {
 
     /// @notice One sample: its value in the high 64 bits, its weight in the low 192, so that sorting
     ///         packed words sorts by value.
+    /// @param value Below 2^64.
+    /// @param weight Below 2^192.
+    /// @return The packed sample.
     function pack(uint256 value, uint256 weight) internal pure returns (uint256) {
         return (value << 192) | weight;
     }
@@ -37,12 +48,16 @@ library WeightedMedian {
     /// @dev Training rounds take hundreds of these per transaction with one reused buffer, so the loops work
     ///      on raw memory; `count` must not exceed the buffer's length. An insertion sort suits the bounded
     ///      panel sizes.
+    /// @param packed Samples from `pack`.
+    /// @param count How many of them to take.
+    /// @param total Their summed weight (`NoWeight` if zero).
+    /// @return median The median value.
     function medianOfPacked(uint256[] memory packed, uint256 count, uint256 total)
         internal
         pure
         returns (uint256 median)
     {
-        require(count <= packed.length, "WeightedMedian: count");
+        if (count > packed.length) revert CountTooLarge(count, packed.length);
         if (total == 0) revert NoWeight();
         assembly ("memory-safe") {
             let data := add(packed, 0x20)

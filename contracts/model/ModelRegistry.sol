@@ -13,7 +13,9 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     /// @notice Role of whoever publishes a version's encrypted shards (the shard manifest).
     bytes32 public constant PUBLISHER_ROLE = keccak256("PUBLISHER_ROLE");
+    /// @notice Id of the genesis version.
     uint256 public constant GENESIS = 1;
+    /// @notice Longest CID, in bytes.
     uint256 public constant MAX_CID_LENGTH = 64;
 
     struct Version {
@@ -31,15 +33,25 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     uint256 public cumulativeValue;
     mapping(uint256 id => Version) private _versions;
 
+    /// @notice A version joined the lineage.
+    /// @param id The new version.
+    /// @param parent The version it was trained on.
+    /// @param round The training round that produced it.
+    /// @param deltaCid Binary CID of its LoRA delta.
+    /// @param valueCreated Rewards (wei) the round paid out.
     event VersionRegistered(
         uint256 indexed id, uint256 indexed parent, uint256 indexed round, bytes deltaCid, uint256 valueCreated
     );
+    /// @notice A version's encrypted shards were published.
+    /// @param id The version.
+    /// @param shardManifestCid Binary CID of the shard manifest.
     event ShardManifestPublished(uint256 indexed id, bytes shardManifestCid);
 
     error InvalidCid();
     error UnknownVersion(uint256 id);
     error AlreadyPublished(uint256 id);
 
+    /// @notice Deploys the registry with the genesis model as version 1.
     /// @param admin Governance: receives DEFAULT_ADMIN_ROLE.
     /// @param genesisCid CID of the genesis model's weights.
     constructor(address admin, bytes memory genesisCid) {
@@ -76,6 +88,8 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     }
 
     /// @notice Version `id`.
+    /// @param id A registered version.
+    /// @return Its record.
     function getVersion(uint256 id) external view returns (Version memory) {
         if (id == 0 || id > latestVersion) revert UnknownVersion(id);
         return _versions[id];
@@ -84,12 +98,14 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     /// @notice Up to `maxDepth` versions from `id` back toward the genesis: `id`, its parent, and so on.
     /// @param id The version to start from.
     /// @param maxDepth Most versions to return (bounds the walk).
+    /// @return ids The versions, newest first.
     function lineage(uint256 id, uint256 maxDepth) external view returns (uint256[] memory ids) {
         if (id == 0 || id > latestVersion) revert UnknownVersion(id);
         ids = new uint256[](maxDepth);
         uint256 count = 0;
         for (uint256 current = id; current != 0 && count < maxDepth; current = _versions[current].parent) {
-            ids[count++] = current;
+            ids[count] = current;
+            ++count;
         }
         assembly {
             mstore(ids, count)

@@ -25,11 +25,20 @@ abstract contract SortitionPool {
     IStakeRegistry.Role public immutable poolRole;
     /// @notice Members that ever joined (tree positions in use).
     uint256 public poolMemberCount;
+    /// @notice A member's tree position, unsettled seats and bond.
     mapping(address member => PoolMember) public poolMembers;
+    /// @notice The member at a tree position (1-based).
     mapping(uint256 index => address member) public poolMemberAt;
     SortitionTree.Tree private _tree;
 
+    /// @notice `member` locked `amount` more stake as its pool bond.
+    /// @param member The member.
+    /// @param amount Wei added.
+    /// @param bond Its bond after it, in wei.
     event PoolJoined(address indexed member, uint256 amount, uint256 bond);
+    /// @notice `member` left the pool and got its bond unlocked.
+    /// @param member The member.
+    /// @param bond Wei unlocked.
     event PoolLeft(address indexed member, uint256 bond);
 
     error PoolFull();
@@ -85,9 +94,14 @@ abstract contract SortitionPool {
     /// @dev The smallest bond a member may hold (a governance parameter of the module).
     function _minPoolBond() internal view virtual returns (uint256);
 
-    /// @dev Stake-weighted draws without replacement: a ticket landing on `excluded` or on a member already
-    ///      drawn is drawn again, at most `maxDraws` tickets in all, so the loop stays bounded and a small pool
-    ///      yields a smaller panel. Each drawn member gets an open seat until `_closeSeat`.
+    /// @notice Stake-weighted draws without replacement (NoEligibleMembers when nobody can be seated).
+    /// @dev A ticket landing on `excluded` or on a member already drawn is drawn again, at most `maxDraws`
+    ///      tickets in all, so the loop stays bounded and a small pool yields a smaller panel. Each drawn member
+    ///      gets an open seat until `_closeSeat`.
+    /// @param seed Randomness from a block the caller cannot choose.
+    /// @param excluded Never drawn.
+    /// @param maxSeats Most members drawn.
+    /// @param maxDraws Most tickets drawn.
     /// @return members The drawn members, at most `maxSeats`.
     /// @return weights Their bonds at the draw.
     function _drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
@@ -106,7 +120,7 @@ abstract contract SortitionPool {
             address candidate = poolMemberAt[_tree.select(uint256(keccak256(abi.encode(seed, draw))) % total)];
             if (candidate == excluded || _contains(members, size, candidate)) continue;
             PoolMember storage member = poolMembers[candidate];
-            member.openPanels += 1;
+            ++member.openPanels;
             members[size] = candidate;
             weights[size] = member.bond;
             ++size;
@@ -126,7 +140,7 @@ abstract contract SortitionPool {
     ///      penalty beneficiary. Returns the penalty.
     function _closeSeat(address memberAddress, uint256 penaltyBps) internal returns (uint256 penalty) {
         PoolMember storage member = poolMembers[memberAddress];
-        member.openPanels -= 1;
+        --member.openPanels;
         penalty = uint256(member.bond) * penaltyBps / 10_000;
         if (penalty == 0) return 0;
         member.bond -= uint96(penalty);

@@ -60,6 +60,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
     error DelayTooLong(uint256 delay);
     error AmountTooLarge(uint256 amount);
 
+    /// @notice Deploys the registry for `token_` with the same unbonding delay for every role.
     /// @param token_ The DSH token.
     /// @param admin Receives DEFAULT_ADMIN_ROLE (governance): sets minimums and delays, admits modules.
     /// @param initialUnbondingDelay Initial unbonding delay of every role, in seconds.
@@ -93,6 +94,8 @@ contract StakeRegistry is IStakeRegistry, AccessControl {
     /// @param r Permit signature r.
     /// @param s Permit signature s.
     function stakeWithPermit(Role role, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external {
+        // Both blocks are empty on purpose: a failed permit is ignored (see @dev).
+        // solhint-disable-next-line no-empty-blocks
         try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
         _stake(role, amount);
     }

@@ -16,6 +16,7 @@ contract DeepshardToken is ERC20, ERC20Capped, ERC20Permit {
     error NotMinter(address caller);
     error CapTooLarge(uint256 cap);
 
+    /// @notice Deploys the token (its deployer, Emission, becomes the only minter) and mints the genesis supply.
     /// @param cap_ Hard cap on the total supply, in wei.
     /// @param genesisRecipient Receives the genesis allocation (the treasury or a distribution contract).
     /// @param genesisSupply Minted once at deployment; the rest of the cap can only be emitted as rewards.

@@ -38,6 +38,7 @@ contract Emission is IEmission, AccessControl {
     error ExceedsEpochBudget(uint256 requested, uint256 remaining);
     error ExceedsCap(uint256 requested, uint256 remaining);
 
+    /// @notice Deploys Emission and, through it, the DSH token with its genesis allocation.
     /// @param admin Receives DEFAULT_ADMIN_ROLE (the deployer, who hands it to governance after wiring).
     /// @param cap Hard cap of the token's supply, in wei.
     /// @param genesisRecipient Receives the genesis allocation.

@@ -1,17 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.26;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDataConsensus} from "../interfaces/IDataConsensus.sol";
 import {IEmission} from "../interfaces/IEmission.sol";
 import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
 import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
-import {CodeStore} from "../libraries/CodeStore.sol";
-import {WeightedMedian} from "../libraries/WeightedMedian.sol";
-import {SortitionPool} from "../staking/SortitionPool.sol";
+import {FINGERPRINT_LENGTH, FingerprintAggregation} from "../libraries/FingerprintAggregation.sol";
+import {SortitionPanel} from "../panel/SortitionPanel.sol";
 
 /// @title TrainingRounds
 /// @notice Turns accepted data into new model versions without trusting any single trainer. Anyone opens a
@@ -23,23 +22,26 @@ import {SortitionPool} from "../staking/SortitionPool.sol";
 ///         a delta within `tolerance` (L1) of the reference is accepted. Outliers and silent trainers are
 ///         slashed; accepted trainers split that plus the round's emission; the accepted delta closest to the
 ///         reference becomes the next version.
-/// @dev One round runs at a time, so versions form a chain. Evaluators are a SortitionPool over EVALUATOR
-///      stake and settle per seat (pull); trainer bonds are settled in `finalize` (at most 16) and rewards
-///      pulled. Every loop is bounded by MAX_TRAINERS, MAX_EVALUATORS, K or MAX_BATCH.
-contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
+/// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows,
+///      commit-reveal, per-seat settlement) is SortitionPanel's, over EVALUATOR stake; a reveal's record is a
+///      CodeStore pointer to the fingerprints, and the judgement is the linked FingerprintAggregation library's.
+///      Trainer bonds are settled in `finalize` (at most 16) and rewards pulled. Every loop is bounded by
+///      MAX_TRAINERS, MAX_EVALUATORS, K or MAX_BATCH.
+contract TrainingRounds is ITrainingRounds, SortitionPanel {
     using SafeERC20 for IERC20;
 
+    /// @notice Most trainers (committed deltas) per round.
     uint256 public constant MAX_TRAINERS = 16;
+    /// @notice Most evaluators on a round's panel.
     uint256 public constant MAX_EVALUATORS = 9;
+    /// @notice Bound on sortition draws per panel (repeats are redrawn up to this many tickets in all).
     uint256 public constant MAX_DRAWS = 4 * MAX_EVALUATORS;
-    uint256 public constant K = 16;
+    /// @notice Coordinates per fingerprint.
+    uint256 public constant K = FINGERPRINT_LENGTH;
+    /// @notice Most datasets a round trains on.
     uint256 public constant MAX_BATCH = 32;
+    /// @notice Longest delta CID, in bytes.
     uint256 public constant MAX_CID_LENGTH = 64;
-    uint256 private constant BPS = 10_000;
-    /// @dev Fingerprint coordinates are int32; adding 2^31 maps them to uint32 without changing their order.
-    uint256 private constant OFFSET = 2 ** 31;
-    /// @dev Bytes of one stored fingerprint: K big-endian uint32.
-    uint256 private constant FINGERPRINT_BYTES = 4 * K;
 
     /// @notice Governance parameters; windows in blocks, shares in basis points, distances in fingerprint units.
     struct Params {
@@ -62,8 +64,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         uint96 roundReward; // emission drawn for a successful round
     }
 
+    /// @notice A round as `getRound` returns it: the record below and its evaluator panel (SortitionPanel).
     struct Round {
-        // slot 0
         uint64 baseVersion;
         uint40 trainCommitDeadline;
         uint40 trainRevealDeadline;
@@ -72,11 +74,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         uint8 trainerCount;
         uint8 deltaCount;
         Status status;
-        // slot 1
         bytes32 specHash;
-        // slot 2
         bytes32 seed;
-        // slot 3
         uint40 panelSeedBlock;
         uint8 panelSize;
         uint16 evalRevealedMask;
@@ -86,9 +85,28 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         uint16 paidTrainerMask;
         uint64 newVersion;
         uint96 rewardPerTrainer;
-        // slot 4
         uint96 evaluatorPayout;
         uint96 coherentEvaluatorWeight;
+    }
+
+    /// @dev What a round keeps besides its panel, in four slots: trainers' commits, reveals and claims touch
+    ///      slot 0 only (and the panel's first slot, which holds the status).
+    struct RoundRecord {
+        // slot 0
+        uint40 trainCommitDeadline;
+        uint40 trainRevealDeadline;
+        uint8 trainerCount;
+        uint8 deltaCount;
+        uint16 acceptedDeltaMask;
+        uint16 paidTrainerMask;
+        uint96 rewardPerTrainer;
+        uint32 baseVersion; // a version per round: 2^32 rounds outlast any chain
+        // slot 1
+        bytes32 specHash;
+        // slot 2
+        bytes32 seed;
+        // slot 3
+        uint64 newVersion;
     }
 
     struct TrainerSlot {
@@ -96,56 +114,34 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         uint8 deltaPlusOne; // 0 until revealed
     }
 
-    struct Seat {
-        address evaluator;
-        uint96 weight;
-    }
-
+    /// @notice DataConsensus, whose accepted datasets rounds train on.
     IDataConsensus public immutable dataConsensus;
+    /// @notice ModelRegistry, where a successful round registers the next version.
     IModelRegistry public immutable modelRegistry;
+    /// @notice The Emission contract a successful round's reward is drawn from.
     IEmission public immutable emission;
-    IERC20 public immutable token;
 
-    /// @notice Receives slashes and penalties that no accepted trainer or coherent evaluator receives.
-    address public treasury;
+    /// @notice Rounds opened so far (the last id).
     uint256 public roundCount;
     Params private _params;
 
-    mapping(uint256 round => Round) private _rounds;
+    mapping(uint256 round => RoundRecord) private _rounds;
     mapping(uint256 round => uint256[]) private _datasets;
     mapping(uint256 round => mapping(uint256 slot => TrainerSlot)) private _trainers;
     mapping(uint256 round => mapping(address trainer => uint256 slotPlusOne)) private _trainerSlotOf;
     mapping(uint256 round => mapping(uint256 slot => bytes32)) private _deltaCommitments;
     mapping(uint256 round => mapping(uint256 delta => uint256 slot)) private _deltaSlot;
     mapping(uint256 round => mapping(uint256 delta => bytes)) private _deltaCids;
-    mapping(uint256 round => mapping(uint256 seat => Seat)) private _seats;
-    mapping(uint256 round => mapping(address evaluator => uint256 seatPlusOne)) private _seatOf;
-    mapping(uint256 round => mapping(uint256 seat => bytes32)) private _fingerprintCommitments;
-    /// @dev Per seat, a CodeStore pointer to its revealed fingerprints: per delta, K offset uint32.
-    mapping(uint256 round => mapping(uint256 seat => address)) private _fingerprints;
 
-    error ZeroAddress();
-    error InvalidParams();
     error InvalidCid();
     error RoundActive(uint256 round);
     error BatchSize(uint256 size);
-    error WrongStatus(Status status);
-    error TooEarly(uint256 block_);
-    error WindowClosed();
-    error WindowNotOpen();
     error RoundFull();
-    error AlreadyCommitted();
-    error EmptyCommitment();
-    error NotCommitted();
     error NotTrainer();
-    error NotOnPanel();
-    error AlreadyRevealed();
-    error CommitmentMismatch();
     error WrongFingerprintCount(uint256 given, uint256 expected);
-    error InvalidSeat(uint256 seat);
-    error AlreadySettled();
     error NothingToClaim();
 
+    /// @notice Deploys the module; wire its roles on the registry, Emission, DataConsensus and ModelRegistry next.
     /// @param registry_ The StakeRegistry (this contract needs its MODULE_ROLE).
     /// @param emission_ Emission (this contract needs its DRAWER_ROLE).
     /// @param token_ The DSH token.
@@ -163,19 +159,16 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         address admin,
         address treasury_,
         Params memory params_
-    ) SortitionPool(registry_, IStakeRegistry.Role.EVALUATOR) {
+    ) SortitionPanel(registry_, IStakeRegistry.Role.EVALUATOR, token_, admin, treasury_, MAX_EVALUATORS, MAX_DRAWS) {
         if (
-            address(registry_) == address(0) || address(emission_) == address(0) || address(token_) == address(0)
-                || address(dataConsensus_) == address(0) || address(modelRegistry_) == address(0)
-                || admin == address(0) || treasury_ == address(0)
+            address(emission_) == address(0) || address(dataConsensus_) == address(0)
+                || address(modelRegistry_) == address(0)
         ) revert ZeroAddress();
         emission = emission_;
-        token = token_;
         dataConsensus = dataConsensus_;
         modelRegistry = modelRegistry_;
-        treasury = treasury_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _setParams(params_);
+        _params = params_;
+        _checkParams();
     }
 
     // ------------------------------------------------------------------ opening
@@ -186,27 +179,27 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     /// @param specHash Hash of the canonical TrainingSpec every trainer must follow.
     /// @return round The new round's id.
     function openRound(uint256[] calldata datasetIds, bytes32 specHash) external returns (uint256 round) {
-        Params memory p = _params;
+        Params storage p = _params;
         uint256 previous = roundCount;
         if (previous != 0) {
-            Status previousStatus = _rounds[previous].status;
+            Status previousStatus = Status(_panel(previous).status);
             if (previousStatus != Status.Finalized && previousStatus != Status.Failed) revert RoundActive(previous);
         }
         if (datasetIds.length < p.minBatch || datasetIds.length > p.maxBatch) revert BatchSize(datasetIds.length);
         round = previous + 1;
         roundCount = round;
-        Round storage r = _rounds[round];
-        uint256 baseVersion = modelRegistry.latestVersion();
+        RoundRecord storage r = _rounds[round];
+        uint256 baseVersion = _latestVersion();
         // The seed fixes LoRA init, data order and probes for every trainer alike; whoever opens the round
         // can only pick the block, and gains nothing from it since all trainers share the seed.
         bytes32 seed = keccak256(abi.encode(block.prevrandao, round, address(this)));
         uint256 commitDeadline = block.number + p.trainCommitWindow;
         uint256 revealDeadline = commitDeadline + p.trainRevealWindow;
-        r.baseVersion = uint64(baseVersion);
+        r.baseVersion = SafeCast.toUint32(baseVersion);
         r.trainCommitDeadline = uint40(commitDeadline);
         r.trainRevealDeadline = uint40(revealDeadline);
-        r.panelSeedBlock = uint40(revealDeadline + p.seedDelay);
-        r.status = Status.Training;
+        // The panel's seed block comes after the trainers' reveals: nobody who knows the deltas picks it.
+        _openPanel(round, revealDeadline + p.seedDelay, uint8(Status.Training));
         r.specHash = specHash;
         r.seed = seed;
         _datasets[round] = datasetIds;
@@ -216,13 +209,13 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
 
     // ------------------------------------------------------------------ trainers
 
-    /// @notice Commits a delta: `keccak256(abi.encode(bytes deltaCid, bytes32 salt, address trainer))`.
-    ///         Locks `trainerBond` of the caller's TRAINER stake until the round ends.
+    /// @notice Commits a delta: `keccak256(abi.encode(bytes deltaCid, bytes32 salt, address trainer))`, within
+    ///         the trainers' commit window. Locks `trainerBond` of the caller's TRAINER stake until the round ends.
+    /// @dev The window is the phase check: it closes before the panel's seed block, so before any later phase.
     /// @param round The round.
     /// @param commitment The commitment.
     function commitDelta(uint256 round, bytes32 commitment) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Training) revert WrongStatus(r.status);
+        RoundRecord storage r = _rounds[round];
         if (block.number > r.trainCommitDeadline) revert WindowClosed();
         if (commitment == bytes32(0)) revert EmptyCommitment();
         if (_trainerSlotOf[round][msg.sender] != 0) revert AlreadyCommitted();
@@ -241,8 +234,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     /// @param deltaCid Binary CID of the LoRA delta (safetensors) the trainer pinned.
     /// @param salt The committed salt.
     function revealDelta(uint256 round, bytes calldata deltaCid, bytes32 salt) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Training) revert WrongStatus(r.status);
+        RoundRecord storage r = _rounds[round];
         if (block.number <= r.trainCommitDeadline) revert WindowNotOpen();
         if (block.number > r.trainRevealDeadline) revert WindowClosed();
         uint256 slotPlusOne = _trainerSlotOf[round][msg.sender];
@@ -269,46 +261,22 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     ///      deltas can choose the panel. Past blockhash's 256-block horizon a new seed block is set.
     /// @param round The round.
     function drawEvaluators(uint256 round) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Training) revert WrongStatus(r.status);
-        uint256 seedBlock = r.panelSeedBlock;
-        if (block.number <= seedBlock) revert TooEarly(seedBlock);
+        _requireStatus(round, uint8(Status.Training));
+        _requireSeedMined(round);
+        RoundRecord storage r = _rounds[round];
         if (r.deltaCount < _params.minAccepted) {
             _fail(round, r);
             return;
         }
-        bytes32 seedHash = blockhash(seedBlock);
-        if (seedHash == bytes32(0)) {
-            r.panelSeedBlock = uint40(block.number + _params.seedDelay);
-            return;
-        }
-        bytes32 seed = keccak256(abi.encode(seedHash, round, address(this)));
-        (address[] memory drawn, uint256[] memory weights) = _drawPanel(seed, address(0), MAX_EVALUATORS, MAX_DRAWS);
-        for (uint256 seat = 0; seat < drawn.length; ++seat) {
-            _seats[round][seat] = Seat(drawn[seat], uint96(weights[seat]));
-            _seatOf[round][drawn[seat]] = seat + 1;
-        }
-        uint256 commitDeadline = block.number + _params.evalCommitWindow;
-        uint256 revealDeadline = commitDeadline + _params.evalRevealWindow;
-        r.panelSize = uint8(drawn.length);
-        r.evalCommitDeadline = uint40(commitDeadline);
-        r.evalRevealDeadline = uint40(revealDeadline);
-        r.status = Status.Evaluating;
-        emit EvaluatorsDrawn(round, drawn, commitDeadline, revealDeadline);
+        if (_draw(round, address(0))) _panel(round).status = uint8(Status.Evaluating);
     }
 
-    /// @notice Commits the fingerprints: `fingerprintCommitmentFor(fingerprints, salt, evaluator)`.
+    /// @notice Commits the fingerprints: `fingerprintCommitmentFor(fingerprints, salt, evaluator)`, within the
+    ///         evaluators' commit window.
     /// @param round The round.
     /// @param commitment The commitment.
     function commitFingerprints(uint256 round, bytes32 commitment) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Evaluating) revert WrongStatus(r.status);
-        if (block.number > r.evalCommitDeadline) revert WindowClosed();
-        uint256 seat = _seatIndex(round, msg.sender);
-        if (commitment == bytes32(0)) revert EmptyCommitment();
-        if (_fingerprintCommitments[round][seat] != bytes32(0)) revert AlreadyCommitted();
-        _fingerprintCommitments[round][seat] = commitment;
-        emit FingerprintsCommitted(round, msg.sender);
+        _commit(round, commitment);
     }
 
     /// @notice Reveals one fingerprint of K int32 per revealed delta, in delta order.
@@ -316,21 +284,12 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     /// @param fingerprints `deltaCount` fingerprints.
     /// @param salt The committed salt.
     function revealFingerprints(uint256 round, int32[K][] calldata fingerprints, bytes32 salt) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Evaluating) revert WrongStatus(r.status);
-        if (block.number <= r.evalCommitDeadline) revert WindowNotOpen();
-        if (block.number > r.evalRevealDeadline) revert WindowClosed();
-        uint256 seat = _seatIndex(round, msg.sender);
-        uint256 mask = uint256(1) << seat;
-        if (r.evalRevealedMask & mask != 0) revert AlreadyRevealed();
-        bytes32 commitment = _fingerprintCommitments[round][seat];
-        if (commitment == bytes32(0)) revert NotCommitted();
-        if (fingerprintCommitmentFor(fingerprints, salt, msg.sender) != commitment) revert CommitmentMismatch();
-        uint256 deltas = r.deltaCount;
+        uint256 deltas = _rounds[round].deltaCount;
         if (fingerprints.length != deltas) revert WrongFingerprintCount(fingerprints.length, deltas);
-        r.evalRevealedMask = uint16(r.evalRevealedMask | mask);
-        _fingerprints[round][seat] = CodeStore.write(_encode(fingerprints));
-        emit FingerprintsRevealed(round, msg.sender);
+        bytes32 commitment = fingerprintCommitmentFor(fingerprints, salt, msg.sender);
+        // The record is the blob's address; if any check in `_reveal` fails, the blob goes with the revert.
+        address blob = FingerprintAggregation.store(fingerprints);
+        _reveal(round, commitment, bytes32(uint256(uint160(blob))));
     }
 
     // ------------------------------------------------------------------ outcome
@@ -339,30 +298,28 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     ///         window has passed (or every seat revealed after the commit window).
     /// @param round The round.
     function finalize(uint256 round) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Evaluating) revert WrongStatus(r.status);
-        bool allRevealed = r.evalRevealedMask == (uint256(1) << r.panelSize) - 1;
-        if (block.number <= r.evalRevealDeadline && !(allRevealed && block.number > r.evalCommitDeadline)) {
-            revert TooEarly(r.evalRevealDeadline);
-        }
-        if (r.evalRevealedMask == 0) {
+        _requireStatus(round, uint8(Status.Evaluating));
+        _requireRevealsOver(round);
+        RoundRecord storage r = _rounds[round];
+        Panel storage panel = _panel(round);
+        if (panel.revealedMask == 0) {
             _fail(round, r);
             return;
         }
-        Params memory p = _params;
-        (uint256[] memory consensus, uint256 coherentMask, uint256 coherentWeight) =
-            _aggregate(round, r.deltaCount, r.panelSize, r.evalRevealedMask, p.evaluatorTolerance);
-        r.evalCoherentMask = uint16(coherentMask);
-        r.coherentEvaluatorWeight = uint96(coherentWeight);
-        (uint256 acceptedMask, uint256 acceptedCount, uint256 best) =
-            _judge(round, consensus, r.deltaCount, p.tolerance);
-        if (acceptedCount < p.minAccepted) {
+        Params storage p = _params;
+        (uint256[] memory seats, uint256[] memory weights, bytes32[] memory blobs) = _revealed(round);
+        FingerprintAggregation.Judgement memory judgement = FingerprintAggregation.judge(
+            round, seats, blobs, weights, r.deltaCount, p.evaluatorTolerance, p.tolerance
+        );
+        panel.coherentMask = uint16(judgement.coherentMask);
+        panel.coherentWeight = uint96(judgement.coherentWeight);
+        if (judgement.acceptedCount < p.minAccepted) {
             _fail(round, r);
             return;
         }
-        r.acceptedDeltaMask = uint16(acceptedMask);
-        r.status = Status.Finalized;
-        _complete(round, r, p, acceptedCount, best);
+        r.acceptedDeltaMask = uint16(judgement.acceptedMask);
+        panel.status = uint8(Status.Finalized);
+        _complete(round, r, p, judgement.acceptedCount, judgement.best);
     }
 
     /// @notice Settles the caller's trainer seat once the round has ended: an accepted trainer gets its bond
@@ -370,21 +327,24 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     ///         gets its bond unlocked. (Outliers and silent trainers were settled by `finalize`.)
     /// @param round A finalized or failed round.
     function claimTrainer(uint256 round) external {
-        Round storage r = _rounds[round];
-        Status status = r.status;
+        RoundRecord storage r = _rounds[round];
+        Status status = Status(_panel(round).status);
         uint256 slotPlusOne = _trainerSlotOf[round][msg.sender];
         if (slotPlusOne == 0) revert NotTrainer();
         uint256 bit = uint256(1) << (slotPlusOne - 1);
         if (r.paidTrainerMask & bit != 0) revert AlreadySettled();
         uint256 deltaPlusOne = _trainers[round][slotPlusOne - 1].deltaPlusOne;
+        // Our own phase, set by finalize: nothing anyone can push to an exact value.
+        // slither-disable-next-line incorrect-equality
         bool accepted = status == Status.Finalized && deltaPlusOne != 0
             && r.acceptedDeltaMask & (uint256(1) << (deltaPlusOne - 1)) != 0;
+        // slither-disable-next-line incorrect-equality
         bool released = status == Status.Failed && deltaPlusOne != 0;
         if (!accepted && !released) revert NothingToClaim();
         r.paidTrainerMask = uint16(r.paidTrainerMask | bit);
         uint256 reward = accepted ? r.rewardPerTrainer : 0;
         emit TrainerSettled(round, msg.sender, reward);
-        registry.unlock(msg.sender, IStakeRegistry.Role.TRAINER, _params.trainerBond);
+        _unlockTrainer(msg.sender, _params.trainerBond);
         if (reward != 0) token.safeTransfer(msg.sender, reward);
     }
 
@@ -393,27 +353,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     /// @param round A finalized or failed round.
     /// @param seat Seat index in [0, panel size).
     function claimEvaluator(uint256 round, uint256 seat) external {
-        Round storage r = _rounds[round];
-        if (r.status != Status.Finalized && r.status != Status.Failed) revert WrongStatus(r.status);
-        if (seat >= r.panelSize) revert InvalidSeat(seat);
-        uint256 mask = uint256(1) << seat;
-        if (r.evalSettledMask & mask != 0) revert AlreadySettled();
-        r.evalSettledMask = uint16(r.evalSettledMask | mask);
-        Seat memory info = _seats[round][seat];
-        uint256 reward = 0;
-        uint256 penaltyBps = 0;
-        if (r.evalRevealedMask & mask == 0) {
-            penaltyBps = _params.noRevealPenaltyBps;
-        } else if (r.status == Status.Finalized) {
-            if (r.evalCoherentMask & mask != 0) {
-                reward = uint256(r.evaluatorPayout) * info.weight / r.coherentEvaluatorWeight;
-            } else {
-                penaltyBps = _params.incoherentPenaltyBps;
-            }
-        }
-        uint256 penalty = _closeSeat(info.evaluator, penaltyBps);
-        emit EvaluatorSettled(round, info.evaluator, reward, penalty);
-        if (reward != 0) token.safeTransfer(info.evaluator, reward);
+        _settle(round, seat);
     }
 
     // ------------------------------------------------------------------ governance
@@ -421,24 +361,26 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     /// @notice Replaces the parameters (they apply to rounds opened afterwards and to pending windows).
     /// @param params_ New parameters.
     function setParams(Params calldata params_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _setParams(params_);
-    }
-
-    /// @notice Sets the address receiving unassigned slashes and penalties.
-    /// @param treasury_ The new treasury.
-    function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (treasury_ == address(0)) revert ZeroAddress();
-        treasury = treasury_;
+        _params = params_;
+        _checkParams();
     }
 
     // ------------------------------------------------------------------ views
 
     /// @notice The commitment a trainer submits for `deltaCid` and `salt`.
+    /// @param deltaCid Binary CID of the delta.
+    /// @param salt A secret random salt.
+    /// @param trainer The trainer, bound into the commitment so nobody can copy it.
+    /// @return The commitment.
     function deltaCommitmentFor(bytes calldata deltaCid, bytes32 salt, address trainer) public pure returns (bytes32) {
         return keccak256(abi.encode(deltaCid, salt, trainer));
     }
 
     /// @notice The commitment an evaluator submits for `fingerprints` and `salt`.
+    /// @param fingerprints One fingerprint per revealed delta, in delta order.
+    /// @param salt A secret random salt.
+    /// @param evaluator The evaluator, bound into the commitment so nobody can copy it.
+    /// @return The commitment.
     function fingerprintCommitmentFor(int32[K][] calldata fingerprints, bytes32 salt, address evaluator)
         public
         pure
@@ -448,21 +390,54 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
     }
 
     /// @notice The current parameters.
+    /// @return The parameters.
     function getParams() external view returns (Params memory) {
         return _params;
     }
 
-    /// @notice The stored state of `round`.
+    /// @notice The state of `round`.
+    /// @param round The round.
+    /// @return Its record and evaluator panel, as one struct.
     function getRound(uint256 round) external view returns (Round memory) {
-        return _rounds[round];
+        Panel storage panel = _panel(round);
+        RoundRecord storage r = _rounds[round];
+        // The evaluator panel's fields, then the round's own.
+        return Round({
+            status: Status(panel.status),
+            panelSeedBlock: panel.seedBlock,
+            evalCommitDeadline: panel.commitDeadline,
+            evalRevealDeadline: panel.revealDeadline,
+            panelSize: panel.size,
+            evalRevealedMask: panel.revealedMask,
+            evalSettledMask: panel.settledMask,
+            evalCoherentMask: panel.coherentMask,
+            coherentEvaluatorWeight: panel.coherentWeight,
+            evaluatorPayout: panel.payout,
+            baseVersion: r.baseVersion,
+            trainCommitDeadline: r.trainCommitDeadline,
+            trainRevealDeadline: r.trainRevealDeadline,
+            trainerCount: r.trainerCount,
+            deltaCount: r.deltaCount,
+            specHash: r.specHash,
+            seed: r.seed,
+            acceptedDeltaMask: r.acceptedDeltaMask,
+            paidTrainerMask: r.paidTrainerMask,
+            newVersion: r.newVersion,
+            rewardPerTrainer: r.rewardPerTrainer
+        });
     }
 
     /// @notice The datasets `round` trains on.
+    /// @param round The round.
+    /// @return The DataConsensus submission ids.
     function datasetsOf(uint256 round) external view returns (uint256[] memory) {
         return _datasets[round];
     }
 
     /// @notice The revealed deltas of `round`, in delta order: their trainers and CIDs.
+    /// @param round The round.
+    /// @return trainers Each delta's trainer.
+    /// @return cids Each delta's binary CID.
     function deltasOf(uint256 round) external view returns (address[] memory trainers, bytes[] memory cids) {
         uint256 count = _rounds[round].deltaCount;
         trainers = new address[](count);
@@ -473,34 +448,15 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         }
     }
 
-    /// @notice The evaluator panel of `round`, in seat order, with the weights drawn.
-    function panelOf(uint256 round) external view returns (address[] memory evaluators, uint256[] memory weights) {
-        uint256 size = _rounds[round].panelSize;
-        evaluators = new address[](size);
-        weights = new uint256[](size);
-        for (uint256 seat = 0; seat < size; ++seat) {
-            Seat memory info = _seats[round][seat];
-            (evaluators[seat], weights[seat]) = (info.evaluator, info.weight);
-        }
-    }
-
-    /// @notice The seat of `evaluator` on the panel of `round`, and whether it has one.
-    function seatOf(uint256 round, address evaluator) external view returns (uint256 seat, bool onPanel) {
-        uint256 seatPlusOne = _seatOf[round][evaluator];
-        return (seatPlusOne == 0 ? 0 : seatPlusOne - 1, seatPlusOne != 0);
-    }
-
     /// @notice The fingerprint an evaluator revealed for a delta.
+    /// @param round The round.
+    /// @param seat The evaluator's seat.
+    /// @param delta The delta.
+    /// @return fp The K coordinates; zeros when the seat has not revealed or `delta` is out of range.
     function fingerprintOf(uint256 round, uint256 seat, uint256 delta) external view returns (int32[K] memory fp) {
-        bytes memory data = CodeStore.read(_fingerprints[round][seat]);
-        if (data.length < (delta + 1) * FINGERPRINT_BYTES) return fp;
-        for (uint256 k = 0; k < K; ++k) {
-            uint256 value;
-            assembly ("memory-safe") {
-                value := shr(224, mload(add(add(data, 0x20), add(mul(delta, 64), mul(k, 4)))))
-            }
-            fp[k] = int32(int256(value) - int256(OFFSET));
-        }
+        bytes32 record = _revealedRecord(round, seat);
+        if (record == bytes32(0)) return fp;
+        return FingerprintAggregation.fingerprint(address(uint160(uint256(record))), delta);
     }
 
     // ------------------------------------------------------------------ internal
@@ -509,198 +465,49 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
         return _params.minPoolBond;
     }
 
-    function _penaltyBeneficiary() internal view override returns (address) {
-        return treasury;
+    function _panelParams() internal view override returns (PanelParams memory) {
+        Params storage p = _params;
+        return PanelParams(
+            p.seedDelay, p.evalCommitWindow, p.evalRevealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps
+        );
     }
 
-    function _seatIndex(uint256 round, address evaluator) private view returns (uint256) {
-        uint256 seatPlusOne = _seatOf[round][evaluator];
-        if (seatPlusOne == 0) revert NotOnPanel();
-        return seatPlusOne - 1;
-    }
-
-    /// @dev Per delta and coordinate, the lower stake-weighted median over the revealed evaluators; then each
-    ///      evaluator is coherent iff, for every delta, its fingerprint is within `evaluatorTolerance` (L1).
-    ///      Hundreds of medians run here, so coordinates are unpacked once into flat memory arrays indexed
-    ///      `(evaluator * deltas + delta) * K + k` and the hot loops read them in assembly.
-    /// @return consensus Flat `[delta * K + k]` array of the consensus fingerprints (offset uint32 values).
-    function _aggregate(uint256 round, uint256 deltas, uint256 panelSize, uint256 revealedMask, uint256 evaluatorTolerance)
-        private
-        view
-        returns (uint256[] memory consensus, uint256 coherentMask, uint256 coherentWeight)
-    {
-        (uint256[] memory seats, uint256[] memory weights) = _revealedSeats(round, panelSize, revealedMask);
-        uint256[] memory coordinates = _unpackFingerprints(round, seats, deltas);
-        consensus = _consensus(coordinates, weights, deltas * K);
-        for (uint256 e = 0; e < seats.length; ++e) {
-            if (_maxDistance(coordinates, e * deltas * K, consensus, deltas) <= evaluatorTolerance) {
-                coherentMask |= uint256(1) << seats[e];
-                coherentWeight += weights[e];
-            }
-        }
-    }
-
-    /// @dev The seats that revealed, and their weights.
-    function _revealedSeats(uint256 round, uint256 panelSize, uint256 revealedMask)
-        private
-        view
-        returns (uint256[] memory seats, uint256[] memory weights)
-    {
-        seats = new uint256[](panelSize);
-        weights = new uint256[](panelSize);
-        uint256 count = 0;
-        for (uint256 seat = 0; seat < panelSize; ++seat) {
-            if (revealedMask & (uint256(1) << seat) == 0) continue;
-            seats[count] = seat;
-            weights[count] = _seats[round][seat].weight;
-            ++count;
-        }
-        assembly ("memory-safe") {
-            mstore(seats, count)
-            mstore(weights, count)
-        }
-    }
-
-    /// @dev For each of the `stride` cells (delta, coordinate), the weighted median over the evaluators,
-    ///      packing each cell's samples into one reused buffer.
-    function _consensus(uint256[] memory coordinates, uint256[] memory weights, uint256 stride)
-        private
-        pure
-        returns (uint256[] memory consensus)
-    {
-        uint256 count = weights.length;
-        uint256 total = 0;
-        for (uint256 e = 0; e < count; ++e) {
-            total += weights[e];
-        }
-        consensus = new uint256[](stride);
-        uint256[] memory packed = new uint256[](count);
-        for (uint256 cell = 0; cell < stride; ++cell) {
-            assembly ("memory-safe") {
-                let src := add(add(coordinates, 0x20), shl(5, cell))
-                let w := add(weights, 0x20)
-                let dst := add(packed, 0x20)
-                let step := shl(5, stride)
-                for { let e := 0 } lt(e, count) { e := add(e, 1) } {
-                    mstore(add(dst, shl(5, e)), or(shl(192, mload(add(src, mul(e, step)))), mload(add(w, shl(5, e)))))
-                }
-            }
-            consensus[cell] = WeightedMedian.medianOfPacked(packed, count, total);
-        }
-    }
-
-    /// @dev Reads every revealed fingerprint once into `[(e * deltas + d) * K + k]`.
-    function _unpackFingerprints(uint256 round, uint256[] memory seats, uint256 deltas)
-        private
-        view
-        returns (uint256[] memory coordinates)
-    {
-        uint256 perEvaluator = deltas * K;
-        coordinates = new uint256[](seats.length * perEvaluator);
-        for (uint256 e = 0; e < seats.length; ++e) {
-            bytes memory data = CodeStore.read(_fingerprints[round][seats[e]]);
-            uint256 base = e * perEvaluator;
-            // Eight big-endian uint32 per 32-byte word of the blob.
-            assembly ("memory-safe") {
-                let src := add(data, 0x20)
-                let dst := add(add(coordinates, 0x20), shl(5, base))
-                for { let i := 0 } lt(i, perEvaluator) { i := add(i, 8) } {
-                    let word := mload(add(src, shl(2, i)))
-                    for { let j := 0 } lt(j, 8) { j := add(j, 1) } {
-                        mstore(add(dst, shl(5, add(i, j))), and(shr(sub(224, shl(5, j)), word), 0xffffffff))
-                    }
-                }
-            }
-        }
-    }
-
-    /// @dev The largest, over deltas, L1 distance between one evaluator's fingerprints (starting at `start`
-    ///      in `coordinates`) and the consensus.
-    function _maxDistance(uint256[] memory coordinates, uint256 start, uint256[] memory consensus, uint256 deltas)
-        private
-        pure
-        returns (uint256 largest)
-    {
-        assembly ("memory-safe") {
-            let mine := add(add(coordinates, 0x20), mul(start, 0x20))
-            let agreed := add(consensus, 0x20)
-            for { let delta := 0 } lt(delta, deltas) { delta := add(delta, 1) } {
-                let distance := 0
-                for { let k := 0 } lt(k, 16) { k := add(k, 1) } {
-                    let offset := mul(add(mul(delta, 16), k), 0x20)
-                    let a := mload(add(mine, offset))
-                    let b := mload(add(agreed, offset))
-                    switch gt(a, b)
-                    case 1 { distance := add(distance, sub(a, b)) }
-                    default { distance := add(distance, sub(b, a)) }
-                }
-                if gt(distance, largest) { largest := distance }
-            }
-        }
-    }
-
-    /// @dev The reference is the coordinate-wise median over deltas; a delta is accepted iff its L1 distance
-    ///      to the reference is within `tolerance`. `best` is the accepted delta closest to the reference
-    ///      (the earliest revealed on a tie).
-    function _judge(uint256 round, uint256[] memory consensus, uint256 deltas, uint256 tolerance)
-        private
-        returns (uint256 acceptedMask, uint256 acceptedCount, uint256 best)
-    {
-        uint256[] memory reference_ = _reference(consensus, deltas);
-        uint256 bestDistance = type(uint256).max;
-        for (uint256 delta = 0; delta < deltas; ++delta) {
-            uint256 distance = _maxDistance(consensus, delta * K, reference_, 1);
-            bool accepted = distance <= tolerance;
-            if (accepted) {
-                acceptedMask |= uint256(1) << delta;
-                ++acceptedCount;
-                if (distance < bestDistance) (bestDistance, best) = (distance, delta);
-            }
-            emit DeltaJudged(round, delta, distance, accepted);
-        }
-    }
-
-    /// @dev Coordinate-wise (lower) median over the deltas' consensus fingerprints.
-    function _reference(uint256[] memory consensus, uint256 deltas) private pure returns (uint256[] memory reference_) {
-        reference_ = new uint256[](K);
-        uint256[] memory column = new uint256[](deltas);
-        uint256[] memory ones = new uint256[](deltas);
-        for (uint256 delta = 0; delta < deltas; ++delta) {
-            ones[delta] = 1;
-        }
-        for (uint256 k = 0; k < K; ++k) {
-            for (uint256 delta = 0; delta < deltas; ++delta) {
-                column[delta] = consensus[delta * K + k];
-            }
-            reference_[k] = WeightedMedian.lowerMedian(column, ones, deltas);
-        }
+    /// @dev A finalized round was judged; a failed one was not (its evaluators who revealed go free).
+    function _judged(uint8 status) internal pure override returns (bool) {
+        if (status == uint8(Status.Finalized)) return true;
+        if (status != uint8(Status.Failed)) revert WrongStatus(status);
+        return false;
     }
 
     function _trainerOfDelta(uint256 round, uint256 delta) private view returns (address) {
         return _trainers[round][_deltaSlot[round][delta]].trainer;
     }
 
-    /// @dev Outliers and silent trainers lose `outlierSlashBps` of their bond to this contract, for the
-    ///      accepted ones, and get the rest unlocked. Accepted bonds stay locked until `claimTrainer`.
-    function _settleTrainers(uint256 round, uint256 trainers, uint256 acceptedMask, Params memory p) private {
-        uint256 bond = p.trainerBond;
-        uint256 penalty = bond * p.outlierSlashBps / BPS;
+    /// @dev Releases the bond of every trainer whose delta is not in `keptMask` (silent trainers included),
+    ///      less `outlierSlashBps` of it slashed to `beneficiary`. Kept trainers settle with `claimTrainer`.
+    function _releaseTrainers(uint256 round, uint256 trainers, uint256 keptMask, address beneficiary) private {
+        uint256 bond = _params.trainerBond;
+        uint256 penalty = bond * _params.outlierSlashBps / BPS;
         for (uint256 slot = 0; slot < trainers; ++slot) {
             TrainerSlot memory trainer = _trainers[round][slot];
-            if (trainer.deltaPlusOne != 0 && acceptedMask & (uint256(1) << (trainer.deltaPlusOne - 1)) != 0) continue;
-            _releaseTrainer(trainer.trainer, bond, penalty, address(this));
+            if (trainer.deltaPlusOne != 0 && keptMask & (uint256(1) << (trainer.deltaPlusOne - 1)) != 0) continue;
+            if (bond > penalty) _unlockTrainer(trainer.trainer, bond - penalty);
+            if (penalty != 0) registry.slash(trainer.trainer, IStakeRegistry.Role.TRAINER, penalty, beneficiary);
         }
     }
 
     /// @dev Fixes the payouts, then settles outlier bonds, draws the round's emission and registers the best
     ///      accepted delta as the next model version (state first, external calls last).
-    function _complete(uint256 round, Round storage r, Params memory p, uint256 acceptedCount, uint256 best) private {
-        (uint256 emitted, uint256 rewardPerTrainer) = _fixPayouts(r, p, acceptedCount);
-        uint256 newVersion = modelRegistry.latestVersion() + 1;
+    function _complete(uint256 round, RoundRecord storage r, Params storage p, uint256 acceptedCount, uint256 best)
+        private
+    {
+        (uint256 emitted, uint256 rewardPerTrainer) = _fixPayouts(round, r, p, acceptedCount);
+        uint256 newVersion = _latestVersion() + 1;
         r.newVersion = uint64(newVersion);
         emit RoundFinalized(round, Status.Finalized, r.acceptedDeltaMask, newVersion, rewardPerTrainer);
 
-        _settleTrainers(round, r.trainerCount, r.acceptedDeltaMask, p);
+        // Outliers and silent trainers pay the accepted ones, through this contract.
+        _releaseTrainers(round, r.trainerCount, r.acceptedDeltaMask, address(this));
         if (emitted != 0) emission.draw(address(this), emitted);
         uint256 registered = modelRegistry.registerVersion(r.baseVersion, round, _deltaCids[round][best], emitted);
         assert(registered == newVersion); // one round at a time: nothing else registers in between
@@ -708,68 +515,48 @@ contract TrainingRounds is ITrainingRounds, SortitionPool, AccessControl {
 
     /// @dev The round's emission (capped by what Emission has left), the coherent evaluators' share of it,
     ///      and each accepted trainer's share of the rest plus the outliers' slashed bonds.
-    function _fixPayouts(Round storage r, Params memory p, uint256 acceptedCount)
+    function _fixPayouts(uint256 round, RoundRecord storage r, Params storage p, uint256 acceptedCount)
         private
         returns (uint256 emitted, uint256 rewardPerTrainer)
     {
-        // Exactly what `_settleTrainers` slashes: the rounded per-trainer penalty, once per rejected trainer.
+        // Exactly what `_releaseTrainers` slashes: the rounded per-trainer penalty, once per rejected trainer.
         // slither-disable-next-line divide-before-multiply
         uint256 slashed = (r.trainerCount - acceptedCount) * (uint256(p.trainerBond) * p.outlierSlashBps / BPS);
         emitted = p.roundReward;
         uint256 available = emission.available();
         if (emitted > available) emitted = available;
-        uint256 evaluatorPayout = r.coherentEvaluatorWeight != 0 ? emitted * p.evaluatorShareBps / BPS : 0;
+        Panel storage panel = _panel(round);
+        uint256 evaluatorPayout = panel.coherentWeight != 0 ? emitted * p.evaluatorShareBps / BPS : 0;
         rewardPerTrainer = (slashed + emitted - evaluatorPayout) / acceptedCount;
-        r.evaluatorPayout = uint96(evaluatorPayout);
+        panel.payout = uint96(evaluatorPayout);
         r.rewardPerTrainer = uint96(rewardPerTrainer);
     }
 
     /// @dev A failed round: silent trainers lose their share (to the treasury, since no trainer is
     ///      rewarded) and the rest of their bond; trainers who revealed reclaim theirs with `claimTrainer`.
-    function _fail(uint256 round, Round storage r) private {
-        r.status = Status.Failed;
-        uint256 bond = _params.trainerBond;
-        uint256 penalty = bond * _params.outlierSlashBps / BPS;
-        address beneficiary = treasury;
-        uint256 trainers = r.trainerCount;
-        for (uint256 slot = 0; slot < trainers; ++slot) {
-            TrainerSlot memory trainer = _trainers[round][slot];
-            if (trainer.deltaPlusOne == 0) _releaseTrainer(trainer.trainer, bond, penalty, beneficiary);
-        }
+    // One call site each for what two places call (bytecode room).
+    function _latestVersion() private view returns (uint256) {
+        return modelRegistry.latestVersion();
+    }
+
+    function _unlockTrainer(address trainer, uint256 amount) private {
+        registry.unlock(trainer, IStakeRegistry.Role.TRAINER, amount);
+    }
+
+    function _fail(uint256 round, RoundRecord storage r) private {
+        _panel(round).status = uint8(Status.Failed);
+        _releaseTrainers(round, r.trainerCount, (uint256(1) << r.deltaCount) - 1, treasury);
         emit RoundFinalized(round, Status.Failed, 0, 0, 0);
     }
 
-    function _releaseTrainer(address trainer, uint256 bond, uint256 penalty, address beneficiary) private {
-        if (bond > penalty) registry.unlock(trainer, IStakeRegistry.Role.TRAINER, bond - penalty);
-        if (penalty != 0) registry.slash(trainer, IStakeRegistry.Role.TRAINER, penalty, beneficiary);
-    }
-
-    function _setParams(Params memory p) private {
+    /// @dev Reverts unless the stored parameters are usable (called after storing them: a revert undoes it).
+    function _checkParams() private view {
+        Params storage p = _params;
         if (
-            p.trainCommitWindow == 0 || p.trainRevealWindow == 0 || p.evalCommitWindow == 0
-                || p.evalRevealWindow == 0 || p.seedDelay == 0 || p.minBatch == 0 || p.minBatch > p.maxBatch
+            p.trainCommitWindow == 0 || p.trainRevealWindow == 0 || p.minBatch == 0 || p.minBatch > p.maxBatch
                 || p.maxBatch > MAX_BATCH || p.minAccepted == 0 || p.minAccepted > MAX_TRAINERS
-                || p.outlierSlashBps > BPS || p.evaluatorShareBps > BPS || p.incoherentPenaltyBps > BPS
-                || p.noRevealPenaltyBps > BPS || p.minPoolBond == 0
+                || p.outlierSlashBps > BPS || p.evaluatorShareBps > BPS
         ) revert InvalidParams();
-        _params = p;
+        _checkPanelParams();
     }
-
-    /// @dev The fingerprints as stored: per delta, K uint32 (int32 + 2^31), big-endian.
-    function _encode(int32[K][] calldata fingerprints) private pure returns (bytes memory data) {
-        data = new bytes(fingerprints.length * FINGERPRINT_BYTES);
-        for (uint256 delta = 0; delta < fingerprints.length; ++delta) {
-            for (uint256 k = 0; k < K; ++k) {
-                uint256 value = uint256(int256(fingerprints[delta][k]) + int256(OFFSET));
-                uint256 at = delta * FINGERPRINT_BYTES + 4 * k;
-                assembly ("memory-safe") {
-                    mstore8(add(add(data, 0x20), at), shr(24, value))
-                    mstore8(add(add(data, 0x21), at), shr(16, value))
-                    mstore8(add(add(data, 0x22), at), shr(8, value))
-                    mstore8(add(add(data, 0x23), at), value)
-                }
-            }
-        }
-    }
-
 }

@@ -1,4 +1,8 @@
-"""Role and factory fixtures shared by every contract test (brownie, yearn-vaults style).
+"""Fixtures shared by every contract test (brownie, yearn-vaults style): roles and factories, then the data
+consensus (a deployed DataConsensus, a curator pool, helpers that drive a submission through its phases) and the
+training rounds (TrainingRounds wired to the registry, Emission, DataConsensus and ModelRegistry, accepted
+datasets, trainers, an evaluator pool, helpers that drive a round). The domain conftests re-export the
+parameters their tests use.
 
 Every test runs in its own chain snapshot (`fn_isolation`), so none depends on another's leftovers.
 """
@@ -11,9 +15,11 @@ import brownie
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_utils import keccak
 from web3.exceptions import TransactionNotFound
 
 from workers.chain.staking import permit_typed_data
+from workers.protocol.constants import K
 
 DSH = 10**18
 WAD = 10**18
@@ -43,6 +49,12 @@ def reverts(name, *args):
     if args:
         return brownie.reverts(**custom_error(name, *args))
     return brownie.reverts(revert_pattern=re.escape(name) + r":.*")
+
+
+def grant_roles(gov, module, *grants):
+    """Grants `module` each (contract, role name) of `grants`, as governance: how a module is wired in."""
+    for contract, role in grants:
+        contract.grantRole(getattr(contract, role)(), module, {"from": gov})
 
 
 _gas_price_offsets = itertools.count(1)
@@ -207,3 +219,332 @@ def local_account(accounts, deployer):
     account = accounts.add()
     deployer.transfer(account, "10 ether")
     return account
+
+
+# ------------------------------------------------------------------ data consensus
+
+# A public, test-only mnemonic: deterministic curator accounts make panel draws reproducible.
+CURATOR_MNEMONIC = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about"
+POOL_SIZE = 15
+CURATOR_STAKE = 3_000 * DSH
+POOL_BOND = 2_000 * DSH
+INFORMANT_STAKE = 1_000 * DSH
+BOND = 500 * DSH
+CID = bytes.fromhex("01551220") + keccak(b"dataset")  # a CIDv1 (raw, sha2-256) in binary form
+
+PARAMS = dict(
+    quorumBps=5_000,
+    toleranceL1=50,
+    incoherentPenaltyBps=100,
+    noRevealPenaltyBps=500,
+    rejectSlashBps=5_000,
+    curatorShareBps=1_000,
+    thresholdFloor=3_000,
+    thresholdCeiling=8_000,
+    targetAcceptanceBps=5_000,
+    emaAlphaBps=2_000,
+    thresholdGainBps=2_000,
+    seedDelay=2,
+    commitWindow=20,
+    revealWindow=20,
+    minBond=100 * DSH,
+    minPoolBond=1_000 * DSH,
+    maxReward=1_000 * DSH,
+)
+WEIGHTS = [3_000, 2_000, 2_000, 2_000, 1_000]
+INITIAL_THRESHOLD = 5_000
+GOOD = [80, 75, 70, 85, 70]
+JUNK = [5, 10, 20, 10, 15]
+
+
+def params_tuple(**overrides):
+    return tuple({**PARAMS, **overrides}.values())
+
+
+@pytest.fixture(scope="module")
+def deploy_consensus(DataConsensus, registry, emission, token, deployer, gov, treasury):
+    """Factory: a DataConsensus with overridable parameters, authorised on the registry and Emission."""
+
+    def deploy(params=None, weights=WEIGHTS, initial_threshold=INITIAL_THRESHOLD):
+        consensus = DataConsensus.deploy(
+            registry, emission, token, gov, treasury, params or params_tuple(), weights, initial_threshold,
+            {"from": deployer},
+        )
+        grant_roles(gov, consensus, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"))
+        return consensus
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def consensus(deploy_consensus):
+    return deploy_consensus()
+
+
+@pytest.fixture(scope="module")
+def curator_accounts(accounts, deployer):
+    members = accounts.from_mnemonic(CURATOR_MNEMONIC, count=POOL_SIZE)
+    for member in members:
+        deployer.transfer(member, "1 ether")
+    return members
+
+
+@pytest.fixture(scope="module")
+def pool(consensus, staked, curator_accounts):
+    """Fifteen curators with equal stake, all in the sortition pool."""
+    for member in curator_accounts:
+        staked(member, CURATOR, CURATOR_STAKE)
+        consensus.joinPool(POOL_BOND, {"from": member})
+    return curator_accounts
+
+
+@pytest.fixture(scope="module")
+def informant(accounts, staked):
+    account = accounts[3]
+    staked(account, INFORMANT, INFORMANT_STAKE)
+    return account
+
+
+@pytest.fixture(scope="module")
+def submit(consensus, chain):
+    """Factory: submits a dataset and draws its panel; returns the submission id."""
+
+    def submit(informant, bond=BOND, cid=CID):
+        tx = consensus.submit(cid, bond, {"from": informant})
+        submission_id = tx.return_value
+        chain.mine(PARAMS["seedDelay"])
+        consensus.drawPanel(submission_id, {"from": informant})
+        return submission_id
+
+    return submit
+
+
+def salt_for(curator, submission_id):
+    return keccak(f"{curator.address}:{submission_id}".encode())
+
+
+@pytest.fixture(scope="module")
+def vote(consensus, chain):
+    """Factory: commit for each (curator -> scores), move to the reveal window, reveal (unless told not to)."""
+
+    def vote(submission_id, ballots, reveal=True, skip_reveal=()):
+        for curator, scores in ballots.items():
+            commitment = consensus.commitmentFor(scores, salt_for(curator, submission_id), curator)
+            consensus.commit(submission_id, commitment, {"from": curator})
+        to_reveal_window(submission_id)
+        if reveal:
+            for curator, scores in ballots.items():
+                if curator not in skip_reveal:
+                    consensus.reveal(submission_id, scores, salt_for(curator, submission_id), {"from": curator})
+
+    def to_reveal_window(submission_id):
+        deadline = consensus.getSubmission(submission_id)["commitDeadline"]
+        if chain.height <= deadline:
+            chain.mine(deadline - chain.height + 1)
+
+    return vote
+
+
+@pytest.fixture(scope="module")
+def panel(consensus):
+    """Factory: the curators seated on a submission's panel, as brownie accounts in seat order."""
+
+    def panel(submission_id, pool):
+        members, _ = consensus.panelOf(submission_id)
+        by_address = {account.address: account for account in pool}
+        return [by_address[member] for member in members]
+
+    return panel
+
+
+@pytest.fixture(scope="module")
+def past_reveal(consensus, chain):
+    def past_reveal(submission_id):
+        deadline = consensus.getSubmission(submission_id)["revealDeadline"]
+        if chain.height <= deadline:
+            chain.mine(deadline - chain.height + 1)
+
+    return past_reveal
+
+
+# ------------------------------------------------------------------ training rounds
+
+# Public, test-only mnemonic for deterministic trainer and evaluator accounts.
+ROLE_MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
+GENESIS_CID = bytes.fromhex("01551220") + keccak(b"genesis weights")
+SPEC_HASH = keccak(b"training spec")
+TRAINER_BOND = 1_000 * DSH
+EVALUATOR_BOND = 2_000 * DSH
+HONEST = [1_000 + 10 * k for k in range(K)]
+POISONED = [5_000 - 10 * k for k in range(K)]
+
+ROUND_PARAMS = dict(
+    trainCommitWindow=40,  # room for sixteen trainers, one block per transaction on a dev chain
+    trainRevealWindow=40,
+    evalCommitWindow=20,
+    evalRevealWindow=20,
+    seedDelay=2,
+    minBatch=1,
+    maxBatch=4,
+    minAccepted=2,
+    tolerance=400,
+    evaluatorTolerance=400,
+    outlierSlashBps=10_000,
+    evaluatorShareBps=2_000,
+    incoherentPenaltyBps=200,
+    noRevealPenaltyBps=500,
+    trainerBond=TRAINER_BOND,
+    minPoolBond=1_000 * DSH,
+    roundReward=5_000 * DSH,
+)
+
+
+def round_params(**overrides):
+    return tuple({**ROUND_PARAMS, **overrides}.values())
+
+
+def delta_cid(name):
+    return bytes.fromhex("01551220") + keccak(name.encode())
+
+
+def noisy(fingerprint, seed):
+    """An honest fingerprint as another machine would measure it: a few units off per coordinate."""
+    return [value + ((seed * 7 + k * 3) % 5) - 2 for k, value in enumerate(fingerprint)]
+
+
+@pytest.fixture(scope="module")
+def model_registry(ModelRegistry, deployer, gov):
+    return ModelRegistry.deploy(gov, GENESIS_CID, {"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def fingerprint_aggregation(FingerprintAggregation, deployer):
+    """The library TrainingRounds calls; brownie links its latest deployment into every TrainingRounds."""
+    return FingerprintAggregation.deploy({"from": deployer})
+
+
+@pytest.fixture(scope="module")
+def deploy_rounds(
+    TrainingRounds, fingerprint_aggregation, registry, emission, token, consensus, model_registry, deployer, gov,
+    treasury,
+):
+    def deploy(params=None):
+        rounds = TrainingRounds.deploy(
+            registry, emission, token, consensus, model_registry, gov, treasury, params or round_params(),
+            {"from": deployer},
+        )
+        grant_roles(
+            gov, rounds, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"), (consensus, "CONSUMER_ROLE"),
+            (model_registry, "REGISTRAR_ROLE"),
+        )
+        return rounds
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def rounds(deploy_rounds):
+    return deploy_rounds()
+
+
+@pytest.fixture(scope="module")
+def accepted_datasets(consensus, pool, informant, submit, panel, vote):
+    """Four datasets accepted by the curator pool, ready to be trained on."""
+    ids = []
+    for _ in range(4):
+        submission_id = submit(informant, bond=100 * 10**18)
+        vote(submission_id, {member: GOOD for member in panel(submission_id, pool)})
+        consensus.finalize(submission_id, {"from": informant})
+        ids.append(submission_id)
+    return ids
+
+
+@pytest.fixture(scope="module")
+def trainers(accounts, staked, deployer):
+    members = accounts.from_mnemonic(ROLE_MNEMONIC, count=16)
+    for member in members:
+        deployer.transfer(member, "1 ether")
+        staked(member, TRAINER, 2 * TRAINER_BOND)
+    return members
+
+
+@pytest.fixture(scope="module")
+def evaluators(accounts, staked, deployer, rounds):
+    """Twenty evaluators with equal bonds in the pool, so that a panel of nine is drawn in practice."""
+    members = accounts.from_mnemonic(ROLE_MNEMONIC, count=20, offset=16)
+    for member in members:
+        deployer.transfer(member, "1 ether")
+        staked(member, EVALUATOR, 2 * EVALUATOR_BOND)
+        rounds.joinPool(EVALUATOR_BOND, {"from": member})
+    return members
+
+
+@pytest.fixture
+def open_round(rounds, accepted_datasets, informant):
+    """Factory: opens a round on the next unused accepted datasets (per test: the chain is reverted after)."""
+    used = []
+
+    def open_round(batch=1, opener=informant):
+        ids = accepted_datasets[len(used):len(used) + batch]
+        used.extend(ids)
+        return rounds.openRound(ids, SPEC_HASH, {"from": opener}).return_value
+
+    return open_round
+
+
+def salt(account, round_id):
+    return keccak(f"{account.address}/{round_id}".encode())
+
+
+@pytest.fixture(scope="module")
+def train(rounds, chain):
+    """Factory: trainers commit then (unless listed in `silent`) reveal their delta CIDs."""
+
+    def train(round_id, deltas, silent=()):
+        for trainer, cid in deltas.items():
+            rounds.commitDelta(round_id, rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer),
+                               {"from": trainer})
+        mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+        for trainer, cid in deltas.items():
+            if trainer not in silent:
+                rounds.revealDelta(round_id, cid, salt(trainer, round_id), {"from": trainer})
+        mine_past(chain, rounds.getRound(round_id)["panelSeedBlock"])
+
+    return train
+
+
+@pytest.fixture(scope="module")
+def evaluate(rounds, chain):
+    """Factory: draws the panel, then each evaluator commits and reveals its fingerprints (one per delta)."""
+
+    def evaluate(round_id, reports, silent=(), default=None):
+        if rounds.getRound(round_id)["status"] == 1:  # not drawn yet
+            rounds.drawEvaluators(round_id)
+        panel, _ = rounds.panelOf(round_id)
+        by_address = {e.address: e for e in reports} if reports else {}
+        seated = [by_address.get(member) for member in panel]
+        for evaluator in seated:
+            if evaluator is None:
+                continue
+            fingerprints = reports[evaluator]
+            commitment = rounds.fingerprintCommitmentFor(fingerprints, salt(evaluator, round_id), evaluator)
+            rounds.commitFingerprints(round_id, commitment, {"from": evaluator})
+        mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+        for evaluator in seated:
+            if evaluator is None or evaluator in silent:
+                continue
+            rounds.revealFingerprints(round_id, reports[evaluator], salt(evaluator, round_id), {"from": evaluator})
+        return panel
+
+    return evaluate
+
+
+def mine_past(chain, block):
+    if chain.height <= block:
+        chain.mine(block - chain.height + 1)
+
+
+def seated_evaluators(rounds, round_id, evaluators):
+    """The evaluator accounts on a round's panel, in seat order."""
+    by_address = {e.address: e for e in evaluators}
+    return [by_address[member] for member in rounds.panelOf(round_id)[0]]

@@ -1,7 +1,9 @@
 """Compiled contract artifacts (ABI and bytecode) from brownie's build folder.
 
 `make setup` compiles contracts/ into build/contracts/<Name>.json (brownie's format: "abi", "bytecode",
-"deployedBytecode", ...). Workers read those files directly so that they run without brownie's runtime.
+"deployedBytecode", "linkReferences", ...). Workers read those files directly so that they run without brownie's
+runtime. A contract that calls an external library (TrainingRounds calls FingerprintAggregation) is compiled with
+a placeholder where the library's address goes; `Artifact.link` writes the deployed address in.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ArtifactMissing
+from eth_utils import is_address, to_checksum_address
+
+from .errors import ArtifactMissing, InvalidRequest
 
 PROJECT_ROOT_ENV = "DEEPSHARD_PROJECT_ROOT"
 ARTIFACTS_SUBDIR = Path("build") / "contracts"
@@ -38,12 +43,44 @@ def artifact_relpath(name: str) -> str:
 
 @dataclass(frozen=True)
 class Artifact:
-    """What the client needs of one compiled contract."""
+    """What the client needs of one compiled contract.
+
+    `creation_code` is 0x-prefixed (empty for interfaces) and, while `libraries` is not empty, holds a 20-byte
+    placeholder at each offset listed there (library name -> byte offsets into the creation code).
+    """
 
     name: str
     abi: list[dict[str, Any]] = field(repr=False)
-    bytecode: str = field(repr=False)  # creation code, 0x-prefixed; empty for interfaces
+    creation_code: str = field(repr=False)
     path: Path
+    libraries: Mapping[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def bytecode(self) -> str:
+        """The creation code, ready to deploy; `ArtifactMissing` while a library is still unlinked."""
+        if self.libraries:
+            raise ArtifactMissing(
+                f"{self.name} calls the external libraries {', '.join(sorted(self.libraries))}: deploy them and "
+                "link their addresses with Artifact.link (workers.chain.deploy does both)"
+            )
+        return self.creation_code
+
+    def link(self, addresses: Mapping[str, str]) -> Artifact:
+        """This artifact with each library's deployed address (`addresses`: library name -> address) written over
+        its placeholders. Raises `InvalidRequest` if a library it calls has no address, or one is not an address."""
+        missing = sorted(set(self.libraries) - set(addresses))
+        if missing:
+            raise InvalidRequest(f"{self.name} needs the address of {', '.join(missing)} to be linked")
+        code = self.creation_code
+        for library, offsets in self.libraries.items():
+            address = addresses[library]
+            if not is_address(address):
+                raise InvalidRequest(f"{address!r} (for {library}) is not an address")
+            hex_address = to_checksum_address(address)[2:].lower()
+            for offset in offsets:
+                start = 2 + 2 * offset  # past "0x", two hex digits a byte
+                code = code[:start] + hex_address + code[start + 40:]
+        return replace(self, creation_code=code, libraries={})
 
 
 def load_artifact(name: str) -> Artifact:
@@ -61,14 +98,16 @@ def _load_artifact(directory: Path, name: str) -> Artifact:
     try:
         data = json.loads(path.read_text())
         abi, bytecode = data["abi"], data.get("bytecode") or ""
-    except (ValueError, KeyError) as exc:
+        libraries = {
+            library: tuple(int(reference["start"]) for reference in references)
+            for by_library in (data.get("linkReferences") or {}).values()
+            for library, references in by_library.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ArtifactMissing(f"artifact {path} is unreadable ({exc}): run `make setup`") from exc
     if bytecode and not bytecode.startswith("0x"):
         bytecode = "0x" + bytecode
-    if "__" in bytecode:
-        # Unlinked library placeholders: deploying this would fail in an obscure way.
-        raise ArtifactMissing(f"artifact {name} needs library linking, which workers.chain does not do")
-    return Artifact(name=name, abi=abi, bytecode=bytecode, path=path)
+    return Artifact(name=name, abi=abi, creation_code=bytecode, path=path, libraries=libraries)
 
 
 def error_abis() -> list[dict[str, Any]]:

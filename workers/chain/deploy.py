@@ -9,7 +9,7 @@ from typing import Any
 from eth_utils import is_address, to_checksum_address
 
 from ..storage.cids import parse_cid
-from .artifacts import artifact_relpath
+from .artifacts import artifact_relpath, load_artifact
 from .client import ChainClient
 from .deployments import Deployment, deployment_path, load_deployment, save_deployment
 from .errors import DeploymentExists, InvalidRequest, NoDeployment
@@ -148,9 +148,10 @@ def deploy_network(
     deployments_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> Deployment:
-    """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry and
-    TrainingRounds; authorises the two modules on the registry (lock/unlock/slash) and on Emission (rewards),
-    TrainingRounds on DataConsensus (datasets) and on ModelRegistry (versions); hands admin to `governance`.
+    """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry, the
+    FingerprintAggregation library and TrainingRounds linked to it; authorises the two modules on the registry
+    (lock/unlock/slash) and on Emission (rewards), TrainingRounds on DataConsensus (datasets) and on ModelRegistry
+    (versions); hands admin to `governance`.
 
     The deployer is the first admin so that it can wire modules before handing over; if `governance`
     is another address, it receives DEFAULT_ADMIN_ROLE on both contracts and the deployer renounces
@@ -187,8 +188,10 @@ def deploy_network(
         data.as_struct(), list(data.criteria_weights), data.initial_threshold,
     )
     models, _ = client.deploy("ModelRegistry", deployer, parse_cid(params.genesis_model_cid).to_bytes())
-    rounds, _ = client.deploy(
-        "TrainingRounds", registry.address, emission.address, token_address, consensus.address, models.address,
+    aggregation, _ = client.deploy("FingerprintAggregation")
+    rounds, _ = _deploy_linked(
+        client, "TrainingRounds", {"FingerprintAggregation": aggregation.address},
+        registry.address, emission.address, token_address, consensus.address, models.address,
         deployer, treasury, params.training_rounds.as_struct(),
     )
     grants = [
@@ -220,6 +223,7 @@ def deploy_network(
                 ("StakeRegistry", registry.address),
                 ("DataConsensus", consensus.address),
                 ("ModelRegistry", models.address),
+                ("FingerprintAggregation", aggregation.address),
                 ("TrainingRounds", rounds.address),
             )
         },
@@ -228,6 +232,16 @@ def deploy_network(
     client.deployments_dir = deployments_dir
     client.deployment(reload=True)
     return record
+
+
+def _deploy_linked(client: ChainClient, name: str, libraries: dict[str, str], *args: Any) -> tuple[Any, Any]:
+    """`client.deploy` for a contract that calls external libraries: their addresses are linked into its
+    creation code first. (It uses the client's package-internal send path, as `ChainClient.deploy` does.)"""
+    artifact = load_artifact(name).link(libraries)
+    factory = client.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    fields = client._call_fields(factory.constructor(*args).build_transaction(client._placeholder_fields(0)))
+    receipt = client._send(fields, f"deploy {name}", gas=None, wait=True)
+    return client.at(name, receipt["contractAddress"]), receipt
 
 
 def _refuse_live_deployment(client: ChainClient, deployments_dir: Any) -> None:

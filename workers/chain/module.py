@@ -4,15 +4,15 @@
     class DataConsensusClient(ModuleClient):
         CONTRACT = "DataConsensus"           # the deployment's contract this client drives
         POOL_ROLE = "CURATOR"                # the stake its panel pool locks
-        PANEL_DRAWN = ModuleEvent("PanelDrawn", members="curators")   # every event it reads, named once
+        PANEL_DRAWN = ModuleEvent("PanelDrawn")   # every event it reads, named once
 
 - Reads: the contract, the latest and deploy blocks, `params()` (getParams by field name), panels and seats,
   pool bonds. Phases are judged conservatively from the latest block: a transaction sent now is checked (gas
   estimate) against the state at `latest` and lands in a later block, so a window counts as open only when it
   is open at `latest` and still open at `latest + 1` (`window_phase`).
 - Events: `logs` scans bounded block ranges (`LOG_RANGE` blocks per eth_getLogs) and `receipt_event` reads a
-  receipt; `logs` returns `Log`s, `receipt_event(s)` the events' argument dicts, both with the panel events'
-  shared argument names (`ModuleEvent`).
+  receipt; `logs` returns `Log`s, `receipt_event(s)` the events' argument dicts (each event named once per client,
+  `ModuleEvent`).
 - Writes: `settle_inflight` first waits until no transaction of this account is pending (a worker killed after
   sending and restarted sees its transaction land instead of sending a second); `require_free_stake` refuses a
   lock the stake cannot cover; `join_pool` locks stake in the module's panel pool. Every write raises
@@ -75,24 +75,14 @@ def cid_from_chain(raw: bytes) -> str:
 
 
 class ModuleEvent:
-    """A contract event a client reads: its ABI name, and `aliases` giving the ABI name of each argument that
-    the panel events of every module share (`id`, `members`, `member`) where this contract still names it
-    otherwise. Renaming an event is then one line: `ModuleEvent("EvaluatorsDrawn", id="round",
-    members="evaluators")` becomes `ModuleEvent("PanelDrawn")`."""
+    """A contract event a client reads, named once per client: `ModuleEvent("PanelDrawn")`. The panel events
+    (`PanelReseeded`, `PanelDrawn`, `Committed`, `Revealed`, `Settled`) are declared once in `SortitionPanel.sol`
+    and have the same arguments on every panel module (`id`, `members`, `member`)."""
 
-    __slots__ = ("name", "aliases")
+    __slots__ = ("name",)
 
-    def __init__(self, name: str, **aliases: str):
+    def __init__(self, name: str):
         self.name = name
-        self.aliases: Mapping[str, str] = aliases
-
-    def args(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """The decoded arguments, with each alias added under its shared name."""
-        return {**raw, **{shared: raw[abi] for shared, abi in self.aliases.items()}}
-
-    def filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
-        """Argument filters by shared names -> by this contract's ABI names."""
-        return {self.aliases.get(name, name): value for name, value in filters.items()}
 
     def __repr__(self) -> str:
         return f"ModuleEvent({self.name!r})"
@@ -100,7 +90,7 @@ class ModuleEvent:
 
 @dataclass(frozen=True)
 class Log:
-    """One event: its arguments (with the shared names, `ModuleEvent.args`), where it is, which transaction."""
+    """One event: its arguments, where it is, which transaction."""
 
     name: str
     args: dict[str, Any]
@@ -231,7 +221,7 @@ class ModuleClient(abc.ABC):
         first: bool = False,
         newest_first: bool = False,
     ) -> list[Log]:
-        """`event` logs of `contract` (default: this module's) matching `filters` (by shared argument names) in
+        """`event` logs of `contract` (default: this module's) matching `filters` (by argument name) in
         blocks [start, end], `LOG_RANGE` blocks per request, in block order (ranges walked from `end` down with
         `newest_first`); with `first`, stops at the first range that has any."""
         abi_event = getattr((contract or self.contract).events, event.name)
@@ -242,12 +232,12 @@ class ModuleClient(abc.ABC):
         found: list[Log] = []
         for low, high in ranges:
             logs = abi_event.get_logs(
-                argument_filters=event.filters(filters or {}) or None, from_block=low, to_block=high
+                argument_filters=dict(filters or {}) or None, from_block=low, to_block=high
             )
             found.extend(
                 Log(
                     event.name,
-                    event.args(log["args"]),
+                    dict(log["args"]),
                     int(log["blockNumber"]),
                     int(log["logIndex"]),
                     Web3.to_hex(log["transactionHash"]),
@@ -259,9 +249,9 @@ class ModuleClient(abc.ABC):
         return found
 
     def receipt_events(self, receipt: Any, event: ModuleEvent) -> list[dict[str, Any]]:
-        """The arguments (with the shared names) of each `event` the transaction of `receipt` emitted."""
+        """The arguments of each `event` the transaction of `receipt` emitted."""
         decoded = getattr(self.contract.events, event.name)().process_receipt(receipt, errors=DISCARD)
-        return [event.args(entry["args"]) for entry in decoded]
+        return [dict(entry["args"]) for entry in decoded]
 
     def receipt_event(self, receipt: Any, event: ModuleEvent) -> dict[str, Any]:
         """The arguments of the first `event` of `receipt`; `ChainError` if it emitted none."""

@@ -362,11 +362,11 @@ class DataConsensusClient(ModuleClient):
     # contract's own argument names are aliased to them until the contract uses the shared ones.
     SUBMITTED = ModuleEvent("Submitted")
     PANEL_RESEEDED = ModuleEvent("PanelReseeded")
-    PANEL_DRAWN = ModuleEvent("PanelDrawn", members="curators")
-    COMMITTED = ModuleEvent("Committed", member="curator")
-    REVEALED = ModuleEvent("Revealed", member="curator")
+    PANEL_DRAWN = ModuleEvent("PanelDrawn")
+    COMMITTED = ModuleEvent("Committed")
+    REVEALED = ModuleEvent("Revealed")
     FINALIZED = ModuleEvent("Finalized")
-    SETTLED = ModuleEvent("Settled", member="curator")
+    SETTLED = ModuleEvent("Settled")
     INFORMANT_REWARD_CLAIMED = ModuleEvent("InformantRewardClaimed")
 
     # ------------------------------------------------------------ reads

@@ -6,7 +6,7 @@
 
 TrainingRounds (every event also queues the round keeper's `keeper_step(round)`):
 - RoundOpened: `trainer_step(round)` to every registered trainer;
-- DeltaRevealed: only the keeper's step (it restarts a keeper chain that was lost);
+- DeltaRevealed, PanelReseeded: only the keeper's step (it restarts a keeper chain that was lost);
 - panel drawn: `evaluator_step(round)` to each drawn evaluator that is registered;
 - panel revealed: only the keeper's step (it finalizes as soon as every seat revealed);
 - RoundFinalized: `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel.
@@ -64,6 +64,7 @@ WATCHED: dict[str, tuple[ModuleEvent, ...]] = {
     ROUNDS.CONTRACT: (
         ROUNDS.ROUND_OPENED,
         ROUNDS.DELTA_REVEALED,
+        ROUNDS.PANEL_RESEEDED,
         ROUNDS.PANEL_DRAWN,
         ROUNDS.REVEALED,
         ROUNDS.ROUND_FINALIZED,
@@ -135,7 +136,8 @@ class Router:
         name, args = event.name, event.args
         out: list[Dispatch] = []
         if event.contract == ROUNDS.CONTRACT:
-            panel_event = name in (ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
+            # The panel events, shared with every panel module, name the round `id`.
+            panel_event = name in (ROUNDS.PANEL_RESEEDED.name, ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
             round_id = int(args["id"] if panel_event else args["round"])
             if name in (ROUNDS.ROUND_OPENED.name, ROUNDS.ROUND_FINALIZED.name):
                 out += [
@@ -266,7 +268,7 @@ class Watcher:
         return ChainEvent(
             name,
             decoded["event"],
-            event.args(decoded["args"]),
+            dict(decoded["args"]),
             int(log["blockNumber"]),
             int(log["logIndex"]),
             Web3.to_hex(log["transactionHash"]),

@@ -271,13 +271,14 @@ class TrainingRoundsClient(ModuleClient):
     ROUND_OPENED = ModuleEvent("RoundOpened")
     DELTA_COMMITTED = ModuleEvent("DeltaCommitted")
     DELTA_REVEALED = ModuleEvent("DeltaRevealed")
-    PANEL_DRAWN = ModuleEvent("EvaluatorsDrawn", id="round", members="evaluators")
-    COMMITTED = ModuleEvent("FingerprintsCommitted", id="round", member="evaluator")
-    REVEALED = ModuleEvent("FingerprintsRevealed", id="round", member="evaluator")
+    PANEL_RESEEDED = ModuleEvent("PanelReseeded")
+    PANEL_DRAWN = ModuleEvent("PanelDrawn")
+    COMMITTED = ModuleEvent("Committed")
+    REVEALED = ModuleEvent("Revealed")
     ROUND_FINALIZED = ModuleEvent("RoundFinalized")
     DELTA_JUDGED = ModuleEvent("DeltaJudged")
     TRAINER_SETTLED = ModuleEvent("TrainerSettled")
-    SETTLED = ModuleEvent("EvaluatorSettled", id="round", member="evaluator")
+    SETTLED = ModuleEvent("Settled")
     #: DataConsensus's outcome event, read to find the accepted datasets a round can train on.
     DATA_FINALIZED = ModuleEvent("Finalized")
 

@@ -176,17 +176,17 @@ def test_reveal_outside_its_window_reverts(consensus, voting, chain, past_reveal
     submission_id, members = voting
     salt = salt_for(members[0], submission_id)
     consensus.commit(submission_id, consensus.commitmentFor(GOOD, salt, members[0]), {"from": members[0]})
-    with reverts("RevealNotOpen"):
+    with reverts("WindowNotOpen"):
         consensus.reveal(submission_id, GOOD, salt, {"from": members[0]})
     past_reveal(submission_id)
-    with reverts("RevealClosed"):
+    with reverts("WindowClosed"):
         consensus.reveal(submission_id, GOOD, salt, {"from": members[0]})
 
 
 def test_commit_after_window_reverts(consensus, voting, vote):
     submission_id, members = voting
     vote(submission_id, {}, reveal=False)
-    with reverts("CommitClosed"):
+    with reverts("WindowClosed"):
         consensus.commit(submission_id, b"\x01" * 32, {"from": members[0]})
 
 

@@ -133,8 +133,10 @@ def measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, 
             consensus.reveal(submission_id, scores, salt_for(member, submission_id), {"from": member})
         gas[f"DataConsensus.finalize:{outcome}-panel-15"] = consensus.finalize(submission_id).gas_used
         gas[f"DataConsensus.claim:{outcome}"] = consensus.claim(submission_id, 0, {"from": first}).gas_used
+        # A curator with no DSH yet: one seated on the accepted panel too already holds its reward.
+        seat, new_holder = next((s, m) for s, m in enumerate(members) if token.balanceOf(m) == 0)
         gas[f"DataConsensus.claim:{outcome}-new-holder"] = consensus.claim(
-            submission_id, 1, {"from": members[1]}
+            submission_id, seat, {"from": new_holder}
         ).gas_used
         if outcome == "accepted":
             gas["DataConsensus.claimInformantReward"] = consensus.claimInformantReward(

@@ -112,7 +112,7 @@ def test_evaluator_coalition_under_half_cannot_flip_the_outcome(
     assert tx.events["RoundFinalized"]["acceptedMask"] == 0b1011
     panel, _ = rounds.panelOf(round_id)
     for seat, member in enumerate(panel):
-        settled = rounds.claimEvaluator(round_id, seat).events["EvaluatorSettled"]
+        settled = rounds.claimEvaluator(round_id, seat).events["Settled"]
         if member in [e.address for e in coalition]:
             assert settled["reward"] == 0 and settled["penalty"] == EVALUATOR_BOND * 200 // 10_000
         else:
@@ -161,7 +161,7 @@ def test_missed_windows(rounds, registry, trainers, evaluators, open_round, trai
     rounds.finalize(round_id)
     assert registry.stakeOf(crew[3], TRAINER) == TRAINER_BOND  # silent trainer lost its bond
     seat = list(panel).index(late.address)
-    settled = rounds.claimEvaluator(round_id, seat).events["EvaluatorSettled"]
+    settled = rounds.claimEvaluator(round_id, seat).events["Settled"]
     assert settled["penalty"] == EVALUATOR_BOND * ROUND_PARAMS["noRevealPenaltyBps"] // 10_000
 
 

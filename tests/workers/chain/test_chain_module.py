@@ -9,6 +9,7 @@ import pytest
 
 from workers.chain import InvalidRequest, ReceiptTimeout, TransactionReverted, stake
 from workers.chain import module as module_lib
+from workers.chain.artifacts import load_artifact
 from workers.chain.module import ModuleEvent, cid_from_chain, cid_to_chain, raced, window_phase
 from workers.chain.units import WEI_PER_DSH
 from workers.data.chain import DataConsensusClient
@@ -36,24 +37,21 @@ def test_window_phase_opens_a_window_only_when_it_is_open_now_and_next_block():
     assert window_phase(11, commit, reveal, all_revealed=True) == "ready to finalize"
 
 
-def test_module_events_read_and_filter_under_the_shared_names():
-    drawn = ModuleEvent("EvaluatorsDrawn", id="round", members="evaluators")
-    assert drawn.args({"round": 3, "evaluators": ["0xA"], "commitDeadline": 9}) == {
-        "round": 3,
-        "evaluators": ["0xA"],
-        "commitDeadline": 9,
-        "id": 3,
-        "members": ["0xA"],
-    }
-    assert drawn.filters({"id": 3, "other": 1}) == {"round": 3, "other": 1}
-    renamed = ModuleEvent("PanelDrawn")  # after the contract's rename: one line, nothing else changes
-    assert renamed.args({"id": 3, "members": []}) == {"id": 3, "members": []}
-    assert renamed.filters({"id": 3}) == {"id": 3}
-    # Both clients read their panel's events under the same names.
+def test_both_clients_name_the_same_panel_events():
+    # The panel events are declared once, in SortitionPanel.sol: both module clients read them by the same names,
+    # and each name is one of the contract's events.
+    panel = ("PANEL_RESEEDED", "PANEL_DRAWN", "COMMITTED", "REVEALED", "SETTLED")
     for client in (DataConsensusClient, TrainingRoundsClient):
-        assert {"id", "members"} <= set(
-            client.PANEL_DRAWN.args({"id": 1, "round": 1, "members": [], "curators": [], "evaluators": []})
-        )
+        abi_events = {entry["name"] for entry in load_artifact(client.CONTRACT).abi if entry["type"] == "event"}
+        assert [getattr(client, attribute).name for attribute in panel] == [
+            "PanelReseeded",
+            "PanelDrawn",
+            "Committed",
+            "Revealed",
+            "Settled",
+        ]
+        named = {value.name for value in vars(client).values() if isinstance(value, ModuleEvent)}
+        assert named <= abi_events
 
 
 def test_cids_round_trip_between_strings_and_the_contract_form():

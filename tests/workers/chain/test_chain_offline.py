@@ -70,6 +70,25 @@ def test_artifact_has_abi_and_bytecode():
     artifact = load_artifact("StakeRegistry")
     assert artifact.bytecode.startswith("0x") and len(artifact.bytecode) > 100
     assert any(entry.get("name") == "stake" for entry in artifact.abi)
+    assert not artifact.libraries
+
+
+def test_library_addresses_are_linked_into_the_creation_code():
+    unlinked = load_artifact("TrainingRounds")
+    assert set(unlinked.libraries) == {"FingerprintAggregation"}
+    assert any(entry.get("name") == "finalize" for entry in unlinked.abi)  # the ABI needs no linking
+    with pytest.raises(ArtifactMissing, match="FingerprintAggregation"):
+        unlinked.bytecode  # noqa: B018  (the property refuses unlinked code)
+    with pytest.raises(InvalidRequest, match="FingerprintAggregation"):
+        unlinked.link({})
+    with pytest.raises(InvalidRequest, match="not an address"):
+        unlinked.link({"FingerprintAggregation": "0x1234"})
+    library = "0x" + "ab" * 20
+    linked = unlinked.link({"FingerprintAggregation": library})
+    code = bytes.fromhex(linked.bytecode[2:])  # every placeholder replaced: the code is plain hex now
+    offsets = unlinked.libraries["FingerprintAggregation"]
+    assert offsets and all(code[offset:offset + 20] == bytes.fromhex("ab" * 20) for offset in offsets)
+    assert len(code) * 2 + 2 == len(unlinked.creation_code)
 
 
 def test_deployment_record_round_trip(tmp_path):

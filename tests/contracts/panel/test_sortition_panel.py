@@ -1,0 +1,181 @@
+"""SortitionPanel, the commit-reveal panel both modules extend: one set of events and errors, and the behaviour
+that became common when the two copies were merged (evaluator reseeding announces itself, coherence is fixed
+when the panel is judged, a seat's record is readable once revealed)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.contracts.conftest import (
+    GOOD,
+    HONEST,
+    JUNK,
+    POOL_BOND,
+    ROUND_PARAMS,
+    WEIGHTS,
+    delta_cid,
+    mine_past,
+    params_tuple,
+    reverts,
+    round_params,
+    salt,
+    seated_evaluators,
+)
+
+BUILD = Path(__file__).resolve().parents[3] / "build" / "contracts"
+PANEL_EVENTS = {
+    "PanelDrawn": "PanelDrawn(uint256,address[],uint256,uint256)",
+    "PanelReseeded": "PanelReseeded(uint256,uint256)",
+    "Committed": "Committed(uint256,address)",
+    "Revealed": "Revealed(uint256,address)",
+    "Settled": "Settled(uint256,address,uint256,uint256)",
+}
+# Names of the evaluator panel's events before the merge; workers must not find them any more.
+RETIRED_EVENTS = {"EvaluatorsDrawn", "FingerprintsCommitted", "FingerprintsRevealed", "EvaluatorSettled"}
+
+
+def abi_of(name):
+    return json.loads((BUILD / f"{name}.json").read_text())["abi"]
+
+
+def signature(entry):
+    return f"{entry['name']}({','.join(i['type'] for i in entry['inputs'])})"
+
+
+@pytest.mark.parametrize("name", ["DataConsensus", "TrainingRounds"])
+def test_both_modules_expose_the_panel_events_and_errors(name):
+    abi = abi_of(name)
+    events = {e["name"]: e for e in abi if e["type"] == "event"}
+    assert {name: signature(events[name]) for name in PANEL_EVENTS} == PANEL_EVENTS
+    assert [i["indexed"] for i in events["Settled"]["inputs"]] == [True, True, False, False]
+    assert not RETIRED_EVENTS & set(events)
+    errors = {signature(e) for e in abi if e["type"] == "error"}
+    panel_errors = {signature(e) for e in abi_of("SortitionPanel") if e["type"] == "error"}
+    assert panel_errors <= errors
+    assert {"WindowClosed()", "WindowNotOpen()", "WrongStatus(uint8)", "TooEarly(uint256)"} <= panel_errors
+    assert not {"CommitClosed()", "RevealNotOpen()", "RevealClosed()"} & errors
+
+
+# ------------------------------------------------------------------ the evaluator panel (TrainingRounds)
+
+
+def test_evaluator_draw_reseeds_past_the_blockhash_horizon(rounds, trainers, evaluators, open_round, train, chain):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"r{i}") for i, t in enumerate(trainers[:2])})
+    chain.mine(260)  # the seed block's hash is out of blockhash's reach
+    tx = rounds.drawEvaluators(round_id)
+    new_seed_block = tx.block_number + ROUND_PARAMS["seedDelay"]
+    assert tx.events["PanelReseeded"]["id"] == round_id
+    assert tx.events["PanelReseeded"]["seedBlock"] == new_seed_block
+    assert "PanelDrawn" not in tx.events
+    stored = rounds.getRound(round_id)
+    assert stored["status"] == 1 and stored["panelSeedBlock"] == new_seed_block and stored["panelSize"] == 0
+    with reverts("TooEarly", new_seed_block):
+        rounds.drawEvaluators(round_id)
+    mine_past(chain, new_seed_block)
+    tx = rounds.drawEvaluators(round_id)
+    drawn = tx.events["PanelDrawn"]
+    assert drawn["id"] == round_id and list(drawn["members"]) == list(rounds.panelOf(round_id)[0])
+    assert rounds.getRound(round_id)["status"] == 3
+
+
+def test_evaluator_commit_and_reveal_events_and_windows(rounds, trainers, evaluators, open_round, train, chain):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"w{i}") for i, t in enumerate(trainers[:2])})
+    rounds.drawEvaluators(round_id)
+    first, second = seated_evaluators(rounds, round_id, evaluators)[:2]
+    reports = [HONEST, HONEST]
+    commitment = rounds.fingerprintCommitmentFor(reports, salt(first, round_id), first)
+    tx = rounds.commitFingerprints(round_id, commitment, {"from": first})
+    assert tx.events["Committed"]["id"] == round_id and tx.events["Committed"]["member"] == first
+    with reverts("WindowNotOpen"):
+        rounds.revealFingerprints(round_id, reports, salt(first, round_id), {"from": first})
+    mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+    with reverts("WindowClosed"):
+        rounds.commitFingerprints(round_id, commitment, {"from": second})
+    tx = rounds.revealFingerprints(round_id, reports, salt(first, round_id), {"from": first})
+    assert tx.events["Revealed"]["id"] == round_id and tx.events["Revealed"]["member"] == first
+    mine_past(chain, rounds.getRound(round_id)["evalRevealDeadline"])
+    with reverts("WindowClosed"):
+        rounds.revealFingerprints(round_id, reports, salt(first, round_id), {"from": first})
+
+
+def test_fingerprints_of_a_seat_read_as_zeros_until_revealed(rounds, trainers, evaluators, open_round, train, chain):
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"z{i}") for i, t in enumerate(trainers[:2])})
+    rounds.drawEvaluators(round_id)
+    evaluator = seated_evaluators(rounds, round_id, evaluators)[0]
+    seat, _ = rounds.seatOf(round_id, evaluator)
+    reports = [HONEST, [-v for v in HONEST]]
+    rounds.commitFingerprints(round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator),
+                              {"from": evaluator})
+    # Until the reveal the seat's slot holds the commitment, which must not read as a fingerprint.
+    assert list(rounds.fingerprintOf(round_id, seat, 0)) == [0] * 16
+    mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
+    rounds.revealFingerprints(round_id, reports, salt(evaluator, round_id), {"from": evaluator})
+    assert [list(rounds.fingerprintOf(round_id, seat, d)) for d in range(3)] == reports + [[0] * 16]
+    assert list(rounds.fingerprintOf(round_id, 15, 0)) == [0] * 16
+
+
+# ------------------------------------------------------------------ the curator panel (DataConsensus)
+
+
+@pytest.fixture
+def voting(consensus, pool, informant, submit, panel):
+    submission_id = submit(informant)
+    return submission_id, panel(submission_id, pool)
+
+
+def test_commit_before_the_draw_finds_no_seat(consensus, pool, informant):
+    submission_id = consensus.submit(b"\x01" * 36, 100 * 10**18, {"from": informant}).return_value
+    with reverts("NotOnPanel"):
+        consensus.commit(submission_id, b"\x01" * 32, {"from": pool[0]})
+
+
+def test_scores_of_a_seat_are_readable_once_revealed(consensus, voting, vote):
+    submission_id, members = voting
+    vote(submission_id, {members[0]: GOOD, members[1]: JUNK}, skip_reveal=(members[1],))
+    assert list(consensus.scoresOf(submission_id, 0)) == GOOD
+    assert list(consensus.scoresOf(submission_id, 1)) == [0] * 5  # committed, not revealed
+    assert list(consensus.scoresOf(submission_id, 2)) == [0] * 5  # silent
+
+
+def test_coherence_is_fixed_when_the_panel_is_judged(consensus, token, voting, vote, informant, gov):
+    """A seat's coherence is decided with the tolerance in force at `finalize`, the same one that fixed the
+    coherent weight its reward is divided by; a later governance change cannot turn a coherent seat into a
+    penalised one, nor make the seats' rewards add up to more than the payout."""
+    submission_id, members = voting
+    ballots = {member: GOOD for member in members}
+    ballots[members[0]] = [score - 5 for score in GOOD]  # 25 points from the consensus, within 50
+    vote(submission_id, ballots)
+    consensus.finalize(submission_id, {"from": informant})
+    consensus.setParams(params_tuple(toleranceL1=0), WEIGHTS, {"from": gov})
+    tx = consensus.claim(submission_id, 0, {"from": informant})
+    stored = consensus.getSubmission(submission_id)
+    assert tx.events["Settled"]["penalty"] == 0
+    assert tx.events["Settled"]["reward"] == stored["curatorPayout"] * POOL_BOND // stored["coherentWeight"] > 0
+    assert token.balanceOf(members[0]) == tx.events["Settled"]["reward"]
+
+
+@pytest.mark.parametrize("name", ["consensus", "rounds"])
+def test_treasury_is_governed_in_the_base(name, consensus, rounds, gov, outsider, treasury):
+    contract = {"consensus": consensus, "rounds": rounds}[name]
+    assert contract.treasury() == treasury
+    with reverts("AccessControlUnauthorizedAccount"):
+        contract.setTreasury(outsider, {"from": outsider})
+    with reverts("ZeroAddress"):
+        contract.setTreasury("0x" + "00" * 20, {"from": gov})
+    contract.setTreasury(outsider, {"from": gov})
+    assert contract.treasury() == outsider
+
+
+def test_panel_parameters_are_validated_in_the_base(deploy_consensus, deploy_rounds):
+    for broken in (dict(commitWindow=0), dict(revealWindow=0), dict(seedDelay=0), dict(minPoolBond=0),
+                   dict(noRevealPenaltyBps=10_001), dict(incoherentPenaltyBps=10_001)):
+        with reverts("InvalidParams"):
+            deploy_consensus(params=params_tuple(**broken))
+    for broken in (dict(evalCommitWindow=0), dict(evalRevealWindow=0), dict(seedDelay=0), dict(minPoolBond=0),
+                   dict(noRevealPenaltyBps=10_001), dict(incoherentPenaltyBps=10_001)):
+        with reverts("InvalidParams"):
+            deploy_rounds(round_params(**broken))
