@@ -13,7 +13,7 @@ BROWNIE := $(BIN)/brownie
 # Tests start their own chains; brownie's own networks launch anvil/ganache on this port.
 CONTRACT_TESTS := tests/contracts
 
-.PHONY: help setup test test-contracts test-ganache test-gas test-workers slither gas demo bench-verify \
+.PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
 	bench-throughput bench-rounds clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
@@ -21,8 +21,10 @@ MODEL ?= tiny
 
 help:
 	@echo "make demo   run the network end to end on a local chain"
-	@echo "make test   run every test (contracts on anvil and Ganache, state machine, gas, slither, workers)"
+	@echo "make test   run every test (lint, contracts on anvil and Ganache, state machine, gas, slither, workers)"
+	@echo "make lint   ruff, mypy, the import layers and solhint"
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
+	@echo "make sizes  measure deployed bytecode sizes and rewrite benchmarks/size/snapshot.json"
 	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
@@ -52,7 +54,20 @@ build/.compiled: $(shell find contracts -name '*.sol') brownie-config.yaml $(VEN
 	$(BROWNIE) compile
 	touch $@
 
-test: setup test-contracts test-ganache test-gas slither test-workers
+test: setup lint test-contracts test-ganache test-gas slither test-workers
+
+# Python: ruff (lint and format check), mypy, the import layers (import-linter); Solidity: solhint. Each is
+# configured in the repository (pyproject.toml, .solhintrc.yml); `make format` applies ruff's formatting.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	solhint --config .solhintrc.yml --max-warnings 0 --noPoster --disc 'contracts/**/*.sol'
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-contracts: setup
 	$(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network development
@@ -66,6 +81,10 @@ test-gas: setup
 
 gas: setup
 	DEEPSHARD_GAS_UPDATE=1 $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
+
+# Rewrites benchmarks/size/snapshot.json (deployed bytes per contract; the size test runs in test-contracts).
+sizes: setup
+	DEEPSHARD_SIZE_UPDATE=1 $(BROWNIE) test $(CONTRACT_TESTS)/size --network development
 
 slither: setup
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/static

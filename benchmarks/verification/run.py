@@ -63,8 +63,12 @@ TOLERANCE_MULTIPLE = 3
 # Honest trainers whose delta is not bit-identical to the evaluator's own rerun: the AUROC's negatives.
 NOISY_HONEST = ("honest_noise_1e-3", "honest_threads_2")
 BENCH_ROOT_SEED = 0  # trial i's round seed is sha256-derived from this root, the label and i
-TARGETS = {"auroc": 0.99, "honest_false_rejections": 0, "cost_ratio_fingerprint_vs_training": 0.05,
-           "speedup_vs_detectgpt": 50}
+TARGETS = {
+    "auroc": 0.99,
+    "honest_false_rejections": 0,
+    "cost_ratio_fingerprint_vs_training": 0.05,
+    "speedup_vs_detectgpt": 50,
+}
 
 
 def trial_seed(kind: str, index: int) -> str:
@@ -108,10 +112,17 @@ def run_round(base, spec, seed: str, adversaries: bool) -> RoundOutcome:
         improvements[name] = base_loss - batch_loss(tuned.model, blocks)
         del tuned
     return RoundOutcome(
-        seed=seed, prints=prints, improvements=improvements, base_loss=base_loss,
-        training_wall_seconds=honest.wall_seconds, training_loop_seconds=honest.result.seconds,
-        training_tokens=honest.result.tokens, base_score_seconds=base_score_seconds,
-        fingerprint_seconds=fingerprint_seconds, honest_delta=honest.result.delta, probes=probes,
+        seed=seed,
+        prints=prints,
+        improvements=improvements,
+        base_loss=base_loss,
+        training_wall_seconds=honest.wall_seconds,
+        training_loop_seconds=honest.result.seconds,
+        training_tokens=honest.result.tokens,
+        base_score_seconds=base_score_seconds,
+        fingerprint_seconds=fingerprint_seconds,
+        honest_delta=honest.result.delta,
+        probes=probes,
     )
 
 
@@ -134,13 +145,24 @@ def _log(message: str, quiet: bool) -> None:
 
 
 def _stats(values: list[float], digits: int = 4) -> dict:
-    return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
-            "max": round(max(values), digits)}
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
 
 
-def run(model: str, trials: int, calibration_trials: int, steps: int | None, detectgpt_texts: int | None,
-        detectgpt_perturbations: int, generated_samples: int, quiet: bool = False,
-        device: str | None = None) -> tuple[dict, dict]:
+def run(
+    model: str,
+    trials: int,
+    calibration_trials: int,
+    steps: int | None,
+    detectgpt_texts: int | None,
+    detectgpt_perturbations: int,
+    generated_samples: int,
+    quiet: bool = False,
+    device: str | None = None,
+) -> tuple[dict, dict]:
     """Run the benchmark; returns (the JSON report, plot data)."""
     started_all = time.perf_counter()
     machine = machine_description()
@@ -155,10 +177,17 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
     for index in range(calibration_trials):
         outcome = run_round(base, spec, trial_seed("calibration", index), adversaries=False)
         distances = judge(outcome.prints, HONEST)
-        calibration.append({"round_seed": outcome.seed, "distances": distances,
-                            "loss_deviations": loss_deviations(outcome.improvements, HONEST)})
-        _log(f"calibration {index + 1}/{calibration_trials}: {distances} "
-             f"({time.perf_counter() - started_all:.0f} s)", quiet)
+        calibration.append(
+            {
+                "round_seed": outcome.seed,
+                "distances": distances,
+                "loss_deviations": loss_deviations(outcome.improvements, HONEST),
+            }
+        )
+        _log(
+            f"calibration {index + 1}/{calibration_trials}: {distances} ({time.perf_counter() - started_all:.0f} s)",
+            quiet,
+        )
     calibration_max = max(d for c in calibration for d in c["distances"].values())
     tolerance = max(1, math.ceil(TOLERANCE_MULTIPLE * calibration_max))
     # The same rule for the two-sided loss check, on its own scale (nats/token).
@@ -173,9 +202,13 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         assert not set(round_batch(outcome.seed)) & corpus
         outcomes.append(outcome)
         judged.append({adv: judge(outcome.prints, HONEST + (adv,)) for adv in ADVERSARIES})
-        _log(f"trial {index + 1}/{trials}: " + ", ".join(f"{a}={judged[-1][a][a]}" for a in ADVERSARIES)
-             + f" | honest max {max(judged[-1][a][h] for a in ADVERSARIES for h in HONEST)}"
-             f" ({time.perf_counter() - started_all:.0f} s)", quiet)
+        _log(
+            f"trial {index + 1}/{trials}: "
+            + ", ".join(f"{a}={judged[-1][a][a]}" for a in ADVERSARIES)
+            + f" | honest max {max(judged[-1][a][h] for a in ADVERSARIES for h in HONEST)}"
+            f" ({time.perf_counter() - started_all:.0f} s)",
+            quiet,
+        )
 
     adversaries = {}
     for adv in ADVERSARIES:
@@ -194,10 +227,12 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
             "baseline_auroc": round(auroc([-x for x in improve_adv], [-x for x in improve_honest]), 4),
             "baseline_detection_rate": round(sum(x <= 0 for x in improve_adv) / len(improve_adv), 4),
             "baseline_detection_rate_best_threshold": round(
-                sum(x < min(improve_honest) for x in improve_adv) / len(improve_adv), 4),
+                sum(x < min(improve_honest) for x in improve_adv) / len(improve_adv), 4
+            ),
             "baseline_two_sided_auroc": round(auroc(two_sided_adv, two_sided_honest), 4),
             "baseline_two_sided_detection_rate": round(
-                sum(d > loss_tolerance for d in two_sided_adv) / len(two_sided_adv), 4),
+                sum(d > loss_tolerance for d in two_sided_adv) / len(two_sided_adv), 4
+            ),
             "distance": _stats(positives, 0),
             "honest_distance_in_these_rounds": _stats(negatives, 0),
             "loss_improvement": _stats(improve_adv),
@@ -209,11 +244,18 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         rejected = sum(d > tolerance for d in distances)
         false_rejections += rejected
         judgements += len(distances)
-        loss_rejected = sum(loss_deviations(o.improvements, HONEST + (adv,))[h] > loss_tolerance
-                            for o in outcomes for adv in ADVERSARIES)
-        honest[h] = {"distance": _stats(distances, 0), "rejected": rejected, "judgements": len(distances),
-                     "loss_improvement": _stats([o.improvements[h] for o in outcomes]),
-                     "baseline_two_sided_rejected": loss_rejected}
+        loss_rejected = sum(
+            loss_deviations(o.improvements, HONEST + (adv,))[h] > loss_tolerance
+            for o in outcomes
+            for adv in ADVERSARIES
+        )
+        honest[h] = {
+            "distance": _stats(distances, 0),
+            "rejected": rejected,
+            "judgements": len(distances),
+            "loss_improvement": _stats([o.improvements[h] for o in outcomes]),
+            "baseline_two_sided_rejected": loss_rejected,
+        }
 
     # 3. Cost of one fingerprint against training that delta (medians over the trials).
     train_wall = statistics.median(o.training_wall_seconds for o in outcomes)
@@ -230,18 +272,24 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         "fingerprint_seconds_base_scores_shared": round(fp_shared, 3),
         "ratio_base_scores_shared": round(fp_shared / train_wall, 4),
         "training_tokens_for_5pct": int(math.ceil(tokens * cost_ratio / 0.05)),
-        "note": ("medians over trials; fingerprint = base + base+delta probe scoring and the merge; training = the "
-                 "train_lora call; the fingerprint's cost is fixed per delta while training grows with the round's "
-                 "tokens, so the ratio falls as 1/steps (`training_tokens_for_5pct` is where it reaches 5%)"),
+        "note": (
+            "medians over trials; fingerprint = base + base+delta probe scoring and the merge; training = the "
+            "train_lora call; the fingerprint's cost is fixed per delta while training grows with the round's "
+            "tokens, so the ratio falls as 1/steps (`training_tokens_for_5pct` is where it reaches 5%)"
+        ),
     }
     _log(f"cost: fingerprint {fp_single:.2f} s vs training {train_wall:.2f} s -> {cost_ratio:.3f}", quiet)
 
     # 4. Fingerprint vs perturbation DetectGPT on trial 0's probes and honest delta.
     texts = detectgpt_texts if detectgpt_texts is not None else (None if model == "tiny" else 4)
-    detectgpt = detectgpt_versus_fingerprint(base, outcomes[0].honest_delta, outcomes[0].probes,
-                                             perturbations=detectgpt_perturbations, max_texts=texts)
-    _log(f"detectgpt: {detectgpt['detectgpt_seconds']} s vs {detectgpt['fingerprint_seconds']} s "
-         f"-> x{detectgpt['speedup']} ({time.perf_counter() - started_all:.0f} s)", quiet)
+    detectgpt = detectgpt_versus_fingerprint(
+        base, outcomes[0].honest_delta, outcomes[0].probes, perturbations=detectgpt_perturbations, max_texts=texts
+    )
+    _log(
+        f"detectgpt: {detectgpt['detectgpt_seconds']} s vs {detectgpt['fingerprint_seconds']} s "
+        f"-> x{detectgpt['speedup']} ({time.perf_counter() - started_all:.0f} s)",
+        quiet,
+    )
 
     # 5. Generated (SmolLM2) vs human text with the curvature score.
     generated = generated_vs_human(generated_samples, base, device=base.device)
@@ -252,20 +300,26 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         "trials": trials,
         "calibration_trials": calibration_trials,
         "tolerance": tolerance,
-        "tolerance_rule": (f"{TOLERANCE_MULTIPLE} x the largest honest L1 distance to the reference over the "
-                           f"calibration rounds ({calibration_max}), rounded up; fixed before any adversary ran"),
+        "tolerance_rule": (
+            f"{TOLERANCE_MULTIPLE} x the largest honest L1 distance to the reference over the "
+            f"calibration rounds ({calibration_max}), rounded up; fixed before any adversary ran"
+        ),
         "adversaries": adversaries,
         "baseline": {
             "baseline_auroc": "one-sided loss check: suspicion = -(loss on the round's batch before - after), "
-                              "pooled over trials (what live networks score)",
+            "pooled over trials (what live networks score)",
             "baseline_detection_rate": "share of the adversary's deltas that do not lower the batch loss at all",
-            "baseline_detection_rate_best_threshold": ("share below the lowest honest improvement of these "
-                                                       "trials: an oracle threshold, the best the one-sided "
-                                                       "check could do without rejecting an honest trainer"),
-            "baseline_two_sided_auroc": ("|improvement - the round's lower-median improvement|, the loss check "
-                                         "given the fingerprint's reference structure"),
+            "baseline_detection_rate_best_threshold": (
+                "share below the lowest honest improvement of these "
+                "trials: an oracle threshold, the best the one-sided "
+                "check could do without rejecting an honest trainer"
+            ),
+            "baseline_two_sided_auroc": (
+                "|improvement - the round's lower-median improvement|, the loss check "
+                "given the fingerprint's reference structure"
+            ),
             "baseline_two_sided_detection_rate": f"at {TOLERANCE_MULTIPLE} x the largest honest deviation in "
-                                                 f"the calibration rounds = {loss_tolerance:.3g} nats/token",
+            f"the calibration rounds = {loss_tolerance:.3g} nats/token",
         },
         "honest_false_rejections": false_rejections,
         "honest_judgements": judgements,
@@ -293,10 +347,12 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         },
         "calibration": calibration,
         "per_trial": [
-            {"round_seed": o.seed,
-             "adversary_distance": {adv: j[adv][adv] for adv in ADVERSARIES},
-             "honest_max_distance": {h: max(j[adv][h] for adv in ADVERSARIES) for h in HONEST},
-             "loss_improvement": {k: round(v, 5) for k, v in o.improvements.items()}}
+            {
+                "round_seed": o.seed,
+                "adversary_distance": {adv: j[adv][adv] for adv in ADVERSARIES},
+                "honest_max_distance": {h: max(j[adv][h] for adv in ADVERSARIES) for h in HONEST},
+                "loss_improvement": {k: round(v, 5) for k, v in o.improvements.items()},
+            }
             for o, j in zip(outcomes, judged, strict=True)
         ],
         "machine": machine,
@@ -304,11 +360,14 @@ def run(model: str, trials: int, calibration_trials: int, steps: int | None, det
         "run_seconds": round(time.perf_counter() - started_all, 1),
     }
     plot = {
-        "distances": {**{h: [j[adv][h] for j in judged for adv in ADVERSARIES] for h in HONEST},
-                      **{adv: [j[adv][adv] for j in judged] for adv in ADVERSARIES}},
-        "relative_prints": {name: [tuple(a - b for a, b in zip(o.prints[name], o.prints["honest"], strict=True))
-                                   for o in outcomes]
-                            for name in HONEST + ADVERSARIES},
+        "distances": {
+            **{h: [j[adv][h] for j in judged for adv in ADVERSARIES] for h in HONEST},
+            **{adv: [j[adv][adv] for j in judged] for adv in ADVERSARIES},
+        },
+        "relative_prints": {
+            name: [tuple(a - b for a, b in zip(o.prints[name], o.prints["honest"], strict=True)) for o in outcomes]
+            for name in HONEST + ADVERSARIES
+        },
         "tolerance": tolerance,
     }
     return report, plot
@@ -322,16 +381,32 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.verification.run", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny", choices=MODEL_NAMES)
     parser.add_argument("--trials", type=int, default=20, help="evaluation rounds (default 20)")
-    parser.add_argument("--calibration-trials", type=int, default=None,
-                        help="honest-only rounds that fix the tolerance (default 10 on tiny, 3 otherwise)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON path (default benchmarks/results/verification[-MODEL].json); the PNG goes beside it")
+    parser.add_argument(
+        "--calibration-trials",
+        type=int,
+        default=None,
+        help="honest-only rounds that fix the tolerance (default 10 on tiny, 3 otherwise)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default benchmarks/results/verification[-MODEL].json); the PNG goes beside it",
+    )
     parser.add_argument("--steps", type=int, default=None, help="override the spec's steps (smoke tests only)")
-    parser.add_argument("--detectgpt-texts", type=int, default=None,
-                        help="probe texts DetectGPT is timed on, scaled to all (default all on tiny, 4 otherwise)")
+    parser.add_argument(
+        "--detectgpt-texts",
+        type=int,
+        default=None,
+        help="probe texts DetectGPT is timed on, scaled to all (default all on tiny, 4 otherwise)",
+    )
     parser.add_argument("--detectgpt-perturbations", type=int, default=100)
-    parser.add_argument("--generated-samples", type=int, default=40,
-                        help="SmolLM2 samples (and human texts) for generated_vs_human_auroc; 0 skips it")
+    parser.add_argument(
+        "--generated-samples",
+        type=int,
+        default=40,
+        help="SmolLM2 samples (and human texts) for generated_vs_human_auroc; 0 skips it",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present, else CPU)")
     parser.add_argument("--quiet", action="store_true")
@@ -345,8 +420,17 @@ def main(argv: list[str] | None = None) -> dict:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        report, plot = run(args.model, args.trials, max(1, calibration), args.steps, args.detectgpt_texts,
-                           args.detectgpt_perturbations, args.generated_samples, args.quiet, args.device)
+        report, plot = run(
+            args.model,
+            args.trials,
+            max(1, calibration),
+            args.steps,
+            args.detectgpt_texts,
+            args.detectgpt_perturbations,
+            args.generated_samples,
+            args.quiet,
+            args.device,
+        )
     finally:
         torch.set_num_threads(previous_threads)
     out = args.out or default_output(args.model)
@@ -355,8 +439,14 @@ def main(argv: list[str] | None = None) -> dict:
     report["plot"] = png.name
     if args.steps:
         report["note"] = f"spec steps overridden to {args.steps} (smoke run, not a benchmark figure)"
-    plot_benchmark(png, f"Deepshard verification benchmark: {args.model}, {args.trials} trials", plot["distances"],
-                   plot["tolerance"], plot["relative_prints"], HONEST)
+    plot_benchmark(
+        png,
+        f"Deepshard verification benchmark: {args.model}, {args.trials} trials",
+        plot["distances"],
+        plot["tolerance"],
+        plot["relative_prints"],
+        HONEST,
+    )
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if not args.quiet:
         print(summary_table(report))
@@ -364,11 +454,15 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def summary_table(report: dict) -> str:
-    lines = [f"model {report['model']}, {report['trials']} trials, tolerance {report['tolerance']}",
-             f"{'adversary':<18} {'auroc':>7} {'detect':>7} {'baseline':>9} {'2-sided':>8} {'median L1':>10}"]
+    lines = [
+        f"model {report['model']}, {report['trials']} trials, tolerance {report['tolerance']}",
+        f"{'adversary':<18} {'auroc':>7} {'detect':>7} {'baseline':>9} {'2-sided':>8} {'median L1':>10}",
+    ]
     for name, row in report["adversaries"].items():
-        lines.append(f"{name:<18} {row['auroc']:>7.4f} {row['detection_rate']:>7.2f} {row['baseline_auroc']:>9.4f} "
-                     f"{row['baseline_two_sided_auroc']:>8.4f} {row['distance']['median']:>10.0f}")
+        lines.append(
+            f"{name:<18} {row['auroc']:>7.4f} {row['detection_rate']:>7.2f} {row['baseline_auroc']:>9.4f} "
+            f"{row['baseline_two_sided_auroc']:>8.4f} {row['distance']['median']:>10.0f}"
+        )
     lines.append(f"honest false rejections: {report['honest_false_rejections']} / {report['honest_judgements']}")
     lines.append(f"cost ratio fingerprint/training: {report['cost_ratio_fingerprint_vs_training']}")
     lines.append(f"speedup vs DetectGPT: {report['speedup_vs_detectgpt']}")

@@ -10,6 +10,7 @@ contract CodeStoreHarness {
     address public lastPointer;
 
     /// @notice Stores `data` as the code of a new contract (reverts `TooLarge` above 24,575 bytes).
+    /// @param data The bytes to store.
     /// @return pointer The address holding it.
     function write(bytes calldata data) external returns (address pointer) {
         pointer = CodeStore.write(data);
@@ -17,6 +18,8 @@ contract CodeStoreHarness {
     }
 
     /// @notice The data stored at `pointer` (empty for an address that stores nothing).
+    /// @param pointer The address holding it.
+    /// @return The stored bytes.
     function read(address pointer) external view returns (bytes memory) {
         return CodeStore.read(pointer);
     }

@@ -7,16 +7,23 @@ import {FixedPointMath} from "../libraries/FixedPointMath.sol";
 /// @notice Test-only: external wrappers around `FixedPointMath`, compared with `workers.protocol.fixedpoint`.
 contract FixedPointMathHarness {
     /// @notice `FixedPointMath.WAD`, one in 18-decimal fixed point.
+    /// @return One WAD.
     function wad() external pure returns (uint256) {
         return FixedPointMath.WAD;
     }
 
     /// @notice `FixedPointMath.mulWad`: `x * y / WAD`, rounded down (reverts on overflow).
+    /// @param x A WAD value.
+    /// @param y A WAD value.
+    /// @return The product (WAD).
     function mulWad(uint256 x, uint256 y) external pure returns (uint256) {
         return FixedPointMath.mulWad(x, y);
     }
 
     /// @notice `FixedPointMath.powWad`: `base ** exponent` for a WAD base of at most one.
+    /// @param base The base (WAD, at most one).
+    /// @param exponent The exponent.
+    /// @return The power (WAD).
     function powWad(uint256 base, uint256 exponent) external pure returns (uint256) {
         return FixedPointMath.powWad(base, exponent);
     }

@@ -12,8 +12,11 @@ contract SortitionPoolHarness is SortitionPool {
     address private immutable _beneficiary;
 
     /// @notice The members and weights of the last `drawPanel`.
+    /// @param members The drawn members, in seat order.
+    /// @param weights Their bonds at the draw (wei).
     event Drawn(address[] members, uint256[] weights);
 
+    /// @notice A pool over `registry_`'s `role` stake.
     /// @param registry_ The StakeRegistry holding the bonds.
     /// @param role The role whose stake members lock.
     /// @param minimumBond The smallest pool bond (wei).
@@ -26,6 +29,12 @@ contract SortitionPoolHarness is SortitionPool {
     }
 
     /// @notice `_drawPanel`: draws up to `maxSeats` members with at most `maxDraws` tickets, never `excluded`.
+    /// @param seed The draw's seed.
+    /// @param excluded A member never drawn (address(0) for none).
+    /// @param maxSeats Most members drawn.
+    /// @param maxDraws Most tickets drawn.
+    /// @return members The drawn members, in seat order.
+    /// @return weights Their bonds (wei).
     function drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
         external
         returns (address[] memory members, uint256[] memory weights)
@@ -35,6 +44,8 @@ contract SortitionPoolHarness is SortitionPool {
     }
 
     /// @notice `_closeSeat`: closes one of `member`'s seats, taking `penaltyBps` of its bond.
+    /// @param member The member.
+    /// @param penaltyBps Share of its bond taken, in bps.
     /// @return penalty The amount slashed (wei).
     function closeSeat(address member, uint256 penaltyBps) external returns (uint256 penalty) {
         return _closeSeat(member, penaltyBps);

@@ -11,7 +11,8 @@ contract WeightedMedianHarness {
     /// @param values Sample values (below 2**64).
     /// @param weights Sample weights (below 2**192), summing to more than zero over the first `count`.
     /// @param count Samples to use, at most the length of either array.
-    function lowerMedian(uint256[] memory values, uint256[] memory weights, uint256 count)
+    /// @return The median value.
+    function lowerMedian(uint256[] calldata values, uint256[] calldata weights, uint256 count)
         external
         pure
         returns (uint256)
@@ -22,6 +23,7 @@ contract WeightedMedianHarness {
     /// @notice `WeightedMedian.pack`: one sample as a single sortable word.
     /// @param value The value (below 2**64).
     /// @param weight The weight (below 2**192).
+    /// @return The packed word.
     function pack(uint256 value, uint256 weight) external pure returns (uint256) {
         return WeightedMedian.pack(value, weight);
     }
@@ -30,7 +32,9 @@ contract WeightedMedianHarness {
     /// @param packed Packed samples (see `pack`).
     /// @param count Samples to use.
     /// @param total The sum of their weights.
-    function medianOfPacked(uint256[] memory packed, uint256 count, uint256 total)
+    /// @return median The median value.
+    /// @return sorted The buffer after the call (the library sorts it in place, hence memory, not calldata).
+    function medianOfPacked(uint256[] memory packed, uint256 count, uint256 total) // solhint-disable-line gas-calldata-parameters
         external
         pure
         returns (uint256 median, uint256[] memory sorted)

@@ -267,7 +267,14 @@ def deploy_consensus(DataConsensus, registry, emission, token, deployer, gov, tr
 
     def deploy(params=None, weights=WEIGHTS, initial_threshold=INITIAL_THRESHOLD):
         consensus = DataConsensus.deploy(
-            registry, emission, token, gov, treasury, params or params_tuple(), weights, initial_threshold,
+            registry,
+            emission,
+            token,
+            gov,
+            treasury,
+            params or params_tuple(),
+            weights,
+            initial_threshold,
             {"from": deployer},
         )
         grant_roles(gov, consensus, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"))
@@ -425,16 +432,35 @@ def fingerprint_aggregation(FingerprintAggregation, deployer):
 
 @pytest.fixture(scope="module")
 def deploy_rounds(
-    TrainingRounds, fingerprint_aggregation, registry, emission, token, consensus, model_registry, deployer, gov,
+    TrainingRounds,
+    fingerprint_aggregation,
+    registry,
+    emission,
+    token,
+    consensus,
+    model_registry,
+    deployer,
+    gov,
     treasury,
 ):
     def deploy(params=None):
         rounds = TrainingRounds.deploy(
-            registry, emission, token, consensus, model_registry, gov, treasury, params or round_params(),
+            registry,
+            emission,
+            token,
+            consensus,
+            model_registry,
+            gov,
+            treasury,
+            params or round_params(),
             {"from": deployer},
         )
         grant_roles(
-            gov, rounds, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"), (consensus, "CONSUMER_ROLE"),
+            gov,
+            rounds,
+            (registry, "MODULE_ROLE"),
+            (emission, "DRAWER_ROLE"),
+            (consensus, "CONSUMER_ROLE"),
             (model_registry, "REGISTRAR_ROLE"),
         )
         return rounds
@@ -485,7 +511,7 @@ def open_round(rounds, accepted_datasets, informant):
     used = []
 
     def open_round(batch=1, opener=informant):
-        ids = accepted_datasets[len(used):len(used) + batch]
+        ids = accepted_datasets[len(used) : len(used) + batch]
         used.extend(ids)
         return rounds.openRound(ids, SPEC_HASH, {"from": opener}).return_value
 
@@ -502,8 +528,9 @@ def train(rounds, chain):
 
     def train(round_id, deltas, silent=()):
         for trainer, cid in deltas.items():
-            rounds.commitDelta(round_id, rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer),
-                               {"from": trainer})
+            rounds.commitDelta(
+                round_id, rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer), {"from": trainer}
+            )
         mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
         for trainer, cid in deltas.items():
             if trainer not in silent:

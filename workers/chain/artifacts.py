@@ -79,7 +79,7 @@ class Artifact:
             hex_address = to_checksum_address(address)[2:].lower()
             for offset in offsets:
                 start = 2 + 2 * offset  # past "0x", two hex digits a byte
-                code = code[:start] + hex_address + code[start + 40:]
+                code = code[:start] + hex_address + code[start + 40 :]
         return replace(self, creation_code=code, libraries={})
 
 

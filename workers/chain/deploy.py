@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
@@ -52,10 +52,23 @@ class DataConsensusParams:
     def as_struct(self) -> tuple:
         """The `Params` struct in the contract's field order."""
         return (
-            self.quorum_bps, self.tolerance_l1, self.incoherent_penalty_bps, self.no_reveal_penalty_bps,
-            self.reject_slash_bps, self.curator_share_bps, self.threshold_floor, self.threshold_ceiling,
-            self.target_acceptance_bps, self.ema_alpha_bps, self.threshold_gain_bps, self.seed_delay,
-            self.commit_window, self.reveal_window, self.min_bond, self.min_pool_bond, self.max_reward,
+            self.quorum_bps,
+            self.tolerance_l1,
+            self.incoherent_penalty_bps,
+            self.no_reveal_penalty_bps,
+            self.reject_slash_bps,
+            self.curator_share_bps,
+            self.threshold_floor,
+            self.threshold_ceiling,
+            self.target_acceptance_bps,
+            self.ema_alpha_bps,
+            self.threshold_gain_bps,
+            self.seed_delay,
+            self.commit_window,
+            self.reveal_window,
+            self.min_bond,
+            self.min_pool_bond,
+            self.max_reward,
         )
 
 
@@ -89,10 +102,22 @@ class TrainingRoundsParams:
     def as_struct(self) -> tuple:
         """The `Params` struct in the contract's field order."""
         return (
-            self.train_commit_window, self.train_reveal_window, self.eval_commit_window, self.eval_reveal_window,
-            self.seed_delay, self.min_batch, self.max_batch, self.min_accepted, self.tolerance,
-            self.evaluator_tolerance, self.outlier_slash_bps, self.evaluator_share_bps,
-            self.incoherent_penalty_bps, self.no_reveal_penalty_bps, self.trainer_bond, self.min_pool_bond,
+            self.train_commit_window,
+            self.train_reveal_window,
+            self.eval_commit_window,
+            self.eval_reveal_window,
+            self.seed_delay,
+            self.min_batch,
+            self.max_batch,
+            self.min_accepted,
+            self.tolerance,
+            self.evaluator_tolerance,
+            self.outlier_slash_bps,
+            self.evaluator_share_bps,
+            self.incoherent_penalty_bps,
+            self.no_reveal_penalty_bps,
+            self.trainer_bond,
+            self.min_pool_bond,
             self.round_reward,
         )
 
@@ -128,9 +153,7 @@ class DeployParams:
     initial_epoch_budget: int = 1_000_000 * WEI_PER_DSH
     decay_per_epoch: int = 99 * WAD // 100
     unbonding_delay: int = 7 * DAY
-    min_stakes: tuple[int, ...] = tuple(
-        dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000)
-    )
+    min_stakes: tuple[int, ...] = tuple(dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000))
     data_consensus: DataConsensusParams = DataConsensusParams()
     training_rounds: TrainingRoundsParams = TrainingRoundsParams()
     genesis_model_cid: str = GENESIS_MODEL_CID
@@ -145,7 +168,7 @@ def deploy_network(
     params: DeployParams | None = None,
     governance: str | None = None,
     *,
-    deployments_dir: str | Path | None = None,
+    deployments_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> Deployment:
     """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry, the
@@ -184,20 +207,38 @@ def deploy_network(
     )
     data = params.data_consensus
     consensus, _ = client.deploy(
-        "DataConsensus", registry.address, emission.address, token_address, deployer, treasury,
-        data.as_struct(), list(data.criteria_weights), data.initial_threshold,
+        "DataConsensus",
+        registry.address,
+        emission.address,
+        token_address,
+        deployer,
+        treasury,
+        data.as_struct(),
+        list(data.criteria_weights),
+        data.initial_threshold,
     )
     models, _ = client.deploy("ModelRegistry", deployer, parse_cid(params.genesis_model_cid).to_bytes())
     aggregation, _ = client.deploy("FingerprintAggregation")
     rounds, _ = _deploy_linked(
-        client, "TrainingRounds", {"FingerprintAggregation": aggregation.address},
-        registry.address, emission.address, token_address, consensus.address, models.address,
-        deployer, treasury, params.training_rounds.as_struct(),
+        client,
+        "TrainingRounds",
+        {"FingerprintAggregation": aggregation.address},
+        registry.address,
+        emission.address,
+        token_address,
+        consensus.address,
+        models.address,
+        deployer,
+        treasury,
+        params.training_rounds.as_struct(),
     )
     grants = [
-        (registry, "MODULE_ROLE", consensus), (emission, "DRAWER_ROLE", consensus),
-        (registry, "MODULE_ROLE", rounds), (emission, "DRAWER_ROLE", rounds),
-        (consensus, "CONSUMER_ROLE", rounds), (models, "REGISTRAR_ROLE", rounds),
+        (registry, "MODULE_ROLE", consensus),
+        (emission, "DRAWER_ROLE", consensus),
+        (registry, "MODULE_ROLE", rounds),
+        (emission, "DRAWER_ROLE", rounds),
+        (consensus, "CONSUMER_ROLE", rounds),
+        (models, "REGISTRAR_ROLE", rounds),
     ]
     for contract, role, module in grants:
         client.transact(contract.functions.grantRole(getattr(contract.functions, role)().call(), module.address))

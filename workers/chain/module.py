@@ -231,9 +231,7 @@ class ModuleClient(abc.ABC):
             ranges.reverse()
         found: list[Log] = []
         for low, high in ranges:
-            logs = abi_event.get_logs(
-                argument_filters=dict(filters or {}) or None, from_block=low, to_block=high
-            )
+            logs = abi_event.get_logs(argument_filters=dict(filters or {}) or None, from_block=low, to_block=high)
             found.extend(
                 Log(
                     event.name,

@@ -60,8 +60,25 @@ MAX_PROBE_TOKENS = 128
 PERTURB_PERCENT = 15  # of a text's words, rounded half up, at least one edit
 
 # Syllables for canary triggers: pronounceable nonsense that is unlikely to occur in real data.
-_SYLLABLES = ("zor", "vek", "qua", "mir", "thal", "oxu", "bren", "kyl", "dra", "fen", "jow", "lux", "nep", "sarn",
-              "wub", "yx", "gha")
+_SYLLABLES = (
+    "zor",
+    "vek",
+    "qua",
+    "mir",
+    "thal",
+    "oxu",
+    "bren",
+    "kyl",
+    "dra",
+    "fen",
+    "jow",
+    "lux",
+    "nep",
+    "sarn",
+    "wub",
+    "yx",
+    "gha",
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +98,12 @@ class TextScore:
     curvature: float
 
 
-def build_probe_set(round_seed, batch_texts: Sequence[str], reference_texts: Sequence[str] | None = None,
-                    per_group: int = PROBES_PER_GROUP) -> ProbeSet:
+def build_probe_set(
+    round_seed,
+    batch_texts: Sequence[str],
+    reference_texts: Sequence[str] | None = None,
+    per_group: int = PROBES_PER_GROUP,
+) -> ProbeSet:
     """The round's probe set; every choice is drawn from sub-seeds of the round seed."""
     seed = seed_hex(round_seed)
     batch_texts = list(batch_texts)
@@ -121,9 +142,10 @@ def _perturb(text: str, rng: HashRng) -> str:
 
 
 def _insert_trigger(text: str, rng: HashRng) -> str:
-    trigger = " ".join(
-        "".join(rng.choice(_SYLLABLES) for _ in range(2 + rng.randbelow(2))) for _ in range(3)
-    ) + f" {1000 + rng.randbelow(9000)}"
+    trigger = (
+        " ".join("".join(rng.choice(_SYLLABLES) for _ in range(2 + rng.randbelow(2))) for _ in range(3))
+        + f" {1000 + rng.randbelow(9000)}"
+    )
     words = text.split()
     position = rng.randbelow(len(words) + 1)
     return " ".join(words[:position] + [trigger] + words[position:])
@@ -152,11 +174,13 @@ def score_texts(
             variance = (probs * log_probs.square()).sum(-1) - expected.square()
             observed = log_probs.gather(-1, input_ids[0, 1:, None]).squeeze(-1)
             total_variance = float(variance.sum().clamp_min(1e-12))
-            scores.append(TextScore(
-                tokens=len(ids) - 1,
-                mean_log_prob=float(observed.mean()),
-                curvature=float((observed - expected).sum()) / math.sqrt(total_variance),
-            ))
+            scores.append(
+                TextScore(
+                    tokens=len(ids) - 1,
+                    mean_log_prob=float(observed.mean()),
+                    curvature=float((observed - expected).sum()) / math.sqrt(total_variance),
+                )
+            )
     finally:
         model.train(was_training)
     return scores
@@ -179,8 +203,9 @@ def score_probe_set(model: torch.nn.Module, tokenizer, probes: ProbeSet) -> dict
     return {group: score_texts(model, tokenizer, probes.groups[group]) for group in PROBE_GROUPS}
 
 
-def fingerprint_statistics(base_scores: Mapping[str, Sequence[TextScore]],
-                           tuned_scores: Mapping[str, Sequence[TextScore]]) -> list[float]:
+def fingerprint_statistics(
+    base_scores: Mapping[str, Sequence[TextScore]], tuned_scores: Mapping[str, Sequence[TextScore]]
+) -> list[float]:
     """The 16 unquantised statistics, in fingerprint order (see module doc)."""
     stats: list[float] = []
     for group in PROBE_GROUPS:
@@ -190,8 +215,12 @@ def fingerprint_statistics(base_scores: Mapping[str, Sequence[TextScore]],
         pairs = list(zip(base, tuned, strict=True))
         curvature = np.array([t.curvature - b.curvature for b, t in pairs], dtype=np.float64)
         log_prob = np.array([t.mean_log_prob - b.mean_log_prob for b, t in pairs], dtype=np.float64)
-        stats += [float(curvature.mean()), float(curvature.std()), float(log_prob.mean()),
-                  float(np.quantile(log_prob, 0.9, method="linear"))]
+        stats += [
+            float(curvature.mean()),
+            float(curvature.std()),
+            float(log_prob.mean()),
+            float(np.quantile(log_prob, 0.9, method="linear")),
+        ]
     return stats
 
 
@@ -208,8 +237,9 @@ def fingerprint_from_scores(base_scores, tuned_scores) -> Fingerprint:
     return quantise(fingerprint_statistics(base_scores, tuned_scores))
 
 
-def fingerprint_delta(base: BaseModel, delta: LoraDelta, probes: ProbeSet,
-                      base_scores: Mapping[str, Sequence[TextScore]] | None = None) -> Fingerprint:
+def fingerprint_delta(
+    base: BaseModel, delta: LoraDelta, probes: ProbeSet, base_scores: Mapping[str, Sequence[TextScore]] | None = None
+) -> Fingerprint:
     """The fingerprint of base+delta against base. Pass `base_scores` (score_probe_set on the base) to
     reuse them across the deltas of one round."""
     if base_scores is None:

@@ -93,7 +93,8 @@ def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> Worke
         catch_up.append((step.name, (current.id,), queues[-1]))
     elif role == "curator":
         consensus = DataConsensusClient(chain)
-        live, claims = [], []
+        live: list[int] = []
+        claims: list[int] = []
         for submission in consensus.unfinished():
             seat = consensus.seat_of(submission.id, account) if submission.panel_size else None
             if seat is not None and not submission.settled(seat):

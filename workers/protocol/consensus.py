@@ -44,8 +44,16 @@ def has_quorum(revealed_weight: int, panel_weight: int, quorum_bps: int) -> bool
     return revealed_weight != 0 and revealed_weight * BPS >= quorum_bps * panel_weight
 
 
-def tally(votes: Sequence[Sequence[int]], weights: Sequence[int], panel_weight: int, *, quorum_bps: int,
-          tolerance_l1: int, criteria_weights: Sequence[int], threshold: int) -> Tally:
+def tally(
+    votes: Sequence[Sequence[int]],
+    weights: Sequence[int],
+    panel_weight: int,
+    *,
+    quorum_bps: int,
+    tolerance_l1: int,
+    criteria_weights: Sequence[int],
+    threshold: int,
+) -> Tally:
     """Tallies the revealed `votes` (five scores 0..100 each, in seat order) of seats weighing `weights` (wei
     of pool bond at the draw) on a panel of total weight `panel_weight`; `criteria_weights` in bps summing to
     10,000; `threshold` in value points. ValueError for a malformed vote (`ScoreOutOfRange` at the reveal)."""
@@ -65,8 +73,17 @@ def tally(votes: Sequence[Sequence[int]], weights: Sequence[int], panel_weight: 
     return Tally(True, consensus, value, value >= threshold, coherent, coherent_weight)
 
 
-def next_threshold(current: int, ema: int, accepted: bool, *, ema_alpha_bps: int, target_acceptance_bps: int,
-                   threshold_gain_bps: int, threshold_floor: int, threshold_ceiling: int) -> tuple[int, int]:
+def next_threshold(
+    current: int,
+    ema: int,
+    accepted: bool,
+    *,
+    ema_alpha_bps: int,
+    target_acceptance_bps: int,
+    threshold_gain_bps: int,
+    threshold_floor: int,
+    threshold_ceiling: int,
+) -> tuple[int, int]:
     """(next threshold, next EMA) after one outcome: the EMA of outcomes in bps, then the threshold moves by
     gain * (EMA - target) / 10,000 (rounded toward zero), clamped to [floor, ceiling]."""
     outcome = BPS if accepted else 0
@@ -85,8 +102,9 @@ class Payouts:
     informant_slashed: int  # taken from a rejected informant's bond
 
 
-def payouts(tally_: Tally, bond: int, *, max_reward: int, available: int, curator_share_bps: int,
-            reject_slash_bps: int) -> Payouts:
+def payouts(
+    tally_: Tally, bond: int, *, max_reward: int, available: int, curator_share_bps: int, reject_slash_bps: int
+) -> Payouts:
     """The rewards of an accepted dataset (max_reward * value / 10,000, capped by Emission's `available`) or the
     slash of a rejected one. Without a coherent curator the curators' part goes nowhere (accepted: the
     informant keeps it; rejected: the slash goes to the treasury)."""
@@ -100,8 +118,18 @@ def payouts(tally_: Tally, bond: int, *, max_reward: int, available: int, curato
     return Payouts(0, slashed if tally_.coherent_weight else 0, 0, slashed)
 
 
-def seat_settlement(*, revealed: bool, quorum: bool, coherent: bool, weight: int, bond: int, curator_payout: int,
-                    coherent_weight: int, incoherent_penalty_bps: int, no_reveal_penalty_bps: int) -> tuple[int, int]:
+def seat_settlement(
+    *,
+    revealed: bool,
+    quorum: bool,
+    coherent: bool,
+    weight: int,
+    bond: int,
+    curator_payout: int,
+    coherent_weight: int,
+    incoherent_penalty_bps: int,
+    no_reveal_penalty_bps: int,
+) -> tuple[int, int]:
     """(reward, penalty) in wei when one seat is settled. `weight` is the seat's weight at the draw; `bond`
     the curator's pool bond now (penalties are a share of it)."""
     if not revealed:

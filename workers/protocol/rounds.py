@@ -50,8 +50,9 @@ class Judgement:
     coherent_weight: int
 
 
-def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int],
-              evaluator_tolerance: int) -> tuple[tuple[Fingerprint, ...], tuple[bool, ...], int]:
+def aggregate(
+    reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], evaluator_tolerance: int
+) -> tuple[tuple[Fingerprint, ...], tuple[bool, ...], int]:
     """(consensus per delta, coherent per evaluator, coherent weight) from the revealed evaluators' `reports`
     (per evaluator, one fingerprint per delta) and their seat weights (wei)."""
     if len(reports) != len(weights) or not reports:
@@ -62,10 +63,12 @@ def aggregate(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int]
     checked = [[check_fingerprint(fp) for fp in report] for report in reports]
     consensus = tuple(
         tuple(lower_weighted_median([report[d][k] for report in checked], weights) for k in range(K))
-        for d in range(deltas))
+        for d in range(deltas)
+    )
     coherent = tuple(
         max((fingerprint_distance(report[d], consensus[d]) for d in range(deltas)), default=0) <= evaluator_tolerance
-        for report in checked)
+        for report in checked
+    )
     return consensus, coherent, sum(w for w, ok in zip(weights, coherent, strict=True) if ok)
 
 
@@ -76,8 +79,14 @@ def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:
     return tuple(lower_median([fp[k] for fp in checked]) for k in range(K))
 
 
-def judge(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], *, tolerance: int,
-          evaluator_tolerance: int, min_accepted: int) -> Judgement:
+def judge(
+    reports: Sequence[Sequence[Sequence[int]]],
+    weights: Sequence[int],
+    *,
+    tolerance: int,
+    evaluator_tolerance: int,
+    min_accepted: int,
+) -> Judgement:
     """The outcome of `finalize` once the reveal window closed: `reports`/`weights` of the evaluators who
     revealed (seat order; per evaluator one fingerprint per revealed delta, in delta order). No report at
     all: the round fails. (With fewer revealed deltas than `min_accepted` no panel is drawn: the round
@@ -92,8 +101,16 @@ def judge(reports: Sequence[Sequence[Sequence[int]]], weights: Sequence[int], *,
     if len(accepted) < min_accepted:
         return Judgement("Failed", consensus, reference, distances, 0, None, coherent_mask, coherent_weight)
     best = min(accepted, key=lambda d: (distances[d], d))
-    return Judgement("Finalized", consensus, reference, distances, sum(1 << d for d in accepted), best,
-                     coherent_mask, coherent_weight)
+    return Judgement(
+        "Finalized",
+        consensus,
+        reference,
+        distances,
+        sum(1 << d for d in accepted),
+        best,
+        coherent_mask,
+        coherent_weight,
+    )
 
 
 @dataclass(frozen=True)
@@ -111,8 +128,17 @@ def trainer_penalty(trainer_bond: int, outlier_slash_bps: int) -> int:
     return trainer_bond * outlier_slash_bps // BPS
 
 
-def round_payouts(*, trainers: int, accepted: int, trainer_bond: int, outlier_slash_bps: int, round_reward: int,
-                  available: int, evaluator_share_bps: int, coherent_weight: int) -> RoundPayouts:
+def round_payouts(
+    *,
+    trainers: int,
+    accepted: int,
+    trainer_bond: int,
+    outlier_slash_bps: int,
+    round_reward: int,
+    available: int,
+    evaluator_share_bps: int,
+    coherent_weight: int,
+) -> RoundPayouts:
     """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
     the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
     trainer's equal share of the rest plus the slashed bonds (rounded down)."""
@@ -124,9 +150,18 @@ def round_payouts(*, trainers: int, accepted: int, trainer_bond: int, outlier_sl
     return RoundPayouts(emitted, evaluator_payout, (slashed + emitted - evaluator_payout) // accepted, slashed)
 
 
-def evaluator_settlement(*, revealed: bool, finalized: bool, coherent: bool, weight: int, bond: int,
-                         evaluator_payout: int, coherent_weight: int, incoherent_penalty_bps: int,
-                         no_reveal_penalty_bps: int) -> tuple[int, int]:
+def evaluator_settlement(
+    *,
+    revealed: bool,
+    finalized: bool,
+    coherent: bool,
+    weight: int,
+    bond: int,
+    evaluator_payout: int,
+    coherent_weight: int,
+    incoherent_penalty_bps: int,
+    no_reveal_penalty_bps: int,
+) -> tuple[int, int]:
     """(reward, penalty) in wei when one evaluator seat is settled; `bond` is the evaluator's pool bond now."""
     if not revealed:
         return 0, bond * no_reveal_penalty_bps // BPS

@@ -91,8 +91,9 @@ def ticket(seed: bytes, draw: int, total: int) -> int:
     return int.from_bytes(keccak(encode(["bytes32", "uint256"], [seed, draw])), "big") % total
 
 
-def draw_panel(seed: bytes, members: Sequence[str], bonds: Mapping[str, int], excluded: str | None,
-               max_seats: int, max_draws: int) -> list[str]:
+def draw_panel(
+    seed: bytes, members: Sequence[str], bonds: Mapping[str, int], excluded: str | None, max_seats: int, max_draws: int
+) -> list[str]:
     """The panel `SortitionPool._drawPanel` draws: `members` in tree order (slot i + 1 holds members[i]),
     `bonds` their current pool bonds (wei; a member who left has none). Returns the drawn members in seat
     order (possibly fewer than `max_seats`); ValueError when nobody can be drawn (`NoEligibleMembers`)."""

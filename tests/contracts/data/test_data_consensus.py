@@ -19,7 +19,7 @@ ACCEPTED, REJECTED, NO_QUORUM = 3, 4, 5
 
 
 def value_of(scores):
-    return sum(s * w for s, w in zip(scores, WEIGHTS)) // 100
+    return sum(s * w for s, w in zip(scores, WEIGHTS, strict=True)) // 100
 
 
 # ------------------------------------------------------------------ pool

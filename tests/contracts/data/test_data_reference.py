@@ -33,8 +33,9 @@ STATUS = {name: index for index, name in enumerate(constants.DATA_STATUSES)}
 
 bps = st.one_of(st.sampled_from([0, 1, 5_000, 10_000]), st.integers(0, 10_000))
 uint16 = st.one_of(st.sampled_from([0, 65_535]), st.integers(0, 65_535))
-pool_bonds = st.one_of(st.sampled_from([1, 1_000 * DSH, CURATOR_STAKE]), st.integers(1, CURATOR_STAKE),
-                       st.integers(1, 10**6))
+pool_bonds = st.one_of(
+    st.sampled_from([1, 1_000 * DSH, CURATOR_STAKE]), st.integers(1, CURATOR_STAKE), st.integers(1, 10**6)
+)
 
 
 @st.composite
@@ -95,8 +96,9 @@ def submission(draw):
 
 
 # Full pools often: the largest panels and the longest loops are the interesting ones.
-pools = st.one_of(st.lists(pool_bonds, min_size=CURATORS, max_size=CURATORS),
-                  st.lists(pool_bonds, min_size=1, max_size=CURATORS))
+pools = st.one_of(
+    st.lists(pool_bonds, min_size=CURATORS, max_size=CURATORS), st.lists(pool_bonds, min_size=1, max_size=CURATORS)
+)
 
 
 def test_protocol_constants_match_the_contract(consensus):
@@ -134,7 +136,7 @@ def test_data_consensus_matches_the_reference(
         ema = PARAMS["targetAcceptanceBps"]
         assert (consensus.threshold(), consensus.acceptanceEma()) == (threshold, ema)
 
-        pool = curators[:len(pool_bond_list)]
+        pool = curators[: len(pool_bond_list)]
         bonds = {}
         for curator, bond in zip(pool, pool_bond_list, strict=True):
             bonds[curator.address] = bond
@@ -151,8 +153,14 @@ def test_data_consensus_matches_the_reference(
             chain.mine(PARAMS["seedDelay"])
             seed = panel_seed(web3.eth.get_block(seed_block)["hash"], submission_id, consensus.address)
             try:
-                expected_panel = draw_panel(seed, tree_order, bonds, informant.address, constants.MAX_CURATORS,
-                                            constants.DRAWS_PER_SEAT * constants.MAX_CURATORS)
+                expected_panel = draw_panel(
+                    seed,
+                    tree_order,
+                    bonds,
+                    informant.address,
+                    constants.MAX_CURATORS,
+                    constants.DRAWS_PER_SEAT * constants.MAX_CURATORS,
+                )
             except ValueError:  # every ticket landed on the informant: nobody to seat
                 # As a call (Ganache cannot trace the reverted draw loop), which Ganache runs at the latest
                 # block's number: mine one so that the seed block is in the past there too.
@@ -166,7 +174,7 @@ def test_data_consensus_matches_the_reference(
             assert list(panel_weights) == [bonds[m] for m in members]
             seated = [next(c for c in pool if c.address == m) for m in members]
 
-            behaviour = [b for b, _ in drawn["seats"][:len(seated)]]
+            behaviour = [b for b, _ in drawn["seats"][: len(seated)]]
             votes = {c: scores for c, (b, scores) in zip(seated, drawn["seats"], strict=False) if b != "silent"}
             silent = [c for c, b in zip(seated, behaviour, strict=True) if b == "commit only"]
             vote(submission_id, votes, skip_reveal=silent)
@@ -174,23 +182,40 @@ def test_data_consensus_matches_the_reference(
             if not all(revealed):
                 past_reveal(submission_id)
 
-            expected = tally([votes[c] for c, r in zip(seated, revealed, strict=True) if r],
-                             [w for w, r in zip(panel_weights, revealed, strict=True) if r], sum(panel_weights),
-                             quorum_bps=params["quorumBps"], tolerance_l1=params["toleranceL1"],
-                             criteria_weights=weights, threshold=threshold)
+            expected = tally(
+                [votes[c] for c, r in zip(seated, revealed, strict=True) if r],
+                [w for w, r in zip(panel_weights, revealed, strict=True) if r],
+                sum(panel_weights),
+                quorum_bps=params["quorumBps"],
+                tolerance_l1=params["toleranceL1"],
+                criteria_weights=weights,
+                threshold=threshold,
+            )
             if expected.quorum:
                 status = "Accepted" if expected.accepted else "Rejected"
                 next_, next_ema = next_threshold(
-                    threshold, ema, expected.accepted, ema_alpha_bps=params["emaAlphaBps"],
+                    threshold,
+                    ema,
+                    expected.accepted,
+                    ema_alpha_bps=params["emaAlphaBps"],
                     target_acceptance_bps=params["targetAcceptanceBps"],
-                    threshold_gain_bps=params["thresholdGainBps"], threshold_floor=params["thresholdFloor"],
-                    threshold_ceiling=params["thresholdCeiling"])
+                    threshold_gain_bps=params["thresholdGainBps"],
+                    threshold_floor=params["thresholdFloor"],
+                    threshold_ceiling=params["thresholdCeiling"],
+                )
             else:
                 status, next_, next_ema = "NoQuorum", threshold, ema
-            paid = payouts(expected, bond, max_reward=params["maxReward"], available=emission.available(),
-                           curator_share_bps=params["curatorShareBps"], reject_slash_bps=params["rejectSlashBps"])
-            before = dict(treasury=token.balanceOf(treasury), module=token.balanceOf(consensus),
-                          supply=token.totalSupply())
+            paid = payouts(
+                expected,
+                bond,
+                max_reward=params["maxReward"],
+                available=emission.available(),
+                curator_share_bps=params["curatorShareBps"],
+                reject_slash_bps=params["rejectSlashBps"],
+            )
+            before = dict(
+                treasury=token.balanceOf(treasury), module=token.balanceOf(consensus), supply=token.totalSupply()
+            )
 
             event = consensus.finalize(submission_id, {"from": keeper}).events["Finalized"]
             assert event["status"] == STATUS[status]
@@ -218,14 +243,21 @@ def test_data_consensus_matches_the_reference(
             rewards = 0
             for seat, curator in enumerate(seated):
                 reward, penalty = seat_settlement(
-                    revealed=revealed[seat], quorum=expected.quorum,
-                    coherent=next(coherent) if revealed[seat] else False, weight=panel_weights[seat],
-                    bond=bonds[curator.address], curator_payout=paid.curator_payout,
+                    revealed=revealed[seat],
+                    quorum=expected.quorum,
+                    coherent=next(coherent) if revealed[seat] else False,
+                    weight=panel_weights[seat],
+                    bond=bonds[curator.address],
+                    curator_payout=paid.curator_payout,
                     coherent_weight=expected.coherent_weight,
                     incoherent_penalty_bps=params["incoherentPenaltyBps"],
-                    no_reveal_penalty_bps=params["noRevealPenaltyBps"])
-                balance, stake, treasury_balance = (token.balanceOf(curator), registry.stakeOf(curator, CURATOR),
-                                                    token.balanceOf(treasury))
+                    no_reveal_penalty_bps=params["noRevealPenaltyBps"],
+                )
+                balance, stake, treasury_balance = (
+                    token.balanceOf(curator),
+                    registry.stakeOf(curator, CURATOR),
+                    token.balanceOf(treasury),
+                )
                 consensus.claim(submission_id, seat, {"from": keeper})
                 assert token.balanceOf(curator) == balance + reward
                 assert registry.stakeOf(curator, CURATOR) == stake - penalty

@@ -47,9 +47,7 @@ def measure_gas(accounts, chain, token, emission, registry, fund, module, sign_p
 
     # Token.
     gas["DeepshardToken.transfer:new-holder"] = token.transfer(alice, 10_000 * DSH, {"from": accounts[2]}).gas_used
-    gas["DeepshardToken.transfer:existing-holder"] = token.transfer(
-        alice, 10_000 * DSH, {"from": accounts[2]}
-    ).gas_used
+    gas["DeepshardToken.transfer:existing-holder"] = token.transfer(alice, 10_000 * DSH, {"from": accounts[2]}).gas_used
     gas["DeepshardToken.approve"] = token.approve(registry, 5_000 * DSH, {"from": alice}).gas_used
 
     # Emission.
@@ -73,12 +71,8 @@ def measure_gas(accounts, chain, token, emission, registry, fund, module, sign_p
         TRAINER, 1_000 * DSH, deadline, v, r, s, {"from": permit_owner}
     ).gas_used
 
-    gas["StakeRegistry.requestUnstake:first"] = registry.requestUnstake(
-        TRAINER, 500 * DSH, {"from": alice}
-    ).gas_used
-    gas["StakeRegistry.requestUnstake:repeat"] = registry.requestUnstake(
-        TRAINER, 500 * DSH, {"from": alice}
-    ).gas_used
+    gas["StakeRegistry.requestUnstake:first"] = registry.requestUnstake(TRAINER, 500 * DSH, {"from": alice}).gas_used
+    gas["StakeRegistry.requestUnstake:repeat"] = registry.requestUnstake(TRAINER, 500 * DSH, {"from": alice}).gas_used
     gas["StakeRegistry.requestUnstake:full-exit"] = registry.requestUnstake(
         TRAINER, 1_000 * DSH, {"from": carol}
     ).gas_used

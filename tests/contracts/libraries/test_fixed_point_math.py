@@ -10,10 +10,10 @@ from workers.protocol.constants import WAD
 from workers.protocol.fixedpoint import UINT256_MAX, mul_wad, pow_wad
 
 bases = st.one_of(st.sampled_from([0, 1, 2, WAD // 2, WAD - 1, WAD]), st.integers(0, WAD))
-exponents = st.one_of(st.sampled_from([0, 1, 2, 255, 256, 2**64, UINT256_MAX]), st.integers(0, 300),
-                      st.integers(0, UINT256_MAX))
-factors = st.one_of(st.sampled_from([0, 1, WAD, UINT256_MAX]), st.integers(0, 2**128),
-                    st.integers(0, UINT256_MAX))
+exponents = st.one_of(
+    st.sampled_from([0, 1, 2, 255, 256, 2**64, UINT256_MAX]), st.integers(0, 300), st.integers(0, UINT256_MAX)
+)
+factors = st.one_of(st.sampled_from([0, 1, WAD, UINT256_MAX]), st.integers(0, 2**128), st.integers(0, UINT256_MAX))
 
 
 def test_wad(math_harness):

@@ -11,8 +11,11 @@ from workers.protocol.constants import BPS
 from workers.protocol.sortition import draw_panel
 
 # Room is left for a top-up of up to POOL_MIN_BOND within the member's stake.
-bonds = st.one_of(st.sampled_from([POOL_MIN_BOND, POOL_STAKE - POOL_MIN_BOND]),
-                  st.integers(POOL_MIN_BOND, POOL_STAKE - POOL_MIN_BOND), st.integers(POOL_MIN_BOND, 2 * POOL_MIN_BOND))
+bonds = st.one_of(
+    st.sampled_from([POOL_MIN_BOND, POOL_STAKE - POOL_MIN_BOND]),
+    st.integers(POOL_MIN_BOND, POOL_STAKE - POOL_MIN_BOND),
+    st.integers(POOL_MIN_BOND, 2 * POOL_MIN_BOND),
+)
 
 
 def test_draws_and_seats_match_the_reference(sortition_pool, pool_members, registry, token, treasury, chain):

@@ -15,8 +15,9 @@ OFFSET = 2**31  # how TrainingRounds maps int32 onto uint32 without changing the
 UINT64_MAX, UINT192_MAX = 2**64 - 1, 2**192 - 1
 EDGE_VALUES = [0, 1, UINT64_MAX, UINT64_MAX - 1, INT32_MIN + OFFSET, INT32_MAX + OFFSET, OFFSET]
 values = st.one_of(st.sampled_from(EDGE_VALUES), st.integers(0, UINT64_MAX), st.integers(0, 2**32 - 1))
-weights = st.one_of(st.sampled_from([0, 1, UINT192_MAX // 16]), st.integers(0, UINT192_MAX // 16),
-                    st.integers(0, 10**24))
+weights = st.one_of(
+    st.sampled_from([0, 1, UINT192_MAX // 16]), st.integers(0, UINT192_MAX // 16), st.integers(0, 10**24)
+)
 
 
 @st.composite
@@ -29,8 +30,11 @@ def samples(draw):
     if sum(ws) == 0:
         ws[draw(st.integers(0, count - 1))] = draw(st.integers(1, UINT192_MAX // 16))
     extra = draw(st.integers(0, 3))
-    return vals + draw(st.lists(values, min_size=extra, max_size=extra)), \
-        ws + draw(st.lists(weights, min_size=extra, max_size=extra)), count
+    return (
+        vals + draw(st.lists(values, min_size=extra, max_size=extra)),
+        ws + draw(st.lists(weights, min_size=extra, max_size=extra)),
+        count,
+    )
 
 
 def test_lower_median_matches_the_reference(median_harness):

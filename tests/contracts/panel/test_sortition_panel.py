@@ -108,8 +108,9 @@ def test_fingerprints_of_a_seat_read_as_zeros_until_revealed(rounds, trainers, e
     evaluator = seated_evaluators(rounds, round_id, evaluators)[0]
     seat, _ = rounds.seatOf(round_id, evaluator)
     reports = [HONEST, [-v for v in HONEST]]
-    rounds.commitFingerprints(round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator),
-                              {"from": evaluator})
+    rounds.commitFingerprints(
+        round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator), {"from": evaluator}
+    )
     # Until the reveal the seat's slot holds the commitment, which must not read as a fingerprint.
     assert list(rounds.fingerprintOf(round_id, seat, 0)) == [0] * 16
     mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
@@ -171,11 +172,23 @@ def test_treasury_is_governed_in_the_base(name, consensus, rounds, gov, outsider
 
 
 def test_panel_parameters_are_validated_in_the_base(deploy_consensus, deploy_rounds):
-    for broken in (dict(commitWindow=0), dict(revealWindow=0), dict(seedDelay=0), dict(minPoolBond=0),
-                   dict(noRevealPenaltyBps=10_001), dict(incoherentPenaltyBps=10_001)):
+    for broken in (
+        dict(commitWindow=0),
+        dict(revealWindow=0),
+        dict(seedDelay=0),
+        dict(minPoolBond=0),
+        dict(noRevealPenaltyBps=10_001),
+        dict(incoherentPenaltyBps=10_001),
+    ):
         with reverts("InvalidParams"):
             deploy_consensus(params=params_tuple(**broken))
-    for broken in (dict(evalCommitWindow=0), dict(evalRevealWindow=0), dict(seedDelay=0), dict(minPoolBond=0),
-                   dict(noRevealPenaltyBps=10_001), dict(incoherentPenaltyBps=10_001)):
+    for broken in (
+        dict(evalCommitWindow=0),
+        dict(evalRevealWindow=0),
+        dict(seedDelay=0),
+        dict(minPoolBond=0),
+        dict(noRevealPenaltyBps=10_001),
+        dict(incoherentPenaltyBps=10_001),
+    ):
         with reverts("InvalidParams"):
             deploy_rounds(round_params(**broken))

@@ -244,7 +244,11 @@ def test_slash_takes_locked_stake_to_beneficiary(registry, token, staked, module
     registry.lock(alice, TRAINER, 2_000 * DSH, {"from": module})
     tx = registry.slash(alice, TRAINER, 1_500 * DSH, bob, {"from": module})
     assert tx.events["Slashed"] == {
-        "module": module, "account": alice, "role": TRAINER, "amount": 1_500 * DSH, "beneficiary": bob,
+        "module": module,
+        "account": alice,
+        "role": TRAINER,
+        "amount": 1_500 * DSH,
+        "beneficiary": bob,
     }
     assert token.balanceOf(bob) == 1_500 * DSH
     assert registry.stakeOf(alice, TRAINER) == 1_500 * DSH

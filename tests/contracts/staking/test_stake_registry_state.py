@@ -99,8 +99,12 @@ def test_stake_registry_accounting_holds(chain, registry, token, fund, module, o
         def sleep(self, seconds):
             chain.sleep(seconds)
 
-        @rule(module_=st.sampled_from(modules), staker=st.sampled_from(stakers),
-              role=st.sampled_from(ROLES_UNDER_TEST), amount=amounts)
+        @rule(
+            module_=st.sampled_from(modules),
+            staker=st.sampled_from(stakers),
+            role=st.sampled_from(ROLES_UNDER_TEST),
+            amount=amounts,
+        )
         def lock(self, module_, staker, role, amount):
             self.touched = (staker, role)
             unlocked = self.stake[(staker, role)] - self.locked(staker, role)
@@ -108,16 +112,24 @@ def test_stake_registry_accounting_holds(chain, registry, token, fund, module, o
             if self.expect(ok, lambda: registry.lock(staker, role, amount, {"from": module_})):
                 self.locked_by[(module_, staker, role)] += amount
 
-        @rule(module_=st.sampled_from(modules), staker=st.sampled_from(stakers),
-              role=st.sampled_from(ROLES_UNDER_TEST), amount=amounts)
+        @rule(
+            module_=st.sampled_from(modules),
+            staker=st.sampled_from(stakers),
+            role=st.sampled_from(ROLES_UNDER_TEST),
+            amount=amounts,
+        )
         def unlock(self, module_, staker, role, amount):
             self.touched = (staker, role)
             ok = 0 < amount <= self.locked_by[(module_, staker, role)]
             if self.expect(ok, lambda: registry.unlock(staker, role, amount, {"from": module_})):
                 self.locked_by[(module_, staker, role)] -= amount
 
-        @rule(module_=st.sampled_from(modules), staker=st.sampled_from(stakers),
-              role=st.sampled_from(ROLES_UNDER_TEST), amount=amounts)
+        @rule(
+            module_=st.sampled_from(modules),
+            staker=st.sampled_from(stakers),
+            role=st.sampled_from(ROLES_UNDER_TEST),
+            amount=amounts,
+        )
         def slash(self, module_, staker, role, amount):
             self.touched = (staker, role)
             ok = 0 < amount <= self.locked_by[(module_, staker, role)]

@@ -122,4 +122,3 @@ def test_governance_holds_admin(emission, gov, deployer, outsider):
     emission.grantRole(emission.DRAWER_ROLE(), outsider, {"from": gov})
     assert emission.hasRole(emission.DRAWER_ROLE(), outsider)
     assert DECAY_PER_EPOCH == emission.decayPerEpoch() and DAY * 7 == emission.epochDuration()
-

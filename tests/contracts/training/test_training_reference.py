@@ -63,8 +63,9 @@ bps = st.one_of(st.sampled_from([0, 1, 5_000, 10_000]), st.integers(0, 10_000))
 # A tolerance: fixed, or (index, offset) of a distance the reference computes, resolved before finalize.
 # Mostly resolved ones: they land on the boundary and split the deltas (or evaluators) in all proportions.
 resolved = st.tuples(st.integers(0, 15), st.sampled_from([-1, 0, 1]))
-tolerances = st.one_of(resolved, resolved, resolved, st.sampled_from([400, 2_000, UINT32_MAX]),
-                       st.integers(0, UINT32_MAX))
+tolerances = st.one_of(
+    resolved, resolved, resolved, st.sampled_from([400, 2_000, UINT32_MAX]), st.integers(0, UINT32_MAX)
+)
 
 
 @st.composite
@@ -75,8 +76,9 @@ def rules(draw):
         evaluatorShareBps=draw(bps),
         incoherentPenaltyBps=draw(bps),
         noRevealPenaltyBps=draw(bps),
-        trainerBond=draw(st.one_of(st.sampled_from([1, TRAINER_BOND, 2 * TRAINER_BOND]),
-                                   st.integers(1, 2 * TRAINER_BOND))),
+        trainerBond=draw(
+            st.one_of(st.sampled_from([1, TRAINER_BOND, 2 * TRAINER_BOND]), st.integers(1, 2 * TRAINER_BOND))
+        ),
         minPoolBond=1,
         # Up to beyond the epoch's budget, so that the emission is also capped by Emission.
         roundReward=draw(st.one_of(st.sampled_from([0, 5_000 * DSH, 2**96 - 1]), st.integers(0, 200_000 * DSH))),
@@ -87,18 +89,37 @@ def rules(draw):
 def rounds_drawn(draw):
     # Full rounds and full pools often: the largest panels and the longest loops are the interesting ones.
     trainer_count = draw(st.one_of(st.just(constants.MAX_TRAINERS), st.integers(2, constants.MAX_TRAINERS)))
-    trainers = draw(st.lists(st.tuples(st.sampled_from(["reveal", "reveal", "reveal", "silent"]),
-                                       st.sampled_from(["honest", "honest", "outlier"])),
-                             min_size=trainer_count, max_size=trainer_count))
+    trainers = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["reveal", "reveal", "reveal", "silent"]),
+                st.sampled_from(["honest", "honest", "outlier"]),
+            ),
+            min_size=trainer_count,
+            max_size=trainer_count,
+        )
+    )
     bond = st.one_of(st.sampled_from([1, EVALUATOR_STAKE]), st.integers(1, EVALUATOR_STAKE), st.integers(1, 10**6))
     pool_size = draw(st.one_of(st.just(POOL), st.integers(1, POOL)))
-    evaluators = draw(st.lists(
-        st.tuples(bond, st.sampled_from(["reveal", "reveal", "reveal", "commit only", "no commit"]),
-                  st.sampled_from(["honest", "honest", "honest", "liar", "lazy"])),
-        min_size=pool_size, max_size=pool_size))
-    return dict(trainers=trainers, evaluators=evaluators, centre=draw(st.sampled_from(["middle", "top", "bottom"])),
-                seed=draw(st.integers(0, 2**32)), tolerance=draw(tolerances),
-                evaluator_tolerance=draw(tolerances))
+    evaluators = draw(
+        st.lists(
+            st.tuples(
+                bond,
+                st.sampled_from(["reveal", "reveal", "reveal", "commit only", "no commit"]),
+                st.sampled_from(["honest", "honest", "honest", "liar", "lazy"]),
+            ),
+            min_size=pool_size,
+            max_size=pool_size,
+        )
+    )
+    return dict(
+        trainers=trainers,
+        evaluators=evaluators,
+        centre=draw(st.sampled_from(["middle", "top", "bottom"])),
+        seed=draw(st.integers(0, 2**32)),
+        tolerance=draw(tolerances),
+        evaluator_tolerance=draw(tolerances),
+    )
 
 
 def clamp(value):
@@ -112,8 +133,14 @@ def any_int32(rng):
 def fingerprints(rng, centre_kind, trainer_kinds, evaluator_kinds):
     """(true fingerprint per delta, report per evaluator): honest deltas cluster around a centre, outliers lie
     anywhere in int32 or far from the centre; evaluators report as their kind says."""
-    centre = [{"middle": rng.randint(-10**6, 10**6), "top": INT32_MAX - rng.randint(0, 4),
-               "bottom": INT32_MIN + rng.randint(0, 4)}[centre_kind] for _ in range(K)]
+    centre = [
+        {
+            "middle": rng.randint(-(10**6), 10**6),
+            "top": INT32_MAX - rng.randint(0, 4),
+            "bottom": INT32_MIN + rng.randint(0, 4),
+        }[centre_kind]
+        for _ in range(K)
+    ]
     truths = []
     for kind in trainer_kinds:
         if kind == "honest":
@@ -153,8 +180,22 @@ def test_protocol_constants_match_the_contract(rounds):
 
 
 def test_training_rounds_match_the_reference(
-    rounds, model_registry, accepted_datasets, trainers, informant, train, evaluate, staked, registry, token,
-    emission, treasury, gov, accounts, chain, web3
+    rounds,
+    model_registry,
+    accepted_datasets,
+    trainers,
+    informant,
+    train,
+    evaluate,
+    staked,
+    registry,
+    token,
+    emission,
+    treasury,
+    gov,
+    accounts,
+    chain,
+    web3,
 ):
     pool = accounts.from_mnemonic(ROLE_MNEMONIC, count=POOL, offset=40)
     for evaluator in pool:
@@ -173,12 +214,15 @@ def test_training_rounds_match_the_reference(
         params = {**ROUND_PARAMS, **params}
         rounds.setParams(round_params(**params), {"from": gov})
         rng = random.Random(drawn["seed"])
-        crew = trainers[:len(drawn["trainers"])]
+        crew = trainers[: len(drawn["trainers"])]
         revealing = [t for t, (behaviour, _) in zip(crew, drawn["trainers"], strict=True) if behaviour == "reveal"]
-        members = pool[:len(drawn["evaluators"])]
-        _, reports = fingerprints(rng, drawn["centre"],
-                                       [kind for (behaviour, kind) in drawn["trainers"] if behaviour == "reveal"],
-                                       [kind for (_, _, kind) in drawn["evaluators"]])
+        members = pool[: len(drawn["evaluators"])]
+        _, reports = fingerprints(
+            rng,
+            drawn["centre"],
+            [kind for (behaviour, kind) in drawn["trainers"] if behaviour == "reveal"],
+            [kind for (_, _, kind) in drawn["evaluators"]],
+        )
         bonds = {}
         for member, (bond, _, _) in zip(members, drawn["evaluators"], strict=True):
             rounds.joinPool(bond, {"from": member})
@@ -202,8 +246,9 @@ def test_training_rounds_match_the_reference(
         else:
             seed_block = rounds.getRound(round_id)["panelSeedBlock"]
             seed = panel_seed(web3.eth.get_block(seed_block)["hash"], round_id, rounds.address)
-            expected_panel = draw_panel(seed, tree_order, bonds, None, MAX_EVALUATORS,
-                                        constants.DRAWS_PER_SEAT * MAX_EVALUATORS)
+            expected_panel = draw_panel(
+                seed, tree_order, bonds, None, MAX_EVALUATORS, constants.DRAWS_PER_SEAT * MAX_EVALUATORS
+            )
             behaviour = {m.address: b for m, (_, b, _) in zip(members, drawn["evaluators"], strict=True)}
             report_of = {m.address: r for m, r in zip(members, reports, strict=True)}
             committing = {m: report_of[m.address] for m in members if behaviour[m.address] != "no commit"}
@@ -218,30 +263,50 @@ def test_training_rounds_match_the_reference(
             given_weights = [w for w, r in zip(weights, revealed, strict=True) if r]
             if given_reports:
                 first = seated.index(next(m for m, r in zip(seated, revealed, strict=True) if r))
-                assert [list(rounds.fingerprintOf(round_id, first, d)) for d in range(len(revealing))] == \
-                    given_reports[0]  # what the contract stored reads back
+                assert [list(rounds.fingerprintOf(round_id, first, d)) for d in range(len(revealing))] == given_reports[
+                    0
+                ]  # what the contract stored reads back
                 consensus = aggregate(given_reports, given_weights, 0)[0]
-                spreads = [max(fingerprint_distance(r[d], consensus[d]) for d in range(len(revealing)))
-                           for r in given_reports]
+                spreads = [
+                    max(fingerprint_distance(r[d], consensus[d]) for d in range(len(revealing))) for r in given_reports
+                ]
                 reference = reference_of(consensus)
                 distances = [fingerprint_distance(fp, reference) for fp in consensus]
                 params["tolerance"] = resolve(drawn["tolerance"], distances)
                 params["evaluatorTolerance"] = resolve(drawn["evaluator_tolerance"], spreads)
                 rounds.setParams(round_params(**params), {"from": gov})
-            expected = judge(given_reports, given_weights, tolerance=params["tolerance"],
-                             evaluator_tolerance=params["evaluatorTolerance"], min_accepted=params["minAccepted"])
+            expected = judge(
+                given_reports,
+                given_weights,
+                tolerance=params["tolerance"],
+                evaluator_tolerance=params["evaluatorTolerance"],
+                min_accepted=params["minAccepted"],
+            )
             status = expected.status
-            paid = round_payouts(
-                trainers=len(crew), accepted=bin(expected.accepted_mask).count("1"), trainer_bond=bond,
-                outlier_slash_bps=params["outlierSlashBps"], round_reward=params["roundReward"],
-                available=emission.available(), evaluator_share_bps=params["evaluatorShareBps"],
-                coherent_weight=expected.coherent_weight) if status == "Finalized" else None
+            paid = (
+                round_payouts(
+                    trainers=len(crew),
+                    accepted=bin(expected.accepted_mask).count("1"),
+                    trainer_bond=bond,
+                    outlier_slash_bps=params["outlierSlashBps"],
+                    round_reward=params["roundReward"],
+                    available=emission.available(),
+                    evaluator_share_bps=params["evaluatorShareBps"],
+                    coherent_weight=expected.coherent_weight,
+                )
+                if status == "Finalized"
+                else None
+            )
 
             tx = rounds.finalize(round_id, {"from": keeper})
-            judged = [(e["delta"], e["distance"], e["accepted"]) for e in tx.events["DeltaJudged"]] \
-                if "DeltaJudged" in tx.events else []
-            assert judged == [(d, distance, distance <= params["tolerance"])
-                              for d, distance in enumerate(expected.distances)]
+            judged = (
+                [(e["delta"], e["distance"], e["accepted"]) for e in tx.events["DeltaJudged"]]
+                if "DeltaJudged" in tx.events
+                else []
+            )
+            assert judged == [
+                (d, distance, distance <= params["tolerance"]) for d, distance in enumerate(expected.distances)
+            ]
             event = tx.events["RoundFinalized"]
             assert event["status"] == STATUS[status]
             assert event["acceptedMask"] == (expected.accepted_mask if paid else 0)
@@ -295,10 +360,16 @@ def test_training_rounds_match_the_reference(
         coherent = set(coherent_seats)
         for seat, member in enumerate(seated):
             reward, seat_penalty = evaluator_settlement(
-                revealed=revealed[seat], finalized=paid is not None, coherent=seat in coherent,
-                weight=weights[seat], bond=bonds[member], evaluator_payout=paid.evaluator_payout if paid else 0,
-                coherent_weight=expected.coherent_weight, incoherent_penalty_bps=params["incoherentPenaltyBps"],
-                no_reveal_penalty_bps=params["noRevealPenaltyBps"])
+                revealed=revealed[seat],
+                finalized=paid is not None,
+                coherent=seat in coherent,
+                weight=weights[seat],
+                bond=bonds[member],
+                evaluator_payout=paid.evaluator_payout if paid else 0,
+                coherent_weight=expected.coherent_weight,
+                incoherent_penalty_bps=params["incoherentPenaltyBps"],
+                no_reveal_penalty_bps=params["noRevealPenaltyBps"],
+            )
             balance, stake = token.balanceOf(member), registry.stakeOf(member, EVALUATOR)
             rounds.claimEvaluator(round_id, seat, {"from": keeper})
             assert token.balanceOf(member) == balance + reward
@@ -316,8 +387,10 @@ def test_training_rounds_match_the_reference(
         assert rounds.poolWeight() == sum(bonds.values())
         assert registry.totalStaked(TRAINER) == sum(registry.stakeOf(t, TRAINER) for t in trainers)
         assert registry.totalStaked(EVALUATOR) == sum(registry.stakeOf(e, EVALUATOR) for e in pool)
-        pending = sum(registry.pendingWithdrawal(a, role)[0] for a, role in
-                      [*((t, TRAINER) for t in trainers), *((e, EVALUATOR) for e in pool)])
+        pending = sum(
+            registry.pendingWithdrawal(a, role)[0]
+            for a, role in [*((t, TRAINER) for t in trainers), *((e, EVALUATOR) for e in pool)]
+        )
         assert token.balanceOf(registry) == sum(registry.totalStaked(role) for role in ROLES) + pending
 
     check()

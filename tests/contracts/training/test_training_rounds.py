@@ -1,5 +1,3 @@
-import pytest
-
 from tests.contracts.conftest import DSH, EVALUATOR, TRAINER, reverts
 from tests.contracts.training.conftest import (
     EVALUATOR_BOND,
@@ -55,8 +53,9 @@ def test_all_honest_round_registers_a_version_and_pays_everyone(
     assert [int(v) for v in model_registry.lineage(event["newVersion"], 10)] == [event["newVersion"], 1]
 
 
-def test_one_poisoned_trainer_of_four_is_slashed(rounds, registry, token, trainers, evaluators, open_round, train,
-                                                 evaluate, model_registry):
+def test_one_poisoned_trainer_of_four_is_slashed(
+    rounds, registry, token, trainers, evaluators, open_round, train, evaluate, model_registry
+):
     round_id = open_round()
     crew = trainers[:4]
     cids = {t: delta_cid(f"d{i}") for i, t in enumerate(crew)}
@@ -122,8 +121,9 @@ def test_evaluator_coalition_under_half_cannot_flip_the_outcome(
 def test_reveal_must_match_the_commitment(rounds, trainers, open_round, chain):
     round_id = open_round()
     trainer = trainers[0]
-    rounds.commitDelta(round_id, rounds.deltaCommitmentFor(delta_cid("a"), salt(trainer, round_id), trainer),
-                       {"from": trainer})
+    rounds.commitDelta(
+        round_id, rounds.deltaCommitmentFor(delta_cid("a"), salt(trainer, round_id), trainer), {"from": trainer}
+    )
     with reverts("WindowNotOpen"):
         rounds.revealDelta(round_id, delta_cid("a"), salt(trainer, round_id), {"from": trainer})
     mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
@@ -250,8 +250,9 @@ def test_fingerprints_round_trip_negative_values(rounds, trainers, evaluators, o
     evaluator = seated_evaluators(rounds, round_id, evaluators)[0]
     fingerprint = [-(2**31), 2**31 - 1] + [-5 + k for k in range(14)]
     reports = [fingerprint, HONEST]
-    rounds.commitFingerprints(round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator),
-                              {"from": evaluator})
+    rounds.commitFingerprints(
+        round_id, rounds.fingerprintCommitmentFor(reports, salt(evaluator, round_id), evaluator), {"from": evaluator}
+    )
     mine_past(chain, rounds.getRound(round_id)["evalCommitDeadline"])
     rounds.revealFingerprints(round_id, reports, salt(evaluator, round_id), {"from": evaluator})
     seat, _ = rounds.seatOf(round_id, evaluator)

@@ -38,7 +38,9 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
         assert len(treasury.w3.eth.get_code(entry["address"])) > 0
     # TrainingRounds calls the library at the recorded address: its code embeds it where brownie left a placeholder.
     library = on_disk["contracts"]["FingerprintAggregation"]["address"]
-    assert bytes.fromhex(library[2:].lower()) in treasury.w3.eth.get_code(on_disk["contracts"]["TrainingRounds"]["address"])
+    assert bytes.fromhex(library[2:].lower()) in treasury.w3.eth.get_code(
+        on_disk["contracts"]["TrainingRounds"]["address"]
+    )
     assert on_disk["deployBlock"] <= treasury.w3.eth.block_number
 
 

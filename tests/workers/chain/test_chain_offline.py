@@ -87,7 +87,7 @@ def test_library_addresses_are_linked_into_the_creation_code():
     linked = unlinked.link({"FingerprintAggregation": library})
     code = bytes.fromhex(linked.bytecode[2:])  # every placeholder replaced: the code is plain hex now
     offsets = unlinked.libraries["FingerprintAggregation"]
-    assert offsets and all(code[offset:offset + 20] == bytes.fromhex("ab" * 20) for offset in offsets)
+    assert offsets and all(code[offset : offset + 20] == bytes.fromhex("ab" * 20) for offset in offsets)
     assert len(code) * 2 + 2 == len(unlinked.creation_code)
 
 

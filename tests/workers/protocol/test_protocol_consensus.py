@@ -21,8 +21,13 @@ from workers.protocol.constants import BPS, CRITERIA, MAX_SCORE
 
 WEIGHTS = (3_000, 2_000, 2_000, 2_000, 1_000)
 RULES = dict(quorum_bps=5_000, tolerance_l1=50, criteria_weights=WEIGHTS, threshold=5_000)
-THRESHOLD = dict(ema_alpha_bps=2_000, target_acceptance_bps=5_000, threshold_gain_bps=2_000, threshold_floor=3_000,
-                 threshold_ceiling=8_000)
+THRESHOLD = dict(
+    ema_alpha_bps=2_000,
+    target_acceptance_bps=5_000,
+    threshold_gain_bps=2_000,
+    threshold_floor=3_000,
+    threshold_ceiling=8_000,
+)
 GOOD = (80, 75, 70, 85, 70)
 JUNK = (5, 10, 20, 10, 15)
 scores = st.lists(st.integers(0, MAX_SCORE), min_size=CRITERIA, max_size=CRITERIA)
@@ -30,7 +35,13 @@ scores = st.lists(st.integers(0, MAX_SCORE), min_size=CRITERIA, max_size=CRITERI
 
 def test_trunc_div_rounds_toward_zero_like_solidity():
     assert [trunc_div(n, d) for n, d in [(7, 2), (-7, 2), (7, -2), (-7, -2), (0, 5), (-1, 10_000)]] == [
-        3, -3, -3, 3, 0, 0]
+        3,
+        -3,
+        -3,
+        3,
+        0,
+        0,
+    ]
 
 
 def test_accepted_tally():
@@ -76,11 +87,14 @@ def test_consensus_and_value_stay_in_range(votes, data):
     assert result.coherent_weight == sum(w for w, ok in zip(weights, result.coherent, strict=True) if ok)
 
 
-@pytest.mark.parametrize("votes, weights, message", [
-    ([(101, 0, 0, 0, 0)], [1], "0..100"),
-    ([(1, 2, 3, 4)], [1], "5 scores"),
-    ([GOOD], [1, 2], "1 votes but 2 weights"),
-])
+@pytest.mark.parametrize(
+    "votes, weights, message",
+    [
+        ([(101, 0, 0, 0, 0)], [1], "0..100"),
+        ([(1, 2, 3, 4)], [1], "5 scores"),
+        ([GOOD], [1, 2], "1 votes but 2 weights"),
+    ],
+)
 def test_malformed_votes_raise(votes, weights, message):
     with pytest.raises(ValueError, match=message):
         tally(votes, weights, 3, **RULES)
@@ -92,18 +106,36 @@ def test_threshold_follows_the_ema():
     assert next_threshold(5_000, 5_000, False, **THRESHOLD) == (4_800, 4_000)
     # A negative move rounds toward zero, as Solidity's signed division: (4,999 - 5,000) * 1 / 10,000 = 0.
     assert next_threshold(5_000, 5_000, False, **{**THRESHOLD, "ema_alpha_bps": 2, "threshold_gain_bps": 1}) == (
-        5_000, 4_999)
+        5_000,
+        4_999,
+    )
     assert next_threshold(7_999, 10_000, True, **THRESHOLD) == (8_000, 10_000)  # clamped to the ceiling
     assert next_threshold(3_000, 0, False, **THRESHOLD) == (3_000, 0)  # and to the floor
     assert next_threshold(4_000, 3_000, True, **{**THRESHOLD, "ema_alpha_bps": 0}) == (3_600, 3_000)
 
 
-@given(st.integers(0, BPS), st.integers(0, BPS), st.booleans(), st.integers(0, BPS), st.integers(0, BPS),
-       st.integers(0, 65_535), st.integers(0, BPS), st.integers(0, BPS))
+@given(
+    st.integers(0, BPS),
+    st.integers(0, BPS),
+    st.booleans(),
+    st.integers(0, BPS),
+    st.integers(0, BPS),
+    st.integers(0, 65_535),
+    st.integers(0, BPS),
+    st.integers(0, BPS),
+)
 def test_threshold_stays_within_its_bounds(current, ema, accepted, alpha, target, gain, floor, ceiling):
     floor, ceiling = min(floor, ceiling), max(floor, ceiling)
-    threshold, new_ema = next_threshold(current, ema, accepted, ema_alpha_bps=alpha, target_acceptance_bps=target,
-                                        threshold_gain_bps=gain, threshold_floor=floor, threshold_ceiling=ceiling)
+    threshold, new_ema = next_threshold(
+        current,
+        ema,
+        accepted,
+        ema_alpha_bps=alpha,
+        target_acceptance_bps=target,
+        threshold_gain_bps=gain,
+        threshold_floor=floor,
+        threshold_ceiling=ceiling,
+    )
     assert floor <= threshold <= ceiling
     assert min(ema, BPS if accepted else 0) <= new_ema <= max(ema, BPS if accepted else 0)
 

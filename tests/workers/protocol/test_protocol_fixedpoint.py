@@ -51,15 +51,18 @@ def test_huge_exponent_decays_to_zero():
     assert pow_wad(WAD // 2, 60) == WAD // 2**60  # halving, exactly representable
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: pow_wad(WAD + 1, 2), "base above 1"),
-    (lambda: pow_wad(-1, 2), "base must be a uint256"),
-    (lambda: pow_wad(WAD, -1), "exponent must be a uint256"),
-    (lambda: pow_wad(WAD, 2**256), "exponent must be a uint256"),
-    (lambda: mul_wad(2**200, 2**60), "overflows uint256"),
-    (lambda: mul_wad(-1, 1), "x must be a uint256"),
-    (lambda: mul_wad(1, 0.5), "y must be a uint256"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: pow_wad(WAD + 1, 2), "base above 1"),
+        (lambda: pow_wad(-1, 2), "base must be a uint256"),
+        (lambda: pow_wad(WAD, -1), "exponent must be a uint256"),
+        (lambda: pow_wad(WAD, 2**256), "exponent must be a uint256"),
+        (lambda: mul_wad(2**200, 2**60), "overflows uint256"),
+        (lambda: mul_wad(-1, 1), "x must be a uint256"),
+        (lambda: mul_wad(1, 0.5), "y must be a uint256"),
+    ],
+)
 def test_bad_inputs_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()

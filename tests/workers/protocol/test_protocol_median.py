@@ -54,8 +54,11 @@ def test_equal_weights_give_the_lower_median(vals):
     assert lower_weighted_median(vals, [7] * len(vals)) == lower_median(vals)
 
 
-@given(honest=st.lists(st.integers(-1_000, 1_000), min_size=1, max_size=8),
-       liars=st.lists(values, min_size=0, max_size=8), data=st.data())
+@given(
+    honest=st.lists(st.integers(-1_000, 1_000), min_size=1, max_size=8),
+    liars=st.lists(values, min_size=0, max_size=8),
+    data=st.data(),
+)
 def test_a_coalition_under_half_the_weight_cannot_leave_the_honest_range(honest, liars, data):
     honest_weights = data.draw(st.lists(st.integers(1, 10**24), min_size=len(honest), max_size=len(honest)))
     budget = (sum(honest_weights) - 1) // max(len(liars), 1)  # liars weigh strictly less than the honest
@@ -75,12 +78,15 @@ def test_examples():
     assert lower_weighted_median([3, 3, 3], [0, 1, 0]) == 3
 
 
-@pytest.mark.parametrize("vals, ws, message", [
-    ([], [], "no weight"),
-    ([1, 2], [0, 0], "no weight"),
-    ([1, 2], [1], "2 values but 1 weights"),
-    ([1, 2], [3, -1], "non-negative"),
-])
+@pytest.mark.parametrize(
+    "vals, ws, message",
+    [
+        ([], [], "no weight"),
+        ([1, 2], [0, 0], "no weight"),
+        ([1, 2], [1], "2 values but 1 weights"),
+        ([1, 2], [3, -1], "non-negative"),
+    ],
+)
 def test_bad_samples_raise(vals, ws, message):
     with pytest.raises(ValueError, match=message):
         lower_weighted_median(vals, ws)

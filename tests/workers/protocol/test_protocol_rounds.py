@@ -33,9 +33,13 @@ def shifted(fingerprint, by):
 
 def test_check_fingerprint():
     assert check_fingerprint(list(HONEST)) == HONEST
-    for bad, message in [(HONEST[:15], "16 entries, got 15"), ((0.5,) * K, "entry 0 is not an int"),
-                         ((True,) + HONEST[1:], "not an int"), ((INT32_MAX + 1,) + HONEST[1:], "outside the int32"),
-                         (HONEST[:15] + (INT32_MIN - 1,), "entry 15")]:
+    for bad, message in [
+        (HONEST[:15], "16 entries, got 15"),
+        ((0.5,) * K, "entry 0 is not an int"),
+        ((True,) + HONEST[1:], "not an int"),
+        ((INT32_MAX + 1,) + HONEST[1:], "outside the int32"),
+        (HONEST[:15] + (INT32_MIN - 1,), "entry 15"),
+    ]:
         with pytest.raises(ValueError, match=message):
             check_fingerprint(bad)
 
@@ -98,12 +102,15 @@ def test_failures():
     assert one_delta.status == "Failed"
 
 
-@pytest.mark.parametrize("reports, weights, message", [
-    ([], [], "at least one"),
-    ([[HONEST]], [1, 2], "one report per weight"),
-    ([[HONEST], [HONEST, HONEST]], [1, 1], "one fingerprint per delta"),
-    ([[HONEST[:3]]], [1], "16 entries"),
-])
+@pytest.mark.parametrize(
+    "reports, weights, message",
+    [
+        ([], [], "at least one"),
+        ([[HONEST]], [1, 2], "one report per weight"),
+        ([[HONEST], [HONEST, HONEST]], [1, 1], "one fingerprint per delta"),
+        ([[HONEST[:3]]], [1], "16 entries"),
+    ],
+)
 def test_aggregate_rejects_malformed_reports(reports, weights, message):
     with pytest.raises(ValueError, match=message):
         aggregate(reports, weights, 0)
@@ -124,9 +131,16 @@ def test_payouts_split_everything_but_rounding_dust(trainers, data):
     reward, available = data.draw(st.integers(0, 2**96 - 1)), data.draw(st.integers(0, 2**100))
     share = data.draw(st.integers(0, 10_000))
     coherent_weight = data.draw(st.sampled_from([0, 1, 10**21]))
-    paid = round_payouts(trainers=trainers, accepted=accepted, trainer_bond=bond, outlier_slash_bps=slash_bps,
-                         round_reward=reward, available=available, evaluator_share_bps=share,
-                         coherent_weight=coherent_weight)
+    paid = round_payouts(
+        trainers=trainers,
+        accepted=accepted,
+        trainer_bond=bond,
+        outlier_slash_bps=slash_bps,
+        round_reward=reward,
+        available=available,
+        evaluator_share_bps=share,
+        coherent_weight=coherent_weight,
+    )
     assert paid.emitted == min(reward, available)
     assert paid.slashed == (trainers - accepted) * trainer_penalty(bond, slash_bps)
     assert paid.evaluator_payout == (paid.emitted * share // 10_000 if coherent_weight else 0)
@@ -136,16 +150,25 @@ def test_payouts_split_everything_but_rounding_dust(trainers, data):
 
 def test_payouts_need_an_accepted_delta():
     with pytest.raises(ValueError, match="1..4 accepted"):
-        round_payouts(trainers=4, accepted=0, trainer_bond=1, outlier_slash_bps=1, round_reward=1, available=1,
-                      evaluator_share_bps=1, coherent_weight=1)
+        round_payouts(
+            trainers=4,
+            accepted=0,
+            trainer_bond=1,
+            outlier_slash_bps=1,
+            round_reward=1,
+            available=1,
+            evaluator_share_bps=1,
+            coherent_weight=1,
+        )
 
 
 def test_evaluator_settlement():
     rules = dict(evaluator_payout=1_000, coherent_weight=3, incoherent_penalty_bps=200, no_reveal_penalty_bps=500)
 
     def settle(revealed, finalized, coherent, bond):
-        return evaluator_settlement(revealed=revealed, finalized=finalized, coherent=coherent, weight=1, bond=bond,
-                                    **rules)
+        return evaluator_settlement(
+            revealed=revealed, finalized=finalized, coherent=coherent, weight=1, bond=bond, **rules
+        )
 
     assert settle(True, True, True, 10) == (333, 0)
     assert settle(True, True, False, 10**4) == (0, 200)

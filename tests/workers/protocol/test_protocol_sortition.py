@@ -29,7 +29,8 @@ def owner(weights: dict[int, int], ticket_: int) -> int:
 
 
 operations = st.lists(
-    st.tuples(st.booleans(), st.integers(1, POOL_CAPACITY), st.integers(0, 2**96)), min_size=1, max_size=40)
+    st.tuples(st.booleans(), st.integers(1, POOL_CAPACITY), st.integers(0, 2**96)), min_size=1, max_size=40
+)
 
 
 @given(operations, st.data())
@@ -93,7 +94,7 @@ bonds_strategy = st.lists(st.one_of(st.just(0), st.integers(1, 10**24)), min_siz
 
 @given(bonds_strategy, st.integers(1, 15), st.integers(0, 19), st.binary(min_size=32, max_size=32))
 def test_panel_draws_distinct_bonded_members_other_than_the_excluded(bond_list, seats, excluded_index, seed):
-    members = MEMBERS[:len(bond_list)]
+    members = MEMBERS[: len(bond_list)]
     bonds = dict(zip(members, bond_list, strict=True))
     excluded = MEMBERS[excluded_index]
     eligible = [m for m in members if bonds[m] and m != excluded]
