@@ -129,6 +129,35 @@ def full_mask(size: int) -> int:
 
 
 @dataclass(frozen=True)
+class CommitResult:
+    """A commitment sent: to what (`kind` on item `id`), the salt file kept for its reveal, the reveal window
+    (blocks, inclusive) and the transaction."""
+
+    id: int
+    kind: str
+    value: Any
+    salt_path: str
+    reveal_from: int
+    reveal_deadline: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class PanelVote:
+    """One account's seat on a panel open for votes, as the vote flow needs it: `what` names the vote in
+    messages ("vote on #3"), the windows are inclusive block numbers, `committed` reads the chain when
+    called, and `item` is the module's own record (a submission, a round)."""
+
+    what: str
+    seat: int
+    commit_deadline: int
+    reveal_deadline: int
+    revealed: bool
+    committed: Callable[[], bool]
+    item: Any
+
+
+@dataclass(frozen=True)
 class Step:
     """What one step of a role did (`workers.rounds.steps`, `workers.data.steps`): `action` is what it did
     (committed, revealed, claimed, drawn, finalized, settled, opened, training, fingerprinting, waiting or done),
@@ -175,6 +204,17 @@ class ModuleClient(abc.ABC):
     #: The stake role whose stake the module's panel pool locks.
     POOL_ROLE: ClassVar[str]
     POOL_JOINED: ClassVar[ModuleEvent] = ModuleEvent("PoolJoined")
+    # The panel's events, declared once in SortitionPanel.sol for every panel module.
+    PANEL_RESEEDED: ClassVar[ModuleEvent] = ModuleEvent("PanelReseeded")
+    PANEL_DRAWN: ClassVar[ModuleEvent] = ModuleEvent("PanelDrawn")
+    COMMITTED: ClassVar[ModuleEvent] = ModuleEvent("Committed")
+    REVEALED: ClassVar[ModuleEvent] = ModuleEvent("Revealed")
+    SETTLED: ClassVar[ModuleEvent] = ModuleEvent("Settled")
+    #: The panel's vote: its salt kind and the contract functions `commit(id, commitment)` and
+    #: `reveal(id, value, salt)` (`commit_vote`, `reveal_vote`).
+    VOTE_KIND: ClassVar[str]
+    COMMIT_FUNCTION: ClassVar[str]
+    REVEAL_FUNCTION: ClassVar[str]
 
     def __init__(self, chain: ChainClient, salts: SaltStore | None = None):
         self.chain = chain
@@ -347,6 +387,80 @@ class ModuleClient(abc.ABC):
             )
         self.check_salt(stored)
         return stored
+
+    def commit_salted(
+        self, kind: str, item_id: int, value: Any, commit: Callable[[bytes], Any], windows: tuple[int, int]
+    ) -> CommitResult:
+        """Sends `commit(commitment)` (a contract function call) for `value` with its salt stored first
+        (`salt_for`); `windows` is (commit deadline, reveal deadline) in blocks, reported in the result."""
+        stored = self.salt_for(kind, item_id, value)
+        receipt = self.chain.transact(commit(stored.commitment))
+        commit_deadline, reveal_deadline = windows
+        return CommitResult(
+            item_id,
+            kind,
+            stored.value,
+            str(self.salts.path(stored.key)),
+            commit_deadline + 1,
+            reveal_deadline,
+            tx_hash(receipt),
+        )
+
+    def commit_vote(self, item_id: int, value: Any) -> CommitResult:
+        """Commits this account's panel vote `value` on `item_id` (a curator's scores, an evaluator's
+        fingerprints), its salt stored first. `InvalidRequest` when the item is not being voted on, this account
+        has no seat, the commit window is over for a transaction sent now, or it committed already."""
+        self.settle_inflight()
+        vote = self.panel_vote(item_id)
+        value = self.checked_vote(vote, value)
+        if self.latest_block() + 1 > vote.commit_deadline:
+            raise InvalidRequest(f"the commit window for {vote.what} closed at block {vote.commit_deadline}")
+        if vote.committed():
+            raise InvalidRequest(
+                f"{self.chain.address} already committed its {vote.what}: reveal it from block {vote.commit_deadline + 1}"
+            )
+        return self.commit_salted(
+            self.VOTE_KIND,
+            item_id,
+            value,
+            lambda commitment: getattr(self.contract.functions, self.COMMIT_FUNCTION)(item_id, commitment),
+            (vote.commit_deadline, vote.reveal_deadline),
+        )
+
+    def reveal_vote(self, item_id: int) -> tuple[Salt, str]:
+        """Reveals this account's committed panel vote on `item_id` from its stored salt; returns the salt and the
+        tx hash. `InvalidRequest` outside the reveal window, when already revealed or never committed."""
+        self.settle_inflight()
+        vote = self.panel_vote(item_id)
+        self.require_reveal_window(f"the reveal window for {vote.what}", vote.commit_deadline, vote.reveal_deadline)
+        account = self.chain.address
+        if vote.revealed:
+            raise InvalidRequest(f"{account} already revealed its {vote.what}")
+        if not vote.committed():
+            raise InvalidRequest(f"{account} has no commitment of its {vote.what} to reveal")
+        stored = self.revealable_salt(self.VOTE_KIND, item_id, vote.what)
+        reveal = getattr(self.contract.functions, self.REVEAL_FUNCTION)(item_id, stored.value, stored.salt)
+        return stored, tx_hash(self.chain.transact(reveal))
+
+    @abc.abstractmethod
+    def panel_vote(self, item_id: int) -> PanelVote:
+        """This account's seat on the panel of `item_id`, which must be open for votes (`InvalidRequest`
+        naming the phase otherwise)."""
+
+    def checked_vote(self, vote: PanelVote, value: Any) -> Any:
+        """`value` as the contract takes it, or `InvalidRequest` (nothing sent); the module's rule."""
+        return value
+
+    def require_reveal_window(self, what: str, commit_deadline: int, reveal_deadline: int) -> None:
+        """`InvalidRequest` unless a reveal sent now lands in the window (commit_deadline, reveal_deadline] of
+        `what` ("the reveal window of #3"): open at the latest block and still open at the next."""
+        latest = self.latest_block()
+        if latest <= commit_deadline:
+            raise InvalidRequest(
+                f"{what} opens once block {commit_deadline + 1} is mined; the chain is at block {latest}"
+            )
+        if latest + 1 > reveal_deadline:
+            raise InvalidRequest(f"{what} closed at block {reveal_deadline}")
 
     def revealable_salt(self, kind: str, item_id: int, what: str) -> Salt:
         """This account's stored `kind` commitment on `item_id`, checked; `SaltNotFound` naming `what` ("vote on

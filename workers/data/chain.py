@@ -37,9 +37,11 @@ from eth_utils import to_checksum_address
 
 from ..chain import InvalidRequest
 from ..chain.module import (
+    CommitResult,
     Log,
     ModuleClient,
     ModuleEvent,
+    PanelVote,
     cid_from_chain,
     cid_to_chain,
     full_mask,
@@ -305,15 +307,6 @@ class DrawResult:
 
 
 @dataclass(frozen=True)
-class VoteResult:
-    scores: list[int]
-    vote_path: Path
-    reveal_from: int
-    reveal_deadline: int
-    tx_hash: str
-
-
-@dataclass(frozen=True)
 class RevealResult:
     scores: list[int]
     tx_hash: str
@@ -357,16 +350,11 @@ class DataConsensusClient(ModuleClient):
 
     CONTRACT = "DataConsensus"
     POOL_ROLE = "CURATOR"
+    VOTE_KIND, COMMIT_FUNCTION, REVEAL_FUNCTION = VOTE, "commit", "reveal"
 
-    # Every event this client reads. The panel events take the names shared by every module's panel; the
-    # contract's own argument names are aliased to them until the contract uses the shared ones.
+    # The module's own events (the panel's are the base's).
     SUBMITTED = ModuleEvent("Submitted")
-    PANEL_RESEEDED = ModuleEvent("PanelReseeded")
-    PANEL_DRAWN = ModuleEvent("PanelDrawn")
-    COMMITTED = ModuleEvent("Committed")
-    REVEALED = ModuleEvent("Revealed")
     FINALIZED = ModuleEvent("Finalized")
-    SETTLED = ModuleEvent("Settled")
     INFORMANT_REWARD_CLAIMED = ModuleEvent("InformantRewardClaimed")
 
     # ------------------------------------------------------------ reads
@@ -565,49 +553,36 @@ class DataConsensusClient(ModuleClient):
     def commitment_for(self, kind: str, value: Any, salt: bytes, account: str) -> bytes:
         return bytes(self.contract.functions.commitmentFor(list(value), salt, account).call())
 
-    def vote(self, submission_id: int, scores: Sequence[int]) -> VoteResult:
-        """Commits `scores` with a fresh random salt, stored on disk before the commit is sent."""
-        scores = parse_scores(scores)
-        self.settle_inflight()
-        account = self.chain.address
-        submission, _ = self._voting_seat(submission_id)
-        if self.latest_block() + 1 > submission.commit_deadline:
-            raise InvalidRequest(f"the commit window of #{submission.id} closed at block {submission.commit_deadline}")
-        if self.committed(submission, account):
-            raise InvalidRequest(
-                f"{account} already committed a vote on #{submission.id}: reveal it with "
-                f"`deepshard data reveal {submission.id}` from block {submission.commit_deadline + 1}"
-            )
-        stored = self.salt_for(VOTE, submission.id, scores)
-        receipt = self.chain.transact(self.contract.functions.commit(submission.id, stored.commitment))
-        return VoteResult(
-            scores,
-            self.salts.path(stored.key),
-            submission.commit_deadline + 1,
-            submission.reveal_deadline,
-            tx_hash(receipt),
-        )
+    def vote(self, submission_id: int, scores: Sequence[int]) -> CommitResult:
+        """Commits `scores` (five, 0..100) with a fresh random salt, stored on disk before the commit is sent."""
+        return self.commit_vote(submission_id, scores)
 
     def reveal(self, submission_id: int) -> RevealResult:
         """Reveals this account's committed vote from its stored salt."""
-        self.settle_inflight()
-        account = self.chain.address
-        submission, seat = self._voting_seat(submission_id)
-        latest = self.latest_block()
-        if latest <= submission.commit_deadline:
+        stored, tx = self.reveal_vote(submission_id)
+        return RevealResult(list(stored.value), tx)
+
+    def panel_vote(self, item_id: int) -> PanelVote:
+        submission = self.submission(item_id)
+        if submission.status != "Voting":
             raise InvalidRequest(
-                f"the reveal window of #{submission.id} opens once block "
-                f"{submission.commit_deadline + 1} is mined; the chain is at block {latest}"
+                f"submission #{submission.id} is not being voted on (phase: {submission.phase(self.latest_block())})"
             )
-        if latest + 1 > submission.reveal_deadline:
-            raise InvalidRequest(f"the reveal window of #{submission.id} closed at block {submission.reveal_deadline}")
-        if submission.revealed(seat):
-            raise InvalidRequest(f"{account} already revealed its vote on #{submission.id}")
-        if not self.committed(submission, account):
-            raise InvalidRequest(f"{account} has no commitment on #{submission.id} to reveal")
-        stored = self.revealable_salt(VOTE, submission.id, f"vote on #{submission.id}")
-        receipt = self.chain.transact(self.contract.functions.reveal(submission.id, stored.value, stored.salt))
-        return RevealResult(list(stored.value), tx_hash(receipt))
+        seat = self.seat_of(submission.id)
+        if seat is None:
+            raise InvalidRequest(f"{self.chain.address} is not on the panel of #{submission.id}")
+        return PanelVote(
+            f"vote on #{submission.id}",
+            seat,
+            submission.commit_deadline,
+            submission.reveal_deadline,
+            submission.revealed(seat),
+            lambda: bool(self.committed(submission, self.chain.address)),
+            submission,
+        )
+
+    def checked_vote(self, vote: PanelVote, value: Any) -> list[int]:
+        return parse_scores(value)
 
     def claim(self, submission_id: int) -> ClaimResult:
         """Settles this account's seat and, for the informant, claims its reward; whatever is due."""
@@ -653,18 +628,6 @@ class DataConsensusClient(ModuleClient):
         return result
 
     # ------------------------------------------------------------ internals
-
-    def _voting_seat(self, submission_id: int) -> tuple[Submission, int]:
-        """The submission being voted on and this account's seat on its panel; `InvalidRequest` otherwise."""
-        submission = self.submission(submission_id)
-        if submission.status != "Voting":
-            raise InvalidRequest(
-                f"submission #{submission.id} is not being voted on (phase: {submission.phase(self.latest_block())})"
-            )
-        seat = self.seat_of(submission.id)
-        if seat is None:
-            raise InvalidRequest(f"{self.chain.address} is not on the panel of #{submission.id}")
-        return submission, seat
 
 
 def _outcome(args: Any, tx: str | None) -> Outcome:

@@ -203,7 +203,7 @@ def _vote_run(args: argparse.Namespace) -> int:
     scores = parse_scores(args.scores)  # checked before the key is loaded or the node is contacted
     result = _consensus(args).vote(args.id, scores)
     print(f"tx {result.tx_hash}")
-    print(f"committed {result.scores} on #{args.id}; the salt is kept in {result.vote_path}")
+    print(f"committed {result.value} on #{args.id}; the salt is kept in {result.salt_path}")
     print(f"reveal from block {result.reveal_from} to {result.reveal_deadline} with `deepshard data reveal {args.id}`")
     return EXIT_OK
 

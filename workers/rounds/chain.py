@@ -32,8 +32,10 @@ from eth_utils import to_checksum_address
 from ..chain import ChainError, InvalidRequest
 from ..chain.module import (
     LOG_RANGE,
+    CommitResult,
     ModuleClient,
     ModuleEvent,
+    PanelVote,
     cid_from_chain,
     cid_to_chain,
     full_mask,
@@ -212,16 +214,6 @@ class OpenResult:
 
 
 @dataclass(frozen=True)
-class CommitResult:
-    round_id: int
-    kind: str
-    path: str
-    reveal_from: int
-    reveal_deadline: int
-    tx_hash: str
-
-
-@dataclass(frozen=True)
 class DrawResult:
     round_id: int
     #: "drawn", "failed" (too few revealed deltas) or "reseeded" (the seed block fell out of the 256-block window)
@@ -264,21 +256,15 @@ class TrainingRoundsClient(ModuleClient):
 
     CONTRACT = "TrainingRounds"
     POOL_ROLE = "EVALUATOR"
+    VOTE_KIND, COMMIT_FUNCTION, REVEAL_FUNCTION = FINGERPRINTS, "commitFingerprints", "revealFingerprints"
 
-    # Every event this client reads. The panel events take the names shared by every module's panel; the
-    # contract's own argument names are aliased to them until the contract uses the shared ones (and, like
-    # DataConsensus, emits PanelReseeded).
+    # The module's own events (the panel's are the base's).
     ROUND_OPENED = ModuleEvent("RoundOpened")
     DELTA_COMMITTED = ModuleEvent("DeltaCommitted")
     DELTA_REVEALED = ModuleEvent("DeltaRevealed")
-    PANEL_RESEEDED = ModuleEvent("PanelReseeded")
-    PANEL_DRAWN = ModuleEvent("PanelDrawn")
-    COMMITTED = ModuleEvent("Committed")
-    REVEALED = ModuleEvent("Revealed")
     ROUND_FINALIZED = ModuleEvent("RoundFinalized")
     DELTA_JUDGED = ModuleEvent("DeltaJudged")
     TRAINER_SETTLED = ModuleEvent("TrainerSettled")
-    SETTLED = ModuleEvent("Settled")
     #: DataConsensus's outcome event, read to find the accepted datasets a round can train on.
     DATA_FINALIZED = ModuleEvent("Finalized")
 
@@ -630,15 +616,12 @@ class TrainingRoundsClient(ModuleClient):
         if state.trainer_count >= MAX_TRAINERS:
             raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
         self.require_free_stake("TRAINER", self.params()["trainerBond"], "the trainer bond")
-        stored = self.salt_for(DELTA, state.id, delta_cid)
-        receipt = self.chain.transact(self.contract.functions.commitDelta(state.id, stored.commitment))
-        return CommitResult(
-            state.id,
+        return self.commit_salted(
             DELTA,
-            str(self.salts.path(stored.key)),
-            state.train_commit_deadline + 1,
-            state.train_reveal_deadline,
-            tx_hash(receipt),
+            state.id,
+            delta_cid,
+            lambda commitment: self.contract.functions.commitDelta(state.id, commitment),
+            (state.train_commit_deadline, state.train_reveal_deadline),
         )
 
     def reveal_delta(self, round_id: int) -> str:
@@ -695,53 +678,32 @@ class TrainingRoundsClient(ModuleClient):
 
     def commit_fingerprints(self, round_id: int, fingerprints: Sequence[Sequence[int]]) -> CommitResult:
         """Commits one fingerprint of K int32 per revealed delta, with a fresh salt stored on disk first."""
-        self.settle_inflight()
-        account = self.chain.address
-        state, _ = self._panel_round(round_id)
-        latest = self.latest_block()
-        if latest + 1 > state.eval_commit_deadline:
-            raise InvalidRequest(
-                f"the evaluators' commit window of round #{state.id} closed at block {state.eval_commit_deadline}"
-            )
-        rows = check_fingerprints(fingerprints, state.delta_count)
-        if self.evaluators_committed(state, account):
-            raise InvalidRequest(
-                f"{account} already committed fingerprints in round #{state.id}: reveal them from "
-                f"block {state.eval_commit_deadline + 1}"
-            )
-        stored = self.salt_for(FINGERPRINTS, state.id, rows)
-        receipt = self.chain.transact(self.contract.functions.commitFingerprints(state.id, stored.commitment))
-        return CommitResult(
-            state.id,
-            FINGERPRINTS,
-            str(self.salts.path(stored.key)),
-            state.eval_commit_deadline + 1,
-            state.eval_reveal_deadline,
-            tx_hash(receipt),
-        )
+        return self.commit_vote(round_id, fingerprints)
 
     def reveal_fingerprints(self, round_id: int) -> str:
         """Reveals this evaluator's committed fingerprints from its stored salt; returns the tx hash."""
-        self.settle_inflight()
-        account = self.chain.address
-        state, seat = self._panel_round(round_id)
-        latest = self.latest_block()
-        if latest <= state.eval_commit_deadline:
-            raise InvalidRequest(
-                f"the evaluators' reveal window of round #{state.id} opens once block "
-                f"{state.eval_commit_deadline + 1} is mined; the chain is at block {latest}"
-            )
-        if latest + 1 > state.eval_reveal_deadline:
-            raise InvalidRequest(
-                f"the evaluators' reveal window of round #{state.id} closed at block {state.eval_reveal_deadline}"
-            )
-        if state.evaluator_revealed(seat):
-            raise InvalidRequest(f"{account} already revealed its fingerprints in round #{state.id}")
-        if not self.evaluators_committed(state, account):
-            raise InvalidRequest(f"{account} has no fingerprint commitment in round #{state.id} to reveal")
-        stored = self.revealable_salt(FINGERPRINTS, state.id, f"fingerprints commitment in round #{state.id}")
-        receipt = self.chain.transact(self.contract.functions.revealFingerprints(state.id, stored.value, stored.salt))
-        return tx_hash(receipt)
+        return self.reveal_vote(round_id)[1]
+
+    def panel_vote(self, item_id: int) -> PanelVote:
+        state = self.round(item_id)
+        if state.status != "Evaluating":
+            phase = state.phase(self.latest_block())
+            raise InvalidRequest(f"round #{state.id} is not being evaluated (phase: {phase})")
+        seat = self.seat_of(state.id)
+        if seat is None:
+            raise InvalidRequest(f"{self.chain.address} is not on the evaluator panel of round #{state.id}")
+        return PanelVote(
+            f"fingerprints in round #{state.id}",
+            seat,
+            state.eval_commit_deadline,
+            state.eval_reveal_deadline,
+            state.evaluator_revealed(seat),
+            lambda: bool(self.evaluators_committed(state, self.chain.address)),
+            state,
+        )
+
+    def checked_vote(self, vote: PanelVote, value: Any) -> list[list[int]]:
+        return check_fingerprints(value, vote.item.delta_count)
 
     # ------------------------------------------------------------ internals
 
@@ -749,17 +711,6 @@ class TrainingRoundsClient(ModuleClient):
         if kind == DELTA:
             return bytes(self.contract.functions.deltaCommitmentFor(cid_to_chain(value), salt, account).call())
         return bytes(self.contract.functions.fingerprintCommitmentFor(value, salt, account).call())
-
-    def _panel_round(self, round_id: int) -> tuple[RoundState, int]:
-        """The round being evaluated and this account's seat on its panel; `InvalidRequest` otherwise."""
-        state = self.round(round_id)
-        if state.status != "Evaluating":
-            phase = state.phase(self.latest_block())
-            raise InvalidRequest(f"round #{state.id} is not being evaluated (phase: {phase})")
-        seat = self.seat_of(state.id)
-        if seat is None:
-            raise InvalidRequest(f"{self.chain.address} is not on the evaluator panel of round #{state.id}")
-        return state, seat
 
     def _finalized_log(self, state: RoundState):
         """`RoundFinalized` of an ended round: emitted by the draw (too few deltas) or by finalize."""

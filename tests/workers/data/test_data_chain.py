@@ -192,7 +192,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
             assert (step.action, step.data["scores"]) == ("committed", expected)
     first = curators[0]
     nonce = first.nonce()
-    with pytest.raises(InvalidRequest, match="already committed a vote"):
+    with pytest.raises(InvalidRequest, match="already committed its vote"):
         first.consensus.vote(good.submission_id, [1, 2, 3, 4, 5])
     assert curate_once(first.consensus, store, good.submission_id).action == "waiting"
     with pytest.raises(InvalidRequest, match="reveal window .* opens once block"):
@@ -332,7 +332,7 @@ def test_command_line_flow(net, curators, new_informant, keeper, store, monkeypa
     nonce = curators[0].nonce()
     act_as(curators[0])
     for argv, fragment in (
-        (["vote", str(submission_id), "--scores", "80,75,70,85,70"], "already committed a vote"),
+        (["vote", str(submission_id), "--scores", "80,75,70,85,70"], "already committed its vote"),
         (["vote", str(submission_id), "--scores", "80,75,70"], "scores must be 5 integers from 0 to 100"),
         (["reveal", str(submission_id)], "opens once block"),
         (["finalize", str(submission_id)], "can be finalized once block"),
