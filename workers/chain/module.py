@@ -417,7 +417,8 @@ class ModuleClient(abc.ABC):
             raise InvalidRequest(f"the commit window for {vote.what} closed at block {vote.commit_deadline}")
         if vote.committed():
             raise InvalidRequest(
-                f"{self.chain.address} already committed its {vote.what}: reveal it from block {vote.commit_deadline + 1}"
+                f"{self.chain.address} already committed its {vote.what}: "
+                f"reveal it from block {vote.commit_deadline + 1}"
             )
         return self.commit_salted(
             self.VOTE_KIND,
