@@ -2,7 +2,6 @@
 uint64 values (int32 fingerprints offset by 2**31 included), uint192 weights with zeros, one sample, the
 largest panels, equal values; and its reverts."""
 
-import brownie
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,13 +73,18 @@ def test_examples(median_harness):
 
 
 def test_reverts(median_harness):
+    for value, weight in [(UINT64_MAX + 1, 1), (1, UINT192_MAX + 1), (2**256 - 1, 2**256 - 1)]:
+        with reverts("SampleTooLarge", value, weight):
+            median_harness.pack(value, weight)
+        with reverts("SampleTooLarge", value, weight):
+            median_harness.lowerMedian([0, value], [1, weight], 2)
     with reverts("NoWeight"):
         median_harness.lowerMedian([1, 2], [0, 0], 2)
     with reverts("NoWeight"):
         median_harness.lowerMedian([1], [1], 0)  # no sample, no weight
     with reverts("NoWeight"):
         median_harness.medianOfPacked([1 << 192], 1, 0)
-    with brownie.reverts("WeightedMedian: count"):
+    with reverts("CountTooLarge", 3, 2):
         median_harness.lowerMedian([1, 2], [1, 1, 1], 3)
-    with brownie.reverts("WeightedMedian: count"):
+    with reverts("CountTooLarge", 2, 1):
         median_harness.medianOfPacked([1], 2, 1)
