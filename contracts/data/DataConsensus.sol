@@ -22,6 +22,8 @@ import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 ///      pool by locking CURATOR stake in the StakeRegistry; the locked bond is their sortition weight and what
 ///      penalties are taken from. Every loop is bounded by the panel size or by the tree depth. Curator rewards
 ///      and penalties are settled per seat (`claim`), so finalize stays O(panel) and payouts are pulled.
+///      What a committed bond can lose is fixed when it is committed: a submission keeps the reject slash in
+///      force at `submit`, and its panel the penalty rates, so a governance change applies to later submissions.
 contract DataConsensus is IDataConsensus, SortitionPanel {
     using SafeERC20 for IERC20;
 
@@ -82,6 +84,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         uint96 coherentWeight;
         uint96 curatorPayout;
         uint40 consensus; // five packed uint8 medians
+        uint16 rejectSlashBps; // the share of the bond a rejection slashes, fixed at `submit`
     }
 
     /// @dev What a submission keeps besides its panel: two slots. The panel's first slot holds the status.
@@ -94,6 +97,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         uint16 value;
         bool consumed; // taken into a training round
         uint40 consensus; // five packed uint8 medians
+        uint16 rejectSlashBps; // `rejectSlashBps` at `submit`
     }
 
     /// @notice The Emission contract rewards are drawn from.
@@ -154,7 +158,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
 
     // ------------------------------------------------------------------ informants
 
-    /// @notice Proposes a dataset. Locks `bond` of the caller's INFORMANT stake until the outcome.
+    /// @notice Proposes a dataset. Locks `bond` of the caller's INFORMANT stake until the outcome; a rejection
+    ///         slashes the share of it that `rejectSlashBps` says now, whatever governance sets meanwhile.
     /// @param cid Binary CID of the dataset manifest (1 to 64 bytes).
     /// @param bond Amount in wei, at least `minBond`.
     /// @return id The submission id.
@@ -166,6 +171,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         SubmissionRecord storage submission = _submissions[id];
         submission.informant = msg.sender;
         submission.bond = uint96(bond);
+        submission.rejectSlashBps = _params.rejectSlashBps;
         uint256 seedBlock = block.number + _params.seedDelay;
         _openPanel(id, seedBlock, uint8(Status.AwaitingPanel));
         _manifestCids[id] = cid;
@@ -244,7 +250,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
             _drawReward(panel, submission, p, value, coherentWeight);
             registry.unlock(submission.informant, IStakeRegistry.Role.INFORMANT, submission.bond);
         } else {
-            _slashRejected(panel, submission, p.rejectSlashBps, coherentWeight);
+            _slashRejected(panel, submission, coherentWeight);
         }
     }
 
@@ -284,7 +290,9 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
 
     // ------------------------------------------------------------------ governance
 
-    /// @notice Replaces the parameters and criteria weights (the threshold is clamped into the new bounds).
+    /// @notice Replaces the parameters and criteria weights (the threshold is clamped into the new bounds). The
+    ///         reject slash and the penalty rates apply to submissions made afterwards; the rest also to the
+    ///         next `finalize` of a submission under way.
     /// @param params_ New parameters.
     /// @param weights_ New criteria weights in basis points, summing to 10,000.
     function setParams(Params calldata params_, uint16[CRITERIA] calldata weights_)
@@ -338,7 +346,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
             consumed: record.consumed,
             coherentWeight: panel.coherentWeight,
             curatorPayout: panel.payout,
-            consensus: record.consensus
+            consensus: record.consensus,
+            rejectSlashBps: record.rejectSlashBps
         });
     }
 
@@ -389,13 +398,13 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         view
         returns (uint256 packedConsensus, uint256 value, uint256 coherentMask, uint256 coherentWeight)
     {
-        (uint256[] memory seats, uint256[] memory weights, bytes32[] memory ballots) = _revealed(id);
+        (uint256[] memory seats, uint256[] memory weights, uint256[] memory ballots) = _revealed(id);
         uint256 count = seats.length;
         uint256[] memory criterionScores = new uint256[](count);
         uint256 weightedSum = 0;
         for (uint256 c = 0; c < CRITERIA; ++c) {
             for (uint256 i = 0; i < count; ++i) {
-                criterionScores[i] = uint8(uint256(ballots[i]) >> (8 * c));
+                criterionScores[i] = uint8(ballots[i] >> (8 * c));
             }
             uint256 median = WeightedMedian.lowerMedian(criterionScores, weights, count);
             packedConsensus |= median << (8 * c);
@@ -403,7 +412,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         }
         value = weightedSum / MAX_SCORE;
         for (uint256 i = 0; i < count; ++i) {
-            if (_packedDistance(uint256(ballots[i]), packedConsensus) <= toleranceL1) {
+            if (_packedDistance(ballots[i], packedConsensus) <= toleranceL1) {
                 coherentMask |= uint256(1) << seats[i];
                 coherentWeight += weights[i];
             }
@@ -416,16 +425,13 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         }
     }
 
-    /// @dev A rejected informant loses `rejectSlashBps` of its bond to the coherent curators (or, when no
-    ///      curator was coherent, to the treasury); the rest is unlocked.
-    function _slashRejected(
-        Panel storage panel,
-        SubmissionRecord storage submission,
-        uint256 rejectSlashBps,
-        uint256 coherentWeight
-    ) private {
+    /// @dev A rejected informant loses the submission's `rejectSlashBps` of its bond to the coherent curators
+    ///      (or, when no curator was coherent, to the treasury); the rest is unlocked.
+    function _slashRejected(Panel storage panel, SubmissionRecord storage submission, uint256 coherentWeight)
+        private
+    {
         uint256 bond = submission.bond;
-        uint256 slashed = bond * rejectSlashBps / BPS;
+        uint256 slashed = bond * submission.rejectSlashBps / BPS;
         address informant = submission.informant;
         if (slashed != 0 && coherentWeight != 0) panel.payout = uint96(slashed);
         if (bond > slashed) registry.unlock(informant, IStakeRegistry.Role.INFORMANT, bond - slashed);

@@ -100,7 +100,7 @@ library FingerprintAggregation {
     function judge(
         uint256 round,
         uint256[] memory seats,
-        bytes32[] memory stores,
+        uint256[] memory stores,
         uint256[] memory weights,
         uint256 deltas,
         uint256 evaluatorTolerance,
@@ -129,11 +129,11 @@ library FingerprintAggregation {
 
     /// @dev Reads every fingerprint once into flat memory indexed `(e * deltas + d) * K + k`, so that the
     ///      hundreds of medians below read words instead of decoding blobs.
-    function _unpack(bytes32[] memory stores, uint256 deltas) private view returns (uint256[] memory coordinates) {
+    function _unpack(uint256[] memory stores, uint256 deltas) private view returns (uint256[] memory coordinates) {
         uint256 perEvaluator = deltas * K;
         coordinates = new uint256[](stores.length * perEvaluator);
         for (uint256 e = 0; e < stores.length; ++e) {
-            bytes memory data = CodeStore.read(address(uint160(uint256(stores[e]))));
+            bytes memory data = CodeStore.read(address(uint160(stores[e])));
             uint256 base = e * perEvaluator;
             // Eight big-endian uint32 per 32-byte word of the blob.
             assembly ("memory-safe") {
@@ -203,19 +203,16 @@ library FingerprintAggregation {
         }
     }
 
-    /// @dev Coordinate-wise lower median over the deltas' consensus fingerprints.
+    /// @dev Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints.
     function _reference(uint256[] memory consensus, uint256 deltas) private pure returns (uint256[] memory reference_) {
         reference_ = new uint256[](K);
-        uint256[] memory column = new uint256[](deltas);
-        uint256[] memory ones = new uint256[](deltas);
-        for (uint256 delta = 0; delta < deltas; ++delta) {
-            ones[delta] = 1;
-        }
+        uint256[] memory packed = new uint256[](deltas);
         for (uint256 k = 0; k < K; ++k) {
             for (uint256 delta = 0; delta < deltas; ++delta) {
-                column[delta] = consensus[delta * K + k];
+                // `WeightedMedian.pack(coordinate, 1)` without its range check: a coordinate is a uint32.
+                packed[delta] = (consensus[delta * K + k] << 192) | 1;
             }
-            reference_[k] = WeightedMedian.lowerMedian(column, ones, deltas);
+            reference_[k] = WeightedMedian.medianOfPacked(packed, deltas, deltas);
         }
     }
 }

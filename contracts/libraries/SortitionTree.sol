@@ -17,6 +17,8 @@ library SortitionTree {
 
     error IndexOutOfRange(uint256 index);
     error TicketOutOfRange(uint256 ticket, uint256 total);
+    /// @notice `amount` asked of member `index`, which holds only `weight`.
+    error WeightTooSmall(uint256 index, uint256 weight, uint256 amount);
 
     /// @notice Adds `amount` to the weight of member `index`.
     /// @param tree The tree.
@@ -30,16 +32,31 @@ library SortitionTree {
         }
     }
 
-    /// @notice Removes `amount` from the weight of member `index` (reverts if it holds less).
+    /// @notice Removes `amount` from the weight of member `index` (`WeightTooSmall` if it holds less: the
+    ///         partial sums on its path hold other members' weight too, so they alone would not catch it).
     /// @param tree The tree.
     /// @param index The member's slot, in [1, CAPACITY].
     /// @param amount Weight removed.
     function remove(Tree storage tree, uint256 index, uint256 amount) internal {
         if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
-        tree.total -= amount;
-        for (uint256 i = index; i <= CAPACITY; i += i & (~i + 1)) {
-            tree.nodes[i] -= amount;
+        uint256 weight = _weight(tree, index);
+        if (amount > weight) revert WeightTooSmall(index, weight, amount);
+        // The total and every node on the member's path include its weight: none of them underflows.
+        unchecked {
+            tree.total -= amount;
+            for (uint256 i = index; i <= CAPACITY; i += i & (~i + 1)) {
+                tree.nodes[i] -= amount;
+            }
         }
+    }
+
+    /// @notice The weight of member `index`.
+    /// @param tree The tree.
+    /// @param index The member's slot, in [1, CAPACITY].
+    /// @return Its weight.
+    function weightOf(Tree storage tree, uint256 index) internal view returns (uint256) {
+        if (index == 0 || index > CAPACITY) revert IndexOutOfRange(index);
+        return _weight(tree, index);
     }
 
     /// @notice The member owning `ticket`, for a ticket in [0, total): members own consecutive ticket ranges
@@ -61,5 +78,23 @@ library SortitionTree {
             }
         }
         return position + 1;
+    }
+
+    /// @dev The weight of member `index` (in range): its node's partial sum less those of the nodes it covers
+    ///      besides itself, as many reads as `index` has trailing zero bits (none for an odd slot).
+    function _weight(Tree storage tree, uint256 index) private view returns (uint256 weight) {
+        assembly ("memory-safe") {
+            // The slot of `tree.nodes[i]`, as Solidity lays out a mapping.
+            mstore(0x20, tree.slot)
+            mstore(0, index)
+            weight := sload(keccak256(0, 0x40))
+            // Node `index` sums the slots (index - lowbit(index), index]; the nodes below it sum all of them but
+            // the last, so their sum never exceeds it and nothing underflows.
+            let start := sub(index, and(index, sub(0, index)))
+            for { let i := sub(index, 1) } gt(i, start) { i := sub(i, and(i, sub(0, i))) } {
+                mstore(0, i)
+                weight := sub(weight, sload(keccak256(0, 0x40)))
+            }
+        }
     }
 }

@@ -10,9 +10,11 @@ library WeightedMedian {
     error NoWeight();
     /// @notice `count` samples asked of arrays holding `length`.
     error CountTooLarge(uint256 count, uint256 length);
+    /// @notice A sample whose value is not below 2^64 or whose weight is not below 2^192 (`pack`).
+    error SampleTooLarge(uint256 value, uint256 weight);
 
     /// @notice Lower weighted median of `values[0..count)` weighted by `weights[0..count)`.
-    /// @dev Values must fit in 64 bits and weights in 192 bits.
+    /// @dev Values must fit in 64 bits and weights in 192 bits (`SampleTooLarge` otherwise).
     /// @param values The samples.
     /// @param weights Their weights.
     /// @param count How many of them to take.
@@ -35,11 +37,12 @@ library WeightedMedian {
     }
 
     /// @notice One sample: its value in the high 64 bits, its weight in the low 192, so that sorting
-    ///         packed words sorts by value.
+    ///         packed words sorts by value (`SampleTooLarge` for a value or weight that does not fit).
     /// @param value Below 2^64.
     /// @param weight Below 2^192.
     /// @return The packed sample.
     function pack(uint256 value, uint256 weight) internal pure returns (uint256) {
+        if ((value >> 64) | (weight >> 192) != 0) revert SampleTooLarge(value, weight);
         return (value << 192) | weight;
     }
 

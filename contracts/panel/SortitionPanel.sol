@@ -14,7 +14,8 @@ import {SortitionPool} from "../staking/SortitionPool.sol";
 ///         settlement. Silent seats lose `noRevealPenaltyBps` of their pool bond; once the module has judged
 ///         the panel, coherent seats share its payout in proportion to their drawn weight and incoherent ones
 ///         lose `incoherentPenaltyBps`; a panel closed without a judgement (no quorum, a failed round) neither
-///         pays nor penalises the seats that revealed.
+///         pays nor penalises the seats that revealed. Both rates are the module's when the panel opened: a
+///         governance change applies to panels opened after it, never to seats already at work.
 /// @dev Modules extend it the way OpenZeppelin's Governor takes counting modules: they keep their own phases
 ///      in `Panel.status` (their Status enum), say what a reveal stores (`_reveal`'s record), decide
 ///      coherence and the payout (writing `coherentMask`, `coherentWeight` and `payout`), and fill in the hooks
@@ -40,6 +41,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         uint16 coherentMask; // seats the module's judgement found coherent
         uint8 size;
         uint8 status; // the module's own Status enum, here so that one read answers phase and window
+        uint16 noRevealPenaltyBps; // the module's rates when the panel opened (at most BPS)
+        uint16 incoherentPenaltyBps;
         // slot 1
         uint96 weight; // sum of the seats' weights
         uint96 revealedWeight;
@@ -178,7 +181,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
 
     // ------------------------------------------------------------------ hooks
 
-    /// @dev The module's panel parameters (read where needed, so that a change applies to pending windows).
+    /// @dev The module's panel parameters. The seed delay and windows are read where needed, so that a change
+    ///      applies to pending windows; the penalty rates are read once, when a panel opens.
     function _panelParams() internal view virtual returns (PanelParams memory);
 
     /// @dev For a panel whose module `status` is final: whether it was judged (coherence decided). Reverts
@@ -213,11 +217,15 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     }
 
     /// @dev Starts a panel: its draw is seeded by the hash of `seedBlock`, a block after anything the
-    ///      interested parties commit to, so none of them chooses the seed.
+    ///      interested parties commit to, so none of them chooses the seed. Fixes its seats' penalty rates.
     function _openPanel(uint256 id, uint256 seedBlock, uint8 status) internal {
+        PanelParams memory p = _panelParams();
         Panel storage panel = _panels[id];
         panel.seedBlock = uint40(seedBlock);
         panel.status = status;
+        // At most BPS (`_checkPanelParams`), so they fit; one slot with the phase, so settling reads no more.
+        panel.noRevealPenaltyBps = uint16(p.noRevealPenaltyBps);
+        panel.incoherentPenaltyBps = uint16(p.incoherentPenaltyBps);
     }
 
     /// @dev Reverts with TooEarly until the seed block is mined.
@@ -307,18 +315,19 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         }
     }
 
-    /// @dev The seats that revealed, in seat order, with their weights and the modules' records.
+    /// @dev The seats that revealed, in seat order, with their weights and the modules' records (as words: one
+    ///      array type for all three keeps the ABI coders of a library call that takes them to one).
     function _revealed(uint256 id)
         internal
         view
-        returns (uint256[] memory seats, uint256[] memory weights, bytes32[] memory records)
+        returns (uint256[] memory seats, uint256[] memory weights, uint256[] memory records)
     {
         Panel storage panel = _panels[id];
         uint256 size = panel.size;
         uint256 revealedMask = panel.revealedMask;
         seats = new uint256[](size);
         weights = new uint256[](size);
-        records = new bytes32[](size);
+        records = new uint256[](size);
         uint256 count = 0;
         for (uint256 seat = 0; seat < size; ++seat) {
             // A bit test on our own mask, not a balance anyone can push.
@@ -326,7 +335,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
             if (revealedMask & (uint256(1) << seat) == 0) continue;
             seats[count] = seat;
             weights[count] = _seats[id][seat].weight;
-            records[count] = _ballots[id][seat];
+            records[count] = uint256(_ballots[id][seat]);
             ++count;
         }
         assembly ("memory-safe") {
@@ -346,8 +355,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         return _ballots[id][seat];
     }
 
-    /// @dev Settles one seat of a closed panel (see the contract's notice for who gets what). Anyone may call
-    ///      it; a reward always goes to the seat's member.
+    /// @dev Settles one seat of a closed panel (see the contract's notice for who gets what), at the rates
+    ///      fixed when it opened. Anyone may call it; a reward always goes to the seat's member.
     function _settle(uint256 id, uint256 seat) internal {
         Panel storage panel = _panels[id];
         bool judged = _judged(panel.status);
@@ -358,14 +367,13 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         Seat memory info = _seats[id][seat];
         uint256 reward = 0;
         uint256 penaltyBps = 0;
-        // Parameters are read only for a penalty: a coherent seat's claim skips their slot.
         if (panel.revealedMask & bit == 0) {
-            penaltyBps = _panelParams().noRevealPenaltyBps;
+            penaltyBps = panel.noRevealPenaltyBps;
         } else if (judged) {
             if (panel.coherentMask & bit != 0) {
                 reward = uint256(panel.payout) * info.weight / panel.coherentWeight;
             } else {
-                penaltyBps = _panelParams().incoherentPenaltyBps;
+                penaltyBps = panel.incoherentPenaltyBps;
             }
         }
         uint256 penalty = _closeSeat(info.member, penaltyBps);

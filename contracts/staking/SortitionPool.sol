@@ -80,8 +80,7 @@ abstract contract SortitionPool {
         uint256 bond = member.bond;
         if (bond == 0) revert NotInPool();
         if (member.openPanels != 0) revert OpenPanels(member.openPanels);
-        member.bond = 0;
-        _tree.remove(member.index, bond);
+        _takeBond(member, bond);
         emit PoolLeft(msg.sender, bond);
         registry.unlock(msg.sender, poolRole, bond);
     }
@@ -143,9 +142,14 @@ abstract contract SortitionPool {
         --member.openPanels;
         penalty = uint256(member.bond) * penaltyBps / 10_000;
         if (penalty == 0) return 0;
-        member.bond -= uint96(penalty);
-        _tree.remove(member.index, penalty);
+        _takeBond(member, penalty);
         registry.slash(memberAddress, poolRole, penalty, _penaltyBeneficiary());
+    }
+
+    /// @dev Takes `amount` off a member's bond and its weight in draws.
+    function _takeBond(PoolMember storage member, uint256 amount) private {
+        member.bond -= uint96(amount);
+        _tree.remove(member.index, amount);
     }
 
     function _contains(address[] memory list, uint256 length, address item) private pure returns (bool) {

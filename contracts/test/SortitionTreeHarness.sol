@@ -43,6 +43,13 @@ contract SortitionTreeHarness {
         }
     }
 
+    /// @notice The weight of member `index`.
+    /// @param index The member slot.
+    /// @return The weight.
+    function weightOf(uint256 index) external view returns (uint256) {
+        return _tree.weightOf(index);
+    }
+
     /// @notice The member owning `ticket` (reverts `TicketOutOfRange` unless ticket < total).
     /// @param ticket A ticket in [0, total).
     /// @return The member slot.

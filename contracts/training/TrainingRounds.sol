@@ -25,8 +25,10 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 /// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows,
 ///      commit-reveal, per-seat settlement) is SortitionPanel's, over EVALUATOR stake; a reveal's record is a
 ///      CodeStore pointer to the fingerprints, and the judgement is the linked FingerprintAggregation library's.
-///      Trainer bonds are settled in `finalize` (at most 16) and rewards pulled. Every loop is bounded by
-///      MAX_TRAINERS, MAX_EVALUATORS, K or MAX_BATCH.
+///      Trainer bonds are settled in `finalize` (at most 16) and rewards pulled. A round keeps the trainer bond
+///      and the outlier slash in force when it opened (as its panel keeps its penalty rates), so a governance
+///      change never resizes a bond already locked. Every loop is bounded by MAX_TRAINERS, MAX_EVALUATORS, K
+///      or MAX_BATCH.
 contract TrainingRounds is ITrainingRounds, SortitionPanel {
     using SafeERC20 for IERC20;
 
@@ -73,7 +75,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint40 evalRevealDeadline;
         uint8 trainerCount;
         uint8 deltaCount;
-        Status status;
+        uint8 status; // a Status, as its uint8 (no enum range check on the way out: bytecode room)
         bytes32 specHash;
         bytes32 seed;
         uint40 panelSeedBlock;
@@ -87,6 +89,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint96 rewardPerTrainer;
         uint96 evaluatorPayout;
         uint96 coherentEvaluatorWeight;
+        uint96 trainerBond; // locked per committed delta, fixed when the round opened
+        uint96 trainerPenalty; // what an outlier or silent trainer loses of it
     }
 
     /// @dev What a round keeps besides its panel, in four slots: trainers' commits, reveals and claims touch
@@ -105,8 +109,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         bytes32 specHash;
         // slot 2
         bytes32 seed;
-        // slot 3
+        // slot 3: the trainers' terms, fixed at `openRound`, and the outcome
         uint64 newVersion;
+        uint96 trainerBond;
+        uint96 trainerPenalty; // trainerBond * outlierSlashBps / BPS
     }
 
     struct TrainerSlot {
@@ -174,7 +180,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     // ------------------------------------------------------------------ opening
 
     /// @notice Opens a round on `datasetIds` (accepted, not yet trained on) over the newest model version.
-    ///         Anyone can call it once the previous round has ended.
+    ///         Anyone can call it once the previous round has ended. The round keeps the current trainer bond
+    ///         and outlier slash, and its panel the current penalty rates, until it ends.
     /// @param datasetIds Accepted DataConsensus submissions, between `minBatch` and `maxBatch` of them.
     /// @param specHash Hash of the canonical TrainingSpec every trainer must follow.
     /// @return round The new round's id.
@@ -182,8 +189,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         Params storage p = _params;
         uint256 previous = roundCount;
         if (previous != 0) {
-            Status previousStatus = Status(_panel(previous).status);
-            if (previousStatus != Status.Finalized && previousStatus != Status.Failed) revert RoundActive(previous);
+            uint8 previousStatus = _panel(previous).status;
+            if (previousStatus != uint8(Status.Finalized) && previousStatus != uint8(Status.Failed)) {
+                revert RoundActive(previous);
+            }
         }
         if (datasetIds.length < p.minBatch || datasetIds.length > p.maxBatch) revert BatchSize(datasetIds.length);
         round = previous + 1;
@@ -202,6 +211,11 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         _openPanel(round, revealDeadline + p.seedDelay, uint8(Status.Training));
         r.specHash = specHash;
         r.seed = seed;
+        uint256 bond = p.trainerBond;
+        r.trainerBond = uint96(bond);
+        unchecked {
+            r.trainerPenalty = uint96(bond * p.outlierSlashBps / BPS);
+        }
         _datasets[round] = datasetIds;
         emit RoundOpened(round, baseVersion, datasetIds, specHash, seed, commitDeadline, revealDeadline);
         dataConsensus.consumeDatasets(datasetIds);
@@ -210,7 +224,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     // ------------------------------------------------------------------ trainers
 
     /// @notice Commits a delta: `keccak256(abi.encode(bytes deltaCid, bytes32 salt, address trainer))`, within
-    ///         the trainers' commit window. Locks `trainerBond` of the caller's TRAINER stake until the round ends.
+    ///         the trainers' commit window. Locks the round's `trainerBond` (`getRound`) of the caller's TRAINER
+    ///         stake until the round ends.
     /// @dev The window is the phase check: it closes before the panel's seed block, so before any later phase.
     /// @param round The round.
     /// @param commitment The commitment.
@@ -226,7 +241,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         _trainerSlotOf[round][msg.sender] = slot + 1;
         _deltaCommitments[round][slot] = commitment;
         emit DeltaCommitted(round, msg.sender, slot);
-        registry.lock(msg.sender, IStakeRegistry.Role.TRAINER, _params.trainerBond);
+        // As a uint256, the call shares the pool's ABI encoder (bytecode room).
+        registry.lock(msg.sender, IStakeRegistry.Role.TRAINER, uint256(r.trainerBond));
     }
 
     /// @notice Reveals the committed delta's CID, after the commit window and before the reveal deadline.
@@ -307,7 +323,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
             return;
         }
         Params storage p = _params;
-        (uint256[] memory seats, uint256[] memory weights, bytes32[] memory blobs) = _revealed(round);
+        (uint256[] memory seats, uint256[] memory weights, uint256[] memory blobs) = _revealed(round);
         FingerprintAggregation.Judgement memory judgement = FingerprintAggregation.judge(
             round, seats, blobs, weights, r.deltaCount, p.evaluatorTolerance, p.tolerance
         );
@@ -328,7 +344,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     /// @param round A finalized or failed round.
     function claimTrainer(uint256 round) external {
         RoundRecord storage r = _rounds[round];
-        Status status = Status(_panel(round).status);
+        uint8 status = _panel(round).status;
         uint256 slotPlusOne = _trainerSlotOf[round][msg.sender];
         if (slotPlusOne == 0) revert NotTrainer();
         uint256 bit = uint256(1) << (slotPlusOne - 1);
@@ -336,15 +352,15 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint256 deltaPlusOne = _trainers[round][slotPlusOne - 1].deltaPlusOne;
         // Our own phase, set by finalize: nothing anyone can push to an exact value.
         // slither-disable-next-line incorrect-equality
-        bool accepted = status == Status.Finalized && deltaPlusOne != 0
+        bool accepted = status == uint8(Status.Finalized) && deltaPlusOne != 0
             && r.acceptedDeltaMask & (uint256(1) << (deltaPlusOne - 1)) != 0;
         // slither-disable-next-line incorrect-equality
-        bool released = status == Status.Failed && deltaPlusOne != 0;
+        bool released = status == uint8(Status.Failed) && deltaPlusOne != 0;
         if (!accepted && !released) revert NothingToClaim();
         r.paidTrainerMask = uint16(r.paidTrainerMask | bit);
         uint256 reward = accepted ? r.rewardPerTrainer : 0;
         emit TrainerSettled(round, msg.sender, reward);
-        _unlockTrainer(msg.sender, _params.trainerBond);
+        _unlockTrainer(msg.sender, r.trainerBond);
         if (reward != 0) token.safeTransfer(msg.sender, reward);
     }
 
@@ -358,7 +374,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     // ------------------------------------------------------------------ governance
 
-    /// @notice Replaces the parameters (they apply to rounds opened afterwards and to pending windows).
+    /// @notice Replaces the parameters. The trainer bond, the outlier slash and the penalty rates apply to rounds
+    ///         opened afterwards; the rest also to rounds under way (pending windows, the next `finalize`).
     /// @param params_ New parameters.
     function setParams(Params calldata params_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _params = params_;
@@ -403,7 +420,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         RoundRecord storage r = _rounds[round];
         // The evaluator panel's fields, then the round's own.
         return Round({
-            status: Status(panel.status),
+            status: panel.status,
             panelSeedBlock: panel.seedBlock,
             evalCommitDeadline: panel.commitDeadline,
             evalRevealDeadline: panel.revealDeadline,
@@ -423,7 +440,9 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
             acceptedDeltaMask: r.acceptedDeltaMask,
             paidTrainerMask: r.paidTrainerMask,
             newVersion: r.newVersion,
-            rewardPerTrainer: r.rewardPerTrainer
+            rewardPerTrainer: r.rewardPerTrainer,
+            trainerBond: r.trainerBond,
+            trainerPenalty: r.trainerPenalty
         });
     }
 
@@ -483,11 +502,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         return _trainers[round][_deltaSlot[round][delta]].trainer;
     }
 
-    /// @dev Releases the bond of every trainer whose delta is not in `keptMask` (silent trainers included),
-    ///      less `outlierSlashBps` of it slashed to `beneficiary`. Kept trainers settle with `claimTrainer`.
-    function _releaseTrainers(uint256 round, uint256 trainers, uint256 keptMask, address beneficiary) private {
-        uint256 bond = _params.trainerBond;
-        uint256 penalty = bond * _params.outlierSlashBps / BPS;
+    /// @dev Releases the round's bond of every trainer whose delta is not in `keptMask` (silent trainers
+    ///      included), less the round's penalty slashed to `beneficiary`. Kept trainers settle with `claimTrainer`.
+    function _releaseTrainers(uint256 round, RoundRecord storage r, uint256 keptMask, address beneficiary) private {
+        (uint256 trainers, uint256 bond, uint256 penalty) = (r.trainerCount, r.trainerBond, r.trainerPenalty);
         for (uint256 slot = 0; slot < trainers; ++slot) {
             TrainerSlot memory trainer = _trainers[round][slot];
             if (trainer.deltaPlusOne != 0 && keptMask & (uint256(1) << (trainer.deltaPlusOne - 1)) != 0) continue;
@@ -504,10 +522,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         (uint256 emitted, uint256 rewardPerTrainer) = _fixPayouts(round, r, p, acceptedCount);
         uint256 newVersion = _latestVersion() + 1;
         r.newVersion = uint64(newVersion);
-        emit RoundFinalized(round, Status.Finalized, r.acceptedDeltaMask, newVersion, rewardPerTrainer);
+        _emitFinalized(round, Status.Finalized, r.acceptedDeltaMask, newVersion, rewardPerTrainer);
 
         // Outliers and silent trainers pay the accepted ones, through this contract.
-        _releaseTrainers(round, r.trainerCount, r.acceptedDeltaMask, address(this));
+        _releaseTrainers(round, r, r.acceptedDeltaMask, address(this));
         if (emitted != 0) emission.draw(address(this), emitted);
         uint256 registered = modelRegistry.registerVersion(r.baseVersion, round, _deltaCids[round][best], emitted);
         assert(registered == newVersion); // one round at a time: nothing else registers in between
@@ -519,9 +537,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         private
         returns (uint256 emitted, uint256 rewardPerTrainer)
     {
-        // Exactly what `_releaseTrainers` slashes: the rounded per-trainer penalty, once per rejected trainer.
-        // slither-disable-next-line divide-before-multiply
-        uint256 slashed = (r.trainerCount - acceptedCount) * (uint256(p.trainerBond) * p.outlierSlashBps / BPS);
+        // Exactly what `_releaseTrainers` slashes: the round's penalty, once per rejected trainer.
+        uint256 slashed = (r.trainerCount - acceptedCount) * r.trainerPenalty;
         emitted = p.roundReward;
         uint256 available = emission.available();
         if (emitted > available) emitted = available;
@@ -532,21 +549,25 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         r.rewardPerTrainer = uint96(rewardPerTrainer);
     }
 
-    /// @dev A failed round: silent trainers lose their share (to the treasury, since no trainer is
-    ///      rewarded) and the rest of their bond; trainers who revealed reclaim theirs with `claimTrainer`.
     // One call site each for what two places call (bytecode room).
     function _latestVersion() private view returns (uint256) {
         return modelRegistry.latestVersion();
+    }
+
+    function _emitFinalized(uint256 round, Status status, uint256 mask, uint256 version, uint256 reward) private {
+        emit RoundFinalized(round, status, mask, version, reward);
     }
 
     function _unlockTrainer(address trainer, uint256 amount) private {
         registry.unlock(trainer, IStakeRegistry.Role.TRAINER, amount);
     }
 
+    /// @dev A failed round: silent trainers lose their share (to the treasury, since no trainer is
+    ///      rewarded) and the rest of their bond; trainers who revealed reclaim theirs with `claimTrainer`.
     function _fail(uint256 round, RoundRecord storage r) private {
         _panel(round).status = uint8(Status.Failed);
-        _releaseTrainers(round, r.trainerCount, (uint256(1) << r.deltaCount) - 1, treasury);
-        emit RoundFinalized(round, Status.Failed, 0, 0, 0);
+        _releaseTrainers(round, r, (uint256(1) << r.deltaCount) - 1, treasury);
+        _emitFinalized(round, Status.Failed, 0, 0, 0);
     }
 
     /// @dev Reverts unless the stored parameters are usable (called after storing them: a revert undoes it).

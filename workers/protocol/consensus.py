@@ -5,6 +5,10 @@ median of the revealed scores is the consensus; the value (0..10,000) is the cri
 medians divided by 100; the dataset is accepted iff value >= threshold. A curator is coherent iff the L1
 distance of its scores to the consensus is within the tolerance. The threshold then follows an exponential
 moving average of outcomes toward a target acceptance rate, clamped to [floor, ceiling].
+
+What a committed bond can lose is fixed at `submit`: the informant's reject slash and the panel's penalty
+rates. A governance change applies to later submissions; quorum, tolerance, weights, threshold rules and the
+reward terms are read at `finalize`.
 """
 
 from __future__ import annotations
@@ -106,8 +110,8 @@ def payouts(
     tally_: Tally, bond: int, *, max_reward: int, available: int, curator_share_bps: int, reject_slash_bps: int
 ) -> Payouts:
     """The rewards of an accepted dataset (max_reward * value / 10,000, capped by Emission's `available`) or the
-    slash of a rejected one. Without a coherent curator the curators' part goes nowhere (accepted: the
-    informant keeps it; rejected: the slash goes to the treasury)."""
+    slash of a rejected one (`reject_slash_bps`: the rate in force at `submit`). Without a coherent curator the
+    curators' part goes nowhere (accepted: the informant keeps it; rejected: the slash goes to the treasury)."""
     if not tally_.quorum:
         return Payouts(0, 0, 0, 0)
     if tally_.accepted:
@@ -131,7 +135,7 @@ def seat_settlement(
     no_reveal_penalty_bps: int,
 ) -> tuple[int, int]:
     """(reward, penalty) in wei when one seat is settled. `weight` is the seat's weight at the draw; `bond`
-    the curator's pool bond now (penalties are a share of it)."""
+    the curator's pool bond now (penalties are a share of it, at the panel's rates: those in force at `submit`)."""
     if not revealed:
         return 0, bond * no_reveal_penalty_bps // BPS
     if not quorum:

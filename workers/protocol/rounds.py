@@ -6,6 +6,10 @@ iff, for every delta, the L1 distance of its fingerprint to the consensus is wit
 The reference is the coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; a
 delta is accepted iff its L1 distance to the reference is within `tolerance`; the best is the accepted delta
 closest to it (the earliest revealed on a tie). Fewer than `min_accepted` accepted: the round fails.
+
+What a committed participant risks is fixed when the round opens: the trainer bond and its outlier slash
+(`getRound`'s `trainerBond` and `trainerPenalty`) and the evaluator panel's penalty rates. A governance change
+applies to rounds opened after it; the tolerances, `min_accepted` and the reward terms are read at `finalize`.
 """
 
 from __future__ import annotations
@@ -124,7 +128,8 @@ class RoundPayouts:
 
 
 def trainer_penalty(trainer_bond: int, outlier_slash_bps: int) -> int:
-    """What an outlier or silent trainer loses of its bond (wei)."""
+    """What an outlier or silent trainer loses of its bond (wei), from the bond and the slash rate in force when
+    the round opened (`openRound` stores it as the round's `trainerPenalty`)."""
     return trainer_bond * outlier_slash_bps // BPS
 
 
@@ -141,7 +146,8 @@ def round_payouts(
 ) -> RoundPayouts:
     """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
     the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
-    trainer's equal share of the rest plus the slashed bonds (rounded down)."""
+    trainer's equal share of the rest plus the slashed bonds (rounded down). `trainer_bond` and
+    `outlier_slash_bps` are the round's (in force when it opened); the rest is read at `finalize`."""
     if not 1 <= accepted <= trainers:
         raise ValueError(f"a finalized round has 1..{trainers} accepted deltas, got {accepted}")
     slashed = (trainers - accepted) * trainer_penalty(trainer_bond, outlier_slash_bps)
@@ -162,7 +168,8 @@ def evaluator_settlement(
     incoherent_penalty_bps: int,
     no_reveal_penalty_bps: int,
 ) -> tuple[int, int]:
-    """(reward, penalty) in wei when one evaluator seat is settled; `bond` is the evaluator's pool bond now."""
+    """(reward, penalty) in wei when one evaluator seat is settled; `bond` is the evaluator's pool bond now, the
+    penalty rates the panel's (in force when its round opened)."""
     if not revealed:
         return 0, bond * no_reveal_penalty_bps // BPS
     if not finalized:

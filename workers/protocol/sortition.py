@@ -36,10 +36,23 @@ class SortitionTree:
         self._update(index, self._amount(amount))
 
     def remove(self, index: int, amount: int) -> None:
-        """Removes `amount` (wei) from member `index`; ValueError for an index outside [1, capacity] or when
-        the total or a partial sum on the member's path would go below zero (an underflow panic on-chain).
-        Like the library it does not check the member's own weight: callers remove at most what they added."""
-        self._update(index, -self._amount(amount))
+        """Removes `amount` (wei) from member `index`; ValueError for an index outside [1, capacity] or for
+        more than the member holds (`WeightTooSmall`)."""
+        amount = self._amount(amount)
+        weight = self.weight(index)
+        if amount > weight:
+            raise ValueError(f"member {index} holds {weight}, less than the {amount} removed")
+        self._update(index, -amount)
+
+    def weight(self, index: int) -> int:
+        """The weight (wei) of member `index`, from the partial sums as `weightOf` reads them; ValueError for
+        an index outside [1, capacity]."""
+        self._path(index)  # the range check
+        weight, start, i = self.nodes[index], index - (index & -index), index - 1
+        while i > start:
+            weight -= self.nodes[i]
+            i -= i & -i
+        return weight
 
     def select(self, ticket: int) -> int:
         """The member (1-based) owning `ticket` in [0, total); ValueError outside (`TicketOutOfRange`)."""

@@ -50,7 +50,7 @@ from ..protocol.constants import (
     ROUND_ENDED_STATUSES,
     ROUND_STATUSES,
 )
-from ..protocol.rounds import check_fingerprint, trainer_penalty
+from ..protocol.rounds import check_fingerprint
 
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
 MAX_WINDOW = 2**16 - 1
@@ -91,6 +91,10 @@ class RoundState:
     reward_per_trainer: int
     evaluator_payout: int
     coherent_evaluator_weight: int
+    #: the round's terms, fixed when it opened: wei locked per committed delta, and what an outlier or silent
+    #: trainer loses of it (governance changes since then apply to later rounds only)
+    trainer_bond: int
+    trainer_penalty: int
 
     @property
     def ended(self) -> bool:
@@ -433,7 +437,7 @@ class TrainingRoundsClient(ModuleClient):
                 trainer_rewards[log.args["trainer"]] = int(log.args["reward"])
             for log in self.logs(self.SETTLED, {"id": state.id}, block, latest):
                 evaluator_settlements[log.args["member"]] = (int(log.args["reward"]), int(log.args["penalty"]))
-        penalty = trainer_penalty(params["trainerBond"], params["outlierSlashBps"])
+        penalty = state.trainer_penalty
         trainers = []
         for trainer, slot in sorted(slots.items(), key=lambda item: item[1]):
             delta, cid = delta_of.get(trainer, (None, None))
@@ -598,7 +602,7 @@ class TrainingRoundsClient(ModuleClient):
     # ------------------------------------------------------------ trainers
 
     def commit_delta(self, round_id: int, delta_cid: str) -> CommitResult:
-        """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking the trainer bond."""
+        """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking the round's trainer bond."""
         delta_cid = cid_from_chain(cid_to_chain(delta_cid))  # canonical form; a malformed CID is refused first
         self.settle_inflight()
         account = self.chain.address
@@ -615,7 +619,7 @@ class TrainingRoundsClient(ModuleClient):
             )
         if state.trainer_count >= MAX_TRAINERS:
             raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
-        self.require_free_stake("TRAINER", self.params()["trainerBond"], "the trainer bond")
+        self.require_free_stake("TRAINER", state.trainer_bond, "the round's trainer bond")
         return self.commit_salted(
             DELTA,
             state.id,

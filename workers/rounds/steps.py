@@ -99,7 +99,7 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
             if state.trainer_count >= MAX_TRAINERS:
                 return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             try:
-                rounds.require_free_stake("TRAINER", rounds.params()["trainerBond"], "the trainer bond")
+                rounds.require_free_stake("TRAINER", state.trainer_bond, "the round's trainer bond")
             except InvalidRequest as exc:
                 return step("done", f"cannot train: {exc}")
             result = jobs.train(_inputs(rounds, state, specs))

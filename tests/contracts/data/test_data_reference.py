@@ -3,11 +3,13 @@
 Hypothesis draws the governance parameters (quorum, tolerance, criteria weights, threshold rules, rewards,
 penalties), a curator pool with random bonds (1 wei upward), and one to three submissions in a row, each with
 its informant (sometimes a pool member, whom the draw must skip), bond and votes: honest clusters, outliers and
-the extremes 0 and 100, some curators silent (no commit, or a commit never revealed). Each submission runs
-through the contract (submit, draw, commit, reveal, finalize, every seat settled, the informant paid) and every
-result must equal the reference's: the panel (workers.protocol.sortition), quorum, consensus, value, the outcome,
-the threshold and its EMA, the informant's reward or slash, the curators' payout, each seat's reward or penalty,
-and where every token went. Results are read from views, balances and the `Finalized` event.
+the extremes 0 and 100, some curators silent (no commit, or a commit never revealed), and sometimes new loss
+terms (reject slash, penalty rates) that governance sets during the vote: they must apply to the submissions
+made after it, never to the one under way. Each submission runs through the contract (submit, draw, commit,
+reveal, finalize, every seat settled, the informant paid) and every result must equal the reference's: the
+panel (workers.protocol.sortition), quorum, consensus, value, the outcome, the threshold and its EMA, the
+informant's reward or slash, the curators' payout, each seat's reward or penalty, and where every token went.
+Results are read from views, balances and the `Finalized` event.
 
 Brownie's hypothesis integration is broken in this build: hypothesis runs inside the test and every example
 starts from the same chain snapshot.
@@ -87,11 +89,15 @@ def submission(draw):
         else:
             scores = draw(st.lists(st.sampled_from([0, 100]), min_size=5, max_size=5))
         seats.append((behaviour, scores))
+    later = {}
+    if draw(st.booleans()):
+        later = dict(incoherentPenaltyBps=draw(bps), noRevealPenaltyBps=draw(bps), rejectSlashBps=draw(bps))
     return dict(
         informant=draw(st.integers(0, CURATORS)),
         # At most a third of the stake, so that three slashed submissions in a row can still be bonded.
         bond=draw(st.one_of(st.just(1), st.integers(1, INFORMANT_STAKE // 3))),
         seats=seats,
+        later=later,
     )
 
 
@@ -130,6 +136,7 @@ def test_data_consensus_matches_the_reference(
     def check(params, weights, pool_bond_list, submissions):
         chain.revert()
         use_unique_gas_price()
+        params = dict(params)  # governance changes it between submissions
         consensus.setParams(params_tuple(**params), weights, {"from": gov})
         # setParams clamps the threshold into the new bounds; the EMA starts where the deployment put it.
         threshold = min(max(consensus.threshold(), params["thresholdFloor"]), params["thresholdCeiling"])
@@ -149,6 +156,7 @@ def test_data_consensus_matches_the_reference(
             bond = drawn["bond"]
             informant_stake = registry.stakeOf(informant, INFORMANT)
             submission_id = consensus.submit(CID, bond, {"from": informant}).return_value
+            terms = dict(params)  # what the submission risks, fixed now
             seed_block = consensus.getSubmission(submission_id)["seedBlock"]
             chain.mine(PARAMS["seedDelay"])
             seed = panel_seed(web3.eth.get_block(seed_block)["hash"], submission_id, consensus.address)
@@ -181,6 +189,11 @@ def test_data_consensus_matches_the_reference(
             revealed = [b == "reveal" for b in behaviour]
             if not all(revealed):
                 past_reveal(submission_id)
+            # Governance changes the loss terms during the vote: `terms` stay this submission's.
+            if drawn["later"]:
+                params.update(drawn["later"])
+                consensus.setParams(params_tuple(**params), weights, {"from": gov})
+            assert consensus.getSubmission(submission_id)["rejectSlashBps"] == terms["rejectSlashBps"]
 
             expected = tally(
                 [votes[c] for c, r in zip(seated, revealed, strict=True) if r],
@@ -211,7 +224,7 @@ def test_data_consensus_matches_the_reference(
                 max_reward=params["maxReward"],
                 available=emission.available(),
                 curator_share_bps=params["curatorShareBps"],
-                reject_slash_bps=params["rejectSlashBps"],
+                reject_slash_bps=terms["rejectSlashBps"],
             )
             before = dict(
                 treasury=token.balanceOf(treasury), module=token.balanceOf(consensus), supply=token.totalSupply()
@@ -250,8 +263,8 @@ def test_data_consensus_matches_the_reference(
                     bond=bonds[curator.address],
                     curator_payout=paid.curator_payout,
                     coherent_weight=expected.coherent_weight,
-                    incoherent_penalty_bps=params["incoherentPenaltyBps"],
-                    no_reveal_penalty_bps=params["noRevealPenaltyBps"],
+                    incoherent_penalty_bps=terms["incoherentPenaltyBps"],
+                    no_reveal_penalty_bps=terms["noRevealPenaltyBps"],
                 )
                 balance, stake, treasury_balance = (
                     token.balanceOf(curator),

@@ -1,7 +1,6 @@
 """SortitionTree (through SortitionTreeHarness) against workers.protocol.sortition.SortitionTree: the same
 add/remove sequences give the same partial sums, total and owner of every ticket; and the reverts."""
 
-import brownie
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,6 +50,8 @@ def test_tree_matches_the_reference(tree_harness, chain):
         tree_harness.update(*zip(*ops, strict=True))
         assert tree_harness.total() == reference.total
         assert list(tree_harness.nodes(1, POOL_CAPACITY)) == reference.nodes[1:]
+        members = sorted({index for index, _, _ in ops})
+        assert [tree_harness.weightOf(i) for i in members] == [reference.weight(i) for i in members]
         if reference.total == 0:
             with reverts("TicketOutOfRange", 0, 0):
                 tree_harness.select(0)
@@ -77,18 +78,22 @@ def test_reverts(tree_harness):
             tree_harness.add(index, 1)
         with reverts("IndexOutOfRange", index):
             tree_harness.remove(index, 1)
+        with reverts("IndexOutOfRange", index):
+            tree_harness.weightOf(index)
     reference = SortitionTree()
-    for index, amount in ((2, 10), (3, 5)):
+    for index, amount in ((1, 10), (2, 5), (3, 5)):
         tree_harness.add(index, amount)
         reference.add(index, amount)
-    for index, amount in ((2, 16), (3, 6)):  # more than the total; more than node 3 holds
-        with brownie.reverts():  # an underflow panic
+    # More than the total; more than member 2 holds, though node 2 (members 1 and 2) and the total hold more;
+    # more than member 3 holds.
+    for index, amount, held in ((2, 21, 5), (2, 6, 5), (3, 6, 5)):
+        with reverts("WeightTooSmall", index, held, amount):
             tree_harness.remove(index, amount)
-        with pytest.raises(ValueError, match="underflow"):
+        with pytest.raises(ValueError, match=f"member {index} holds {held}, less than the {amount} removed"):
             reference.remove(index, amount)
-    assert tree_harness.total() == reference.total == 15
+    assert tree_harness.total() == reference.total == 20
     assert list(tree_harness.nodes(1, 4)) == reference.nodes[1:5]
-    with reverts("TicketOutOfRange", 15, 15):
-        tree_harness.select(15)
-    with reverts("TicketOutOfRange", 2**256 - 1, 15):
+    with reverts("TicketOutOfRange", 20, 20):
+        tree_harness.select(20)
+    with reverts("TicketOutOfRange", 2**256 - 1, 20):
         tree_harness.selectMany([0, 2**256 - 1])

@@ -73,6 +73,11 @@ def test_examples(median_harness):
 
 
 def test_reverts(median_harness):
+    for value, weight in [(UINT64_MAX + 1, 1), (1, UINT192_MAX + 1), (2**256 - 1, 2**256 - 1)]:
+        with reverts("SampleTooLarge", value, weight):
+            median_harness.pack(value, weight)
+        with reverts("SampleTooLarge", value, weight):
+            median_harness.lowerMedian([0, value], [1, weight], 2)
     with reverts("NoWeight"):
         median_harness.lowerMedian([1, 2], [0, 0], 2)
     with reverts("NoWeight"):

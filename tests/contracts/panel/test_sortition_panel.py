@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.contracts.conftest import (
+    BOND,
+    EVALUATOR_BOND,
     GOOD,
     HONEST,
+    INFORMANT,
     JUNK,
+    PARAMS,
     POOL_BOND,
     ROUND_PARAMS,
     WEIGHTS,
@@ -157,6 +161,91 @@ def test_coherence_is_fixed_when_the_panel_is_judged(consensus, token, voting, v
     assert tx.events["Settled"]["penalty"] == 0
     assert tx.events["Settled"]["reward"] == stored["curatorPayout"] * POOL_BOND // stored["coherentWeight"] > 0
     assert token.balanceOf(members[0]) == tx.events["Settled"]["reward"]
+
+
+# ------------------------------------------------------------------ settlement terms fixed when a panel opens
+
+# What governance sets mid-panel: every rate far from the one the panel opened with.
+NEW_PENALTIES = dict(incoherentPenaltyBps=5_000, noRevealPenaltyBps=9_000)
+
+
+@pytest.mark.parametrize("when", ["before the draw", "after finalize"])
+def test_curator_seats_settle_at_the_rates_their_panel_opened_with(
+    when, consensus, pool, informant, submit, panel, vote, gov, chain
+):
+    """Governance raises both penalty rates while a submission is open (before its panel is drawn, or once it
+    is finalized): an incoherent and a silent seat still lose the rates in force when it was submitted. A
+    submission made after the change settles at the new rates."""
+    if when == "before the draw":
+        submission_id = consensus.submit(b"\x01" * 36, 100 * 10**18, {"from": informant}).return_value
+        consensus.setParams(params_tuple(**NEW_PENALTIES), WEIGHTS, {"from": gov})
+        mine_past(chain, consensus.getSubmission(submission_id)["seedBlock"])
+        consensus.drawPanel(submission_id, {"from": informant})
+    else:
+        submission_id = submit(informant)
+    members = panel(submission_id, pool)
+    ballots = {member: GOOD for member in members}
+    ballots[members[0]] = JUNK  # far outside the tolerance: incoherent
+    vote(submission_id, ballots, skip_reveal=(members[1],))
+    mine_past(chain, consensus.getSubmission(submission_id)["revealDeadline"])
+    consensus.finalize(submission_id, {"from": informant})
+    if when == "after finalize":
+        consensus.setParams(params_tuple(**NEW_PENALTIES), WEIGHTS, {"from": gov})
+    incoherent = consensus.claim(submission_id, 0, {"from": informant}).events["Settled"]
+    silent = consensus.claim(submission_id, 1, {"from": informant}).events["Settled"]
+    assert incoherent["penalty"] == POOL_BOND * PARAMS["incoherentPenaltyBps"] // 10_000
+    assert silent["penalty"] == POOL_BOND * PARAMS["noRevealPenaltyBps"] // 10_000
+
+    later = submit(informant)
+    seated = panel(later, pool)
+    vote(later, {seated[0]: GOOD}, reveal=False)  # one commit, no reveal: no quorum, a silent seat
+    mine_past(chain, consensus.getSubmission(later)["revealDeadline"])
+    consensus.finalize(later, {"from": informant})
+    bond = consensus.poolMembers(seated[0])["bond"]
+    settled = consensus.claim(later, 0, {"from": informant}).events["Settled"]
+    assert settled["penalty"] == bond * NEW_PENALTIES["noRevealPenaltyBps"] // 10_000
+
+
+def test_a_rejected_informant_loses_the_rate_in_force_when_it_submitted(
+    consensus, registry, token, voting, vote, informant, gov
+):
+    """Governance raises the reject slash to the whole bond during the vote: the informant still loses the
+    share in force at its submission, and the coherent curators share exactly that."""
+    submission_id, members = voting
+    stake = registry.stakeOf(informant, INFORMANT)
+    consensus.setParams(params_tuple(rejectSlashBps=10_000), WEIGHTS, {"from": gov})
+    vote(submission_id, {member: JUNK for member in members})
+    held = token.balanceOf(consensus)
+    consensus.finalize(submission_id, {"from": informant})
+    slashed = BOND * PARAMS["rejectSlashBps"] // 10_000
+    assert registry.stakeOf(informant, INFORMANT) == stake - slashed
+    assert registry.lockedOf(informant, INFORMANT) == 0
+    assert consensus.getSubmission(submission_id)["curatorPayout"] == slashed == token.balanceOf(consensus) - held
+
+
+@pytest.mark.parametrize("when", ["before the draw", "after finalize"])
+def test_evaluator_seats_settle_at_the_rates_their_round_opened_with(
+    when, rounds, trainers, evaluators, open_round, train, evaluate, chain, gov
+):
+    """The same for the evaluator panel: rates raised after the round opened (before its panel is drawn, or
+    once it is finalized) do not apply to its seats."""
+    round_id = open_round()
+    train(round_id, {t: delta_cid(f"rates-{i}") for i, t in enumerate(trainers[:2])})
+    if when == "before the draw":
+        rounds.setParams(round_params(**NEW_PENALTIES), {"from": gov})
+    rounds.drawEvaluators(round_id)
+    seated = seated_evaluators(rounds, round_id, evaluators)
+    reports = {member: [HONEST, HONEST] for member in seated}
+    reports[seated[0]] = [[-v for v in HONEST]] * 2  # far outside the tolerance: incoherent
+    evaluate(round_id, reports, silent=(seated[1],))
+    mine_past(chain, rounds.getRound(round_id)["evalRevealDeadline"])
+    rounds.finalize(round_id)
+    if when == "after finalize":
+        rounds.setParams(round_params(**NEW_PENALTIES), {"from": gov})
+    incoherent = rounds.claimEvaluator(round_id, 0).events["Settled"]
+    silent = rounds.claimEvaluator(round_id, 1).events["Settled"]
+    assert incoherent["penalty"] == EVALUATOR_BOND * ROUND_PARAMS["incoherentPenaltyBps"] // 10_000
+    assert silent["penalty"] == EVALUATOR_BOND * ROUND_PARAMS["noRevealPenaltyBps"] // 10_000
 
 
 @pytest.mark.parametrize("name", ["consensus", "rounds"])

@@ -15,7 +15,9 @@ or penalty, and where every token went. Results are read from views, balances an
 their names (`RoundFinalized`, `DeltaJudged`).
 
 The tolerances are sometimes set, just before `finalize` (they apply to it), to a distance the reference
-computed, plus -1, 0 or +1: a random tolerance would rarely land on the boundary.
+computed, plus -1, 0 or +1: a random tolerance would rarely land on the boundary. In the same governance call
+the trainer bond, the outlier slash and the evaluators' penalty rates often change too; the round must settle
+on the ones it opened with.
 
 Brownie's hypothesis integration is broken in this build: hypothesis runs inside the test and every example
 starts from the same chain snapshot. Everything an example does is drawn before it runs, so that what the
@@ -86,6 +88,19 @@ def rules(draw):
 
 
 @st.composite
+def later_terms(draw):
+    """What governance changes while a round is under way: none, or new loss terms (which must not apply)."""
+    if draw(st.booleans()):
+        return {}
+    return dict(
+        trainerBond=draw(st.one_of(st.sampled_from([1, 2 * TRAINER_BOND]), st.integers(1, 2 * TRAINER_BOND))),
+        outlierSlashBps=draw(bps),
+        incoherentPenaltyBps=draw(bps),
+        noRevealPenaltyBps=draw(bps),
+    )
+
+
+@st.composite
 def rounds_drawn(draw):
     # Full rounds and full pools often: the largest panels and the longest loops are the interesting ones.
     trainer_count = draw(st.one_of(st.just(constants.MAX_TRAINERS), st.integers(2, constants.MAX_TRAINERS)))
@@ -119,6 +134,7 @@ def rounds_drawn(draw):
         seed=draw(st.integers(0, 2**32)),
         tolerance=draw(tolerances),
         evaluator_tolerance=draw(tolerances),
+        later=draw(later_terms()),
     )
 
 
@@ -241,6 +257,7 @@ def test_training_rounds_match_the_reference(
 
         seated, revealed, expected = [], [], None
         if len(revealing) < params["minAccepted"]:  # too few deltas to ever succeed: no panel is drawn
+            rounds.setParams(round_params(**{**params, **drawn["later"]}), {"from": gov})
             rounds.drawEvaluators(round_id, {"from": keeper})
             status, paid = "Failed", None
         else:
@@ -274,7 +291,8 @@ def test_training_rounds_match_the_reference(
                 distances = [fingerprint_distance(fp, reference) for fp in consensus]
                 params["tolerance"] = resolve(drawn["tolerance"], distances)
                 params["evaluatorTolerance"] = resolve(drawn["evaluator_tolerance"], spreads)
-                rounds.setParams(round_params(**params), {"from": gov})
+            # The tolerances apply to this finalize; the later terms must not (`params` keeps the round's).
+            rounds.setParams(round_params(**{**params, **drawn["later"]}), {"from": gov})
             expected = judge(
                 given_reports,
                 given_weights,
@@ -314,6 +332,7 @@ def test_training_rounds_match_the_reference(
 
         stored = rounds.getRound(round_id)
         assert stored["status"] == STATUS[status]
+        assert (stored["trainerBond"], stored["trainerPenalty"]) == (bond, penalty)
         revealed_seats = [seat for seat, r in enumerate(revealed) if r]
         coherent_mask = expected.coherent_mask if expected else 0  # (bit i: the i-th evaluator who revealed)
         coherent_seats = [seat for i, seat in enumerate(revealed_seats) if coherent_mask >> i & 1]

@@ -1,3 +1,5 @@
+import pytest
+
 from tests.contracts.conftest import DSH, EVALUATOR, TRAINER, reverts
 from tests.contracts.training.conftest import (
     EVALUATOR_BOND,
@@ -13,6 +15,7 @@ from tests.contracts.training.conftest import (
     salt,
     seated_evaluators,
 )
+from workers.protocol.rounds import round_payouts
 
 FINALIZED, FAILED = 4, 5
 
@@ -274,3 +277,97 @@ def test_evaluators_pool_uses_evaluator_stake(rounds, registry, evaluators):
     assert rounds.poolRole() == EVALUATOR
     assert registry.lockedBy(rounds, evaluators[0], EVALUATOR) == EVALUATOR_BOND
     assert rounds.poolWeight() == EVALUATOR_BOND * len(evaluators) and DSH
+
+
+# ------------------------------------------------------------------ terms fixed when the round opens
+
+
+def commit_deltas(rounds, round_id, deltas):
+    for trainer, cid in deltas.items():
+        commitment = rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer)
+        rounds.commitDelta(round_id, commitment, {"from": trainer})
+
+
+def reveal_deltas(rounds, round_id, deltas, chain):
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    for trainer, cid in deltas.items():
+        rounds.revealDelta(round_id, cid, salt(trainer, round_id), {"from": trainer})
+    mine_past(chain, rounds.getRound(round_id)["panelSeedBlock"])
+
+
+# Governance's new trainer terms mid-round: the bond doubled or cut to a quarter, the slash rate halved.
+NEW_TRAINER_TERMS = {
+    "raised": dict(trainerBond=2 * TRAINER_BOND, outlierSlashBps=5_000),
+    "lowered": dict(trainerBond=TRAINER_BOND // 4, outlierSlashBps=5_000),
+}
+
+
+@pytest.mark.parametrize("change", NEW_TRAINER_TERMS)
+def test_trainers_settle_on_the_terms_their_round_opened_with(
+    change, rounds, registry, token, emission, trainers, evaluators, open_round, evaluate, chain, gov
+):
+    """Governance changes the trainer bond and the slash rate while a round is open. Every trainer of the
+    round, one committing after the change included, locks the round's bond; an outlier and a silent trainer
+    lose the round's share of it, the accepted ones get it back whole, and no bond stays locked."""
+    round_id = open_round()
+    honest, late, silent, cheat = trainers[:4]
+    cids = {t: delta_cid(f"terms-{i}") for i, t in enumerate(trainers[:4])}
+    commit_deltas(rounds, round_id, {t: cids[t] for t in (honest, silent, cheat)})
+    rounds.setParams(round_params(**NEW_TRAINER_TERMS[change]), {"from": gov})
+    commit_deltas(rounds, round_id, {late: cids[late]})
+    assert all(registry.lockedOf(t, TRAINER) == TRAINER_BOND for t in (honest, late, silent, cheat))
+    reveal_deltas(rounds, round_id, {t: cids[t] for t in (honest, cheat, late)}, chain)
+    evaluate(round_id, reports_for(evaluators, [HONEST, POISONED, HONEST]))  # deltas in reveal order
+    expected = round_payouts(
+        trainers=4,
+        accepted=2,
+        trainer_bond=TRAINER_BOND,
+        outlier_slash_bps=ROUND_PARAMS["outlierSlashBps"],
+        round_reward=ROUND_PARAMS["roundReward"],
+        available=emission.available(),
+        evaluator_share_bps=ROUND_PARAMS["evaluatorShareBps"],
+        coherent_weight=1,  # every evaluator is honest: some weight is coherent
+    )
+    tx = rounds.finalize(round_id)
+    assert tx.events["RoundFinalized"]["acceptedMask"] == 0b101
+    assert tx.events["RoundFinalized"]["rewardPerTrainer"] == expected.reward_per_trainer
+    assert expected.slashed == 2 * TRAINER_BOND  # the round's rate: the whole bond, twice
+    for loser in (silent, cheat):
+        assert registry.stakeOf(loser, TRAINER) == 2 * TRAINER_BOND - TRAINER_BOND
+        assert registry.lockedOf(loser, TRAINER) == 0
+    for winner in (honest, late):
+        rounds.claimTrainer(round_id, {"from": winner})
+        assert registry.lockedOf(winner, TRAINER) == 0
+        assert registry.stakeOf(winner, TRAINER) == 2 * TRAINER_BOND
+        assert token.balanceOf(winner) == expected.reward_per_trainer
+    terms = rounds.getRound(round_id)
+    assert (terms["trainerBond"], terms["trainerPenalty"]) == (TRAINER_BOND, TRAINER_BOND)
+
+
+@pytest.mark.parametrize("change", NEW_TRAINER_TERMS)
+def test_a_failed_round_settles_on_the_terms_it_opened_with(
+    change, rounds, registry, token, treasury, trainers, open_round, chain, gov
+):
+    """The same for a round that fails (too few deltas): the silent trainer loses the round's share of the
+    round's bond to the treasury, the one who revealed reclaims exactly what it locked."""
+    round_id = open_round()
+    revealer, silent = trainers[:2]
+    cids = {revealer: delta_cid("alone"), silent: delta_cid("silent")}
+    commit_deltas(rounds, round_id, cids)
+    rounds.setParams(round_params(**NEW_TRAINER_TERMS[change]), {"from": gov})
+    reveal_deltas(rounds, round_id, {revealer: cids[revealer]}, chain)
+    treasury_before = token.balanceOf(treasury)
+    assert rounds.drawEvaluators(round_id).events["RoundFinalized"]["status"] == FAILED
+    assert token.balanceOf(treasury) == treasury_before + TRAINER_BOND
+    assert registry.stakeOf(silent, TRAINER) == TRAINER_BOND and registry.lockedOf(silent, TRAINER) == 0
+    rounds.claimTrainer(round_id, {"from": revealer})
+    assert registry.lockedOf(revealer, TRAINER) == 0 and registry.stakeOf(revealer, TRAINER) == 2 * TRAINER_BOND
+
+
+def test_a_round_opened_after_a_change_uses_the_new_terms(rounds, registry, trainers, open_round, gov):
+    rounds.setParams(round_params(trainerBond=TRAINER_BOND // 4, outlierSlashBps=5_000), {"from": gov})
+    round_id = open_round()
+    commit_deltas(rounds, round_id, {trainers[0]: delta_cid("new terms")})
+    assert registry.lockedOf(trainers[0], TRAINER) == TRAINER_BOND // 4
+    terms = rounds.getRound(round_id)
+    assert (terms["trainerBond"], terms["trainerPenalty"]) == (TRAINER_BOND // 4, TRAINER_BOND // 8)

@@ -46,6 +46,7 @@ def test_tree_selects_the_owner_of_each_ticket(ops, data):
             weights[index] -= amount
     live = {index: w for index, w in weights.items() if w}
     assert tree.total == sum(live.values())
+    assert all(tree.weight(index) == weights[index] for is_add, index, _ in ops)
     if not live:
         return
     tickets = data.draw(st.lists(st.integers(0, tree.total - 1), min_size=1, max_size=10))
@@ -62,8 +63,9 @@ def test_tree_bounds_and_errors_change_nothing():
     for call, message in [
         (lambda: tree.add(0, 1), "index 0 out of range"),
         (lambda: tree.add(POOL_CAPACITY + 1, 1), "out of range"),
-        (lambda: tree.remove(1, 13), "underflow"),
-        (lambda: tree.remove(3, 6), "underflow"),  # node 3 holds nothing, though the total would allow it
+        (lambda: tree.remove(1, 13), "member 1 holds 5, less than the 13 removed"),
+        (lambda: tree.remove(3, 6), "member 3 holds 0"),  # though the total would allow it
+        (lambda: tree.weight(0), "index 0 out of range"),
         (lambda: tree.add(1, -1), "uint256"),
         (lambda: tree.add(2, 2**256 - 12), "overflow"),
         (lambda: tree.select(12), r"ticket 12 out of range \[0, 12\)"),
@@ -74,6 +76,19 @@ def test_tree_bounds_and_errors_change_nothing():
         assert tree.nodes == nodes and tree.total == total
     with pytest.raises(ValueError, match="power of two"):
         SortitionTree(1000)
+
+
+def test_tree_refuses_more_than_the_member_holds_though_its_node_holds_more():
+    """Node 2 sums members 1 and 2: removing 6 from member 2, which holds 5, fits the node and the total but
+    would take member 1's weight."""
+    tree = SortitionTree()
+    tree.add(1, 10)
+    tree.add(2, 5)
+    assert (tree.nodes[2], tree.weight(1), tree.weight(2)) == (15, 10, 5)
+    with pytest.raises(ValueError, match="member 2 holds 5, less than the 6 removed"):
+        tree.remove(2, 6)
+    tree.remove(2, 5)
+    assert (tree.weight(1), tree.weight(2), tree.total) == (10, 0, 10)
 
 
 def test_empty_tree_has_no_ticket():
