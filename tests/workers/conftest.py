@@ -10,24 +10,20 @@ others: never restarted or flushed; the tests delete exactly the keys that appea
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
 from netkit import TEST_REDIS_URL, WORKER_READY_TIMEOUT, Net, deploy_net
-from services import ChildProcess, redis_test_database
+from services import ChildProcess, redis_test_database, start_child
 
 from workers.chain import ChainClient, LocalSigner, deploy_network
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
-from workers.chain.artifacts import project_root
 from workers.chain.client import RPC_URL_ENV
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.units import WEI_PER_DSH
-from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
+from workers.tasks.app import app, point_app_at
 
 ETH = 10**18
 
@@ -148,26 +144,8 @@ def spawn(redis_clean, tmp_path_factory):
 
     def start(command: list[str], env: dict[str, str], ready: str | None = None, name: str = "proc") -> ChildProcess:
         log_path = tmp_path_factory.mktemp(name) / f"{name}.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
-        environment.update({REDIS_URL_ENV: TEST_REDIS_URL, "PYTHONUNBUFFERED": "1", **env})
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=project_root(),
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        proc = ChildProcess(name, process, log_path)
+        proc = start_child(name, command, env, log_path, TEST_REDIS_URL, ready, WORKER_READY_TIMEOUT)
         started.append(proc)
-        if ready is not None:
-            deadline = time.monotonic() + WORKER_READY_TIMEOUT
-            while ready not in proc.log():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    proc.stop()
-                    pytest.fail(f"{name} did not start:\n{proc.log()[-3000:]}")
-                time.sleep(0.1)
         return proc
 
     try:

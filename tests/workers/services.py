@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.tasks.app import app, point_app_at
+from workers.chain.artifacts import project_root
+from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
 
 
 @contextmanager
@@ -78,3 +80,32 @@ class ChildProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def start_child(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    redis_url: str,
+    ready: str | None,
+    timeout: float,
+) -> ChildProcess:
+    """Starts `command` from the repository root with the environment minus DEEPSHARD_* plus `env`, on the Redis at
+    `redis_url`, its output in `log_path`; with `ready`, waits up to `timeout` s for that marker in its log (the
+    test fails with the log's tail if it exits or times out first)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
+    environment.update({REDIS_URL_ENV: redis_url, "PYTHONUNBUFFERED": "1", **env})
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=project_root(), env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    child = ChildProcess(name, process, log_path)
+    if ready is not None:
+        deadline = time.monotonic() + timeout
+        while ready not in child.log():
+            if process.poll() is not None or time.monotonic() > deadline:
+                child.stop()
+                pytest.fail(f"{name} did not start:\n{child.log()[-3000:]}")
+            time.sleep(0.1)
+    return child

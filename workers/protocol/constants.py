@@ -60,7 +60,5 @@ STAKE_ROLES: tuple[str, ...] = ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR", 
 NODE_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator", "keeper")
 #: Node roles whose steps sign with one account's key: each account gets a queue of its own.
 ACCOUNT_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator")
-#: The stake role each account-bound node role needs.
-NODE_STAKE_ROLE = {"trainer": "TRAINER", "evaluator": "EVALUATOR", "curator": "CURATOR"}
 #: Queue of the content tasks (pin and score datasets), served by any worker.
 DATA_QUEUE = "data"

@@ -8,18 +8,12 @@ exactly the keys that appeared there while they ran.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from services import ChildProcess, redis_test_database
-
-from workers.chain.artifacts import project_root
-from workers.tasks.app import REDIS_URL_ENV
+from services import ChildProcess, redis_test_database, start_child
 
 TEST_REDIS_DB = 12
 TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
@@ -41,8 +35,6 @@ def start_worker(redis_test_db, tmp_path_factory):
     def start(queues: str, env: dict[str, str], pool: str = "solo") -> ChildProcess:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")}
-        environment.update({REDIS_URL_ENV: TEST_REDIS_URL, **env})
         command = [
             sys.executable,
             "-m",
@@ -61,23 +53,8 @@ def start_worker(redis_test_db, tmp_path_factory):
             "--without-heartbeat",
             "--loglevel=INFO",
         ]
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=project_root(),
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        worker = ChildProcess(name, process, log_path)
+        worker = start_child(name, command, env, log_path, TEST_REDIS_URL, " ready.", WORKER_READY_TIMEOUT)
         workers.append(worker)
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT
-        while " ready." not in worker.log():
-            if process.poll() is not None or time.monotonic() > deadline:
-                worker.stop()
-                pytest.fail(f"the Celery worker did not start:\n{worker.log()[-3000:]}")
-            time.sleep(0.1)
         return worker
 
     try:
