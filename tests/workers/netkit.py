@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_account import Account
+from services import redis_url_for
 
 from workers.chain import (
     ChainClient,
@@ -34,7 +35,7 @@ from workers.storage import open_store
 ETH = 10**18
 DSH = WEI_PER_DSH
 TEST_REDIS_DB = 14
-TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+TEST_REDIS_URL = redis_url_for(TEST_REDIS_DB)
 WORKER_READY_TIMEOUT = 60.0
 
 DATA_PARAMS = DataConsensusParams(commit_window=6, reveal_window=6)

@@ -18,6 +18,15 @@ import redis
 from workers.chain.artifacts import project_root
 from workers.tasks.app import REDIS_URL_ENV, app, point_app_at
 
+# The Redis server the tests use (a database of it per group): the local one unless DEEPSHARD_TEST_REDIS names
+# another, so two checkouts can run their worker tests at once against two servers.
+TEST_REDIS_SERVER = os.environ.get("DEEPSHARD_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+
+
+def redis_url_for(db: int) -> str:
+    """The URL of database `db` (0-15) on the test Redis server."""
+    return f"{TEST_REDIS_SERVER}/{db}"
+
 
 @contextmanager
 def redis_test_database(url: str, who: str, *, point_app: bool = True) -> Iterator[redis.Redis]:

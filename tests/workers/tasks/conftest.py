@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from services import ChildProcess, redis_test_database, start_child
+from services import ChildProcess, redis_test_database, redis_url_for, start_child
 
 TEST_REDIS_DB = 12
-TEST_REDIS_URL = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+TEST_REDIS_URL = redis_url_for(TEST_REDIS_DB)
 WORKER_READY_TIMEOUT = 30.0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
-from services import ChildProcess, redis_test_database
+from services import ChildProcess, redis_test_database, redis_url_for
 
 from workers.chain.artifacts import project_root
 from workers.data import SAMPLES_DIR
@@ -34,7 +34,7 @@ from workers.tasks.errors import TaskInputError
 from workers.tasks.training import RESULT_CACHE_ENV, TORCH_THREADS_ENV
 
 REDIS_DB = 13
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = redis_url_for(REDIS_DB)
 WORKER_READY_TIMEOUT = 30.0
 RESULT_TIMEOUT = 120.0
 
