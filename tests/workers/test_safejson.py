@@ -1,0 +1,39 @@
+"""The bounded JSON parser every outside document goes through (workers.safejson)."""
+
+import json
+
+import pytest
+
+from workers.safejson import JsonRejected, nesting_depth, parse_json
+
+
+def test_a_deep_document_is_refused_before_the_parser_recurses():
+    bomb = '{"t":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(JsonRejected, match="header of x: nested more than 32 levels"):
+        parse_json(bomb, what="header of x")
+
+
+def test_brackets_inside_strings_do_not_count():
+    text = json.dumps({"s": "[[[[{{{{" * 50, "e": 'a\\"[[['})
+    assert nesting_depth(text, limit=32) == 1
+    assert parse_json(text, what="doc") == json.loads(text)
+
+
+def test_the_depth_limit_is_inclusive():
+    assert parse_json("[" * 32 + "]" * 32, what="doc", max_depth=32) is not None
+    with pytest.raises(JsonRejected):
+        parse_json("[" * 33 + "]" * 33, what="doc", max_depth=32)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff{}", "not UTF-8"),
+        ('{"a": }', "not valid JSON"),
+        (b"[" + b"1," * 100 + b"1]", "over the 64-byte limit"),
+        ("1" * 5000, "digits"),  # Python refuses integer strings over 4,300 digits
+    ],
+)
+def test_each_refusal_names_the_source_and_the_reason(data, reason):
+    with pytest.raises(JsonRejected, match=f"line 3 of d.jsonl: .*{reason}"):
+        parse_json(data, what="line 3 of d.jsonl", max_bytes=64 if isinstance(data, bytes) and len(data) > 64 else None)
