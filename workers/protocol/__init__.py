@@ -9,6 +9,7 @@ functions and compare the results.
 - `fixedpoint`: WAD maths (`FixedPointMath.sol`).
 - `sortition`: the Fenwick sortition tree and the panel draw (`SortitionTree.sol`, `SortitionPool.sol`).
 - `consensus`: the data consensus tally, outcome, threshold and seat settlement (`DataConsensus.sol`).
+- `merkle`: the chunk Merkle tree of a stored replica (`Storage` audits, OpenZeppelin `MerkleProof`).
 - `rounds`: fingerprint distance, aggregation, judgement and payouts of a training round
   (`TrainingRounds.sol`).
 """
