@@ -37,3 +37,29 @@ def test_the_depth_limit_is_inclusive():
 def test_each_refusal_names_the_source_and_the_reason(data, reason):
     with pytest.raises(JsonRejected, match=f"line 3 of d.jsonl: .*{reason}"):
         parse_json(data, what="line 3 of d.jsonl", max_bytes=64 if isinstance(data, bytes) and len(data) > 64 else None)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ('{"a": 1, "a": 2}', "field 'a' appears more than once"),
+        ('{"a": [NaN]}', "NaN is not valid JSON"),
+        ("-Infinity", "-Infinity is not valid JSON"),
+        ('{"a": {"b": "x\\udc00"}}', "field 'a' field 'b' contains an unpaired surrogate (\\udc00)"),
+        ('["ok", "\\ud800"]', "the document item 1 contains an unpaired surrogate (\\ud800)"),
+        ('{"\\ud800": 1}', "the document key contains an unpaired surrogate"),
+        ('{"a": 1} {"b": 2}', "extra data after the JSON value at column 10"),
+        ('{\n"a": }', "Expecting value at line 2 column 6"),
+    ],
+)
+def test_strict_json_refuses_what_other_readers_read_differently(data, reason):
+    with pytest.raises(JsonRejected) as caught:
+        parse_json(data, what="doc")
+    assert caught.value.what == "doc" and reason in caught.value.reason
+    assert str(caught.value) == f"doc: {caught.value.reason}"
+
+
+def test_a_surrogate_pair_and_json_whitespace_are_fine():
+    assert parse_json(' \n{"e": "\\ud83d\\ude00"}\r\n', what="doc") == {"e": "\U0001f600"}
+    with pytest.raises(JsonRejected, match="not valid JSON"):
+        parse_json('\u00a0{"e": 1}', what="doc")  # a no-break space is not JSON whitespace

@@ -12,7 +12,6 @@ error messages never quote the key, and pickling is refused so it cannot leak in
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ..safejson import parse_json
 from .errors import SignerUnavailable
 
 PRIVATE_KEY_ENV = "DEEPSHARD_PRIVATE_KEY"
@@ -118,7 +118,7 @@ def load_keystore(
     """Decrypts an encrypted JSON keystore (v3, as written by eth_account and brownie)."""
     path = Path(path).expanduser()
     try:
-        keyfile = json.loads(path.read_text())
+        keyfile = parse_json(path.read_bytes(), what="its JSON")
     except FileNotFoundError:
         raise SignerUnavailable(f"keystore {path} does not exist") from None
     except (OSError, ValueError) as exc:

@@ -9,7 +9,6 @@ a placeholder where the library's address goes; `Artifact.link` writes the deplo
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
+from ..safejson import parse_json
 from .errors import ArtifactMissing, InvalidRequest
 
 PROJECT_ROOT_ENV = "DEEPSHARD_PROJECT_ROOT"
@@ -96,7 +96,7 @@ def _load_artifact(directory: Path, name: str) -> Artifact:
     if not path.is_file():
         raise ArtifactMissing(f"no compiled artifact for {name} at {path}: run `make setup`")
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_bytes(), what="its JSON")
         abi, bytecode = data["abi"], data.get("bytecode") or ""
         libraries = {
             library: tuple(int(reference["start"]) for reference in references)

@@ -17,6 +17,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
+from ..safejson import parse_json
 from .artifacts import project_root
 from .errors import NoDeployment
 
@@ -45,7 +46,7 @@ def load_deployment(chain_id: int, directory: str | os.PathLike | None = None) -
     if not path.is_file():
         raise NoDeployment(f"no deployment for chain {chain_id} (expected {path}): deploy with `deepshard deploy`")
     try:
-        record = json.loads(path.read_text())
+        record = parse_json(path.read_bytes(), what="its JSON")
         if int(record["chainId"]) != int(chain_id):
             raise ValueError(f"it is for chain {record['chainId']}")
         for name, entry in record["contracts"].items():

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from eth_account import Account
 
+from ..safejson import parse_json
 from .accounts import LocalSigner
 from .artifacts import project_root
 from .errors import NodeUnavailable
@@ -180,7 +181,8 @@ def _answers(url: str) -> bool:
     )
     try:
         with urllib.request.urlopen(request, timeout=1) as response:
-            return "result" in json.loads(response.read())
+            answer = parse_json(response.read(), what=f"answer of {url}")
+            return isinstance(answer, dict) and "result" in answer
     except (urllib.error.URLError, OSError, ValueError):
         return False
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from ..safejson import parse_json
 from .errors import ChainError, InvalidRequest
 from .writeonce import write_once
 
@@ -110,7 +111,7 @@ class Salt:
         """Reads this store's format and the two it replaced: a curator's vote (`submission_id`, `curator`,
         `scores`, no kind) and a round commitment (`round_id`, `account`, `kind`, `value`)."""
         try:
-            value = json.loads(data)
+            value = parse_json(data, what="salt file")
             if "submission_id" in value:  # the curators' former vote store
                 key = SaltKey(value["chain_id"], value["contract"], "vote", value["submission_id"], value["curator"])
                 hidden = value["scores"]

@@ -25,7 +25,11 @@ from dataclasses import dataclass
 
 from eth_utils import keccak
 
+from ..safejson import JsonRejected, parse_json
 from .records import FORMAT_NAME, FORMAT_VERSION
+
+#: A manifest is one flat object (levels); anything deeper is refused before it is parsed.
+MAX_DEPTH = 1
 
 _ASCII_PUNCTUATION = string.punctuation.encode("ascii")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
@@ -77,9 +81,9 @@ class DatasetManifest:
     def from_json(cls, data: bytes | str) -> DatasetManifest:
         """Parses a manifest, checking every field's type; accepts only the current format."""
         try:
-            value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"manifest is not JSON: {exc}") from None
+            value = parse_json(data, what="dataset manifest", max_depth=MAX_DEPTH)
+        except JsonRejected as exc:
+            raise ManifestError(str(exc)) from None
         if not isinstance(value, dict):
             raise ManifestError("manifest must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}

@@ -3,8 +3,9 @@
 Signals (all deterministic: same data, same numbers, on every node):
 
 1. Near-duplicates, by MinHash over word shingles (pure numpy). A record's words are the runs of word
-   characters of its casefolded text (so case and punctuation edits are invisible); its shingles are
-   the runs of `shingle_words` consecutive words (a shorter record is one shingle). Each shingle gets a
+   characters of its `comparison_form` (NFKC, casefolded, default-ignorable code points such as the soft
+   hyphen removed: case, punctuation, compatibility-form and invisible-character edits are invisible); its
+   shingles are the runs of `shingle_words` consecutive words (a shorter record is one shingle). Each shingle gets a
    64-bit hash (blake2b per distinct word, combined per position, then a splitmix64 finaliser), and each
    of `num_perm` seeded permutations maps it to the top 32 bits of `a*h + b mod 2**64` (odd `a`). Two
    records are near-duplicates when the fraction of equal signature slots (an estimate of the Jaccard
@@ -51,7 +52,7 @@ import numpy as np
 
 from ..protocol.constants import CRITERIA_NAMES
 from .manifest import approx_tokens
-from .records import DEFAULT_LIMITS, Limits, Record, Source, read_records
+from .records import DEFAULT_LIMITS, Limits, Record, Source, comparison_form, read_records
 
 # ---------------------------------------------------------------- MinHash
 
@@ -102,8 +103,9 @@ def _mix64(z: np.ndarray) -> np.ndarray:
 
 
 def shingle_words(text: str) -> list[str]:
-    """The words MinHash sees: runs of word characters of the casefolded text (the text itself if none)."""
-    folded = text.casefold()
+    """The words MinHash sees: runs of word characters of the text's `comparison_form` (NFKC, casefolded,
+    invisible characters removed), or that form itself if it has none."""
+    folded = comparison_form(text)
     return _WORDS.findall(folded) or [folded]
 
 

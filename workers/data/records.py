@@ -23,15 +23,20 @@ dropped, so `"source": ""` and no source are the same record. `lang` gets the BC
 characters written as themselves (UTF-8), one record per line, every line ending in "\\n".
 The rules depend on Python's Unicode tables (Unicode 14.0 on Python 3.11, which the project pins).
 
-Two records are duplicates when their normalised `text` is equal, whatever their metadata: a model
-learns the same thing from both.
+Two records are duplicates when their texts have the same `comparison_form`, whatever their metadata: a
+model learns the same thing from both. That form goes further than the stored text (which keeps what was
+submitted, normalised as above): NFKC folds compatibility forms (fullwidth letters, ligatures, superscripts),
+casefold folds case, Unicode's default-ignorable code points (soft hyphen, zero-width space and joiners,
+bidi controls, variation selectors, the BOM, tags: invisible when rendered) are removed, and every
+whitespace run becomes one space. Otherwise an invisible U+00AD inside every word would make a copy a new
+record (the kind of tatoeba2 issue 2139 and garak PR 1937). The MinHash near-duplicate signals
+(`workers.data.quality`) shingle the same form.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import unicodedata
@@ -40,6 +45,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _encode_string
 from pathlib import Path
 from typing import BinaryIO
+
+from ..safejson import JsonRejected, parse_json
 
 FORMAT_NAME = "deepshard-jsonl"
 FORMAT_VERSION = 1
@@ -103,7 +110,6 @@ class Record:
 
 # Cc characters except TAB and the line breaks that str.splitlines() knows (LF, VT, FF, CR, FS, GS, RS, NEL).
 _CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def normalise_text(text: str) -> str:
@@ -131,6 +137,29 @@ def normalise_text(text: str) -> str:
     if text.isascii():
         return text
     return unicodedata.normalize("NFC", text)
+
+
+# Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt; unchanged from Unicode 14, the
+# tables Python 3.11 ships, through 16). The `re` module has no property classes; a test checks this list
+# against the `regex` module's \p{Default_Ignorable_Code_Point}.
+DEFAULT_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]+"
+)
+
+
+def comparison_form(text: str) -> str:
+    """The form in which texts are compared for duplicates (exact and MinHash), never stored: NFKC, casefold,
+    default-ignorable code points removed, NFKC again (a removal can bring combinable characters together),
+    whitespace runs as one space, stripped. Idempotent; rules in the module docstring."""
+    if text.isascii():
+        return " ".join(text.lower().split())
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    visible = DEFAULT_IGNORABLE.sub("", folded)
+    if len(visible) != len(folded):
+        visible = unicodedata.normalize("NFKC", visible)
+    return " ".join(visible.split())
 
 
 def normalise_inline(value: str) -> str:
@@ -185,32 +214,13 @@ def _json_type(value: object) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
-    # `json` keeps the last of repeated keys; the first is what most readers would show: refuse both.
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return record
-
-
-def _reject_constant(name: str) -> None:
-    # Python's json accepts NaN and Infinity, which are not JSON.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+#: Nesting a line may have (levels): a record is one flat object of strings; one level more lets a misplaced
+#: array or object get its own message ("must be a string"); anything deeper is refused before it is parsed.
+MAX_RECORD_DEPTH = 2
 
 
 def _parse(line: bytes, line_no: int, problems: list[Problem]) -> dict | None:
-    """The line's JSON object, or None after appending why it is not one."""
+    """The line's JSON object, or None after appending why it is not one (workers.safejson's strict rules)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -219,17 +229,9 @@ def _parse(line: bytes, line_no: int, problems: list[Problem]) -> dict | None:
         )
         return None
     try:
-        value, end = _decoder.raw_decode(text, _skip_space(text, 0))
-        if _skip_space(text, end) != len(text):
-            raise json.JSONDecodeError("extra data after the JSON value", text, end)
-    except _DuplicateKey as exc:
-        problems.append(Problem(line_no, f"field '{exc.args[0]}' appears more than once"))
-        return None
-    except json.JSONDecodeError as exc:
-        problems.append(Problem(line_no, f"not valid JSON: {exc.msg} (column {exc.colno})"))
-        return None
-    except ValueError as exc:  # NaN / Infinity
-        problems.append(Problem(line_no, f"not valid JSON: {exc}"))
+        value = parse_json(text, what=f"line {line_no}", max_depth=MAX_RECORD_DEPTH)
+    except JsonRejected as exc:
+        problems.append(Problem(line_no, exc.reason))
         return None
     if not isinstance(value, dict):
         problems.append(Problem(line_no, f"a record must be a JSON object, not {_json_type(value)}"))
@@ -237,13 +239,7 @@ def _parse(line: bytes, line_no: int, problems: list[Problem]) -> dict | None:
     return value
 
 
-def _skip_space(text: str, index: int) -> int:
-    while index < len(text) and text[index] in " \t\r\n":
-        index += 1
-    return index
-
-
-def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes: bool = True) -> dict[str, str] | None:
+def _check_fields(value: dict, line_no: int, problems: list[Problem]) -> dict[str, str] | None:
     """The normalised fields of a parsed object, or None after appending every problem found."""
     before = len(problems)
     unknown = sorted(key for key in value if key not in ALLOWED_FIELDS)
@@ -264,16 +260,6 @@ def _check_fields(value: dict, line_no: int, problems: list[Problem], *, escapes
         raw = value[name]
         if not isinstance(raw, str):
             problems.append(Problem(line_no, f"field '{name}' must be a string, not {_json_type(raw)}"))
-            continue
-        surrogate = _SURROGATE.search(raw) if escapes else None
-        if surrogate:
-            problems.append(
-                Problem(
-                    line_no,
-                    f"field '{name}' contains an unpaired surrogate "
-                    f"(\\u{ord(surrogate.group()):04x}), which is not Unicode text",
-                )
-            )
             continue
         if name == TEXT_FIELD:
             normalised = normalise_text(raw)
@@ -383,15 +369,13 @@ def scan_records(
             return
         problems: list[Problem] = []
         value = _parse(line, line_no, problems)
-        # Unpaired surrogates can only come from \\u escapes: skip that search on lines without one.
-        escapes = b"\\u" in line
-        fields = _check_fields(value, line_no, problems, escapes=escapes) if value is not None else None
+        fields = _check_fields(value, line_no, problems) if value is not None else None
         for problem in problems:
             scan.add(problem)
         if fields is None:
             continue
         if report_duplicates:
-            key = hashlib.blake2b(fields[TEXT_FIELD].encode("utf-8"), digest_size=16).digest()
+            key = hashlib.blake2b(comparison_form(fields[TEXT_FIELD]).encode("utf-8"), digest_size=16).digest()
             first = first_line_of.setdefault(key, line_no)
             if first != line_no:
                 scan.add(Problem(line_no, f"duplicate of line {first} (the same text after normalisation)"))

@@ -17,7 +17,6 @@ byte ranges expected from the spec and base model, and that every value is finit
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -31,6 +30,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from workers.ml.spec import SpecError, TrainingSpec, canonical_json
+from workers.safejson import JsonRejected, parse_json
 
 DELTA_FORMAT = "deepshard/lora-delta/v1"
 MANIFEST_KEY = "deepshard.manifest"
@@ -40,6 +40,10 @@ _SAFETENSORS_DTYPE = "F32"
 # Generous for a 30-layer model with every projection targeted (~100 kB of header), small enough
 # that a hostile header cannot make us parse megabytes of JSON.
 MAX_HEADER_BYTES = 1 << 20
+# Nesting (levels) a valid header needs: {name: {"shape": [dims]}} and {"__metadata__": {key: str}} are 3; the
+# manifest inside its string is {"tensors": [[name, [dims]]]}, 4. Deeper JSON is refused before it is parsed.
+HEADER_MAX_DEPTH = 3
+MANIFEST_MAX_DEPTH = 4
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 
 
@@ -77,9 +81,9 @@ class DeltaManifest:
     def from_json(cls, raw: str | bytes) -> DeltaManifest:
         """Parse and strictly validate a manifest; raises DeltaRejected."""
         try:
-            data = json.loads(raw)
-        except ValueError:
-            raise DeltaRejected("delta manifest is not valid JSON") from None
+            data = parse_json(raw, what="delta manifest", max_depth=MANIFEST_MAX_DEPTH)
+        except JsonRejected as error:
+            raise DeltaRejected(str(error)) from None
         expected = {
             "format",
             "spec_hash",
@@ -251,18 +255,10 @@ def _read_limited(source: bytes | str | os.PathLike, limit: int) -> bytes:
 
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
-    def no_duplicates(pairs):
-        keys = [key for key, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise DeltaRejected("safetensors header repeats a key")
-        return dict(pairs)
-
     try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, ValueError) as error:
-        if isinstance(error, DeltaRejected):
-            raise
-        raise DeltaRejected("not a safetensors file: malformed header JSON") from None
+        header = parse_json(raw, what="safetensors header", max_depth=HEADER_MAX_DEPTH, max_bytes=MAX_HEADER_BYTES)
+    except JsonRejected as error:
+        raise DeltaRejected(f"not a safetensors file: {error}") from None
     if not isinstance(header, dict):
         raise DeltaRejected("not a safetensors file: header is not a JSON object")
     return header

@@ -19,6 +19,8 @@ from typing import Any
 
 from eth_hash.auto import keccak
 
+from ..safejson import JsonRejected, parse_json
+
 SPEC_FORMAT = "deepshard/training-spec/v1"
 SUPPORTED_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -107,9 +109,10 @@ class TrainingSpec:
     @classmethod
     def from_json(cls, raw: bytes | str) -> TrainingSpec:
         try:
-            data = json.loads(raw)
-        except ValueError as error:
-            raise SpecError(f"spec is not valid JSON: {error}") from None
+            # A spec is one flat object with one list (target_modules): 2 levels.
+            data = parse_json(raw, what="spec", max_depth=2)
+        except JsonRejected as error:
+            raise SpecError(str(error)) from None
         if not isinstance(data, dict):
             raise SpecError("spec JSON must be an object")
         return cls.from_dict(data)

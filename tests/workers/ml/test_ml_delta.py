@@ -24,6 +24,10 @@ def join(header, payload: bytes) -> bytes:
     return len(raw).to_bytes(8, "little") + raw + payload
 
 
+#: The issue's hostile delta: a ~4 KB header nested 2,000 levels deep, behind a correct 8-byte length.
+DEEP_HEADER_DELTA = join(b'{"__metadata__":{"deepshard.manifest":"x"},"t":' + b"[" * 2000 + b"]" * 2000 + b"}", b"")
+
+
 def with_manifest(honest, **changes) -> bytes:
     return serialize_delta(honest.delta.tensors, dataclasses.replace(honest.manifest, **changes))
 
@@ -95,14 +99,28 @@ def cases(honest):
         ("empty", b"", "shorter than its 8-byte header length"),
         ("text file", b"this is not a delta, just some text", "not a safetensors file: header length"),
         ("header past end", (1000).to_bytes(8, "little") + b"{}", "runs past the end"),
-        ("malformed json", join(b"{not json", payload), "malformed header JSON"),
+        ("malformed json", join(b"{not json", payload), "safetensors header: not valid JSON"),
         ("header not object", join(b"[1, 2]", payload), "not a JSON object"),
-        ("duplicate key", join(b'{"a": 1, "a": 2}', b""), "repeats a key"),
+        ("duplicate key", join(b'{"a": 1, "a": 2}', b""), "field 'a' appears more than once"),
+        # The delta: ~4 KB of header made RecursionError escape, not DeltaRejected.
+        ("deep header", DEEP_HEADER_DELTA, "safetensors header: nested more than 3 levels deep"),
+        ("header not utf-8", join(b'{"\xff": 1}', b""), "safetensors header: not UTF-8"),
+        ("header NaN", join(b'{"a": NaN}', b""), "NaN is not valid JSON"),
+        (
+            "deep manifest",
+            edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: "[" * 2000 + "]" * 2000})),
+            "delta manifest: nested more than 4 levels deep",
+        ),
+        (
+            "manifest surrogate",
+            edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: '{"base_model": "\\ud800"}'})),
+            "delta manifest: field 'base_model' contains an unpaired surrogate",
+        ),
         ("no manifest", edit(lambda h: h.pop("__metadata__")), f"no {MANIFEST_KEY}"),
         (
             "manifest not json",
             edit(lambda h: h["__metadata__"].update({MANIFEST_KEY: "{"})),
-            "manifest is not valid JSON",
+            "delta manifest: not valid JSON",
         ),
         (
             "manifest fields",
@@ -141,6 +159,11 @@ CASE_LABELS = [
     "malformed json",
     "header not object",
     "duplicate key",
+    "deep header",
+    "header not utf-8",
+    "header NaN",
+    "deep manifest",
+    "manifest surrogate",
     "no manifest",
     "manifest not json",
     "manifest fields",

@@ -28,6 +28,7 @@ from workers.data import SAMPLES_DIR
 from workers.data.chain import pin_dataset
 from workers.ml.fingerprint import FINGERPRINT_LENGTH, fingerprint_distance
 from workers.ml.seeds import HashRng, derive_seed
+from workers.rounds.steps import UNUSABLE_FINGERPRINT, fingerprints_of
 from workers.storage import open_store
 from workers.tasks.app import REDIS_URL_ENV, create_app
 from workers.tasks.errors import TaskInputError
@@ -289,22 +290,34 @@ def test_bad_deltas_fail_clearly_without_retry(call, trained, datasets, store, w
             lambda name, a: np.where(np.arange(a.size).reshape(a.shape) == 0, np.float32("nan"), a).astype(np.float32),
         )
     )
-    cases = [(not_safetensors, "not a safetensors file"), (with_nan, "contains NaN or Inf values")]
-    started = time.monotonic()
+    # The hostile header (2,000 levels deep): it used to raise RecursionError, which failed the whole
+    # fingerprint_deltas task, so the evaluator committed nothing.
+    deep = b'{"__metadata__":{"deepshard.manifest":"x"},"t":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    deep_header = store.add_bytes(len(deep).to_bytes(8, "little") + deep)
+    cases = [
+        (not_safetensors, "not a safetensors file"),
+        (with_nan, "contains NaN or Inf values"),
+        (deep_header, "safetensors header: nested more than 3 levels deep"),
+    ]
     results = [(call(FINGERPRINT, *round_args, cid), why) for cid, why in cases]
     for result, why in results:
         with pytest.raises(TaskInputError, match=why):
             result.get(timeout=RESULT_TIMEOUT)
         assert result.state == "FAILURE"
-    assert time.monotonic() - started < 30
     log = worker.log()
     assert not any(f"{result.id}] retry" in log for result, _ in results)
 
-    report = call(FINGERPRINTS, *round_args, [not_safetensors, trained["honest"]["delta_cid"]]).get(
-        timeout=RESULT_TIMEOUT
-    )
+    honest = trained["honest"]["delta_cid"]
+    report = call(FINGERPRINTS, *round_args, [not_safetensors, honest, deep_header, honest]).get(timeout=RESULT_TIMEOUT)
     assert report["fingerprints"][0] is None and "not a safetensors file" in report["errors"][0]
-    assert len(report["fingerprints"][1]) == FINGERPRINT_LENGTH
+    assert report["fingerprints"][2] is None and "nested more than 3 levels deep" in report["errors"][2]
+    assert (
+        len(report["fingerprints"][1]) == FINGERPRINT_LENGTH and report["fingerprints"][3] == report["fingerprints"][1]
+    )
+    # What the evaluator step commits from it: a fingerprint per delta, the unusable one for the rejected ones.
+    committed, reasons = fingerprints_of(report, 4)
+    assert committed[0] == committed[2] == UNUSABLE_FINGERPRINT and committed[1] == report["fingerprints"][1]
+    assert "nested more than 3 levels deep" in reasons[1]
 
     # Wrong round inputs fail the same way, before any training.
     wrong_spec = json.dumps({**SPEC, "base_model": "smollm2-135m"})
