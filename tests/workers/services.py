@@ -118,3 +118,9 @@ def start_child(
                 pytest.fail(f"{name} did not start:\n{child.log()[-3000:]}")
             time.sleep(0.1)
     return child
+
+
+#: The bound of the "fails at once / within its timeout, does not hang" checks, in seconds: far above any delay
+#: a loaded machine adds to a refused connection or a local lookup, far below a hang or a retry loop. Tests never
+#: assert a speed (a timing target belongs in benchmarks/, as a ratio against a baseline run side by side).
+NO_HANG_SECONDS = 60.0

@@ -4,7 +4,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -54,12 +53,10 @@ def test_score_dataset_scores_good_and_junk(data_worker):
 
 
 def test_malformed_dataset_fails_at_once_without_retry(data_worker):
-    started = time.monotonic()
     result = pin_dataset.delay(path=str(MALFORMED))
     with pytest.raises(TaskInputError, match=r"invalid dataset \(9 problems\): line \d+: "):
         result.get(timeout=RESULT_TIMEOUT)
     assert result.state == "FAILURE"
-    assert time.monotonic() - started < 10
     assert f"{result.id}] retry" not in data_worker.log()
 
 
