@@ -13,6 +13,8 @@ from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.client import RPC_URL_ENV
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import free_port
+from workers.chain.roles import ROLES
+from workers.chain.units import WEI_PER_DSH
 
 
 @pytest.fixture
@@ -48,6 +50,31 @@ def test_stake_with_permit_flag(cli_account, capsys, anvil):
     status, out, err = run_cli(capsys, "stake", "storage", "500", "--permit", "--rpc", anvil.url)
     assert status == 0, err
     assert "new STORAGE stake" in out and ": 500 DSH" in out
+
+
+def test_stake_with_permit_survives_a_front_run_permit(cli_account, make_account, capsys, monkeypatch):
+    """Someone copies the permit out of the pending stakeWithPermit and submits it first (lido core 803): the
+    token spends the permit's nonce, the registry's own permit call then fails, and the stake must still go
+    through on the allowance the front-runner set (StakeRegistry tries the permit and ignores its failure)."""
+    attacker = make_account(dsh=0)
+    real_sign = staking.sign_permit
+    front_run = []
+
+    def sign_and_leak(client, token, spender, value, deadline):
+        v, r, s = real_sign(client, token, spender, value, deadline)
+        permit = attacker.client.contract("DeepshardToken").functions.permit
+        front_run.append(attacker.client.transact(permit(client.address, spender, value, deadline, v, r, s)))
+        return v, r, s
+
+    monkeypatch.setattr(staking, "sign_permit", sign_and_leak)
+    token = cli_account.client.contract("DeepshardToken")
+    registry = cli_account.client.contract("StakeRegistry")
+    status, out, err = run_cli(capsys, "stake", "trainer", "1000", "--permit")
+    assert status == 0, err
+    assert front_run and front_run[0]["status"] == 1 and token.functions.nonces(cli_account.address).call() == 1
+    assert f"new TRAINER stake of {cli_account.address}: 1000 DSH" in out
+    assert registry.functions.stakeOf(cli_account.address, ROLES.index("TRAINER")).call() == 1000 * WEI_PER_DSH
+    assert token.functions.allowance(cli_account.address, registry.address).call() == 0
 
 
 @pytest.mark.parametrize(
