@@ -107,6 +107,38 @@ def nesting_depth(text: str, *, limit: int) -> int:
     return deepest
 
 
+def bounded_text(
+    data: str | bytes | bytearray | memoryview,
+    *,
+    what: str,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_bytes: int | None = None,
+) -> str:
+    """The checks `parse_json` makes before any parser runs, for a caller whose parser is another library's
+    (kombu's message decoding): size, UTF-8 and nesting depth.
+
+    Returns: `data` as text. Raises: JsonRejected naming `what` and the reason.
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        data = bytes(data)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise JsonRejected(what, f"{len(data):,} bytes is over the {max_bytes:,}-byte limit")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonRejected(what, f"not UTF-8 (byte 0x{data[exc.start]:02x} at byte {exc.start + 1})") from None
+    else:
+        text = data
+        if max_bytes is not None and len(text) > max_bytes:
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > max_bytes:
+                raise JsonRejected(what, f"{size:,} bytes is over the {max_bytes:,}-byte limit")
+    # Depth never exceeds the number of opening brackets: most documents are settled by two C-speed counts.
+    if text.count("[") + text.count("{") > max_depth and nesting_depth(text, limit=max_depth) > max_depth:
+        raise JsonRejected(what, f"nested more than {max_depth} levels deep")
+    return text
+
+
 def parse_json(
     data: str | bytes,
     *,
@@ -127,23 +159,7 @@ def parse_json(
     Raises: JsonRejected naming `what` and the reason (size, depth, encoding, syntax, repeated key,
         constant or surrogate).
     """
-    if isinstance(data, bytes | bytearray | memoryview):
-        data = bytes(data)
-        if max_bytes is not None and len(data) > max_bytes:
-            raise JsonRejected(what, f"{len(data):,} bytes is over the {max_bytes:,}-byte limit")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JsonRejected(what, f"not UTF-8 (byte 0x{data[exc.start]:02x} at byte {exc.start + 1})") from None
-    else:
-        text = data
-        if max_bytes is not None and len(text) > max_bytes:
-            size = len(text.encode("utf-8", "surrogatepass"))
-            if size > max_bytes:
-                raise JsonRejected(what, f"{size:,} bytes is over the {max_bytes:,}-byte limit")
-    # Depth never exceeds the number of opening brackets: most documents are settled by two C-speed counts.
-    if text.count("[") + text.count("{") > max_depth and nesting_depth(text, limit=max_depth) > max_depth:
-        raise JsonRejected(what, f"nested more than {max_depth} levels deep")
+    text = bounded_text(data, what=what, max_depth=max_depth, max_bytes=max_bytes)
     try:
         start = _skip_space(text, 0)
         value, end = _DECODER.raw_decode(text, start)

@@ -5,6 +5,8 @@ Delivery is at-least-once: a task is acknowledged only after it ran (`acks_late`
 died is put back (`reject_on_worker_lost`), so every task must be safe to run twice: pinning is content
 addressed, and chain tasks read the chain before sending anything.
 
+Messages are JSON, decoded within `workers.safejson`'s bounds (`workers.tasks.transport`).
+
 Queues: `data` (pin and score datasets: any worker); per role `trainer`, `evaluator`, `curator`, `keeper`;
 and per account `<role>.<address>` for the roles that sign as one account (`workers.tasks.runner`). Task
 modules never import torch at module level: prefork children would inherit its threads.
@@ -17,6 +19,7 @@ import os
 from celery import Celery
 
 from ..protocol.constants import DATA_QUEUE
+from . import transport
 
 REDIS_URL_ENV = "DEEPSHARD_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -48,6 +51,9 @@ def create_app(url: str | None = None) -> Celery:
     )
     app.conf.update(
         broker_url=url,
+        # kombu's Redis transport with every message's JSON bounded (workers.tasks.transport): a hostile
+        # message is set aside with an error line instead of ending the worker.
+        broker_transport=f"{transport.__name__}:Transport",
         result_backend=url,
         task_serializer="json",
         result_serializer="json",

@@ -1,9 +1,11 @@
 """pin_dataset and score_dataset on a real Celery worker and the real Redis; retries; a dead broker."""
 
 import base64
+import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -15,6 +17,7 @@ from workers.storage import NodeUnreachable, cid_of_bytes, open_store
 from workers.tasks import data as data_tasks
 from workers.tasks.data import pin_dataset, score_dataset
 from workers.tasks.errors import TaskInputError
+from workers.tasks.transport import REJECTED_KEY
 
 RESULT_TIMEOUT = 60
 
@@ -108,3 +111,40 @@ def test_dead_broker_fails_fast_and_clearly(tmp_path):
     assert float(elapsed) < 5, completed.stdout
     assert message.startswith(f"cannot queue workers.tasks.data.pin_dataset: Redis at {dead} does not answer")
     assert "Connection refused" in message
+
+
+def hostile_messages(queue: str) -> tuple[str, str]:
+    """Two messages anyone with access to the Redis could queue: an envelope nested 5,000 levels deep, and a
+    well-formed envelope whose task body is."""
+    deep = "[" * 5000 + "]" * 5000
+    task_id = str(uuid.uuid4())
+    envelope = {
+        "body": base64.b64encode(deep.encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"lang": "py", "task": "workers.tasks.data.pin_dataset", "id": task_id, "root_id": task_id},
+        "properties": {
+            "correlation_id": task_id,
+            "delivery_tag": str(uuid.uuid4()),
+            "body_encoding": "base64",
+            "delivery_info": {"exchange": "", "routing_key": queue},
+        },
+    }
+    return deep, json.dumps(envelope)
+
+
+def test_a_hostile_broker_message_is_set_aside_and_the_worker_goes_on(data_worker, redis_test_db):
+    """Before: the deep envelope raised RecursionError in the consumer's event loop ("Unrecoverable error")
+    and the worker exited; now it is set aside with one error line and the next task runs."""
+    deep_envelope, deep_body = hostile_messages("data")
+    redis_test_db.delete(REJECTED_KEY)
+    redis_test_db.lpush("data", deep_envelope)
+    redis_test_db.lpush("data", deep_body)
+    result = pin_dataset.delay(path=str(GOOD)).get(timeout=RESULT_TIMEOUT)  # queued behind both
+    assert result["manifest"]["records"] == 52
+    assert data_worker.process.poll() is None
+    log = data_worker.log()
+    assert "set aside a broker message" in log and "broker message: nested more than 32 levels deep" in log
+    assert "Can't decode message body" in log and "Unrecoverable error" not in log
+    assert redis_test_db.lrange(REJECTED_KEY, 0, -1) == [deep_envelope.encode()]
+    redis_test_db.delete(REJECTED_KEY)
