@@ -10,6 +10,7 @@ caller gets one clear `JsonRejected` naming what it was parsing, never a traceba
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -53,7 +54,17 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_repeated_keys, parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON, but Python reads it as infinity: the NaN/Infinity kind again, by another door.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of a double's range")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_repeated_keys, parse_constant=_refuse_constant, parse_float=_finite_float
+)
 # A \\uD800-\\uDFFF escape: the only way an unpaired surrogate gets into a parsed string.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -146,8 +157,8 @@ def parse_json(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_bytes: int | None = None,
 ) -> Any:
-    """Parse one JSON document from outside, strictly (RFC 8259): no NaN/Infinity, no key repeated within an
-    object, no unpaired surrogate escapes.
+    """Parse one JSON document from outside, strictly (RFC 8259): no NaN/Infinity (nor a number too large for a
+    double), no key repeated within an object, no unpaired surrogate escapes.
 
     Args:
         data: the document, as text or UTF-8 bytes.

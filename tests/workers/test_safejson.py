@@ -45,6 +45,7 @@ def test_each_refusal_names_the_source_and_the_reason(data, reason):
         ('{"a": 1, "a": 2}', "field 'a' appears more than once"),
         ('{"a": [NaN]}', "NaN is not valid JSON"),
         ("-Infinity", "-Infinity is not valid JSON"),
+        ('{"loss": -1e400}', "the number -1e400 is out of a double's range"),
         ('{"a": {"b": "x\\udc00"}}', "field 'a' field 'b' contains an unpaired surrogate (\\udc00)"),
         ('["ok", "\\ud800"]', "the document item 1 contains an unpaired surrogate (\\ud800)"),
         ('{"\\ud800": 1}', "the document key contains an unpaired surrogate"),
