@@ -10,6 +10,7 @@ from eth_account import Account
 
 from workers import cli
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
+from workers.chain.artifacts import artifacts_dir, load_artifact
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.salts import SaltKey, SaltNotFound, SaltStore
 from workers.data.manifest import DatasetManifest, ManifestError
@@ -70,3 +71,16 @@ def test_documents_fetched_by_cid_are_bounded(parse, error, message):
     """Manifests and specs arrive by CID from other nodes (workers.data.chain, workers.rounds.specs)."""
     with pytest.raises(error, match=message):
         parse(DEEP)
+
+
+def test_every_compiled_artifact_fits_its_bound():
+    """The bound must never refuse a real document: artifacts carry the compiler's AST, the deepest JSON we read
+    (FingerprintAggregation's is 32 levels)."""
+    names = sorted(path.stem for path in artifacts_dir().glob("*.json"))
+    assert "FingerprintAggregation" in names
+    deepest = max(
+        nesting_depth(artifact_path.read_text(), limit=10_000) for artifact_path in artifacts_dir().glob("*.json")
+    )
+    assert deepest < ARTIFACT_MAX_DEPTH // 4, deepest
+    for name in names:
+        assert load_artifact(name).abi is not None

@@ -22,6 +22,9 @@ from .errors import ArtifactMissing, InvalidRequest
 
 PROJECT_ROOT_ENV = "DEEPSHARD_PROJECT_ROOT"
 ARTIFACTS_SUBDIR = Path("build") / "contracts"
+# An artifact carries the compiler's AST, nested as deep as the source (32 levels for FingerprintAggregation):
+# a generous bound, still far below where Python's json would recurse out.
+ARTIFACT_MAX_DEPTH = 256
 
 
 def project_root() -> Path:
@@ -96,7 +99,7 @@ def _load_artifact(directory: Path, name: str) -> Artifact:
     if not path.is_file():
         raise ArtifactMissing(f"no compiled artifact for {name} at {path}: run `make setup`")
     try:
-        data = parse_json(path.read_bytes(), what="its JSON")
+        data = parse_json(path.read_bytes(), what="its JSON", max_depth=ARTIFACT_MAX_DEPTH)
         abi, bytecode = data["abi"], data.get("bytecode") or ""
         libraries = {
             library: tuple(int(reference["start"]) for reference in references)
