@@ -11,7 +11,7 @@
 See README.md for the formats, the crypto scheme and the trust assumptions.
 """
 
-from .assemble import Assembly, Fetch, assemble, check_replica, fetch_from_stores
+from .assemble import Assembly, Fetch, assemble, check_replica, fetch_from_stores, fetch_shard
 from .crypto import (
     buyer_keypair,
     combine_shares,
@@ -50,6 +50,7 @@ __all__ = [
     "check_replica",
     "combine_shares",
     "fetch_from_stores",
+    "fetch_shard",
     "key_hash",
     "new_version_key",
     "open_replica",
