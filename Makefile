@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds clean
+	bench-throughput bench-rounds bench-shards clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -26,6 +26,7 @@ help:
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
 	@echo "make sizes  measure deployed bytecode sizes and rewrite benchmarks/size/snapshot.json"
 	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
+	@echo "make bench-shards [MODEL=smollm2-135m]   shard, seal, pin and assemble throughput"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
@@ -108,6 +109,10 @@ bench-throughput: setup
 # A round with real workers: event-to-task latency and wall time by phase (Redis database 15, must be empty).
 bench-rounds: setup
 	$(BIN)/python -m benchmarks.rounds.run --model $(MODEL)
+
+# Shard + seal + pin throughput against plain AES-GCM of the same bytes, assembly time, storage overhead (R x).
+bench-shards: setup
+	$(BIN)/python -m benchmarks.shards.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

@@ -10,7 +10,7 @@
    chunk Merkle root, pin in each holder's embedded store) for R holders of each shard among `--nodes` nodes, and
    the pipeline's throughput against the plain AES-GCM of the same R x bytes; the rates of its two slow stages,
    the chunk Merkle tree (keccak256 of 1 KiB leaves) and the pin, measured apart on one replica of the first
-   `--stage-shards` shards.
+   `--stage-shards` layer shards.
 3. The buyer: `assemble` from the stores (fetch, CID, Merkle root, AES-GCM, sha256, tensors, weights hash, folder).
 4. Storage: bytes pinned over the version's fp32 weights bytes (R x, plus the 16-byte tags and the loader files),
    and per replica set (one replica of every shard: below 1 x when tied weights are stored once).
@@ -101,9 +101,9 @@ def run(
             sharded, key, version=VERSION, base_model=model_name, assignment=assignment, stores=stores
         )
         publish_seconds = time.perf_counter() - started
-        # Stages of the publication measured apart, on one replica of each of the first `stage_shards` shards.
-        sampled = plaintexts[:stage_shards]
-        sample = [seal_replica(p, key, version=VERSION, shard=i, node=nodes[0]) for i, p in enumerate(sampled)]
+        # Stages of the publication measured apart, on one replica of each of the first `stage_shards` layer shards.
+        sampled = list(enumerate(plaintexts))[1 : 1 + stage_shards]
+        sample = [seal_replica(p, key, version=VERSION, shard=i, node=nodes[0]) for i, p in sampled]
         sample_bytes = sum(map(len, sample))
         started = time.perf_counter()
         for replica in sample:
@@ -152,7 +152,7 @@ def run(
             "publish_seconds": publish_seconds,
             "pipeline_mb_per_s": encrypted_bytes / MB / pipeline_seconds,
             "ratio_to_plain_aes_gcm": plain_seconds / pipeline_seconds,
-            "stage_sample_shards": min(stage_shards, len(plaintexts)),
+            "stage_sample_bytes": sample_bytes,
             "merkle_mb_per_s": merkle_rate / MB,
             "pin_mb_per_s": pin_rate / MB,
         },

@@ -11,23 +11,59 @@
 See README.md for the formats, the crypto scheme and the trust assumptions.
 """
 
-from .assemble import Assembly, Fetch, assemble, check_replica, fetch_from_stores, fetch_shard
-from .crypto import (
-    buyer_keypair,
-    combine_shares,
-    key_hash,
-    new_version_key,
-    open_replica,
-    open_share,
-    seal_replica,
-    seal_share,
-    share_commitment,
-    split_key,
-)
-from .errors import KeyRejected, ManifestRejected, ShardError, ShardRejected, ShareRejected, WeightsMismatch
-from .layout import Shard, ShardedVersion, TensorInfo, shard_state_dict, shard_version
-from .manifest import Manifest, PublicFile, Replica, ShardEntry, parse_manifest
-from .publish import publish_version, seal_and_pin
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .assemble import Assembly, Fetch, assemble, check_replica, fetch_from_stores, fetch_shard
+    from .crypto import (
+        buyer_keypair,
+        combine_shares,
+        key_hash,
+        new_version_key,
+        open_replica,
+        open_share,
+        seal_replica,
+        seal_share,
+        share_commitment,
+        split_key,
+    )
+    from .errors import KeyRejected, ManifestRejected, ShardError, ShardRejected, ShareRejected, WeightsMismatch
+    from .layout import Shard, ShardedVersion, shard_state_dict, shard_version
+    from .manifest import Manifest, PublicFile, Replica, ShardEntry, TensorInfo, parse_manifest
+    from .publish import publish_version, seal_and_pin
+
+# Loaded on first use, so `deepshard` commands that never touch weights do not import torch.
+_HOMES = {
+    "assemble": ("Assembly", "Fetch", "assemble", "check_replica", "fetch_from_stores", "fetch_shard"),
+    "crypto": (
+        "buyer_keypair",
+        "combine_shares",
+        "key_hash",
+        "new_version_key",
+        "open_replica",
+        "open_share",
+        "seal_replica",
+        "seal_share",
+        "share_commitment",
+        "split_key",
+    ),
+    "errors": ("KeyRejected", "ManifestRejected", "ShardError", "ShardRejected", "ShareRejected", "WeightsMismatch"),
+    "layout": ("Shard", "ShardedVersion", "shard_state_dict", "shard_version"),
+    "manifest": ("Manifest", "PublicFile", "Replica", "ShardEntry", "TensorInfo", "parse_manifest"),
+    "publish": ("publish_version", "seal_and_pin"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "Assembly",

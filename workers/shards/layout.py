@@ -30,10 +30,9 @@ from workers.ml.models import state_dict_hash
 
 from .crypto import MAX_PLAINTEXT_BYTES
 from .errors import ShardError, ShardRejected
+from .manifest import EMBED, HEAD, LAYERS, PARTS, PUBLIC_FILE, TensorInfo
 
 DEFAULT_LAYERS_PER_SHARD = 4
-EMBED, LAYERS, HEAD = "embed", "layers", "head"
-PARTS = (EMBED, LAYERS, HEAD)
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 # torch dtype <-> the safetensors header's dtype code.
 DTYPES: dict[torch.dtype, str] = {
@@ -48,28 +47,6 @@ DTYPES: dict[torch.dtype, str] = {
     torch.uint8: "U8",
     torch.bool: "BOOL",
 }
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-# The files a transformers loader reads besides the weights; nothing executable (no *.py, no pickles).
-PUBLIC_FILE = re.compile(
-    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|merges|chat_template)"
-    r"\.(json|txt|jinja)"
-)
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One tensor of a shard: name, safetensors dtype code ("F32", ...) and shape."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    @property
-    def nbytes(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count * DTYPE_BYTES[self.dtype]
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,18 @@ from workers.storage import StorageError, parse_cid
 
 from .crypto import MAX_PLAINTEXT_BYTES, TAG_BYTES
 from .errors import ManifestRejected
-from .layout import DTYPE_BYTES, EMBED, HEAD, LAYERS, PARTS, PUBLIC_FILE, TensorInfo
 
 MANIFEST_FORMAT = "deepshard/shards/v1"
+EMBED, LAYERS, HEAD = "embed", "layers", "head"
+PARTS = (EMBED, LAYERS, HEAD)
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+# The files a transformers loader reads besides the weights; nothing executable (no *.py, no pickles).
+PUBLIC_FILE = re.compile(
+    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|merges|chat_template)"
+    r"\.(json|txt|jinja)"
+)
+
+
 # Bounds far above any model we run (SmolLM2's manifest is ~60 kB, 10 shards, 273 tensors), far below harm.
 MAX_MANIFEST_BYTES = 16 * 1024**2
 MAX_DEPTH = 6  # manifest > shards > shard > tensors > tensor > shape
@@ -45,6 +54,22 @@ MAX_VERSION = 2**64 - 1
 _HEX32 = re.compile(r"0x[0-9a-f]{64}")
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a shard: name, safetensors dtype code ("F32", ...) and shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count * DTYPE_BYTES[self.dtype]
 
 
 @dataclass(frozen=True)
