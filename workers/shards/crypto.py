@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from eth_utils import keccak
 from pyshamir import combine, split
 
-from .errors import KeyRejected, ShardRejected, ShareRejected
+from .errors import KeyRejected, ShardError, ShardRejected, ShareRejected
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -61,13 +61,13 @@ def key_hash(key: bytes) -> bytes:
 
 
 def node_bytes(node: str) -> bytes:
-    """A node's 20-byte address from its 0x-hex form (any case). Raises ValueError for anything else."""
-    if not (isinstance(node, str) and len(node) == 2 + 2 * ADDRESS_BYTES and node[:2] in ("0x", "0X")):
-        raise ValueError(f"a node address is 0x and 40 hex digits, not {node!r}")
-    try:
-        return bytes.fromhex(node[2:])
-    except ValueError:
-        raise ValueError(f"a node address is 0x and 40 hex digits, not {node!r}") from None
+    """A node's 20-byte address from its 0x-hex form (any case). Raises ShardError for anything else."""
+    if isinstance(node, str) and len(node) == 2 + 2 * ADDRESS_BYTES and node[:2] in ("0x", "0X"):
+        try:
+            return bytes.fromhex(node[2:])
+        except ValueError:
+            pass
+    raise ShardError(f"a node address is 0x and 40 hex digits, not {node!r}")
 
 
 def _hkdf(ikm: bytes, info: bytes) -> tuple[bytes, bytes]:
@@ -94,9 +94,10 @@ def replica_aad(version: int, shard: int, node: str) -> bytes:
 def seal_replica(plaintext: bytes, version_key: bytes, *, version: int, shard: int, node: str) -> bytes:
     """Node `node`'s replica of shard `shard` of `version`: AES-256-GCM ciphertext ‖ tag, len(plaintext) + 16 bytes.
 
-    Raises KeyRejected for a key that is not 32 bytes, ValueError for a plaintext of 2^31 bytes or more."""
+    Raises KeyRejected for a key that is not 32 bytes, ShardError for a bad node address or a plaintext of 2^31
+    bytes or more."""
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
-        raise ValueError(
+        raise ShardError(
             f"shard {shard} is {len(plaintext):,} bytes; AES-GCM here takes at most {MAX_PLAINTEXT_BYTES:,}"
         )
     key, nonce = replica_key(version_key, node, shard)
@@ -119,10 +120,10 @@ def open_replica(replica: bytes, version_key: bytes, *, version: int, shard: int
 
 def split_key(key: bytes, shares: int, threshold: int) -> list[bytes]:
     """`shares` Shamir shares of the 32-byte key (33 bytes each), any `threshold` of which rebuild it
-    (pyshamir; 2 <= threshold <= shares <= 255). Raises ValueError for other counts, KeyRejected for a bad key."""
+    (pyshamir; 2 <= threshold <= shares <= 255). Raises ShardError for other counts, KeyRejected for a bad key."""
     _check_version_key(key)
     if not 2 <= threshold <= shares <= MAX_SHARES:
-        raise ValueError(f"need 2 <= threshold <= shares <= {MAX_SHARES}, got {threshold} of {shares}")
+        raise ShardError(f"need 2 <= threshold <= shares <= {MAX_SHARES}, got {threshold} of {shares}")
     return [bytes(part) for part in split(key, shares, threshold)]
 
 
@@ -183,9 +184,12 @@ def seal_share(share: bytes, buyer_public_key: bytes, *, version: int) -> bytes:
 def open_share(sealed: bytes, buyer_private_key: bytes, *, version: int) -> bytes:
     """The share inside `sealed` (from `seal_share`), opened with the buyer's 32-byte X25519 private key.
 
-    Raises ShareRejected when it was sealed to another key or another version, or was altered."""
+    Raises ShareRejected when it was sealed to another key or another version, or was altered, or when the
+    private key is not 32 bytes."""
     if not isinstance(sealed, bytes) or len(sealed) != SEALED_SHARE_BYTES:
         raise ShareRejected(f"a sealed key share is {SEALED_SHARE_BYTES} bytes")
+    if not isinstance(buyer_private_key, bytes) or len(buyer_private_key) != X25519_KEY_BYTES:
+        raise ShareRejected(f"a buyer's private key is {X25519_KEY_BYTES} bytes")
     private = X25519PrivateKey.from_private_bytes(buyer_private_key)
     ephemeral_public = sealed[:X25519_KEY_BYTES]
     try:

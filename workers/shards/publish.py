@@ -45,7 +45,8 @@ def publish_version(
         version: the registry's version number (bound into each replica's associated data).
         assignment: shard index -> holder addresses (0x-hex), as the on-chain ranking assigns them.
         stores: holder address -> the content store that holder pins into.
-    Raises ShardError for a shard without holders or a holder without a store; StorageError from the stores.
+    Raises ShardError for a shard without holders, a bad holder address or a holder without a store;
+    StorageError from the stores.
     """
     entries = []
     for shard in sharded.shards:

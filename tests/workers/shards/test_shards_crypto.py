@@ -9,6 +9,7 @@ from pyshamir import combine
 
 from workers.shards import (
     KeyRejected,
+    ShardError,
     ShardRejected,
     ShareRejected,
     buyer_keypair,
@@ -115,6 +116,13 @@ def test_a_sealed_share_opens_only_for_its_buyer_and_version():
         open_share(bytes(altered), buyer_private, version=7)
     with pytest.raises(ShareRejected, match="81 bytes"):
         open_share(sealed[:-1], buyer_private, version=7)
+
+
+def test_bad_node_addresses_and_private_keys_are_refused():
+    with pytest.raises(ShardError, match="0x and 40 hex digits"):
+        seal_replica(PLAINTEXT, new_version_key(), version=1, shard=0, node="0x" + "zz" * 20)
+    with pytest.raises(ShareRejected, match="private key is 32 bytes"):
+        open_share(bytes(SEALED_SHARE_BYTES), bytes(31), version=1)
 
 
 @pytest.mark.parametrize("public_key", [bytes(32), b"\x01" + bytes(31), bytes(31)])
