@@ -17,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .assemble import Assembly, Fetch, assemble, check_replica, fetch_from_stores, fetch_shard
+    from .assembly import Assembly, Fetch, assemble, check_replica, fetch_from_stores, fetch_shard
     from .crypto import (
         buyer_keypair,
         combine_shares,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 # Loaded on first use, so `deepshard` commands that never touch weights do not import torch.
 _HOMES = {
-    "assemble": ("Assembly", "Fetch", "assemble", "check_replica", "fetch_from_stores", "fetch_shard"),
+    "assembly": ("Assembly", "Fetch", "assemble", "check_replica", "fetch_from_stores", "fetch_shard"),
     "crypto": (
         "buyer_keypair",
         "combine_shares",

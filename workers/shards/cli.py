@@ -91,7 +91,7 @@ def _fetch(args: argparse.Namespace) -> int:
         sealed = [_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
         shares = [open_share(share, private, version=manifest.version) for share in sealed]
         key = combine_shares(shares, manifest.key_hash)
-    from .assemble import assemble, fetch_from_stores  # torch: imported only when weights are assembled
+    from .assembly import assemble, fetch_from_stores  # torch: imported only when weights are assembled
 
     with open_store(api=args.ipfs_api, store_dir=args.store_dir) as store:
         fetch = fetch_from_stores(dict.fromkeys(manifest.holders, store))

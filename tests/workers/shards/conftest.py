@@ -1,8 +1,7 @@
 """Fixtures of the shard tests: the tiny model cut one decoder layer per shard (6 shards), five storage nodes with
 one embedded store each, R = 3 holders per shard, and the version published once per session.
 
-Holders are chosen here by rendezvous hashing (highest keccak256(version ‖ shard ‖ node) first), a stand-in local
-to these tests: the network's ranking is the Storage contract's, with its Python reference in workers.protocol.
+Holders are chosen by `shardkit.rendezvous`, a stand-in local to these tests.
 """
 
 from __future__ import annotations
@@ -11,21 +10,11 @@ import shutil
 
 import pytest
 import torch
-from eth_utils import keccak
+from shardkit import NODES, REPLICATION, VERSION, rendezvous
 
 from workers.ml.models import load_base_model
 from workers.shards import buyer_keypair, new_version_key, publish_version, shard_version
 from workers.storage import EmbeddedStore
-
-VERSION = 2
-REPLICATION = 3
-NODES = tuple(f"0x{keccak(text=f'storage node {i}')[:20].hex()}" for i in range(5))
-
-
-def rendezvous(version: int, shard: int, nodes, count: int) -> list[str]:
-    """The `count` nodes with the highest keccak256(uint64 version ‖ uint32 shard ‖ node address)."""
-    prefix = version.to_bytes(8, "big") + shard.to_bytes(4, "big")
-    return sorted(nodes, key=lambda node: keccak(prefix + bytes.fromhex(node[2:])), reverse=True)[:count]
 
 
 @pytest.fixture(scope="session", autouse=True)

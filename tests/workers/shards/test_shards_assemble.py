@@ -9,7 +9,7 @@ from itertools import combinations
 
 import pytest
 import torch
-from conftest import NODES, REPLICATION, VERSION, rendezvous
+from shardkit import NODES, REPLICATION, VERSION, rendezvous
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from workers.ml.models import TINY_CONFIG, weights_hash

@@ -4,9 +4,12 @@ failure one `error:` line with nothing written, and no secret echoed."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import types
 
 import pytest
-from conftest import VERSION
+from shardkit import VERSION
 
 from workers.cli import main
 from workers.shards import seal_share, split_key
@@ -80,3 +83,12 @@ def test_failures_are_one_line_and_never_show_the_secret(tiny, manifest_file, on
     assert fetch(manifest_file, tiny.weights_hash, tmp_path / "out", one_store) == 1
     assert "give either --key-file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_package_exports_resolve_and_the_cli_stays_light():
+    import workers.shards
+
+    for name in workers.shards.__all__:
+        assert not isinstance(getattr(workers.shards, name), types.ModuleType), name
+    check = "import sys, workers.cli; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0
