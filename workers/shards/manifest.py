@@ -41,7 +41,7 @@ PUBLIC_FILE = re.compile(
 )
 
 
-# Bounds far above any model we run (SmolLM2's manifest is ~60 kB, 10 shards, 273 tensors), far below harm.
+# Bounds far above any model we run (SmolLM2's manifest: 10 shards, 272 stored tensors), far below harm.
 MAX_MANIFEST_BYTES = 16 * 1024**2
 MAX_DEPTH = 6  # manifest > shards > shard > tensors > tensor > shape
 MAX_SHARDS = 4096
