@@ -180,13 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--layers-per-shard", type=int, default=4)
     parser.add_argument("--stage-shards", type=int, default=2, help="shards sampled for the Merkle and pin rates")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON report (default: benchmarks/results/)")
     args = parser.parse_args(argv)
     if not 1 <= args.replication <= args.nodes:
         parser.error("need 1 <= --replication <= --nodes")
     report = run(args.model, args.trials, args.replication, args.nodes, args.layers_per_shard, args.stage_shards)
     name = "shards.json" if args.model == "tiny" else f"shards-{args.model}.json"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / name).write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or RESULTS_DIR / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     enc, pub, asm, sto = report["encryption"], report["publication"], report["assembly"], report["storage"]
     print(
         f"{args.model}: {report['setup']['shards']} shards, R = {args.replication} of {args.nodes} nodes\n"
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  assemble: {asm['seconds']:.1f} s ({asm['mb_per_s']:.1f} MB/s), hash matches: "
         f"{asm['weights_hash_matches_registry']}\n"
         f"  storage: {sto['overhead_vs_weights']:.3f} x the fp32 weights\n"
-        f"  -> {RESULTS_DIR / name}"
+        f"  -> {out}"
     )
     return 0
 
