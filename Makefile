@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds bench-validation clean
+	bench-throughput bench-rounds bench-validation bench-shards clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -26,6 +26,7 @@ help:
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
 	@echo "make sizes  measure deployed bytecode sizes and rewrite benchmarks/size/snapshot.json"
 	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
+	@echo "make bench-shards [MODEL=smollm2-135m]   shard, seal, pin and assemble throughput"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
@@ -112,6 +113,9 @@ bench-rounds: setup
 # Dataset validation speed as a ratio against json.loads of the same 16 MiB of lines (CPU seconds, side by side).
 bench-validation: setup
 	$(BIN)/python -m benchmarks.validation.run
+# Shard + seal + pin throughput against plain AES-GCM of the same bytes, assembly time, storage overhead (R x).
+bench-shards: setup
+	$(BIN)/python -m benchmarks.shards.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

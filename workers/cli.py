@@ -5,6 +5,7 @@
     deepshard balances [ADDRESS ...]                     ETH, DSH and stakes of accounts
     deepshard data validate|normalise|signals FILE       check and measure a dataset
     deepshard storage add FILE | get CID -o FILE         the content-addressed store
+    deepshard weights fetch MANIFEST -o DIR ...          assemble a version's weights from its shards
     deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
     deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role
     deepshard watch                                      contract events -> Celery tasks
@@ -45,6 +46,7 @@ from .chain.client import display_url
 from .chain.units import format_eth
 from .data import cli as data_cli
 from .node import cli as node_cli
+from .shards import cli as shards_cli
 from .storage import cli as storage_cli
 from .tables import format_table
 
@@ -141,6 +143,7 @@ COMMANDS: list[Command] = [
     Command("balances", "show ETH, DSH and stakes of accounts", _balances_arguments, _balances_run),
     Command("data", data_cli.HELP, data_cli.add_arguments, data_cli.run),
     Command("storage", storage_cli.HELP, storage_cli.add_arguments, storage_cli.run),
+    Command("weights", shards_cli.HELP, shards_cli.add_arguments, shards_cli.run),
     Command("round", node_cli.HELP, node_cli.add_arguments, node_cli.run),
     Command("worker", node_cli.WORKER_HELP, node_cli.add_worker_arguments, node_cli.run_worker),
     Command("watch", node_cli.WATCH_HELP, node_cli.add_watch_arguments, node_cli.run_watch),

@@ -23,6 +23,7 @@ from workers.chain.client import RPC_URL_ENV
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.units import WEI_PER_DSH
+from workers.storage.testing import start_js_ipfs
 from workers.tasks.app import app, point_app_at
 
 ETH = 10**18
@@ -31,6 +32,16 @@ ETH = 10**18
 @pytest.fixture(scope="session")
 def anvil():
     node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def js_ipfs():
+    """One real js-ipfs daemon per session (the storage and shard tests), started only when a test asks for it."""
+    node = start_js_ipfs()
     try:
         yield node
     finally:

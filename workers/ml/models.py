@@ -24,6 +24,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,14 +117,18 @@ def model_cache_dir() -> Path:
 
 def weights_hash(model: torch.nn.Module) -> str:
     """0x-hex sha256 of the state dict in sorted name order: name, dtype, shape, then the raw bytes."""
+    return state_dict_hash(model.state_dict())
+
+
+def state_dict_hash(state: Mapping[str, torch.Tensor]) -> str:
+    """`weights_hash` of a model whose `state_dict()` is `state` (tied weights appear under each of their names)."""
     digest = hashlib.sha256()
-    state = model.state_dict()
     for name in sorted(state):
         tensor = state[name].detach()
         header = f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{','.join(map(str, tensor.shape))}".encode()
         digest.update(len(header).to_bytes(4, "big") + header)
         flat = tensor.to("cpu").contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy())
+        digest.update(flat.view(torch.uint8).numpy().data)
     return "0x" + digest.hexdigest()
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for the storage tests: one real js-ipfs daemon per session, fresh embedded stores per test.
+"""Fixtures for the storage tests: the session's real js-ipfs daemon (`js_ipfs`, tests/workers/conftest.py), fresh
+embedded stores per test.
 
 The sample files are pseudo-random from fixed seeds, written once per session; the sizes sit on the
 chunking boundaries (0, 1, one chunk, one chunk + 1) plus a 50 MB file whose DAG has two levels.
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers.storage import API_ENV, MAX_SIZE_ENV, STORE_DIR_ENV, TIMEOUT_ENV, EmbeddedStore, IpfsStore
-from workers.storage.testing import sample_bytes, start_js_ipfs
+from workers.storage.testing import sample_bytes
 from workers.storage.unixfs import CHUNK_SIZE
 
 SAMPLE_SIZES = {
@@ -33,15 +34,6 @@ def sample_files(tmp_path_factory) -> dict[str, Path]:
         files[name] = folder / f"{name}.bin"
         files[name].write_bytes(sample_bytes(size))
     return files
-
-
-@pytest.fixture(scope="session")
-def js_ipfs():
-    node = start_js_ipfs()
-    try:
-        yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture
