@@ -337,8 +337,11 @@ contract WeightAccess is KeyCustody, AccessControl {
     /// @return Wei.
     function quote(uint256 value) public view returns (uint256) {
         Params storage q = params;
-        uint256 exponent = Math.mulDiv(value, FixedPointMath.WAD, q.valueScale);
-        if (exponent > MAX_PRICE_EXPONENT) exponent = MAX_PRICE_EXPONENT;
+        uint256 scale = q.valueScale;
+        // Clamped before multiplying: below the clamp value < 101 * scale < 2**103, so value * WAD cannot overflow.
+        uint256 exponent = value / scale >= MAX_PRICE_EXPONENT / FixedPointMath.WAD
+            ? MAX_PRICE_EXPONENT
+            : value * FixedPointMath.WAD / scale;
         return Math.mulDiv(q.basePrice, FixedPointMath.expWad(exponent), FixedPointMath.WAD);
     }
 

@@ -16,8 +16,8 @@ from tests.contracts.conftest import (  # noqa: F401  (re-exported for the custo
     storage_params,
 )
 
-#: Hypothesis examples per property (Ganache runs fewer through DEEPSHARD_STATEFUL_EXAMPLES).
-EXAMPLES = int(os.environ.get("DEEPSHARD_STATEFUL_EXAMPLES", "30"))
+#: Hypothesis examples per property: half the other suites' (Ganache runs fewer through DEEPSHARD_STATEFUL_EXAMPLES).
+EXAMPLES = int(os.environ.get("DEEPSHARD_STATEFUL_EXAMPLES", "30")) // 2
 
 
 def open_audit(storage, chain):
