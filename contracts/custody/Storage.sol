@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.26;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {IEmission} from "../interfaces/IEmission.sol";
 import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
 import {IStorage} from "../interfaces/IStorage.sol";
+import {CustodyPayouts} from "./CustodyPayouts.sol";
 
 /// @title Storage
 /// @notice Staked storage nodes hold the encrypted shards of every model version in R >= 3 replicas, prove it in
@@ -33,9 +32,7 @@ import {IStorage} from "../interfaces/IStorage.sol";
 ///         fees) plus up to `auditEmission` from Emission. Holders want audits (they are paid only through
 ///         them), so nobody needs paying to call `challenge`.
 /// @dev Every loop is bounded by MAX_NODES (ranking) or MAX_PROOF_LENGTH. Payments are pulled (`claim`).
-contract Storage is IStorage, AccessControl {
-    using SafeERC20 for IERC20;
-
+contract Storage is IStorage, CustodyPayouts {
     /// @notice Role of the keeper that records replicas (it holds every version key; governance at first).
     bytes32 public constant PUBLISHER_ROLE = keccak256("PUBLISHER_ROLE");
     /// @notice Role of the contract that pays access fees into a version's pot (WeightAccess).
@@ -113,12 +110,8 @@ contract Storage is IStorage, AccessControl {
 
     /// @notice STORAGE stakes.
     IStakeRegistry public immutable stakes;
-    /// @notice DSH.
-    IERC20 public immutable token;
     /// @notice Emission (this contract needs DRAWER_ROLE for `auditEmission`, never VALUE_SOURCE_ROLE).
     IEmission public immutable emission;
-    /// @notice Receives slashed bonds.
-    address public treasury;
     /// @notice Current parameters.
     Params public params;
 
@@ -130,8 +123,6 @@ contract Storage is IStorage, AccessControl {
     mapping(uint256 version => uint256) public holdersOf;
     /// @notice Undistributed storage fees of each version, in wei.
     mapping(uint256 version => uint256) public potOf;
-    /// @notice Earned and unclaimed, in wei.
-    mapping(address node => uint256) public owed;
     Holding[] private _auditSet;
     mapping(uint256 epoch => Audit) private _audits;
 
@@ -193,18 +184,9 @@ contract Storage is IStorage, AccessControl {
     /// @param version The model version.
     /// @param amount Wei.
     event PotFunded(uint256 indexed version, uint256 amount);
-    /// @notice A node pulled its earnings.
-    /// @param node The node.
-    /// @param amount Wei.
-    event Claimed(address indexed node, uint256 amount);
     /// @notice Governance changed the parameters.
     /// @param params The new parameters.
     event ParamsSet(Params params);
-    /// @notice Governance changed the treasury.
-    /// @param treasury The new treasury.
-    event TreasurySet(address treasury);
-
-    error ZeroAddress();
     error InvalidParams();
     error InvalidEndpoint();
     error ZeroCapacity();
@@ -228,7 +210,6 @@ contract Storage is IStorage, AccessControl {
     error AnswerWindowClosed(uint256 deadline);
     error AnswerWindowOpen(uint256 deadline);
     error InvalidProof();
-    error NothingToClaim();
 
     /// @notice Deploys Storage.
     /// @param stakes_ The StakeRegistry (this contract needs its MODULE_ROLE).
@@ -237,16 +218,17 @@ contract Storage is IStorage, AccessControl {
     /// @param admin Governance (DEFAULT_ADMIN_ROLE).
     /// @param treasury_ Receives slashed bonds.
     /// @param params_ Initial parameters.
-    constructor(IStakeRegistry stakes_, IEmission emission_, IERC20 token_, address admin, address treasury_, Params memory params_) {
-        if (
-            address(stakes_) == address(0) || address(emission_) == address(0) || address(token_) == address(0)
-                || admin == address(0) || treasury_ == address(0)
-        ) revert ZeroAddress();
+    constructor(
+        IStakeRegistry stakes_,
+        IEmission emission_,
+        IERC20 token_,
+        address admin,
+        address treasury_,
+        Params memory params_
+    ) CustodyPayouts(token_, admin, treasury_) {
+        if (address(stakes_) == address(0) || address(emission_) == address(0)) revert ZeroAddress();
         stakes = stakes_;
         emission = emission_;
-        token = token_;
-        treasury = treasury_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _setParams(params_);
     }
 
@@ -450,15 +432,6 @@ contract Storage is IStorage, AccessControl {
         emit PotFunded(version, amount);
     }
 
-    /// @notice Pays the caller what its audits earned.
-    function claim() external {
-        uint256 amount = owed[msg.sender];
-        if (amount == 0) revert NothingToClaim();
-        owed[msg.sender] = 0;
-        emit Claimed(msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
-    }
-
     // ---------------------------------------------------------------- governance
 
     /// @notice Sets the parameters (applies to later assignments, audits and registrations; a registered
@@ -466,14 +439,6 @@ contract Storage is IStorage, AccessControl {
     /// @param params_ The new parameters.
     function setParams(Params calldata params_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setParams(params_);
-    }
-
-    /// @notice Sets the treasury.
-    /// @param treasury_ The new treasury.
-    function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (treasury_ == address(0)) revert ZeroAddress();
-        treasury = treasury_;
-        emit TreasurySet(treasury_);
     }
 
     // ---------------------------------------------------------------- views

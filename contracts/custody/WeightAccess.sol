@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.26;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Burnable.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -11,6 +10,7 @@ import {IStorage} from "../interfaces/IStorage.sol";
 import {FixedPointMath} from "../libraries/FixedPointMath.sol";
 import {ModelRegistry} from "../model/ModelRegistry.sol";
 import {Emission} from "../token/Emission.sol";
+import {CustodyPayouts} from "./CustodyPayouts.sol";
 import {KeyCustody} from "./KeyCustody.sol";
 
 /// @title WeightAccess
@@ -28,7 +28,7 @@ import {KeyCustody} from "./KeyCustody.sol";
 ///      most 2**96 the price (< 2**96 * 2.7e43 < 2**242) fits; even basePrice = 1 wei then asks 2.7e25 DSH,
 ///      more than the token's cap, so the clamp only caps a price nobody can pay. A buyer can always leak the
 ///      key it bought: keys go per version (docs/README of contracts/custody).
-contract WeightAccess is KeyCustody, AccessControl {
+contract WeightAccess is KeyCustody, CustodyPayouts {
     using SafeERC20 for IERC20;
 
     /// @notice Role of the keeper that publishes versions for sale (it generated the key; governance at first).
@@ -69,22 +69,16 @@ contract WeightAccess is KeyCustody, AccessControl {
         uint256 price; // wei escrowed
     }
 
-    /// @notice DSH.
-    IERC20 public immutable token;
     /// @notice Where V accumulates.
     Emission public immutable emission;
     /// @notice The model lineage (a version must have its shards published before it is sold).
     ModelRegistry public immutable models;
     /// @notice Storage, which receives the storage share (needs its FUNDER_ROLE).
     IStorage public immutable storageNodes;
-    /// @notice Receives the treasury share and slashed bonds.
-    address public treasury;
     /// @notice Current parameters.
     Params public params;
     /// @notice Number of purchases (the newest id).
     uint256 public purchaseCount;
-    /// @notice Custodians' earned, unclaimed fees, in wei.
-    mapping(address custodian => uint256) public owed;
 
     mapping(uint256 version => Listing) private _listings;
     mapping(uint256 purchase => Purchase) private _purchases;
@@ -129,18 +123,9 @@ contract WeightAccess is KeyCustody, AccessControl {
         uint256 perCustodian,
         uint256 treasuryShare
     );
-    /// @notice A custodian pulled its fees.
-    /// @param custodian The custodian.
-    /// @param amount Wei.
-    event Claimed(address indexed custodian, uint256 amount);
     /// @notice Governance changed the parameters.
     /// @param params The new parameters.
     event ParamsSet(Params params);
-    /// @notice Governance changed the treasury.
-    /// @param treasury The new treasury.
-    event TreasurySet(address treasury);
-
-    error ZeroAddress();
     error InvalidParams();
     error ShardsNotPublished(uint256 version);
     error AlreadyPublished(uint256 version);
@@ -151,7 +136,6 @@ contract WeightAccess is KeyCustody, AccessControl {
     error UnknownPurchase(uint256 purchase);
     error AlreadySettled(uint256 purchase);
     error DeliveryOpen(uint256 deliverBy);
-    error NothingToClaim();
 
     /// @notice Deploys WeightAccess.
     /// @param stakes_ StakeRegistry (this contract needs its MODULE_ROLE: custodians' bonds).
@@ -171,18 +155,14 @@ contract WeightAccess is KeyCustody, AccessControl {
         address admin,
         address treasury_,
         Params memory params_
-    ) KeyCustody(stakes_) {
+    ) KeyCustody(stakes_) CustodyPayouts(token_, admin, treasury_) {
         if (
-            address(stakes_) == address(0) || address(emission_) == address(0) || address(token_) == address(0)
-                || address(models_) == address(0) || address(storage_) == address(0) || admin == address(0)
-                || treasury_ == address(0)
+            address(stakes_) == address(0) || address(emission_) == address(0) || address(models_) == address(0)
+                || address(storage_) == address(0)
         ) revert ZeroAddress();
         emission = emission_;
-        token = token_;
         models = models_;
         storageNodes = storage_;
-        treasury = treasury_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _setParams(params_);
     }
 
@@ -294,15 +274,6 @@ contract WeightAccess is KeyCustody, AccessControl {
         if (treasuryShare != 0) token.safeTransfer(treasury, treasuryShare);
     }
 
-    /// @notice Pays the caller its custodian fees.
-    function claim() external {
-        uint256 amount = owed[msg.sender];
-        if (amount == 0) revert NothingToClaim();
-        owed[msg.sender] = 0;
-        emit Claimed(msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
-    }
-
     // ---------------------------------------------------------------- governance
 
     /// @notice Sets the parameters (a purchase keeps the price and window it was bought under; a published
@@ -310,14 +281,6 @@ contract WeightAccess is KeyCustody, AccessControl {
     /// @param params_ The new parameters.
     function setParams(Params calldata params_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setParams(params_);
-    }
-
-    /// @notice Sets the treasury.
-    /// @param treasury_ The new treasury.
-    function setTreasury(address treasury_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (treasury_ == address(0)) revert ZeroAddress();
-        treasury = treasury_;
-        emit TreasurySet(treasury_);
     }
 
     // ---------------------------------------------------------------- views
