@@ -388,8 +388,10 @@ contract Storage is IStorage, CustodyPayouts {
     function answer(uint256 epoch, bytes calldata chunk, bytes32[] calldata proof) external {
         Audit storage audit = _openAudit(epoch);
         if (msg.sender != audit.node) revert NotChallengedNode(msg.sender, audit.node);
-        if (block.number > audit.deadline) revert AnswerWindowClosed(audit.deadline);
         Replica storage replica = _replicas[_key(audit.version, audit.shard, msg.sender)];
+        // A replica two audits named, failed by the other one's miss, earns nothing more.
+        if (replica.status != ReplicaStatus.Holding) revert WrongStatus(replica.status);
+        if (block.number > audit.deadline) revert AnswerWindowClosed(audit.deadline);
         uint256 index = audit.chunkIndex;
         bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encodePacked(index, chunk))));
         if (
@@ -419,7 +421,11 @@ contract Storage is IStorage, CustodyPayouts {
         address node = audit.node;
         Replica storage replica = _replicas[_key(audit.version, audit.shard, node)];
         replica.openAudit = 0;
-        _drop(audit.version, audit.shard, node, replica, ReplicaStatus.Failed);
+        // Two audits can name one replica; the first miss (or a release after answering the later one) already
+        // took it out of the live count.
+        if (replica.status == ReplicaStatus.Holding) {
+            _drop(audit.version, audit.shard, node, replica, ReplicaStatus.Failed);
+        }
         uint256 slashed = _slash(node);
         emit AuditMissed(epoch, node, slashed);
     }

@@ -6,7 +6,7 @@ Emission."""
 import brownie
 
 from tests.contracts.conftest import CAPACITY, DSH, STORAGE, reverts
-from tests.contracts.custody.conftest import STORAGE_PARAMS, open_audit, replica_bytes, storage_params
+from tests.contracts.custody.conftest import STORAGE_PARAMS, mine_past, open_audit, replica_bytes, storage_params
 from workers.protocol import storage as reference
 from workers.protocol.merkle import chunk, merkle_proof, merkle_root
 
@@ -208,3 +208,18 @@ def test_params_are_checked_and_governed(storage, gov, outsider):
             storage.setParams(storage_params(**bad), {"from": gov})
     storage.setParams(storage_params(replication=5), {"from": gov})
     assert storage.params()["replication"] == 5
+
+
+def test_two_missed_audits_of_one_replica_slash_twice_and_drop_it_once(storage, storage_nodes, store_shard, chain):
+    (node,) = store_shard(11, 0, size=100, count=1)  # the only confirmed replica: every audit names it
+    first, _ = open_audit(storage, chain)
+    second, event = open_audit(storage, chain)
+    assert event["node"] == node and storage.getAudit(first)["node"] == node
+    mine_past(chain, storage.getAudit(first)["deadline"])
+    storage.slashMissed(first)
+    assert storage.getReplica(11, 0, node)["status"] == STATUS["Failed"]
+    with reverts("WrongStatus"):
+        storage.answer(second, b"", [], {"from": node})
+    mine_past(chain, event["deadline"])
+    assert storage.slashMissed(second).events["AuditMissed"]["slashed"] == SLASH
+    assert storage.liveReplicas(11, 0) == 0 and storage.getNode(node)["live"] == 0 and storage.auditSetSize() == 0
