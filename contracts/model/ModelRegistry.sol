@@ -29,8 +29,6 @@ contract ModelRegistry is IModelRegistry, AccessControl {
 
     /// @notice Number of versions (the newest id).
     uint256 public latestVersion;
-    /// @notice Sum of `valueCreated` over all versions.
-    uint256 public cumulativeValue;
     mapping(uint256 id => Version) private _versions;
 
     /// @notice A version joined the lineage.
@@ -123,7 +121,6 @@ contract ModelRegistry is IModelRegistry, AccessControl {
         version.registeredBlock = uint64(block.number);
         version.valueCreated = valueCreated;
         version.deltaCid = deltaCid;
-        cumulativeValue += valueCreated;
         emit VersionRegistered(id, parent, round, deltaCid, valueCreated);
     }
 

@@ -27,4 +27,11 @@ contract FixedPointMathHarness {
     function powWad(uint256 base, uint256 exponent) external pure returns (uint256) {
         return FixedPointMath.powWad(base, exponent);
     }
+
+    /// @notice `FixedPointMath.expWad`: e**x for a WAD x of at most MAX_EXP_INPUT.
+    /// @param x The exponent (WAD).
+    /// @return The power (WAD).
+    function expWad(uint256 x) external pure returns (uint256) {
+        return FixedPointMath.expWad(x);
+    }
 }

@@ -2,14 +2,16 @@
 pragma solidity 0.8.26;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
+import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Burnable.sol";
 import {ERC20Capped} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Capped.sol";
 import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
 
 /// @title DeepshardToken (DSH)
-/// @notice The network's stake and reward token: ERC20 with EIP-2612 permits and a hard cap.
+/// @notice The network's stake and reward token: ERC20 with EIP-2612 permits, a hard cap and burning (the burned
+///         share of access fees leaves the supply).
 /// @dev Deployed by the Emission contract, which becomes the only minter for the token's lifetime.
 ///      The cap fits in 96 bits so that stake positions pack into one storage slot.
-contract DeepshardToken is ERC20, ERC20Capped, ERC20Permit {
+contract DeepshardToken is ERC20, ERC20Burnable, ERC20Capped, ERC20Permit {
     /// @notice The only address allowed to mint: the Emission contract that deployed this token.
     address public immutable minter;
 

@@ -10,12 +10,16 @@ import {FixedPointMath} from "../libraries/FixedPointMath.sol";
 /// @notice Mints DSH rewards from a per-epoch budget that decays geometrically (halving-style).
 ///         Budget of epoch e = initialEpochBudget * decayPerEpoch^e. Modules holding DRAWER_ROLE
 ///         (data consensus, training rounds) draw from the current epoch's budget; whatever an epoch
-///         leaves undrawn is never minted.
+///         leaves undrawn is never minted. What modules holding VALUE_SOURCE_ROLE draw (the rewards of accepted
+///         data and of training) is the value the network created: it accumulates here, in `valueCreated`, the
+///         one place WeightAccess reads it from (a storage node's audit pay is a cost, not value created).
 contract Emission is IEmission, AccessControl {
     using FixedPointMath for uint256;
 
     /// @notice Role of the protocol modules allowed to draw rewards.
     bytes32 public constant DRAWER_ROLE = keccak256("DRAWER_ROLE");
+    /// @notice Role of the drawers whose draws count as value created (DataConsensus, TrainingRounds).
+    bytes32 public constant VALUE_SOURCE_ROLE = keccak256("VALUE_SOURCE_ROLE");
 
     /// @notice The token this contract deployed and alone can mint.
     DeepshardToken public immutable token;
@@ -30,6 +34,8 @@ contract Emission is IEmission, AccessControl {
 
     /// @notice Amount already minted from each epoch's budget.
     mapping(uint256 epoch => uint256 amount) public drawnInEpoch;
+    /// @notice Cumulative value created: everything drawn by VALUE_SOURCE_ROLE holders, in wei.
+    uint256 public valueCreated;
 
     error ZeroEpochDuration();
     error DecayAboveOne(uint256 decayPerEpoch);
@@ -97,6 +103,7 @@ contract Emission is IEmission, AccessControl {
         uint256 capLeft = token.cap() - token.totalSupply();
         if (amount > capLeft) revert ExceedsCap(amount, capLeft);
         drawnInEpoch[epoch] = drawn + amount;
+        if (hasRole(VALUE_SOURCE_ROLE, msg.sender)) valueCreated += amount;
         emit Drawn(msg.sender, to, epoch, amount);
         token.mint(to, amount);
     }

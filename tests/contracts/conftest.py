@@ -20,6 +20,7 @@ from web3.exceptions import TransactionNotFound
 
 from workers.chain.staking import permit_typed_data
 from workers.protocol.constants import K
+from workers.protocol.merkle import merkle_root
 
 DSH = 10**18
 WAD = 10**18
@@ -277,7 +278,9 @@ def deploy_consensus(DataConsensus, registry, emission, token, deployer, gov, tr
             initial_threshold,
             {"from": deployer},
         )
-        grant_roles(gov, consensus, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"))
+        grant_roles(
+            gov, consensus, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"), (emission, "VALUE_SOURCE_ROLE")
+        )
         return consensus
 
     return deploy
@@ -460,6 +463,7 @@ def deploy_rounds(
             rounds,
             (registry, "MODULE_ROLE"),
             (emission, "DRAWER_ROLE"),
+            (emission, "VALUE_SOURCE_ROLE"),
             (consensus, "CONSUMER_ROLE"),
             (model_registry, "REGISTRAR_ROLE"),
         )
@@ -575,3 +579,165 @@ def seated_evaluators(rounds, round_id, evaluators):
     """The evaluator accounts on a round's panel, in seat order."""
     by_address = {e.address: e for e in evaluators}
     return [by_address[member] for member in rounds.panelOf(round_id)[0]]
+
+
+# ------------------------------------------------------------------ weight custody (Storage, WeightAccess)
+
+# Public, test-only mnemonic for deterministic storage nodes (which are also the key custodians).
+STORAGE_MNEMONIC = "test test test test test test test test test test test junk"
+STORAGE_NODES = 6
+NODE_STAKE = 2_000 * DSH
+CAPACITY = 10**9
+
+STORAGE_PARAMS = dict(
+    replication=3,
+    confirmWindow=10,
+    auditInterval=5,
+    answerWindow=4,
+    nodeBond=500 * DSH,
+    auditSlash=100 * DSH,
+    auditEmission=DSH,
+)
+ACCESS_PARAMS = dict(
+    basePrice=100 * DSH,
+    valueScale=10_000 * DSH,
+    burnBps=1_000,
+    storageBps=3_000,
+    custodianBps=2_000,
+    deliveryWindow=10,
+    custodianBond=300 * DSH,
+    custodianSlash=50 * DSH,
+)
+VERSION_KEY = keccak(b"version key")  # stands for a version's 32-byte AES key
+
+
+def storage_params(**overrides):
+    return tuple({**STORAGE_PARAMS, **overrides}.values())
+
+
+def access_params(**overrides):
+    return tuple({**ACCESS_PARAMS, **overrides}.values())
+
+
+def replica_bytes(version, shard, node, size):
+    """Deterministic stand-in for node `node`'s encrypted replica of a shard: unique per (version, shard, node),
+    as the per-node encryption makes it (the contract sees only its Merkle root and size)."""
+    seed = keccak(f"{version}/{shard}/{node}".encode())
+    stream = b"".join(keccak(seed + i.to_bytes(4, "big")) for i in range(-(-size // 32)))
+    return stream[:size]
+
+
+@pytest.fixture(scope="module")
+def publisher(accounts):
+    return accounts[9]
+
+
+@pytest.fixture(scope="module")
+def deploy_storage(Storage, registry, emission, token, deployer, gov, treasury, publisher):
+    """Factory: a Storage with overridable parameters, authorised on the registry and Emission."""
+
+    def deploy(params=None):
+        storage = Storage.deploy(
+            registry, emission, token, gov, treasury, params or storage_params(), {"from": deployer}
+        )
+        grant_roles(gov, storage, (registry, "MODULE_ROLE"), (emission, "DRAWER_ROLE"))
+        storage.grantRole(storage.PUBLISHER_ROLE(), publisher, {"from": gov})
+        return storage
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def storage(deploy_storage):
+    return deploy_storage()
+
+
+@pytest.fixture(scope="module")
+def storage_accounts(accounts, deployer, staked):
+    """Storage nodes with STORAGE stake (enough for their node bond and two custodies), not yet registered."""
+    members = accounts.from_mnemonic(STORAGE_MNEMONIC, count=STORAGE_NODES, offset=40)
+    for member in members:
+        deployer.transfer(member, "1 ether")
+        staked(member, STORAGE, NODE_STAKE)
+    return members
+
+
+@pytest.fixture(scope="module")
+def storage_nodes(storage, storage_accounts):
+    """The storage accounts, registered."""
+    for index, member in enumerate(storage_accounts):
+        storage.register(f"/ip4/127.0.0.1/tcp/{4001 + index}".encode(), CAPACITY, {"from": member})
+    return storage_accounts
+
+
+@pytest.fixture(scope="module")
+def store_shard(storage, publisher):
+    """Factory: assigns (version, shard) to the next `count` nodes of its ranking (read from the contract's
+    `nextHolder`), each with its own replica; confirms them unless told not to. Returns {node address: bytes}."""
+
+    def store(version, shard, size=3_000, count=None, confirm=True):
+        replicas = {}
+        count = count if count is not None else STORAGE_PARAMS["replication"]
+        for _ in range(count):
+            node = storage.nextHolder(version, shard, size)
+            data = replica_bytes(version, shard, node, size)
+            storage.assign(version, shard, node, merkle_root(data), size, {"from": publisher})
+            if confirm:
+                storage.confirm(version, shard, {"from": node})
+            replicas[node] = data
+        return replicas
+
+    return store
+
+
+@pytest.fixture(scope="module")
+def deploy_access(WeightAccess, registry, emission, token, model_registry, storage, deployer, gov, treasury, publisher):
+    """Factory: a WeightAccess with overridable parameters, wired to the registry, Storage and the model
+    registry (the publisher may publish shard manifests)."""
+
+    def deploy(params=None):
+        access = WeightAccess.deploy(
+            registry,
+            emission,
+            token,
+            model_registry,
+            storage,
+            gov,
+            treasury,
+            params or access_params(),
+            {"from": deployer},
+        )
+        grant_roles(gov, access, (registry, "MODULE_ROLE"), (storage, "FUNDER_ROLE"))
+        access.grantRole(access.PUBLISHER_ROLE(), publisher, {"from": gov})
+        return access
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def weight_access(deploy_access, model_registry, gov, publisher):
+    for role in ("PUBLISHER_ROLE", "REGISTRAR_ROLE"):
+        model_registry.grantRole(getattr(model_registry, role)(), publisher, {"from": gov})
+    return deploy_access()
+
+
+@pytest.fixture(scope="module")
+def list_version(weight_access, model_registry, publisher):
+    """Factory: registers a new version (its shard manifest published) and puts it on sale with `custodians`
+    holding a k-of-n split (stand-in shares: the contract sees only their hashes). Returns (version, shares)."""
+
+    def list_version(custodians, threshold):
+        version = model_registry.registerVersion(1, 0, CID, 0, {"from": publisher}).return_value
+        model_registry.publishShards(version, CID, {"from": publisher})
+        shares = [keccak(f"share {version}/{i}".encode()) for i in range(len(custodians))]
+        weight_access.publish(
+            version,
+            keccak(VERSION_KEY),
+            threshold,
+            custodians,
+            [keccak(share) for share in shares],
+            {"from": publisher},
+        )
+        return version, shares
+
+    return list_version

@@ -7,7 +7,14 @@ Plain web3.py, no brownie runtime, so that workers, the CLI and brownie scripts 
 from .accounts import LocalSigner, NodeSigner, Signer, load_keystore, load_signer
 from .artifacts import Artifact, load_artifact, project_root
 from .client import ChainClient, NonceManager, default_rpc_url
-from .deploy import DataConsensusParams, DeployParams, TrainingRoundsParams, deploy_network
+from .deploy import (
+    DataConsensusParams,
+    DeployParams,
+    StorageParams,
+    TrainingRoundsParams,
+    WeightAccessParams,
+    deploy_network,
+)
 from .deployments import deployment_path, deployments_dir, load_deployment, save_deployment
 from .errors import (
     ArtifactMissing,
@@ -32,6 +39,8 @@ __all__ = [
     "ChainError",
     "DataConsensusParams",
     "DeployParams",
+    "StorageParams",
+    "WeightAccessParams",
     "DeploymentExists",
     "InvalidRequest",
     "LocalSigner",

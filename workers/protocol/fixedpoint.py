@@ -9,6 +9,11 @@ from __future__ import annotations
 from .constants import WAD
 
 UINT256_MAX = 2**256 - 1
+#: ln 2 in WAD, rounded down (FixedPointMath.LN2_WAD).
+LN2_WAD = 693_147_180_559_945_309
+#: Largest input of `exp_wad` (FixedPointMath.MAX_EXP_INPUT): e**136 * 1e18 would not fit in uint256.
+MAX_EXP_INPUT = 135 * WAD
+_EXP_TERMS = 24
 
 
 def _uint256(name: str, value: int) -> int:
@@ -42,3 +47,21 @@ def pow_wad(base: int, exponent: int) -> int:
         exponent >>= 1
     # The base decayed to zero before the exponent ran out: every further factor is zero.
     return 0 if exponent != 0 else result
+
+
+def exp_wad(x: int) -> int:
+    """e**x for a WAD `x` in 0..MAX_EXP_INPUT, rounded down exactly as `FixedPointMath.expWad`: e**x =
+    2**k * e**r with k = x // LN2_WAD and r in [0, ln 2), e**r by its Taylor series, each term rounded down,
+    until a term is zero (at most 24 terms). Raises ValueError above MAX_EXP_INPUT (the contract reverts with
+    ExpInputTooLarge)."""
+    _uint256("x", x)
+    if x > MAX_EXP_INPUT:
+        raise ValueError(f"exp_wad input {x} above MAX_EXP_INPUT {MAX_EXP_INPUT}")
+    k, r = divmod(x, LN2_WAD)
+    term = result = WAD
+    for i in range(1, _EXP_TERMS + 1):
+        if term == 0:
+            break
+        term = term * r // (WAD * i)
+        result += term
+    return result << k

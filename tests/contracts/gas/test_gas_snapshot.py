@@ -16,7 +16,13 @@ SNAPSHOT = Path(__file__).resolve().parents[3] / "benchmarks" / "gas" / "snapsho
 TOLERANCE = 1.02
 # Drawing a panel redraws tickets that land on a seated member; how many depends on the seed block's hash,
 # which moves with wall-clock timestamps, so this case gets a looser bound.
-LOOSE_TOLERANCE = {"DataConsensus.drawPanel": 1.10, "TrainingRounds.drawEvaluators": 1.10}
+LOOSE_TOLERANCE = {
+    "DataConsensus.drawPanel": 1.10,
+    "TrainingRounds.drawEvaluators": 1.10,
+    # The missed replica is drawn from a block hash too: moving the audit set's last entry into its place costs
+    # more than popping it when it is the last.
+    "Storage.slashMissed": 1.15,
+}
 
 # Gas used, 21k base included, that the foundation issue commits to.
 TARGETS = {

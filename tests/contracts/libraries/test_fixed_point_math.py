@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tests.contracts.conftest import reverts
 from tests.contracts.libraries.conftest import EXAMPLES
 from workers.protocol.constants import WAD
-from workers.protocol.fixedpoint import UINT256_MAX, mul_wad, pow_wad
+from workers.protocol.fixedpoint import LN2_WAD, MAX_EXP_INPUT, UINT256_MAX, exp_wad, mul_wad, pow_wad
 
 bases = st.one_of(st.sampled_from([0, 1, 2, WAD // 2, WAD - 1, WAD]), st.integers(0, WAD))
 exponents = st.one_of(
@@ -28,6 +28,22 @@ def test_pow_wad_matches_the_reference(math_harness):
         assert math_harness.powWad(base, exponent) == pow_wad(base, exponent)
 
     check()
+
+
+def test_exp_wad_matches_the_reference_over_its_whole_range(math_harness):
+    inputs = st.one_of(
+        st.sampled_from([0, 1, LN2_WAD - 1, LN2_WAD, LN2_WAD + 1, WAD, MAX_EXP_INPUT - 1, MAX_EXP_INPUT]),
+        st.integers(0, MAX_EXP_INPUT),
+    )
+
+    @settings(max_examples=4 * EXAMPLES, deadline=None)
+    @given(inputs)
+    def check(x):
+        assert math_harness.expWad(x) == exp_wad(x)
+
+    check()
+    with reverts("ExpInputTooLarge", MAX_EXP_INPUT + 1):
+        math_harness.expWad(MAX_EXP_INPUT + 1)
 
 
 def test_mul_wad_matches_the_reference_or_both_reject(math_harness):

@@ -32,6 +32,8 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
         "ModelRegistry",
         "FingerprintAggregation",
         "TrainingRounds",
+        "Storage",
+        "WeightAccess",
     }
     for name, entry in on_disk["contracts"].items():
         assert entry["artifact"] == f"build/contracts/{name}.json"
@@ -65,6 +67,16 @@ def test_deploy_uses_default_params(network, treasury):
     assert tuple(rounds.functions.getParams().call()) == params.training_rounds.as_struct()
     assert consensus.functions.hasRole(consensus.functions.CONSUMER_ROLE().call(), rounds.address).call()
     assert models.functions.hasRole(models.functions.REGISTRAR_ROLE().call(), rounds.address).call()
+    storage, access = treasury.contract("Storage"), treasury.contract("WeightAccess")
+    assert tuple(storage.functions.params().call()) == params.storage.as_struct()
+    assert tuple(access.functions.params().call()) == params.weight_access.as_struct()
+    value_source = emission.functions.VALUE_SOURCE_ROLE().call()
+    assert all(emission.functions.hasRole(value_source, m.address).call() for m in (consensus, rounds))
+    assert not emission.functions.hasRole(value_source, storage.address).call()
+    assert emission.functions.hasRole(emission.functions.DRAWER_ROLE().call(), storage.address).call()
+    assert storage.functions.hasRole(storage.functions.FUNDER_ROLE().call(), access.address).call()
+    for contract in (models, storage, access):
+        assert contract.functions.hasRole(contract.functions.PUBLISHER_ROLE().call(), treasury.address).call()
     genesis = models.functions.getVersion(1).call()
     assert str(Cid.from_bytes(bytes(genesis[4]))) == GENESIS_MODEL_CID
 
@@ -81,7 +93,15 @@ def test_governance_handover(anvil, tmp_path):
     governance = dev_signer(4).address
     record = deploy_network(deployer, governance=governance)
     assert record["governance"] == governance and record["deployer"] == deployer.address
-    for name in ("Emission", "StakeRegistry", "DataConsensus", "ModelRegistry", "TrainingRounds"):
+    for name in (
+        "Emission",
+        "StakeRegistry",
+        "DataConsensus",
+        "ModelRegistry",
+        "TrainingRounds",
+        "Storage",
+        "WeightAccess",
+    ):
         contract = deployer.contract(name)
         assert contract.functions.hasRole(DEFAULT_ADMIN_ROLE, governance).call()
         assert not contract.functions.hasRole(DEFAULT_ADMIN_ROLE, deployer.address).call()
