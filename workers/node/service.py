@@ -36,9 +36,11 @@ from ..chain.accounts import KEYSTORE_PASSWORD_ENV, Signer
 from ..data.chain import DataConsensusClient
 from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
 from ..rounds.chain import TrainingRoundsClient
+from ..rounds.specs import SpecBook
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
 from ..tasks.app import app
+from ..tasks.delivery import check_visibility
 from ..tasks.runner import account_queue, broker_redis, configure_worker, redis_unavailable, send
 from .registry import REGISTRATION_TTL, deregister_account, register_account
 from .watcher import DEFAULT_INTERVAL, DEFAULT_MAX_RANGE, Watcher, wait_for_node
@@ -131,6 +133,9 @@ def run_worker(
     signer = load_worker_signer(account)
     chain = ChainClient(rpc_url, signer)
     configure_worker(signer, rpc_url)  # the tasks sign with this key and connect where this process did
+    if role in ("trainer", "evaluator"):
+        # Redis redelivers a job that outlives the visibility timeout: refuse to start if a known spec allows one.
+        check_visibility(SpecBook(broker_redis()).known())
     plan = plan_worker(role, chain, broker_redis())
     out(
         f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
