@@ -113,21 +113,20 @@ def test_any_error_of_the_node_is_reported_and_retried_and_the_loop_goes_on(net,
     proxy = Proxy(net.url, refuse)
     stop = threading.Event()
     errors: list[str] = []
+    chain = ChainClient(proxy.url, deployments_dir=net.deployments)
+    watcher = Watcher(chain, redis_clean, send=Recorder(), accounts=lambda role: [], start_block=net.block() + 1)
+    loop = threading.Thread(
+        target=watcher.run, args=(stop, 0.05), kwargs={"on_error": lambda m, w: errors.append(m), "backoff": 0.05}
+    )
     try:
-        chain = ChainClient(proxy.url, deployments_dir=net.deployments)
-        record = Recorder()
-        watcher = Watcher(chain, redis_clean, send=record, accounts=lambda role: [], start_block=net.block() + 1)
-        loop = threading.Thread(
-            target=watcher.run, args=(stop, 0.05), kwargs={"on_error": lambda m, w: errors.append(m), "backoff": 0.05}
-        )
         loop.start()
         (dataset,) = net.accept_datasets(1)
         wait_for(lambda: any(e.name == "Finalized" and e.args["id"] == dataset for e, _ in watcher.history), "events")
         assert loop.is_alive()
     finally:
         stop.set()
+        loop.join(timeout=60)
         proxy.close()
-    loop.join(timeout=60)
     assert len(errors) == 3
     assert (
         errors[0].startswith("the chain node at http://127.0.0.1:")
