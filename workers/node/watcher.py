@@ -42,7 +42,7 @@ queued (event, task) is recorded in a set (`...:sent`) as soon as it is queued, 
 same MULTI that moves the cursor. A watcher killed anywhere restarts where it stopped: no event skipped, and
 none queued twice, except one task whose queueing the kill interrupted between Redis accepting it and the
 record (tasks are idempotent anyway). Each task id is deterministic (`watch:<chain>:<contract>:<block>:<log
-index>:<queue>:<task>`), so a duplicate is at least recognisable.
+index>:<queue>:<task>:<tx hash>`), so a duplicate runs once (`workers.tasks.delivery`).
 """
 
 from __future__ import annotations
@@ -408,7 +408,8 @@ class Watcher:
             for dispatch in dispatches:
                 if dispatch.key in done:
                     continue  # queued before a restart that interrupted this range
-                self._send(dispatch, f"watch:{chain_id}:{contract.address}:{dispatch.key}")
+                # The transaction's hash too: after a reorg another event may sit at the same position.
+                self._send(dispatch, f"watch:{chain_id}:{contract.address}:{dispatch.key}:{event.tx_hash}")
                 self.redis.sadd(done_key, dispatch.key)
                 queued.append(dispatch)
             self.history.append((event, queued))

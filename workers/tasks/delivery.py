@@ -63,7 +63,7 @@ FAILED_JOBS_KEY = "deepshard:failed-jobs"
 #: merging the lineage, fetching the datasets, pinning the delta.
 JOB_OVERHEAD_SECONDS = 900.0
 #: The slowest training speed a worker may have, in tokens per second, per base model: a tenth of what a loaded
-#: 2-core CPU measured (tiny ~2,000 tokens/s, SmolLM2-135M ~200 tokens/s, docs in workers/ml/README.md).
+#: 2-core CPU measured (LoRA training: tiny ~2,000 tokens/s, SmolLM2-135M ~200 tokens/s).
 MIN_TOKENS_PER_SECOND = {"tiny": 200.0, "smollm2-135m": 20.0}
 #: For a base model not in the table.
 DEFAULT_MIN_TOKENS_PER_SECOND = 20.0
