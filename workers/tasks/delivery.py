@@ -256,7 +256,10 @@ def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
     lease_key, count_key = job_keys(job_id)
     lease = Lease(client, lease_key)
     if not lease.acquire():
-        wait = max(lease.remaining(), 1.0)
+        # Back when the lease could lapse, and well within the visibility timeout (a held countdown is redelivered
+        # too once it outlives it).
+        visibility = float((task.app.conf.broker_transport_options or {}).get("visibility_timeout", 3600))
+        wait = min(max(lease.remaining(), 1.0), max(visibility / 2, 1.0))
         queue = (task.request.delivery_info or {}).get("routing_key") or None
         task.apply_async(task.request.args, task.request.kwargs, task_id=job_id, queue=queue, countdown=wait)
         logger.info("%s[%s] is running elsewhere: this copy looks again in %.0f s", task.name, job_id, wait)
