@@ -2,8 +2,12 @@
 
 One client = one RPC endpoint + (optionally) one signer. It checks the node answers when created,
 binds contracts to the chain's deployment record, and sends transactions safely:
-  * nonces come from a local, thread-safe manager (several worker threads can send at once without
-    reusing a nonce), initialised from the node's pending count and resynced on a nonce error;
+  * sends from one account are serialised: across threads by a lock, across the processes of this host (a
+    worker's pool, a worker and the CLI) by a file lock per (chain id, address) (`NonceManager`); the nonce is
+    the node's pending count or the next after our last send, whichever is higher;
+  * a nonce conflict, in any node's wording (`nonce_conflict`: anvil, geth, Ganache, Besu, Nethermind,
+    OpenEthereum), resyncs the nonce and retries, `NONCE_RETRIES` times; a node that already holds the very
+    transaction we signed ("already known") has it: that is a send, not a conflict;
   * fees are EIP-1559 when the latest block has a base fee, legacy gasPrice otherwise (anvil, ganache,
     pre-London chains);
   * gas is estimated first, so a transaction that would revert is never sent: the revert becomes a
@@ -13,7 +17,10 @@ binds contracts to the chain's deployment record, and sends transactions safely:
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +58,34 @@ GAS_MARGIN = 1.2
 #: Tip when the node cannot suggest one (pre-1559 nodes that still report a base fee).
 FALLBACK_PRIORITY_FEE = 10**9
 #: Times a send is retried after resyncing a stale nonce.
-NONCE_RETRIES = 3
+NONCE_RETRIES = 5
+#: Where the per-account send locks live (a folder every process of this host sees): `$DEEPSHARD_LOCK_DIR`, else
+#: `deepshard-locks` in the system's temporary folder.
+LOCK_DIR_ENV = "DEEPSHARD_LOCK_DIR"
+
+#: How nodes word "this nonce is taken": the account's nonce moved past it, or another transaction holds it.
+#: anvil: "nonce too low", "replacement transaction underpriced"; geth/erigon: "nonce too low", "replacement
+#: transaction underpriced"; Ganache 7: "transaction underpriced" (a replacement), Ganache 6 "the tx doesn't have the
+#: correct nonce"; Besu: "Nonce too low", "REPLACEMENT_UNDERPRICED"; Nethermind: "NonceTooLow", "OldNonce";
+#: OpenEthereum: "Transaction nonce is too low", "another transaction with same nonce".
+NONCE_CONFLICT = re.compile(
+    r"nonce too low|nonce is too low|noncetoolow|oldnonce|replacement.transaction.underpriced|replacement_underpriced"
+    r"|^transaction underpriced$|correct nonce|same nonce|nonce has already been used|invalid nonce",
+    re.IGNORECASE,
+)
+#: How nodes word "I already have this very transaction" (geth "already known", anvil "transaction already
+#: imported", OpenEthereum "already imported", Nethermind "AlreadyKnown", Besu "KNOWN_TRANSACTION").
+ALREADY_KNOWN = re.compile(r"already known|already imported|alreadyknown|known_transaction", re.IGNORECASE)
+
+
+def nonce_conflict(message: str) -> bool:
+    """Whether a node's rejection `message` says the nonce is taken (`NONCE_CONFLICT`)."""
+    return bool(NONCE_CONFLICT.search(message.strip()))
+
+
+def already_known(message: str) -> bool:
+    """Whether a node's rejection `message` says it already holds this exact transaction (`ALREADY_KNOWN`)."""
+    return bool(ALREADY_KNOWN.search(message))
 
 
 def default_rpc_url() -> str:
@@ -68,32 +102,53 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{path}"
 
 
-class NonceManager:
-    """Consecutive nonces for one account, shared by all threads using a client.
+def lock_dir() -> str:
+    """`$DEEPSHARD_LOCK_DIR`, else `deepshard-locks` in the system's temporary folder (created if missing)."""
+    folder = os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), "deepshard-locks")
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
-    The node's pending count is only a starting point: between sending a transaction and the node
-    counting it, a second thread asking the node would get the same nonce. So nonces are handed out
-    locally, under a lock held while the transaction is signed and sent; a nonce is consumed only when
-    the send succeeds, so a failed send leaves no gap.
+
+class NonceManager:
+    """Consecutive nonces for one account, one send at a time across the threads of a client and the processes of
+    this host.
+
+    The node's pending count alone is not enough: between one sender's send and the node counting it, a second
+    sender asking the node would get the same nonce. So a send holds a thread lock and an exclusive file lock
+    (`lock_path`, one per chain and account) from choosing its nonce until the node accepted it, and the nonce is
+    the node's pending count or the one after this client's last send, whichever is higher. A nonce is consumed
+    only when the send succeeds, so a failed send leaves no gap.
     """
 
-    def __init__(self, fetch_pending_count: Callable[[], int]):
+    def __init__(self, fetch_pending_count: Callable[[], int], lock_path: str | None = None):
         self._fetch = fetch_pending_count
         self._lock = threading.Lock()
+        self._path = lock_path
         self._next: int | None = None
 
     @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        if self._path is None:
+            yield
+            return
+        with open(self._path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
     def reserve(self) -> Iterator[int]:
-        """Yields the next nonce under the lock; commits it only if the block exits without error."""
-        with self._lock:
-            if self._next is None:
-                self._next = self._fetch()
-            nonce = self._next
+        """Yields the next nonce under the locks; commits it only if the block exits without error."""
+        with self._lock, self._exclusive():
+            pending = self._fetch()
+            nonce = pending if self._next is None else max(self._next, pending)
             yield nonce
             self._next = nonce + 1
 
     def resync(self) -> None:
-        """Forgets the local counter; the next `reserve` asks the node again."""
+        """Forgets the local counter; the next `reserve` takes the node's pending count."""
         with self._lock:
             self._next = None
 
@@ -136,7 +191,10 @@ class ChainClient:
         # PoA testnets put extra bytes in block headers that web3 rejects; the middleware is a no-op elsewhere.
         self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
         self.chain_id = self._probe()
-        self._nonces = NonceManager(self._pending_nonce)
+        self._nonces = NonceManager(
+            self._pending_nonce,
+            None if signer is None else os.path.join(lock_dir(), f"{self.chain_id}-{signer.address.lower()}.lock"),
+        )
         self._deployment: Deployment | None = None
         self._verified_code: set[str] = set()
         self._names: dict[str, str] = {}  # address -> contract name, for error messages
@@ -295,10 +353,15 @@ class ChainClient:
                 with self._nonces.reserve() as nonce:
                     tx_hash = self._submit({**tx, "nonce": nonce})
                 break
+            except _AlreadyKnown as known:
+                # Our own transaction reached the node before (a send whose answer was lost): it is sent.
+                tx_hash = known.tx_hash
+                self._nonces.resync()
+                break
             except Web3RPCError as exc:
                 message = _rpc_message(exc)
-                if "nonce" in message.lower() and attempt < NONCE_RETRIES:
-                    # Someone else (another process, a wallet) used this account: ask the node again.
+                if nonce_conflict(message) and attempt < NONCE_RETRIES:
+                    # Someone else (another host, a wallet) used this nonce: ask the node again.
                     self._nonces.resync()
                     continue
                 raise TransactionRejected(f"{label}: the node rejected the transaction: {message}") from None
@@ -314,7 +377,13 @@ class ChainClient:
         if self.signer is None:
             raise SignerUnavailable("sending a transaction needs a signing key, and none is configured")
         if isinstance(self.signer, LocalSigner):
-            tx_hash = self.w3.eth.send_raw_transaction(self.signer.sign_transaction(_without_from(tx)))
+            raw = self.signer.sign_transaction(_without_from(tx))
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(raw)
+            except Web3RPCError as exc:
+                if already_known(_rpc_message(exc)):
+                    raise _AlreadyKnown(Web3.to_hex(Web3.keccak(raw))) from None
+                raise
         else:
             # The fields come from web3's own build_transaction (or `send_value`): a TxParams in all but name.
             tx_hash = self.w3.eth.send_transaction(cast(TxParams, tx))
@@ -352,6 +421,14 @@ class ChainClient:
 
     def _pending_nonce(self) -> int:
         return int(self.w3.eth.get_transaction_count(to_checksum_address(self.address), "pending"))
+
+
+class _AlreadyKnown(Exception):
+    """The node already holds the transaction we just signed (its hash is `tx_hash`)."""
+
+    def __init__(self, tx_hash: str):
+        super().__init__(tx_hash)
+        self.tx_hash = tx_hash
 
 
 def _without_from(tx: dict[str, Any]) -> dict[str, Any]:

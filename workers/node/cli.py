@@ -436,9 +436,16 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--confirmations",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="blocks an event must be buried under before it is dispatched (default 0)",
+        help="blocks an event must be buried under before it is dispatched (default 0 on the dev chains 31337 "
+        "and 1337, 12 elsewhere)",
+    )
+    parser.add_argument(
+        "--reset-cursor",
+        action="store_true",
+        help="forget the stored cursors of this chain id first (after the chain was replaced, e.g. a restarted "
+        "dev chain) and scan from --from-block, else the deployment block",
     )
     parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="poll interval (default 2)")
     parser.add_argument(
@@ -467,6 +474,7 @@ def run_watch(args: argparse.Namespace) -> int:
         max_range=args.max_range,
         start_block=args.from_block,
         interval=args.interval,
+        reset_cursor=args.reset_cursor,
         out=lambda line: print(line, flush=True),
         err=lambda line: print(line, file=sys.stderr, flush=True),
     )

@@ -36,11 +36,13 @@ from ..chain.accounts import KEYSTORE_PASSWORD_ENV, Signer
 from ..data.chain import DataConsensusClient
 from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
 from ..rounds.chain import TrainingRoundsClient
+from ..rounds.specs import SpecBook
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
 from ..tasks.app import app
+from ..tasks.delivery import check_visibility, failed_jobs
 from ..tasks.runner import account_queue, broker_redis, configure_worker, redis_unavailable, send
-from .registry import REGISTRATION_TTL, deregister_account, register_account
+from .registry import REGISTRATION_TTL, deregister_account, register_account, report_health
 from .watcher import DEFAULT_INTERVAL, DEFAULT_MAX_RANGE, Watcher, wait_for_node
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,9 @@ def run_worker(
     signer = load_worker_signer(account)
     chain = ChainClient(rpc_url, signer)
     configure_worker(signer, rpc_url)  # the tasks sign with this key and connect where this process did
+    if role in ("trainer", "evaluator"):
+        # Redis redelivers a job that outlives the visibility timeout: refuse to start if a known spec allows one.
+        check_visibility(SpecBook(broker_redis()).known())
     plan = plan_worker(role, chain, broker_redis())
     out(
         f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
@@ -139,17 +144,29 @@ def run_worker(
 
     stop = threading.Event()
     background = []
-    if role in ACCOUNT_ROLES:
+    health = {"watcher": "running" if role == "keeper" and watch else "not run"}
 
-        def heartbeat_loop():
-            # Keeps the registration alive, and restores it after Redis lost it (a restart without persistence).
-            while not stop.wait(REGISTRATION_TTL / 4):
-                try:
+    def report():
+        client = broker_redis()
+        failed = [job.job_id for job in failed_jobs(client)]
+        report_health(client, chain.chain_id, role, plan.account, {**health, "failed_jobs": failed})
+
+    def heartbeat_loop():
+        # Keeps the registration alive, and restores it after Redis lost it (a restart without persistence).
+        while True:
+            try:
+                if role in ACCOUNT_ROLES:
                     register_account(broker_redis(), chain.chain_id, role, plan.account)
-                except redis_lib.exceptions.RedisError as exc:
-                    logger.warning("registration heartbeat: %s", redis_unavailable(exc))
-                except Exception:  # noqa: BLE001 - the beat must outlive any one failure, or the worker goes deaf
-                    logger.exception("registration heartbeat failed; beating again in %.0f s", REGISTRATION_TTL / 4)
+                report()
+            except redis_lib.exceptions.RedisError as exc:
+                logger.warning("heartbeat: %s", redis_unavailable(exc))
+            except Exception:  # noqa: BLE001 - the beat must outlive any one failure, or the worker goes deaf
+                logger.exception("heartbeat failed; beating again in %.0f s", REGISTRATION_TTL / 4)
+            if stop.wait(REGISTRATION_TTL / 4):
+                return
+
+    background.append(("deepshard-heartbeat", heartbeat_loop))
+    if role in ACCOUNT_ROLES:
 
         def deregister():
             try:
@@ -157,14 +174,23 @@ def run_worker(
             except redis_lib.exceptions.RedisError as exc:
                 logger.warning("could not deregister (the registration lapses by itself): %s", redis_unavailable(exc))
 
-        background.append(("deepshard-heartbeat", heartbeat_loop))
     if role == "keeper" and watch:
 
         def watch_loop():
-            node = wait_for_node(lambda: ChainClient(rpc_url), stop)
-            if node is not None:
-                logger.info("watcher started (chain %s)", node.chain_id)
-                Watcher(node, broker_redis()).run(stop, watch_interval)
+            try:
+                node = wait_for_node(lambda: ChainClient(rpc_url), stop)
+                if node is not None:
+                    logger.info("watcher started (chain %s)", node.chain_id)
+                    Watcher(node, broker_redis()).run(stop, watch_interval)
+                health["watcher"] = "stopped"
+            except BaseException as exc:  # the thread ends: say so where health is read, and in the log
+                health["watcher"] = f"dead: {exc}"
+                logger.critical("the watcher thread died: %s", exc)
+                try:
+                    report()
+                except Exception:  # noqa: BLE001 - the heartbeat reports it at its next beat
+                    pass
+                raise
 
         background.append(("deepshard-watcher", watch_loop))
 
@@ -200,16 +226,25 @@ def run_worker(
 def run_watch(
     rpc_url: str,
     *,
-    confirmations: int = 0,
+    confirmations: int | None = None,
     max_range: int = DEFAULT_MAX_RANGE,
     start_block: int | None = None,
     interval: float = DEFAULT_INTERVAL,
+    reset_cursor: bool = False,
     out: Callable[[str], None] = print,
     err: Callable[[str], None] = print,
 ) -> int:
-    """Runs the watcher in the foreground until SIGINT or SIGTERM."""
+    """Runs the watcher in the foreground until SIGINT or SIGTERM (`confirmations` None: `default_confirmations`).
+    With `reset_cursor`, first forgets the stored cursors of this chain id (`Watcher.reset_cursors`). A cursor of
+    another chain raises `ForeignCursor`."""
     chain = ChainClient(rpc_url)
     watcher = Watcher(chain, broker_redis(), confirmations=confirmations, max_range=max_range, start_block=start_block)
+    if reset_cursor:
+        try:
+            watcher.reset_cursors()
+        except redis_lib.exceptions.RedisError as exc:
+            raise redis_unavailable(exc) from None
+        out(f"forgot the watcher cursors of chain {chain.chain_id}")
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -23,18 +23,33 @@ them there. Tasks that sign go to the account's queue `<role>.<address>`; "regis
 getting tasks. Keeper tasks go to the `keeper` queue.
 
 Cursor: per chain id and contract, in Redis, the next block to scan (`deepshard:watcher:<chain>:<address>:cursor`).
-Logs are fetched with eth_getLogs over bounded ranges (`max_range` blocks), up to `latest - confirmations`.
+Logs are fetched with eth_getLogs over bounded ranges (`max_range` blocks), up to `latest - confirmations`
+(`confirmations` defaults to 0 on the dev chains 31337 and 1337, `DEFAULT_CONFIRMATIONS` elsewhere). A node that
+refuses a range as too large ("query exceeds max block range 500", "query returned more than 10000 results") makes
+the watcher shrink its range (to the number the node names, else by half) and go on.
+
+Chain identity and reorgs: the chain id and genesis block hash are stored once per chain id
+(`deepshard:watcher:<chain>:identity`); a watcher whose chain has another genesis (a dev chain restarted under the
+same id) refuses the stored cursors with `ForeignCursor` (reset them with `deepshard watch --reset-cursor`). With
+each cursor the watcher keeps the hashes of the last `RECENT_BLOCKS` range ends it scanned (`...:<address>:recent`);
+before scanning on, it checks them against the chain, and after a reorg it rewinds to the newest block the chain
+still has and scans again from there (a rescanned event gets the same deterministic task id).
+
+Failures: any error of a poll (the node refusing, timing out or gone, Redis gone) is logged in one line and the poll
+retried with exponential backoff; the loop ends only when told to, or on a foreign cursor.
 The cursor moves past a range only after every task of every event in it was queued; within the range, each
 queued (event, task) is recorded in a set (`...:sent`) as soon as it is queued, and the set is cleared in the
 same MULTI that moves the cursor. A watcher killed anywhere restarts where it stopped: no event skipped, and
 none queued twice, except one task whose queueing the kill interrupted between Redis accepting it and the
 record (tasks are idempotent anyway). Each task id is deterministic (`watch:<chain>:<contract>:<block>:<log
-index>:<queue>:<task>`), so a duplicate is at least recognisable.
+index>:<queue>:<task>:<tx hash>`), so a duplicate runs once (`workers.tasks.delivery`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,8 +59,9 @@ import redis as redis_lib
 import requests
 from eth_utils import to_checksum_address
 from web3 import Web3
+from web3.exceptions import BlockNotFound, Web3RPCError
 
-from ..chain import ChainClient, NodeUnavailable
+from ..chain import ChainClient, ChainError, NodeUnavailable
 from ..chain.module import ModuleEvent
 from ..data.chain import DataConsensusClient
 from ..protocol.constants import DATA_STATUSES
@@ -81,6 +97,40 @@ ACCEPTED = DATA_STATUSES.index("Accepted")
 DEFAULT_MAX_RANGE = 1_000
 DEFAULT_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
+#: Chain ids of the local dev chains (anvil, Ganache), where nothing reorganises: no confirmations by default.
+DEV_CHAIN_IDS = (31337, 1337)
+#: Blocks an event must be buried under on any other chain before it is dispatched.
+DEFAULT_CONFIRMATIONS = 12
+#: Range ends (block, hash) kept with each cursor to find where a reorg forked.
+RECENT_BLOCKS = 64
+#: How nodes say an eth_getLogs range is too large (anvil, geth, Infura, Alchemy, QuickNode, BSC nodes ...).
+RANGE_ERROR = re.compile(
+    r"block range|range (is )?too (large|wide|big)|exceeds? .*range|more than \d+ results|response size|"
+    r"too many (blocks|results|logs)|limited to",
+    re.IGNORECASE,
+)
+_RANGE_LIMIT = re.compile(
+    r"range(?: of| is| limit| to)?:? (\d+)|(\d+) block range|up to (?:a )?(\d+)([kK]?) block",
+)
+
+
+class ForeignCursor(ChainError):
+    """The stored watcher cursors were made on another chain (another genesis block under the same chain id)."""
+
+
+def default_confirmations(chain_id: int) -> int:
+    """0 on the dev chains (`DEV_CHAIN_IDS`), else `DEFAULT_CONFIRMATIONS`."""
+    return 0 if int(chain_id) in DEV_CHAIN_IDS else DEFAULT_CONFIRMATIONS
+
+
+def range_limit(message: str) -> int | None:
+    """The largest range (blocks) a node's range error names ("max block range 500" -> 500), if any."""
+    found = _RANGE_LIMIT.search(message)
+    if found is None:
+        return None
+    if found.group(3):
+        return int(found.group(3)) * (1000 if found.group(4) else 1)
+    return int(found.group(1) or found.group(2))
 
 
 @dataclass(frozen=True)
@@ -113,6 +163,16 @@ def cursor_key(chain_id: int, address: str) -> str:
 
 def sent_key(chain_id: int, address: str) -> str:
     return f"deepshard:watcher:{int(chain_id)}:{to_checksum_address(address)}:sent"
+
+
+def recent_key(chain_id: int, address: str) -> str:
+    """JSON list of [block, hash] of the last range ends scanned, oldest first."""
+    return f"deepshard:watcher:{int(chain_id)}:{to_checksum_address(address)}:recent"
+
+
+def identity_key(chain_id: int) -> str:
+    """JSON {"chain_id", "genesis"} of the chain the watcher cursors of this chain id were made on."""
+    return f"deepshard:watcher:{int(chain_id)}:identity"
 
 
 class Router:
@@ -168,15 +228,17 @@ class Watcher:
         *,
         send: Callable[[Dispatch, str], None] | None = None,
         accounts: Callable[[str], Iterable[str]] | None = None,
-        confirmations: int = 0,
+        confirmations: int | None = None,
         max_range: int = DEFAULT_MAX_RANGE,
         start_block: int | None = None,
     ):
+        confirmations = default_confirmations(chain.chain_id) if confirmations is None else confirmations
         if max_range < 1 or confirmations < 0:
             raise ValueError("max_range must be positive and confirmations non-negative")
         self.chain = chain
         self.redis = redis_client
         self.confirmations = confirmations
+        self._identity_checked = False
         self.max_range = max_range
         self.start_block = start_block
         self._send = send or _celery_send
@@ -203,9 +265,91 @@ class Watcher:
         value = self.redis.get(cursor_key(self.chain.chain_id, address))
         if value is not None:
             return int(value)
+        return self._first_block()
+
+    def _first_block(self) -> int:
         if self.start_block is not None:
             return self.start_block
         return int(self.chain.deployment().get("deployBlock", 0))
+
+    def _genesis(self) -> str:
+        return Web3.to_hex(self.chain.w3.eth.get_block(0)["hash"])
+
+    def check_identity(self) -> None:
+        """Records this chain's id and genesis hash for its cursors, or `ForeignCursor` if the stored cursors were
+        made on another chain (module docstring)."""
+        if self._identity_checked:
+            return
+        chain_id = self.chain.chain_id
+        genesis = self._genesis()
+        raw = self.redis.get(identity_key(chain_id))
+        if raw is None:
+            # Cursors stored before identities were: one past the chain's head cannot be of this chain.
+            latest = int(self.chain.w3.eth.block_number)
+            for name, contract in self.contracts.items():
+                value = self.redis.get(cursor_key(chain_id, contract.address))
+                if value is not None and int(value) > latest + 1:
+                    raise self._foreign(f"its {name} cursor is at block {int(value)}, past this chain's head {latest}")
+            self.redis.set(identity_key(chain_id), json.dumps({"chain_id": chain_id, "genesis": genesis}))
+        else:
+            stored = json.loads(raw)
+            if stored.get("genesis") != genesis:
+                raise self._foreign(f"genesis {stored.get('genesis')}, this chain's is {genesis}")
+        self._identity_checked = True
+
+    def _foreign(self, why: str) -> ForeignCursor:
+        return ForeignCursor(
+            f"the watcher cursors stored in Redis for chain {self.chain.chain_id} were made on another chain ({why}): "
+            "refusing to follow them; if this chain replaced that one, run `deepshard watch --reset-cursor` once"
+        )
+
+    def reset_cursors(self) -> None:
+        """Forgets the cursors (and their sets and block hashes) of the watched contracts on this chain id, and
+        records this chain as theirs: the next poll starts from the start block (else the deployment block)."""
+        chain_id = self.chain.chain_id
+        keys = [identity_key(chain_id)]
+        for contract in self.contracts.values():
+            keys += [f(chain_id, contract.address) for f in (cursor_key, sent_key, recent_key)]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            pipe.set(identity_key(chain_id), json.dumps({"chain_id": chain_id, "genesis": self._genesis()}))
+            pipe.execute()
+        self._identity_checked = True
+
+    def _recent(self, address: str) -> list[list]:
+        raw = self.redis.get(recent_key(self.chain.chain_id, address))
+        return json.loads(raw) if raw is not None else []
+
+    def _block_hash(self, number: int) -> str | None:
+        try:
+            return Web3.to_hex(self.chain.w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+
+    def _rewind_after_reorg(self, name: str) -> None:
+        """Moves the cursor of `name` back to just after the newest scanned block the chain still has."""
+        address = self.contracts[name].address
+        recent = self._recent(address)
+        if not recent or self._block_hash(recent[-1][0]) == recent[-1][1]:
+            return
+        kept = list(recent)
+        while kept and self._block_hash(kept[-1][0]) != kept[-1][1]:
+            kept.pop()
+        resume = kept[-1][0] + 1 if kept else self._first_block()
+        logger.warning(
+            "watcher: reorg on chain %s: block %d is no longer %s…; rescanning %s from block %d",
+            self.chain.chain_id,
+            recent[-1][0],
+            recent[-1][1][:10],
+            name,
+            resume,
+        )
+        chain_id = self.chain.chain_id
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(cursor_key(chain_id, address), resume)
+            pipe.delete(sent_key(chain_id, address))
+            pipe.set(recent_key(chain_id, address), json.dumps(kept))
+            pipe.execute()
 
     # ------------------------------------------------------------ polling
 
@@ -213,22 +357,43 @@ class Watcher:
         return int(self.chain.w3.eth.block_number) - self.confirmations
 
     def poll_once(self) -> int:
-        """Dispatches every event up to the latest safe block; returns the number of events processed."""
+        """Dispatches every event up to the latest safe block; returns the number of events processed.
+        `ForeignCursor` if the stored cursors are another chain's."""
+        self.check_identity()
         latest = self.safe_block()
         processed = 0
         for name in WATCHED:
+            self._rewind_after_reorg(name)
             start = self.cursor(name)
             while start <= latest:
                 end = min(start + self.max_range - 1, latest)
-                processed += self._scan(name, start, end)
+                try:
+                    processed += self._scan(name, start, end)
+                except (Web3RPCError, ValueError) as exc:
+                    message = str(getattr(exc, "message", None) or exc)
+                    if end == start or not RANGE_ERROR.search(message):
+                        raise
+                    self._shrink(end - start + 1, message)
+                    continue
                 start = end + 1
         return processed
+
+    def _shrink(self, tried: int, message: str) -> None:
+        limit = range_limit(message)
+        smaller = limit if limit is not None and limit < tried else tried // 2
+        self.max_range = max(smaller, 1)
+        logger.warning(
+            "watcher: the node refused %d blocks of logs (%s); asking for %d at a time", tried, message, self.max_range
+        )
 
     def _scan(self, name: str, start: int, end: int) -> int:
         contract = self.contracts[name]
         chain_id = self.chain.chain_id
         done_key = sent_key(chain_id, contract.address)
         topics = [Web3.to_hex(topic) for (address, topic) in self._topics if address == contract.address]
+        # The range end's hash before its logs: a reorg between the two is seen at the next poll.
+        end_hash = Web3.to_hex(self.chain.w3.eth.get_block(end)["hash"])
+        recent = self._recent(contract.address)
         logs = self.chain.w3.eth.get_logs(
             {"address": contract.address, "fromBlock": start, "toBlock": end, "topics": [topics]}
         )
@@ -243,7 +408,8 @@ class Watcher:
             for dispatch in dispatches:
                 if dispatch.key in done:
                     continue  # queued before a restart that interrupted this range
-                self._send(dispatch, f"watch:{chain_id}:{contract.address}:{dispatch.key}")
+                # The transaction's hash too: after a reorg another event may sit at the same position.
+                self._send(dispatch, f"watch:{chain_id}:{contract.address}:{dispatch.key}:{event.tx_hash}")
                 self.redis.sadd(done_key, dispatch.key)
                 queued.append(dispatch)
             self.history.append((event, queued))
@@ -256,9 +422,11 @@ class Watcher:
                 ", ".join(f"{d.task.rsplit('.', 1)[-1]}{d.args} @{d.queue}" for d in queued) or "no task",
                 f" ({skipped} queued before a restart)" if skipped else "",
             )
+        recent = [*recent, [end, end_hash]][-RECENT_BLOCKS:]
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(cursor_key(chain_id, contract.address), end + 1)
             pipe.delete(done_key)
+            pipe.set(recent_key(chain_id, contract.address), json.dumps(recent))
             pipe.execute()
         return len(events)
 
@@ -283,21 +451,18 @@ class Watcher:
         on_error: Callable[[str, float], None] | None = None,
         backoff: float = 2.0,
     ) -> None:
-        """Polls every `interval` seconds until `stop` is set. A node or Redis that does not answer is
-        reported in one line and retried with exponential backoff (`backoff` seconds doubling, at most 60)."""
+        """Polls every `interval` seconds until `stop` is set. Any error of a poll (a node or Redis that does not
+        answer, an RPC error) is reported in one line and the poll retried with exponential backoff (`backoff`
+        seconds doubling, at most 60); `ForeignCursor` ends the loop."""
         failures = 0
         while not stop.is_set():
             try:
                 self.poll_once()
                 failures = 0
                 wait = interval
-            except (
-                NodeUnavailable,
-                QueueUnavailable,
-                requests.RequestException,
-                OSError,
-                redis_lib.exceptions.RedisError,
-            ) as exc:
+            except ForeignCursor:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure, or events go unseen
                 failures += 1
                 wait = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
                 message = describe_failure(exc, self)
@@ -318,7 +483,12 @@ def describe_failure(exc: BaseException, watcher: Watcher | None = None) -> str:
         return f"Redis{where} does not answer ({exc})"
     if isinstance(exc, (requests.RequestException, OSError)) and watcher is not None:
         return f"the chain node at {watcher.chain.display_url} does not answer ({type(exc).__name__})"
-    return str(exc)
+    if isinstance(exc, (NodeUnavailable, QueueUnavailable)):
+        return str(exc)
+    where = f" at {watcher.chain.display_url}" if watcher is not None else ""
+    return (
+        f"the chain node{where} answered with an error ({type(exc).__name__}: {getattr(exc, 'message', None) or exc})"
+    )
 
 
 def _celery_send(dispatch: Dispatch, task_id: str) -> None:
@@ -342,6 +512,7 @@ def wait_for_node(chain_factory: Callable[[], ChainClient], stop: threading.Even
 __all__ = [
     "ChainEvent",
     "Dispatch",
+    "ForeignCursor",
     "Router",
     "Watcher",
     "WATCHED",

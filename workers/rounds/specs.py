@@ -63,6 +63,18 @@ class SpecBook:
             self.redis.hset(SPECS_KEY, "0x" + digest.hex(), spec.canonical_json())
         return digest
 
+    def known(self) -> list[TrainingSpec]:
+        """Every spec this book can resolve now: the local ones and the valid ones published in Redis."""
+        specs = dict(self._local)
+        if self.redis is not None:
+            for raw in self.redis.hvals(SPECS_KEY):
+                try:
+                    spec = TrainingSpec.from_json(raw)
+                except SpecError:
+                    continue  # `resolve` names it if a round ever asks for it
+                specs.setdefault(spec.spec_hash(), spec)
+        return list(specs.values())
+
     def resolve(self, spec_hash: bytes) -> TrainingSpec:
         """The spec whose canonical JSON hashes to `spec_hash`; `SpecUnknown` if none is known."""
         spec_hash = bytes(spec_hash)

@@ -3,7 +3,10 @@
 Broker and result backend are the Redis at `$DEEPSHARD_REDIS_URL` (default redis://127.0.0.1:6379/0).
 Delivery is at-least-once: a task is acknowledged only after it ran (`acks_late`), and one whose worker
 died is put back (`reject_on_worker_lost`), so every task must be safe to run twice: pinning is content
-addressed, and chain tasks read the chain before sending anything.
+addressed, and chain tasks read the chain before sending anything. Each delivery runs under the guard of
+`workers.tasks.delivery` (one run per task id at a time, a bounded number of deliveries), and Redis redelivers an
+unacknowledged task after `$DEEPSHARD_VISIBILITY_TIMEOUT` seconds (default 3,600; checked against the longest job a
+TrainingSpec allows when a trainer or evaluator worker starts).
 
 Messages are JSON, decoded within `workers.safejson`'s bounds (`workers.tasks.transport`).
 
@@ -20,6 +23,7 @@ from celery import Celery
 
 from ..protocol.constants import DATA_QUEUE
 from . import transport
+from .delivery import visibility_timeout
 
 REDIS_URL_ENV = "DEEPSHARD_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -86,8 +90,8 @@ def create_app(url: str | None = None) -> Celery:
         broker_transport_options={
             "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_timeout": SOCKET_TIMEOUT,
-            # Redelivery of unacknowledged tasks; longer than any task or countdown we schedule.
-            "visibility_timeout": 3600,
+            # Redelivery of unacknowledged tasks; longer than any job a spec allows (checked at worker start).
+            "visibility_timeout": visibility_timeout(),
         },
         redis_socket_connect_timeout=CONNECT_TIMEOUT,
         redis_socket_timeout=SOCKET_TIMEOUT,

@@ -11,8 +11,9 @@
 - Queues: a role's steps run on the queue of the role (`keeper`) or, for the roles that sign as one account
   (`ACCOUNT_ROLES`), on the account's own queue `<role>.<checksum address>` (`account_queue`): a trainer's
   step must run where its key is.
-- Locks: at most one step per (chain, role, account, item) at a time (`StepLock`, a Redis key that the same
-  message, redelivered, may take over). A step that finds the lock taken looks again in `BUSY_RETRY` seconds.
+- Locks: at most one step per (chain, role, account, item) at a time (a `workers.tasks.delivery.Lease`, renewed
+  while the step runs; a step whose process died leaves it to lapse, at once on the same host). A step that
+  finds the lock taken looks again in `BUSY_RETRY` seconds.
 - Wake-ups: after a step, the task queues itself for when there is something to do again (`schedule`): the
   step's block, converted to seconds from the chain's block time (`BLOCK_WAIT`), or its `poll_after`. A wake-up
   is not queued when one no later is already queued, so event-triggered and self-scheduled steps converge to
@@ -23,7 +24,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import uuid
@@ -38,7 +38,8 @@ from ..chain.accounts import Signer
 from ..chain.module import Step
 from ..protocol.constants import ACCOUNT_ROLES
 from .app import app
-from .base import RETRY_POLICY, TRANSIENT_ERRORS, DeepshardTask, _connection_failure, _redis_location
+from .base import RETRY_POLICY, TRANSIENT_ERRORS, DeepshardTask, _connection_failure, _redis_location, broker_redis_of
+from .delivery import Lease
 from .errors import QueueUnavailable
 from .waiting import BlockWait
 
@@ -46,8 +47,6 @@ logger = get_task_logger(__name__)
 
 #: Waits between a role's steps: 1 s to $DEEPSHARD_MAX_WAIT (else 300 s).
 BLOCK_WAIT = BlockWait("DEEPSHARD_MAX_WAIT", min_wait=1.0)
-#: Seconds a step holds its lock at most (a step never waits on training; a receipt takes < 2 minutes).
-LOCK_TTL = 600
 #: Seconds before a busy step (another one holds the lock) looks again.
 BUSY_RETRY = 2.0
 #: A scheduled wake-up this many seconds overdue is presumed lost.
@@ -86,19 +85,9 @@ def worker_chain() -> ChainClient:
     return ChainClient(_rpc_url, _signer)  # None: $DEEPSHARD_RPC_URL, else the local node
 
 
-@functools.lru_cache(maxsize=4)
-def _redis_for(url: str) -> redis_lib.Redis:
-    options = app.conf.broker_transport_options or {}
-    return redis_lib.Redis.from_url(
-        url,
-        socket_connect_timeout=options.get("socket_connect_timeout", 3.0),
-        socket_timeout=options.get("socket_timeout", 30.0),
-    )
-
-
 def broker_redis() -> redis_lib.Redis:
     """A client of the broker's Redis (locks, schedules, registered accounts, published specs)."""
-    return _redis_for(app.conf.broker_url)
+    return broker_redis_of(app)
 
 
 def redis_unavailable(exc: BaseException) -> QueueUnavailable:
@@ -127,31 +116,6 @@ def send(
 
 
 # ---------------------------------------------------------------- locks and schedules
-
-
-class StepLock:
-    """At most one step per (role, account, item) at a time; the same message, redelivered, may take it over."""
-
-    def __init__(self, client: redis_lib.Redis, key: str, owner: str):
-        self.client, self.key, self.owner = client, key, owner
-
-    def acquire(self) -> bool:
-        if self.client.set(self.key, self.owner, nx=True, ex=LOCK_TTL):
-            return True
-        holder = self.client.get(self.key)
-        if holder is not None and holder == self.owner.encode():
-            self.client.expire(self.key, LOCK_TTL)
-            return True
-        return False
-
-    def release(self) -> None:
-        # Only our own lock: compare and delete in one script.
-        self.client.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-            1,
-            self.key,
-            self.owner,
-        )
 
 
 def step_keys(chain_id: int, role: str, account: str, scope: str, item: int | None) -> tuple[str, str]:
@@ -225,7 +189,7 @@ def run_step(
     queue = role_queue(role, account)
     lock_key, next_key = step_keys(chain.chain_id, role, account, scope, item)
     own_id = task.request.id or uuid.uuid4().hex
-    lock = StepLock(client, lock_key, own_id)
+    lock = Lease(client, lock_key)
     try:
         if not lock.acquire():
             # Forget this wake-up's own record first: otherwise `schedule` takes it for the retry already
@@ -236,6 +200,7 @@ def run_step(
         _forget_schedule_if_mine(client, next_key, own_id)
     except redis_lib.exceptions.RedisError as exc:
         raise redis_unavailable(exc) from None
+    lock.keep_alive()
     try:
         step = once(chain, client)
         logger.info("%s step on %s %s: %s (%s)", role, scope, step.id, step.action, step.detail)

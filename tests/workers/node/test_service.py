@@ -7,14 +7,17 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from eth_account import Account
 from eth_utils import to_checksum_address
-from netkit import GOOD_VOTE, sample_datasets
+from netkit import GOOD_VOTE, TEST_REDIS_URL, sample_datasets
 
 from workers.chain import InvalidRequest
 from workers.chain.accounts import KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, PRIVATE_KEY_ENV
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.ml.spec import TrainingSpec
 from workers.node import service
 from workers.node.registry import (
@@ -100,3 +103,29 @@ def test_a_registration_lapses_without_heartbeats_and_a_beat_restores_it(redis_c
     assert registered_accounts(redis_clean, chain_id, "evaluator") == sorted([gone, alive])
     deregister_account(redis_clean, chain_id, "evaluator", alive.lower())  # a worker stopping
     assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]
+
+
+def test_a_trainer_worker_refuses_to_start_when_a_spec_allows_a_job_longer_than_the_visibility_timeout(
+    net, redis_clean
+):
+    trainer = net.account(role="TRAINER", staked=2_000)
+    spec = TrainingSpec(base_model="tiny", steps=100_000)  # 100,000 × 4 × 64 tokens at 200 tokens/s, + 900 s: 128,900 s
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")},
+        DEPLOYMENTS_DIR_ENV: str(net.deployments),
+        "DEEPSHARD_REDIS_URL": TEST_REDIS_URL,
+        PRIVATE_KEY_ENV: net.keys[trainer.address],
+        "DEEPSHARD_TRAINING_SPEC": spec.canonical_json().decode(),
+    }
+    refused = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "worker", "--role", "trainer", "--rpc", net.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: a job under TrainingSpec ")
+    assert "may run 128,900 s, longer than the visibility timeout of 3,600 s" in refused.stderr
+    assert "set DEEPSHARD_VISIBILITY_TIMEOUT to at least 128,900 on every worker" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -7,16 +7,26 @@ It is the project's app (`workers.tasks.app`) with two test knobs:
     other delta far away. DEEPSHARD_TEST_TRAIN_SECONDS makes training take that long.
   * DEEPSHARD_TEST_VISIBILITY_TIMEOUT: seconds after which Redis redelivers a message that a killed worker
     never acknowledged (the app's default is an hour), swept every second.
+
+Two tasks of its own for the delivery tests: `tests.delivery.long_job(seconds, runs_key)` records each run in the
+Redis list `runs_key`, then sleeps; `tests.delivery.crash(runs_key)` records its run, then SIGKILLs its own process.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
+from pathlib import Path
 
-from tests.workers.netkit import HONEST, POISONED
+# netkit imports its siblings as top-level modules (`services`), as pytest's conftest does.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.workers.netkit import HONEST, POISONED  # noqa: E402
 from workers.storage import cid_of_bytes
 from workers.tasks.app import app
+from workers.tasks.runner import broker_redis
 
 if os.environ.get("DEEPSHARD_TEST_VISIBILITY_TIMEOUT"):
     app.conf.broker_transport_options = {
@@ -25,6 +35,19 @@ if os.environ.get("DEEPSHARD_TEST_VISIBILITY_TIMEOUT"):
         "unacked_restore_interval": 1,
         "unacked_restore_throttle": 1,
     }
+
+
+@app.task(name="tests.delivery.long_job")
+def long_job(seconds: float, runs_key: str) -> int:
+    broker_redis().rpush(runs_key, os.getpid())
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@app.task(name="tests.delivery.crash")
+def crash(runs_key: str) -> None:
+    broker_redis().rpush(runs_key, os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def honest_delta_cid(round_seed: str) -> str:

@@ -1,0 +1,79 @@
+"""Celery's delivery on Redis, with real prefork workers (the test app, `worker_app`) on real Redis (database 14):
+
+* a job that outlives the visibility timeout (scaled down to seconds) is delivered again while it runs, and
+  the copy does not run it a second time;
+* a task that kills its own process every time is delivered a bounded number of times, then fails for good with
+  its reason recorded, and the worker goes on with its other tasks.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from netkit import celery_worker_command, wait_for
+
+from workers.tasks.delivery import TaskAbandoned, failed_jobs, job_bound_seconds
+from workers.tasks.runner import send
+
+LONG_JOB = "tests.delivery.long_job"
+CRASH = "tests.delivery.crash"
+RESULT_TIMEOUT = 300
+
+
+def names() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    return f"delivery-{tag}", f"test:delivery:{tag}:runs"
+
+
+def test_a_job_outliving_the_visibility_timeout_is_delivered_again_but_runs_once(spawn, redis_clean):
+    queue, runs = names()
+    # Redis redelivers an unacknowledged task after 2 s; the job runs 8 s.
+    env = {"DEEPSHARD_TEST_VISIBILITY_TIMEOUT": "2", "DEEPSHARD_JOB_LEASE_SECONDS": "3"}
+    workers = [
+        spawn(celery_worker_command(queue, pool="prefork"), env, ready=" ready.", name=f"worker-{i}") for i in (1, 2)
+    ]
+
+    def logs() -> str:
+        return "".join(worker.log() for worker in workers)
+
+    job = send(LONG_JOB, args=(8.0, runs), queue=queue)
+    wait_for(lambda: "is running elsewhere" in logs(), "a copy delivered while the job runs", logs=workers)
+    pid = job.get(timeout=RESULT_TIMEOUT)
+    wait_for(lambda: "finished already" in logs(), "a copy delivered after the job finished", logs=workers)
+    assert [int(p) for p in redis_clean.lrange(runs, 0, -1)] == [pid]
+    assert "Traceback" not in logs()
+
+
+def test_a_task_that_kills_its_process_every_time_fails_for_good_and_the_worker_goes_on(spawn, redis_clean):
+    queue, runs = names()
+    _, other_runs = names()
+    worker = spawn(celery_worker_command(queue, pool="prefork"), {}, ready=" ready.", name="worker")
+    crash = send(CRASH, args=(runs,), queue=queue)
+    after = send(LONG_JOB, args=(0.0, other_runs), queue=queue)
+
+    with pytest.raises(TaskAbandoned, match="delivered 3 times and each time the worker process running it died"):
+        crash.get(timeout=RESULT_TIMEOUT)
+    assert redis_clean.llen(runs) == 3
+    (failed,) = [job for job in failed_jobs(redis_clean) if job.job_id == crash.id]
+    assert failed.task == CRASH and "it is not run again" in failed.reason
+    # The worker's other work goes on.
+    assert after.get(timeout=RESULT_TIMEOUT) > 0
+    assert redis_clean.llen(other_runs) == 1
+    assert crash.state == "FAILURE"
+    assert "WorkerLostError" in worker.log()
+
+
+def test_a_spec_whose_job_may_outlive_the_visibility_timeout_is_refused_with_the_setting_to_change(redis_clean):
+    from workers.ml.spec import TrainingSpec
+    from workers.rounds.specs import SpecBook
+    from workers.tasks.delivery import VisibilityTooShort, check_visibility
+
+    short, long = TrainingSpec(base_model="tiny"), TrainingSpec(base_model="smollm2-135m", steps=20_000)
+    book = SpecBook(redis_clean, use_env=False)
+    book.publish(short)
+    check_visibility(SpecBook(redis_clean, use_env=False).known(), timeout=3600)
+    book.publish(long)
+    with pytest.raises(VisibilityTooShort, match="set DEEPSHARD_VISIBILITY_TIMEOUT to at least") as caught:
+        check_visibility(SpecBook(redis_clean, use_env=False).known(), timeout=3600)
+    assert f"{job_bound_seconds(long):,.0f} s" in str(caught.value)
