@@ -5,10 +5,10 @@
     POST /v1/completions            plain text completion
     GET  /health                    {"status", "active", "queue_size"}: requests admitted now and the bound
 
-Load: a request is admitted into a bounded queue (`queue_size` requests generating or waiting) or answered 429
-with `retry-after`. All model work runs on one executor thread, one token of one sequence at a time, so
-concurrent requests interleave token by token; a streaming client that goes away stops its sequence between two
-tokens and frees its slot at once. Each choice carries `deepshard_proof` (workers.serve.proof).
+Load: a request is admitted on arrival into a bounded queue (`queue_size` requests uploading, waiting or
+generating) or answered 429 with `retry-after`. All model work runs on one executor thread, one token of one
+sequence at a time, so concurrent requests interleave token by token; a streaming client that goes away stops
+its sequence between two tokens and frees its slot at once. Each choice carries `deepshard_proof` (workers.serve.proof).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from ..safejson import JsonRejected, parse_json
 from .engine import Engine, SamplingParams, StopText
@@ -40,6 +41,8 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_QUEUE_SIZE = 16
 #: Seconds a client told 429 is asked to wait.
 RETRY_AFTER_SECONDS = 1
+#: Seconds a client may take to send its body (408 after; its queue slot is held meanwhile).
+BODY_TIMEOUT_SECONDS = 30
 #: Most tokens generated when a request names no max_tokens.
 DEFAULT_MAX_TOKENS = 256
 
@@ -150,10 +153,18 @@ def create_app(
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             raise ApiError(413, f"the request body is over {max_body_bytes} bytes", code="request_too_large")
         body = bytearray()
-        async for piece in request.stream():
-            body += piece
-            if len(body) > max_body_bytes:
-                raise ApiError(413, f"the request body is over {max_body_bytes} bytes", code="request_too_large")
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                async for piece in request.stream():
+                    body += piece
+                    if len(body) > max_body_bytes:
+                        raise ApiError(
+                            413, f"the request body is over {max_body_bytes} bytes", code="request_too_large"
+                        )
+        except TimeoutError:
+            raise ApiError(408, f"the request body took over {BODY_TIMEOUT_SECONDS} s", code="timeout") from None
+        except ClientDisconnect:
+            raise ApiError(400, "the client went away before sending its body", code="client_disconnected") from None
         try:
             return parse_json(bytes(body), what="the request body", max_bytes=max_body_bytes)
         except JsonRejected as exc:
@@ -225,20 +236,36 @@ def create_app(
             "context_length": engine.context_length,
         }
 
+    async def admitted(request: Request, handler):
+        """Runs `handler(request, release)` holding a queue slot from the request's arrival (its upload counts:
+        a client still sending its body holds its place). The slot is released here on any failure, else by the
+        handler (a stream, when it ends or its client goes away)."""
+        authorise(request)
+        release = admission.admit()
+        try:
+            return await handler(request, release)
+        except BaseException:
+            release()
+            raise
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        authorise(request)
+        return await admitted(request, chat_admitted)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await admitted(request, completions_admitted)
+
+    async def chat_admitted(request: Request, release: Callable[[], None]):
         req = parse_request(ChatRequest, await read_body(request))
         check_model(req.model)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         prompt_ids = engine.chat_prompt(messages)
         top = req.top_logprobs or 0
         params = sampling(req, len(prompt_ids), req.logprobs, top)
-        return await respond(request, req, "chat.completion", "chatcmpl", prompt_ids, params)
+        return await respond(request, release, req, "chat.completion", "chatcmpl", prompt_ids, params)
 
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        authorise(request)
+    async def completions_admitted(request: Request, release: Callable[[], None]):
         req = parse_request(CompletionRequest, await read_body(request))
         check_model(req.model)
         prompt = req.prompt
@@ -256,9 +283,11 @@ def create_app(
                 raise ApiError(400, "the prompt is empty", param="prompt")
         wanted = req.logprobs is not None
         params = sampling(req, len(prompt_ids), wanted, req.logprobs or 0)
-        return await respond(request, req, "text_completion", "cmpl", prompt_ids, params)
+        return await respond(request, release, req, "text_completion", "cmpl", prompt_ids, params)
 
-    async def respond(request: Request, req, kind: str, prefix: str, prompt_ids: list[int], params):
+    async def respond(
+        request: Request, release: Callable[[], None], req, kind: str, prefix: str, prompt_ids: list[int], params
+    ):
         request_id = f"{prefix}-{secrets.token_hex(12)}"
         chat = kind == "chat.completion"
         choices = [Choice(i, p, StopText(engine, req.stop)) for i, p in enumerate(params)]
@@ -314,7 +343,6 @@ def create_app(
                 "choices": payload,
             }
 
-        release = admission.admit()
         if not req.stream:
             try:
                 for choice in choices:

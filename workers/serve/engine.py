@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import DynamicCache
@@ -112,8 +112,8 @@ class Engine:
     def __init__(self, base: BaseModel):
         self.base = base
         # transformers' model and tokenizer classes are read as untyped (pyproject's mypy overrides)
-        self.model: Any = base.model
-        self.tokenizer: Any = base.tokenizer
+        self.model: Any = cast(Any, base.model)
+        self.tokenizer: Any = cast(Any, base.tokenizer)
         self.weights_hash = base.weights_hash
         self.context_length = int(self.model.config.max_position_embeddings)
         self.vocab_size = int(self.model.config.vocab_size)
