@@ -24,7 +24,7 @@ from services import ChildProcess, redis_url_for, start_child
 
 from workers.chain.localnode import free_port
 from workers.ml.models import MODEL_CACHE_ENV, load_base_model
-from workers.serve.engine import Engine
+from workers.serve.engine import Engine, torch_threads
 
 API_KEY = "test-key-serve"
 MODEL_ID = "deepshard-v1"
@@ -106,5 +106,8 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def tiny_engine() -> Engine:
-    return Engine(load_base_model("tiny", "cpu"))
+def tiny_engine() -> Iterator[Engine]:
+    # One intra-op thread: the suite shares two cores with the server child (tests that compare thread counts
+    # set their own with workers.serve.engine.torch_threads).
+    with torch_threads(1):
+        yield Engine(load_base_model("tiny", "cpu"))
