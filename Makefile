@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds clean
+	bench-throughput bench-rounds bench-serve clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -108,6 +108,11 @@ bench-throughput: setup
 # A round with real workers: event-to-task latency and wall time by phase (Redis database 15, must be empty).
 bench-rounds: setup
 	$(BIN)/python -m benchmarks.rounds.run --model $(MODEL)
+
+# The inference node: our forward loop vs model.generate, proof overhead and calibration, TTFT and tokens/s at
+# 1/4/8 clients: writes benchmarks/results/serve.json (serve-MODEL.json for other models).
+bench-serve: setup
+	$(BIN)/python -m benchmarks.serve.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

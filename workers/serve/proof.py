@@ -198,7 +198,9 @@ def build_proof(
         for start in range(0, len(token_ids), CHUNK_TOKENS)
     ]
     sampling = {"temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
-    return Proof(engine.weights_hash, model_id, request_id, list(prompt_ids), list(token_ids), sampling, chunks)
+    proof = Proof(engine.weights_hash, model_id, request_id, list(prompt_ids), list(token_ids), sampling, chunks)
+    proof.commitment = proof.digest()
+    return proof
 
 
 @dataclass
