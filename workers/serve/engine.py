@@ -174,19 +174,8 @@ class Engine:
         return self._capture.output[0].float().cpu().clone()
 
     def pick(self, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> TokenStep:
-        logprobs = torch.log_softmax(logits, dim=-1)
-        if params.temperature == 0.0:
-            token = int(torch.argmax(logits))
-        else:
-            probs = torch.softmax(logits / params.temperature, dim=-1)
-            if params.top_p < 1.0:
-                probs = nucleus(probs, params.top_p)
-            token = int(torch.multinomial(probs, 1, generator=generator))
-        top: list[tuple[int, float]] = []
-        if params.logprobs and params.top_logprobs:
-            values, indices = torch.topk(logprobs, params.top_logprobs)
-            top = [(int(i), float(v)) for i, v in zip(indices, values, strict=True)]
-        return TokenStep(token, float(logprobs[token]), top, token in self.eos_ids)
+        token, logprob, top = choose_token(logits, params, generator)
+        return TokenStep(token, logprob, top, token in self.eos_ids)
 
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> Sequence:
         """Runs a sequence to its end (no stop strings): for the verifier's replay and the benchmark."""
@@ -194,6 +183,27 @@ class Engine:
         while sequence.step() is not None:
             pass
         return sequence
+
+
+def choose_token(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator
+) -> tuple[int, float, list[tuple[int, float]]]:
+    """The next token from `logits` ([vocab], fp32): argmax at temperature 0, else a draw from `generator` of the
+    tempered, nucleus-restricted distribution. Returns (token id, its log-probability under the untempered
+    model, the `top_logprobs` most likely (id, logprob) pairs when `params.logprobs`)."""
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if params.temperature == 0.0:
+        token = int(torch.argmax(logits))
+    else:
+        probs = torch.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            probs = nucleus(probs, params.top_p)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+    top: list[tuple[int, float]] = []
+    if params.logprobs and params.top_logprobs:
+        values, indices = torch.topk(logprobs, params.top_logprobs)
+        top = [(int(i), float(v)) for i, v in zip(indices, values, strict=True)]
+    return token, float(logprobs[token]), top
 
 
 def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
