@@ -37,6 +37,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the other benchmarks; 
 import torch  # noqa: E402
 
 from benchmarks import RESULTS_DIR, machine_description, utc_now  # noqa: E402
+from benchmarks.serve.forgeries import FORGERIES, forged  # noqa: E402
 from workers.chain.localnode import free_port  # noqa: E402
 from workers.ml.models import MODEL_NAMES, load_base_model  # noqa: E402
 from workers.serve.engine import Engine, SamplingParams  # noqa: E402
@@ -63,55 +64,15 @@ def plain_generate(engine: Engine, prompt_ids: list[int], tokens: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def forged_engines(engine: Engine) -> dict[str, Engine]:
-    """Engines that announce `engine`'s weights hash but compute with other weights."""
-    import copy
-    import warnings
-
-    from workers.ml.models import BaseModel
-
-    def changed(change) -> Engine:
-        model = copy.deepcopy(engine.model)
-        with torch.no_grad():
-            model = change(model) or model
-        forged = Engine(BaseModel("forged", model, engine.tokenizer, engine.weights_hash))
-        forged.eos_ids = engine.eos_ids
-        return forged
-
-    def delta(seed: int):
-        def change(model):
-            generator = torch.Generator().manual_seed(seed)
-            for name, weight in model.named_parameters():
-                if weight.ndim == 2 and ("q_proj" in name or "v_proj" in name):
-                    product = torch.randn(weight.shape[0], 8, generator=generator) @ torch.randn(
-                        8, weight.shape[1], generator=generator
-                    )
-                    weight.add_(product * (1e-3 * weight.norm() / product.norm()))
-
-        return change
-
-    def bf16(model):
-        for weight in model.parameters():
-            weight.copy_(weight.to(torch.bfloat16).float())
-
-    def int8(model):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-    return {"child_delta": changed(delta(1)), "sibling_delta": changed(delta(2)), "bf16": changed(bf16),
-            "int8": changed(int8)}  # fmt: skip
-
-
 def calibrate(engine: Engine, responses: int, tokens: int) -> dict:
     """Honest rejections and attack detections over `responses` prompts (see the module docstring)."""
     from workers.ml.models import reference_corpus
 
-    forged = forged_engines(engine)
+    forged_engines = {name: forged(engine, change) for name, change in FORGERIES.items()}
     prompts = reference_corpus()
     honest_rejected, honest_mismatch = 0, []
-    detected = {name: 0 for name in [*forged, "changed_prompt", "other_seed_replay"]}
-    attack_mismatch: dict[str, list[int]] = {name: [] for name in [*forged, "changed_prompt"]}
+    detected = {name: 0 for name in [*forged_engines, "changed_prompt", "other_seed_replay"]}
+    attack_mismatch: dict[str, list[int]] = {name: [] for name in [*forged_engines, "changed_prompt"]}
 
     def prove(source: Engine, ids: list[int], params: SamplingParams):
         sequence = source.generate(ids, params)
@@ -128,7 +89,7 @@ def calibrate(engine: Engine, responses: int, tokens: int) -> dict:
         verdict = verify(engine, honest, ids, replay=True)
         honest_rejected += not verdict.accepted
         honest_mismatch += [c.mismatches for c in verdict.chunks]
-        for name, source in forged.items():
+        for name, source in forged_engines.items():
             verdict = verify(engine, prove(source, ids, params), ids)
             detected[name] += not verdict.accepted
             attack_mismatch[name] += [c.mismatches for c in verdict.chunks]

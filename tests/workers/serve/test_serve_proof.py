@@ -5,15 +5,12 @@ different sampling seed are rejected."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
-import warnings
 
 import pytest
-import torch
 
+from benchmarks.serve.forgeries import FORGERIES, forged, low_rank_delta
 from workers.cli import main
-from workers.ml.models import BaseModel
 from workers.serve.engine import Engine, SamplingParams, torch_threads
 from workers.serve.proof import CHUNK_TOKENS, Proof, build_proof, evaluate, interpolate, verify
 
@@ -28,40 +25,6 @@ def prove(engine: Engine, prompt_ids: list[int], claimed_hash: str | None = None
     if claimed_hash is not None:
         proof.weights_hash = claimed_hash
     return Proof.from_json(proof.to_json())  # recomputes the commitment over the claimed fields
-
-
-def variant(engine: Engine, change) -> Engine:
-    """An engine on a changed copy of `engine`'s weights that announces the original weights hash."""
-    model = copy.deepcopy(engine.model)
-    with torch.no_grad():
-        model = change(model) or model
-    return Engine(BaseModel("forged", model, engine.tokenizer, engine.weights_hash))
-
-
-def low_rank_delta(seed: int, scale: float = 1e-3):
-    """What a LoRA delta does: add a rank-8 product to the attention projections, `scale` of each matrix's norm."""
-
-    def change(model):
-        generator = torch.Generator().manual_seed(seed)
-        for name, weight in model.named_parameters():
-            if weight.ndim == 2 and ("q_proj" in name or "v_proj" in name):
-                a = torch.randn(weight.shape[0], 8, generator=generator)
-                b = torch.randn(8, weight.shape[1], generator=generator)
-                product = a @ b
-                weight.add_(product * (scale * weight.norm() / product.norm()))
-
-    return change
-
-
-def bf16_weights(model):
-    for weight in model.parameters():
-        weight.copy_(weight.to(torch.bfloat16).float())
-
-
-def int8_weights(model):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +52,17 @@ def test_honest_answer_verifies_across_thread_counts_and_by_replay(tiny_engine, 
 
 @pytest.mark.parametrize(
     "change",
-    [low_rank_delta(seed=1), low_rank_delta(seed=2), bf16_weights, int8_weights],
-    ids=["child-delta", "sibling-delta", "bf16", "int8"],
+    list(FORGERIES.values()),
+    ids=list(FORGERIES),
 )
 def test_other_weights_are_rejected(tiny_engine, prompt_ids, change):
-    forged = variant(tiny_engine, change)
-    verdict = verify(tiny_engine, prove(forged, prompt_ids), prompt_ids)
+    fake = forged(tiny_engine, change)
+    verdict = verify(tiny_engine, prove(fake, prompt_ids), prompt_ids)
     assert not verdict.accepted and "activations differ" in verdict.reasons[0]
 
 
 def test_parent_weights_are_rejected_by_the_child(tiny_engine, prompt_ids):
-    child = variant(tiny_engine, low_rank_delta(seed=1))
+    child = forged(tiny_engine, low_rank_delta(seed=1))
     child.weights_hash = "0x" + "c" * 64  # the child version's own identity
     verdict = verify(child, prove(tiny_engine, prompt_ids, claimed_hash=child.weights_hash), prompt_ids)
     assert not verdict.accepted
