@@ -14,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MAX_CHOICES = 8
 #: Most stop strings, as OpenAI allows.
 MAX_STOP = 4
+#: Request fields this node does not implement: naming one with a non-default value is a 400, never silently
+#: ignored (other unknown fields, such as `user` or `metadata`, do not change the answer and are ignored).
+UNSUPPORTED = {
+    "echo": False,
+    "best_of": 1,
+    "suffix": None,
+    "logit_bias": None,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "tools": None,
+    "tool_choice": None,
+    "response_format": None,
+}
 #: Pydantic error types that mean "wrong type or missing", answered with 422; the rest (ranges) with 400.
 TYPE_ERRORS = ("missing", "_type", "_parsing", "literal_error", "union_tag", "model_attributes_type")
 
@@ -94,13 +107,15 @@ class ChatRequest(_Common):
 class CompletionRequest(_Common):
     prompt: str | list[int] | list[str]
     logprobs: int | None = Field(default=None, ge=0, le=5)
-    echo: bool = False
 
 
 def parse_request(kind: type[_Common], data: Any) -> Any:
     """`data` (parsed JSON) as a `kind` request; ApiError 422 (wrong type, missing) or 400 (out of range)."""
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    for name, default in UNSUPPORTED.items():
+        if data.get(name, default) not in (default, None):
+            raise ApiError(400, f"{name} is not supported by this node", param=name, code="unsupported_parameter")
     try:
         return kind.model_validate(data)
     except ValidationError as exc:

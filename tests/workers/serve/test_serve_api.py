@@ -98,6 +98,7 @@ def test_n_choices_logprobs_and_completion_logprobs(server):
         ({"messages": [{"role": "user", "content": "word " * 2000}]}, openai.BadRequestError, "messages"),
         ({"temperature": "hot"}, openai.UnprocessableEntityError, "temperature"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, openai.UnprocessableEntityError, "messages.0.role"),
+        ({"presence_penalty": 0.5}, openai.BadRequestError, "presence_penalty"),
     ],
 )
 def test_bad_requests_map_to_the_openai_exceptions(server, change, error, param):
