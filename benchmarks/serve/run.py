@@ -12,6 +12,9 @@
   1) and by forged nodes that claim the honest weights hash: a rank-8 delta (child), another one (sibling), bf16
   weights, int8 weights (torch's dynamic quantisation), the answer to a changed prompt, and (replay) another
   seed. Counts honest rejections and each attack's detections; the mismatch counts show the margin.
+- Pipeline: the same greedy generation split over two gloo processes (workers.serve.pipeline) against one
+  process, tokens/s of the generation loop (process start and model loading excluded), and each stage's
+  parameter count.
 - Served: a real `deepshard serve --dev` child on a free port and the `openai` client, streaming: time to the
   first token (TTFT) and aggregate completion tokens/s at 1, 4 and 8 concurrent clients.
 Results: benchmarks/results/serve.json (serve-MODEL.json for other models).
@@ -111,6 +114,26 @@ def calibrate(engine: Engine, responses: int, tokens: int) -> dict:
         "attack_mismatches_min": {name: min(v, default=0) for name, v in attack_mismatch.items()},
         "method": "honest: generated with 2 threads, verified with 1, plus exact replay; attacks claim the honest "
         "weights hash; a chunk fails above MAX_MISMATCH_FRACTION of its top-k values",
+    }
+
+
+def pipeline(engine: Engine, model: str, prompt_ids: list[int], tokens: int) -> dict:
+    from workers.serve.pipeline import generate_pipelined
+
+    params = SamplingParams(max_tokens=tokens, temperature=0.0)
+    engine.eos_ids = frozenset()
+    single, sequence = ours(engine, prompt_ids, tokens)
+    piped = generate_pipelined(model, prompt_ids, params, stages=2, port=free_port())
+    piped_tps = len(piped.token_ids) / piped.loop_seconds
+    return {
+        "stages": 2,
+        "tokens": len(piped.token_ids),
+        "tokens_equal_first": piped.token_ids == sequence.token_ids[: len(piped.token_ids)],
+        "pipeline_tokens_per_second": round(piped_tps, 1),
+        "one_process_tokens_per_second": round(single, 1),
+        "ratio_vs_one_process": round(piped_tps / single, 4),
+        "stage_parameters": piped.stage_parameters,
+        "total_parameters": sum(p.numel() for p in engine.model.parameters()),
     }
 
 
@@ -234,6 +257,7 @@ def run(model: str, trials: int, tokens: int, threads: int, with_server: bool, r
     if responses:
         report["calibration"] = calibrate(engine, responses, tokens)
         torch.set_num_threads(threads)
+    report["pipeline"] = pipeline(engine, model, prompt_ids, tokens)
     if with_server:
         report["served_streaming"] = served(model, tokens, threads)
     report["run_seconds"] = round(time.perf_counter() - started_all, 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ class PipelineResult:
     token_ids: list[int]
     logits: list[torch.Tensor]
     stage_parameters: list[int]
+    #: Seconds of the generation loop on the last stage, from the first prefill to the last token (process start,
+    #: model loading and the process group's setup excluded).
+    loop_seconds: float
 
 
 def layer_ranges(layers: int, stages: int) -> list[range]:
@@ -110,6 +114,8 @@ def _stage_main(
         token_ids: list[int] = []
         logits_seen: list[torch.Tensor] = []
         feed = list(prompt_ids)
+        dist.barrier()  # every stage loaded: the loop's clock starts together
+        started = time.perf_counter()
         while True:
             if rank == 0:
                 hidden = inner(input_ids=torch.tensor([feed]), cache=cache, use_cache=True).last_hidden_state
@@ -137,11 +143,13 @@ def _stage_main(
             logits_seen.append(logits.clone())
             done = token_id in eos_ids or len(token_ids) >= params.max_tokens
             dist.send(torch.tensor([STOP if done else token_id], dtype=torch.long), 0)
+        loop_seconds = time.perf_counter() - started
         counts = torch.tensor([parameters], dtype=torch.long)
         gathered = [torch.zeros(1, dtype=torch.long) for _ in range(stages)]
         dist.all_gather(gathered, counts)
         if rank == last:
-            torch.save({"token_ids": token_ids, "logits": logits_seen, "parameters": [int(g) for g in gathered]}, out)
+            result = {"token_ids": token_ids, "logits": logits_seen, "parameters": [int(g) for g in gathered]}
+            torch.save({**result, "loop_seconds": loop_seconds}, out)
     finally:
         dist.destroy_process_group()
 
@@ -156,4 +164,4 @@ def generate_pipelined(
         out = str(Path(folder) / "result.pt")
         mp.spawn(_stage_main, args=(stages, model_name, port, list(prompt_ids), params, out), nprocs=stages, join=True)
         data = torch.load(out)
-    return PipelineResult(data["token_ids"], data["logits"], data["parameters"])
+    return PipelineResult(data["token_ids"], data["logits"], data["parameters"], data["loop_seconds"])
