@@ -6,7 +6,7 @@ import json
 
 import openai
 import pytest
-from conftest import MAX_BODY_BYTES, MODEL_ID
+from servekit import MAX_BODY_BYTES, MODEL_ID
 
 from workers.serve.proof import Proof, verify
 
