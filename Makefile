@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds bench-validation bench-shards clean
+	bench-throughput bench-rounds bench-validation bench-shards bench-serve clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -113,9 +113,15 @@ bench-rounds: setup
 # Dataset validation speed as a ratio against json.loads of the same 16 MiB of lines (CPU seconds, side by side).
 bench-validation: setup
 	$(BIN)/python -m benchmarks.validation.run
+
 # Shard + seal + pin throughput against plain AES-GCM of the same bytes, assembly time, storage overhead (R x).
 bench-shards: setup
 	$(BIN)/python -m benchmarks.shards.run --model $(MODEL)
+
+# The inference node: our forward loop vs model.generate, proof overhead and calibration, TTFT and tokens/s at
+# 1/4/8 clients: writes benchmarks/results/serve.json (serve-MODEL.json for other models).
+bench-serve: setup
+	$(BIN)/python -m benchmarks.serve.run --model $(MODEL)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

@@ -9,6 +9,8 @@
     deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
     deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role
     deepshard watch                                      contract events -> Celery tasks
+    deepshard serve [--dev] --model NAME [--port P]      the inference node's OpenAI-compatible API
+    deepshard verify-response FILE --model NAME          check an answer's proof of the served weights
 
 Each subcommand is a `Command`: a name, a function adding its arguments, and a handler; each
 package's own `cli` module provides them. Expected failures (`ChainError`) print one line,
@@ -46,6 +48,7 @@ from .chain.client import display_url
 from .chain.units import format_eth
 from .data import cli as data_cli
 from .node import cli as node_cli
+from .serve import cli as serve_cli
 from .shards import cli as shards_cli
 from .storage import cli as storage_cli
 from .tables import format_table
@@ -147,6 +150,8 @@ COMMANDS: list[Command] = [
     Command("round", node_cli.HELP, node_cli.add_arguments, node_cli.run),
     Command("worker", node_cli.WORKER_HELP, node_cli.add_worker_arguments, node_cli.run_worker),
     Command("watch", node_cli.WATCH_HELP, node_cli.add_watch_arguments, node_cli.run_watch),
+    Command("serve", serve_cli.SERVE_HELP, serve_cli.add_serve_arguments, serve_cli.run_serve),
+    Command("verify-response", serve_cli.VERIFY_HELP, serve_cli.add_verify_arguments, serve_cli.run_verify),
 ]
 
 

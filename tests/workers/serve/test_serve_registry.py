@@ -1,0 +1,75 @@
+"""Which weights a node may serve as version N (workers.serve.registry), against a real ModelRegistry on its own
+anvil: the genesis serves without a folder, a later version only from a folder whose lineage and weights hash
+match, and `deepshard serve` without --dev refuses a version the registry does not hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workers.chain import ChainClient, deploy_network
+from workers.chain.deploy import GENESIS_MODEL_CID
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
+from workers.chain.localnode import dev_signer, start_anvil
+from workers.chain.module import cid_to_chain
+from workers.cli import main
+from workers.serve.registry import VERSION_FILE, VersionRecord, VersionRefused, check_version, read_version_record
+
+DELTA_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+WEIGHTS = "0x" + "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A fresh network whose registry holds the genesis and one child version (registered by the deployer,
+    granted the registrar role: the rounds' own flow is tested elsewhere)."""
+    node = start_anvil()
+    try:
+        client = ChainClient(node.url, dev_signer(0), deployments_dir=tmp_path_factory.mktemp("deployments"))
+        deploy_network(client)
+        models = client.contract("ModelRegistry")
+        client.transact(models.functions.grantRole(models.functions.REGISTRAR_ROLE().call(), client.address))
+        client.transact(models.functions.registerVersion(1, 1, cid_to_chain(DELTA_CID), 0))
+        yield client
+    finally:
+        node.stop()
+
+
+def record(**change) -> VersionRecord:
+    fields = dict(version=2, base_model="tiny", lineage_cids=[GENESIS_MODEL_CID, DELTA_CID], weights_hash=WEIGHTS)
+    return VersionRecord(**{**fields, **change})
+
+
+def test_versions_are_tied_to_the_registry_lineage(chain):
+    check_version(chain, 1, WEIGHTS, None)  # the genesis, from the named base model
+    check_version(chain, 2, WEIGHTS, record())
+    refusals = {
+        "no such version": (3, record(version=3)),
+        "no folder for a child version": (2, None),
+        "folder of another version": (2, record(version=1)),
+        "another lineage": (2, record(lineage_cids=[GENESIS_MODEL_CID])),
+        "other weights": (2, record(weights_hash="0x" + "cd" * 32)),
+    }
+    for case, (version, claim) in refusals.items():
+        try:
+            check_version(chain, version, WEIGHTS, claim)
+        except VersionRefused:
+            continue
+        pytest.fail(f"served despite {case}")
+
+
+def test_version_file_is_read_with_clear_errors(tmp_path):
+    with pytest.raises(VersionRefused, match="cannot be read"):
+        read_version_record(tmp_path)
+    (tmp_path / VERSION_FILE).write_text(json.dumps({"version": 2}))
+    with pytest.raises(VersionRefused, match="needs version"):
+        read_version_record(tmp_path)
+    (tmp_path / VERSION_FILE).write_text(json.dumps(record().__dict__))
+    assert read_version_record(tmp_path) == record()
+
+
+def test_serve_without_dev_refuses_an_unregistered_version(chain, capsys, monkeypatch):
+    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(chain.deployments_dir))
+    assert main(["serve", "--model", "tiny", "--version", "9", "--rpc", chain.w3.provider.endpoint_uri]) == 1
+    assert "the ModelRegistry has no version 9" in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""`deepshard serve` and `deepshard verify-response`: run an inference node, check an answer's proof.
+
+    deepshard serve --dev --model tiny|smollm2-135m [--host H] [--port P]   a built-in model, no chain
+    deepshard serve --model smollm2-135m [--version N] [--weights DIR]       version N of the ModelRegistry
+        [--queue-size Q] [--max-body-bytes B] [--api-key KEY ...] [--threads T]
+    deepshard verify-response FILE --model NAME [--weights DIR] [--request REQ.json] [--replay] [--json]
+
+The server prints `serving deepshard-v<N> (weights 0x...) on http://H:P` once it accepts connections. API keys
+also come from $DEEPSHARD_API_KEYS (comma-separated). torch and the web stack are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+SERVE_HELP = "serve a model version through an OpenAI-compatible HTTP API (the inference node)"
+VERIFY_HELP = "check the deepshard_proof of a saved response against the weights, by one prefill"
+API_KEYS_ENV = "DEEPSHARD_API_KEYS"
+MAX_RESPONSE_FILE_BYTES = 64 << 20
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return number
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="smollm2-135m", help="base model: tiny or smollm2-135m (the genesis)")
+    parser.add_argument("--weights", type=Path, metavar="DIR", help="a version folder (see workers/serve/README.md)")
+    parser.add_argument("--version", type=_positive_int, default=1, help="the registry version served (default 1)")
+    parser.add_argument("--threads", type=_positive_int, help="torch intra-op threads (default: torch's)")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    _model_arguments(parser)
+    parser.add_argument("--dev", action="store_true", help="no chain: serve the model without the registry check")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--queue-size", type=_positive_int, default=16, help="requests admitted at once (429 above)")
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (413)")
+    parser.add_argument("--api-key", action="append", default=[], help="accept this bearer key (repeatable)")
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE", help="a saved response (JSON) or a proof alone")
+    _model_arguments(parser)
+    parser.add_argument("--request", type=Path, metavar="REQ", help="the request sent: its prompt must match")
+    parser.add_argument("--replay", action="store_true", help="also regenerate the tokens from the proof's seed")
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+
+def _load_engine(args: argparse.Namespace):
+    from ..ml.models import ModelError, as_base_model, load_base_model
+    from .engine import Engine
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        if args.weights is not None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model = AutoModelForCausalLM.from_pretrained(args.weights, dtype="float32", local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(args.weights, local_files_only=True)
+            base = as_base_model(args.model, model, tokenizer, "cpu")
+        else:
+            base = load_base_model(args.model, "cpu")
+    except (ModelError, OSError, ValueError) as exc:
+        from ..chain import ChainError
+
+        raise ChainError(f"cannot load the model: {exc}") from None
+    return Engine(base)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..chain import ChainClient
+    from .app import ServedVersion, create_app
+    from .registry import check_version, read_version_record
+
+    engine = _load_engine(args)
+    if not args.dev:
+        record = read_version_record(args.weights) if args.weights is not None else None
+        check_version(ChainClient(args.rpc), args.version, engine.weights_hash, record)
+    served = ServedVersion(args.version, engine.weights_hash, args.model)
+    keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+    app = create_app(engine, served, queue_size=args.queue_size, max_body_bytes=args.max_body_bytes, api_keys=keys)
+    announce = f"serving {served.model_id} (weights {served.weights_hash}) on http://{args.host}:{args.port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:  # only once the socket accepts connections
+                print(announce, flush=True)
+
+    Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", access_log=False)).run()
+    return 0
+
+
+def _read_json(path: Path, what: str) -> Any:
+    from ..chain import ChainError
+    from ..safejson import JsonRejected, parse_json
+
+    try:
+        return parse_json(path.read_bytes(), what=what, max_depth=64, max_bytes=MAX_RESPONSE_FILE_BYTES)
+    except OSError as exc:
+        raise ChainError(f"{path} cannot be read ({exc.strerror})") from None
+    except JsonRejected as exc:
+        raise ChainError(str(exc)) from None
+
+
+def _proofs_of(data: Any) -> list[Any]:
+    """The proofs in a saved response (every choice's `deepshard_proof`), or the file itself if it is one."""
+    if isinstance(data, dict) and isinstance(data.get("choices"), list):
+        return [c.get("deepshard_proof") for c in data["choices"] if isinstance(c, dict)]
+    return [data]
+
+
+def _request_prompt(engine, request: Any) -> list[int]:
+    if not isinstance(request, dict):
+        raise TypeError("the file must hold a JSON object")
+    if "messages" in request:
+        messages = [{"role": m["role"], "content": m["content"]} for m in request["messages"]]
+        return engine.chat_prompt(messages)
+    prompt = request.get("prompt")
+    return list(prompt) if isinstance(prompt, list) else engine.encode(str(prompt))
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ..chain import ChainError
+    from .proof import Proof, ProofError, verify
+
+    proofs = _proofs_of(_read_json(args.file, str(args.file)))
+    engine = _load_engine(args)
+    prompt = None
+    if args.request is not None:
+        try:
+            prompt = _request_prompt(engine, _read_json(args.request, str(args.request)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ChainError(f"{args.request}: not a chat or completion request ({exc})") from None
+    verdicts = []
+    for number, raw in enumerate(proofs):
+        try:
+            verdict = verify(engine, Proof.from_json(raw), prompt, replay=args.replay)
+        except ProofError as exc:
+            raise ChainError(f"choice {number}: {exc}") from None
+        verdicts.append(verdict)
+    accepted = bool(verdicts) and all(v.accepted for v in verdicts)
+    if args.json:
+        print(json.dumps({"accepted": accepted, "choices": [v.to_json() for v in verdicts]}))
+    else:
+        for number, verdict in enumerate(verdicts):
+            status = "verified" if verdict.accepted else "REJECTED: " + "; ".join(verdict.reasons)
+            print(f"choice {number}: {status}")
+    if not accepted:
+        print("error: the proof does not match these weights", file=sys.stderr)
+    return 0 if accepted else 1
