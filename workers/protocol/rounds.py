@@ -177,3 +177,17 @@ def evaluator_settlement(
     if coherent:
         return evaluator_payout * weight // coherent_weight, 0
     return 0, bond * incoherent_penalty_bps // BPS
+
+
+def trainer_settlement(
+    *, revealed: bool, finalized: bool, accepted: bool, trainer_penalty_: int, reward_per_trainer: int
+) -> tuple[int, int]:
+    """(reward, penalty) in wei when one trainer slot is settled (`finalize` for outliers and silent trainers,
+    `claimTrainer` for the rest): an accepted delta of a finalized round gets `reward_per_trainer` and its bond
+    back; an outlier, or a silent trainer in any ended round, loses `trainer_penalty_` (the round's
+    `trainerPenalty`); a trainer who revealed in a failed round gets its bond back and nothing else."""
+    if finalized and accepted:
+        return reward_per_trainer, 0
+    if finalized or not revealed:
+        return 0, trainer_penalty_
+    return 0, 0
