@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds clean
+	bench-throughput bench-rounds bench-economics clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -26,6 +26,7 @@ help:
 	@echo "make gas    measure gas and rewrite benchmarks/gas/snapshot.json"
 	@echo "make sizes  measure deployed bytecode sizes and rewrite benchmarks/size/snapshot.json"
 	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
+	@echo "make bench-economics   strategies against honest play on the protocol's rules (minutes)"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
@@ -108,6 +109,12 @@ bench-throughput: setup
 # A round with real workers: event-to-task latency and wall time by phase (Redis database 15, must be empty).
 bench-rounds: setup
 	$(BIN)/python -m benchmarks.rounds.run --model $(MODEL)
+
+# Mechanism economics: each strategy's profit against honest play, cartels' control of panels and the issue's
+# targets, on the fast model of the contracts' rules (it agrees with the contracts on anvil to the wei; ECONOMICS_ARGS
+# e.g. --onchain 2 replays a few strategies on anvil too): writes benchmarks/results/economics.json and a plot.
+bench-economics: setup
+	$(BIN)/python -m benchmarks.economics.run $(ECONOMICS_ARGS)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

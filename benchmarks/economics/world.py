@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -119,6 +121,12 @@ def rng_for(seed: int, *labels: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
+def random_for(seed: int, *labels: object) -> random.Random:
+    """Like `rng_for`, for the many small draws (a stdlib generator starts ~20x faster than numpy's)."""
+    digest = hashlib.sha256(repr((seed, *labels)).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
 def _clip(values: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in np.clip(values, INT32_MIN, INT32_MAX))
 
@@ -131,6 +139,7 @@ DELTA_KINDS = ("honest", "lazy", "poison_below", "poison_mixed")
 _KIND_SOURCE = {"lazy": "lazy", "poison_below": "poisoned_5pct", "poison_mixed": "poisoned_5pct"}
 
 
+@cache
 def true_fingerprint(seed: int, epoch: int, kind: str) -> tuple[int, ...]:
     """The fingerprint a perfect evaluator would measure for a delta of `kind` in this epoch's round."""
     base = rng_for(seed, epoch, "base").integers(-200_000, 200_000, K)
@@ -151,11 +160,12 @@ def true_fingerprint(seed: int, epoch: int, kind: str) -> tuple[int, ...]:
 def measured_fingerprint(seed: int, epoch: int, evaluator: str, truth: tuple[int, ...]) -> tuple[int, ...]:
     """What an honest evaluator reports for a delta whose true fingerprint is `truth`: plus rounded normal noise
     whose L1 size has the calibrated median (a normal's mean |x| is sigma * sqrt(2 / pi))."""
-    sigma = calibration().honest_median / K * np.sqrt(np.pi / 2)
-    noise = np.rint(rng_for(seed, epoch, "noise", evaluator, truth).normal(0.0, sigma, K)).astype(np.int64)
-    return _clip(np.asarray(truth, dtype=np.int64) + noise)
+    sigma = calibration().honest_median / K * math.sqrt(math.pi / 2)
+    rng = random_for(seed, epoch, "noise", evaluator, truth)
+    return tuple(min(max(value + round(rng.gauss(0.0, sigma)), INT32_MIN), INT32_MAX) for value in truth)
 
 
+@cache
 def dataset_scores(seed: int, epoch: int, kind: str) -> tuple[int, ...]:
     """The true five scores of this epoch's dataset: `good` data scores 45..95 per criterion (its quality
     varies, so always voting one fixed answer is sometimes wrong), `junk` 5..30."""
@@ -166,5 +176,5 @@ def dataset_scores(seed: int, epoch: int, kind: str) -> tuple[int, ...]:
 
 def curator_scores(seed: int, epoch: int, curator: str, truth: tuple[int, ...]) -> tuple[int, ...]:
     """An honest curator's reading of a dataset: the truth +-4 per criterion (L1 well inside the tolerance)."""
-    noise = rng_for(seed, epoch, "read", curator).integers(-4, 5, CRITERIA)
-    return tuple(int(v) for v in np.clip(np.asarray(truth) + noise, 0, MAX_SCORE))
+    rng = random_for(seed, epoch, "read", curator)
+    return tuple(min(max(value + rng.randint(-4, 4), 0), MAX_SCORE) for value in truth)

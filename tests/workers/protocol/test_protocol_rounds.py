@@ -102,6 +102,17 @@ def test_failures():
     assert one_delta.status == "Failed"
 
 
+def test_exactly_half_of_the_deltas_cannot_set_the_reference():
+    """Two of four deltas lying below the other two make the lower-median reference: with a strict majority rule
+    none is accepted and the round fails; three of five still decide (a slot majority is a Sybil matter)."""
+    below = tuple(v - 50_000 for v in HONEST)
+    half = judge([[below, below, HONEST, HONEST]], [1], **RULES)
+    assert half.reference == below and half.distances[:2] == (0, 0)
+    assert half.status == "Failed" and half.accepted_mask == 0 and half.best is None
+    majority = judge([[below, below, below, HONEST, HONEST]], [1], **RULES)
+    assert majority.status == "Finalized" and majority.accepted_mask == 0b00111
+
+
 @pytest.mark.parametrize(
     "reports, weights, message",
     [
