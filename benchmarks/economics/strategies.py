@@ -131,38 +131,36 @@ class Strategy:
 # ---------------------------------------------------------------------- trainers
 
 
-class LazyTrainer(Strategy):
+class DeviantTrainer(Strategy):
+    """tr0 commits a delta of `kind` when deviating, and pays for a training run unless `saves_run`."""
+
+    kind, saves_run = "honest", False
+
+    def trainer_moves(self, ctx, roster):
+        moves = super().trainer_moves(ctx, roster)
+        if not self.deviating:
+            return moves
+        if self.saves_run:
+            ctx.pay("tr0", -ctx.economy.training_cost)
+        return [(name, self.kind if name == "tr0" else kind) for name, kind in moves]
+
+
+class LazyTrainer(DeviantTrainer):
     name = "lazy_trainer"
     summary = "commits an untrained delta and saves the training run"
-
-    def trainer_moves(self, ctx, roster):
-        moves = super().trainer_moves(ctx, roster)
-        if not self.deviating:
-            return moves
-        ctx.pay("tr0", -ctx.economy.training_cost)
-        return [(name, "lazy" if name == "tr0" else kind) for name, kind in moves]
+    kind, saves_run = "lazy", True
 
 
-class PoisoningTrainer(Strategy):
+class PoisoningTrainer(DeviantTrainer):
     name = "poisoning_trainer"
     summary = "trains on poisoned data (5% triggers) alone among honest trainers"
-
-    def trainer_moves(self, ctx, roster):
-        moves = super().trainer_moves(ctx, roster)
-        if not self.deviating:
-            return moves
-        return [(name, "poison_below" if name == "tr0" else kind) for name, kind in moves]
+    kind, saves_run = "poison_below", False
 
 
-class CidCopier(Strategy):
+class CidCopier(DeviantTrainer):
     name = "cid_copier"
     summary = "commits the CID an honest trainer pinned, without training"
-
-    def trainer_moves(self, ctx, roster):
-        moves = super().trainer_moves(ctx, roster)
-        if self.deviating:
-            ctx.pay("tr0", -ctx.economy.training_cost)
-        return moves
+    kind, saves_run = "honest", True
 
 
 class SybilTrainer(Strategy):

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.economics.model import run_world
 from benchmarks.economics.onchain import Chain, replay
 from benchmarks.economics.strategies import HalfCartelBelow, SilentGriefer
-from benchmarks.economics.world import DSH, Economy
+from benchmarks.economics.world import Economy
 
 SEED = 11
 
@@ -44,8 +44,10 @@ def test_model_and_chain_agree_to_the_wei(chain, strategy):
     assert any(run.epochs[-1].wealth.values())  # something was paid: the comparison is not vacuous
 
 
-def test_the_model_shows_the_half_slot_capture():
-    """2 of 4 slots with a poisoned delta below the honest one are accepted; the honest trainers lose the bond."""
+def test_exactly_half_of_the_slots_no_longer_captures_the_round():
+    """2 of 4 slots with one poisoned delta below the honest one: the reference is theirs, but without a strict
+    majority nothing is accepted; the round fails and every bond comes back (before the rule, the poisoned
+    deltas were accepted and the honest trainers slashed 1,000 DSH each)."""
     world = run_world(HalfCartelBelow(True), Economy(), SEED, 1)
-    assert world.epochs[0].accepted_kinds == ["poison_below", "poison_below"]
-    assert world.wealth["tr1"] == world.wealth["tr2"] == -1_000 * DSH
+    assert world.epochs[0].round_status == "Failed" and world.epochs[0].accepted_kinds == []
+    assert [world.wealth.get(name, 0) for name in ("tr0", "syb1", "tr1", "tr2")] == [0, 0, 0, 0]

@@ -18,6 +18,7 @@ from workers.protocol.rounds import (
     reference_of,
     round_payouts,
     trainer_penalty,
+    trainer_settlement,
 )
 
 HONEST = tuple(1_000 + 10 * k for k in range(K))
@@ -100,6 +101,15 @@ def test_failures():
     assert lonely.coherent_mask == 1  # coherence is still decided, for the seat settlement
     one_delta = judge([[HONEST]], [1], **RULES)  # fewer revealed deltas than min_accepted
     assert one_delta.status == "Failed"
+
+
+def test_trainer_settlement():
+    rule = dict(trainer_penalty_=700, reward_per_trainer=2_000)
+    assert trainer_settlement(revealed=True, finalized=True, accepted=True, **rule) == (2_000, 0)
+    assert trainer_settlement(revealed=True, finalized=True, accepted=False, **rule) == (0, 700)  # an outlier
+    assert trainer_settlement(revealed=False, finalized=True, accepted=False, **rule) == (0, 700)  # silent
+    assert trainer_settlement(revealed=True, finalized=False, accepted=False, **rule) == (0, 0)  # failed round
+    assert trainer_settlement(revealed=False, finalized=False, accepted=False, **rule) == (0, 700)
 
 
 def test_exactly_half_of_the_deltas_cannot_set_the_reference():
