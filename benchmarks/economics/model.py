@@ -43,7 +43,7 @@ class EpochRecord:
     round_status: str
     evaluator_panel: list[str]
     accepted_kinds: list[str]
-    wealth: dict[str, int] = field(default_factory=dict)  # on-chain wealth change since the start, wei
+    wealth: dict[str, int] = field(default_factory=dict)  # non-zero on-chain wealth changes since the start, wei
     costs: dict[str, int] = field(default_factory=dict)  # off-chain costs paid since the start, wei
 
 
@@ -99,7 +99,7 @@ def run_epoch(
         round_status,
         evaluator_panel,
         accepted,
-        dict(world.wealth),
+        {name: value for name, value in world.wealth.items() if value},
         dict(world.ctx.costs),
     )
     world.epochs.append(record)

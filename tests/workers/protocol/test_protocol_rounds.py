@@ -73,9 +73,14 @@ def test_best_is_the_earliest_on_a_tie_and_ties_at_the_tolerance_are_accepted():
     deltas = [shifted(HONEST, 1), shifted(HONEST, -1), HONEST]
     outcome = judge([deltas], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
     assert outcome.reference == HONEST and outcome.distances == (K, K, 0) and outcome.best == 2
-    tie = judge([deltas[:2]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
-    assert tie.reference == shifted(HONEST, -1) and tie.distances == (2 * K, 0) and tie.best == 1
-    assert judge([deltas], [5], tolerance=K - 1, evaluator_tolerance=0, min_accepted=1).accepted_mask == 0b100
+    tie = judge([[*deltas, HONEST]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert tie.reference == HONEST and tie.distances == (K, K, 0, 0) and tie.best == 2
+    assert tie.accepted_mask == 0b1111  # at the tolerance is within it
+    # Two deltas 2K apart: the lower one is the reference, but one of two is no strict majority.
+    split = judge([deltas[:2]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert split.reference == shifted(HONEST, -1) and split.distances == (2 * K, 0) and split.status == "Failed"
+    closer = judge([[*deltas, HONEST, HONEST]], [5], tolerance=K - 1, evaluator_tolerance=0, min_accepted=1)
+    assert closer.accepted_mask == 0b11100  # just past the tolerance is outside it
 
 
 def test_weighted_evaluators_and_incoherence():
