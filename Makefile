@@ -111,8 +111,8 @@ bench-rounds: setup
 	$(BIN)/python -m benchmarks.rounds.run --model $(MODEL)
 
 # Mechanism economics: each strategy's profit against honest play, cartels' control of panels and the issue's
-# targets, on the fast model of the contracts' rules (it agrees with the contracts on anvil to the wei; ECONOMICS_ARGS
-# e.g. --onchain 2 replays a few strategies on anvil too): writes benchmarks/results/economics.json and a plot.
+# targets, on the fast model of the contracts' rules (tests/workers/protocol/test_economics.py checks it against the
+# contracts on anvil to the wei; ECONOMICS_ARGS e.g. --epochs 120): writes benchmarks/results/economics.json and a plot.
 bench-economics: setup
 	$(BIN)/python -m benchmarks.economics.run $(ECONOMICS_ARGS)
 

@@ -1,7 +1,6 @@
 """`make bench-economics`: every strategy's profit against honest play, cartels' control probabilities, and the
 issue's targets, on the fast model (which the on-chain runner matches to the wei: tests/workers/protocol/
-test_economics.py); `--onchain N` also plays N epochs of a few strategies on anvil and checks the model against
-them. Writes benchmarks/results/economics.json, economics.png and benchmarks/economics/README.md's tables.
+test_economics.py). Writes benchmarks/results/economics.json, economics.png and benchmarks/economics/README.md's tables.
 
 Profit is on-chain wealth (DSH balance plus stake) less the off-chain cost of the work done, summed over the
 party's addresses. For a strategy, `relative_profit_per_stake` is (p_dev - p_honest) / |p_honest| where p is the
@@ -15,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -28,7 +26,7 @@ from workers.protocol.constants import DRAWS_PER_SEAT, MAX_CURATORS, MAX_EVALUAT
 from workers.protocol.sortition import draw_panel
 
 from .model import World, run_world
-from .strategies import Strategy, all_strategies
+from .strategies import all_strategies
 from .world import DSH, SWEPT, Economy
 
 HERE = Path(__file__).resolve().parent
@@ -165,7 +163,7 @@ def _band_task(args):
     return measure((name, kwargs, economy, seed, epochs))["relative_profit_per_stake"]["ci95_high"]
 
 
-def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int, onchain: int) -> dict:
+def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) -> dict:
     started = time.monotonic()
     economy = Economy()
     entries = all_strategies()
@@ -247,37 +245,9 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int, on
         "one_draw_one_vote_control_proposed": proposed,
         "targets": targets,
     }
-    if onchain:
-        report["onchain_check"] = onchain_check(onchain, seed)
     report["date"] = utc_now()
     report["run_seconds"] = round(time.monotonic() - started, 1)
     return report
-
-
-def onchain_check(epochs: int, seed: int) -> dict:
-    """Plays a few strategies' paired worlds on anvil and compares each participant's wealth with the model."""
-    from .onchain import Chain, replay
-    from .strategies import EvaluatorCartel, HalfCartelBelow, SybilTrainer
-
-    chosen = [(Strategy, {}), (SybilTrainer, {}), (HalfCartelBelow, {}), (EvaluatorCartel, {"share": 0.45})]
-    checked = {}
-    with tempfile.TemporaryDirectory() as folder:
-        chain = Chain.start(Economy(), Path(folder), spare=epochs)
-        try:
-            for cls, kwargs in chosen:
-                for deviating in (False, True):
-                    run_ = chain.run(cls(deviating, **kwargs), seed, epochs)
-                    model = replay(chain, cls(deviating, **kwargs), run_, seed)
-                    same = all(a.wealth == b.wealth for a, b in zip(run_.epochs, model.epochs, strict=True))
-                    party = cls(deviating, **kwargs)
-                    party.roster(Economy())
-                    checked[f"{party.name}:{'deviating' if deviating else 'honest'}"] = {
-                        "agrees_to_the_wei": same,
-                        "party_wealth_change_dsh": sum(run_.epochs[-1].wealth.get(n, 0) for n in party.party) / DSH,
-                    }
-        finally:
-            chain.stop()
-    return checked
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -287,11 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=1_000, help="panels drawn per cartel share")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--onchain", type=int, default=0, help="epochs per world of the on-chain check (0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "economics.json")
     parser.add_argument("--before", type=Path, help="an earlier economics.json, plotted as 'before'")
     args = parser.parse_args(argv)
-    report = run(args.epochs, args.band_epochs, args.samples, args.seed, args.workers, args.onchain)
+    report = run(args.epochs, args.band_epochs, args.samples, args.seed, args.workers)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     from .plot import plot, readme_tables
 
