@@ -14,7 +14,7 @@ BROWNIE := $(BIN)/brownie
 CONTRACT_TESTS := tests/contracts
 
 .PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
-	bench-throughput bench-rounds bench-validation bench-shards bench-serve clean
+	bench-throughput bench-rounds bench-validation bench-shards bench-serve bench-economics clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
 MODEL ?= tiny
@@ -27,6 +27,7 @@ help:
 	@echo "make sizes  measure deployed bytecode sizes and rewrite benchmarks/size/snapshot.json"
 	@echo "make bench-verify [MODEL=smollm2-135m]   fingerprint verification benchmark"
 	@echo "make bench-shards [MODEL=smollm2-135m]   shard, seal, pin and assemble throughput"
+	@echo "make bench-economics   strategies against honest play on the protocol's rules (minutes)"
 
 setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8.26 build/.compiled
 
@@ -122,6 +123,11 @@ bench-shards: setup
 # 1/4/8 clients: writes benchmarks/results/serve.json (serve-MODEL.json for other models).
 bench-serve: setup
 	$(BIN)/python -m benchmarks.serve.run --model $(MODEL)
+# Mechanism economics: each strategy's profit against honest play, cartels' control of panels and the issue's
+# targets, on the fast model of the contracts' rules (tests/workers/protocol/test_economics.py checks it against the
+# contracts on anvil to the wei; ECONOMICS_ARGS e.g. --epochs 120): writes benchmarks/results/economics.json and a plot.
+bench-economics: setup
+	$(BIN)/python -m benchmarks.economics.run $(ECONOMICS_ARGS)
 
 clean:
 	rm -rf build reports .solcx $(VENV) node_modules

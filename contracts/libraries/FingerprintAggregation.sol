@@ -12,7 +12,8 @@ uint256 constant FINGERPRINT_LENGTH = 16;
 /// @notice How a training round judges its deltas from the evaluators' curvature fingerprints (K = 16 int32 per
 ///         delta): per delta and coordinate, the lower stake-weighted median over the evaluators is the delta's
 ///         consensus fingerprint; the coordinate-wise lower median over the deltas' consensus is the reference;
-///         a delta within `tolerance` (L1) of the reference is accepted, and an evaluator within
+///         a delta within `tolerance` (L1) of the reference is accepted if more than half of the revealed deltas
+///         are (else none is: exactly half of the slots must not set the reference), and an evaluator within
 ///         `evaluatorTolerance` of the consensus on every delta is coherent.
 /// @dev An externally linked library (public functions, called by DELEGATECALL): TrainingRounds keeps its
 ///      bytecode room, and what crosses the boundary stays small (CodeStore pointers, seats and weights in;
@@ -34,7 +35,7 @@ library FingerprintAggregation {
     struct Judgement {
         uint256 coherentMask; // bit s: the evaluator in seat s is within evaluatorTolerance on every delta
         uint256 coherentWeight; // the coherent evaluators' summed weight
-        uint256 acceptedMask; // bit d: delta d is within tolerance of the reference
+        uint256 acceptedMask; // bit d: delta d is accepted (within tolerance, with a strict majority of the deltas)
         uint256 acceptedCount;
         uint256 best; // the accepted delta closest to the reference (the earliest revealed on a tie), else 0
     }
@@ -88,7 +89,8 @@ library FingerprintAggregation {
     }
 
     /// @notice Judges a round: the evaluators' consensus per delta, their coherence, and each delta's distance to
-    ///         the reference, emitted as DeltaJudged (see the library's notice).
+    ///         the reference, emitted as DeltaJudged with whether it is within tolerance (see the library's notice;
+    ///         `acceptedMask` is empty unless more than half of the deltas are).
     /// @param round The round, for its DeltaJudged events (emitted from the caller: this runs by DELEGATECALL).
     /// @param seats Each revealed evaluator's seat, for `coherentMask`.
     /// @param stores Each revealed evaluator's blob (from `store`, as the low 20 bytes), `deltas` fingerprints each.
@@ -125,6 +127,9 @@ library FingerprintAggregation {
             ++judgement.acceptedCount;
             if (distance < bestDistance) (bestDistance, judgement.best) = (distance, delta);
         }
+        // The reference is a lower median: half the deltas, lying below the rest, set it alone. A verdict
+        // needs a strict majority of the revealed deltas within tolerance; otherwise none is accepted.
+        if (2 * judgement.acceptedCount <= deltas) (judgement.acceptedMask, judgement.acceptedCount) = (0, 0);
     }
 
     /// @dev Reads every fingerprint once into flat memory indexed `(e * deltas + d) * K + k`, so that the

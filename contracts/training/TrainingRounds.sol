@@ -19,7 +19,8 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 ///         reveal. A stake-weighted panel of up to 9 evaluators commits, then reveals, one probability-curvature
 ///         fingerprint of K = 16 integers per revealed delta. Per delta the coordinate-wise stake-weighted
 ///         median over evaluators is its fingerprint; the coordinate-wise median over deltas is the reference;
-///         a delta within `tolerance` (L1) of the reference is accepted. Outliers and silent trainers are
+///         a delta within `tolerance` (L1) of the reference is accepted when more than half of the revealed
+///         deltas are (exactly half cannot set the reference). Outliers and silent trainers are
 ///         slashed; accepted trainers split that plus the round's emission; the accepted delta closest to the
 ///         reference becomes the next version.
 /// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows,

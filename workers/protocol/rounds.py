@@ -5,7 +5,8 @@ lower stake-weighted median over the evaluators is the delta's consensus fingerp
 iff, for every delta, the L1 distance of its fingerprint to the consensus is within `evaluator_tolerance`.
 The reference is the coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; a
 delta is accepted iff its L1 distance to the reference is within `tolerance`; the best is the accepted delta
-closest to it (the earliest revealed on a tie). Fewer than `min_accepted` accepted: the round fails.
+closest to it (the earliest revealed on a tie). Accepted deltas need a strict majority: when at most half of
+the revealed deltas are within tolerance, none is accepted. Fewer than `min_accepted` accepted: the round fails.
 
 What a committed participant risks is fixed when the round opens: the trainer bond and its outlier slash
 (`getRound`'s `trainerBond` and `trainerPenalty`) and the evaluator panel's penalty rates. A governance change
@@ -102,7 +103,8 @@ def judge(
     distances = tuple(fingerprint_distance(fp, reference) for fp in consensus)
     accepted = [d for d, distance in enumerate(distances) if distance <= tolerance]
     coherent_mask = sum(1 << i for i, ok in enumerate(coherent) if ok)
-    if len(accepted) < min_accepted:
+    # A lower median lets exactly half of the deltas, lying below the others, set the reference alone.
+    if len(accepted) < min_accepted or 2 * len(accepted) <= len(distances):
         return Judgement("Failed", consensus, reference, distances, 0, None, coherent_mask, coherent_weight)
     best = min(accepted, key=lambda d: (distances[d], d))
     return Judgement(
@@ -177,3 +179,17 @@ def evaluator_settlement(
     if coherent:
         return evaluator_payout * weight // coherent_weight, 0
     return 0, bond * incoherent_penalty_bps // BPS
+
+
+def trainer_settlement(
+    *, revealed: bool, finalized: bool, accepted: bool, trainer_penalty_: int, reward_per_trainer: int
+) -> tuple[int, int]:
+    """(reward, penalty) in wei when one trainer slot is settled (`finalize` for outliers and silent trainers,
+    `claimTrainer` for the rest): an accepted delta of a finalized round gets `reward_per_trainer` and its bond
+    back; an outlier, or a silent trainer in any ended round, loses `trainer_penalty_` (the round's
+    `trainerPenalty`); a trainer who revealed in a failed round gets its bond back and nothing else."""
+    if finalized and accepted:
+        return reward_per_trainer, 0
+    if finalized or not revealed:
+        return 0, trainer_penalty_
+    return 0, 0

@@ -207,6 +207,27 @@ def test_too_few_accepted_fail_the_round(rounds, registry, trainers, evaluators,
     assert all(registry.lockedOf(t, TRAINER) == 0 and registry.stakeOf(t, TRAINER) == 2 * TRAINER_BOND for t in crew)
 
 
+def test_exactly_half_of_the_deltas_cannot_set_the_reference(
+    rounds, registry, trainers, evaluators, open_round, train, evaluate
+):
+    """Two of four deltas lie below the honest two on every coordinate: they are the lower-median reference and
+    within tolerance of it, but not a strict majority, so nothing is accepted, the round fails and every
+    trainer who revealed gets its bond back (no poisoned version, no honest trainer slashed)."""
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"half-{i}") for i, t in enumerate(crew)})
+    below = [v - 50_000 for v in HONEST]
+    tx_reports = reports_for(evaluators, [below, HONEST, below, HONEST])
+    evaluate(round_id, tx_reports)
+    tx = rounds.finalize(round_id)
+    judged = {e["delta"]: e["accepted"] for e in tx.events["DeltaJudged"]}
+    assert judged == {0: True, 1: False, 2: True, 3: False}  # the verdicts against the reference
+    assert tx.events["RoundFinalized"]["status"] == FAILED and tx.events["RoundFinalized"]["acceptedMask"] == 0
+    for trainer in crew:
+        rounds.claimTrainer(round_id, {"from": trainer})
+    assert all(registry.lockedOf(t, TRAINER) == 0 and registry.stakeOf(t, TRAINER) == 2 * TRAINER_BOND for t in crew)
+
+
 def test_open_round_rules(rounds, accepted_datasets, informant, open_round):
     with reverts("BatchSize", 0):
         rounds.openRound([], SPEC_HASH, {"from": informant})

@@ -18,6 +18,7 @@ from workers.protocol.rounds import (
     reference_of,
     round_payouts,
     trainer_penalty,
+    trainer_settlement,
 )
 
 HONEST = tuple(1_000 + 10 * k for k in range(K))
@@ -72,9 +73,14 @@ def test_best_is_the_earliest_on_a_tie_and_ties_at_the_tolerance_are_accepted():
     deltas = [shifted(HONEST, 1), shifted(HONEST, -1), HONEST]
     outcome = judge([deltas], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
     assert outcome.reference == HONEST and outcome.distances == (K, K, 0) and outcome.best == 2
-    tie = judge([deltas[:2]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
-    assert tie.reference == shifted(HONEST, -1) and tie.distances == (2 * K, 0) and tie.best == 1
-    assert judge([deltas], [5], tolerance=K - 1, evaluator_tolerance=0, min_accepted=1).accepted_mask == 0b100
+    tie = judge([[*deltas, HONEST]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert tie.reference == HONEST and tie.distances == (K, K, 0, 0) and tie.best == 2
+    assert tie.accepted_mask == 0b1111  # at the tolerance is within it
+    # Two deltas 2K apart: the lower one is the reference, but one of two is no strict majority.
+    split = judge([deltas[:2]], [5], tolerance=K, evaluator_tolerance=0, min_accepted=1)
+    assert split.reference == shifted(HONEST, -1) and split.distances == (2 * K, 0) and split.status == "Failed"
+    closer = judge([[*deltas, HONEST, HONEST]], [5], tolerance=K - 1, evaluator_tolerance=0, min_accepted=1)
+    assert closer.accepted_mask == 0b11100  # just past the tolerance is outside it
 
 
 def test_weighted_evaluators_and_incoherence():
@@ -100,6 +106,26 @@ def test_failures():
     assert lonely.coherent_mask == 1  # coherence is still decided, for the seat settlement
     one_delta = judge([[HONEST]], [1], **RULES)  # fewer revealed deltas than min_accepted
     assert one_delta.status == "Failed"
+
+
+def test_trainer_settlement():
+    rule = dict(trainer_penalty_=700, reward_per_trainer=2_000)
+    assert trainer_settlement(revealed=True, finalized=True, accepted=True, **rule) == (2_000, 0)
+    assert trainer_settlement(revealed=True, finalized=True, accepted=False, **rule) == (0, 700)  # an outlier
+    assert trainer_settlement(revealed=False, finalized=True, accepted=False, **rule) == (0, 700)  # silent
+    assert trainer_settlement(revealed=True, finalized=False, accepted=False, **rule) == (0, 0)  # failed round
+    assert trainer_settlement(revealed=False, finalized=False, accepted=False, **rule) == (0, 700)
+
+
+def test_exactly_half_of_the_deltas_cannot_set_the_reference():
+    """Two of four deltas lying below the other two make the lower-median reference: with a strict majority rule
+    none is accepted and the round fails; three of five still decide (a slot majority is a Sybil matter)."""
+    below = tuple(v - 50_000 for v in HONEST)
+    half = judge([[below, below, HONEST, HONEST]], [1], **RULES)
+    assert half.reference == below and half.distances[:2] == (0, 0)
+    assert half.status == "Failed" and half.accepted_mask == 0 and half.best is None
+    majority = judge([[below, below, below, HONEST, HONEST]], [1], **RULES)
+    assert majority.status == "Finalized" and majority.accepted_mask == 0b00111
 
 
 @pytest.mark.parametrize(

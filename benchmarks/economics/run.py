@@ -1,0 +1,275 @@
+"""`make bench-economics`: every strategy's profit against honest play, cartels' control probabilities, and the
+issue's targets, on the fast model (which the on-chain runner matches to the wei: tests/workers/protocol/
+test_economics.py). Writes benchmarks/results/economics.json, economics.png and benchmarks/economics/README.md's tables.
+
+Profit is on-chain wealth (DSH balance plus stake) less the off-chain cost of the work done, summed over the
+party's addresses. For a strategy, `relative_profit_per_stake` is (p_dev - p_honest) / |p_honest| where p is the
+party's mean profit per epoch per wei it puts at risk, in paired worlds (same seeds, same data, same noise;
+the honest world is the party playing honestly); its 95% interval is a percentile bootstrap over epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from eth_utils import keccak
+
+from benchmarks import RESULTS_DIR, utc_now
+from workers.protocol.constants import DRAWS_PER_SEAT, MAX_CURATORS, MAX_EVALUATORS
+from workers.protocol.sortition import draw_panel
+
+from .model import World, run_world
+from .strategies import all_strategies
+from .world import DSH, SWEPT, Economy
+
+HERE = Path(__file__).resolve().parent
+BOOTSTRAP = 2_000
+#: Strategies that do no work (the 0.5x target).
+NO_WORK = ("lazy_trainer", "cid_copier", "herding_curator")
+SHARES = (0.05, 0.10, 0.20, 0.30, 0.40, 0.45, 0.50)
+
+
+def _profits(world: World, party: tuple[str, ...]) -> np.ndarray:
+    """Party profit per epoch (wei, as float)."""
+    totals = [sum(r.wealth.get(n, 0) - r.costs.get(n, 0) for n in party) for r in world.epochs]
+    return np.diff(np.asarray([0, *totals], dtype=float))
+
+
+def _runs(world: World, party: tuple[str, ...]) -> float:
+    """Training runs the party paid for per epoch."""
+    paid = sum(world.epochs[-1].costs.get(n, 0) for n in party if n.startswith(("tr", "syb")))
+    return paid / world.economy.training_cost / len(world.epochs)
+
+
+def _relative(dev: np.ndarray, hon: np.ndarray, dev_scale: float, hon_scale: float, seed: int) -> dict:
+    """Mean and 95% bootstrap interval of (mean(dev)/dev_scale - mean(hon)/hon_scale) / |mean(hon)/hon_scale|."""
+
+    def stat(d, h):
+        base = h.mean(axis=-1) / hon_scale
+        return (d.mean(axis=-1) / dev_scale - base) / np.abs(base)
+
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(dev), (BOOTSTRAP, len(dev)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = float(stat(dev, hon))
+        samples = stat(dev[index], hon[index])
+    samples = samples[np.isfinite(samples)]
+    low, high = np.percentile(samples, [2.5, 97.5]) if len(samples) else (math.nan, math.nan)
+    return {"mean": round(mean, 4), "ci95_low": round(float(low), 4), "ci95_high": round(float(high), 4)}
+
+
+def measure(task: tuple[str, dict, Economy, int, int]) -> dict:
+    """One strategy's paired worlds: its relative profit per stake (and per run), in DSH per epoch too."""
+    name, kwargs, economy, seed, epochs = task
+    cls = dict((n, c) for n, c, _ in all_strategies())[name]
+    honest, deviating = cls(False, **kwargs), cls(True, **kwargs)
+    h_world = run_world(honest, economy, seed, epochs)
+    d_world = run_world(deviating, economy, seed, epochs)
+    h, d = _profits(h_world, honest.party), _profits(d_world, deviating.party)
+    h_stake, d_stake = honest.party_stake(h_world.roster, economy), deviating.party_stake(d_world.roster, economy)
+    result = {
+        "summary": deviating.summary,
+        "relative_profit_per_stake": _relative(d, h, d_stake, h_stake, seed),
+        "profit_per_epoch_dsh": {"honest": round(h.mean() / DSH, 2), "deviating": round(d.mean() / DSH, 2)},
+        "stake_dsh": {"honest": h_stake / DSH, "deviating": d_stake / DSH},
+    }
+    if deviating.per_run:
+        runs_h, runs_d = _runs(h_world, honest.party), _runs(d_world, deviating.party)
+        result["training_runs_per_epoch"] = {"honest": runs_h, "deviating": runs_d}
+        result["relative_profit_per_run"] = _relative(d, h, runs_d, runs_h, seed)
+    if name == "silent_griefer":
+        others = {n for w in (h_world, d_world) for r in w.epochs for n in r.wealth} - set(deviating.party)
+        damage = float(_profits(h_world, tuple(others)).sum() - _profits(d_world, tuple(others)).sum())
+        cost = float(h.sum() - d.sum())
+        result["griefing"] = {"cost_dsh": round(cost / DSH, 2), "damage_dsh": round(damage / DSH, 2)}
+    return result
+
+
+def control_probability(share: float, split: bool, samples: int, seed: int, *, strict: bool) -> float:
+    """Probability that a cartel holding `share` of the evaluator pool (one address, or honest-sized addresses)
+    holds half (`strict`: more than half) of a drawn panel's weight: then the lower weighted median of every
+    coordinate is its value (a half below the others; more than half either way)."""
+    economy = Economy()
+    bonds = {f"eva{i}": economy.evaluator_bond(i) for i in range(economy.evaluators)}
+    pool = sum(bonds.values())
+    total = int(pool * share / (1 - share))
+    count = max(1, round(total / (pool / len(bonds)))) if split else 1
+    cartel = {f"cart{i}": total // count for i in range(count)}
+    bonds |= cartel
+    members = list(bonds)
+    hits = 0
+    for draw in range(samples):
+        panel = draw_panel(
+            keccak(repr((seed, share, split, draw)).encode()),
+            members,
+            bonds,
+            None,
+            MAX_EVALUATORS,
+            DRAWS_PER_SEAT * MAX_EVALUATORS,
+        )
+        mine = sum(bonds[m] for m in panel if m in cartel)
+        weight = sum(bonds[m] for m in panel)
+        hits += 2 * mine > weight if strict else 2 * mine >= weight
+    return hits / samples
+
+
+def reroll_capture(share: float, rerolls: int, samples: int, seed: int) -> float:
+    """Probability that an informant's colluding curators (`share` of a 30-curator pool, as honest-sized
+    addresses) hold half a panel's weight, when the informant may skip up to `rerolls` panels it computed."""
+    economy = Economy()
+    honest = {f"cur{i}": economy.curator_bond(i % 7) for i in range(30)}
+    pool = sum(honest.values())
+    unit = pool // len(honest)
+    count = max(1, round(pool * share / (1 - share) / unit))
+    colluders = {f"col{i}": unit for i in range(count)}
+    bonds = honest | colluders
+    members = list(bonds)
+    hits = 0
+    for draw in range(samples):
+        for attempt in range(rerolls + 1):
+            panel = draw_panel(
+                keccak(repr((seed, share, draw, attempt)).encode()),
+                members,
+                bonds,
+                "inf",
+                MAX_CURATORS,
+                DRAWS_PER_SEAT * MAX_CURATORS,
+            )
+            mine = sum(bonds[m] for m in panel if m in colluders)
+            if 2 * mine >= sum(bonds[m] for m in panel):
+                hits += 1
+                break
+    return hits / samples
+
+
+def binomial_control(share: float, draws: int) -> float:
+    """Under the proposed one-draw-one-vote rule (draws with replacement, each draw one vote; not the contracts'
+    rule today), the probability that a cartel with `share` of the stake wins at least half of `draws` votes:
+    a binomial tail, the same whether the cartel holds one address or many."""
+    return sum(
+        math.comb(draws, k) * share**k * (1 - share) ** (draws - k) for k in range(math.ceil(draws / 2), draws + 1)
+    )
+
+
+def _band_task(args):
+    name, kwargs, economy, seed, epochs = args
+    return measure((name, kwargs, economy, seed, epochs))["relative_profit_per_stake"]["ci95_high"]
+
+
+def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) -> dict:
+    started = time.monotonic()
+    economy = Economy()
+    entries = all_strategies()
+    tasks = [(name, kwargs, economy, seed, epochs) for name, _, kwargs in entries]
+    with ProcessPoolExecutor(workers) as pool:
+        results = dict(zip([t[0] for t in tasks], pool.map(measure, tasks), strict=True))
+        bands: dict[str, float] = {}
+        band_tasks = []
+        for parameter in SWEPT:
+            for factor in (0.5, 1.5):
+                scaled = economy.scaled(parameter, factor)
+                for name, _, kwargs in entries:
+                    if name in ("honest", "stake_splitter", "stake_merger"):
+                        continue
+                    band_tasks.append((f"{parameter}x{factor}", name, (name, kwargs, scaled, seed, band_epochs)))
+        for (band, name, _), high in zip(band_tasks, pool.map(_band_task, [t[2] for t in band_tasks]), strict=True):
+            key = f"{name}@{band}"
+            bands[key] = high
+    control = {
+        f"{'split' if split else 'one'}_{round(share * 100)}": {
+            "at_least_half": control_probability(share, split, samples, seed, strict=False),
+            "more_than_half": control_probability(share, split, samples, seed, strict=True),
+        }
+        for share in SHARES
+        for split in (False, True)
+    }
+    reroll = {
+        f"{round(share * 100)}%": {str(r): reroll_capture(share, r, samples // 2, seed) for r in (0, 1, 3)}
+        for share in (0.10, 0.20, 0.30)
+    }
+    proposed = {
+        f"{round(share * 100)}": {"9_draws": binomial_control(share, 9), "15_draws": binomial_control(share, 15)}
+        for share in SHARES
+    }
+    deviations = {n: r for n, r in results.items() if n not in ("honest", "stake_splitter", "stake_merger")}
+    worst_name = max(deviations, key=lambda n: deviations[n]["relative_profit_per_stake"]["ci95_high"])
+    worst_band = max(bands, key=lambda k: bands[k]) if bands else worst_name
+    worst = max(deviations[worst_name]["relative_profit_per_stake"]["ci95_high"], bands.get(worst_band, -math.inf))
+    no_work = max(1 + results[n]["relative_profit_per_stake"]["mean"] for n in NO_WORK)
+    sybil = 1 + results["sybil_trainer"]["relative_profit_per_run"]["mean"]
+    split_merge = max(abs(results[n]["relative_profit_per_stake"]["mean"]) for n in ("stake_splitter", "stake_merger"))
+    control_30 = max(v["at_least_half"] for k, v in control.items() if int(k.split("_")[1]) <= 30)
+    reroll_gain = max(v["3"] - v["0"] for v in reroll.values())
+    griefing = results["silent_griefer"]["griefing"]
+    ratio = griefing["cost_dsh"] / griefing["damage_dsh"] if griefing["damage_dsh"] > 0 else math.inf
+    targets = {
+        "every_deviation_below_honest": {
+            "value": worst,
+            "limit": 0.0,
+            "met": worst < 0,
+            "worst": worst_name
+            if worst == deviations[worst_name]["relative_profit_per_stake"]["ci95_high"]
+            else worst_band,
+        },
+        "no_work_at_most_half_of_honest": {"value": round(no_work, 4), "limit": 0.5, "met": no_work <= 0.5},
+        "sybil_per_run_at_most_honest": {"value": round(sybil, 4), "limit": 1.0, "met": sybil <= 1.0},
+        "split_or_merge_within_1pct": {"value": round(split_merge, 4), "limit": 0.01, "met": split_merge <= 0.01},
+        "cartel_30pct_controls_at_most_1pct": {"value": control_30, "limit": 0.01, "met": control_30 <= 0.01},
+        "informant_cannot_choose_panel": {"value": round(reroll_gain, 4), "limit": 0.0, "met": reroll_gain <= 0},
+        "griefing_costs_twice_the_damage": {
+            "value": ratio if math.isfinite(ratio) else "inf",
+            "limit": 2.0,
+            "met": ratio >= 2,
+        },
+    }
+    report = {
+        "epochs": epochs,
+        "band_epochs": band_epochs,
+        "seed": seed,
+        "economy": {
+            k: (v / DSH if isinstance(v, int) and v >= DSH else v)
+            for k, v in vars(economy).items()
+            if k not in ("data", "rounds")
+        },
+        "strategies": results,
+        "bands_ci95_high": bands,
+        "evaluator_panel_control": control,
+        "informant_reroll_capture": reroll,
+        "one_draw_one_vote_control_proposed": proposed,
+        "targets": targets,
+    }
+    report["date"] = utc_now()
+    report["run_seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=60, help="epochs per world of each strategy")
+    parser.add_argument("--band-epochs", type=int, default=6, help="epochs per world in the +-50%% parameter bands")
+    parser.add_argument("--samples", type=int, default=1_000, help="panels drawn per cartel share")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "economics.json")
+    parser.add_argument("--before", type=Path, help="an earlier economics.json, plotted as 'before'")
+    args = parser.parse_args(argv)
+    report = run(args.epochs, args.band_epochs, args.samples, args.seed, args.workers)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    from .plot import plot, readme_tables
+
+    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before else None
+    plot(report, before, args.out.with_suffix(".png"))
+    readme_tables(report, before, HERE / "README.md")
+    for name, target in report["targets"].items():
+        print(f"{name}: {target['value']} (limit {target['limit']}) {'met' if target['met'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
