@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import requests
 from eth_typing import HexStr
@@ -33,7 +32,11 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 from .accounts import LocalSigner, Signer
 from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
+from .endpoint import DEFAULT_RPC_URL as DEFAULT_RPC_URL
+from .endpoint import RPC_URL_ENV as RPC_URL_ENV
+from .endpoint import default_rpc_url, display_url, normalise_rpc_url
 from .errors import (
+    InvalidRequest,
     NoDeployment,
     NodeUnavailable,
     ReceiptTimeout,
@@ -43,29 +46,12 @@ from .errors import (
 )
 from .revert import decode_revert, revert_data_from_exception
 
-RPC_URL_ENV = "DEEPSHARD_RPC_URL"
-DEFAULT_RPC_URL = "http://127.0.0.1:8545"
-
 #: Estimates are exact for the state they ran on; the margin absorbs state moving before inclusion.
 GAS_MARGIN = 1.2
 #: Tip when the node cannot suggest one (pre-1559 nodes that still report a base fee).
 FALLBACK_PRIORITY_FEE = 10**9
 #: Times a send is retried after resyncing a stale nonce.
 NONCE_RETRIES = 3
-
-
-def default_rpc_url() -> str:
-    """`$DEEPSHARD_RPC_URL`, else the local node at http://127.0.0.1:8545."""
-    return os.environ.get(RPC_URL_ENV) or DEFAULT_RPC_URL
-
-
-def display_url(url: str) -> str:
-    """The URL without credentials: hosted RPC URLs carry API keys in the user info or the path."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    path = "/…" if parts.path not in ("", "/") or parts.query else ""
-    return f"{parts.scheme}://{netloc}{path}"
 
 
 class NonceManager:
@@ -112,7 +98,10 @@ class ChainClient:
         poll_interval: float = 0.1,
         deployments_dir: str | os.PathLike | None = None,
     ):
-        self.rpc_url = rpc_url or default_rpc_url()
+        try:
+            self.rpc_url = normalise_rpc_url(rpc_url or default_rpc_url())
+        except InvalidRequest as exc:
+            raise NodeUnavailable(str(exc)) from None
         self.display_url = display_url(self.rpc_url)  # what messages and reprs show
         self.signer = signer
         self.receipt_timeout = receipt_timeout
@@ -120,8 +109,6 @@ class ChainClient:
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
         self.deployments_dir = deployments_dir
-        if not self.rpc_url.startswith(("http://", "https://")):
-            raise NodeUnavailable(f"unsupported RPC URL {self.display_url!r}: use http:// or https://")
         provider = HTTPProvider(
             self.rpc_url,
             # A dead or hung node must fail fast, not hang: bound both connecting and waiting for an answer.

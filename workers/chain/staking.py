@@ -60,7 +60,9 @@ def stake(client: ChainClient, role_name: str, amount: str | int | Decimal, use_
     balance = token.functions.balanceOf(account).call()
     if balance < wei:
         raise InvalidRequest(
-            f"insufficient DSH: {account} holds {format_dsh(balance)} DSH, staking needs {format_dsh(wei)} DSH"
+            f"insufficient DSH: {account} holds {format_dsh(balance, grouped=True)} DSH, staking needs "
+            f"{format_dsh(wei, grouped=True)} DSH (an account holding DSH can send some: `deepshard transfer "
+            f"{account} AMOUNT`)"
         )
     if client.w3.eth.get_balance(to_checksum_address(account)) == 0:
         raise InvalidRequest(f"{account} has no ETH to pay for gas")

@@ -399,7 +399,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--role", required=True, choices=NODE_ROLES, help="the role whose queue this worker consumes")
+    parser.add_argument(
+        "--role",
+        required=True,
+        type=str.lower,
+        choices=NODE_ROLES,
+        help="the role whose queue this worker consumes (any case)",
+    )
     parser.add_argument(
         "--account",
         metavar="KEYSTORE",
