@@ -24,15 +24,16 @@ import dataclasses
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..chain import ChainClient, format_dsh, load_signer, parse_dsh
-from ..ml.spec import SpecError, TrainingSpec
+from ..chain.units import format_dsh, parse_dsh
 from ..protocol.constants import NODE_ROLES
-from ..rounds.chain import RoundStatus, TrainingRoundsClient
-from ..rounds.specs import SpecBook, SpecUnknown, configured_spec
 from ..tables import format_table
-from ..tasks.errors import QueueUnavailable
+
+if TYPE_CHECKING:
+    from ..rounds.chain import RoundStatus, TrainingRoundsClient
+
+# web3, torch and Celery are imported by the handlers that use them: `--help` and argument errors start fast.
 
 HELP = "training rounds: status, open, draw, finalize, claim, join the evaluator pool"
 WORKER_HELP = "run a Celery worker for one role (trainer, evaluator, curator or keeper)"
@@ -40,6 +41,9 @@ WATCH_HELP = "turn contract events into Celery tasks (the watcher)"
 
 
 def _rounds(args: argparse.Namespace, *, with_signer: bool = True) -> TrainingRoundsClient:
+    from ..chain import ChainClient, load_signer
+    from ..rounds.chain import TrainingRoundsClient
+
     # The key is loaded before connecting: a missing key is reported without touching the network.
     signer = load_signer() if with_signer else None
     return TrainingRoundsClient(ChainClient(args.rpc, signer))
@@ -225,6 +229,9 @@ def _yes(flag: bool) -> str:
 
 
 def _open_run(args: argparse.Namespace) -> int:
+    from ..ml.spec import SpecError, TrainingSpec
+    from ..rounds.specs import SpecBook, SpecUnknown, configured_spec
+
     if args.spec:
         try:
             with open(args.spec, "rb") as handle:
@@ -381,6 +388,8 @@ def _reported(action):
     """Runs `action`, printing a dead Redis as one `error: ...` line (chain errors: `workers.cli.main`)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..tasks.errors import QueueUnavailable
+
         try:
             return action(args)
         except QueueUnavailable as exc:

@@ -100,3 +100,25 @@ def test_a_registration_lapses_without_heartbeats_and_a_beat_restores_it(redis_c
     assert registered_accounts(redis_clean, chain_id, "evaluator") == sorted([gone, alive])
     deregister_account(redis_clean, chain_id, "evaluator", alive.lower())  # a worker stopping
     assert registered_accounts(redis_clean, chain_id, "evaluator") == [gone]
+
+
+def test_a_worker_refuses_an_account_without_its_roles_stake_or_pool_bond(net, redis_clean):
+    unstaked = net.account()
+    with pytest.raises(
+        InvalidRequest, match=r"stakes 0 DSH as TRAINER, the minimum is 1,000 DSH: run `deepshard stake"
+    ):
+        service.plan_worker("trainer", unstaked, redis_clean)
+    outside_pool = net.account(role="EVALUATOR", staked=2_000)
+    with pytest.raises(InvalidRequest, match=r"has not joined the evaluator pool.*`deepshard round join-pool"):
+        service.plan_worker("evaluator", outside_pool, redis_clean)
+    no_eth = net.account(dsh=0)
+    net.admin.w3.provider.make_request("anvil_setBalance", [no_eth.address, "0x0"])
+    with pytest.raises(InvalidRequest, match="has no ETH to pay for gas"):
+        service.plan_worker("keeper", no_eth, redis_clean)
+    assert not redis_clean.keys("deepshard:*:workers:*")  # refused before registering
+
+
+def test_worker_role_is_accepted_in_any_case():
+    from workers.cli import build_parser
+
+    assert build_parser("worker").parse_args(["worker", "--role", "TRAINER"]).role == "trainer"
