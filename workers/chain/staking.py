@@ -54,8 +54,8 @@ def stake(client: ChainClient, role_name: str, amount: str | int | Decimal, use_
     minimum = registry.functions.minStake(role).call()
     if current + wei < minimum:
         raise InvalidRequest(
-            f"{format_dsh(wei)} DSH is below the {ROLES[role]} minimum: the stake would be "
-            f"{format_dsh(current + wei)} DSH, the minimum is {format_dsh(minimum)} DSH"
+            f"{format_dsh(wei, grouped=True)} DSH is below the {ROLES[role]} minimum: the stake would be "
+            f"{format_dsh(current + wei, grouped=True)} DSH, the minimum is {format_dsh(minimum, grouped=True)} DSH"
         )
     balance = token.functions.balanceOf(account).call()
     if balance < wei:

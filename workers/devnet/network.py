@@ -54,18 +54,18 @@ STOP_TIMEOUT = 30.0
 
 
 def devnet_params() -> DeployParams:
-    """Windows in blocks (one a second by default): the data consensus takes about 25 s, a training round on the
-    sample spec about 200 s. The commit windows leave a trainer and an evaluator whose first job also loads
-    torch and the model (about 40 s on an idle 2-core machine) room for a loaded machine. A round needs one
-    accepted delta (one trainer is enough)."""
+    """Windows in blocks (one a second by default): the data consensus takes about 20 s, a training round on the
+    sample spec about 100 s. The commit windows hold a job of the warmed-up trainer or evaluator (about 10 s on
+    a 2-core machine under load, measured) four times over. A round needs one accepted delta (one trainer is
+    enough)."""
     from ..chain import DataConsensusParams, DeployParams, TrainingRoundsParams
 
     return DeployParams(
-        data_consensus=DataConsensusParams(commit_window=10, reveal_window=10),
+        data_consensus=DataConsensusParams(commit_window=8, reveal_window=8),
         training_rounds=TrainingRoundsParams(
-            train_commit_window=90,
+            train_commit_window=40,
             train_reveal_window=10,
-            eval_commit_window=90,
+            eval_commit_window=40,
             eval_reveal_window=20,
             min_accepted=1,
         ),

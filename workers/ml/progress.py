@@ -29,7 +29,7 @@ def progress(items: Iterable[T], total: int, what: str, unit: str = "it") -> Ite
 
         yield from tqdm(items, total=total, desc=what, unit=unit, leave=False, file=sys.stderr)
         return
-    logger.info("%s: %d %s…", what, total, unit)
+    logger.info("%s: %d %s%s…", what, total, unit, "" if total == 1 else "s")
     started = time.perf_counter()
     yield from items
     logger.info("%s: done in %.1f s", what, time.perf_counter() - started)

@@ -37,7 +37,7 @@ from ..chain.accounts import KEYSTORE_PASSWORD_ENV, Signer
 from ..data.chain import DataConsensusClient
 from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
 from ..rounds.chain import TrainingRoundsClient
-from ..rounds.specs import DEV_CHAIN_IDS, SAMPLE_SPEC_FILE, SPEC_ENV, configured_spec
+from ..rounds.specs import DEV_CHAIN_IDS, SAMPLE_SPEC_FILE, SPEC_ENV, configured_spec, sample_spec
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
 from ..tasks.app import app
@@ -203,6 +203,24 @@ def run_worker(
                 Watcher(node, broker_redis()).run(stop, watch_interval)
 
         background.append(("deepshard-watcher", watch_loop))
+    pool = pool or DEFAULT_POOLS[role]
+    if role in ("trainer", "evaluator") and pool != "prefork":
+        # Tasks run in this process: load torch and the base model while waiting for work, so that the first job
+        # fits a short commit window (on a dev chain: about 30 s less). Prefork children load their own.
+        spec = configured_spec() or (sample_spec() if chain.chain_id in DEV_CHAIN_IDS else None)
+
+        def warm_up():
+            from ..tasks.training import genesis_model, ml_runtime
+
+            try:
+                ml_runtime()
+                if spec is not None:
+                    genesis_model(spec.base_model)
+                    logger.info("warmed up: torch and the %s base model are loaded", spec.base_model)
+            except Exception:  # noqa: BLE001 - a failed warm-up only leaves the work to the first task
+                logger.exception("warm-up failed; the first task loads the model itself")
+
+        background.append(("deepshard-warm-up", warm_up))
 
     def start_background(**_):
         for name, loop in background:
@@ -216,7 +234,6 @@ def run_worker(
     signals.worker_ready.connect(start_background, weak=False)
     signals.worker_shutdown.connect(stop_background, weak=False)
 
-    pool = pool or DEFAULT_POOLS[role]
     argv = [
         "worker",
         "-Q",
