@@ -49,11 +49,22 @@ def _rounds(args: argparse.Namespace, *, with_signer: bool = True) -> TrainingRo
     return TrainingRoundsClient(ChainClient(args.rpc, signer))
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """argparse type: an integer of at least 1."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
     return number
+
+
+def add_rpc_option(parser: argparse.ArgumentParser) -> None:
+    """--rpc after a subcommand too (`round draw 3 --rpc URL`); absent, the parent parser's value stands."""
+    parser.add_argument(
+        "--rpc",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
+    )
 
 
 def _id_list(value: str) -> list[int]:
@@ -329,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each trainer's delta, distance, outcome and payout, the evaluator "
         "panel, the outcome and the new model version.",
     )
-    sub.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
+    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID")
     sub.add_argument("--json", action="store_true", help="one line of JSON instead of tables")
     sub.set_defaults(round_handler=_status_run)
     subs.append(sub)
@@ -351,7 +362,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("finalize", "aggregate the fingerprints and settle a round (anyone)", _finalize_run),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        sub.add_argument("id", type=_positive_int, metavar="ID")
+        sub.add_argument("id", type=positive_int, metavar="ID")
         sub.set_defaults(round_handler=handler)
         subs.append(sub)
 
@@ -361,7 +372,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Settle this account's trainer seat (bond and reward), or its evaluator "
         "seat; --seat settles any evaluator seat (anyone may).",
     )
-    sub.add_argument("id", type=_positive_int, metavar="ID")
+    sub.add_argument("id", type=positive_int, metavar="ID")
     sub.add_argument("--seat", type=int, metavar="N", help="settle evaluator seat N")
     sub.set_defaults(round_handler=_claim_run)
     subs.append(sub)
@@ -376,12 +387,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.set_defaults(round_handler=_join_pool_run)
     subs.append(sub)
     for sub in subs:
-        sub.add_argument(
-            "--rpc",
-            metavar="URL",
-            default=argparse.SUPPRESS,
-            help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
-        )
+        add_rpc_option(sub)
 
 
 def _reported(action):
@@ -427,7 +433,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("prefork", "solo", "threads"),
         help="Celery pool (default: prefork for trainer and evaluator, solo otherwise)",
     )
-    parser.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="processes (default 1)")
+    parser.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="processes (default 1)")
     parser.add_argument("--no-watch", action="store_true", help="keeper: do not run the watcher in this worker")
     parser.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
 
@@ -458,7 +464,7 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="poll interval (default 2)")
     parser.add_argument(
         "--max-range",
-        type=_positive_int,
+        type=positive_int,
         default=1_000,
         metavar="BLOCKS",
         help="most blocks per eth_getLogs request (default 1000)",

@@ -22,14 +22,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import add_rpc_option, positive_int
+
 GENESIS_BASE_MODEL = "smollm2-135m"
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
-    return number
 
 
 def model_versions(rounds) -> list[dict[str, Any]]:
@@ -168,16 +163,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Rebuild VERSION from its base model and verified deltas and write it to --out as a folder "
         "that transformers' from_pretrained loads.",
     )
-    get.add_argument("version", type=_positive_int, metavar="VERSION")
+    get.add_argument("version", type=positive_int, metavar="VERSION")
     get.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
     get.set_defaults(model_handler=_get_run)
     for sub in (versions, get):
-        sub.add_argument(
-            "--rpc",
-            metavar="URL",
-            default=argparse.SUPPRESS,
-            help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
-        )
+        add_rpc_option(sub)
 
 
 def run(args: argparse.Namespace) -> int:

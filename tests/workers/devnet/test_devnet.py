@@ -64,7 +64,13 @@ def _logs(folder: Path) -> str:
     )
 
 
-def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(tmp_path):
+def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(tmp_path, capsys):
+    started_at = time.monotonic()
+    phases: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        phases[name] = time.monotonic() - started_at
+
     folder = tmp_path / "devnet"
     redis_url = redis_url_for(DEVNET_REDIS_DB)
     env = _user_environment(folder)
@@ -73,6 +79,7 @@ def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(t
     try:
         up = _cli(["devnet", "up", "--port", str(port), "--redis", redis_url], env, timeout=UP_TIMEOUT)
         assert up.returncode == 0, up.stdout + up.stderr + _logs(folder)
+        mark("up")
         state = json.loads((folder / "devnet.json").read_text())
         started = [(p["pid"], p["start_ticks"]) for p in state["processes"]]
         assert sorted(p["role"] for p in state["processes"]) == ["chain", "curator", "evaluator", "keeper", "trainer"]
@@ -86,16 +93,20 @@ def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(t
         submit = _cli(["data", "submit", str(SAMPLES_DIR / "good.jsonl"), "--bond", "200"], user)
         assert submit.returncode == 0, submit.stderr
         assert "submission 1: bond of 200 DSH locked" in submit.stdout
+        mark("submitted")
 
         chain = ChainClient(status["rpc_url"], deployments_dir=folder / "deployments")
         rounds = TrainingRoundsClient(chain)
         deadline = time.monotonic() + ROUND_TIMEOUT
         while int(rounds.models.functions.latestVersion().call()) < 2:
+            if "round opened" not in phases and rounds.round_count():
+                mark("round opened")
             current = rounds.current_round()
             assert current is None or current.status != "Failed", "the round failed\n" + _logs(folder)
             assert time.monotonic() < deadline, "no new version within the bound\n" + _logs(folder)
             time.sleep(2)
 
+        mark("version 2 registered")
         state_1 = rounds.round(1)
         outcome = rounds.outcome(state_1)
         assert outcome.status == "Finalized" and outcome.new_version == 2
@@ -122,6 +133,7 @@ def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(t
         assert AutoTokenizer.from_pretrained(out)("hello")["input_ids"]
         assert weights_hash(loaded) == description["weights_hash"]
         assert weights_hash(loaded) != weights_hash(load_base_model("tiny").model)
+        mark("model get and loaded")
     finally:
         down = _cli(["devnet", "down"], env, timeout=120)
         client = redis.Redis.from_url(redis_url)
@@ -132,6 +144,9 @@ def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(t
     left = [pid for pid, ticks in started if process_start_ticks(pid) == ticks]
     assert started and not left, f"still running: {left}"
     assert not (folder / "devnet.json").exists()
+    mark("down")
+    with capsys.disabled():
+        print("\ndevnet wall time by phase (s, cumulative): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
 
 
 def test_up_empties_only_a_database_of_its_own(tmp_path):
