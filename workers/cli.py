@@ -1,17 +1,23 @@
 """The `deepshard` command.
 
     deepshard stake ROLE AMOUNT [--permit] [--rpc URL]   stake DSH in a role
+    deepshard transfer TO AMOUNT                         send DSH (amounts such as 1,000 or 1000.5)
     deepshard deploy [--governance ADDR] [--force]       deploy the contracts, record them
     deepshard balances [ADDRESS ...]                     ETH, DSH and stakes of accounts
+    deepshard status [--json]                            the network at a glance
     deepshard data validate|normalise|signals FILE       check and measure a dataset
+    deepshard data submit|list|status|...                the data consensus
+    deepshard model versions | get VERSION --out DIR     model versions; one's weights, verified
     deepshard storage add FILE | get CID -o FILE         the content-addressed store
     deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
     deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role
     deepshard watch                                      contract events -> Celery tasks
+    deepshard devnet up | status | down | env            a local network in the background
 
-Each subcommand is a `Command`: a name, a function adding its arguments, and a handler; each
-package's own `cli` module provides them. Expected failures (`ChainError`) print one line,
-`error: ...`, on stderr and exit 1; the checks run before anything is sent.
+Each subcommand is a `Command`: a name, its help, and the module providing the function that adds its
+arguments and its handler; only the module of the command being run is imported, so `--help` and the
+commands without a chain or a model start without web3, Celery or torch. Expected failures (`ChainError`)
+print one line, `error: ...`, on stderr and exit 1; the checks run before anything is sent.
 The signing key comes from the environment (see workers.chain.accounts); the RPC endpoint from
 --rpc, else $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545.
 """
@@ -244,7 +250,12 @@ def build_parser(selected: str | None = "*") -> argparse.ArgumentParser:
         help="node JSON-RPC URL: http://HOST:PORT, https://..., or HOST:PORT for http (default: "
         "$DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
     )
-    parser = argparse.ArgumentParser(prog="deepshard", description="Deepshard network command line.")
+    parser = argparse.ArgumentParser(
+        prog="deepshard",
+        description="Deepshard network command line.",
+        epilog="New here? `deepshard devnet up` starts a local network (README: Run your own network); "
+        "`deepshard COMMAND --help` tells more.",
+    )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         sub = subcommands.add_parser(command.name, help=command.help, description=command.help, parents=[common])

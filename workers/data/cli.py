@@ -20,7 +20,7 @@ The consensus commands print one `error: ...` line and exit 1 on failure, having
 use the chain of --rpc, the signer of the environment (see workers.chain.accounts), the content store
 of the environment (see workers.storage) and the vote folder $DEEPSHARD_VOTES_DIR.
 
-`workers.cli` wires it in as `Command("data", HELP, add_arguments, run)`.
+`workers.cli` wires it in as a `Command` (`add_arguments`, `run`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ from ..tables import format_table
 from .chain import DataConsensusClient, describe_invalid, parse_scores
 from .dataset import DataError, InvalidDataset, ValidationReport, normalise_file, validate
 from .records import DEFAULT_LIMITS, Limits
-
-HELP = "validate, normalise and measure datasets; submit, vote on and settle them on-chain"
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 

@@ -17,8 +17,6 @@ from .network import (
     devnet_up,
 )
 
-HELP = "a local network in the background: up, status, down, env"
-
 
 def _count(value: str) -> int:
     number = int(value)

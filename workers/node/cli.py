@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 
 # web3, torch and Celery are imported by the handlers that use them: `--help` and argument errors start fast.
 
-HELP = "training rounds: status, open, draw, finalize, claim, join the evaluator pool"
-WORKER_HELP = "run a Celery worker for one role (trainer, evaluator, curator or keeper)"
-WATCH_HELP = "turn contract events into Celery tasks (the watcher)"
-
 
 def _rounds(args: argparse.Namespace, *, with_signer: bool = True) -> TrainingRoundsClient:
     from ..chain import ChainClient, load_signer
