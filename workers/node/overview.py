@@ -113,8 +113,9 @@ def format_network_status(status: dict[str, Any]) -> str:
     if current is None:
         lines.append("round: none opened yet")
     else:
+        state = current["status"] if current["status"] in ("Finalized", "Failed") else current["phase"]
         lines.append(
-            f"round #{current['id']} {current['status']}: {current['phase']}"
+            f"round #{current['id']}: {state}"
             + (f" (until block {current['next_change_block']:,})" if current["next_change_block"] else "")
             + f"; {current['trainers']} trainers committed, {current['deltas']} revealed"
             + (f", {current['panel_size']} evaluators drawn" if current["panel_size"] else "")

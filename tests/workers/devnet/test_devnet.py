@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -117,6 +118,9 @@ def test_devnet_curates_a_submitted_dataset_and_trains_a_new_version_by_itself(t
         assert [(d["id"], d["status"], d["in_round"]) for d in listed] == [(1, "Accepted", True)]
         overview = json.loads(_cli(["status", "--json"], user).stdout)
         assert overview["latest_version"] == {"id": 2, "round": 1}
+        text = _cli(["status"], user).stdout
+        assert re.search(r"^TRAINER\s+2,000\s+1,000$", text, re.M), text
+        assert "round #1: Finalized" in text and "latest model version: 2 (round #1)" in text
 
         out = tmp_path / "version-2"
         got = _cli(["model", "get", "2", "--out", str(out)], user, timeout=600)
