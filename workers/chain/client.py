@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import requests
 from eth_typing import HexStr
@@ -40,7 +39,11 @@ from web3.types import RPCEndpoint, TxParams, TxReceipt
 from .accounts import LocalSigner, Signer
 from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
+from .endpoint import DEFAULT_RPC_URL as DEFAULT_RPC_URL
+from .endpoint import RPC_URL_ENV as RPC_URL_ENV
+from .endpoint import default_rpc_url, display_url, normalise_rpc_url
 from .errors import (
+    InvalidRequest,
     NoDeployment,
     NodeUnavailable,
     ReceiptTimeout,
@@ -49,9 +52,6 @@ from .errors import (
     TransactionReverted,
 )
 from .revert import decode_revert, revert_data_from_exception
-
-RPC_URL_ENV = "DEEPSHARD_RPC_URL"
-DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 
 #: Estimates are exact for the state they ran on; the margin absorbs state moving before inclusion.
 GAS_MARGIN = 1.2
@@ -86,20 +86,6 @@ def nonce_conflict(message: str) -> bool:
 def already_known(message: str) -> bool:
     """Whether a node's rejection `message` says it already holds this exact transaction (`ALREADY_KNOWN`)."""
     return bool(ALREADY_KNOWN.search(message))
-
-
-def default_rpc_url() -> str:
-    """`$DEEPSHARD_RPC_URL`, else the local node at http://127.0.0.1:8545."""
-    return os.environ.get(RPC_URL_ENV) or DEFAULT_RPC_URL
-
-
-def display_url(url: str) -> str:
-    """The URL without credentials: hosted RPC URLs carry API keys in the user info or the path."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    path = "/…" if parts.path not in ("", "/") or parts.query else ""
-    return f"{parts.scheme}://{netloc}{path}"
 
 
 def lock_dir() -> str:
@@ -167,7 +153,10 @@ class ChainClient:
         poll_interval: float = 0.1,
         deployments_dir: str | os.PathLike | None = None,
     ):
-        self.rpc_url = rpc_url or default_rpc_url()
+        try:
+            self.rpc_url = normalise_rpc_url(rpc_url or default_rpc_url())
+        except InvalidRequest as exc:
+            raise NodeUnavailable(str(exc)) from None
         self.display_url = display_url(self.rpc_url)  # what messages and reprs show
         self.signer = signer
         self.receipt_timeout = receipt_timeout
@@ -175,8 +164,6 @@ class ChainClient:
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
         self.deployments_dir = deployments_dir
-        if not self.rpc_url.startswith(("http://", "https://")):
-            raise NodeUnavailable(f"unsupported RPC URL {self.display_url!r}: use http:// or https://")
         provider = HTTPProvider(
             self.rpc_url,
             # A dead or hung node must fail fast, not hang: bound both connecting and waiting for an answer.

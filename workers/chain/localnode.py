@@ -92,8 +92,11 @@ def anvil_executable() -> str:
     return find_executable("anvil")
 
 
-def start_anvil(port: int | None = None, accounts: int = 10, extra_args: tuple[str, ...] = ()) -> LocalNode:
-    """Starts anvil (default dev mnemonic, 10,000 ETH per account) and waits until it answers."""
+def start_anvil(
+    port: int | None = None, accounts: int = 10, extra_args: tuple[str, ...] = (), *, new_session: bool = False
+) -> LocalNode:
+    """Starts anvil (default dev mnemonic, 10,000 ETH per account) and waits until it answers. `new_session`:
+    in a session of its own, so that it outlives this process and a Ctrl-C in its terminal (`deepshard devnet`)."""
     executable = anvil_executable()
     return _start(
         "anvil",
@@ -109,6 +112,7 @@ def start_anvil(port: int | None = None, accounts: int = 10, extra_args: tuple[s
             "--silent",
             *extra_args,
         ],
+        new_session,
     )
 
 
@@ -134,24 +138,26 @@ def start_ganache(port: int | None = None, accounts: int = 10, extra_args: tuple
     )
 
 
-def _start(kind: str, port: int | None, command: Callable[[int], list[str]]) -> LocalNode:
+def _start(kind: str, port: int | None, command: Callable[[int], list[str]], new_session: bool = False) -> LocalNode:
     # A free port can be taken between choosing and binding it: with an auto-chosen port, try again.
     attempts = 1 if port else 3
     for attempt in range(attempts):
         try:
-            return _start_once(kind, port or free_port(), command)
+            return _start_once(kind, port or free_port(), command, new_session)
         except NodeUnavailable:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(kind: str, port: int, command: Callable[[int], list[str]]) -> LocalNode:
+def _start_once(kind: str, port: int, command: Callable[[int], list[str]], new_session: bool) -> LocalNode:
     if _port_in_use(port):
         # Otherwise the node already there would answer our readiness probe and we would adopt it.
         raise NodeUnavailable(f"port {port} is already in use: cannot start {kind} there")
     # The node's output goes nowhere: a full, unread pipe would block it.
-    process = subprocess.Popen(command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=new_session
+    )
     node = LocalNode(kind, port, process)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT

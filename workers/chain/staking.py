@@ -54,13 +54,15 @@ def stake(client: ChainClient, role_name: str, amount: str | int | Decimal, use_
     minimum = registry.functions.minStake(role).call()
     if current + wei < minimum:
         raise InvalidRequest(
-            f"{format_dsh(wei)} DSH is below the {ROLES[role]} minimum: the stake would be "
-            f"{format_dsh(current + wei)} DSH, the minimum is {format_dsh(minimum)} DSH"
+            f"{format_dsh(wei, grouped=True)} DSH is below the {ROLES[role]} minimum: the stake would be "
+            f"{format_dsh(current + wei, grouped=True)} DSH, the minimum is {format_dsh(minimum, grouped=True)} DSH"
         )
     balance = token.functions.balanceOf(account).call()
     if balance < wei:
         raise InvalidRequest(
-            f"insufficient DSH: {account} holds {format_dsh(balance)} DSH, staking needs {format_dsh(wei)} DSH"
+            f"insufficient DSH: {account} holds {format_dsh(balance, grouped=True)} DSH, staking needs "
+            f"{format_dsh(wei, grouped=True)} DSH (an account holding DSH can send some: `deepshard transfer "
+            f"{account} AMOUNT`)"
         )
     if client.w3.eth.get_balance(to_checksum_address(account)) == 0:
         raise InvalidRequest(f"{account} has no ETH to pay for gas")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from .errors import InvalidRequest
@@ -9,12 +10,23 @@ from .errors import InvalidRequest
 DECIMALS = 18
 WEI_PER_DSH = 10**DECIMALS
 WAD = 10**18  # fixed-point one, as in FixedPointMath.sol
+#: Commas are accepted only between groups of three digits ("1,000.5"): "1,5" is refused, not read as 15 or 1.5.
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 
 def parse_dsh(amount: str | int | Decimal) -> int:
-    """'12.5' -> 12.5e18 wei. Rejects non-numbers, negatives, zero and more than 18 decimals."""
+    """'12.5' -> 12.5e18 wei; '1,000.5' and '1_000' are accepted (commas only between groups of three digits).
+    `InvalidRequest` for non-numbers, misplaced commas, negatives, zero and more than 18 decimals."""
+    text = str(amount).strip().replace("_", "")
+    if "," in text:
+        if not _GROUPED.fullmatch(text):
+            raise InvalidRequest(
+                f"amount {amount!r}: commas may only separate groups of three digits (e.g. 1,000.5); "
+                "the decimal separator is a point"
+            )
+        text = text.replace(",", "")
     try:
-        value = Decimal(str(amount).strip().replace("_", ""))
+        value = Decimal(text)
     except InvalidOperation:
         raise InvalidRequest(f"amount {amount!r} is not a number (expected DSH, e.g. 1000 or 12.5)") from None
     if not value.is_finite():

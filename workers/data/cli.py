@@ -12,6 +12,7 @@
     deepshard data finalize ID               anyone: close the vote after the reveal window
     deepshard data claim ID                  settle this account's seat and/or informant reward
     deepshard data status ID                 phase, deadlines, panel, consensus, value, outcome
+    deepshard data list [--json]             every submission: phase, informant, bond, value, used by a round
 
 Problems print as `FILE:LINE: reason`, one a line (as compilers do, so editors can jump to them), then a
 summary. Exit status: 0 success, 1 invalid dataset, 2 unreadable file or bad usage.
@@ -19,7 +20,7 @@ The consensus commands print one `error: ...` line and exit 1 on failure, having
 use the chain of --rpc, the signer of the environment (see workers.chain.accounts), the content store
 of the environment (see workers.storage) and the vote folder $DEEPSHARD_VOTES_DIR.
 
-`workers.cli` wires it in as `Command("data", HELP, add_arguments, run)`.
+`workers.cli` wires it in as a `Command` (`add_arguments`, `run`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from ..tables import format_table
 from .chain import DataConsensusClient, describe_invalid, parse_scores
 from .dataset import DataError, InvalidDataset, ValidationReport, normalise_file, validate
 from .records import DEFAULT_LIMITS, Limits
-
-HELP = "validate, normalise and measure datasets; submit, vote on and settle them on-chain"
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
@@ -170,8 +169,8 @@ def _submit_run(args: argparse.Namespace) -> int:
     print(f"manifest  {result.pinned.manifest_cid}")
     print(f"tx {result.tx_hash}")
     print(
-        f"submission {result.submission_id}: bond of {format_dsh(result.bond)} DSH locked; draw its panel from "
-        f"block {result.seed_block + 1} with `deepshard data draw {result.submission_id}`"
+        f"submission {result.submission_id}: bond of {format_dsh(result.bond, grouped=True)} DSH locked; a keeper "
+        f"draws its panel from block {result.seed_block + 1} (or anyone: `deepshard data draw {result.submission_id}`)"
     )
     return EXIT_OK
 
@@ -244,7 +243,7 @@ def _status_run(args: argparse.Namespace) -> int:
         ("submission", f"#{submission.id}"),
         ("informant", submission.informant),
         ("manifest", status.manifest_cid),
-        ("bond", f"{format_dsh(submission.bond)} DSH"),
+        ("bond", f"{format_dsh(submission.bond, grouped=True)} DSH"),
         ("phase", f"{status.phase} (chain at block {status.block})"),
         ("seed block", str(submission.seed_block)),
     ]
@@ -290,6 +289,49 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "-"
 
 
+def _list_run(args: argparse.Namespace) -> int:
+    consensus = _consensus(args, with_signer=False)
+    latest = consensus.latest_block()
+    submissions = [consensus.submission(i) for i in range(1, consensus.submission_count() + 1)]
+    rows = [
+        {
+            "id": s.id,
+            "status": s.status,
+            "phase": s.phase(latest),
+            "informant": s.informant,
+            "bond": s.bond,
+            "value": s.value if s.finalized else None,
+            "in_round": s.consumed,
+            "manifest_cid": consensus.manifest_cid(s.id),
+        }
+        for s in submissions
+    ]
+    if args.json:
+        print(json.dumps(rows, sort_keys=True))
+        return EXIT_OK
+    if not rows:
+        print("no dataset has been submitted yet: `deepshard data submit FILE --bond 200`")
+        return EXIT_OK
+    table = [
+        [
+            r["id"],
+            r["phase"],
+            r["informant"],
+            format_dsh(s.bond, grouped=True),
+            "-" if r["value"] is None else f"{r['value']:,}",
+            "yes" if r["in_round"] else "-",
+            r["manifest_cid"],
+        ]
+        for r, s in zip(rows, submissions, strict=True)
+    ]
+    print(
+        format_table(
+            ["ID", "PHASE", "INFORMANT", "BOND (DSH)", "VALUE", "TRAINED ON", "MANIFEST CID"], table, numeric=(0, 3, 4)
+        )
+    )
+    return EXIT_OK
+
+
 def _add_chain_commands(commands) -> None:
     parsers = []
     sub = commands.add_parser(
@@ -325,6 +367,16 @@ def _add_chain_commands(commands) -> None:
     sub.add_argument("id", type=_submission_id, metavar="ID")
     sub.add_argument("--scores", required=True, metavar="a,b,c,d,e", help="five integers 0..100")
     sub.set_defaults(data_handler=_chain_command(_vote_run))
+    parsers.append(sub)
+
+    sub = commands.add_parser(
+        "list",
+        help="every submission: phase, informant, bond, value, whether a round trained on it",
+        description="List every submitted dataset: its phase, informant, bond, value (0..10,000 once "
+        "finalized), whether a training round used it, and its manifest CID.",
+    )
+    sub.add_argument("--json", action="store_true", help="one line of JSON (bonds in wei)")
+    sub.set_defaults(data_handler=_chain_command(_list_run))
     parsers.append(sub)
 
     for name, help_text, handler in (

@@ -8,8 +8,9 @@
    evaluators; the poisoned trainer is slashed, the honest ones paid, a new model version registered.
 
 The round trains SmolLM2-135M (the genesis model); `--quick` uses the `tiny` model instead. `--json` ends
-the output with one line holding the summary as a JSON object. `--chain ganache` runs it all on Ganache
-instead of anvil.
+the output with one line holding the summary as a JSON object: the only line on standard output (the report
+goes to standard error). Its `phase_seconds` gives each phase of the round its own duration.
+`--chain ganache` runs it all on Ganache instead of anvil.
 
 The chain, its deployment record, the content store and the stored salts (all in one temporary folder, so
 the repo's deployments/ and the user's data are untouched) and the node's process are gone at the end, even
@@ -136,14 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"train the round on the {QUICK_MODEL!r} model instead of {DEFAULT_MODEL!r}",
     )
-    parser.add_argument("--json", action="store_true", help="end with one line: the summary as a JSON object")
+    parser.add_argument(
+        "--json", action="store_true", help="print only the summary, one JSON line, on stdout (the report: stderr)"
+    )
     parser.add_argument(
         "--chain", choices=sorted(NODES), default="anvil", help="the local chain to run (default anvil)"
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        summary = run_demo(model=QUICK_MODEL if args.quick else DEFAULT_MODEL, chain=args.chain)
+        # With --json, standard output carries only the JSON line; the report goes to standard error.
+        report = sys.stderr if args.json else sys.stdout
+        summary = run_demo(report, model=QUICK_MODEL if args.quick else DEFAULT_MODEL, chain=args.chain)
     except (ChainError, StorageError, TaskInputError, DemoFailed, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

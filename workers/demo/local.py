@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from web3.types import RPCEndpoint
 
-from ..chain import ROLES, ChainClient, ChainError, parse_dsh
+from ..chain import ROLES, ChainClient, ChainError
 from ..chain.module import Step
+from ..chain.tokens import transfer_dsh
 
 #: DSH each demo account receives from the treasury.
 FUNDING_DSH = "20000"
@@ -26,12 +27,8 @@ DEV_ACCOUNTS = 18
 
 def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:
     """Sends FUNDING_DSH to each client's account."""
-    token = treasury.contract("DeepshardToken")
     # Send every transfer before waiting for any: the client's nonce manager numbers them.
-    pending = [
-        treasury.transact(token.functions.transfer(client.address, parse_dsh(FUNDING_DSH)), wait=False)
-        for client in clients
-    ]
+    pending = [transfer_dsh(treasury, client.address, FUNDING_DSH, wait=False).tx_hash for client in clients]
     for tx_hash in pending:
         treasury.wait(tx_hash, "DSH funding transfer")
 

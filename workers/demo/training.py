@@ -150,7 +150,8 @@ class DemoTrainer:
 
 @dataclass
 class RoundReport:
-    """What the round did: its final status, seconds since the round opened at the end of each phase."""
+    """What the round did: its final status, and `phases`: the seconds since the round opened at which each phase
+    ended (the summary's `phase_seconds` holds each phase's own duration)."""
 
     model: str
     status: RoundStatus
@@ -185,8 +186,18 @@ class RoundReport:
             "new_version": outcome.new_version if outcome and outcome.status == "Finalized" else None,
             "new_version_cid": self.status.new_version_cid,
             "weights_changed": bool(self.child_weights) and self.child_weights != self.parent_weights,
-            "phase_seconds": {name: round(seconds, 1) for name, seconds in self.phases.items()},
+            "phase_seconds": phase_durations(self.phases),
         }
+
+
+def phase_durations(ends: dict[str, float]) -> dict[str, float]:
+    """Each phase's own duration in seconds (rounded to 0.1), from the seconds since the round opened at which
+    each phase ended (in order)."""
+    durations, previous = {}, 0.0
+    for name, end in ends.items():
+        durations[name] = round(end - previous, 1)
+        previous = end
+    return durations
 
 
 @contextmanager
@@ -268,6 +279,7 @@ def run_training_round(
     phase("opened")
 
     for trainer in trainers:
+        say(f"  trainer {trainer.label}: training {spec.steps} steps of {model}…")
         expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs), "committed", trainer.label)
         result = trainer.jobs.last
         say(
@@ -288,6 +300,7 @@ def run_training_round(
     panel = [evaluator for evaluator in evaluators if evaluator.seat_of(round_id) is not None]
     jobs = LocalJobs()
     for evaluator in panel:
+        say(f"  evaluator {short_address(evaluator.chain.address)}: fingerprinting the revealed deltas…")
         expect(evaluator_once(evaluator, round_id, jobs, specs), "committed", short_address(evaluator.chain.address))
         say(
             f"  evaluator {short_address(evaluator.chain.address)}: fingerprinted "

@@ -44,6 +44,7 @@ import torch
 from workers.ml.delta import LoraDelta
 from workers.ml.merge import merge_deltas
 from workers.ml.models import BaseModel, reference_corpus
+from workers.ml.progress import progress
 from workers.ml.seeds import HashRng, derive_seed, seed_hex
 from workers.protocol.constants import INT32_MAX, INT32_MIN, K
 
@@ -200,7 +201,8 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
 
 
 def score_probe_set(model: torch.nn.Module, tokenizer, probes: ProbeSet) -> dict[str, list[TextScore]]:
-    return {group: score_texts(model, tokenizer, probes.groups[group]) for group in PROBE_GROUPS}
+    groups = progress(PROBE_GROUPS, len(PROBE_GROUPS), "fingerprinting: scoring the probe texts", unit="group")
+    return {group: score_texts(model, tokenizer, probes.groups[group]) for group in groups}
 
 
 def fingerprint_statistics(

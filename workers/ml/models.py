@@ -43,6 +43,8 @@ from transformers import (  # noqa: E402
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from workers.ml.progress import announce, finished
+
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
 # Bump when what is written to the cache changes, so stale folders are never read (v2: SmolLM2's
 # end-of-text token taken from the GGUF file, see `_build_smollm2`).
@@ -141,7 +143,10 @@ def load_base_model(name: str, device: str | torch.device | None = None) -> Base
     folder = model_cache_dir() / f"{name}-{CACHE_LAYOUT}"
     with _quiet_transformers():
         if not (folder / "config.json").is_file():
+            what = f"building the {name} model cache in {folder} (once)"
+            started = announce(what)
             _build_atomically(folder, builders[name])
+            finished(what, started)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return as_base_model(name, model, tokenizer, device)

@@ -41,6 +41,7 @@ from workers.ml.delta import (
     serialize_delta,
 )
 from workers.ml.models import BaseModel, configure_determinism
+from workers.ml.progress import progress
 from workers.ml.seeds import HashRng, derive_int_seed, derive_seed, seed_hex
 from workers.ml.spec import SpecError, TrainingSpec
 
@@ -132,7 +133,7 @@ def train_lora(base: BaseModel, texts: Sequence[str], spec: TrainingSpec, round_
         # Seeded right before the loop, so dropout masks don't depend on how much RNG peft's init drew.
         torch.manual_seed(derive_int_seed(seed, "dropout"))
         peft_model.train()
-        for step_blocks in schedule:
+        for step_blocks in progress(schedule, len(schedule), f"training {spec.base_model}", unit="step"):
             batch = blocks[step_blocks].to(device)
             logits = peft_model(input_ids=batch, use_cache=False).logits
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))

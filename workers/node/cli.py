@@ -24,32 +24,43 @@ import dataclasses
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..chain import ChainClient, format_dsh, load_signer, parse_dsh
-from ..ml.spec import SpecError, TrainingSpec
+from ..chain.units import format_dsh, parse_dsh
 from ..protocol.constants import NODE_ROLES
-from ..rounds.chain import RoundStatus, TrainingRoundsClient
-from ..rounds.specs import SpecBook, SpecUnknown, configured_spec
 from ..tables import format_table
-from ..tasks.errors import QueueUnavailable
 
-HELP = "training rounds: status, open, draw, finalize, claim, join the evaluator pool"
-WORKER_HELP = "run a Celery worker for one role (trainer, evaluator, curator or keeper)"
-WATCH_HELP = "turn contract events into Celery tasks (the watcher)"
+if TYPE_CHECKING:
+    from ..rounds.chain import RoundStatus, TrainingRoundsClient
+
+# web3, torch and Celery are imported by the handlers that use them: `--help` and argument errors start fast.
 
 
 def _rounds(args: argparse.Namespace, *, with_signer: bool = True) -> TrainingRoundsClient:
+    from ..chain import ChainClient, load_signer
+    from ..rounds.chain import TrainingRoundsClient
+
     # The key is loaded before connecting: a missing key is reported without touching the network.
     signer = load_signer() if with_signer else None
     return TrainingRoundsClient(ChainClient(args.rpc, signer))
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """argparse type: an integer of at least 1."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
     return number
+
+
+def add_rpc_option(parser: argparse.ArgumentParser) -> None:
+    """--rpc after a subcommand too (`round draw 3 --rpc URL`); absent, the parent parser's value stands."""
+    parser.add_argument(
+        "--rpc",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
+    )
 
 
 def _id_list(value: str) -> list[int]:
@@ -225,6 +236,9 @@ def _yes(flag: bool) -> str:
 
 
 def _open_run(args: argparse.Namespace) -> int:
+    from ..ml.spec import SpecError, TrainingSpec
+    from ..rounds.specs import SpecBook, SpecUnknown, configured_spec
+
     if args.spec:
         try:
             with open(args.spec, "rb") as handle:
@@ -322,7 +336,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "each trainer's delta, distance, outcome and payout, the evaluator "
         "panel, the outcome and the new model version.",
     )
-    sub.add_argument("id", nargs="?", type=_positive_int, metavar="ID")
+    sub.add_argument("id", nargs="?", type=positive_int, metavar="ID")
     sub.add_argument("--json", action="store_true", help="one line of JSON instead of tables")
     sub.set_defaults(round_handler=_status_run)
     subs.append(sub)
@@ -344,7 +358,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("finalize", "aggregate the fingerprints and settle a round (anyone)", _finalize_run),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        sub.add_argument("id", type=_positive_int, metavar="ID")
+        sub.add_argument("id", type=positive_int, metavar="ID")
         sub.set_defaults(round_handler=handler)
         subs.append(sub)
 
@@ -354,7 +368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Settle this account's trainer seat (bond and reward), or its evaluator "
         "seat; --seat settles any evaluator seat (anyone may).",
     )
-    sub.add_argument("id", type=_positive_int, metavar="ID")
+    sub.add_argument("id", type=positive_int, metavar="ID")
     sub.add_argument("--seat", type=int, metavar="N", help="settle evaluator seat N")
     sub.set_defaults(round_handler=_claim_run)
     subs.append(sub)
@@ -369,18 +383,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.set_defaults(round_handler=_join_pool_run)
     subs.append(sub)
     for sub in subs:
-        sub.add_argument(
-            "--rpc",
-            metavar="URL",
-            default=argparse.SUPPRESS,
-            help="node JSON-RPC URL (default: $DEEPSHARD_RPC_URL, else http://127.0.0.1:8545)",
-        )
+        add_rpc_option(sub)
 
 
 def _reported(action):
     """Runs `action`, printing a dead Redis as one `error: ...` line (chain errors: `workers.cli.main`)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..tasks.errors import QueueUnavailable
+
         try:
             return action(args)
         except QueueUnavailable as exc:
@@ -399,7 +410,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--role", required=True, choices=NODE_ROLES, help="the role whose queue this worker consumes")
+    parser.add_argument(
+        "--role",
+        required=True,
+        type=str.lower,
+        choices=NODE_ROLES,
+        help="the role whose queue this worker consumes (any case)",
+    )
     parser.add_argument(
         "--account",
         metavar="KEYSTORE",
@@ -412,7 +429,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("prefork", "solo", "threads"),
         help="Celery pool (default: prefork for trainer and evaluator, solo otherwise)",
     )
-    parser.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="processes (default 1)")
+    parser.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="processes (default 1)")
     parser.add_argument("--no-watch", action="store_true", help="keeper: do not run the watcher in this worker")
     parser.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
 
@@ -450,7 +467,7 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="poll interval (default 2)")
     parser.add_argument(
         "--max-range",
-        type=_positive_int,
+        type=positive_int,
         default=1_000,
         metavar="BLOCKS",
         help="most blocks per eth_getLogs request (default 1000)",

@@ -30,13 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis as redis_lib
+from eth_utils import to_checksum_address
 
-from ..chain import ChainClient, InvalidRequest, load_keystore, load_signer
+from ..chain import ROLES, ChainClient, InvalidRequest, format_dsh, load_keystore, load_signer
 from ..chain.accounts import KEYSTORE_PASSWORD_ENV, Signer
 from ..data.chain import DataConsensusClient
 from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
 from ..rounds.chain import TrainingRoundsClient
-from ..rounds.specs import SpecBook
+from ..rounds.specs import DEV_CHAIN_IDS, SAMPLE_SPEC_FILE, SPEC_ENV, SpecBook, configured_spec, sample_spec
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
 from ..tasks.app import app
@@ -67,6 +68,35 @@ def load_worker_signer(account: str | None, env: dict | None = None) -> Signer:
     return load_signer(env)
 
 
+def check_role_account(role: str, chain: ChainClient) -> None:
+    """Refuses (`InvalidRequest`, one line saying what to do) an account that cannot do `role`'s work: a
+    trainer, evaluator or curator without the role's minimum stake, an evaluator or curator outside its panel
+    pool (it would never be drawn), any account without ETH for gas."""
+    account = chain.address
+    if chain.w3.eth.get_balance(to_checksum_address(account)) == 0:
+        raise InvalidRequest(f"{account} has no ETH to pay for gas: fund it before starting a {role} worker")
+    if role not in ACCOUNT_ROLES:
+        return
+    role_name = role.upper()
+    index = ROLES.index(role_name)
+    registry = chain.contract("StakeRegistry")
+    staked = int(registry.functions.stakeOf(account, index).call())
+    minimum = int(registry.functions.minStake(index).call())
+    if staked < minimum:
+        raise InvalidRequest(
+            f"{account} stakes {format_dsh(staked, grouped=True)} DSH as {role_name}, the minimum is "
+            f"{format_dsh(minimum, grouped=True)} DSH: run `deepshard stake {role_name} {format_dsh(minimum)}` first"
+        )
+    if role == "trainer":
+        return
+    module = TrainingRoundsClient(chain) if role == "evaluator" else DataConsensusClient(chain)
+    if module.pool_bond(account) == 0:
+        join = "round join-pool" if role == "evaluator" else "data join-pool"
+        raise InvalidRequest(
+            f"{account} has not joined the {role} pool, so it is never drawn: run `deepshard {join} AMOUNT` first"
+        )
+
+
 def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> WorkerPlan:
     """Registers the account for `role` and queues its catch-up steps (module docstring); returns the queues to
     consume."""
@@ -74,6 +104,7 @@ def plan_worker(role: str, chain: ChainClient, client: redis_lib.Redis) -> Worke
         raise InvalidRequest(f"role must be one of {', '.join(NODE_ROLES)}, not {role!r}")
     account = chain.address
     rounds = TrainingRoundsClient(chain)  # also checks that the network is deployed on this chain
+    check_role_account(role, chain)
     queues = [role]
     catch_up: list[tuple[str, tuple, str]] = []  # (task, args, queue)
     if role in ACCOUNT_ROLES:
@@ -137,6 +168,10 @@ def run_worker(
         # Redis redelivers a job that outlives the visibility timeout: refuse to start if a known spec allows one.
         check_visibility(SpecBook(broker_redis()).known())
     plan = plan_worker(role, chain, broker_redis())
+    if role == "keeper" and configured_spec() is None and chain.chain_id in DEV_CHAIN_IDS:
+        # Set before Celery starts: every task's SpecBook, in this process and its pool's, reads it.
+        os.environ[SPEC_ENV] = str(SAMPLE_SPEC_FILE)
+        out(f"keeper: no ${SPEC_ENV}; on this dev chain rounds open with the sample spec ({SAMPLE_SPEC_FILE.name})")
     out(
         f"{role} worker for {plan.account} on chain {chain.chain_id}: queues {', '.join(plan.queues)}"
         + (f"; queued {', '.join(plan.catch_up)}" if plan.catch_up else "")
@@ -193,6 +228,24 @@ def run_worker(
                 raise
 
         background.append(("deepshard-watcher", watch_loop))
+    pool = pool or DEFAULT_POOLS[role]
+    if role in ("trainer", "evaluator") and pool != "prefork":
+        # Tasks run in this process: load torch and the base model while waiting for work, so that the first job
+        # fits a short commit window (on a dev chain: about 30 s less). Prefork children load their own.
+        spec = configured_spec() or (sample_spec() if chain.chain_id in DEV_CHAIN_IDS else None)
+
+        def warm_up():
+            from ..tasks.training import genesis_model, ml_runtime
+
+            try:
+                ml_runtime()
+                if spec is not None:
+                    genesis_model(spec.base_model)
+                    logger.info("warmed up: torch and the %s base model are loaded", spec.base_model)
+            except Exception:  # noqa: BLE001 - a failed warm-up only leaves the work to the first task
+                logger.exception("warm-up failed; the first task loads the model itself")
+
+        background.append(("deepshard-warm-up", warm_up))
 
     def start_background(**_):
         for name, loop in background:
@@ -206,7 +259,6 @@ def run_worker(
     signals.worker_ready.connect(start_background, weak=False)
     signals.worker_shutdown.connect(stop_background, weak=False)
 
-    pool = pool or DEFAULT_POOLS[role]
     argv = [
         "worker",
         "-Q",

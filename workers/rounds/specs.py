@@ -18,6 +18,11 @@ from ..ml.spec import SpecError, TrainingSpec
 
 SPEC_ENV = "DEEPSHARD_TRAINING_SPEC"
 SPECS_KEY = "deepshard:specs"
+#: The sample TrainingSpec shipped with the package: LoRA rank 4 on the `tiny` model, 10 steps of 4 x 64 tokens
+#: (seconds on one CPU core). The keeper opens rounds with it on a dev chain when no spec is configured.
+SAMPLE_SPEC_FILE = Path(__file__).with_name("sample_spec.json")
+#: Chain ids of local dev chains (anvil/Hardhat, Ganache): where the sample spec is the keeper's default.
+DEV_CHAIN_IDS = (31337, 1337)
 
 
 class SpecUnknown(ChainError):
@@ -36,6 +41,11 @@ def configured_spec(env: dict | None = None) -> TrainingSpec | None:
         raise SpecUnknown(f"{SPEC_ENV} names {value}, which cannot be read ({exc.strerror})") from None
     except SpecError as exc:
         raise SpecUnknown(f"{SPEC_ENV} is not a valid TrainingSpec: {exc}") from None
+
+
+def sample_spec() -> TrainingSpec:
+    """The sample spec (`SAMPLE_SPEC_FILE`)."""
+    return TrainingSpec.from_json(SAMPLE_SPEC_FILE.read_bytes())
 
 
 class SpecBook:

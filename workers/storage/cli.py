@@ -18,8 +18,6 @@ from . import open_store
 from .base import ContentStore
 from .errors import StorageError
 
-HELP = "add files to and get files from the content store"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the `add` and `get` actions to the `storage` parser."""

@@ -43,7 +43,7 @@ def test_stake_prints_tx_and_new_stake(cli_account, capsys):
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("tx 0x") and len(lines[0]) == 3 + 66
-    assert lines[1] == f"new CURATOR stake of {cli_account.address}: 1200.5 DSH"
+    assert lines[1] == f"new CURATOR stake of {cli_account.address}: 1,200.5 DSH"
 
 
 def test_stake_with_permit_flag(cli_account, capsys, anvil):
@@ -81,10 +81,14 @@ def test_stake_with_permit_survives_a_front_run_permit(cli_account, make_account
     "argv, fragment",
     [
         (["stake", "janitor", "100"], "unknown role 'janitor'"),
-        (["stake", "trainer", "999"], "below the TRAINER minimum: the stake would be 999 DSH, the minimum is 1000 DSH"),
+        (["stake", "trainer", "999"], "the stake would be 999 DSH, the minimum is 1,000 DSH"),
         (["stake", "trainer", "-5"], "amount must be greater than 0"),
         (["stake", "trainer", "lots"], "is not a number"),
         (["stake", "inference", "10000"], "insufficient DSH"),
+        (["stake", "inference", "10000"], "`deepshard transfer"),
+        (["transfer", "0x" + "12" * 20, "1,00"], "commas may only separate groups of three digits"),
+        (["transfer", "not-an-address", "10"], "'not-an-address' is not a recipient address"),
+        (["transfer", "0x" + "12" * 20, "5,000.5"], "holds 5,000 DSH, the transfer needs 5,000.5 DSH"),
     ],
 )
 def test_invalid_stake_requests(cli_account, capsys, argv, fragment):
@@ -158,10 +162,31 @@ def test_balances(cli_account, capsys):
     status, out, err = run_cli(capsys, "balances")
     assert status == 0, err
     row = next(line for line in out.splitlines() if line.startswith(cli_account.address))
-    assert "4850" in row and "INFORMANT=150" in row
+    assert "4,850" in row and "INFORMANT=150" in row
     status, _, err = run_cli(capsys, "balances", "not-an-address")
     assert status == 1
     assert_one_error_line(err, "'not-an-address' is not an address")
+
+
+def test_transfer_sends_dsh_with_thousands_separators(cli_account, capsys, make_account):
+    recipient = make_account(dsh=0)
+    status, out, err = run_cli(capsys, "transfer", recipient.address, "1,000.5")
+    assert status == 0, err
+    assert out.splitlines()[1] == (
+        f"sent 1,000.5 DSH from {cli_account.address} to {recipient.address}; {cli_account.address} now holds "
+        "3,999.5 DSH"
+    )
+    token = cli_account.client.contract("DeepshardToken")
+    assert token.functions.balanceOf(recipient.address).call() == 10_005 * 10**17
+
+
+def test_rpc_without_a_scheme_is_http(cli_account, capsys, anvil):
+    host_port = anvil.url.removeprefix("http://")
+    status, out, err = run_cli(capsys, "balances", cli_account.address, "--rpc", host_port)
+    assert status == 0, err
+    status, _, err = run_cli(capsys, "balances", cli_account.address, "--rpc", "127.0.0.1")
+    assert status == 1
+    assert_one_error_line(err, "names no port: give HOST:PORT")
 
 
 def test_usage_errors_exit_2(capsys):

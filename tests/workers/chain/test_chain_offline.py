@@ -1,6 +1,7 @@
 """Parts of workers.chain that need no node: units, roles, artifacts, deployment records, revert decoding."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -21,6 +22,7 @@ from workers.chain import (
 from workers.chain.artifacts import PROJECT_ROOT_ENV
 from workers.chain.client import display_url
 from workers.chain.deployments import deployment_path
+from workers.chain.endpoint import normalise_rpc_url
 from workers.chain.revert import decode_revert
 from workers.chain.units import format_eth
 
@@ -33,13 +35,19 @@ from workers.chain.units import format_eth
         (" 0.000000000000000001 ", 1),
         (Decimal("2"), 2 * 10**18),
         (7, 7 * 10**18),
+        ("1,000", 1000 * 10**18),
+        ("1,000.5", 10005 * 10**17),
+        ("12,345,678", 12_345_678 * 10**18),
+        ("1_000", 1000 * 10**18),
     ],
 )
 def test_parse_dsh(text, wei):
     assert parse_dsh(text) == wei
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "abc", "1e-19", "0.0000000000000000001", "nan", "inf", ""])
+@pytest.mark.parametrize(
+    "text", ["0", "-1", "abc", "1e-19", "0.0000000000000000001", "nan", "inf", "", "1,5", "1,0000", ",100", "1.000,5"]
+)
 def test_parse_dsh_rejects(text):
     with pytest.raises(InvalidRequest):
         parse_dsh(text)
@@ -137,3 +145,30 @@ def test_display_url_hides_credentials():
 def test_format_eth_truncates():
     assert format_eth(9998992421490634896923) == "9,998.992421"
     assert format_eth(10**18, places=4) == "1.0000"
+
+
+@pytest.mark.parametrize(
+    "given, url",
+    [
+        ("127.0.0.1:18545", "http://127.0.0.1:18545"),
+        ("localhost:8545", "http://localhost:8545"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("https://rpc.example.org/v1/key", "https://rpc.example.org/v1/key"),
+    ],
+)
+def test_rpc_url_without_a_scheme_is_http(given, url):
+    assert normalise_rpc_url(given) == url
+
+
+@pytest.mark.parametrize(
+    "given, reason",
+    [
+        ("127.0.0.1", "names no port"),
+        ("127.0.0.1:port", "invalid port"),
+        ("ftp://127.0.0.1:21", "not an http(s) node URL"),
+        ("http://", "not an http(s) node URL"),
+    ],
+)
+def test_rpc_url_refused_with_one_clear_line(given, reason):
+    with pytest.raises(InvalidRequest, match=re.escape(reason)):
+        normalise_rpc_url(given)

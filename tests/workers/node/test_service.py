@@ -129,3 +129,25 @@ def test_a_trainer_worker_refuses_to_start_when_a_spec_allows_a_job_longer_than_
     assert "may run 128,900 s, longer than the visibility timeout of 3,600 s" in refused.stderr
     assert "set DEEPSHARD_VISIBILITY_TIMEOUT to at least 128,900 on every worker" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_worker_refuses_an_account_without_its_roles_stake_or_pool_bond(net, redis_clean):
+    unstaked = net.account()
+    with pytest.raises(
+        InvalidRequest, match=r"stakes 0 DSH as TRAINER, the minimum is 1,000 DSH: run `deepshard stake"
+    ):
+        service.plan_worker("trainer", unstaked, redis_clean)
+    outside_pool = net.account(role="EVALUATOR", staked=2_000)
+    with pytest.raises(InvalidRequest, match=r"has not joined the evaluator pool.*`deepshard round join-pool"):
+        service.plan_worker("evaluator", outside_pool, redis_clean)
+    no_eth = net.account(dsh=0)
+    net.admin.w3.provider.make_request("anvil_setBalance", [no_eth.address, "0x0"])
+    with pytest.raises(InvalidRequest, match="has no ETH to pay for gas"):
+        service.plan_worker("keeper", no_eth, redis_clean)
+    assert not redis_clean.keys("deepshard:*:workers:*")  # refused before registering
+
+
+def test_worker_role_is_accepted_in_any_case():
+    from workers.cli import build_parser
+
+    assert build_parser("worker").parse_args(["worker", "--role", "TRAINER"]).role == "trainer"
