@@ -1,0 +1,1 @@
+"""The inference node benchmark (`make bench-serve`)."""
