@@ -9,7 +9,7 @@ content store by the CID the registry records, and its bytes are checked against
 its shape against the spec of the round that made it, before it is merged; the spec is found by the hash the
 round records (published in Redis by whoever opened the round, or `$DEEPSHARD_TRAINING_SPEC`). Version 1, the
 genesis, is the SmolLM2-135M base model. DIR receives `config.json`, the weights (safetensors), the tokenizer,
-and `deepshard-version.json` (version, lineage, weights hash).
+and `deepshard-version.json` (version, lineage, its weights hash and its base model's).
 
 `workers.cli` wires it in as `Command("model", ...)`.
 """
@@ -74,11 +74,10 @@ def _versions_run(args: argparse.Namespace) -> int:
 
 def fetch_version(rounds, version: int, store, specs) -> tuple[Any, dict[str, Any]]:
     """The model `version` (a `workers.ml.models.BaseModel`) and its description (base model, lineage with each
-    delta's CID, round and spec hash, weights hash). Deltas are verified as the module docstring says.
-    Raises `InvalidRequest` for an unknown version, `SpecUnknown` for a round whose spec is not found,
+    delta's CID, round and spec hash, its weights hash and the base model's). Deltas are verified as the module
+    docstring says. Raises `InvalidRequest` for an unknown version, `SpecUnknown` for a round whose spec is not found,
     `TaskInputError` for a delta that is missing, does not match its CID or does not fit its spec."""
     from ..chain import InvalidRequest
-    from ..ml.models import weights_hash
     from ..tasks.training import RoundInputs, base_version, genesis_model
 
     latest = int(rounds.models.functions.latestVersion().call())
@@ -108,7 +107,8 @@ def fetch_version(rounds, version: int, store, specs) -> tuple[Any, dict[str, An
             {"cid": cid, "round": round_id, "spec_hash": spec.spec_hash_hex()}
             for (cid, round_id), spec in zip(lineage, spec_list, strict=True)
         ],
-        "weights_hash": weights_hash(model.model),
+        "weights_hash": model.weights_hash,
+        "base_weights_hash": genesis_model(base).weights_hash,
     }
     return model, description
 
