@@ -65,7 +65,7 @@ def assert_round_summary(summary: dict, model: str) -> None:
 
 
 def test_quick_demo_runs_end_to_end():
-    out, summary = run_demo("--quick", "--json", timeout=300)
+    out, summary = run_demo("--quick", "--json", timeout=900)
     stakes = out.split("\nStakes\n")[1].split("\nTotals per role\n")[0]
     for role in ROLES:
         assert re.search(rf"^{role}\s+0x[0-9a-fA-F]{{4}}…[0-9a-fA-F]{{4}}\s+[\d,.]+\s", stakes, re.M), role
@@ -102,14 +102,14 @@ def test_quick_demo_runs_end_to_end():
 
 
 def test_default_demo_trains_smollm2():
-    out, summary = run_demo("--json", timeout=900)
+    out, summary = run_demo("--json", timeout=1800)
     assert "\nTraining round on smollm2-135m:" in out
     assert_round_summary(summary, "smollm2-135m")
     assert_node_stopped(out)
 
 
 def test_quick_demo_on_ganache():
-    out, summary = run_demo("--quick", "--json", "--chain", "ganache", timeout=300)
+    out, summary = run_demo("--quick", "--json", "--chain", "ganache", timeout=900)
     assert_round_summary(summary, "tiny")
     assert_node_stopped(out, "ganache")
 
