@@ -72,7 +72,7 @@ def test_stake_with_permit_survives_a_front_run_permit(cli_account, make_account
     status, out, err = run_cli(capsys, "stake", "trainer", "1000", "--permit")
     assert status == 0, err
     assert front_run and front_run[0]["status"] == 1 and token.functions.nonces(cli_account.address).call() == 1
-    assert f"new TRAINER stake of {cli_account.address}: 1000 DSH" in out
+    assert f"new TRAINER stake of {cli_account.address}: 1,000 DSH" in out
     assert registry.functions.stakeOf(cli_account.address, ROLES.index("TRAINER")).call() == 1000 * WEI_PER_DSH
     assert token.functions.allowance(cli_account.address, registry.address).call() == 0
 
