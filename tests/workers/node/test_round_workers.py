@@ -46,7 +46,8 @@ PARAMS = TrainingRoundsParams(
     min_pool_bond=1_000 * DSH,
     round_reward=5_000 * DSH,
 )
-PHASE_TIMEOUT = 180
+# A generous bound, not a target: under a load average of 18 on 2 cores one phase took over 180 s.
+PHASE_TIMEOUT = 600
 
 
 def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_clean, capsys, monkeypatch, request):
