@@ -36,7 +36,7 @@ ETH = 10**18
 DSH = WEI_PER_DSH
 TEST_REDIS_DB = 14
 TEST_REDIS_URL = redis_url_for(TEST_REDIS_DB)
-WORKER_READY_TIMEOUT = 60.0
+WORKER_READY_TIMEOUT = 120.0
 
 DATA_PARAMS = DataConsensusParams(commit_window=6, reveal_window=6)
 ROUND_PARAMS = TrainingRoundsParams(

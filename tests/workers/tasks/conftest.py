@@ -17,7 +17,7 @@ from services import ChildProcess, redis_test_database, redis_url_for, start_chi
 
 TEST_REDIS_DB = 12
 TEST_REDIS_URL = redis_url_for(TEST_REDIS_DB)
-WORKER_READY_TIMEOUT = 30.0
+WORKER_READY_TIMEOUT = 120.0  # a generous bound, not a target: it only ends a wait
 
 
 @pytest.fixture(scope="session")

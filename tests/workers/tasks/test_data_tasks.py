@@ -19,7 +19,7 @@ from workers.tasks.data import pin_dataset, score_dataset
 from workers.tasks.errors import TaskInputError
 from workers.tasks.transport import REJECTED_KEY
 
-RESULT_TIMEOUT = 60
+RESULT_TIMEOUT = 300  # a generous bound, not a target: it only ends a wait
 
 GOOD = SAMPLES_DIR / "good.jsonl"
 JUNK = SAMPLES_DIR / "junk.jsonl"

@@ -36,8 +36,8 @@ from workers.tasks.training import RESULT_CACHE_ENV, TORCH_THREADS_ENV
 
 REDIS_DB = 13
 REDIS_URL = redis_url_for(REDIS_DB)
-WORKER_READY_TIMEOUT = 30.0
-RESULT_TIMEOUT = 120.0
+WORKER_READY_TIMEOUT = 120.0  # generous bounds, not targets: they only end a wait
+RESULT_TIMEOUT = 600.0
 
 TRAIN = "workers.tasks.training.train_delta"
 FINGERPRINT = "workers.tasks.evaluation.fingerprint_delta"
