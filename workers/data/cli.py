@@ -31,15 +31,18 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-
-from ..chain import ChainClient, format_dsh, load_signer, parse_dsh
-from ..storage import StorageError, open_store
+from ..chain.units import format_dsh, parse_dsh
 from ..tables import format_table
-from .chain import DataConsensusClient, describe_invalid, parse_scores
 from .dataset import DataError, InvalidDataset, ValidationReport, normalise_file, validate
 from .records import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from .chain import DataConsensusClient
+
+# The chain client (web3) and the content stores are imported by the commands that use them: `data validate`,
+# `normalise` and `signals` start without them.
 
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
 
@@ -129,6 +132,9 @@ def _signals_run(args: argparse.Namespace) -> int:
 
 
 def _consensus(args: argparse.Namespace, *, with_signer: bool = True) -> DataConsensusClient:
+    from ..chain import ChainClient, load_signer
+    from .chain import DataConsensusClient
+
     # The key is loaded before connecting: a missing key is reported without touching the network.
     signer = load_signer() if with_signer else None
     return DataConsensusClient(ChainClient(args.rpc, signer))
@@ -146,9 +152,13 @@ def _chain_command(action: Callable[[argparse.Namespace], int]) -> Callable[[arg
     `ChainError`s."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..storage import StorageError
+
         try:
             return action(args)
         except InvalidDataset as exc:
+            from .chain import describe_invalid
+
             print(f"error: {args.file}: {describe_invalid(exc)}; nothing was submitted", file=sys.stderr)
         except (StorageError, DataError) as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -161,6 +171,8 @@ def _submit_run(args: argparse.Namespace) -> int:
     bond = parse_dsh(args.bond)
     if not Path(args.file).is_file():
         raise FileNotFoundError(2, "No such file", args.file)
+    from ..storage import open_store
+
     consensus = _consensus(args)
     with open_store() as store:
         result = consensus.submit(args.file, bond, store, _limits(args))
@@ -199,6 +211,8 @@ def _draw_run(args: argparse.Namespace) -> int:
 
 
 def _vote_run(args: argparse.Namespace) -> int:
+    from .chain import parse_scores
+
     scores = parse_scores(args.scores)  # checked before the key is loaded or the node is contacted
     result = _consensus(args).vote(args.id, scores)
     print(f"tx {result.tx_hash}")
@@ -450,7 +464,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return args.data_handler(args)
     except (OSError, DataError) as exc:
-        if isinstance(exc, requests.RequestException):
+        requests = sys.modules.get("requests")  # loaded by the commands that talk to a node or an IPFS API
+        if requests is not None and isinstance(exc, requests.RequestException):
             raise  # the chain's node stopped answering: `workers.cli.main` reports it
         if isinstance(exc, OSError) and exc.filename:
             detail = f"cannot use {exc.filename}: {exc.strerror or exc}"

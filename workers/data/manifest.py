@@ -23,7 +23,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from eth_utils import keccak
+from eth_hash.auto import keccak  # eth_utils would load ~0.3 s of modules for this one function
 
 from ..safejson import JsonRejected, parse_json
 from .records import FORMAT_NAME, FORMAT_VERSION
