@@ -95,8 +95,10 @@ def _unpaired_surrogate(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-# A whole JSON string (skipped in one regex step, in C), or one bracket.
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# A whole JSON string (skipped in one regex step, in C), or one bracket. An unterminated string runs to the end of
+# the text: were the closing quote required, every later quote would start a fresh scan to the end (quadratic time,
+# hours for a 1 MiB line of escaped quotes).
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)|[\[\]{}]')
 
 
 def nesting_depth(text: str, *, limit: int) -> int:

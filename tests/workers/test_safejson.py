@@ -1,6 +1,8 @@
 """The bounded JSON parser every outside document goes through (workers.safejson)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -64,3 +66,19 @@ def test_a_surrogate_pair_and_json_whitespace_are_fine():
     assert parse_json(' \n{"e": "\\ud83d\\ude00"}\r\n', what="doc") == {"e": "\U0001f600"}
     with pytest.raises(JsonRejected, match="not valid JSON"):
         parse_json('\u00a0{"e": 1}', what="doc")  # a no-break space is not JSON whitespace
+
+
+def test_a_mebibyte_of_unterminated_escaped_quotes_is_scanned_once():
+    # Were the string's closing quote required, every escaped quote would start a scan to the end of the text:
+    # quadratic, hours for this line. Run apart with a generous bound, so a regression hangs no test run.
+    script = (
+        "from workers.safejson import JsonRejected, nesting_depth, parse_json\n"
+        "text = '\"' + '\\\\\"' * 500_000 + '[' * 40\n"
+        "assert nesting_depth(text, limit=32) == 0\n"
+        "try:\n"
+        "    parse_json(text, what='line 1', max_bytes=2**20)\n"
+        "except JsonRejected as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.startswith("line 1: not valid JSON (Unterminated string")
