@@ -60,7 +60,7 @@ FALLBACK_PRIORITY_FEE = 10**9
 #: Times a send is retried after resyncing a stale nonce.
 NONCE_RETRIES = 5
 #: Where the per-account send locks live (a folder every process of this host sees): `$DEEPSHARD_LOCK_DIR`, else
-#: `deepshard-locks` in the system's temporary folder.
+#: `deepshard-locks-<uid>` in the system's temporary folder.
 LOCK_DIR_ENV = "DEEPSHARD_LOCK_DIR"
 
 #: How nodes word "this nonce is taken": the account's nonce moved past it, or another transaction holds it.
@@ -89,9 +89,10 @@ def already_known(message: str) -> bool:
 
 
 def lock_dir() -> str:
-    """`$DEEPSHARD_LOCK_DIR`, else `deepshard-locks` in the system's temporary folder (created if missing)."""
-    folder = os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), "deepshard-locks")
-    os.makedirs(folder, exist_ok=True)
+    """`$DEEPSHARD_LOCK_DIR`, else `deepshard-locks-<uid>` in the system's temporary folder (created if missing)."""
+    # One folder per user: a folder another user created first would refuse our lock files.
+    folder = os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), f"deepshard-locks-{os.getuid()}")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     return folder
 
 
@@ -117,7 +118,14 @@ class NonceManager:
         if self._path is None:
             yield
             return
-        with open(self._path, "a+b") as handle:
+        try:
+            handle = open(self._path, "a+b")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:  # not a node failure: say what to change instead of retrying
+            raise InvalidRequest(
+                f"cannot open the send lock {self._path} ({exc.strerror}): set {LOCK_DIR_ENV} to a folder this user "
+                "can write"
+            ) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

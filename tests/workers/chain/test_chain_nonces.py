@@ -13,7 +13,7 @@ import time
 import pytest
 from eth_account import Account
 
-from workers.chain import ChainClient, LocalSigner
+from workers.chain import ChainClient, InvalidRequest, LocalSigner, NonceManager
 from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.client import LOCK_DIR_ENV, already_known, nonce_conflict
 from workers.chain.localnode import dev_signer, start_anvil, start_ganache
@@ -139,3 +139,10 @@ def test_two_processes_sending_from_one_key_at_once_all_land(start, tmp_path):
         assert funder.w3.eth.get_transaction_count(account.address) == 2 * SENDS_PER_PROCESS
     finally:
         node.stop()
+
+
+def test_a_send_lock_that_cannot_be_opened_is_a_clear_error_not_a_node_failure(tmp_path):
+    nonces = NonceManager(lambda: 0, str(tmp_path / "missing-folder" / "31337-0xabc.lock"))
+    with pytest.raises(InvalidRequest, match=f"cannot open the send lock .* set {LOCK_DIR_ENV} to a folder"):
+        with nonces.reserve():
+            pass
