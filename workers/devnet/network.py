@@ -19,6 +19,8 @@ a process that reused the PID of one that already ended.
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import shlex
@@ -54,19 +56,20 @@ STOP_TIMEOUT = 30.0
 
 
 def devnet_params() -> DeployParams:
-    """Windows in blocks (one a second by default): the data consensus takes about 20 s, a training round on the
-    sample spec about 100 s. The commit windows hold a job of the warmed-up trainer or evaluator (about 10 s on
-    a 2-core machine under load, measured) four times over. A round needs one accepted delta (one trainer is
-    enough)."""
+    """Windows in blocks (one a second by default): the data consensus takes about 25 s, a training round on the
+    sample spec about 110 s. The commit windows hold a job of the warmed-up trainer or evaluator (about 10 s on
+    a 2-core machine under load, measured) four times over. The keeper finalizes as soon as every seat revealed,
+    so the long reveal windows of the panels cost nothing unless a seat stays silent; they keep a slow reveal
+    from failing the vote. A round needs one accepted delta (one trainer is enough)."""
     from ..chain import DataConsensusParams, DeployParams, TrainingRoundsParams
 
     return DeployParams(
-        data_consensus=DataConsensusParams(commit_window=8, reveal_window=8),
+        data_consensus=DataConsensusParams(commit_window=12, reveal_window=60),
         training_rounds=TrainingRoundsParams(
             train_commit_window=40,
-            train_reveal_window=10,
+            train_reveal_window=15,
             eval_commit_window=40,
-            eval_reveal_window=20,
+            eval_reveal_window=120,
             min_accepted=1,
         ),
     )
@@ -213,7 +216,8 @@ def stop_processes(procs: list[Proc], timeout: float = STOP_TIMEOUT, say: Callab
         if not proc.alive():
             continue
         family = [(pid, ticks) for pid in descendants(proc.pid) if (ticks := process_start_ticks(pid)) is not None]
-        os.kill(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may exit between the check and the signal
+            os.kill(proc.pid, signal.SIGTERM)
         targets.append((proc, family))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(proc.alive() for proc, _ in targets):
@@ -222,7 +226,8 @@ def stop_processes(procs: list[Proc], timeout: float = STOP_TIMEOUT, say: Callab
         forced = []
         for pid, ticks in [(proc.pid, proc.start_ticks), *family]:
             if process_start_ticks(pid) == ticks:
-                os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
                 forced.append(pid)
         say(f"stopped {proc.name} (pid {proc.pid}{', killed ' + str(forced) if forced else ''})")
 
