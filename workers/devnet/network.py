@@ -20,7 +20,6 @@ a process that reused the PID of one that already ended.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import shlex
