@@ -7,7 +7,7 @@
     the latest model version and the round that made it
     emission: what the current epoch can still pay, the token supply and its cap
 
-Read-only: no key is needed. `--json` prints one line of JSON (amounts in wei, as strings).
+Read-only: no key is needed. `--json` prints one line of JSON (amounts in wei, as integers).
 `workers.cli` wires it in as `Command("status", ...)`.
 """
 
@@ -123,7 +123,8 @@ def format_network_status(status: dict[str, Any]) -> str:
     version = status["latest_version"]
     made_by = f"round #{version['round']}" if version["round"] else "genesis"
     lines.append(
-        f"latest model version: {version['id']} ({made_by}); get it with `deepshard model get {version['id']}`"
+        f"latest model version: {version['id']} ({made_by}); "
+        f"get it with `deepshard model get {version['id']} --out DIR`"
     )
     emission = status["emission"]
     lines.append(
