@@ -68,6 +68,7 @@ from ..protocol.constants import DATA_STATUSES
 from ..rounds.chain import TrainingRoundsClient
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
+from ..tasks.delivery import FAILED_JOBS_KEY
 from ..tasks.errors import QueueUnavailable
 from ..tasks.runner import account_queue, send
 from .registry import registered_accounts
@@ -305,13 +306,24 @@ class Watcher:
 
     def reset_cursors(self) -> None:
         """Forgets the cursors (and their sets and block hashes) of the watched contracts on this chain id, and
-        records this chain as theirs: the next poll starts from the start block (else the deployment block)."""
+        records this chain as theirs: the next poll starts from the start block (else the deployment block).
+
+        The state of the jobs keyed by this chain id and these contracts goes too (task results, job markers,
+        leases, failures): a restarted dev chain redeploys at the same addresses, and a result of the old chain
+        (a delta trained for its round 1) must not stand for the new one's."""
         chain_id = self.chain.chain_id
         keys = [identity_key(chain_id)]
+        failed = []
         for contract in self.contracts.values():
             keys += [f(chain_id, contract.address) for f in (cursor_key, sent_key, recent_key)]
+            scope = f"*:{chain_id}:{contract.address}:*"
+            for pattern in (f"celery-task-meta-{scope}", f"deepshard:job:{scope}"):
+                keys += list(self.redis.scan_iter(match=pattern, count=1000))
+            failed += [field for field, _ in self.redis.hscan_iter(FAILED_JOBS_KEY, match=scope)]
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(*keys)
+            if failed:
+                pipe.hdel(FAILED_JOBS_KEY, *failed)
             pipe.set(identity_key(chain_id), json.dumps({"chain_id": chain_id, "genesis": self._genesis()}))
             pipe.execute()
         self._identity_checked = True

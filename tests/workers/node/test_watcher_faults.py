@@ -32,6 +32,7 @@ from workers.chain.module import cid_to_chain
 from workers.node.registry import worker_health
 from workers.node.watcher import ForeignCursor, Watcher, cursor_key, identity_key
 from workers.storage import cid_of_bytes
+from workers.tasks.delivery import FAILED_JOBS_KEY
 
 
 class Proxy:
@@ -198,7 +199,19 @@ def test_cursors_of_another_chain_are_refused_until_reset(net, redis_clean, tmp_
         assert "error: the watcher cursors stored in Redis for chain 31337 were made on another chain" in refused.stderr
         assert "deepshard watch --reset-cursor" in refused.stderr and "Traceback" not in refused.stderr
 
+        # The old chain's job state under the same chain id and addresses; another contract's stays.
+        rounds_address = other_chain.contract("TrainingRounds").address
+        old_job = f"train_delta:{chain.chain_id}:{rounds_address}:1:0x{'ab' * 20}"
+        unrelated = f"train_delta:{chain.chain_id}:0x{'cd' * 20}:1:0x{'ab' * 20}"
+        for job in (old_job, unrelated):
+            redis_clean.set(f"celery-task-meta-{job}", '{"status": "SUCCESS"}')
+            redis_clean.set(f"deepshard:job:{job}", "1")
+            redis_clean.hset(FAILED_JOBS_KEY, job, "{}")
         watcher.reset_cursors()
+        assert not redis_clean.exists(f"celery-task-meta-{old_job}", f"deepshard:job:{old_job}")
+        assert not redis_clean.hexists(FAILED_JOBS_KEY, old_job)
+        assert redis_clean.exists(f"celery-task-meta-{unrelated}", f"deepshard:job:{unrelated}") == 2
+        assert redis_clean.hexists(FAILED_JOBS_KEY, unrelated)
         watcher.poll_once()
         # A cursor stored before identities were, past the chain's head, is refused too.
         redis_clean.delete(identity_key(chain.chain_id))
