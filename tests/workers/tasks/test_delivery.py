@@ -4,6 +4,8 @@
   the copy does not run it a second time;
 * a task that kills its own process every time is delivered a bounded number of times, then fails for good with
   its reason recorded, and the worker goes on with its other tasks.
+
+No test waits on time passing: each waits, with a generous bound, for a condition (a log line, a Redis key).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ def names() -> tuple[str, str]:
 
 def test_a_job_outliving_the_visibility_timeout_is_delivered_again_but_runs_once(spawn, redis_clean):
     queue, runs = names()
-    # Redis redelivers an unacknowledged task after 2 s; the job runs 8 s.
-    env = {"DEEPSHARD_TEST_VISIBILITY_TIMEOUT": "2", "DEEPSHARD_JOB_LEASE_SECONDS": "3"}
+    gate = f"{runs}:gate"
+    # Redis redelivers an unacknowledged task after 2 s; the job runs until the test opens its gate, which it does
+    # only once a redelivered copy was deferred. The lease (60 s, renewed every 20 s) outlasts the whole test.
+    env = {"DEEPSHARD_TEST_VISIBILITY_TIMEOUT": "2", "DEEPSHARD_JOB_LEASE_SECONDS": "60"}
     workers = [
         spawn(celery_worker_command(queue, pool="prefork"), env, ready=" ready.", name=f"worker-{i}") for i in (1, 2)
     ]
@@ -37,10 +41,18 @@ def test_a_job_outliving_the_visibility_timeout_is_delivered_again_but_runs_once
     def logs() -> str:
         return "".join(worker.log() for worker in workers)
 
-    job = send(LONG_JOB, args=(8.0, runs), queue=queue)
-    wait_for(lambda: "is running elsewhere" in logs(), "a copy delivered while the job runs", logs=workers)
+    job = send(LONG_JOB, args=(runs, gate), queue=queue)
+    wait_for(
+        lambda: "is running elsewhere" in logs(), "a copy delivered while the job runs", RESULT_TIMEOUT, logs=workers
+    )
+    redis_clean.set(gate, 1)
     pid = job.get(timeout=RESULT_TIMEOUT)
-    wait_for(lambda: "finished already" in logs(), "a copy delivered after the job finished", logs=workers)
+    wait_for(
+        lambda: "finished already (SUCCESS)" in logs(),
+        "a copy delivered after the job finished",
+        RESULT_TIMEOUT,
+        logs=workers,
+    )
     assert [int(p) for p in redis_clean.lrange(runs, 0, -1)] == [pid]
     assert "Traceback" not in logs()
 
@@ -50,7 +62,7 @@ def test_a_task_that_kills_its_process_every_time_fails_for_good_and_the_worker_
     _, other_runs = names()
     worker = spawn(celery_worker_command(queue, pool="prefork"), {}, ready=" ready.", name="worker")
     crash = send(CRASH, args=(runs,), queue=queue)
-    after = send(LONG_JOB, args=(0.0, other_runs), queue=queue)
+    after = send(LONG_JOB, args=(other_runs,), queue=queue)
 
     with pytest.raises(TaskAbandoned, match="delivered 3 times and each time the worker process running it died"):
         crash.get(timeout=RESULT_TIMEOUT)
