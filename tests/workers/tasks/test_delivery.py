@@ -3,19 +3,24 @@
 * a job that outlives the visibility timeout (scaled down to seconds) is delivered again while it runs, and
   the copy does not run it a second time;
 * a task that kills its own process every time is delivered a bounded number of times, then fails for good with
-  its reason recorded, and the worker goes on with its other tasks.
+  its reason recorded, and the worker goes on with its other tasks;
+* a lease is taken over from a holder only when that holder is a process of this host, PID namespace and boot that
+  no longer exists.
 
 No test waits on time passing: each waits, with a generous bound, for a condition (a log line, a Redis key).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from dataclasses import replace
 
 import pytest
 from netkit import celery_worker_command, wait_for
 
-from workers.tasks.delivery import TaskAbandoned, failed_jobs, job_bound_seconds
+from workers.tasks.delivery import Holder, Lease, TaskAbandoned, failed_jobs, holder_is_dead, job_bound_seconds
 from workers.tasks.runner import send
 
 LONG_JOB = "tests.delivery.long_job"
@@ -89,3 +94,32 @@ def test_a_spec_whose_job_may_outlive_the_visibility_timeout_is_refused_with_the
     with pytest.raises(VisibilityTooShort, match="set DEEPSHARD_VISIBILITY_TIMEOUT to at least") as caught:
         check_visibility(SpecBook(redis_clean, use_env=False).known(), timeout=3600)
     assert f"{job_bound_seconds(long):,.0f} s" in str(caught.value)
+
+
+def test_a_lease_is_taken_over_only_from_a_dead_process_of_this_host_pid_namespace_and_boot(redis_clean):
+    me = Holder.current()
+    assert "-" not in (me.pid_namespace, me.boot_id)  # Linux has both
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    dead = replace(me, pid=gone.pid, tag="dead")
+    assert Holder.parse(dead.text()) == dead
+    assert holder_is_dead(dead.text(), me)
+    assert not holder_is_dead(replace(me, tag="alive").text(), me)
+    # A container on the host's network: the same hostname, PIDs of another namespace.
+    assert not holder_is_dead(replace(dead, pid_namespace=f"{me.pid_namespace}0").text(), me)
+    assert not holder_is_dead(replace(dead, boot_id="another-boot").text(), me)
+    assert not holder_is_dead(replace(dead, host=f"{me.host}-other").text(), me)
+    assert not holder_is_dead(dead.text(), replace(me, pid_namespace="-"))  # where the namespace is unknown
+    assert not holder_is_dead(f"{me.host}:{gone.pid}:0123456789ab", me)  # a holder id without namespace or boot
+    assert not holder_is_dead("garbage", me)
+
+    key = f"test:delivery:{uuid.uuid4().hex[:8]}:lease"
+    redis_clean.set(key, replace(dead, pid_namespace=f"{me.pid_namespace}0").text(), px=60_000)
+    lease = Lease(redis_clean, key, seconds=60)
+    assert not lease.acquire()
+    redis_clean.set(key, dead.text(), px=60_000)
+    assert lease.acquire()
+    assert redis_clean.get(key).decode() == lease.holder
+    # Taken over: the old holder's renewal fails (its keep-alive thread then logs an error).
+    redis_clean.set(key, dead.text(), px=60_000)
+    assert not lease.renew()
