@@ -14,8 +14,12 @@ watcher give deterministic ids):
   queued again for when the lease could lapse, and acknowledged. A holder that died stops renewing, so its lease
   lapses (at once, when the holder was a process of this host, of this PID namespace and of this boot, that no longer
   exists: containers sharing the host's network share its hostname, not its PIDs) and the next copy takes over. A
-  holder that finds its lease lost logs an error and goes on. A copy of a job that has finished (its result is
-  stored) is dropped.
+  holder that finds its lease lost logs an error and goes on.
+- Finished jobs: a run that returns, or fails for good (raises anything but Celery's `Retry`, `Ignore` or `Reject`,
+  which send the job on under the same id), sets the job's terminal marker (`deepshard:job:<id>:done`, kept
+  `RECORD_TTL`) before it releases the lease; a copy of a job with that marker, or in `failed_jobs`, is dropped.
+  Celery's stored state cannot serve: with `task_track_started` each copy stores STARTED over a FAILURE before it
+  runs, and the lease is released before Celery stores SUCCESS.
 - Bounded deliveries: each run that takes the lease counts one delivery (`deepshard:job:<id>:deliveries`); a run
   that ends, by returning or raising, clears the count, so only runs whose process died are counted. The run after
   `MAX_DELIVERIES` such deaths does not start: the job fails for good with `TaskAbandoned` (its reason stored as the
@@ -39,8 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis as redis_lib
-from celery import states
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.log import get_task_logger
 
 from ..chain.errors import ChainError
@@ -291,9 +294,10 @@ class FailedJob:
     at: float
 
 
-def job_keys(job_id: str) -> tuple[str, str]:
-    """(lease key, delivery-count key) of the job with task id `job_id`."""
-    return f"deepshard:job:{job_id}:lease", f"deepshard:job:{job_id}:deliveries"
+def job_keys(job_id: str) -> tuple[str, str, str]:
+    """(lease key, delivery-count key, terminal-marker key) of the job with task id `job_id`."""
+    base = f"deepshard:job:{job_id}"
+    return f"{base}:lease", f"{base}:deliveries", f"{base}:done"
 
 
 def failed_jobs(client: redis_lib.Redis) -> list[FailedJob]:
@@ -305,16 +309,26 @@ def failed_jobs(client: redis_lib.Redis) -> list[FailedJob]:
     return sorted(out, key=lambda job: job.at)
 
 
+#: Exceptions with which a run hands the job on under the same task id (a retry, `Task.replace`): not the end of it.
+_NOT_FINAL = (Retry, Ignore, Reject)
+
+
+def _finished(client: redis_lib.Redis, task, job_id: str, done_key: str) -> bool:
+    how = _text(client.get(done_key)) or ("FAILURE" if client.hexists(FAILED_JOBS_KEY, job_id) else None)
+    if how is None:
+        return False
+    logger.info("%s[%s] finished already (%s): this copy is dropped", task.name, job_id, how)
+    return True
+
+
 def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
     """Runs `body()` as the one run of the job `task.request.id` (module docstring). Raises `Ignore` for a copy that
     must not run (after queueing it again when the job may still need it) and `TaskAbandoned` when the job's
     deliveries are spent."""
     job_id = task.request.id
-    state = task.app.AsyncResult(job_id).state
-    if state in states.READY_STATES:
-        logger.info("%s[%s] finished already (%s): this copy is dropped", task.name, job_id, state)
+    lease_key, count_key, done_key = job_keys(job_id)
+    if _finished(client, task, job_id, done_key):
         raise Ignore()
-    lease_key, count_key = job_keys(job_id)
     lease = Lease(client, lease_key)
     if not lease.acquire():
         # Back when the lease could lapse, and well within the visibility timeout (a held countdown is redelivered
@@ -326,6 +340,9 @@ def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
         logger.info("%s[%s] is running elsewhere: this copy looks again in %.0f s", task.name, job_id, wait)
         raise Ignore()
     try:
+        # Again under the lease: the run that held it may have finished since the first look.
+        if _finished(client, task, job_id, done_key):
+            raise Ignore()
         deliveries = int(client.incr(count_key))
         client.expire(count_key, RECORD_TTL)
         limit = max_deliveries()
@@ -336,13 +353,21 @@ def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
             )
             record = {"task": task.name, "reason": reason, "at": time.time()}
             client.hset(FAILED_JOBS_KEY, job_id, json.dumps(record))
+            client.set(done_key, "FAILURE", ex=RECORD_TTL)
             client.delete(count_key)
             logger.error("%s", reason)
             raise TaskAbandoned(reason)
         lease.keep_alive()
         try:
-            return body()
+            result = body()
+        except _NOT_FINAL:
+            raise
+        except Exception:  # not SystemExit or KeyboardInterrupt: a worker shutting down has not finished the job
+            client.set(done_key, "FAILURE", ex=RECORD_TTL)
+            raise
         finally:
             client.delete(count_key)  # the run ended in this process: it did not die
+        client.set(done_key, "SUCCESS", ex=RECORD_TTL)
+        return result
     finally:
         lease.release()

@@ -2,8 +2,9 @@
 
 * a job that outlives the visibility timeout (scaled down to seconds) is delivered again while it runs, and
   the copy does not run it a second time;
+* a copy of a job that finished, by failing or by returning, is dropped;
 * a task that kills its own process every time is delivered a bounded number of times, then fails for good with
-  its reason recorded, and the worker goes on with its other tasks;
+  its reason recorded, a copy of it is dropped, and the worker goes on with its other tasks;
 * a lease is taken over from a holder only when that holder is a process of this host, PID namespace and boot that
   no longer exists.
 
@@ -25,6 +26,7 @@ from workers.tasks.runner import send
 
 LONG_JOB = "tests.delivery.long_job"
 CRASH = "tests.delivery.crash"
+FAIL = "tests.delivery.fail"
 RESULT_TIMEOUT = 300
 
 
@@ -62,6 +64,38 @@ def test_a_job_outliving_the_visibility_timeout_is_delivered_again_but_runs_once
     assert "Traceback" not in logs()
 
 
+def test_a_copy_of_a_job_that_finished_by_failing_or_returning_is_dropped(spawn, redis_clean):
+    queue, failed_runs = names()
+    _, runs = names()
+    worker = spawn(celery_worker_command(queue, pool="prefork"), {}, ready=" ready.", name="worker")
+
+    failed = send(FAIL, args=(failed_runs,), queue=queue)
+    with pytest.raises(ValueError, match="fails on purpose"):
+        failed.get(timeout=RESULT_TIMEOUT)
+    # Celery would store STARTED over the FAILURE for this copy before running it.
+    send(FAIL, args=(failed_runs,), queue=queue, task_id=failed.id)
+    wait_for(
+        lambda: f"[{failed.id}] finished already (FAILURE)" in worker.log(),
+        "the copy of the failed job dropped",
+        RESULT_TIMEOUT,
+        logs=[worker],
+    )
+    assert redis_clean.llen(failed_runs) == 1
+
+    done = send(LONG_JOB, args=(runs,), queue=queue)
+    pid = done.get(timeout=RESULT_TIMEOUT)
+    # Without Celery's stored result, as for a copy that arrives between the lease's release and the result's store.
+    done.forget()
+    send(LONG_JOB, args=(runs,), queue=queue, task_id=done.id)
+    wait_for(
+        lambda: f"[{done.id}] finished already (SUCCESS)" in worker.log(),
+        "the copy of the finished job dropped",
+        RESULT_TIMEOUT,
+        logs=[worker],
+    )
+    assert [int(p) for p in redis_clean.lrange(runs, 0, -1)] == [pid]
+
+
 def test_a_task_that_kills_its_process_every_time_fails_for_good_and_the_worker_goes_on(spawn, redis_clean):
     queue, runs = names()
     _, other_runs = names()
@@ -74,6 +108,15 @@ def test_a_task_that_kills_its_process_every_time_fails_for_good_and_the_worker_
     assert redis_clean.llen(runs) == 3
     (failed,) = [job for job in failed_jobs(redis_clean) if job.job_id == crash.id]
     assert failed.task == CRASH and "it is not run again" in failed.reason
+    # A copy of the abandoned job (its delivery count is gone) does not start a fresh series of deliveries.
+    send(CRASH, args=(runs,), queue=queue, task_id=crash.id)
+    wait_for(
+        lambda: f"[{crash.id}] finished already (FAILURE)" in worker.log(),
+        "the copy of the abandoned job dropped",
+        RESULT_TIMEOUT,
+        logs=[worker],
+    )
+    assert redis_clean.llen(runs) == 3
     # The worker's other work goes on.
     assert after.get(timeout=RESULT_TIMEOUT) > 0
     assert redis_clean.llen(other_runs) == 1

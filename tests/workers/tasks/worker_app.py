@@ -10,7 +10,8 @@ It is the project's app (`workers.tasks.app`) with two test knobs:
 
 Tasks of its own for the delivery tests: `tests.delivery.long_job(runs_key, gate_key=None)` records each run in the
 Redis list `runs_key`, then waits (up to `GATE_TIMEOUT` seconds) until the key `gate_key` exists, if one is given;
-`tests.delivery.crash(runs_key)` records its run, then SIGKILLs its own process.
+`tests.delivery.fail(runs_key)` records its run, then raises ValueError; `tests.delivery.crash(runs_key)` records its
+run, then SIGKILLs its own process.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def long_job(runs_key: str, gate_key: str | None = None) -> int:
             raise TimeoutError(f"the gate {gate_key} was not opened within {GATE_TIMEOUT:g} s")
         time.sleep(0.1)
     return os.getpid()
+
+
+@app.task(name="tests.delivery.fail")
+def fail(runs_key: str) -> None:
+    broker_redis().rpush(runs_key, os.getpid())
+    raise ValueError("tests.delivery.fail fails on purpose")
 
 
 @app.task(name="tests.delivery.crash")
