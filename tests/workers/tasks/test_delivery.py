@@ -35,6 +35,17 @@ def names() -> tuple[str, str]:
     return f"delivery-{tag}", f"test:delivery:{tag}:runs"
 
 
+def send_copy_and_see_it_dropped(worker, name: str, args: tuple, queue: str, job_id: str, how: str) -> None:
+    """Queues a copy of the finished job `job_id` and waits for `worker` to drop it as finished (`how`)."""
+    send(name, args=args, queue=queue, task_id=job_id)
+    wait_for(
+        lambda: f"[{job_id}] finished already ({how})" in worker.log(),
+        f"the copy of {job_id} dropped",
+        RESULT_TIMEOUT,
+        logs=[worker],
+    )
+
+
 def test_a_job_outliving_the_visibility_timeout_is_delivered_again_but_runs_once(spawn, redis_clean):
     queue, runs = names()
     gate = f"{runs}:gate"
@@ -73,26 +84,14 @@ def test_a_copy_of_a_job_that_finished_by_failing_or_returning_is_dropped(spawn,
     with pytest.raises(ValueError, match="fails on purpose"):
         failed.get(timeout=RESULT_TIMEOUT)
     # Celery would store STARTED over the FAILURE for this copy before running it.
-    send(FAIL, args=(failed_runs,), queue=queue, task_id=failed.id)
-    wait_for(
-        lambda: f"[{failed.id}] finished already (FAILURE)" in worker.log(),
-        "the copy of the failed job dropped",
-        RESULT_TIMEOUT,
-        logs=[worker],
-    )
+    send_copy_and_see_it_dropped(worker, FAIL, (failed_runs,), queue, failed.id, "FAILURE")
     assert redis_clean.llen(failed_runs) == 1
 
     done = send(LONG_JOB, args=(runs,), queue=queue)
     pid = done.get(timeout=RESULT_TIMEOUT)
     # Without Celery's stored result, as for a copy that arrives between the lease's release and the result's store.
     done.forget()
-    send(LONG_JOB, args=(runs,), queue=queue, task_id=done.id)
-    wait_for(
-        lambda: f"[{done.id}] finished already (SUCCESS)" in worker.log(),
-        "the copy of the finished job dropped",
-        RESULT_TIMEOUT,
-        logs=[worker],
-    )
+    send_copy_and_see_it_dropped(worker, LONG_JOB, (runs,), queue, done.id, "SUCCESS")
     assert [int(p) for p in redis_clean.lrange(runs, 0, -1)] == [pid]
 
 
@@ -109,13 +108,7 @@ def test_a_task_that_kills_its_process_every_time_fails_for_good_and_the_worker_
     (failed,) = [job for job in failed_jobs(redis_clean) if job.job_id == crash.id]
     assert failed.task == CRASH and "it is not run again" in failed.reason
     # A copy of the abandoned job (its delivery count is gone) does not start a fresh series of deliveries.
-    send(CRASH, args=(runs,), queue=queue, task_id=crash.id)
-    wait_for(
-        lambda: f"[{crash.id}] finished already (FAILURE)" in worker.log(),
-        "the copy of the abandoned job dropped",
-        RESULT_TIMEOUT,
-        logs=[worker],
-    )
+    send_copy_and_see_it_dropped(worker, CRASH, (runs,), queue, crash.id, "FAILURE")
     assert redis_clean.llen(runs) == 3
     # The worker's other work goes on.
     assert after.get(timeout=RESULT_TIMEOUT) > 0
