@@ -11,9 +11,15 @@ watcher give deterministic ids):
 
 - Single flight: a run holds a `Lease` (a Redis key owned by this delivery, `LEASE_SECONDS` long, renewed every
   third of that by a thread while the run lasts). A copy delivered while the lease is held does not run: it is
-  queued again for when the lease could lapse, and acknowledged. A copy of a job that has finished (its result is
-  stored) is dropped. A holder that died stops renewing, so its lease lapses (at once, when the holder was a
-  process of this host that no longer exists) and the next copy takes over.
+  queued again for when the lease could lapse, and acknowledged. A holder that died stops renewing, so its lease
+  lapses (at once, when the holder was a process of this host, of this PID namespace and of this boot, that no longer
+  exists: containers sharing the host's network share its hostname, not its PIDs) and the next copy takes over. A
+  holder that finds its lease lost logs an error and goes on.
+- Finished jobs: a run that returns, or fails for good (raises anything but Celery's `Retry`, `Ignore` or `Reject`,
+  which send the job on under the same id), sets the job's terminal marker (`deepshard:job:<id>:done`, kept
+  `RECORD_TTL`) before it releases the lease; a copy of a job with that marker, or in `failed_jobs`, is dropped.
+  Celery's stored state cannot serve: with `task_track_started` each copy stores STARTED over a FAILURE before it
+  runs, and the lease is released before Celery stores SUCCESS.
 - Bounded deliveries: each run that takes the lease counts one delivery (`deepshard:job:<id>:deliveries`); a run
   that ends, by returning or raising, clears the count, so only runs whose process died are counted. The run after
   `MAX_DELIVERIES` such deaths does not start: the job fails for good with `TaskAbandoned` (its reason stored as the
@@ -37,8 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis as redis_lib
-from celery import states
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.log import get_task_logger
 
 from ..chain.errors import ChainError
@@ -131,8 +136,59 @@ def check_visibility(specs: Iterable[TrainingSpec], timeout: float | None = None
 # ---------------------------------------------------------------- leases
 
 
-def _holder_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+def _first_line(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.readline().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: the host's name, the PID namespace's inode and the boot id (each "-" where the system
+    has none: such a holder is never taken for dead), the process id, and a random tag for the delivery."""
+
+    host: str
+    pid_namespace: str
+    boot_id: str
+    pid: int
+    tag: str
+
+    @classmethod
+    def current(cls) -> Holder:
+        return cls(
+            socket.gethostname(),
+            _pid_namespace() or "-",
+            _first_line("/proc/sys/kernel/random/boot_id") or "-",
+            os.getpid(),
+            uuid.uuid4().hex[:12],
+        )
+
+    def text(self) -> str:
+        return f"{self.host}|{self.pid_namespace}|{self.boot_id}|{self.pid}|{self.tag}"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        """The holder written by `text()`, or None (a malformed value, or one written by an older worker)."""
+        parts = text.split("|")
+        if len(parts) != 5 or not parts[3].isdigit():
+            return None
+        return cls(parts[0], parts[1], parts[2], int(parts[3]), parts[4])
+
+    def shares_pids_with(self, other: Holder) -> bool:
+        """Whether this holder's PIDs name the same processes as `other`'s: the same host, PID namespace and boot,
+        each known."""
+        if "-" in (self.pid_namespace, self.boot_id):
+            return False
+        return (self.host, self.pid_namespace, self.boot_id) == (other.host, other.pid_namespace, other.boot_id)
 
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -145,12 +201,13 @@ _STEAL = (
 
 class Lease:
     """A Redis key owned by one holder for `seconds` unless renewed; `acquire` also takes over the lease of a
-    holder that was a process of this host and no longer exists (its lease could only lapse)."""
+    holder that was a process of this host, PID namespace and boot and no longer exists (its lease could only
+    lapse)."""
 
     def __init__(self, client: redis_lib.Redis, key: str, seconds: float | None = None):
         self.client, self.key = client, key
         self.seconds = lease_seconds() if seconds is None else seconds
-        self.holder = _holder_id()
+        self.holder = Holder.current().text()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -159,11 +216,11 @@ class Lease:
         return max(int(self.seconds * 1000), 1)
 
     def acquire(self) -> bool:
-        """Takes the lease if it is free or its holder is dead on this host; False if someone else holds it."""
+        """Takes the lease if it is free or its holder is dead (`holder_is_dead`); False if someone else holds it."""
         if self.client.set(self.key, self.holder, nx=True, px=self._ms):
             return True
         current = _text(self.client.get(self.key))
-        if current is not None and _holder_is_dead(current):
+        if current is not None and holder_is_dead(current):
             return bool(self.client.eval(_STEAL, 1, self.key, current, self.holder, self._ms))
         return False
 
@@ -186,7 +243,11 @@ class Lease:
             while not self._stop.wait(self.seconds / 3):
                 try:
                     if not self.renew():
-                        logger.warning("lease %s was lost (it lapsed or was taken over)", self.key)
+                        logger.error(
+                            "lease %s was lost (it lapsed or was taken over): this run goes on, and another copy of "
+                            "the job may run at the same time",
+                            self.key,
+                        )
                         return
                 except redis_lib.exceptions.RedisError as exc:
                     logger.warning("cannot renew lease %s: %s", self.key, exc)
@@ -199,13 +260,16 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def _holder_is_dead(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+def holder_is_dead(holder: str, me: Holder | None = None) -> bool:
+    """Whether the lease holder written as `holder` is a process that no longer exists: only when it shares PIDs
+    with `me` (default: this process; `Holder.shares_pids_with`) and its PID names no process. Any doubt (another
+    host, container or boot, a live PID, a malformed holder) is False: the lease then lapses on its own."""
+    theirs = Holder.parse(holder)
+    me = Holder.current() if me is None else me
+    if theirs is None or not me.shares_pids_with(theirs):
         return False
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(theirs.pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -230,9 +294,10 @@ class FailedJob:
     at: float
 
 
-def job_keys(job_id: str) -> tuple[str, str]:
-    """(lease key, delivery-count key) of the job with task id `job_id`."""
-    return f"deepshard:job:{job_id}:lease", f"deepshard:job:{job_id}:deliveries"
+def job_keys(job_id: str) -> tuple[str, str, str]:
+    """(lease key, delivery-count key, terminal-marker key) of the job with task id `job_id`."""
+    base = f"deepshard:job:{job_id}"
+    return f"{base}:lease", f"{base}:deliveries", f"{base}:done"
 
 
 def failed_jobs(client: redis_lib.Redis) -> list[FailedJob]:
@@ -244,16 +309,26 @@ def failed_jobs(client: redis_lib.Redis) -> list[FailedJob]:
     return sorted(out, key=lambda job: job.at)
 
 
+#: Exceptions with which a run hands the job on under the same task id (a retry, `Task.replace`): not the end of it.
+_NOT_FINAL = (Retry, Ignore, Reject)
+
+
+def _finished(client: redis_lib.Redis, task, job_id: str, done_key: str) -> bool:
+    how = _text(client.get(done_key)) or ("FAILURE" if client.hexists(FAILED_JOBS_KEY, job_id) else None)
+    if how is None:
+        return False
+    logger.info("%s[%s] finished already (%s): this copy is dropped", task.name, job_id, how)
+    return True
+
+
 def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
     """Runs `body()` as the one run of the job `task.request.id` (module docstring). Raises `Ignore` for a copy that
     must not run (after queueing it again when the job may still need it) and `TaskAbandoned` when the job's
     deliveries are spent."""
     job_id = task.request.id
-    state = task.app.AsyncResult(job_id).state
-    if state in states.READY_STATES:
-        logger.info("%s[%s] finished already (%s): this copy is dropped", task.name, job_id, state)
+    lease_key, count_key, done_key = job_keys(job_id)
+    if _finished(client, task, job_id, done_key):
         raise Ignore()
-    lease_key, count_key = job_keys(job_id)
     lease = Lease(client, lease_key)
     if not lease.acquire():
         # Back when the lease could lapse, and well within the visibility timeout (a held countdown is redelivered
@@ -265,6 +340,9 @@ def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
         logger.info("%s[%s] is running elsewhere: this copy looks again in %.0f s", task.name, job_id, wait)
         raise Ignore()
     try:
+        # Again under the lease: the run that held it may have finished since the first look.
+        if _finished(client, task, job_id, done_key):
+            raise Ignore()
         deliveries = int(client.incr(count_key))
         client.expire(count_key, RECORD_TTL)
         limit = max_deliveries()
@@ -275,13 +353,21 @@ def run_guarded(task, client: redis_lib.Redis, body: Callable[[], Any]) -> Any:
             )
             record = {"task": task.name, "reason": reason, "at": time.time()}
             client.hset(FAILED_JOBS_KEY, job_id, json.dumps(record))
+            client.set(done_key, "FAILURE", ex=RECORD_TTL)
             client.delete(count_key)
             logger.error("%s", reason)
             raise TaskAbandoned(reason)
         lease.keep_alive()
         try:
-            return body()
+            result = body()
+        except _NOT_FINAL:
+            raise
+        except Exception:  # not SystemExit or KeyboardInterrupt: a worker shutting down has not finished the job
+            client.set(done_key, "FAILURE", ex=RECORD_TTL)
+            raise
         finally:
             client.delete(count_key)  # the run ended in this process: it did not die
+        client.set(done_key, "SUCCESS", ex=RECORD_TTL)
+        return result
     finally:
         lease.release()

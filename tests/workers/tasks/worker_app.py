@@ -8,8 +8,10 @@ It is the project's app (`workers.tasks.app`) with two test knobs:
   * DEEPSHARD_TEST_VISIBILITY_TIMEOUT: seconds after which Redis redelivers a message that a killed worker
     never acknowledged (the app's default is an hour), swept every second.
 
-Two tasks of its own for the delivery tests: `tests.delivery.long_job(seconds, runs_key)` records each run in the
-Redis list `runs_key`, then sleeps; `tests.delivery.crash(runs_key)` records its run, then SIGKILLs its own process.
+Tasks of its own for the delivery tests: `tests.delivery.long_job(runs_key, gate_key=None)` records each run in the
+Redis list `runs_key`, then waits (up to `GATE_TIMEOUT` seconds) until the key `gate_key` exists, if one is given;
+`tests.delivery.fail(runs_key)` records its run, then raises ValueError; `tests.delivery.crash(runs_key)` records its
+run, then SIGKILLs its own process.
 """
 
 from __future__ import annotations
@@ -37,11 +39,26 @@ if os.environ.get("DEEPSHARD_TEST_VISIBILITY_TIMEOUT"):
     }
 
 
+#: A generous bound on how long a gated job waits for its gate (it only ends a wait that went wrong).
+GATE_TIMEOUT = 300.0
+
+
 @app.task(name="tests.delivery.long_job")
-def long_job(seconds: float, runs_key: str) -> int:
-    broker_redis().rpush(runs_key, os.getpid())
-    time.sleep(seconds)
+def long_job(runs_key: str, gate_key: str | None = None) -> int:
+    client = broker_redis()
+    client.rpush(runs_key, os.getpid())
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while gate_key is not None and not client.exists(gate_key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {gate_key} was not opened within {GATE_TIMEOUT:g} s")
+        time.sleep(0.1)
     return os.getpid()
+
+
+@app.task(name="tests.delivery.fail")
+def fail(runs_key: str) -> None:
+    broker_redis().rpush(runs_key, os.getpid())
+    raise ValueError("tests.delivery.fail fails on purpose")
 
 
 @app.task(name="tests.delivery.crash")
