@@ -2,7 +2,7 @@
 
     deepshard serve --dev --model tiny|smollm2-135m [--host H] [--port P]   a built-in model, no chain
     deepshard serve --model smollm2-135m [--version N] [--weights DIR]       version N of the ModelRegistry
-        [--queue-size Q] [--max-body-bytes B] [--api-key KEY ...] [--threads T]
+        [--queue-size Q] [--max-body-bytes B] [--api-key KEY ...] [--threads T] [--stages S (with --dev)]
     deepshard verify-response FILE --model NAME [--weights DIR] [--request REQ.json] [--replay] [--json]
 
 The server prints `serving deepshard-v<N> (weights 0x...) on http://H:P` once it accepts connections. API keys
@@ -49,6 +49,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=_positive_int, default=16, help="requests admitted at once (429 above)")
     parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (413)")
     parser.add_argument("--api-key", action="append", default=[], help="accept this bearer key (repeatable)")
+    parser.add_argument(
+        "--stages", type=_positive_int, default=1, help="split the model over this many local processes (with --dev)"
+    )
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,15 +104,33 @@ def node_app(engine, chain, version: int, model_name: str, weights: Path | None,
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from ..chain import ChainClient, ChainError
+
+    if args.stages > 1:
+        if not args.dev or args.weights is not None:
+            raise ChainError("--stages splits a built-in model: use it with --dev and without --weights")
+        from ..chain.localnode import free_port
+        from .stages import PipelineEngine
+
+        try:
+            engine = PipelineEngine(args.model, args.stages, free_port(), args.threads)
+        except ValueError as exc:
+            raise ChainError(str(exc)) from None
+    else:
+        engine = load_engine(args.model, args.weights, args.threads)
+    try:
+        return _serve(args, engine, None if args.dev else ChainClient(args.rpc))
+    finally:
+        engine.close()
+
+
+def _serve(args: argparse.Namespace, engine, chain) -> int:
     import uvicorn
 
-    from ..chain import ChainClient
-
-    engine = load_engine(args.model, args.weights, args.threads)
     keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
     app, served = node_app(
         engine,
-        None if args.dev else ChainClient(args.rpc),
+        chain,
         args.version,
         args.model,
         args.weights,
