@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import weakref
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -31,15 +32,28 @@ from .engine import Engine, SamplingParams, Sequence
 from .pipeline import split_stage
 
 FORWARD, RELEASE, STOP = 0, 1, 2
+#: How long the stages wait for each other to join (loading the model included) before giving up, instead of
+#: torch's default of 30 minutes when a stage process died while loading.
+JOIN_TIMEOUT = timedelta(minutes=5)
+#: A process group's timeout also bounds every `recv` (gloo): an idle node's stages wait on the next request, so
+#: the serving group they talk in has none to speak of.
+IDLE_TIMEOUT = timedelta(days=3650)
 
 
-def _send_header(op: int, key: int, length: int, to: int) -> None:
-    dist.send(torch.tensor([op, key, length], dtype=torch.long), to)
+def _serving_group(rank: int, stages: int, port: int) -> Any:
+    """Joins the stages (within JOIN_TIMEOUT) and returns the group they serve in (IDLE_TIMEOUT)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=stages, timeout=JOIN_TIMEOUT)
+    return dist.new_group(ranks=list(range(stages)), timeout=IDLE_TIMEOUT)
 
 
-def _receive_header(source: int) -> tuple[int, int, int]:
+def _send_header(op: int, key: int, length: int, to: int, group: Any) -> None:
+    dist.send(torch.tensor([op, key, length], dtype=torch.long), to, group=group)
+
+
+def _receive_header(source: int, group: Any) -> tuple[int, int, int]:
     header = torch.zeros(3, dtype=torch.long)
-    dist.recv(header, source)
+    dist.recv(header, source, group=group)
     op, key, length = (int(v) for v in header)
     return op, key, length
 
@@ -63,8 +77,7 @@ class PipelineEngine(Engine):
         ]
         for child in self._children:
             child.start()
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=0, world_size=stages)
+        self._group = _serving_group(0, stages, port)
 
     def start(self, prompt_ids: list[int], params: SamplingParams) -> Sequence:
         sequence = super().start(prompt_ids, params)
@@ -78,15 +91,15 @@ class PipelineEngine(Engine):
         """As `Engine.forward`: the last position's logits (fp32, [vocab]) and final-norm output (fp32,
         [hidden]), computed by the last stage."""
         while self._released:
-            _send_header(RELEASE, self._released.pop(), 0, 1)
+            _send_header(RELEASE, self._released.pop(), 0, 1, self._group)
         ids = torch.tensor([token_ids], dtype=torch.long)
         hidden = self.model.model(input_ids=ids, cache=cache, use_cache=True).last_hidden_state
-        _send_header(FORWARD, cache.deepshard_key, hidden.shape[1], 1)
-        dist.send(hidden.contiguous(), 1)
+        _send_header(FORWARD, cache.deepshard_key, hidden.shape[1], 1, self._group)
+        dist.send(hidden.contiguous(), 1, group=self._group)
         logits = torch.zeros(self.vocab_size)
         final = torch.zeros(self.hidden_size)
-        dist.recv(logits, self.stages - 1)
-        dist.recv(final, self.stages - 1)
+        dist.recv(logits, self.stages - 1, group=self._group)
+        dist.recv(final, self.stages - 1, group=self._group)
         return logits, final
 
     def prefill_hidden(self, token_ids: list[int]) -> torch.Tensor:
@@ -96,7 +109,7 @@ class PipelineEngine(Engine):
         """Stops the stage processes and leaves the process group."""
         super().close()
         if dist.is_initialized():
-            _send_header(STOP, 0, 0, 1)
+            _send_header(STOP, 0, 0, 1, self._group)
             for child in self._children:
                 child.join()
             dist.destroy_process_group()
@@ -106,8 +119,7 @@ class PipelineEngine(Engine):
 def _stage_main(rank: int, stages: int, model_name: str, port: int, threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=stages)
+    group = _serving_group(rank, stages, port)
     try:
         model: Any = split_stage(load_base_model(model_name, "cpu").model, rank, stages)
         inner = model.model
@@ -115,24 +127,24 @@ def _stage_main(rank: int, stages: int, model_name: str, port: int, threads: int
         last = rank == stages - 1
         caches: dict[int, DynamicCache] = {}
         while True:
-            op, key, length = _receive_header(rank - 1)
+            op, key, length = _receive_header(rank - 1, group)
             if not last:
-                _send_header(op, key, length, rank + 1)
+                _send_header(op, key, length, rank + 1, group)
             if op == STOP:
                 break
             if op == RELEASE:
                 caches.pop(key, None)
                 continue
             hidden = torch.zeros(1, length, hidden_size)
-            dist.recv(hidden, rank - 1)
+            dist.recv(hidden, rank - 1, group=group)
             cache = caches.setdefault(key, DynamicCache(config=inner.config))
             hidden = inner(inputs_embeds=hidden, cache=cache, use_cache=True).last_hidden_state
             if not last:
-                dist.send(hidden.contiguous(), rank + 1)
+                dist.send(hidden.contiguous(), rank + 1, group=group)
                 continue
             final = hidden[:, -1:]  # the last stage's output is the final norm's (model.norm ends the stack)
             logits = model.lm_head(final)[0, -1].float().contiguous()
-            dist.send(logits, 0)
-            dist.send(final[0, -1].float().contiguous(), 0)
+            dist.send(logits, 0, group=group)
+            dist.send(final[0, -1].float().contiguous(), 0, group=group)
     finally:
         dist.destroy_process_group()
