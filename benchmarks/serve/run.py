@@ -1,6 +1,6 @@
 """The inference node against plain `model.generate`, side by side, and under concurrent clients.
 
-`python -m benchmarks.serve.run [--model tiny] [--trials 5] [--tokens 64]` (`make bench-serve`)
+`python -m benchmarks.serve.run [--model tiny] [--trials 5] [--tokens 64] [--calibration-only]` (`make bench-serve`)
 
 - Single stream: our forward loop (workers.serve.engine: KV cache, final-norm capture for the proof, per-token
   sampling step) against `model.generate` on the same weights, both greedy, both forced to the same number of
@@ -8,10 +8,13 @@
   intra-op thread, interleaved repetitions after a warm-up; `ratio_vs_generate` = median of per-repetition
   ours / generate tokens/s (target >= 0.9).
 - Proof overhead: seconds to build the proof of one 32-token chunk, bytes per chunk, and the verifier's prefill.
-- Calibration: `--responses` prompts answered honestly (sampled, generated with 2 intra-op threads, verified with
-  1) and by forged nodes that claim the honest weights hash: a rank-8 delta (child), another one (sibling), bf16
+- Calibration: `--honest-responses` (default 200) prompts answered honestly (sampled, generated and verified with
+  1 or 2 intra-op threads, every pairing in turn, each also by exact replay), and `--responses` (default 10) per
+  attack by forged nodes that claim the honest weights hash: a rank-8 delta (child), another one (sibling), bf16
   weights, int8 weights (torch's dynamic quantisation), the answer to a changed prompt, and (replay) another
-  seed. Counts honest rejections and each attack's detections; the mismatch counts show the margin.
+  seed. Counts honest rejections and each attack's detection rate; the mismatch counts show the margin;
+  `calibration.targets` holds the issue's targets as {value, limit, met}: >= 200 honest answers with 0
+  rejections, every attack detected.
 - Pipeline: the same greedy generation split over two gloo processes (workers.serve.pipeline) against one
   process, tokens/s of the generation loop (process start and model loading excluded), and each stage's
   parameter count.
@@ -67,53 +70,94 @@ def plain_generate(engine: Engine, prompt_ids: list[int], tokens: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def calibrate(engine: Engine, responses: int, tokens: int) -> dict:
-    """Honest rejections and attack detections over `responses` prompts (see the module docstring)."""
+#: (threads generating, threads verifying) of the honest responses, in turn: every pairing of 1 and 2.
+THREAD_PAIRS = ((1, 1), (1, 2), (2, 1), (2, 2))
+#: The issue's targets for the proof: 0 honest rejections over at least this many responses, every attack caught.
+MIN_HONEST_RESPONSES = 200
+
+
+def _prove(source: Engine, ids: list[int], params: SamplingParams):
+    sequence = source.generate(ids, params)
+    return build_proof(source, "deepshard-v1", "calibration", ids, sequence.token_ids, sequence.hidden, params)
+
+
+def _calibration_prompt(number: int) -> str:
     from workers.ml.models import reference_corpus
 
-    forged_engines = {name: forged(engine, change) for name, change in FORGERIES.items()}
     prompts = reference_corpus()
+    return prompts[number % len(prompts)][:200]
+
+
+def calibrate(engine: Engine, honest_responses: int, responses: int, tokens: int) -> dict:
+    """Honest rejections over `honest_responses` answers (sampled, seed = their number, generated and verified
+    with the thread counts of THREAD_PAIRS in turn, each also by exact replay) and each attack's detections over
+    `responses` answers (see the module docstring); `targets` holds the issue's, each {value, limit, met}."""
     honest_rejected, honest_mismatch = 0, []
-    detected = {name: 0 for name in [*forged_engines, "changed_prompt", "other_seed_replay"]}
-    attack_mismatch: dict[str, list[int]] = {name: [] for name in [*forged_engines, "changed_prompt"]}
-
-    def prove(source: Engine, ids: list[int], params: SamplingParams):
-        sequence = source.generate(ids, params)
-        proof = build_proof(source, "deepshard-v1", "calibration", ids, sequence.token_ids, sequence.hidden, params)
-        return proof
-
-    for number in range(responses):
-        text = prompts[number % len(prompts)][:200]
-        ids = engine.encode(text)
+    per_pair = {f"{g}->{v}": 0 for g, v in THREAD_PAIRS}
+    for number in range(honest_responses):
+        ids = engine.encode(_calibration_prompt(number))
         params = SamplingParams(max_tokens=tokens, temperature=0.8, top_p=0.95, seed=number)
-        torch.set_num_threads(2)
-        honest = prove(engine, ids, params)
-        torch.set_num_threads(1)
+        generating, verifying = THREAD_PAIRS[number % len(THREAD_PAIRS)]
+        torch.set_num_threads(generating)
+        honest = _prove(engine, ids, params)
+        torch.set_num_threads(verifying)
         verdict = verify(engine, honest, ids, replay=True)
         honest_rejected += not verdict.accepted
+        per_pair[f"{generating}->{verifying}"] += 1
         honest_mismatch += [c.mismatches for c in verdict.chunks]
+        if (number + 1) % 20 == 0:
+            print(f"honest {number + 1}/{honest_responses}", file=sys.stderr, flush=True)
+
+    forged_engines = {name: forged(engine, change) for name, change in FORGERIES.items()}
+    detected = {name: 0 for name in [*forged_engines, "changed_prompt", "other_seed_replay"]}
+    attack_mismatch: dict[str, list[int]] = {name: [] for name in [*forged_engines, "changed_prompt"]}
+    torch.set_num_threads(1)
+    for number in range(responses):
+        text = _calibration_prompt(number)
+        ids = engine.encode(text)
+        params = SamplingParams(max_tokens=tokens, temperature=0.8, top_p=0.95, seed=number)
         for name, source in forged_engines.items():
-            verdict = verify(engine, prove(source, ids, params), ids)
+            verdict = verify(engine, _prove(source, ids, params), ids)
             detected[name] += not verdict.accepted
             attack_mismatch[name] += [c.mismatches for c in verdict.chunks]
-        cheap = prove(engine, engine.encode("Ignore that. " + text), params)
+        cheap = _prove(engine, engine.encode("Ignore that. " + text), params)
         cheap.prompt_token_ids = ids  # claims the client's prompt
         cheap.commitment = cheap.digest()
         verdict = verify(engine, cheap, ids)
         detected["changed_prompt"] += not verdict.accepted
         attack_mismatch["changed_prompt"] += [c.mismatches for c in verdict.chunks]
+        honest = _prove(engine, ids, params)
         honest.sampling = {**honest.sampling, "seed": number + 1}
         honest.commitment = honest.digest()
         detected["other_seed_replay"] += not verify(engine, honest, ids, replay=True).accepted
-        print(f"calibration {number + 1}/{responses}", file=sys.stderr, flush=True)
+        print(f"attacks {number + 1}/{responses}", file=sys.stderr, flush=True)
+    rates = {name: round(count / responses, 4) if responses else None for name, count in detected.items()}
+    targets = {
+        "honest_responses": {
+            "value": honest_responses,
+            "limit": MIN_HONEST_RESPONSES,
+            "met": honest_responses >= MIN_HONEST_RESPONSES,
+        },
+        "honest_rejections": {
+            "value": honest_rejected,
+            "limit": 0,
+            "met": honest_responses > 0 and honest_rejected == 0,
+        },
+        **{f"detection_{name}": {"value": rate, "limit": 1.0, "met": rate == 1.0} for name, rate in rates.items()},
+    }
     return {
-        "responses": responses,
+        "honest_responses": honest_responses,
+        "honest_by_threads": per_pair,
         "honest_rejected": honest_rejected,
         "honest_mismatches_max": max(honest_mismatch, default=0),
+        "responses": responses,
         "detected": detected,
+        "detection_rates": rates,
         "attack_mismatches_min": {name: min(v, default=0) for name, v in attack_mismatch.items()},
-        "method": "honest: generated with 2 threads, verified with 1, plus exact replay; attacks claim the honest "
-        "weights hash; a chunk fails above MAX_MISMATCH_FRACTION of its top-k values",
+        "targets": targets,
+        "method": "honest: sampled, generated and verified with 1 or 2 threads (every pairing in turn), plus exact "
+        "replay; attacks claim the honest weights hash; a chunk fails above MAX_MISMATCH_FRACTION of its top-k "
+        "values",
     }
 
 
@@ -195,7 +239,9 @@ def served(model: str, tokens: int, threads: int) -> dict:
         child.wait(timeout=30)
 
 
-def run(model: str, trials: int, tokens: int, threads: int, with_server: bool, responses: int) -> dict:
+def run(
+    model: str, trials: int, tokens: int, threads: int, with_server: bool, responses: int, honest_responses: int
+) -> dict:
     torch.set_num_threads(threads)
     machine = machine_description()
     started_all = time.perf_counter()
@@ -254,8 +300,8 @@ def run(model: str, trials: int, tokens: int, threads: int, with_server: bool, r
         "machine": machine,
         "date": utc_now(),
     }
-    if responses:
-        report["calibration"] = calibrate(engine, responses, tokens)
+    if responses or honest_responses:
+        report["calibration"] = calibrate(engine, honest_responses, responses, tokens)
         torch.set_num_threads(threads)
     report["pipeline"] = pipeline(engine, model, prompt_ids, tokens)
     if with_server:
@@ -270,14 +316,48 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trials", type=int, default=5, help="interleaved repetitions (default 5)")
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per generation (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--responses", type=int, default=10, help="calibration responses (default 10; 0 skips)")
+    parser.add_argument("--responses", type=int, default=10, help="answers per attack (default 10; 0 skips)")
+    parser.add_argument(
+        "--honest-responses",
+        type=int,
+        default=MIN_HONEST_RESPONSES,
+        help=f"honest answers verified (default {MIN_HONEST_RESPONSES}, the target; 0 skips)",
+    )
     parser.add_argument("--no-server", action="store_true", help="skip the served (HTTP) measurements")
+    parser.add_argument(
+        "--calibration-only",
+        action="store_true",
+        help="run only the proof's calibration and replace `calibration` in the existing results file",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/serve.json)")
     args = parser.parse_args(argv)
     if args.trials < 1 or args.tokens < CHUNK_TOKENS:
         parser.error(f"--trials must be >= 1 and --tokens >= {CHUNK_TOKENS}")
-    report = run(args.model, args.trials, args.tokens, args.threads, not args.no_server, args.responses)
     out = args.out or RESULTS_DIR / ("serve.json" if args.model == "tiny" else f"serve-{args.model}.json")
+    if args.calibration_only:
+        if not out.exists():
+            parser.error(f"--calibration-only updates {out}, which does not exist yet: run the whole benchmark first")
+        report = json.loads(out.read_text(encoding="utf-8"))
+        started = time.perf_counter()
+        engine = Engine(load_base_model(args.model, "cpu"))
+        engine.eos_ids = frozenset()  # forced length, as in the whole run
+        calibration = calibrate(engine, args.honest_responses, args.responses, args.tokens)
+        report["calibration"] = {
+            **calibration,
+            "machine": machine_description(),
+            "date": utc_now(),
+            "run_seconds": round(time.perf_counter() - started, 1),
+        }
+    else:
+        report = run(
+            args.model,
+            args.trials,
+            args.tokens,
+            args.threads,
+            not args.no_server,
+            args.responses,
+            args.honest_responses,
+        )
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: report[k] for k in ("ratio_vs_generate", "proof", "calibration") if k in report}))
     return report

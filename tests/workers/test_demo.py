@@ -1,6 +1,7 @@
 """`python -m workers.demo` end to end: it lists every role, runs the data consensus (junk rejected and
 slashed), then a training round (the poisoned trainer slashed, the honest ones paid, a new version whose
-weights differ), ends with the JSON summary under --json, and stops its node (anvil, or Ganache).
+weights differ), serves that version and verifies one answer's proof, ends with the JSON summary under --json,
+and stops its node (anvil, or Ganache).
 
 The quick demo trains the `tiny` model (~30 s); the default one trains SmolLM2-135M, as `make demo` does
 (~3.5 minutes on a 2-core CPU)."""
@@ -64,6 +65,19 @@ def assert_round_summary(summary: dict, model: str) -> None:
     ]
 
 
+def assert_inference(out: str, summary: dict) -> None:
+    """The node served the new version: one answer through the openai client, its proof verified, then
+    stopped (the report says so in that order; the summary carries the answer)."""
+    inference = summary["inference"]
+    assert inference["version"] == summary["round"]["new_version"] == 2
+    assert inference["proof_verified"] is True and isinstance(inference["answer"], str) and inference["answer"]
+    served = out.split("\nInference node: version 2 rebuilt from 1 verified delta(s)\n")[1]
+    assert re.search(
+        r"^  serving deepshard-v2 \(weights 0x[0-9a-f]{16}…\) on http://127\.0\.0\.1:\d+/v1$", served, re.M
+    )
+    assert f"  deepshard-v2: {inference['answer']!r}\n  proof verified\n  inference node stopped\n" in served
+
+
 def test_quick_demo_runs_end_to_end():
     out, summary = run_demo("--quick", "--json", timeout=900)
     stakes = out.split("\nStakes\n")[1].split("\nTotals per role\n")[0]
@@ -98,6 +112,7 @@ def test_quick_demo_runs_end_to_end():
     ends = [float(t) for t in re.findall(r"^\s+\[\s*([\d.]+) s\] ", training, re.M)]
     # Durations, not running totals: they add up to the time of the last phase's end.
     assert abs(sum(summary["round"]["phase_seconds"].values()) - ends[-1]) < 0.5
+    assert_inference(out, summary)
     assert_node_stopped(out)
 
 
@@ -105,12 +120,14 @@ def test_default_demo_trains_smollm2():
     out, summary = run_demo("--json", timeout=1800)
     assert "\nTraining round on smollm2-135m:" in out
     assert_round_summary(summary, "smollm2-135m")
+    assert_inference(out, summary)
     assert_node_stopped(out)
 
 
 def test_quick_demo_on_ganache():
     out, summary = run_demo("--quick", "--json", "--chain", "ganache", timeout=900)
     assert_round_summary(summary, "tiny")
+    assert_inference(out, summary)
     assert_node_stopped(out, "ganache")
 
 

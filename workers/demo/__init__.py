@@ -6,10 +6,13 @@
 2. The data consensus (`consensus`): three datasets, five curators; two accepted, the junk one slashed.
 3. A training round (`training`) on the accepted data: three honest trainers and one poisoned, three
    evaluators; the poisoned trainer is slashed, the honest ones paid, a new model version registered.
+4. The inference node (`inference`) serves that version: rebuilt as `deepshard model get` does, served through the
+   OpenAI API, asked one chat question through the `openai` client, its answer's proof verified.
 
 The round trains SmolLM2-135M (the genesis model); `--quick` uses the `tiny` model instead. `--json` ends
 the output with one line holding the summary as a JSON object: the only line on standard output (the report
-goes to standard error). Its `phase_seconds` gives each phase of the round its own duration.
+goes to standard error). Its `phase_seconds` gives each phase of the round its own duration; its `inference`
+holds the served version, the answer and whether its proof verified.
 `--chain ganache` runs it all on Ganache instead of anvil.
 
 The chain, its deployment record, the content store and the stored salts (all in one temporary folder, so
@@ -37,6 +40,7 @@ from ..storage import StorageError, open_store
 from ..tables import format_table, short_address
 from ..tasks.errors import TaskInputError
 from .consensus import DEMO_DATA_PARAMS, consensus_summary, run_data_consensus
+from .inference import serve_new_version
 from .local import DEV_ACCOUNTS, FUNDING_DSH, DemoFailed, fund
 from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, run_training_round, worker_environment
 
@@ -78,9 +82,18 @@ def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str
         with worker_environment(workdir / "store"), open_store() as store:
             submissions = run_data_consensus(treasury, stakers, store, workdir, out)
             report = run_training_round(treasury, stakers, store, workdir, model, out)
+            version = report.status.round.new_version
+            if not version:
+                raise DemoFailed("the round registered no new version: nothing for the inference node to serve")
+            inference = serve_new_version(treasury, store, version, model, workdir, out)
     seconds = time.monotonic() - started
     print(f"done in {seconds:.1f} s; {node.kind} stopped", file=out)
-    return {"data": consensus_summary(submissions), "round": report.summary(), "seconds": round(seconds, 1)}
+    return {
+        "data": consensus_summary(submissions),
+        "round": report.summary(),
+        "inference": inference,
+        "seconds": round(seconds, 1),
+    }
 
 
 def stake_roles(treasury: ChainClient, stakers: dict[str, ChainClient], out: TextIO) -> None:

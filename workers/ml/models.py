@@ -46,6 +46,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from workers.ml.progress import announce, finished
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
+#: A version folder's description (written by `deepshard model get`, read by `deepshard serve --weights`).
+VERSION_FILE = "deepshard-version.json"
 # Bump when what is written to the cache changes, so stale folders are never read (v2: SmolLM2's
 # end-of-text token taken from the GGUF file, see `_build_smollm2`).
 CACHE_LAYOUT = "v2"

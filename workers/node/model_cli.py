@@ -113,6 +113,18 @@ def fetch_version(rounds, version: int, store, specs) -> tuple[Any, dict[str, An
     return model, description
 
 
+def write_version_folder(model, description: dict[str, Any], out: Path) -> None:
+    """Writes `fetch_version`'s model (a `workers.ml.models.BaseModel`) and description to the folder `out`
+    (created if needed): config, safetensors weights, tokenizer and `deepshard-version.json` (the description),
+    the folder `deepshard serve --weights` serves. OSError if it cannot be written."""
+    from ..ml.models import VERSION_FILE
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.model.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
+    (out / VERSION_FILE).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+
+
 def _get_run(args: argparse.Namespace) -> int:
     import redis as redis_lib
 
@@ -139,10 +151,7 @@ def _get_run(args: argparse.Namespace) -> int:
     except (TaskInputError, StorageError) as exc:
         print(f"error: version {args.version}: {exc}", file=sys.stderr)
         return 1
-    out.mkdir(parents=True, exist_ok=True)
-    model.model.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    (out / "deepshard-version.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    write_version_folder(model, description, out)
     deltas = len(description["lineage"])
     print(
         f"version {args.version}: {description['base_model']} with {deltas} verified delta"

@@ -2,7 +2,7 @@
 
     deepshard serve --dev --model tiny|smollm2-135m [--host H] [--port P]   a built-in model, no chain
     deepshard serve --model smollm2-135m [--version N] [--weights DIR]       version N of the ModelRegistry
-        [--queue-size Q] [--max-body-bytes B] [--api-key KEY ...] [--threads T]
+        [--queue-size Q] [--max-body-bytes B] [--api-key KEY ...] [--threads T] [--stages S (with --dev)]
     deepshard verify-response FILE --model NAME [--weights DIR] [--request REQ.json] [--replay] [--json]
 
 The server prints `serving deepshard-v<N> (weights 0x...) on http://H:P` once it accepts connections. API keys
@@ -49,6 +49,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=_positive_int, default=16, help="requests admitted at once (429 above)")
     parser.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (413)")
     parser.add_argument("--api-key", action="append", default=[], help="accept this bearer key (repeatable)")
+    parser.add_argument(
+        "--stages", type=_positive_int, default=1, help="split the model over this many local processes (with --dev)"
+    )
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,23 +62,26 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
 
 
-def _load_engine(args: argparse.Namespace):
+def load_engine(model_name: str, weights: Path | None = None, threads: int | None = None):
+    """An `Engine` on the base model `model_name` (tiny or smollm2-135m) or, with `weights`, on the version folder
+    `weights` (what `deepshard model get` writes), fp32 on CPU; `threads` sets torch's intra-op threads.
+    ChainError (one `error:` line) when the model cannot be loaded."""
     from ..ml.models import ModelError, as_base_model, load_base_model
     from .engine import Engine
 
-    if args.threads:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     try:
-        if args.weights is not None:
+        if weights is not None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            model = AutoModelForCausalLM.from_pretrained(args.weights, dtype="float32", local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(args.weights, local_files_only=True)
-            base = as_base_model(args.model, model, tokenizer, "cpu")
+            model = AutoModelForCausalLM.from_pretrained(weights, dtype="float32", local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(weights, local_files_only=True)
+            base = as_base_model(model_name, model, tokenizer, "cpu")
         else:
-            base = load_base_model(args.model, "cpu")
+            base = load_base_model(model_name, "cpu")
     except (ModelError, OSError, ValueError) as exc:
         from ..chain import ChainError
 
@@ -83,20 +89,55 @@ def _load_engine(args: argparse.Namespace):
     return Engine(base)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from ..chain import ChainClient
+def node_app(engine, chain, version: int, model_name: str, weights: Path | None, **options):
+    """The API app serving `engine` as registry version `version` and its `ServedVersion`. With `chain` (a
+    ChainClient), the weights must be that version (workers.serve.registry.check_version: VersionRefused
+    otherwise); `chain` None is --dev. `options`: create_app's (queue_size, max_body_bytes, api_keys)."""
     from .app import ServedVersion, create_app
     from .registry import check_version, read_version_record
 
-    engine = _load_engine(args)
-    if not args.dev:
-        record = read_version_record(args.weights) if args.weights is not None else None
-        check_version(ChainClient(args.rpc), args.version, engine.weights_hash, record)
-    served = ServedVersion(args.version, engine.weights_hash, args.model)
+    if chain is not None:
+        record = read_version_record(weights) if weights is not None else None
+        check_version(chain, version, engine.weights_hash, record)
+    served = ServedVersion(version, engine.weights_hash, model_name)
+    return create_app(engine, served, **options), served
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..chain import ChainClient, ChainError
+
+    if args.stages > 1:
+        if not args.dev or args.weights is not None:
+            raise ChainError("--stages splits a built-in model: use it with --dev and without --weights")
+        from ..chain.localnode import free_port
+        from .stages import PipelineEngine
+
+        try:
+            engine = PipelineEngine(args.model, args.stages, free_port(), args.threads)
+        except ValueError as exc:
+            raise ChainError(str(exc)) from None
+    else:
+        engine = load_engine(args.model, args.weights, args.threads)
+    try:
+        return _serve(args, engine, None if args.dev else ChainClient(args.rpc))
+    finally:
+        engine.close()
+
+
+def _serve(args: argparse.Namespace, engine, chain) -> int:
+    import uvicorn
+
     keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
-    app = create_app(engine, served, queue_size=args.queue_size, max_body_bytes=args.max_body_bytes, api_keys=keys)
+    app, served = node_app(
+        engine,
+        chain,
+        args.version,
+        args.model,
+        args.weights,
+        queue_size=args.queue_size,
+        max_body_bytes=args.max_body_bytes,
+        api_keys=keys,
+    )
     announce = f"serving {served.model_id} (weights {served.weights_hash}) on http://{args.host}:{args.port}"
 
     class Server(uvicorn.Server):
@@ -143,7 +184,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from .proof import Proof, ProofError, verify
 
     proofs = _proofs_of(_read_json(args.file, str(args.file)))
-    engine = _load_engine(args)
+    engine = load_engine(args.model, args.weights, args.threads)
     prompt = None
     if args.request is not None:
         try:

@@ -10,8 +10,8 @@ decode with a cache, hence plain send/recv. gloo on CPU (NCCL would do on GPUs);
 the same process group through `master_addr:master_port`, and each token then pays one network round trip per
 stage boundary.
 
-`generate_pipelined` runs the stages as local processes (a test and a benchmark use it; `deepshard serve` does
-not run stages yet).
+`generate_pipelined` runs the stages as local processes for one request (a test and a benchmark use it);
+`deepshard serve --stages S` serves through the same split (workers.serve.stages).
 """
 
 from __future__ import annotations
@@ -59,7 +59,12 @@ def layer_ranges(layers: int, stages: int) -> list[range]:
 def stage_model(model_name: str, stage: int, stages: int) -> Any:
     """The model (a transformers causal LM) reduced to stage `stage`'s layers (and embedding / norm + head at the
     ends)."""
-    full: Any = load_base_model(model_name, "cpu").model
+    return split_stage(load_base_model(model_name, "cpu").model, stage, stages)
+
+
+def split_stage(full: Any, stage: int, stages: int) -> Any:
+    """Reduces the loaded causal LM `full`, in place, to stage `stage`'s layers (and embedding / norm + head at
+    the ends); returns it. ValueError if it has fewer layers than `stages`."""
     inner = full.model
     keep = layer_ranges(len(inner.layers), stages)[stage]
     inner.layers = torch.nn.ModuleList(inner.layers[i] for i in keep)

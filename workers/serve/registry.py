@@ -2,15 +2,16 @@
 
 What identifies a version today: the registry stores no weights hash, only content identifiers. Version 1 (the
 genesis) records the genesis model's CID; every later version records the CID of the LoRA delta that turned its
-parent into it. A version's weights are therefore fixed by its lineage of CIDs: the genesis model with the deltas
-merged in order (what trainers and evaluators rebuild, workers.tasks.training.base_version), and their
+parent into it. A version's weights are therefore fixed by its lineage of delta CIDs: the base model with the
+deltas merged in order (what trainers and evaluators rebuild, workers.tasks.training.base_version), and their
 `weights_hash` (workers.ml.models) is what the node announces.
 
-A version folder (a `save_pretrained` model folder, assembled by the weight-custody flow or by hand) carries
-`deepshard-version.json`: `{"version": N, "base_model": NAME, "lineage_cids": [CID of v1, ..., CID of vN],
-"weights_hash": "0x..."}`. The node refuses to start unless version N exists in the registry, its lineage CIDs
-equal the folder's, and the loaded weights hash to the recorded `weights_hash`. Without a folder only the
-genesis (version 1) can be served, from the named base model. Once the registry records weights hashes (the
+A version folder is what `deepshard model get VERSION --out DIR` writes (workers.node.model_cli): a
+`save_pretrained` model folder with `deepshard-version.json`, `{"version": N, "base_model": NAME, "lineage":
+[{"cid": delta CID, "round": R, "spec_hash": H}, ...], "weights_hash": "0x...", ...}`, the lineage oldest first
+without the genesis. The node refuses to start unless version N exists in the registry, its delta CIDs equal the
+folder's, and the loaded weights hash to the recorded `weights_hash`. Without a folder only the genesis
+(version 1) can be served, from the named base model. Once the registry records weights hashes (the
 weight-custody issue), the last check compares against the chain directly.
 """
 
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ..chain import ChainClient, ChainError
+from ..ml.models import VERSION_FILE
 from ..protocol.constants import GENESIS_VERSION
 from ..rounds.chain import TrainingRoundsClient
 from ..safejson import JsonRejected, parse_json
 
-VERSION_FILE = "deepshard-version.json"
 MAX_VERSION_FILE_BYTES = 1 << 20
 
 
@@ -35,11 +36,12 @@ class VersionRefused(ChainError):
 
 @dataclass(frozen=True)
 class VersionRecord:
-    """A version folder's claim: which registry version it is, built from which base and lineage, its hash."""
+    """A version folder's claim: which registry version it is, built from which base and deltas (their CIDs,
+    oldest first, the genesis left out), and its weights hash."""
 
     version: int
     base_model: str
-    lineage_cids: list[str]
+    delta_cids: list[str]
     weights_hash: str
 
 
@@ -56,37 +58,39 @@ def read_version_record(folder: Path) -> VersionRecord:
         record = VersionRecord(
             version=int(data["version"]),
             base_model=str(data["base_model"]),
-            lineage_cids=[str(c) for c in data["lineage_cids"]],
+            delta_cids=[str(step["cid"]) for step in data["lineage"]],
             weights_hash=str(data["weights_hash"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise VersionRefused(f"{path} needs version (int), base_model, lineage_cids (list) and weights_hash") from None
+        raise VersionRefused(
+            f"{path} needs version (int), base_model, lineage (a list of {{cid, ...}}) and weights_hash"
+        ) from None
     return record
 
 
-def registered_lineage(chain: ChainClient, version: int) -> list[str]:
-    """The CIDs of versions 1..`version` in lineage order (genesis first), read from the ModelRegistry;
+def registered_deltas(chain: ChainClient, version: int) -> list[str]:
+    """The delta CIDs that make `version` from the genesis, oldest first, read from the ModelRegistry;
     VersionRefused if the registry has no such version."""
     rounds = TrainingRoundsClient(chain)
     latest = int(rounds.models.functions.latestVersion().call())
     if not 1 <= version <= latest:
         raise VersionRefused(f"the ModelRegistry has no version {version} (latest is {latest})")
-    return [rounds.version_cid(v) for v in rounds.lineage(version)]
+    return rounds.base_delta_cids(version)
 
 
 def check_version(chain: ChainClient, version: int, weights_hash: str, record: VersionRecord | None) -> None:
     """Refuses (VersionRefused) weights that are not version `version` by the rules in this module's docstring."""
-    lineage = registered_lineage(chain, version)
+    deltas = registered_deltas(chain, version)
     if record is None:
         if version != GENESIS_VERSION:
             raise VersionRefused(
-                f"version {version} is the genesis plus {len(lineage) - 1} deltas: serve it from a version folder "
-                "(--weights DIR with deepshard-version.json)"
+                f"version {version} is the genesis plus {len(deltas)} deltas: serve it from a version folder "
+                "(--weights DIR, written by `deepshard model get`)"
             )
         return
     if record.version != version:
         raise VersionRefused(f"the version folder holds version {record.version}, not {version}")
-    if record.lineage_cids != lineage:
+    if record.delta_cids != deltas:
         raise VersionRefused(f"the version folder's lineage differs from the registry's for version {version}")
     if record.weights_hash != weights_hash:
         raise VersionRefused(

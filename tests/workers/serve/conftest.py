@@ -8,34 +8,21 @@ is still being sent holds its slot (workers.serve.app.Admission).
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 
 import pytest
-from servekit import API_KEY, MAX_BODY_BYTES, MODEL_ID, WAIT_SECONDS, Server
-from services import redis_url_for, start_child
+from servekit import API_KEY, MAX_BODY_BYTES, Server, start_node
 
 from workers.chain.localnode import free_port
-from workers.ml.models import MODEL_CACHE_ENV, load_base_model
+from workers.ml.models import load_base_model
 from workers.serve.engine import Engine, torch_threads
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[Server]:
     port = free_port()
-    env = {MODEL_CACHE_ENV: os.environ[MODEL_CACHE_ENV]} if os.environ.get(MODEL_CACHE_ENV) else {}
-    command = [sys.executable, "-m", "workers.cli", "serve", "--dev", "--model", "tiny", "--port", str(port)]
-    command += ["--queue-size", "1", "--api-key", API_KEY, "--max-body-bytes", str(MAX_BODY_BYTES), "--threads", "1"]
-    child = start_child(
-        "inference node",
-        command,
-        env,
-        tmp_path_factory.mktemp("serve") / "serve.log",
-        redis_url_for(0),
-        ready=f"serving {MODEL_ID}",
-        timeout=WAIT_SECONDS,
-    )
+    options = ["--queue-size", "1", "--api-key", API_KEY, "--max-body-bytes", str(MAX_BODY_BYTES), "--threads", "1"]
+    child = start_node("inference node", port, options, tmp_path_factory.mktemp("serve"))
     try:
         yield Server(f"http://127.0.0.1:{port}", port, child)
     finally:

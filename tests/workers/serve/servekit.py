@@ -4,14 +4,18 @@ queue's state, a request that holds a slot). A module of its own, not conftest, 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
 import openai
-from services import ChildProcess
+from services import ChildProcess, redis_url_for, start_child
+
+from workers.ml.models import MODEL_CACHE_ENV
 
 API_KEY = "test-key-serve"
 MODEL_ID = "deepshard-v1"
@@ -69,3 +73,12 @@ class Server:
             assert time.monotonic() < deadline, "the half-sent request was never admitted"
             time.sleep(0.05)
         return sock
+
+
+def start_node(name: str, port: int, options: list[str], log_dir) -> ChildProcess:
+    """`deepshard serve --dev --model tiny --port PORT OPTIONS...` in a child process (its log in `log_dir`), once
+    it announces it serves; stop it with `.stop()` (by its PID)."""
+    env = {MODEL_CACHE_ENV: os.environ[MODEL_CACHE_ENV]} if os.environ.get(MODEL_CACHE_ENV) else {}
+    command = [sys.executable, "-m", "workers.cli", "serve", "--dev", "--model", "tiny", "--port", str(port), *options]
+    ready = f"serving {MODEL_ID}"
+    return start_child(name, command, env, log_dir / "serve.log", redis_url_for(0), ready=ready, timeout=WAIT_SECONDS)

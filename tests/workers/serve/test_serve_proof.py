@@ -111,3 +111,18 @@ def test_verify_response_command_checks_a_saved_answer(server, tmp_path, capsys)
     (tmp_path / "request.json").write_text(json.dumps(request))
     assert main(args) == 1
     assert "REJECTED: the proof's prompt differs" in capsys.readouterr().out
+
+
+def test_calibration_reports_its_targets(tiny_engine):
+    """`make bench-serve`'s calibration, small: honest answers over every thread pairing, none rejected, every
+    attack detected, and the targets say which limits a run this small meets (not the 200 answers)."""
+    from benchmarks.serve.run import MIN_HONEST_RESPONSES, THREAD_PAIRS, calibrate
+
+    with torch_threads(1):
+        report = calibrate(tiny_engine, honest_responses=len(THREAD_PAIRS), responses=1, tokens=CHUNK_TOKENS)
+    assert set(report["honest_by_threads"].values()) == {1}
+    targets = report["targets"]
+    assert targets["honest_rejections"] == {"value": 0, "limit": 0, "met": True}
+    assert targets["honest_responses"] == {"value": len(THREAD_PAIRS), "limit": MIN_HONEST_RESPONSES, "met": False}
+    detections = {name: t for name, t in targets.items() if name.startswith("detection_")}
+    assert len(detections) == len(FORGERIES) + 2 and all(t["met"] for t in detections.values()), detections

@@ -14,7 +14,8 @@ from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.module import cid_to_chain
 from workers.cli import main
-from workers.serve.registry import VERSION_FILE, VersionRecord, VersionRefused, check_version, read_version_record
+from workers.ml.models import VERSION_FILE
+from workers.serve.registry import VersionRecord, VersionRefused, check_version, read_version_record
 
 DELTA_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 WEIGHTS = "0x" + "ab" * 32
@@ -37,7 +38,7 @@ def chain(tmp_path_factory):
 
 
 def record(**change) -> VersionRecord:
-    fields = dict(version=2, base_model="tiny", lineage_cids=[GENESIS_MODEL_CID, DELTA_CID], weights_hash=WEIGHTS)
+    fields = dict(version=2, base_model="tiny", delta_cids=[DELTA_CID], weights_hash=WEIGHTS)
     return VersionRecord(**{**fields, **change})
 
 
@@ -48,7 +49,7 @@ def test_versions_are_tied_to_the_registry_lineage(chain):
         "no such version": (3, record(version=3)),
         "no folder for a child version": (2, None),
         "folder of another version": (2, record(version=1)),
-        "another lineage": (2, record(lineage_cids=[GENESIS_MODEL_CID])),
+        "another lineage": (2, record(delta_cids=[GENESIS_MODEL_CID])),
         "other weights": (2, record(weights_hash="0x" + "cd" * 32)),
     }
     for case, (version, claim) in refusals.items():
@@ -65,7 +66,15 @@ def test_version_file_is_read_with_clear_errors(tmp_path):
     (tmp_path / VERSION_FILE).write_text(json.dumps({"version": 2}))
     with pytest.raises(VersionRefused, match="needs version"):
         read_version_record(tmp_path)
-    (tmp_path / VERSION_FILE).write_text(json.dumps(record().__dict__))
+    # What `deepshard model get` writes (workers.node.model_cli.fetch_version's description).
+    description = {
+        "version": 2,
+        "base_model": "tiny",
+        "lineage": [{"cid": DELTA_CID, "round": 1, "spec_hash": "0x" + "01" * 32}],
+        "weights_hash": WEIGHTS,
+        "base_weights_hash": "0x" + "02" * 32,
+    }
+    (tmp_path / VERSION_FILE).write_text(json.dumps(description))
     assert read_version_record(tmp_path) == record()
 
 
