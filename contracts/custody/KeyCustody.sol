@@ -166,9 +166,14 @@ abstract contract KeyCustody {
             _custodians[version].push(custodian);
             _shareCommitments[version].push(shareCommitments[i]);
             _bondLeft[version][i] = bond;
-            if (bond != 0) stakes.lock(custodian, IStakeRegistry.Role.STORAGE, bond);
         }
         emit CustodyOpened(version, keyHash, threshold, custodians, shareCommitments);
+        // Checks-effects-interactions: every record is written before the first external call.
+        if (bond != 0) {
+            for (uint256 i = 0; i < size; ++i) {
+                stakes.lock(custodians[i], IStakeRegistry.Role.STORAGE, bond);
+            }
+        }
     }
 
     /// @dev Closes `purchase`'s deliveries: slashes each silent custodian (up to `slashAmount` of its bond left,
@@ -183,6 +188,7 @@ abstract contract KeyCustody {
         mask = deliveredMask[purchase];
         custodians = _custodians[version];
         uint256 size = custodians.length;
+        uint256[] memory slashed = new uint256[](size);
         for (uint256 i = 0; i < size; ++i) {
             if (mask & (1 << i) != 0) {
                 ++delivered;
@@ -191,9 +197,13 @@ abstract contract KeyCustody {
                 if (amount > slashAmount) amount = slashAmount;
                 if (amount == 0) continue;
                 _bondLeft[version][i] -= uint96(amount);
+                slashed[i] = amount;
                 emit CustodianSlashed(purchase, custodians[i], amount);
-                stakes.slash(custodians[i], IStakeRegistry.Role.STORAGE, amount, beneficiary);
             }
+        }
+        // Checks-effects-interactions: every bond is written down before the first external call.
+        for (uint256 i = 0; i < size; ++i) {
+            if (slashed[i] != 0) stakes.slash(custodians[i], IStakeRegistry.Role.STORAGE, slashed[i], beneficiary);
         }
     }
 

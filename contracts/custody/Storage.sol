@@ -363,9 +363,13 @@ contract Storage is IStorage, CustodyPayouts {
         uint256 count = _auditSet.length;
         if (count == 0) revert NothingToAudit();
         uint256 seed = uint256(keccak256(abi.encode(blockhash(seedBlock), epoch)));
+        // The seed comes from a block fixed by the epoch, not by the caller: only that block's proposer could bias
+        // it, by withholding the block (as the panels' draws, SortitionPool).
+        // slither-disable-next-line weak-prng
         Holding memory target = _auditSet[seed % count];
         Replica storage replica = _replicas[_key(target.version, target.shard, target.node)];
         replica.openAudit = uint64(epoch + 1);
+        // slither-disable-next-line weak-prng
         uint256 chunkIndex = (seed >> 128) % _chunkCount(replica.size);
         uint256 deadline = block.number + params.answerWindow;
         _audits[epoch] = Audit({

@@ -325,6 +325,8 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
         burned = amount * q.burnBps / BPS;
         storageShare = amount * q.storageBps / BPS;
         perCustodian = amount * q.custodianBps / BPS / delivered;
+        // Each custodian's share is floored on purpose: the treasury takes the rounding remainder, to the wei.
+        // slither-disable-next-line divide-before-multiply
         treasuryShare = amount - burned - storageShare - perCustodian * delivered;
     }
 

@@ -50,7 +50,9 @@ library FixedPointMath {
     /// @return result The WAD e**x.
     function expWad(uint256 x) internal pure returns (uint256 result) {
         if (x > MAX_EXP_INPUT) revert ExpInputTooLarge(x);
+        // Range reduction x = k*ln2 + r: k is meant to be floored (the remainder r is what the series needs).
         uint256 k = x / LN2_WAD;
+        // slither-disable-next-line divide-before-multiply
         uint256 r = x - k * LN2_WAD;
         uint256 term = WAD;
         result = WAD;
