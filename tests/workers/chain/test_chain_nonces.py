@@ -95,7 +95,7 @@ def test_two_clients_of_one_key_take_turns_without_a_conflict(anvil, treasury, t
     assert treasury.w3.eth.get_transaction_count(account.address) == 3
 
 
-# On anvil only: Ganache 7 intermittently lets a request of two processes sending at once time out (2 of 5 runs,
+# On anvil only: Ganache 7 intermittently lets a request of two processes sending at once time out (4 of 7 runs,
 # in gas estimation), which is Ganache's, not the lock's; its conflict wording is covered above.
 def test_two_processes_sending_from_one_key_at_once_all_land(tmp_path):
     node = start_anvil()
