@@ -17,6 +17,7 @@ stage boundary.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
 import time
@@ -27,6 +28,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers import DynamicCache
 
 from ..ml.models import load_base_model
@@ -153,8 +156,10 @@ def _stage_main(
         gathered = [torch.zeros(1, dtype=torch.long) for _ in range(stages)]
         dist.all_gather(gathered, counts)
         if rank == last:
-            result = {"token_ids": token_ids, "logits": logits_seen, "parameters": [int(g) for g in gathered]}
-            torch.save({**result, "loop_seconds": loop_seconds}, out)
+            # safetensors plus JSON metadata, never pickle: the parent reads this file back.
+            facts = {"token_ids": token_ids, "parameters": [int(g) for g in gathered], "loop_seconds": loop_seconds}
+            logits_table = torch.stack(logits_seen) if logits_seen else torch.zeros(0)
+            save_file({"logits": logits_table.contiguous()}, out, metadata={"result": json.dumps(facts)})
     finally:
         dist.destroy_process_group()
 
@@ -166,7 +171,9 @@ def generate_pipelined(
     if stages < 2:
         raise ValueError("a pipeline needs at least 2 stages")
     with tempfile.TemporaryDirectory() as folder:
-        out = str(Path(folder) / "result.pt")
+        out = str(Path(folder) / "result.safetensors")
         mp.spawn(_stage_main, args=(stages, model_name, port, list(prompt_ids), params, out), nprocs=stages, join=True)
-        data = torch.load(out)
-    return PipelineResult(data["token_ids"], data["logits"], data["parameters"], data["loop_seconds"])
+        with safe_open(out, framework="pt") as handle:
+            facts = json.loads(handle.metadata()["result"])
+            logits = list(handle.get_tensor("logits"))
+    return PipelineResult(facts["token_ids"], logits, facts["parameters"], facts["loop_seconds"])
