@@ -80,11 +80,14 @@ test-contracts: setup
 test-ganache: setup
 	DEEPSHARD_STATEFUL_EXAMPLES=15 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
 
+# Gas runs on an anvil with fixed block hashes (draws' gas depends on them), which brownie attaches to.
+FIXED_CHAIN := $(BIN)/python -m tests.contracts.gas.fixed_chain
+
 test-gas: setup
-	$(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
+	$(FIXED_CHAIN) $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
 
 gas: setup
-	DEEPSHARD_GAS_UPDATE=1 $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
+	DEEPSHARD_GAS_UPDATE=1 $(FIXED_CHAIN) $(BROWNIE) test $(CONTRACT_TESTS)/gas --network development
 
 # Rewrites benchmarks/size/snapshot.json (deployed bytes per contract; the size test runs in test-contracts).
 sizes: setup

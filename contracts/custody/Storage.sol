@@ -93,19 +93,21 @@ contract Storage is IStorage, CustodyPayouts {
     }
 
     /// @notice A challenge.
+    ///         Shard indices are uint32 in storage (`assign` bounds them) so that each record packs with the
+    ///         node's address: shard 0 and shard 7 then cost the same gas to record.
     struct Audit {
         uint256 version;
-        uint256 shard;
         address node;
         uint64 chunkIndex;
+        uint32 shard;
         uint64 deadline; // last block for the answer
         bool closed;
     }
 
     struct Holding {
         uint256 version;
-        uint256 shard;
         address node;
+        uint32 shard;
     }
 
     /// @notice STORAGE stakes.
@@ -197,6 +199,7 @@ contract Storage is IStorage, CustodyPayouts {
     error ReplicationReached(uint256 version, uint256 shard);
     error NotNextInRanking(address node, address expected);
     error InvalidReplica(bytes32 root, uint256 size);
+    error ShardOutOfRange(uint256 shard);
     error WrongStatus(ReplicaStatus status);
     error ConfirmWindowClosed(uint256 deadline);
     error ConfirmWindowOpen(uint256 deadline);
@@ -278,7 +281,7 @@ contract Storage is IStorage, CustodyPayouts {
     ///         rendezvous ranking (`nextHolder`) and the shard below R live replicas. Used for the first R
     ///         holders and for every repair.
     /// @param version The model version.
-    /// @param shard The shard index.
+    /// @param shard The shard index (at most 2^32 - 1).
     /// @param node The holder.
     /// @param root Merkle root of the node's replica (non-zero).
     /// @param size Replica bytes (> 0).
@@ -287,6 +290,7 @@ contract Storage is IStorage, CustodyPayouts {
         onlyRole(PUBLISHER_ROLE)
     {
         if (root == bytes32(0) || size == 0) revert InvalidReplica(root, size);
+        if (shard > type(uint32).max) revert ShardOutOfRange(shard);
         uint256 live = _liveReplicas[version][shard];
         if (live >= params.replication) revert ReplicationReached(version, shard);
         address expected = nextHolder(version, shard, size);
@@ -316,7 +320,7 @@ contract Storage is IStorage, CustodyPayouts {
         uint256 deadline = uint256(replica.assignedBlock) + params.confirmWindow;
         if (block.number > deadline) revert ConfirmWindowClosed(deadline);
         replica.status = ReplicaStatus.Holding;
-        _auditSet.push(Holding(version, shard, msg.sender));
+        _auditSet.push(Holding({version: version, node: msg.sender, shard: uint32(shard)}));
         replica.auditIndex = uint32(_auditSet.length);
         ++holdersOf[version];
         emit ReplicaConfirmed(version, shard, msg.sender);

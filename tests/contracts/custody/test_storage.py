@@ -58,7 +58,9 @@ def test_assignment_follows_the_rendezvous_ranking(storage, storage_nodes, publi
         storage.assign(7, 2, storage.nextHolder(7, 2, 100), b"\x01" * 32, 100, {"from": publisher})
 
 
-def test_only_the_publisher_assigns_and_a_replica_needs_a_root_and_a_size(storage, storage_nodes, publisher, outsider):
+def test_only_the_publisher_assigns_and_a_replica_needs_a_root_a_size_and_a_uint32_shard(
+    storage, storage_nodes, publisher, outsider
+):
     node = storage.nextHolder(1, 0, 10)
     with reverts("AccessControlUnauthorizedAccount"):
         storage.assign(1, 0, node, b"\x01" * 32, 10, {"from": outsider})
@@ -66,6 +68,8 @@ def test_only_the_publisher_assigns_and_a_replica_needs_a_root_and_a_size(storag
         storage.assign(1, 0, node, b"\x00" * 32, 10, {"from": publisher})
     with reverts("InvalidReplica"):
         storage.assign(1, 0, node, b"\x01" * 32, 0, {"from": publisher})
+    with reverts("ShardOutOfRange", 2**32):
+        storage.assign(1, 2**32, storage.nextHolder(1, 2**32, 10), b"\x01" * 32, 10, {"from": publisher})
 
 
 def test_a_node_without_room_is_skipped(storage, accounts, deployer, staked):
