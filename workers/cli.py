@@ -9,6 +9,9 @@
     deepshard data submit|list|status|...                the data consensus
     deepshard model versions | get VERSION --out DIR     model versions; one's weights, verified
     deepshard storage add FILE | get CID -o FILE         the content-addressed store
+    deepshard weights price VERSION                      a version's price in DSH and its value snapshot
+    deepshard weights buy VERSION --max-price DSH        buy a version's key, rebuilt from k custodians' shares
+    deepshard weights deliver                            a custodian: deliver its key shares to open purchases
     deepshard weights fetch MANIFEST -o DIR ...          assemble a version's weights from its shards
     deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
     deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role
@@ -199,7 +202,13 @@ COMMANDS: list[Command] = [
         "model", "the model's versions: list them, get one's weights", "workers.node.model_cli", "add_arguments", "run"
     ),
     Command("storage", "the content-addressed store: add, get", "workers.storage.cli", "add_arguments", "run"),
-    Command("weights", "fetch, verify and assemble a version's weights", "workers.shards.cli", "add_arguments", "run"),
+    Command(
+        "weights",
+        "a version's weights: price, buy its key, deliver key shares, fetch and assemble",
+        "workers.shards.cli",
+        "add_arguments",
+        "run",
+    ),
     Command(
         "round",
         "training rounds: status, open, draw, finalize, claim, join the evaluator pool",

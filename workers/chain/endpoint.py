@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from urllib.parse import urlsplit
 
@@ -14,6 +15,16 @@ DEFAULT_RPC_URL = "http://127.0.0.1:8545"
 def default_rpc_url() -> str:
     """`$DEEPSHARD_RPC_URL`, else the local node at http://127.0.0.1:8545."""
     return os.environ.get(RPC_URL_ENV) or DEFAULT_RPC_URL
+
+
+def add_rpc_option(parser: argparse.ArgumentParser) -> None:
+    """--rpc after a subcommand's action too (`weights buy 3 --rpc URL`); absent, the parent parser's value stands."""
+    parser.add_argument(
+        "--rpc",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"node JSON-RPC URL (default: ${RPC_URL_ENV}, else {DEFAULT_RPC_URL})",
+    )
 
 
 def normalise_rpc_url(url: str) -> str:

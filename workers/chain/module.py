@@ -99,6 +99,42 @@ class Log:
     tx_hash: str
 
 
+def event_logs(
+    contract,
+    event: str,
+    filters: Mapping[str, Any] | None,
+    start: int,
+    end: int,
+    *,
+    first: bool = False,
+    newest_first: bool = False,
+) -> list[Log]:
+    """The `event` logs of `contract` (a web3 contract) matching `filters` (by argument name) in blocks [start,
+    end], `LOG_RANGE` blocks per eth_getLogs request, in block order (ranges walked from `end` down with
+    `newest_first`); with `first`, stops at the first range that has any."""
+    abi_event = getattr(contract.events, event)
+    start = max(int(start), 0)
+    ranges = [(low, min(low + LOG_RANGE - 1, end)) for low in range(start, int(end) + 1, LOG_RANGE)]
+    if newest_first:
+        ranges.reverse()
+    found: list[Log] = []
+    for low, high in ranges:
+        logs = abi_event.get_logs(argument_filters=dict(filters or {}) or None, from_block=low, to_block=high)
+        found.extend(
+            Log(
+                event,
+                dict(log["args"]),
+                int(log["blockNumber"]),
+                int(log["logIndex"]),
+                Web3.to_hex(log["transactionHash"]),
+            )
+            for log in logs
+        )
+        if first and logs:
+            break
+    return found
+
+
 def tx_hash(receipt: Any) -> str:
     """The 0x-hex hash of a receipt's transaction."""
     return Web3.to_hex(receipt["transactionHash"])
@@ -261,30 +297,10 @@ class ModuleClient(abc.ABC):
         first: bool = False,
         newest_first: bool = False,
     ) -> list[Log]:
-        """`event` logs of `contract` (default: this module's) matching `filters` (by argument name) in
-        blocks [start, end], `LOG_RANGE` blocks per request, in block order (ranges walked from `end` down with
-        `newest_first`); with `first`, stops at the first range that has any."""
-        abi_event = getattr((contract or self.contract).events, event.name)
-        start = max(int(start), 0)
-        ranges = [(low, min(low + LOG_RANGE - 1, end)) for low in range(start, int(end) + 1, LOG_RANGE)]
-        if newest_first:
-            ranges.reverse()
-        found: list[Log] = []
-        for low, high in ranges:
-            logs = abi_event.get_logs(argument_filters=dict(filters or {}) or None, from_block=low, to_block=high)
-            found.extend(
-                Log(
-                    event.name,
-                    dict(log["args"]),
-                    int(log["blockNumber"]),
-                    int(log["logIndex"]),
-                    Web3.to_hex(log["transactionHash"]),
-                )
-                for log in logs
-            )
-            if first and logs:
-                break
-        return found
+        """`event_logs` of `contract` (default: this module's)."""
+        return event_logs(
+            contract or self.contract, event.name, filters, start, end, first=first, newest_first=newest_first
+        )
 
     def receipt_events(self, receipt: Any, event: ModuleEvent) -> list[dict[str, Any]]:
         """The arguments of each `event` the transaction of `receipt` emitted."""

@@ -1,6 +1,7 @@
 """Write-once files, for the salts of commit-reveal schemes (curators' votes, trainers' and evaluators'
 commitments): a salt is the only way to reveal what a commitment hides, so it is on disk before the
-commitment is sent and is never half written nor replaced.
+commitment is sent and is never half written nor replaced. The key secrets of `workers.shards.keyfiles` (a
+buyer's X25519 key, a custodian's shares, a bought key) are kept the same way.
 """
 
 from __future__ import annotations

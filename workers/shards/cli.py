@@ -1,8 +1,17 @@
-"""`deepshard weights fetch`: the buyer's assembly of a version from a local manifest (the skeleton of `deepshard
-weights price|buy|fetch VERSION`; paying and reading the manifest CID, key hash and weights hash from the chain
-come with the WeightAccess contract).
+"""`deepshard weights`: a version's price, buying its key, a custodian's deliveries, and the buyer's assembly.
 
+    deepshard weights price VERSION                          the price now (DSH) and the value snapshot behind it
+    deepshard weights buy VERSION --max-price DSH [--deadline-blocks N] [--key-out FILE] [--buyer-key FILE]
+                                  [--timeout S] [--purchase ID]
+    deepshard weights deliver [--custody-dir DIR]            a custodian: deliver kept shares to open purchases
     deepshard weights fetch MANIFEST --weights-hash 0x.. -o DIR (--key-file FILE | --buyer-key FILE --share FILE...)
+
+`buy` reads (or creates, mode 0600) the buyer's X25519 key pair at --buyer-key (default <data dir>/deepshard/
+buyer.key), buys through `WeightAccess.buy` (a price above --max-price is refused by the contract before anything
+is sent), waits for k key shares that open and match their on-chain commitments, rebuilds the key, checks it
+against the on-chain key hash and writes it to --key-out (default version-<VERSION>.key), the file `fetch
+--key-file` takes. `--purchase ID` collects the shares of an earlier purchase instead of buying again. The signing
+key comes from the environment like every command's (workers.chain.accounts); amounts print in DSH.
 
 The key comes from a file, never from the command line (which other users can read): either the version key
 (64 hex digits), or the buyer's X25519 private key (64 hex digits) and at least k sealed shares (162 hex digits
@@ -17,19 +26,62 @@ import argparse
 import sys
 from pathlib import Path
 
+from workers.chain.endpoint import add_rpc_option
 from workers.storage import StorageError, open_store
 
 from .crypto import KEY_BYTES, SEALED_SHARE_BYTES, X25519_KEY_BYTES, combine_shares, open_share
-from .errors import ShardError
+from .errors import KeyRejected, ShardError
+from .keyfiles import read_hex_secret, read_limited
 from .manifest import MAX_MANIFEST_BYTES, parse_manifest
 
-HELP = "fetch, verify and assemble a version's weights"
-MAX_SECRET_FILE_BYTES = 1024
+HELP = "a version's weights: price, buy its key, deliver key shares, fetch and assemble"
+#: Blocks a purchase may wait in the mempool before the contract refuses it (`buy`'s deadline).
+DEFAULT_DEADLINE_BLOCKS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the `fetch` action to the `weights` parser."""
+    """Adds the `price`, `buy`, `deliver` and `fetch` actions to the `weights` parser."""
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION", required=True)
+    price = actions.add_parser(
+        "price",
+        help="a version's price now, in DSH",
+        description="Show a version's price in WeightAccess and the value snapshot it was computed from.",
+    )
+    price.add_argument("version", metavar="VERSION", type=int, help="the model version")
+    add_rpc_option(price)
+    price.set_defaults(weights_handler=_price)
+    buy = actions.add_parser(
+        "buy",
+        help="buy a version's key and rebuild it from the custodians' shares",
+        description="Buy a version's key (at most --max-price DSH), wait for k verified key shares, rebuild the "
+        "key, check it against the on-chain key hash and write it where `weights fetch --key-file` reads it.",
+    )
+    buy.add_argument("version", metavar="VERSION", type=int, help="the model version")
+    buy.add_argument("--max-price", metavar="DSH", help="the most to pay, a decimal such as 1,000 or 12.5")
+    buy.add_argument(
+        "--deadline-blocks",
+        metavar="N",
+        type=int,
+        default=DEFAULT_DEADLINE_BLOCKS,
+        help=f"refuse the purchase if it is not mined within about N blocks (default {DEFAULT_DEADLINE_BLOCKS})",
+    )
+    buy.add_argument("--key-out", metavar="FILE", help="where to write the version key (default version-VERSION.key)")
+    buy.add_argument("--buyer-key", metavar="FILE", help="the buyer's X25519 private key, created if missing")
+    buy.add_argument("--timeout", metavar="S", type=float, help="stop waiting for shares after S seconds")
+    buy.add_argument("--purchase", metavar="ID", type=int, help="collect an earlier purchase's shares, buy nothing")
+    add_rpc_option(buy)
+    buy.set_defaults(weights_handler=_buy)
+    deliver = actions.add_parser(
+        "deliver",
+        help="a custodian: deliver its kept key shares to every open purchase",
+        description="Seal this account's kept key share to each open purchase's buyer key and send deliverShare, "
+        "once per purchase.",
+    )
+    deliver.add_argument(
+        "--custody-dir", metavar="DIR", help="where the shares are kept (default $DEEPSHARD_CUSTODY_DIR)"
+    )
+    add_rpc_option(deliver)
+    deliver.set_defaults(weights_handler=_deliver)
     fetch = actions.add_parser(
         "fetch",
         help="assemble a version from its manifest into a transformers folder",
@@ -55,40 +107,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _read(path: str, what: str, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise ShardError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise ShardError(f"the {what} {path} is over {limit:,} bytes")
-    return data
-
-
-def _hex_secret(path: str, what: str, size: int) -> bytes:
-    text = _read(path, what, MAX_SECRET_FILE_BYTES).decode("ascii", errors="replace").strip().removeprefix("0x")
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        value = b""
-    if len(value) != size:
-        # The content is a secret: say what is wrong with it, never show it.
-        raise ShardError(f"the {what} {path} must hold {2 * size} hex digits")
-    return value
-
-
 def _fetch(args: argparse.Namespace) -> int:
     if bool(args.key_file) == bool(args.buyer_key or args.share):
         raise ShardError("give either --key-file, or --buyer-key with the --share files")
-    manifest = parse_manifest(_read(args.manifest, "manifest", MAX_MANIFEST_BYTES), what=f"manifest {args.manifest}")
+    manifest = parse_manifest(
+        read_limited(args.manifest, "manifest", MAX_MANIFEST_BYTES), what=f"manifest {args.manifest}"
+    )
     if args.key_file:
-        key = _hex_secret(args.key_file, "key file", KEY_BYTES)
+        key = read_hex_secret(args.key_file, "key file", KEY_BYTES)
     else:
         if not args.buyer_key or len(args.share) < 2:
             raise ShardError("--buyer-key and at least two --share files are needed to rebuild the key")
-        private = _hex_secret(args.buyer_key, "buyer key", X25519_KEY_BYTES)
-        sealed = [_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
+        private = read_hex_secret(args.buyer_key, "buyer key", X25519_KEY_BYTES)
+        sealed = [read_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
         shares = [open_share(share, private, version=manifest.version) for share in sealed]
         key = combine_shares(shares, manifest.key_hash)
     from .assembly import assemble, fetch_from_stores  # torch: imported only when weights are assembled
@@ -100,4 +131,89 @@ def _fetch(args: argparse.Namespace) -> int:
         print(f"skipped: {fault}", file=sys.stderr)
     print(f"version {manifest.version}: {len(manifest.shards)} shards verified, weights {result.weights_hash}")
     print(f"wrote {result.folder}")
+    return 0
+
+
+def _chain(args: argparse.Namespace, *, with_signer: bool):
+    from ..chain import ChainClient, load_signer
+
+    # The key is loaded before connecting: a missing key is reported without touching the network.
+    return ChainClient(args.rpc, load_signer() if with_signer else None)
+
+
+def _price(args: argparse.Namespace) -> int:
+    from ..chain import format_dsh
+    from .access import WeightAccessClient
+
+    quote = WeightAccessClient(_chain(args, with_signer=False)).quote(args.version)
+    state = "sale closed" if quote.closed else "on sale"
+    print(f"version {quote.version}: {format_dsh(quote.price, grouped=True)} DSH ({state})")
+    print(
+        f"value created when published (block {quote.published_block}): "
+        f"{format_dsh(quote.value_snapshot, grouped=True)} DSH"
+    )
+    return 0
+
+
+def _buy(args: argparse.Namespace) -> int:
+    from ..chain import InvalidRequest, format_dsh, parse_dsh
+    from .access import WeightAccessClient
+    from .keyfiles import buyer_key_pair, default_buyer_key_path, write_hex_secret
+
+    # Everything that can be refused here is, before the key is loaded or anything is sent.
+    if args.purchase is None and args.max_price is None:
+        raise InvalidRequest("--max-price is needed to buy (or --purchase ID to collect an earlier purchase)")
+    max_price = None if args.max_price is None else parse_dsh(args.max_price)
+    key_out = Path(args.key_out or f"version-{args.version}.key")
+    if key_out.exists():
+        raise ShardError(f"the key file {key_out} already exists: choose another --key-out or move it away")
+    key_path = Path(args.buyer_key) if args.buyer_key else default_buyer_key_path()
+    private, public, created = buyer_key_pair(key_path)
+    print(f"buyer key {key_path} ({'created' if created else 'read'}), public 0x{public.hex()}")
+    access = WeightAccessClient(_chain(args, with_signer=True))
+    if max_price is not None and args.purchase is None:
+        quote = access.quote(args.version)
+        print(f"version {args.version}: {format_dsh(quote.price, grouped=True)} DSH")
+        purchase = access.buy(args.version, public, max_price, access.deadline_in(args.deadline_blocks))
+        print(
+            f"bought: purchase {purchase.id}, {format_dsh(purchase.price, grouped=True)} DSH escrowed, tx "
+            f"{purchase.tx_hash}"
+        )
+    else:
+        purchase = access.purchase(args.purchase)
+        if purchase.version != args.version or purchase.buyer_key != public:
+            raise InvalidRequest(
+                f"purchase {purchase.id} is of version {purchase.version} for buyer key 0x{purchase.buyer_key.hex()}, "
+                f"not of version {args.version} for this buyer key"
+            )
+    threshold = access.custody(args.version).threshold
+    print(f"waiting for {threshold} key shares (deliveries until block {purchase.deliver_by})", flush=True)
+    try:
+        recovered = access.collect_key(purchase, private, timeout=args.timeout)
+    except KeyRejected as exc:
+        if access.latest_block() >= purchase.deliver_by:
+            raise
+        raise KeyRejected(
+            f"{exc}; collect them later with `deepshard weights buy {args.version} --purchase {purchase.id}`"
+        ) from None
+    for fault in recovered.faults:
+        print(f"skipped: {fault}", file=sys.stderr)
+    write_hex_secret(key_out, recovered.key, "key file")
+    shares = ", ".join(str(i) for i in recovered.indices)
+    print(f"key rebuilt from the shares of custodians {shares}; keccak256 matches the on-chain key hash")
+    print(f"wrote {key_out} (deepshard weights fetch MANIFEST --key-file {key_out} ...)")
+    return 0
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    from .access import deliver_shares, stored_shares
+
+    chain = _chain(args, with_signer=True)
+    shares = stored_shares(chain, args.custody_dir)
+    if not shares:
+        print(f"{chain.address} keeps no key shares for this deployment")
+        return 0
+    for step in deliver_shares(chain, shares):
+        tx = f" tx {step.tx_hash}" if step.tx_hash else ""
+        print(f"purchase {step.purchase} (version {step.version}, share {step.index}): {step.action}{tx}")
     return 0

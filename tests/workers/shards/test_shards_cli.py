@@ -3,32 +3,14 @@ failure one `error:` line with nothing written, and no secret echoed."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import types
 
-import pytest
 from shardkit import VERSION
 
 from workers.cli import main
 from workers.shards import seal_share, split_key
-
-
-@pytest.fixture
-def one_store(published, tmp_path):
-    """Every node's blocks in one embedded store: what a buyer's own IPFS node sees of the network."""
-    _, folders = published
-    for folder in folders.values():
-        shutil.copytree(folder, tmp_path / "store", dirs_exist_ok=True)
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def manifest_file(manifest, tmp_path):
-    path = tmp_path / "manifest.json"
-    path.write_bytes(manifest.to_json())
-    return path
 
 
 def fetch(manifest_file, weights_hash: str, output, store, *extra: str) -> int:

@@ -1,0 +1,251 @@
+"""Buying a version's key on a real chain: `deepshard weights price|buy`, custodians delivering through
+`deliver_shares`, and what the buyer refuses.
+
+One anvil and one deployment for the module (its own deployments folder). The session's sharded tiny model is
+registered as version 2 with its manifest's CID and put on sale, its key split 3-of-5 among five STORAGE-staked
+custodians who keep their shares with `save_share`. Each test buys with a fresh account, so purchases never
+interfere; the key one buys assembles the weights with `deepshard weights fetch`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+from shardkit import VERSION
+
+from workers.chain import ChainClient, LocalSigner, deploy_network, stake
+from workers.chain.accounts import PRIVATE_KEY_ENV
+from workers.chain.deploy import GENESIS_MODEL_CID
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
+from workers.chain.localnode import dev_signer, start_anvil
+from workers.chain.module import cid_to_chain
+from workers.chain.units import WEI_PER_DSH
+from workers.cli import main
+from workers.protocol.access import price as reference_price
+from workers.shards import KeyRejected, ShareRejected, buyer_keypair, seal_share, split_key
+from workers.shards.access import WeightAccessClient, deliver_shares, save_share, stored_shares
+from workers.storage.unixfs import cid_of_bytes
+
+ETH = 10**18
+THRESHOLD, CUSTODIANS = 3, 5
+
+
+def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
+    """A new funded account: (its client, its throwaway test key for the CLI's environment)."""
+    account = Account.create()
+    signer = LocalSigner(account)
+    treasury.w3.provider.make_request("anvil_setBalance", [signer.address, hex(10 * ETH)])
+    if dsh:
+        treasury.transact(treasury.contract("DeepshardToken").functions.transfer(signer.address, dsh * WEI_PER_DSH))
+    return treasury.with_signer(signer), account.key.hex()
+
+
+@pytest.fixture(scope="module")
+def sale(tmp_path_factory, version_key, published):
+    """The chain with version 2 on sale: (treasury client, custodians' clients, their shares, custody folder)."""
+    node = start_anvil()
+    try:
+        deployments = tmp_path_factory.mktemp("deployments")
+        treasury = ChainClient(node.url, dev_signer(0), deployments_dir=deployments)
+        deploy_network(treasury)  # the deployer is governance and the publisher
+        custodians = []
+        for _ in range(CUSTODIANS):
+            client, _ = fresh_account(treasury, 500)
+            stake(client, "STORAGE", "500")
+            custodians.append(client)
+        shares = split_key(version_key, CUSTODIANS, THRESHOLD)
+        models, access = treasury.contract("ModelRegistry"), treasury.contract("WeightAccess")
+        # Version 2 as a training round would register it (the deployer takes the rounds' role for it).
+        treasury.transact(models.functions.grantRole(models.functions.REGISTRAR_ROLE().call(), treasury.address))
+        treasury.transact(models.functions.registerVersion(1, 1, cid_to_chain(GENESIS_MODEL_CID), 0))
+        assert models.functions.latestVersion().call() == VERSION
+        manifest_cid = cid_of_bytes(published[0].to_json())
+        treasury.transact(models.functions.publishShards(VERSION, cid_to_chain(manifest_cid)))
+        treasury.transact(
+            access.functions.publish(
+                VERSION,
+                keccak(version_key),
+                THRESHOLD,
+                [c.address for c in custodians],
+                [keccak(s) for s in shares],
+            )
+        )
+        custody_dir = tmp_path_factory.mktemp("custody")
+        for client, share in zip(custodians, shares, strict=True):
+            save_share(client, VERSION, share, custody_dir)
+        yield treasury, custodians, shares, custody_dir
+    finally:
+        node.stop()
+
+
+@pytest.fixture(autouse=True)
+def sale_env(sale, clean_env, monkeypatch):
+    """The CLI finds this module's deployment (not the session's: both anvils are chain 31337)."""
+    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(sale[0].deployments_dir))
+
+
+def dsh_of(client: ChainClient, address: str) -> int:
+    return int(client.contract("DeepshardToken").functions.balanceOf(address).call())
+
+
+def deliver_from(sale, indices, purchase: int) -> list[str]:
+    """Each custodian at `indices` runs its delivery pass from its kept shares; returns what each did for
+    `purchase` (the pass also walks the other tests' purchases)."""
+    _, custodians, _, custody_dir = sale
+    return [
+        step.action
+        for index in indices
+        for step in deliver_shares(custodians[index], stored_shares(custodians[index], custody_dir))
+        if step.purchase == purchase
+    ]
+
+
+def mine_past(client: ChainClient, block: int) -> None:
+    latest = int(client.w3.eth.block_number)
+    if latest <= block:
+        client.w3.provider.make_request("anvil_mine", [hex(block - latest + 1)])
+
+
+def test_price_shows_the_contracts_price_and_its_value_snapshot(sale, capsys):
+    treasury = sale[0]
+    access = treasury.contract("WeightAccess")
+    listing = access.functions.getListing(VERSION).call()
+    base, scale = access.functions.params().call()[:2]
+    assert access.functions.price(VERSION).call() == reference_price(base, listing[0], scale) == 1_000 * WEI_PER_DSH
+    assert main(["weights", "price", str(VERSION), "--rpc", treasury.rpc_url]) == 0
+    out = capsys.readouterr().out
+    assert f"version {VERSION}: 1,000 DSH (on sale)" in out
+    assert f"value created when published (block {listing[1]}): 0 DSH" in out
+
+
+def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(
+    sale, version_key, tiny, manifest_file, one_store, tmp_path, monkeypatch, capsys
+):
+    treasury, custodians, _, _ = sale
+    buyer, key = fresh_account(treasury, 5_000)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+    access = WeightAccessClient(treasury)
+    bought_before = int(access.contract.functions.purchaseCount().call())
+    key_out, buyer_key = tmp_path / "version.key", tmp_path / "keys" / "buyer.key"
+    argv = ["weights", "buy", str(VERSION), "--max-price", "1,000", "--key-out", str(key_out)]
+    argv += ["--buyer-key", str(buyer_key), "--rpc", treasury.rpc_url]
+    result: list[int] = []
+    command = threading.Thread(target=lambda: result.append(main(argv)))
+    command.start()
+    # The custodians answer the purchase once it is on-chain (the command waits for them meanwhile).
+    while command.is_alive() and int(access.contract.functions.purchaseCount().call()) == bought_before:
+        command.join(0.05)
+    purchase = bought_before + 1
+    assert deliver_from(sale, range(CUSTODIANS), purchase) == ["delivered"] * CUSTODIANS
+    command.join()
+    out, err = capsys.readouterr()
+    assert result == [0], err
+    assert key_out.read_text().strip() == version_key.hex()
+    assert stat.S_IMODE(os.stat(key_out).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(buyer_key).st_mode) == 0o600
+    private = buyer_key.read_text().strip()
+    assert private not in out + err and version_key.hex() not in out + err
+    assert "keccak256 matches the on-chain key hash" in out
+    assert dsh_of(treasury, buyer.address) == 4_000 * WEI_PER_DSH
+    fetch = ["weights", "fetch", str(manifest_file), "--weights-hash", tiny.weights_hash, "-o", str(tmp_path / "out")]
+    assert main(fetch + ["--store-dir", str(one_store), "--key-file", str(key_out)]) == 0
+    assert f"weights {tiny.weights_hash}" in capsys.readouterr().out
+
+    # Idempotent: a second pass sends nothing; once settled, the purchase is skipped.
+    assert deliver_from(sale, range(CUSTODIANS), purchase) == ["already delivered"] * CUSTODIANS
+    treasury.transact(access.contract.functions.settle(purchase))
+    assert deliver_from(sale, [0], purchase) == ["settled"]
+    # The buyer key is read, not replaced, on the next purchase.
+    assert buyer_key.read_text().strip() == private
+
+
+def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path, monkeypatch, capsys):
+    treasury = sale[0]
+    buyer, key = fresh_account(treasury, 5_000)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+    eth_before = treasury.w3.eth.get_balance(buyer.address)
+    key_out = tmp_path / "version.key"
+    argv = ["weights", "buy", str(VERSION), "--max-price", "999.5", "--key-out", str(key_out)]
+    assert main(argv + ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: version {VERSION} costs 1,000 DSH, above the maximum price of 999.5 DSH: nothing was bought or "
+        "charged\n"
+    )
+    assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
+    assert treasury.w3.eth.get_balance(buyer.address) == eth_before
+    assert treasury.w3.eth.get_transaction_count(buyer.address) == 0  # not even an approve
+    assert not key_out.exists()
+
+
+def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkeypatch, capsys):
+    treasury = sale[0]
+    buyer, key = fresh_account(treasury, 5_000)
+    private, public = buyer_keypair()
+    (tmp_path / "buyer.key").write_text(private.hex())
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, public, 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    assert deliver_from(sale, [0, 1], purchase.id) == ["delivered", "delivered"]
+    mine_past(treasury, purchase.deliver_by)
+
+    monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+    key_out = tmp_path / "version.key"
+    argv = ["weights", "buy", str(VERSION), "--purchase", str(purchase.id), "--key-out", str(key_out)]
+    assert main(argv + ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: purchase {purchase.id}: 2 verified key shares of the 3 needed the delivery window closed at block "
+        f"{purchase.deliver_by}, so the key cannot be rebuilt\n"
+    )
+    assert not key_out.exists()
+    # A late custodian can no longer deliver; settling refunds the whole price.
+    assert deliver_from(sale, [2], purchase.id) == ["window closed"]
+    treasury.transact(access.contract.functions.settle(purchase.id))
+    assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
+
+
+def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, version_key, tmp_path, monkeypatch, capsys):
+    treasury, custodians, shares, _ = sale
+    buyer, key = fresh_account(treasury, 5_000)
+    private, public = buyer_keypair()
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, public, 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    # Custodian 0 seals custodian 1's share (it opens, but fails custodian 0's commitment); custodian 4 sends bytes
+    # that do not open at all.
+    wrong = seal_share(shares[1], public, version=VERSION)
+    for index, ciphertext in ((0, wrong), (4, os.urandom(len(wrong)))):
+        custodian = custodians[index]
+        custodian.transact(custodian.contract("WeightAccess").functions.deliverShare(purchase.id, index, ciphertext))
+    assert deliver_from(sale, [1, 2], purchase.id) == ["delivered", "delivered"]
+    with pytest.raises(KeyRejected) as refused:
+        access.collect_key(purchase, private, timeout=0)
+    message = str(refused.value)
+    assert message.startswith(f"purchase {purchase.id}: 2 verified key shares of the 3 needed after waiting 0 s")
+    assert f"custodian 0 ({custodians[0].address}) delivered a share that does not match its on-chain commitment" in (
+        message
+    )
+    assert f"custodian 4 ({custodians[4].address}) delivered a share that is refused: the key share does not open" in (
+        message
+    )
+
+    assert deliver_from(sale, [3], purchase.id) == ["delivered"]
+    (tmp_path / "buyer.key").write_text(private.hex())
+    monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+    key_out = tmp_path / "version.key"
+    argv = ["weights", "buy", str(VERSION), "--purchase", str(purchase.id), "--key-out", str(key_out)]
+    assert main(argv + ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]) == 0
+    out, err = capsys.readouterr()
+    assert key_out.read_text().strip() == version_key.hex()
+    assert "key rebuilt from the shares of custodians 1, 2, 3" in out
+    assert f"skipped: custodian 0 ({custodians[0].address})" in err
+
+
+def test_a_custodian_never_delivers_a_share_that_is_not_its_own(sale):
+    _, custodians, shares, _ = sale
+    with pytest.raises(ShareRejected, match="does not match its on-chain commitment: refusing to deliver it"):
+        deliver_shares(custodians[0], {VERSION: shares[1]})
