@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -45,19 +47,32 @@ def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
     return treasury.with_signer(signer), account.key.hex()
 
 
+@dataclass(frozen=True)
+class Sale:
+    """The module's chain with the version on sale: the deployer (treasury, publisher), the custodians in share
+    order with their shares and throwaway test keys, and the folder where they keep their shares."""
+
+    treasury: ChainClient
+    custodians: list[ChainClient]
+    shares: list[bytes]
+    custody_dir: Path
+    keys: list[str]
+
+
 @pytest.fixture(scope="module")
 def sale(tmp_path_factory, version_key, published):
-    """The chain with version 2 on sale: (treasury client, custodians' clients, their shares, custody folder)."""
+    """The chain with version 2 on sale (`Sale`)."""
     node = start_anvil()
     try:
         deployments = tmp_path_factory.mktemp("deployments")
         treasury = ChainClient(node.url, dev_signer(0), deployments_dir=deployments)
         deploy_network(treasury)  # the deployer is governance and the publisher
-        custodians = []
+        custodians, keys = [], []
         for _ in range(CUSTODIANS):
-            client, _ = fresh_account(treasury, 500)
+            client, key = fresh_account(treasury, 500)
             stake(client, "STORAGE", "500")
             custodians.append(client)
+            keys.append(key)
         shares = split_key(version_key, CUSTODIANS, THRESHOLD)
         models, access = treasury.contract("ModelRegistry"), treasury.contract("WeightAccess")
         # Version 2 as a training round would register it (the deployer takes the rounds' role for it).
@@ -78,7 +93,7 @@ def sale(tmp_path_factory, version_key, published):
         custody_dir = tmp_path_factory.mktemp("custody")
         for client, share in zip(custodians, shares, strict=True):
             save_share(client, VERSION, share, custody_dir)
-        yield treasury, custodians, shares, custody_dir
+        yield Sale(treasury, custodians, shares, custody_dir, keys)
     finally:
         node.stop()
 
@@ -86,21 +101,20 @@ def sale(tmp_path_factory, version_key, published):
 @pytest.fixture(autouse=True)
 def sale_env(sale, clean_env, monkeypatch):
     """The CLI finds this module's deployment (not the session's: both anvils are chain 31337)."""
-    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(sale[0].deployments_dir))
+    monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(sale.treasury.deployments_dir))
 
 
 def dsh_of(client: ChainClient, address: str) -> int:
     return int(client.contract("DeepshardToken").functions.balanceOf(address).call())
 
 
-def deliver_from(sale, indices, purchase: int) -> list[str]:
+def deliver_from(sale: Sale, indices, purchase: int) -> list[str]:
     """Each custodian at `indices` runs its delivery pass from its kept shares; returns what each did for
     `purchase` (the pass also walks the other tests' purchases)."""
-    _, custodians, _, custody_dir = sale
     return [
         step.action
         for index in indices
-        for step in deliver_shares(custodians[index], stored_shares(custodians[index], custody_dir))
+        for step in deliver_shares(sale.custodians[index], stored_shares(sale.custodians[index], sale.custody_dir))
         if step.purchase == purchase
     ]
 
@@ -112,7 +126,7 @@ def mine_past(client: ChainClient, block: int) -> None:
 
 
 def test_price_shows_the_contracts_price_and_its_value_snapshot(sale, capsys):
-    treasury = sale[0]
+    treasury = sale.treasury
     access = treasury.contract("WeightAccess")
     listing = access.functions.getListing(VERSION).call()
     base, scale = access.functions.params().call()[:2]
@@ -126,7 +140,7 @@ def test_price_shows_the_contracts_price_and_its_value_snapshot(sale, capsys):
 def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(
     sale, version_key, tiny, manifest_file, one_store, tmp_path, monkeypatch, capsys
 ):
-    treasury, custodians, _, _ = sale
+    treasury = sale.treasury
     buyer, key = fresh_account(treasury, 5_000)
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     access = WeightAccessClient(treasury)
@@ -165,7 +179,7 @@ def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(
 
 
 def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path, monkeypatch, capsys):
-    treasury = sale[0]
+    treasury = sale.treasury
     buyer, key = fresh_account(treasury, 5_000)
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     eth_before = treasury.w3.eth.get_balance(buyer.address)
@@ -184,19 +198,31 @@ def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path
 
 
 def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkeypatch, capsys):
-    treasury = sale[0]
+    treasury = sale.treasury
     buyer, key = fresh_account(treasury, 5_000)
     private, public = buyer_keypair()
     (tmp_path / "buyer.key").write_text(private.hex())
     access = WeightAccessClient(buyer)
     purchase = access.buy(VERSION, public, 1_000 * WEI_PER_DSH, access.deadline_in(20))
-    assert deliver_from(sale, [0, 1], purchase.id) == ["delivered", "delivered"]
-    mine_past(treasury, purchase.deliver_by)
+    assert deliver_from(sale, [0], purchase.id) == ["delivered"]
+    # Custodian 1 through the command, from the shares it keeps.
+    monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[1])
+    assert main(["weights", "deliver", "--custody-dir", str(sale.custody_dir), "--rpc", treasury.rpc_url]) == 0
+    assert f"purchase {purchase.id} (version {VERSION}, share 1): delivered tx 0x" in capsys.readouterr().out
 
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     key_out = tmp_path / "version.key"
     argv = ["weights", "buy", str(VERSION), "--purchase", str(purchase.id), "--key-out", str(key_out)]
-    assert main(argv + ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]) == 1
+    argv += ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]
+    # While the window is open, a timeout says how to collect later.
+    assert main([*argv, "--timeout", "0"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: purchase {purchase.id}: 2 verified key shares of the 3 needed after waiting 0 s (deliveries are "
+        f"open until block {purchase.deliver_by}), so the key cannot be rebuilt; collect them later with "
+        f"`deepshard weights buy {VERSION} --purchase {purchase.id}`\n"
+    )
+    mine_past(treasury, purchase.deliver_by)
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == (
         f"error: purchase {purchase.id}: 2 verified key shares of the 3 needed the delivery window closed at block "
@@ -210,7 +236,7 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
 
 
 def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, version_key, tmp_path, monkeypatch, capsys):
-    treasury, custodians, shares, _ = sale
+    treasury, custodians, shares = sale.treasury, sale.custodians, sale.shares
     buyer, key = fresh_account(treasury, 5_000)
     private, public = buyer_keypair()
     access = WeightAccessClient(buyer)
@@ -246,6 +272,6 @@ def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, versi
 
 
 def test_a_custodian_never_delivers_a_share_that_is_not_its_own(sale):
-    _, custodians, shares, _ = sale
+    custodians, shares = sale.custodians, sale.shares
     with pytest.raises(ShareRejected, match="does not match its on-chain commitment: refusing to deliver it"):
         deliver_shares(custodians[0], {VERSION: shares[1]})
