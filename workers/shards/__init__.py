@@ -8,7 +8,8 @@
     key = combine_shares([open_share(s, buyer_private_key, version=2) for s in sealed_shares], manifest.key_hash)
     assemble(manifest, key, fetch_from_stores(stores), "out/", weights_hash=registry_hash)
 
-See README.md for the formats, the crypto scheme and the trust assumptions.
+The chain side (buying a key from WeightAccess, custodians' deliveries) is `workers.shards.access`, imported on its
+own since it loads web3. See README.md for the formats, the crypto scheme and the trust assumptions.
 """
 
 from __future__ import annotations
