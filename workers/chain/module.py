@@ -125,6 +125,67 @@ def full_mask(size: int) -> int:
     return (1 << size) - 1
 
 
+def contract_logs(
+    contract,
+    event: ModuleEvent,
+    filters: Mapping[str, Any] | None,
+    start: int,
+    end: int,
+    *,
+    first: bool = False,
+    newest_first: bool = False,
+) -> list[Log]:
+    """`event` logs of `contract` matching `filters` (by argument name) in blocks [start, end], `LOG_RANGE` blocks
+    per request, in block order (ranges walked from `end` down with `newest_first`); with `first`, stops at the
+    first range that has any."""
+    abi_event = getattr(contract.events, event.name)
+    start = max(int(start), 0)
+    ranges = [(low, min(low + LOG_RANGE - 1, end)) for low in range(start, int(end) + 1, LOG_RANGE)]
+    if newest_first:
+        ranges.reverse()
+    found: list[Log] = []
+    for low, high in ranges:
+        logs = abi_event.get_logs(argument_filters=dict(filters or {}) or None, from_block=low, to_block=high)
+        found.extend(
+            Log(
+                event.name,
+                dict(log["args"]),
+                int(log["blockNumber"]),
+                int(log["logIndex"]),
+                Web3.to_hex(log["transactionHash"]),
+            )
+            for log in logs
+        )
+        if first and logs:
+            break
+    return found
+
+
+def inflight(chain: ChainClient, account: str | None = None) -> int:
+    """Transactions of `account` (default: `chain`'s signer) sent but not yet mined."""
+    account = to_checksum_address(account or chain.address)
+    eth = chain.w3.eth
+    pending, mined = eth.get_transaction_count(account, "pending"), eth.get_transaction_count(account, "latest")
+    return max(int(pending) - int(mined), 0)
+
+
+def settle_inflight(chain: ChainClient, timeout: float | None = None) -> None:
+    """Waits until no transaction of `chain`'s signer is pending (a worker killed after sending and restarted sees
+    its transaction land instead of sending a second); `ReceiptTimeout` after `timeout` seconds (default: the
+    client's receipt timeout). A no-op for a read-only client."""
+    if chain.signer is None:
+        return
+    deadline = time.monotonic() + (chain.receipt_timeout if timeout is None else timeout)
+    while (count := inflight(chain)) > 0:
+        if time.monotonic() > deadline:
+            raise ReceiptTimeout(
+                f"{count} earlier transaction(s) of {chain.address} are still pending: "
+                "waiting for them before sending anything",
+                "",
+            )
+        time.sleep(INFLIGHT_POLL)
+
+
 # ---------------------------------------------------------------- steps
 
 
@@ -261,30 +322,10 @@ class ModuleClient(abc.ABC):
         first: bool = False,
         newest_first: bool = False,
     ) -> list[Log]:
-        """`event` logs of `contract` (default: this module's) matching `filters` (by argument name) in
-        blocks [start, end], `LOG_RANGE` blocks per request, in block order (ranges walked from `end` down with
-        `newest_first`); with `first`, stops at the first range that has any."""
-        abi_event = getattr((contract or self.contract).events, event.name)
-        start = max(int(start), 0)
-        ranges = [(low, min(low + LOG_RANGE - 1, end)) for low in range(start, int(end) + 1, LOG_RANGE)]
-        if newest_first:
-            ranges.reverse()
-        found: list[Log] = []
-        for low, high in ranges:
-            logs = abi_event.get_logs(argument_filters=dict(filters or {}) or None, from_block=low, to_block=high)
-            found.extend(
-                Log(
-                    event.name,
-                    dict(log["args"]),
-                    int(log["blockNumber"]),
-                    int(log["logIndex"]),
-                    Web3.to_hex(log["transactionHash"]),
-                )
-                for log in logs
-            )
-            if first and logs:
-                break
-        return found
+        """`event` logs of `contract` (default: this module's), as `contract_logs` reads them."""
+        return contract_logs(
+            contract or self.contract, event, filters, start, end, first=first, newest_first=newest_first
+        )
 
     def receipt_events(self, receipt: Any, event: ModuleEvent) -> list[dict[str, Any]]:
         """The arguments of each `event` the transaction of `receipt` emitted."""
@@ -302,25 +343,11 @@ class ModuleClient(abc.ABC):
 
     def inflight(self, account: str | None = None) -> int:
         """Transactions of `account` (default: this one) sent but not yet mined."""
-        account = to_checksum_address(account or self.chain.address)
-        eth = self.chain.w3.eth
-        pending, mined = eth.get_transaction_count(account, "pending"), eth.get_transaction_count(account, "latest")
-        return max(int(pending) - int(mined), 0)
+        return inflight(self.chain, account)
 
     def settle_inflight(self, timeout: float | None = None) -> None:
-        """Waits until no transaction of this account is pending; `ReceiptTimeout` after `timeout` seconds
-        (default: the client's receipt timeout). A no-op for a read-only client."""
-        if self.chain.signer is None:
-            return
-        deadline = time.monotonic() + (self.chain.receipt_timeout if timeout is None else timeout)
-        while (count := self.inflight()) > 0:
-            if time.monotonic() > deadline:
-                raise ReceiptTimeout(
-                    f"{count} earlier transaction(s) of {self.chain.address} are still pending: "
-                    "waiting for them before sending anything",
-                    "",
-                )
-            time.sleep(INFLIGHT_POLL)
+        """Waits until no transaction of this account is pending (`settle_inflight`)."""
+        settle_inflight(self.chain, timeout)
 
     # ------------------------------------------------------------ stake
 
