@@ -62,8 +62,8 @@ DEFAULT_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
 #: `blockhash` reaches back this many blocks (`Storage.challenge`).
 BLOCKHASH_REACH = 256
-#: Failures a step reports in one line and goes on from.
-STEP_FAILURES = (ChainError, StorageError, ShardError, OSError)
+#: Failures of a manifest lookup, reported in one line (the step goes on without that replica).
+LOOKUP_FAILURES = (ChainError, StorageError, ShardError, OSError)
 
 
 class ManifestDirectory:
@@ -262,7 +262,7 @@ class StorageNode:
                 failures, wait = 0, interval
             except InvalidRequest:
                 raise
-            except (*STEP_FAILURES, ConnectionError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure, or audits go unanswered
                 failures += 1
                 wait = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
                 self.out(f"storage {self.address}: step failed ({type(exc).__name__}: {exc}); retrying in {wait:.0f} s")
@@ -389,7 +389,7 @@ class StorageNode:
     def _listings(self, tracked: Tracked) -> list[Holding]:
         try:
             return self.directory.candidates(tracked.version, tracked.shard, self.address)
-        except STEP_FAILURES as exc:
+        except LOOKUP_FAILURES as exc:
             self._problem(f"storage {self.address}: {tracked.label}: the version's manifest is unavailable: {exc}")
             return []
 

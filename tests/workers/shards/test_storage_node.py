@@ -22,7 +22,7 @@ from eth_utils import keccak
 from netkit import ETH, TEST_REDIS_URL, Net
 from services import start_child
 
-from workers.chain import ChainClient, DeployParams, InvalidRequest, LocalSigner, deploy_network
+from workers.chain import ChainClient, DeployParams, InvalidRequest, LocalSigner, TransactionReverted, deploy_network
 from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.artifacts import project_root
 from workers.chain.deploy import StorageParams
@@ -209,7 +209,12 @@ def test_an_audited_node_answers_and_is_paid(custody):
     ]
     nonce = custody.nonces()[node.address]
     assert node.step() == []
-    assert custody.nonces()[node.address] == nonce  # answered once
+    restarted = StorageNode(node.storage, node.store, node.directory, keeper=False, out=lambda line: None)
+    assert restarted.step() == []
+    assert custody.nonces()[node.address] == nonce  # answered once, restart or not
+    with pytest.raises(TransactionReverted, match=rf"Storage.answer would revert: AuditClosed\(epoch={epoch}\)"):
+        node.storage.answer(epoch, b"", [])  # what the step would report in one line, had it sent it
+    assert custody.nonces()[node.address] == nonce
 
 
 def drop_content(store: EmbeddedStore, cid: str) -> None:
