@@ -446,7 +446,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "folder (repeatable; the publisher's store)",
     )
     storage.add_argument("--manifests", metavar="DIR", help="folder of amended shard manifests (repairs)")
-    storage.add_argument("--no-keep", action="store_true", help="do not challenge audits or slash missed ones")
+    storage.add_argument("--no-keep", action="store_true", help="no keeper duties: challenges, slashMissed, expire")
     storage.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="step interval (default 2)")
 
 

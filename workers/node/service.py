@@ -284,8 +284,8 @@ def run_worker(
 class StorageOptions:
     """A storage worker's settings: `endpoint` and `capacity` (bytes) to register with (needed only until it is
     registered), `sources` (IPFS RPC API addresses or embedded store folders to fetch replicas and manifests from,
-    besides its own store), `manifests` (a folder of amended manifests from the publisher), `keeper` (challenge
-    and slash missed audits too) and the poll `interval` in seconds."""
+    besides its own store), `manifests` (a folder of amended manifests from the publisher), `keeper` (challenge,
+    slash missed audits and expire unconfirmed assignments too) and the poll `interval` in seconds."""
 
     endpoint: str | None = None
     capacity: int | None = None

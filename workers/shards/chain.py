@@ -4,7 +4,7 @@
     storage.register("/dns4/node.example/tcp/4001", 10 * 2**30)
     storage.replica(version, shard)                     # this node's record: status, root, size, assigned block
     storage.confirm(version, shard); storage.answer(epoch, chunk, proof)
-    storage.challenge(epoch); storage.slash_missed(epoch)   # anyone
+    storage.challenge(epoch); storage.slash_missed(epoch); storage.expire(version, shard, node)   # anyone
     storage.assign(version, shard, node, root, size)    # the publisher (PUBLISHER_ROLE)
 
 Reads return plain dataclasses (amounts in wei, windows and deadlines in block numbers, sizes in bytes). Writes
@@ -206,6 +206,10 @@ class StorageClient:
 
     def release(self, version: int, shard: int) -> str:
         return self._send(self.contract.functions.release(int(version), int(shard)))
+
+    def expire(self, version: int, shard: int, node: str) -> str:
+        """Fails `node`'s assignment left unconfirmed past `confirmWindow` (slashes up to `auditSlash`); anyone."""
+        return self._send(self.contract.functions.expire(int(version), int(shard), to_checksum_address(node)))
 
     def answer(self, epoch: int, chunk: bytes, proof: list[bytes] | tuple[bytes, ...]) -> str:
         return self._send(self.contract.functions.answer(int(epoch), bytes(chunk), [bytes(p) for p in proof]))

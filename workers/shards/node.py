@@ -19,7 +19,8 @@ Each step:
    its store is fetched again; if no source has it and no audit is open on it, it is released (the next node in
    the ranking repairs it). A released or failed replica is unpinned;
 5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
-   in reach, if nobody did, and `slashMissed` of every audit whose answer window closed unanswered.
+   in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
+   every other node's assignment left unconfirmed past `confirmWindow`.
 
 Every decision reads the chain first (a replica is confirmed only while `Assigned`, an audit answered only while
 open), so a restarted node neither confirms nor answers twice; before each transaction the account's pending ones
@@ -191,6 +192,8 @@ class StorageNode:
         self.replicas: dict[tuple[int, int], Tracked] = {}
         #: epoch -> AuditOpened arguments, while the audit may be open
         self.audits: dict[int, dict] = {}
+        #: (version, shard, node) -> block of the assignment, of other nodes' replicas, until confirmed or expired
+        self.assignments: dict[tuple[int, int, str], int] = {}
         self._reported: set[str] = set()
         self._lines: list[str] = []
 
@@ -275,12 +278,16 @@ class StorageNode:
         if start > latest:
             return
         end = min(latest, start + self.max_range - 1)
-        for log in self.storage.logs(self.storage.REPLICA_ASSIGNED, {"node": self.address}, start, end):
+        # A keeper follows every assignment and audit (to expire and slash the missed ones), a holder only its own.
+        mine = None if self.keeper else {"node": self.address}
+        for log in self.storage.logs(self.storage.REPLICA_ASSIGNED, mine, start, end):
             args = log.args
             key = (int(args["version"]), int(args["shard"]))
-            self.replicas[key] = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]))
-        # A keeper follows every audit (to slash the missed ones), a holder only its own.
-        audit_filter = None if self.keeper else {"node": self.address}
+            if args["node"] == self.address:
+                self.replicas[key] = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]))
+            else:
+                self.assignments[(*key, args["node"])] = log.block
+        audit_filter = mine
         for log in self.storage.logs(self.storage.AUDIT_OPENED, audit_filter, start, end):
             self.audits[int(log.args["epoch"])] = dict(log.args)
         self.cursor = end + 1
@@ -447,7 +454,23 @@ class StorageNode:
 
     def _keep(self, latest: int) -> None:
         self._slash_missed(latest)
+        self._expire(latest)
         self._challenge(latest)
+
+    def _expire(self, latest: int) -> None:
+        """`expire` every other node's assignment left unconfirmed past its window (read only once it is past)."""
+        window = self.storage.params().confirm_window
+        for (version, shard, node), assigned in list(self.assignments.items()):
+            # Gas is estimated at the latest block, where the window must already be over.
+            if latest <= assigned + window:
+                continue
+            del self.assignments[(version, shard, node)]
+            record = self.storage.replica(version, shard, node)
+            if record.status != "Assigned" or latest <= record.assigned_block + window:
+                continue  # confirmed, released or failed already (or assigned again later)
+            label = f"version {version} shard {shard} of {node}"
+            if self._send(f"expire of {label}", partial(self.storage.expire, version, shard, node)):
+                self._say(f"storage {self.address}: expired the unconfirmed assignment of {label}")
 
     def _challenge(self, latest: int) -> None:
         interval = self.storage.params().audit_interval

@@ -158,8 +158,9 @@ def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custod
     assert custody.nonces() == nonces
 
 
-def test_a_replica_that_does_not_verify_is_not_confirmed(custody):
-    """The publisher records a root the replica does not have (version 77, listed only in an amended manifest)."""
+def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
+    """The publisher records a root the replica does not have (version 77, listed only in an amended manifest): the
+    node does not confirm it, and a keeper expires the assignment once its window is over."""
     manifest, storage = custody.manifest, custody.publisher
     entry = manifest.shards[0]
     size = entry.replicas[0].size
@@ -177,7 +178,19 @@ def test_a_replica_that_does_not_verify_is_not_confirmed(custody):
     assert node.step() == []  # reported once, not fetched again
     assert node.storage.replica(77, 0).status == "Assigned"
     assert custody.nonces()[node.address] == nonce
-    node.storage.release(77, 0)  # out of the way of the audits below (its confirm window would close)
+
+    # Past its window, any keeper expires it, slashing the node's bond.
+    deadline = node.storage.replica(77, 0).assigned_block + PARAMS.confirm_window
+    custody.net.mine_to(deadline + 1)
+    assert node.step() == [f"storage {node.address}: version 77 shard 0: the confirm window closed at block {deadline}"]
+    bond = node.storage.node().bond
+    expired = f"expired the unconfirmed assignment of version 77 shard 0 of {node.address}"
+    assert f"storage {custody.keeper.address}: {expired}" in custody.keeper.keep()
+    assert node.storage.replica(77, 0).status == "Failed"
+    assert node.storage.node().bond == bond - PARAMS.audit_slash
+    # The keeper also challenged the epoch in reach: its node answers, so that the tests below start with none open.
+    answered = [line for holder in custody.nodes.values() for line in holder.step()]
+    assert len(answered) == 1 and ": answered audit " in answered[0]
     assert node.step() == []
 
 
