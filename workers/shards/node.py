@@ -16,8 +16,8 @@ Each step:
    version's manifests (`ManifestDirectory`), fetches it from its own store or a source, checks its size and chunk
    Merkle root against the on-chain record, pins it and calls `confirm` within `confirmWindow`; a replica that
    does not verify is neither pinned nor confirmed and is reported in one line. A confirmed replica missing from
-   its store is fetched again; if no source has it and no audit is open on it, it is released (the next node in
-   the ranking repairs it). A released or failed replica is unpinned;
+   its store is fetched again; if no source has it at `RELEASE_AFTER` steps in a row and no audit is open on it,
+   it is released (the next node in the ranking repairs it). A released or failed replica is unpinned;
 5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
    in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
    every other node's assignment left unconfirmed past `confirmWindow`.
@@ -46,7 +46,7 @@ from web3.exceptions import ContractLogicError
 
 from ..chain.client import ChainClient
 from ..chain.errors import ChainError, InvalidRequest, TransactionRejected, TransactionReverted
-from ..chain.module import LOG_RANGE, cid_from_chain
+from ..chain.module import LOG_RANGE, cid_from_chain, struct_of
 from ..protocol.merkle import merkle_root
 from ..storage import ContentStore, StorageError, parse_cid
 from .audit import Holding, answer_challenge, holdings
@@ -58,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 #: Replicas fetched and verified per step at most (each is a whole download and a Merkle tree).
 DEFAULT_MAX_FETCHES = 4
+#: Steps in a row a confirmed replica must be missing, and unavailable from every source, before it is released.
+RELEASE_AFTER = 3
 #: Seconds between steps.
 DEFAULT_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
@@ -76,19 +78,19 @@ class ManifestDirectory:
         self.registry = chain.contract("ModelRegistry")
         self.stores = list(stores)
         self.folder = Path(folder) if folder is not None else None
-        self._recorded: dict[int, Manifest | None] = {}
+        self._recorded: dict[int, Manifest] = {}
         self._files: dict[Path, tuple[float, Manifest | None]] = {}
 
     def recorded(self, version: int) -> Manifest | None:
         """The manifest `ModelRegistry` records for `version` (None: none recorded yet). Raises StorageError
         when no store serves it, ManifestRejected when it does not parse or names another version."""
-        if self._recorded.get(version) is not None:
+        if version in self._recorded:
             return self._recorded[version]
         try:
-            raw = self.registry.functions.getVersion(int(version)).call()
+            record = struct_of(self.registry, "getVersion", int(version))
         except ContractLogicError:
             return None  # not a registry version (UnknownVersion): only amended manifests can list it
-        manifest_cid = bytes(raw[5])
+        manifest_cid = bytes(record["shardManifestCid"])
         if not manifest_cid:
             return None
         cid = cid_from_chain(manifest_cid)
@@ -120,11 +122,12 @@ class ManifestDirectory:
             cached = self._files.get(path)
             if cached is None or cached[0] != mtime:
                 manifest = None
-                if path.stat().st_size <= MAX_MANIFEST_BYTES:
-                    try:
-                        manifest = parse_manifest(path.read_bytes(), what=str(path))
-                    except ShardError as exc:
-                        logger.warning("storage: skipping %s: %s", path, exc)
+                try:
+                    if path.stat().st_size > MAX_MANIFEST_BYTES:
+                        raise ShardError(f"{path} is larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes)")
+                    manifest = parse_manifest(path.read_bytes(), what=str(path))
+                except ShardError as exc:
+                    logger.warning("storage: skipping %s: %s", path, exc)
                 self._files[path] = cached = (mtime, manifest)
             if cached[1] is not None and cached[1].version == version:
                 found.append(cached[1])
@@ -152,6 +155,8 @@ class Tracked:
     cid: str | None = None
     #: CIDs whose bytes did not verify against the on-chain record (never fetched again)
     rejected: set[str] = field(default_factory=set)
+    #: steps in a row at which the confirmed replica was missing and no source had it
+    misses: int = 0
 
     @property
     def label(self) -> str:
@@ -247,7 +252,8 @@ class StorageNode:
 
     def keep(self) -> list[str]:
         """The keeper's duties alone, which any account may run (registered or not): `challenge` the newest epoch
-        in reach and `slashMissed` every audit whose answer window closed; returns the lines it reported."""
+        in reach, `slashMissed` every audit whose answer window closed and `expire` every other node's assignment
+        left unconfirmed; returns the lines it reported."""
         self._lines = []
         latest = self.storage.latest_block()
         self._scan(latest)
@@ -364,11 +370,19 @@ class StorageNode:
             elif record.status == "Holding" and not self._held(tracked) and fetches < self.max_fetches:
                 fetches += 1
                 if self._obtain(tracked):
+                    tracked.misses = 0
                     self._say(f"storage {self.address}: fetched {tracked.label} again (it was missing locally)")
-                elif record.open_audit is None and self._send(
-                    f"release of {tracked.label}", partial(self.storage.release, tracked.version, tracked.shard)
-                ):
-                    self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
+                    continue
+                # Known lost only when a manifest names it (the chain's root and size) and nobody serves those bytes:
+                # a manifest that cannot be read says nothing about the replica.
+                listed = any((h.merkle_root, h.size) == (tracked.root, tracked.size) for h in self._listings(tracked))
+                tracked.misses = tracked.misses + 1 if listed else 0
+                # A source may be down for a while: only a replica missed at RELEASE_AFTER steps in a row is given
+                # up, and never while an audit is open on it (the contract refuses; the audit is missed anyway).
+                if tracked.misses >= RELEASE_AFTER and record.open_audit is None:
+                    release = partial(self.storage.release, tracked.version, tracked.shard)
+                    if self._send(f"release of {tracked.label}", release):
+                        self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
 
     def _drop(self, tracked: Tracked, status: str) -> None:
         if tracked.cid is not None and self.store.is_pinned(tracked.cid):

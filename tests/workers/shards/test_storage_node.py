@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 from netkit import ETH, TEST_REDIS_URL, Net
 from services import start_child
 
@@ -290,6 +290,27 @@ def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_nod
     assert storage.replica(VERSION, audit.shard, successor).status == "Holding"
     assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication
     assert lost.step() == []  # its failed replica is gone from its pins already; nothing to send
+
+
+def test_a_holder_that_lost_a_replica_no_source_has_releases_it_after_three_steps(custody):
+    storage, manifest = custody.publisher, custody.manifest
+    entry = manifest.shards[-1]
+    holder = next(r for r in entry.replicas if storage.replica(VERSION, entry.index, r.node).status == "Holding")
+    node = custody.node_for(to_checksum_address(holder.node))
+    drop_content(node.store, holder.cid)
+    drop_content(custody.publisher_store, holder.cid)
+    lines = node.step()
+    assert any(
+        line.startswith(f"storage {node.address}: version {VERSION} shard {entry.index}: no source") for line in lines
+    )
+    assert node.step() == []  # the same miss is not reported twice
+    assert storage.replica(VERSION, entry.index, node.address).status == "Holding"  # a source may come back
+    assert node.step() == [
+        f"storage {node.address}: released version {VERSION} shard {entry.index}: lost locally, no source has it"
+    ]
+    assert storage.replica(VERSION, entry.index, node.address).status == "Released"
+    assert storage.live_replicas(VERSION, entry.index) == PARAMS.replication - 1
+    assert node.step() == []
 
 
 def test_the_storage_worker_command_refuses_without_stake_then_registers_and_stops_on_sigterm(custody, tmp_path):
