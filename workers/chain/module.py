@@ -161,6 +161,31 @@ def full_mask(size: int) -> int:
     return (1 << size) - 1
 
 
+def inflight(chain: ChainClient, account: str | None = None) -> int:
+    """Transactions of `account` (default: `chain`'s signer) sent but not yet mined."""
+    account = to_checksum_address(account or chain.address)
+    eth = chain.w3.eth
+    pending, mined = eth.get_transaction_count(account, "pending"), eth.get_transaction_count(account, "latest")
+    return max(int(pending) - int(mined), 0)
+
+
+def settle_inflight(chain: ChainClient, timeout: float | None = None) -> None:
+    """Waits until no transaction of `chain`'s signer is pending (a worker killed after sending and restarted sees
+    its transaction land instead of sending a second); `ReceiptTimeout` after `timeout` seconds (default: the
+    client's receipt timeout). A no-op for a read-only client."""
+    if chain.signer is None:
+        return
+    deadline = time.monotonic() + (chain.receipt_timeout if timeout is None else timeout)
+    while (count := inflight(chain)) > 0:
+        if time.monotonic() > deadline:
+            raise ReceiptTimeout(
+                f"{count} earlier transaction(s) of {chain.address} are still pending: "
+                "waiting for them before sending anything",
+                "",
+            )
+        time.sleep(INFLIGHT_POLL)
+
+
 # ---------------------------------------------------------------- steps
 
 
@@ -318,25 +343,11 @@ class ModuleClient(abc.ABC):
 
     def inflight(self, account: str | None = None) -> int:
         """Transactions of `account` (default: this one) sent but not yet mined."""
-        account = to_checksum_address(account or self.chain.address)
-        eth = self.chain.w3.eth
-        pending, mined = eth.get_transaction_count(account, "pending"), eth.get_transaction_count(account, "latest")
-        return max(int(pending) - int(mined), 0)
+        return inflight(self.chain, account)
 
     def settle_inflight(self, timeout: float | None = None) -> None:
-        """Waits until no transaction of this account is pending; `ReceiptTimeout` after `timeout` seconds
-        (default: the client's receipt timeout). A no-op for a read-only client."""
-        if self.chain.signer is None:
-            return
-        deadline = time.monotonic() + (self.chain.receipt_timeout if timeout is None else timeout)
-        while (count := self.inflight()) > 0:
-            if time.monotonic() > deadline:
-                raise ReceiptTimeout(
-                    f"{count} earlier transaction(s) of {self.chain.address} are still pending: "
-                    "waiting for them before sending anything",
-                    "",
-                )
-            time.sleep(INFLIGHT_POLL)
+        """Waits until no transaction of this account is pending (`settle_inflight`)."""
+        settle_inflight(self.chain, timeout)
 
     # ------------------------------------------------------------ stake
 

@@ -9,6 +9,8 @@
     deepshard round join-pool AMOUNT          evaluator: lock EVALUATOR stake in the evaluator pool
 
     deepshard worker --role trainer|evaluator|curator|keeper [--account KEYSTORE]   a role's Celery worker
+    deepshard worker --role storage [--endpoint E --capacity BYTES] [--source S] [--manifests DIR]
+                                              the storage node: hold, confirm and audit replicas
     deepshard watch                           the watcher: contract events -> Celery tasks
 
 Failures print one `error: ...` line and exit 1, having sent nothing. The chain is --rpc (else
@@ -432,12 +434,38 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="processes (default 1)")
     parser.add_argument("--no-watch", action="store_true", help="keeper: do not run the watcher in this worker")
     parser.add_argument("--loglevel", default="INFO", help="Celery log level (default INFO)")
+    storage = parser.add_argument_group("storage role")
+    storage.add_argument("--endpoint", help="where this node serves replicas (a multiaddr or URL), to register with")
+    storage.add_argument("--capacity", type=positive_int, metavar="BYTES", help="bytes offered, to register with")
+    storage.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="STORE",
+        help="also fetch replicas and manifests from this store: an IPFS RPC API address or an embedded store "
+        "folder (repeatable; the publisher's store)",
+    )
+    storage.add_argument("--manifests", metavar="DIR", help="folder of amended shard manifests (repairs)")
+    storage.add_argument("--no-keep", action="store_true", help="no keeper duties: challenges, slashMissed, expire")
+    storage.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="step interval (default 2)")
 
 
 @_reported
 def run_worker(args: argparse.Namespace) -> int:
+    from .service import StorageOptions, run_storage_worker
     from .service import run_worker as start
 
+    if args.role == "storage":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+        options = StorageOptions(
+            endpoint=args.endpoint,
+            capacity=args.capacity,
+            sources=tuple(args.source),
+            manifests=args.manifests,
+            keeper=not args.no_keep,
+            interval=args.interval,
+        )
+        return run_storage_worker(args.rpc, options, account=args.account, out=lambda line: print(line, flush=True))
     return start(
         args.role,
         args.rpc,

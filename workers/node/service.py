@@ -10,6 +10,9 @@ worker started late, or restarted, picks up where the network is (`plan_worker`)
 - keeper: the round keeper's step on the current round, and the data keeper's on every submission that still
   needs one (a panel to draw, a vote to finalize, a silent seat to settle).
 
+A storage worker (`--role storage`) is no Celery worker: it runs the storage node's loop of bounded steps against
+`Storage` in this process (`run_storage_worker`, `workers.shards.node`), since every step it takes is its own.
+
 A keeper worker also runs the watcher in a thread unless told not to (`--no-watch`: run `deepshard watch`
 elsewhere; one watcher per network is enough, and two are harmless). The keeper needs no stake, only ETH for gas.
 
@@ -161,6 +164,8 @@ def run_worker(
     """Starts the Celery worker of `role` in this process (returns when it stops)."""
     from celery import signals
 
+    if role == "storage":
+        raise InvalidRequest("the storage role runs no Celery worker: use run_storage_worker")
     signer = load_worker_signer(account)
     chain = ChainClient(rpc_url, signer)
     configure_worker(signer, rpc_url)  # the tasks sign with this key and connect where this process did
@@ -272,6 +277,76 @@ def run_worker(
         "--without-mingle",
     ]
     app.worker_main(argv)
+    return 0
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """A storage worker's settings: `endpoint` and `capacity` (bytes) to register with (needed only until it is
+    registered), `sources` (IPFS RPC API addresses or embedded store folders to fetch replicas and manifests from,
+    besides its own store), `manifests` (a folder of amended manifests from the publisher), `keeper` (challenge,
+    slash missed audits and expire unconfirmed assignments too) and the poll `interval` in seconds."""
+
+    endpoint: str | None = None
+    capacity: int | None = None
+    sources: tuple[str, ...] = ()
+    manifests: str | None = None
+    keeper: bool = True
+    interval: float = 2.0
+
+
+def run_storage_worker(
+    rpc_url: str,
+    options: StorageOptions,
+    *,
+    account: str | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Runs the storage node (`workers.shards.node.StorageNode`) in the foreground until SIGINT or SIGTERM. Its own
+    store is `open_store()` ($DEEPSHARD_IPFS_API, else the embedded store). Raises `InvalidRequest` (nothing sent)
+    when the account cannot register: no ETH, STORAGE stake below the bond, no endpoint or capacity."""
+    from ..shards.chain import StorageClient
+    from ..shards.node import ManifestDirectory, StorageNode
+    from ..storage import EmbeddedStore, IpfsStore, open_store
+
+    signer = load_worker_signer(account)
+    chain = ChainClient(rpc_url, signer)
+    check_role_account("storage", chain)
+    store = open_store()
+    sources = [
+        IpfsStore(source)
+        if source.startswith(("/ip4/", "/ip6/", "/dns", "http://", "https://"))
+        else EmbeddedStore(source)
+        for source in options.sources
+    ]
+    node = StorageNode(
+        StorageClient(chain),
+        store,
+        ManifestDirectory(chain, [store, *sources], options.manifests),
+        sources=sources,
+        endpoint=options.endpoint,
+        capacity=options.capacity,
+        keeper=options.keeper,
+        out=out,
+    )
+    node.ensure_registered()
+    out(
+        f"storage worker for {chain.address} on chain {chain.chain_id}: replicas in {store.location}"
+        + (f", fetched also from {', '.join(s.location for s in sources)}" if sources else "")
+        + ("; keeping audits" if options.keeper else "")
+    )
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        node.run(stop, options.interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out("storage worker stopped")
     return 0
 
 

@@ -68,7 +68,7 @@ STAKE_ROLES: tuple[str, ...] = ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR", 
 
 #: Roles a `deepshard worker` can run. The keeper needs no stake: it sends the permissionless transactions
 #: (draw panels, finalize, settle silent seats, open rounds) for both the data consensus and training rounds.
-NODE_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator", "keeper")
+NODE_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator", "keeper", "storage")
 #: Node roles whose steps sign with one account's key: each account gets a queue of its own.
 ACCOUNT_ROLES: tuple[str, ...] = ("trainer", "evaluator", "curator")
 #: Queue of the content tasks (pin and score datasets), served by any worker.

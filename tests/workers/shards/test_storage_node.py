@@ -1,0 +1,352 @@
+"""The storage node role on a real chain (anvil, the deployed contracts, short windows): five nodes register, the
+publisher records version 1's manifest and assigns its shards R = 3 times by the rendezvous ranking, the nodes
+fetch, verify, pin and confirm; an audit names a node, which answers and is paid; a node that lost its replica
+misses its audit and is slashed through `slashMissed` by a keeper; the publisher re-assigns the failed replica
+to the next node in the ranking, which confirms it (back to R).
+
+The tests run in order on one module-scoped network (each builds on the state the previous one left); the stores
+are embedded ones, one per node and one for the publisher (the node's sources).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+from netkit import ETH, TEST_REDIS_URL, Net
+from services import start_child
+
+from workers.chain import ChainClient, DeployParams, InvalidRequest, LocalSigner, TransactionReverted, deploy_network
+from workers.chain.accounts import PRIVATE_KEY_ENV
+from workers.chain.artifacts import project_root
+from workers.chain.deploy import StorageParams
+from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
+from workers.chain.module import cid_to_chain
+from workers.protocol.constants import GENESIS_VERSION
+from workers.protocol.storage import holders
+from workers.shards import publish_version, seal_and_pin
+from workers.shards.chain import StorageClient
+from workers.shards.manifest import Manifest
+from workers.shards.node import ManifestDirectory, StorageNode
+from workers.storage import STORE_DIR_ENV, EmbeddedStore, parse_cid
+
+VERSION = GENESIS_VERSION
+PARAMS = StorageParams(confirm_window=60, audit_interval=20, answer_window=6)
+NODE_COUNT = 5
+
+
+@dataclasses.dataclass
+class Custody:
+    net: Net
+    publisher: StorageClient
+    publisher_store: EmbeddedStore
+    manifests: Path
+    nodes: dict[str, StorageNode]
+    keeper: StorageNode
+    manifest: Manifest | None = None
+
+    def node_for(self, address: str) -> StorageNode:
+        return self.nodes[address]
+
+    def nonces(self) -> dict[str, int]:
+        w3 = self.publisher.chain.w3
+        return {address: w3.eth.get_transaction_count(address) for address in self.nodes}
+
+
+def make_node(net: Net, tmp: Path, publisher_store: EmbeddedStore, manifests: Path, *, keeper=False, staked=500):
+    chain = net.account(role="STORAGE" if staked else None, staked=staked)
+    store = EmbeddedStore(tmp / chain.address)
+    return StorageNode(
+        StorageClient(chain),
+        store,
+        ManifestDirectory(chain, [store, publisher_store], manifests),
+        sources=[publisher_store],
+        endpoint=f"/dns4/{chain.address[:10].lower()}.example/tcp/4001",
+        capacity=1 << 30,
+        keeper=keeper,
+        out=lambda line: None,
+    )
+
+
+@pytest.fixture(scope="module")
+def custody(net_anvil, tmp_path_factory) -> Custody:
+    tmp = tmp_path_factory.mktemp("custody")
+    admin_account = Account.create()
+    ChainClient(net_anvil.url).w3.provider.make_request("anvil_setBalance", [admin_account.address, hex(1_000 * ETH)])
+    admin = ChainClient(
+        net_anvil.url, LocalSigner(admin_account), deployments_dir=tmp / "deployments", poll_interval=0.02
+    )
+    deploy_network(admin, DeployParams(storage=PARAMS))  # the admin is governance, hence the publisher
+    net = Net(net_anvil.url, tmp / "deployments", admin, tmp / "votes", tmp / "store")
+    publisher_store = EmbeddedStore(tmp / "publisher")
+    manifests = tmp / "manifests"
+    manifests.mkdir()
+    nodes = [make_node(net, tmp / "nodes", publisher_store, manifests) for _ in range(NODE_COUNT)]
+    keeper = make_node(net, tmp / "keeper", publisher_store, manifests, keeper=True, staked=0)
+    return Custody(net, StorageClient(admin), publisher_store, manifests, {n.address: n for n in nodes}, keeper)
+
+
+def test_registration_needs_the_storage_stake_and_then_happens_once(custody, tmp_path):
+    unstaked = make_node(custody.net, tmp_path, custody.publisher_store, custody.manifests, staked=0)
+    with pytest.raises(InvalidRequest, match=r"unlocked STORAGE stake.*deepshard stake STORAGE 500"):
+        unstaked.step()
+    assert custody.net.admin.w3.eth.get_transaction_count(unstaked.address) == 0  # nothing sent
+
+    for node in custody.nodes.values():
+        assert node.step() == [f"storage {node.address}: registered ({node.endpoint}, {1 << 30:,} bytes)"]
+        assert node.storage.node().registered
+    nonces = custody.nonces()
+    for node in custody.nodes.values():
+        assert node.step() == []
+    assert custody.nonces() == nonces
+    assert sorted(custody.publisher.nodes()) == sorted(custody.nodes)
+
+
+def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custody, sharded, version_key):
+    storage = custody.publisher
+    registered = storage.nodes()
+    assignment = {s.index: holders(VERSION, s.index, registered, PARAMS.replication) for s in sharded.shards}
+    manifest = publish_version(
+        sharded,
+        version_key,
+        version=VERSION,
+        base_model="tiny",
+        assignment=assignment,
+        stores={node: custody.publisher_store for node in registered},
+    )
+    custody.manifest = manifest
+    manifest_cid = custody.publisher_store.add_bytes(manifest.to_json())
+    registry = storage.chain.contract("ModelRegistry")
+    storage.chain.transact(registry.functions.publishShards(VERSION, cid_to_chain(manifest_cid)))
+    for entry in manifest.shards:
+        for replica in entry.replicas:  # in ranking order: each is `nextHolder` when its turn comes
+            storage.assign(VERSION, entry.index, replica.node, replica.merkle_root, replica.size)
+
+    for node in custody.nodes.values():
+        mine = [(e.index, r) for e in manifest.shards for r in e.replicas if r.node == node.address.lower()]
+        # Bounded work: at most `max_fetches` replicas fetched per step, the rest at the next steps.
+        steps = [node.step() for _ in range(-(-len(mine) // node.max_fetches))]
+        assert [len(lines) for lines in steps[:-1]] == [node.max_fetches] * (len(steps) - 1)
+        lines = [line for step in steps for line in step]
+        assert sorted(lines) == sorted(
+            f"storage {node.address}: confirmed version {VERSION} shard {index} ({replica.size:,} bytes)"
+            for index, replica in mine
+        )
+        for index, replica in mine:
+            assert node.storage.replica(VERSION, index).status == "Holding"
+            assert node.store.is_pinned(replica.cid)
+    for entry in manifest.shards:
+        assert storage.live_replicas(VERSION, entry.index) == PARAMS.replication
+
+    nonces = custody.nonces()
+    for node in custody.nodes.values():
+        assert node.step() == []
+    assert custody.nonces() == nonces  # a second pass confirms nothing twice
+
+    # A restarted node (fresh process state) sees its replicas confirmed and sends nothing either.
+    first = next(iter(custody.nodes.values()))
+    restarted = StorageNode(
+        first.storage, first.store, first.directory, sources=first.sources[1:], keeper=False, out=lambda line: None
+    )
+    assert restarted.step() == []
+    assert custody.nonces() == nonces
+
+
+def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
+    """The publisher records a root the replica does not have (version 77, listed only in an amended manifest): the
+    node does not confirm it, and a keeper expires the assignment once its window is over."""
+    manifest, storage = custody.manifest, custody.publisher
+    entry = manifest.shards[0]
+    size = entry.replicas[0].size
+    node = custody.node_for(storage.next_holder(77, 0, size))
+    replica = dataclasses.replace(entry.replicas[0], node=node.address.lower())  # another node's bytes
+    amended = dataclasses.replace(manifest, version=77, shards=(dataclasses.replace(entry, replicas=(replica,)),))
+    (custody.manifests / "version-77.json").write_bytes(amended.to_json())
+    storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size)
+    nonce = custody.nonces()[node.address]
+
+    lines = node.step()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"storage {node.address}: version 77 shard 0: replica {replica.cid} does not verify")
+    assert lines[0].endswith("not confirmed")
+    assert node.step() == []  # reported once, not fetched again
+    assert node.storage.replica(77, 0).status == "Assigned"
+    assert custody.nonces()[node.address] == nonce
+
+    # Past its window, any keeper expires it, slashing the node's bond.
+    deadline = node.storage.replica(77, 0).assigned_block + PARAMS.confirm_window
+    custody.net.mine_to(deadline + 1)
+    assert node.step() == [f"storage {node.address}: version 77 shard 0: the confirm window closed at block {deadline}"]
+    bond = node.storage.node().bond
+    expired = f"expired the unconfirmed assignment of version 77 shard 0 of {node.address}"
+    assert f"storage {custody.keeper.address}: {expired}" in custody.keeper.keep()
+    assert node.storage.replica(77, 0).status == "Failed"
+    assert node.storage.node().bond == bond - PARAMS.audit_slash
+    # The keeper also challenged the epoch in reach: its node answers, so that the tests below start with none open.
+    answered = [line for holder in custody.nodes.values() for line in holder.step()]
+    assert len(answered) == 1 and ": answered audit " in answered[0]
+    assert node.step() == []
+
+
+def next_epoch(custody) -> int:
+    """Mines past the next audit epoch's seed block; the keeper challenges it; returns the epoch."""
+    interval = PARAMS.audit_interval
+    epoch = custody.net.block() // interval + 1
+    custody.net.mine_to(epoch * interval + 1)
+    assert custody.keeper.keep() == [f"storage {custody.keeper.address}: challenged audit epoch {epoch}"]
+    return epoch
+
+
+def test_an_audited_node_answers_and_is_paid(custody):
+    storage = custody.publisher
+    epoch = next_epoch(custody)
+    audit = storage.audit(epoch)
+    node = custody.node_for(audit.node)
+    owed = storage.owed(node.address)
+
+    assert node.step() == [
+        f"storage {node.address}: answered audit {epoch} (version {audit.version} shard {audit.shard} chunk "
+        f"{audit.chunk_index})"
+    ]
+    assert storage.audit(epoch).closed
+    assert storage.owed(node.address) > owed  # the audit emission (the pot holds no fees yet)
+    passed = storage.logs(storage.AUDIT_PASSED, {"epoch": epoch}, 0, custody.net.block())
+    assert [(log.args["node"], log.args["fee"] + log.args["emitted"]) for log in passed] == [
+        (node.address, storage.owed(node.address) - owed)
+    ]
+    nonce = custody.nonces()[node.address]
+    assert node.step() == []
+    restarted = StorageNode(node.storage, node.store, node.directory, keeper=False, out=lambda line: None)
+    assert restarted.step() == []
+    assert custody.nonces()[node.address] == nonce  # answered once, restart or not
+    with pytest.raises(TransactionReverted, match=rf"Storage.answer would revert: AuditClosed\(epoch={epoch}\)"):
+        node.storage.answer(epoch, b"", [])  # what the step would report in one line, had it sent it
+    assert custody.nonces()[node.address] == nonce
+
+
+def drop_content(store: EmbeddedStore, cid: str) -> None:
+    """Deletes `cid`'s root block and pin from an embedded store: the replica is gone from that disk."""
+    root = str(parse_cid(cid).v1())
+    store.unpin(cid)
+    (store.root / "blocks" / root[-3:-1] / root).unlink()
+
+
+def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_node(custody, sharded, version_key):
+    storage, manifest = custody.publisher, custody.manifest
+    epoch = next_epoch(custody)
+    audit = storage.audit(epoch)
+    lost = custody.node_for(audit.node)
+    entry = manifest.shards[audit.shard]
+    replica = next(r for r in entry.replicas if r.node == lost.address.lower())
+    # The node lost its replica, and the publisher dropped its staging copy once the replicas were confirmed.
+    drop_content(lost.store, replica.cid)
+    drop_content(custody.publisher_store, replica.cid)
+    bond = lost.storage.node().bond
+
+    lines = lost.step()
+    where = f"audit {epoch} (version {VERSION} shard {audit.shard} chunk {audit.chunk_index})"
+    assert f"storage {lost.address}: {where}: the replica is not in {lost.store.location}; cannot answer" in lines
+    assert not any("answered" in line or "released" in line for line in lines)  # under audit: no release
+    assert custody.keeper.keep() == []  # the answer window is still open
+    custody.net.mine_to(audit.deadline + 1)
+    assert custody.keeper.keep() == [
+        f"storage {custody.keeper.address}: slashed the missed audit {epoch} of {lost.address}"
+    ]
+    assert storage.replica(VERSION, audit.shard, lost.address).status == "Failed"
+    assert lost.storage.node().bond == bond - PARAMS.audit_slash
+    missed = storage.logs(storage.AUDIT_MISSED, {"epoch": epoch}, 0, custody.net.block())
+    assert [(log.args["node"], log.args["slashed"]) for log in missed] == [(lost.address, PARAMS.audit_slash)]
+    assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication - 1
+
+    # Repair: the publisher re-seals the shard for the next node in the ranking and hands over the amended manifest.
+    successor = storage.next_holder(VERSION, audit.shard, replica.size)
+    assert successor is not None and successor.lower() not in {r.node for r in entry.replicas}
+    repaired = seal_and_pin(
+        sharded.shards[audit.shard].plaintext,
+        version_key,
+        version=VERSION,
+        shard=audit.shard,
+        node=successor,
+        store=custody.publisher_store,
+    )
+    replicas = tuple(r for r in entry.replicas if r.node != lost.address.lower()) + (repaired,)
+    shards = tuple(dataclasses.replace(e, replicas=replicas) if e is entry else e for e in manifest.shards)
+    (custody.manifests / f"version-{VERSION}-repair-{audit.shard}.json").write_bytes(
+        dataclasses.replace(manifest, shards=shards).to_json()
+    )
+    storage.assign(VERSION, audit.shard, successor, repaired.merkle_root, repaired.size)
+
+    node = custody.node_for(successor)
+    assert f"storage {successor}: confirmed version {VERSION} shard {audit.shard} ({repaired.size:,} bytes)" in (
+        node.step()
+    )
+    assert node.store.is_pinned(repaired.cid)
+    assert storage.replica(VERSION, audit.shard, successor).status == "Holding"
+    assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication
+    assert lost.step() == []  # its failed replica is gone from its pins already; nothing to send
+
+
+def test_a_holder_that_lost_a_replica_no_source_has_releases_it_after_three_steps(custody):
+    storage, manifest = custody.publisher, custody.manifest
+    entry = manifest.shards[-1]
+    holder = next(r for r in entry.replicas if storage.replica(VERSION, entry.index, r.node).status == "Holding")
+    node = custody.node_for(to_checksum_address(holder.node))
+    drop_content(node.store, holder.cid)
+    drop_content(custody.publisher_store, holder.cid)
+    lines = node.step()
+    assert any(
+        line.startswith(f"storage {node.address}: version {VERSION} shard {entry.index}: no source") for line in lines
+    )
+    assert node.step() == []  # the same miss is not reported twice
+    assert storage.replica(VERSION, entry.index, node.address).status == "Holding"  # a source may come back
+    assert node.step() == [
+        f"storage {node.address}: released version {VERSION} shard {entry.index}: lost locally, no source has it"
+    ]
+    assert storage.replica(VERSION, entry.index, node.address).status == "Released"
+    assert storage.live_replicas(VERSION, entry.index) == PARAMS.replication - 1
+    assert node.step() == []
+
+
+def test_the_storage_worker_command_refuses_without_stake_then_registers_and_stops_on_sigterm(custody, tmp_path):
+    net = custody.net
+    unstaked, staked = net.account(), net.account(role="STORAGE", staked=500)
+    command = [sys.executable, "-m", "workers.cli", "worker", "--role", "storage", "--rpc", net.url]
+    command += [
+        "--endpoint",
+        "/dns4/cli.example/tcp/4001",
+        "--capacity",
+        str(1 << 30),
+        "--no-keep",
+        "--interval",
+        "0.2",
+    ]
+    env = {
+        DEPLOYMENTS_DIR_ENV: str(net.deployments),
+        STORE_DIR_ENV: str(tmp_path / "store"),
+        PRIVATE_KEY_ENV: net.keys[unstaked.address],
+    }
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEEPSHARD_")} | env
+    refused = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120, cwd=project_root())
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith(f"error: {unstaked.address} has 0 DSH of unlocked STORAGE stake")
+    assert "Traceback" not in refused.stderr
+    assert not StorageClient(unstaked).node().registered
+
+    env[PRIVATE_KEY_ENV] = net.keys[staked.address]
+    worker = start_child(
+        "storage-worker", command, env, tmp_path / "worker.log", TEST_REDIS_URL, "storage worker for", 120.0
+    )
+    try:
+        assert StorageClient(staked).node().registered  # registered before the loop starts
+        assert f"storage {staked.address}: registered (/dns4/cli.example/tcp/4001, {1 << 30:,} bytes)" in worker.log()
+        worker.process.terminate()
+        assert worker.process.wait(timeout=60) == 0, worker.log()
+        assert "storage worker stopped" in worker.log()
+    finally:
+        worker.stop()

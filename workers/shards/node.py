@@ -1,0 +1,503 @@
+"""The storage node role (`deepshard worker --role storage`): a loop of bounded steps against `Storage`.
+
+    node = StorageNode(StorageClient(chain), store, ManifestDirectory(chain, [store, publisher_store]),
+                       endpoint="/dns4/node.example/tcp/4001", capacity=10 * 2**30)
+    node.step()                  # one bounded pass; returns the lines it reported
+    node.run(stop_event, 2.0)    # steps until `stop_event` is set
+
+Each step:
+1. registers the account if it is not (endpoint, capacity; `InvalidRequest` when the unlocked STORAGE stake does not
+   cover `nodeBond`);
+2. scans at most `max_range` new blocks of `ReplicaAssigned` events naming this node and `AuditOpened` events
+   (all of them when it keeps, else its own);
+3. answers every open audit naming it, from its own pinned replica (`audit.answer_challenge`): chunk and Merkle
+   proof, before the answer window closes;
+4. for each replica assigned to it (at most `max_fetches` fetched per step): finds the replica's CID in the
+   version's manifests (`ManifestDirectory`), fetches it from its own store or a source, checks its size and chunk
+   Merkle root against the on-chain record, pins it and calls `confirm` within `confirmWindow`; a replica that
+   does not verify is neither pinned nor confirmed and is reported in one line. A confirmed replica missing from
+   its store is fetched again; if no source has it at `RELEASE_AFTER` steps in a row and no audit is open on it,
+   it is released (the next node in the ranking repairs it). A released or failed replica is unpinned;
+5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
+   in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
+   every other node's assignment left unconfirmed past `confirmWindow`.
+
+Every decision reads the chain first (a replica is confirmed only while `Assigned`, an audit answered only while
+open), so a restarted node neither confirms nor answers twice; before each transaction the account's pending ones
+are waited for. A revert (`TransactionReverted`, decoded custom error), a refusal or a store failure is reported
+in one line and the step goes on; the same problem is reported once, not at every step.
+
+Why manifests and not the chain for CIDs: `Storage` records each replica's Merkle root and size, not its CID. The
+CID is in the manifest the publisher records once per version (`ModelRegistry.publishShards`, write-once), and a
+repair made after that is listed in an amended manifest the publisher hands over (the `manifests` folder). The
+bytes are checked against the on-chain root whatever the manifest says, so a manifest needs no trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from web3.exceptions import ContractLogicError
+
+from ..chain.client import ChainClient
+from ..chain.errors import ChainError, InvalidRequest, TransactionRejected, TransactionReverted
+from ..chain.module import LOG_RANGE, cid_from_chain, struct_of
+from ..protocol.merkle import merkle_root
+from ..storage import ContentStore, StorageError, parse_cid
+from .audit import Holding, answer_challenge, holdings
+from .chain import AuditRecord, StorageClient
+from .errors import ShardError
+from .manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+
+logger = logging.getLogger(__name__)
+
+#: Replicas fetched and verified per step at most (each is a whole download and a Merkle tree).
+DEFAULT_MAX_FETCHES = 4
+#: Steps in a row a confirmed replica must be missing, and unavailable from every source, before it is released.
+RELEASE_AFTER = 3
+#: Seconds between steps.
+DEFAULT_INTERVAL = 2.0
+MAX_BACKOFF = 60.0
+#: `blockhash` reaches back this many blocks (`Storage.challenge`).
+BLOCKHASH_REACH = 256
+#: Failures of a manifest lookup, reported in one line (the step goes on without that replica).
+LOOKUP_FAILURES = (ChainError, StorageError, ShardError, OSError)
+
+
+class ManifestDirectory:
+    """Where a node finds its replicas' CIDs: the version's manifest recorded in `ModelRegistry` (fetched from
+    `stores`, first that has it) and the manifest files (`*.json`) in `folder`, which the publisher amends when it
+    repairs a shard after the record. Manifests are parsed strictly (`parse_manifest`) and cached."""
+
+    def __init__(self, chain: ChainClient, stores: Sequence[ContentStore], folder: str | Path | None = None):
+        self.registry = chain.contract("ModelRegistry")
+        self.stores = list(stores)
+        self.folder = Path(folder) if folder is not None else None
+        self._recorded: dict[int, Manifest] = {}
+        self._files: dict[Path, tuple[float, Manifest | None]] = {}
+
+    def recorded(self, version: int) -> Manifest | None:
+        """The manifest `ModelRegistry` records for `version` (None: none recorded yet). Raises StorageError
+        when no store serves it, ManifestRejected when it does not parse or names another version."""
+        if version in self._recorded:
+            return self._recorded[version]
+        try:
+            record = struct_of(self.registry, "getVersion", int(version))
+        except ContractLogicError:
+            return None  # not a registry version (UnknownVersion): only amended manifests can list it
+        manifest_cid = bytes(record["shardManifestCid"])
+        if not manifest_cid:
+            return None
+        cid = cid_from_chain(manifest_cid)
+        errors = []
+        for store in self.stores:
+            try:
+                data = store.get(cid)
+            except StorageError as exc:
+                errors.append(f"{store.location}: {exc}")
+                continue
+            manifest = parse_manifest(data, what=f"the shard manifest {cid} of version {version}")
+            if manifest.version != version:
+                raise ShardError(
+                    f"the shard manifest {cid} recorded for version {version} is of version {manifest.version}"
+                )
+            # Kept beside the replicas: a buyer or a repairing peer can fetch it from this node too.
+            self.stores[0].add_bytes(data)
+            self._recorded[version] = manifest
+            return manifest
+        raise StorageError(f"no store serves the shard manifest {cid} of version {version} ({'; '.join(errors)})")
+
+    def amended(self, version: int) -> list[Manifest]:
+        """The manifests of `version` in the folder (a file that does not parse is reported once and skipped)."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        found = []
+        for path in sorted(self.folder.glob("*.json")):
+            mtime = path.stat().st_mtime
+            cached = self._files.get(path)
+            if cached is None or cached[0] != mtime:
+                manifest = None
+                try:
+                    if path.stat().st_size > MAX_MANIFEST_BYTES:
+                        raise ShardError(f"{path} is larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes)")
+                    manifest = parse_manifest(path.read_bytes(), what=str(path))
+                except ShardError as exc:
+                    logger.warning("storage: skipping %s: %s", path, exc)
+                self._files[path] = cached = (mtime, manifest)
+            if cached[1] is not None and cached[1].version == version:
+                found.append(cached[1])
+        return found
+
+    def candidates(self, version: int, shard: int, node: str) -> list[Holding]:
+        """Every listing of `node`'s replica of (`version`, `shard`), recorded manifest first (distinct CIDs)."""
+        manifests = [m for m in [self.recorded(version)] if m is not None] + self.amended(version)
+        seen: dict[str, Holding] = {}
+        for manifest in manifests:
+            for holding in holdings(manifest, node):
+                if holding.shard == shard:
+                    seen.setdefault(holding.cid, holding)
+        return list(seen.values())
+
+
+@dataclass
+class Tracked:
+    """A replica assigned to this node: the on-chain root (32 bytes) and size (bytes), and once found, its CID."""
+
+    version: int
+    shard: int
+    root: bytes
+    size: int
+    cid: str | None = None
+    #: CIDs whose bytes did not verify against the on-chain record (never fetched again)
+    rejected: set[str] = field(default_factory=set)
+    #: steps in a row at which the confirmed replica was missing and no source had it
+    misses: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"version {self.version} shard {self.shard}"
+
+
+class StorageNode:
+    """A storage node's steps (module docstring)."""
+
+    def __init__(
+        self,
+        storage: StorageClient,
+        store: ContentStore,
+        directory: ManifestDirectory,
+        *,
+        sources: Sequence[ContentStore] = (),
+        endpoint: str | None = None,
+        capacity: int | None = None,
+        keeper: bool = True,
+        max_fetches: int = DEFAULT_MAX_FETCHES,
+        max_range: int = LOG_RANGE,
+        out: Callable[[str], None] | None = None,
+    ):
+        if max_fetches < 1 or max_range < 1:
+            raise ValueError("max_fetches and max_range must be positive")
+        self.storage = storage
+        self.store = store
+        self.directory = directory
+        self.sources = [store, *(s for s in sources if s is not store)]
+        self.endpoint = endpoint
+        self.capacity = capacity
+        self.keeper = keeper
+        self.max_fetches = max_fetches
+        self.max_range = max_range
+        self.out = out or (lambda line: logger.info("%s", line))
+        self.address = storage.address
+        self.cursor: int | None = None
+        self.replicas: dict[tuple[int, int], Tracked] = {}
+        #: epoch -> AuditOpened arguments, while the audit may be open
+        self.audits: dict[int, dict] = {}
+        #: (version, shard, node) -> block of the assignment, of other nodes' replicas, until confirmed or expired
+        self.assignments: dict[tuple[int, int, str], int] = {}
+        self._reported: set[str] = set()
+        self._lines: list[str] = []
+
+    # ------------------------------------------------------------ reporting
+
+    def _say(self, line: str) -> None:
+        self._lines.append(line)
+        self.out(line)
+
+    def _problem(self, line: str) -> None:
+        """Reports `line` once (a problem that lasts would otherwise be repeated at every step)."""
+        if line not in self._reported:
+            self._reported.add(line)
+            self._say(line)
+
+    def _send(self, what: str, send: Callable[[], str]) -> str | None:
+        """Sends one transaction; a revert or refusal is reported in one line and None returned."""
+        try:
+            return send()
+        except (TransactionReverted, TransactionRejected, InvalidRequest) as exc:
+            self._problem(f"storage {self.address}: {what} not sent: {exc}")
+            return None
+
+    # ------------------------------------------------------------ the step
+
+    def ensure_registered(self) -> None:
+        """Registers this account if it is not. `InvalidRequest` without the STORAGE stake for the bond, or
+        without an endpoint and capacity to register with."""
+        if self.storage.node().registered:
+            return
+        if not self.endpoint or not self.capacity or self.capacity < 1:
+            raise InvalidRequest(
+                f"{self.address} is not a registered storage node: give an endpoint and a capacity in bytes to "
+                "register with (--endpoint, --capacity)"
+            )
+        self.storage.register(self.endpoint, self.capacity)
+        self._say(f"storage {self.address}: registered ({self.endpoint}, {self.capacity:,} bytes)")
+
+    def step(self) -> list[str]:
+        """One bounded pass (module docstring): registration, the holder's duties, then the keeper's if it keeps;
+        returns the lines it reported."""
+        self._lines = []
+        self.ensure_registered()
+        latest = self.storage.latest_block()
+        self._scan(latest)
+        self._answer_audits(latest)
+        self._replica_duties(latest)
+        if self.keeper:
+            self._keep(latest)
+        return self._lines
+
+    def keep(self) -> list[str]:
+        """The keeper's duties alone, which any account may run (registered or not): `challenge` the newest epoch
+        in reach, `slashMissed` every audit whose answer window closed and `expire` every other node's assignment
+        left unconfirmed; returns the lines it reported."""
+        self._lines = []
+        latest = self.storage.latest_block()
+        self._scan(latest)
+        self._keep(latest)
+        return self._lines
+
+    def run(self, stop: threading.Event, interval: float = DEFAULT_INTERVAL, backoff: float = 2.0) -> None:
+        """Steps every `interval` seconds until `stop` is set. Registration refused (`InvalidRequest`) ends it;
+        any other failure of a step is reported in one line and the step retried with exponential backoff."""
+        self.ensure_registered()
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.step()
+                failures, wait = 0, interval
+            except InvalidRequest:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure, or audits go unanswered
+                failures += 1
+                wait = min(backoff * 2.0 ** (failures - 1), MAX_BACKOFF)
+                self.out(f"storage {self.address}: step failed ({type(exc).__name__}: {exc}); retrying in {wait:.0f} s")
+            stop.wait(wait)
+
+    # ------------------------------------------------------------ events
+
+    def _scan(self, latest: int) -> None:
+        start = self.storage.deploy_block() if self.cursor is None else self.cursor
+        if start > latest:
+            return
+        end = min(latest, start + self.max_range - 1)
+        # A keeper follows every assignment and audit (to expire and slash the missed ones), a holder only its own.
+        mine = None if self.keeper else {"node": self.address}
+        for log in self.storage.logs(self.storage.REPLICA_ASSIGNED, mine, start, end):
+            args = log.args
+            key = (int(args["version"]), int(args["shard"]))
+            if args["node"] == self.address:
+                self.replicas[key] = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]))
+            else:
+                self.assignments[(*key, args["node"])] = log.block
+        audit_filter = mine
+        for log in self.storage.logs(self.storage.AUDIT_OPENED, audit_filter, start, end):
+            self.audits[int(log.args["epoch"])] = dict(log.args)
+        self.cursor = end + 1
+
+    # ------------------------------------------------------------ audits
+
+    def _open_audits(self) -> Iterator[AuditRecord]:
+        """The audits seen that are still open (closed ones are forgotten)."""
+        for epoch in sorted(self.audits):
+            audit = self.storage.audit(epoch)
+            if audit.closed:
+                del self.audits[epoch]
+            else:
+                yield audit
+
+    def _answer_audits(self, latest: int) -> None:
+        for audit in self._open_audits():
+            # A transaction sent now lands at latest + 1 at the earliest.
+            if audit.node == self.address and latest + 1 <= audit.deadline:
+                self._answer(audit)
+
+    def _slash_missed(self, latest: int) -> None:
+        for audit in self._open_audits():
+            # Gas is estimated at the latest block, where the window must already be over.
+            if latest > audit.deadline:
+                epoch = audit.epoch
+                if self._send(f"slashMissed({epoch})", partial(self.storage.slash_missed, epoch)):
+                    self._say(f"storage {self.address}: slashed the missed audit {epoch} of {audit.node}")
+
+    def _answer(self, audit: AuditRecord) -> None:
+        tracked = self.replicas.get((audit.version, audit.shard))
+        where = f"audit {audit.epoch} (version {audit.version} shard {audit.shard} chunk {audit.chunk_index})"
+        if tracked is None:
+            self._problem(f"storage {self.address}: {where}: no assignment of this replica seen; cannot answer")
+            return
+        data = self._local_copy(tracked)
+        if data is None:
+            self._problem(
+                f"storage {self.address}: {where}: the replica is not in {self.store.location}; cannot answer"
+            )
+            return
+        holding = Holding(tracked.shard, tracked.cid or "", tracked.root, tracked.size)
+        try:
+            answer = answer_challenge(holding, data, audit.chunk_index)
+        except ShardError as exc:
+            self._problem(f"storage {self.address}: {where}: {exc}")
+            return
+        if self._send(f"answer to {where}", lambda: self.storage.answer(audit.epoch, answer.chunk, answer.proof)):
+            self._say(f"storage {self.address}: answered {where}")
+
+    # ------------------------------------------------------------ replicas
+
+    def _replica_duties(self, latest: int) -> None:
+        fetches = 0
+        window = None
+        for key, tracked in list(self.replicas.items()):
+            record = self.storage.replica(tracked.version, tracked.shard)
+            if record.status in ("Released", "Failed", "None"):
+                self._drop(tracked, record.status)
+                del self.replicas[key]
+            elif record.status == "Assigned":
+                window = window if window is not None else self.storage.params().confirm_window
+                deadline = record.assigned_block + window
+                if latest + 1 > deadline:
+                    self._problem(
+                        f"storage {self.address}: {tracked.label}: the confirm window closed at block {deadline}"
+                    )
+                elif fetches < self.max_fetches:
+                    fetches += 1
+                    if self._obtain(tracked) and self._send(
+                        f"confirm of {tracked.label}", partial(self.storage.confirm, tracked.version, tracked.shard)
+                    ):
+                        self._say(f"storage {self.address}: confirmed {tracked.label} ({tracked.size:,} bytes)")
+            elif record.status == "Holding" and not self._held(tracked) and fetches < self.max_fetches:
+                fetches += 1
+                if self._obtain(tracked):
+                    tracked.misses = 0
+                    self._say(f"storage {self.address}: fetched {tracked.label} again (it was missing locally)")
+                    continue
+                # Known lost only when a manifest names it (the chain's root and size) and nobody serves those bytes:
+                # a manifest that cannot be read says nothing about the replica.
+                listed = any((h.merkle_root, h.size) == (tracked.root, tracked.size) for h in self._listings(tracked))
+                tracked.misses = tracked.misses + 1 if listed else 0
+                # A source may be down for a while: only a replica missed at RELEASE_AFTER steps in a row is given
+                # up, and never while an audit is open on it (the contract refuses; the audit is missed anyway).
+                if tracked.misses >= RELEASE_AFTER and record.open_audit is None:
+                    release = partial(self.storage.release, tracked.version, tracked.shard)
+                    if self._send(f"release of {tracked.label}", release):
+                        self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
+
+    def _drop(self, tracked: Tracked, status: str) -> None:
+        if tracked.cid is not None and self.store.is_pinned(tracked.cid):
+            self.store.unpin(tracked.cid)
+            self._say(f"storage {self.address}: unpinned {tracked.label} ({status})")
+
+    def _held(self, tracked: Tracked) -> bool:
+        """Whether the store holds the replica pinned. After a restart its CID is looked up first, among the
+        listings whose root and size are the chain's (the bytes are checked again before any answer)."""
+        if tracked.cid is None:
+            for holding in self._listings(tracked):
+                if (holding.merkle_root, holding.size) == (tracked.root, tracked.size) and self.store.has(holding.cid):
+                    tracked.cid = holding.cid
+                    break
+        return tracked.cid is not None and self.store.has(tracked.cid) and self.store.is_pinned(tracked.cid)
+
+    def _local_copy(self, tracked: Tracked) -> bytes | None:
+        if not self._held(tracked):
+            return None
+        try:
+            return self.store.get(tracked.cid or "")
+        except StorageError:
+            return None
+
+    def _listings(self, tracked: Tracked) -> list[Holding]:
+        try:
+            return self.directory.candidates(tracked.version, tracked.shard, self.address)
+        except LOOKUP_FAILURES as exc:
+            self._problem(f"storage {self.address}: {tracked.label}: the version's manifest is unavailable: {exc}")
+            return []
+
+    def _obtain(self, tracked: Tracked) -> bool:
+        """Finds, fetches, verifies and pins the replica; True once it is pinned. Each failure is one line."""
+        if self._held(tracked) and tracked.cid is not None:
+            if self._verified(tracked, self.store.get(tracked.cid)):
+                return True  # pinned before an interruption: only the confirmation is missing
+            tracked.rejected.add(tracked.cid)
+            tracked.cid = None
+        listed = self._listings(tracked)
+        if not listed:
+            self._problem(f"storage {self.address}: {tracked.label}: no manifest lists a replica for this node yet")
+        listings = [h for h in listed if h.cid not in tracked.rejected]  # a rejected CID was reported already
+        for holding in listings:
+            data = self._fetch(tracked, holding.cid)
+            if data is None:
+                continue
+            if not self._verified(tracked, data, holding.cid):
+                tracked.rejected.add(holding.cid)
+                continue
+            cid = self.store.add_bytes(data)
+            if parse_cid(cid).v1() != parse_cid(holding.cid).v1():
+                raise ShardError(f"{self.store.location} named {tracked.label} {cid}, not {holding.cid}")
+            tracked.cid = holding.cid
+            return True
+        return False
+
+    def _fetch(self, tracked: Tracked, cid: str) -> bytes | None:
+        errors = []
+        for source in self.sources:
+            try:
+                return source.get(cid)
+            except StorageError as exc:
+                errors.append(f"{source.location}: {exc}")
+        self._problem(f"storage {self.address}: {tracked.label}: no source serves {cid} ({'; '.join(errors)})")
+        return None
+
+    def _verified(self, tracked: Tracked, data: bytes, cid: str | None = None) -> bool:
+        """Whether `data` (already checked against its CID by the store) is the replica the chain records."""
+        problem = None
+        if len(data) != tracked.size:
+            problem = f"{len(data):,} bytes, the chain records {tracked.size:,}"
+        elif merkle_root(data) != tracked.root:
+            problem = f"Merkle root 0x{merkle_root(data).hex()}, the chain records 0x{tracked.root.hex()}"
+        if problem is None:
+            return True
+        self._problem(
+            f"storage {self.address}: {tracked.label}: replica {cid or tracked.cid} does not verify ({problem}); "
+            "not confirmed"
+        )
+        return False
+
+    # ------------------------------------------------------------ keeper
+
+    def _keep(self, latest: int) -> None:
+        self._slash_missed(latest)
+        self._expire(latest)
+        self._challenge(latest)
+
+    def _expire(self, latest: int) -> None:
+        """`expire` every other node's assignment left unconfirmed past its window (read only once it is past)."""
+        window = self.storage.params().confirm_window
+        for (version, shard, node), assigned in list(self.assignments.items()):
+            # Gas is estimated at the latest block, where the window must already be over.
+            if latest <= assigned + window:
+                continue
+            del self.assignments[(version, shard, node)]
+            record = self.storage.replica(version, shard, node)
+            if record.status != "Assigned" or latest <= record.assigned_block + window:
+                continue  # confirmed, released or failed already (or assigned again later)
+            label = f"version {version} shard {shard} of {node}"
+            if self._send(f"expire of {label}", partial(self.storage.expire, version, shard, node)):
+                self._say(f"storage {self.address}: expired the unconfirmed assignment of {label}")
+
+    def _challenge(self, latest: int) -> None:
+        interval = self.storage.params().audit_interval
+        epoch = latest // interval
+        seed_block = epoch * interval
+        # `challenge` needs the seed block mined before its own and within blockhash's reach of it. Gas is estimated
+        # at the latest block (anvil, geth's default), so the seed block must be older than that one.
+        if seed_block >= latest:
+            epoch -= 1
+            seed_block -= interval
+        if epoch <= 0 or latest + 1 - seed_block > BLOCKHASH_REACH or self.storage.audit(epoch).opened:
+            return
+        if self.storage.audit_set_size() == 0:
+            return
+        if self._send(f"challenge({epoch})", lambda: self.storage.challenge(epoch)):
+            self._say(f"storage {self.address}: challenged audit epoch {epoch}")
