@@ -13,7 +13,7 @@ BROWNIE := $(BIN)/brownie
 # Tests start their own chains; brownie's own networks launch anvil/ganache on this port.
 CONTRACT_TESTS := tests/contracts
 
-.PHONY: help setup test lint format test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
+.PHONY: help setup test lint format test-chains test-contracts test-ganache test-gas test-workers slither gas sizes demo bench-verify \
 	bench-throughput bench-rounds bench-validation bench-shards bench-serve bench-economics clean
 
 # Model for the ML benchmarks: tiny (fast) or smollm2-135m (the real genesis model).
@@ -58,7 +58,7 @@ build/.compiled: $(shell find contracts -name '*.sol') brownie-config.yaml $(VEN
 	$(BROWNIE) compile
 	touch $@
 
-test: setup lint test-contracts test-ganache test-gas slither test-workers
+test: setup lint test-chains test-gas slither test-workers
 
 # Python: ruff (lint and format check), mypy, the import layers (import-linter); Solidity: solhint. Each is
 # configured in the repository (pyproject.toml, .solhintrc.yml); `make format` applies ruff's formatting.
@@ -76,9 +76,15 @@ format: setup
 test-contracts: setup
 	$(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network development
 
-# The chain our users named; it is slower, so the state machine runs fewer examples there.
+# anvil and Ganache side by side, each on its own port (brownie-config.yaml puts Ganache on 8546); each suite's
+# output is printed whole when it ends.
+test-chains: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-contracts test-ganache
+
+# The chain our users named: every test runs there too. The property tests' arithmetic does not depend on the
+# chain and runs its full examples on anvil; Ganache runs 5 of each (a few per custody property).
 test-ganache: setup
-	DEEPSHARD_STATEFUL_EXAMPLES=15 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
+	DEEPSHARD_STATEFUL_EXAMPLES=5 $(BROWNIE) test $(CONTRACT_TESTS) --ignore=$(CONTRACT_TESTS)/gas --network ganache-cli
 
 # Gas runs on an anvil with fixed block hashes (draws' gas depends on them), which brownie attaches to.
 FIXED_CHAIN := $(BIN)/python -m tests.contracts.gas.fixed_chain

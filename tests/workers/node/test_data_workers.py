@@ -111,10 +111,13 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
         consensus.SETTLED, {"id": silent, "member": only_one.chain.address}, consensus.deploy_block(), net.block()
     )
     assert len(settled) == 1 and settled[0].args["penalty"] > 0 and settled[0].args["reward"] == 0
-    for action in ("'drawn'", "'finalized'", "'settled'"):
+    for action in ("'drawn'", "'settled'"):
         wait_for(
             lambda action=action: f"'action': {action}" in keeper.log(), f"the keeper to log {action}", logs=[keeper]
         )
+    # Finalizing is open to anyone and the curator worker, once revealed, races the keeper for it: who lands first
+    # depends on scheduling, so only the outcome (both Accepted, above) is asserted here; the keeper finalizing on
+    # its own is tests/workers/data/test_data_steps.py's.
     for action in ("'committed'", "'revealed'", "'claimed'"):
         wait_for(
             lambda action=action: f"'action': {action}" in curator.log(), f"the curator to log {action}", logs=[curator]
