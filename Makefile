@@ -56,6 +56,9 @@ $(SOLCX_BINARY_PATH)/solc-v0.8.26: toolchain/solc-native.js | node_modules/.inst
 # Workers read ABIs and bytecode from brownie's build artifacts.
 build/.compiled: $(shell find contracts -name '*.sol') brownie-config.yaml $(VENV)/.installed | $(SOLCX_BINARY_PATH)/solc-v0.8.26
 	$(BROWNIE) compile
+	# Loading the project once deletes the artifacts of dependencies no contract uses (OpenZeppelin's IERC721Errors,
+	# ...); done here, so that the two contract suites `make test` starts together do not both try to delete them.
+	$(BIN)/python -c "from brownie import project; project.load('.', compile=False)"
 	touch $@
 
 test: setup lint test-chains test-gas slither test-workers
