@@ -33,7 +33,7 @@ from workers.protocol.storage import holders
 from workers.shards import publish_version, seal_and_pin
 from workers.shards.chain import StorageClient
 from workers.shards.manifest import Manifest
-from workers.shards.node import ManifestDirectory, StorageNode
+from workers.shards.node import StorageNode
 from workers.storage import STORE_DIR_ENV, EmbeddedStore, parse_cid
 
 VERSION = GENESIS_VERSION
@@ -46,7 +46,6 @@ class Custody:
     net: Net
     publisher: StorageClient
     publisher_store: EmbeddedStore
-    manifests: Path
     nodes: dict[str, StorageNode]
     keeper: StorageNode
     manifest: Manifest | None = None
@@ -59,13 +58,12 @@ class Custody:
         return {address: w3.eth.get_transaction_count(address) for address in self.nodes}
 
 
-def make_node(net: Net, tmp: Path, publisher_store: EmbeddedStore, manifests: Path, *, keeper=False, staked=500):
+def make_node(net: Net, tmp: Path, publisher_store: EmbeddedStore, *, keeper=False, staked=500):
     chain = net.account(role="STORAGE" if staked else None, staked=staked)
     store = EmbeddedStore(tmp / chain.address)
     return StorageNode(
         StorageClient(chain),
         store,
-        ManifestDirectory(chain, [store, publisher_store], manifests),
         sources=[publisher_store],
         endpoint=f"/dns4/{chain.address[:10].lower()}.example/tcp/4001",
         capacity=1 << 30,
@@ -85,15 +83,13 @@ def custody(net_anvil, tmp_path_factory) -> Custody:
     deploy_network(admin, DeployParams(storage=PARAMS))  # the admin is governance, hence the publisher
     net = Net(net_anvil.url, tmp / "deployments", admin, tmp / "votes", tmp / "store")
     publisher_store = EmbeddedStore(tmp / "publisher")
-    manifests = tmp / "manifests"
-    manifests.mkdir()
-    nodes = [make_node(net, tmp / "nodes", publisher_store, manifests) for _ in range(NODE_COUNT)]
-    keeper = make_node(net, tmp / "keeper", publisher_store, manifests, keeper=True, staked=0)
-    return Custody(net, StorageClient(admin), publisher_store, manifests, {n.address: n for n in nodes}, keeper)
+    nodes = [make_node(net, tmp / "nodes", publisher_store) for _ in range(NODE_COUNT)]
+    keeper = make_node(net, tmp / "keeper", publisher_store, keeper=True, staked=0)
+    return Custody(net, StorageClient(admin), publisher_store, {n.address: n for n in nodes}, keeper)
 
 
 def test_registration_needs_the_storage_stake_and_then_happens_once(custody, tmp_path):
-    unstaked = make_node(custody.net, tmp_path, custody.publisher_store, custody.manifests, staked=0)
+    unstaked = make_node(custody.net, tmp_path, custody.publisher_store, staked=0)
     with pytest.raises(InvalidRequest, match=r"unlocked STORAGE stake.*deepshard stake STORAGE 500"):
         unstaked.step()
     assert custody.net.admin.w3.eth.get_transaction_count(unstaked.address) == 0  # nothing sent
@@ -126,7 +122,7 @@ def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custod
     storage.chain.transact(registry.functions.publishShards(VERSION, cid_to_chain(manifest_cid)))
     for entry in manifest.shards:
         for replica in entry.replicas:  # in ranking order: each is `nextHolder` when its turn comes
-            storage.assign(VERSION, entry.index, replica.node, replica.merkle_root, replica.size)
+            storage.assign(VERSION, entry.index, replica.node, replica.merkle_root, replica.size, replica.cid)
 
     for node in custody.nodes.values():
         mine = [(e.index, r) for e in manifest.shards for r in e.replicas if r.node == node.address.lower()]
@@ -151,24 +147,20 @@ def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custod
 
     # A restarted node (fresh process state) sees its replicas confirmed and sends nothing either.
     first = next(iter(custody.nodes.values()))
-    restarted = StorageNode(
-        first.storage, first.store, first.directory, sources=first.sources[1:], keeper=False, out=lambda line: None
-    )
+    restarted = StorageNode(first.storage, first.store, sources=first.sources[1:], keeper=False, out=lambda line: None)
     assert restarted.step() == []
     assert custody.nonces() == nonces
 
 
 def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
-    """The publisher records a root the replica does not have (version 77, listed only in an amended manifest): the
+    """The publisher records a root the replica it names does not have (version 77, another node's bytes): the
     node does not confirm it, and a keeper expires the assignment once its window is over."""
     manifest, storage = custody.manifest, custody.publisher
     entry = manifest.shards[0]
     size = entry.replicas[0].size
     node = custody.node_for(storage.next_holder(77, 0, size))
-    replica = dataclasses.replace(entry.replicas[0], node=node.address.lower())  # another node's bytes
-    amended = dataclasses.replace(manifest, version=77, shards=(dataclasses.replace(entry, replicas=(replica,)),))
-    (custody.manifests / "version-77.json").write_bytes(amended.to_json())
-    storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size)
+    replica = entry.replicas[0]  # another node's bytes
+    storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size, replica.cid)
     nonce = custody.nonces()[node.address]
 
     lines = node.step()
@@ -222,7 +214,7 @@ def test_an_audited_node_answers_and_is_paid(custody):
     ]
     nonce = custody.nonces()[node.address]
     assert node.step() == []
-    restarted = StorageNode(node.storage, node.store, node.directory, keeper=False, out=lambda line: None)
+    restarted = StorageNode(node.storage, node.store, keeper=False, out=lambda line: None)
     assert restarted.step() == []
     assert custody.nonces()[node.address] == nonce  # answered once, restart or not
     with pytest.raises(TransactionReverted, match=rf"Storage.answer would revert: AuditClosed\(epoch={epoch}\)"):
@@ -264,7 +256,7 @@ def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_nod
     assert [(log.args["node"], log.args["slashed"]) for log in missed] == [(lost.address, PARAMS.audit_slash)]
     assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication - 1
 
-    # Repair: the publisher re-seals the shard for the next node in the ranking and hands over the amended manifest.
+    # Repair: the publisher re-seals the shard for the next node in the ranking; the assignment logs its CID.
     successor = storage.next_holder(VERSION, audit.shard, replica.size)
     assert successor is not None and successor.lower() not in {r.node for r in entry.replicas}
     repaired = seal_and_pin(
@@ -275,12 +267,7 @@ def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_nod
         node=successor,
         store=custody.publisher_store,
     )
-    replicas = tuple(r for r in entry.replicas if r.node != lost.address.lower()) + (repaired,)
-    shards = tuple(dataclasses.replace(e, replicas=replicas) if e is entry else e for e in manifest.shards)
-    (custody.manifests / f"version-{VERSION}-repair-{audit.shard}.json").write_bytes(
-        dataclasses.replace(manifest, shards=shards).to_json()
-    )
-    storage.assign(VERSION, audit.shard, successor, repaired.merkle_root, repaired.size)
+    storage.assign(VERSION, audit.shard, successor, repaired.merkle_root, repaired.size, repaired.cid)
 
     node = custody.node_for(successor)
     assert f"storage {successor}: confirmed version {VERSION} shard {audit.shard} ({repaired.size:,} bytes)" in (
