@@ -198,10 +198,12 @@ class Publisher:
 
     # ------------------------------------------------------------ replicas
 
-    def live_holders(self, version: int, shard: int) -> list[str]:
-        """The nodes holding a live (assigned or confirmed) replica of (`version`, `shard`), best-ranked first
-        (rendezvous score, `workers.protocol.storage.score`): at most `Storage.MAX_NODES` reads."""
-        live = [n for n in self.storage.nodes() if self.storage.replica(version, shard, n).status in LIVE]
+    def live_holders(self, version: int, shard: int, nodes: Sequence[str] | None = None) -> list[str]:
+        """The nodes (of `nodes`, default the registered ones) holding a live (assigned or confirmed) replica of
+        (`version`, `shard`), best-ranked first (rendezvous score, `workers.protocol.storage.score`): at most
+        `Storage.MAX_NODES` reads."""
+        candidates = self.storage.nodes() if nodes is None else nodes
+        live = [n for n in candidates if self.storage.replica(version, shard, n).status in LIVE]
         return sorted(live, key=lambda node: score(version, shard, node), reverse=True)
 
     def _fill(
@@ -213,8 +215,9 @@ class Publisher:
         budget = self.max_assignments
         holders: dict[int, list[str]] = {}
         full = True
+        nodes = self.storage.nodes()  # a node holding a replica cannot leave, so none is missed
         for shard in sharded.shards:
-            current = self.live_holders(version, shard.index)
+            current = self.live_holders(version, shard.index, nodes)
             size = len(shard.plaintext) + TAG_BYTES
             while len(current) < replication:
                 if budget == 0:

@@ -39,7 +39,15 @@ from workers.shards.access import WeightAccessClient, deliver_shares, stored_sha
 from workers.shards.chain import StorageClient
 from workers.shards.manifest import Manifest
 from workers.shards.node import StorageNode
-from workers.shards.publisher import CustodianKey, Publisher, handover_path, key_path, read_handover, receive_share
+from workers.shards.publisher import (
+    CustodianKey,
+    Publisher,
+    PublishError,
+    handover_path,
+    key_path,
+    read_handover,
+    receive_share,
+)
 from workers.storage import STORE_DIR_ENV, EmbeddedStore, parse_cid
 
 VERSION = GENESIS_VERSION
@@ -161,6 +169,12 @@ def test_the_publisher_step_assigns_records_and_hands_out_the_key_idempotently(c
     nonce = admin.w3.eth.get_transaction_count(admin.address)
     again = custody.publish(sharded)
     assert again.done and again.lines == [] and again.manifest_cid == second.manifest_cid
+    assert admin.w3.eth.get_transaction_count(admin.address) == nonce
+
+    # A publisher without the key file never draws a new one for a version already (partly) published.
+    keyless = Publisher(admin, custody.publisher_store, custody.tmp / "other-keys", custody.tmp / "handover")
+    with pytest.raises(PublishError, match=r"its key file .* is missing: the key is never drawn again"):
+        keyless.step(VERSION, sharded, base_model="tiny")
     assert admin.w3.eth.get_transaction_count(admin.address) == nonce
 
     # Each custodian takes its share from the hand-over file: sealed there, in plaintext only in its own 0600 file.
