@@ -303,7 +303,13 @@ class StorageNode:
                         self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
 
     def _drop(self, tracked: Tracked, status: str) -> None:
-        if tracked.cid is not None and self.store.is_pinned(tracked.cid):
+        # Only a CID pinned for this assignment is unpinned: a rejected one may be another replica's it holds (the
+        # publisher names any CID), and a CID another live assignment names stays.
+        if tracked.cid is None or tracked.rejected:
+            return
+        if any(other is not tracked and other.cid == tracked.cid for other in self.replicas.values()):
+            return
+        if self.store.is_pinned(tracked.cid):
             self.store.unpin(tracked.cid)
             self._say(f"storage {self.address}: unpinned {tracked.label} ({status})")
 

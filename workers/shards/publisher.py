@@ -299,6 +299,12 @@ class Publisher:
         if path.exists():
             # A crash after the hand-over was written: publish exactly those shares (never a new split).
             handover = read_handover(path, version)
+            named = tuple(to_checksum_address(c.address) for c in custodians)
+            if custodians and (named, threshold) != (handover.custodians, handover.threshold):
+                raise PublishError(
+                    f"version {version}: the hand-over {path} already splits the key {handover.threshold}-of-"
+                    f"{len(handover.custodians)} among other custodians; publish it as written or move it away"
+                )
         else:
             if not custodians or not 1 <= threshold <= len(custodians):
                 raise PublishError(

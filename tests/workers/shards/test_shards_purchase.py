@@ -34,7 +34,15 @@ from workers.protocol.access import price as reference_price
 from workers.shards import KeyRejected, ShareRejected, buyer_keypair, parse_manifest, seal_share
 from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
 from workers.shards.chain import StorageClient
-from workers.shards.publisher import CustodianKey, Publisher, handover_path, key_path, receive_share
+from workers.shards.publisher import (
+    CustodianKey,
+    Publisher,
+    PublishError,
+    handover_path,
+    key_path,
+    read_handover,
+    receive_share,
+)
 from workers.storage import STORE_DIR_ENV, EmbeddedStore
 
 ETH = 10**18
@@ -349,3 +357,34 @@ def test_the_publish_command_puts_a_version_on_sale_and_custodians_receive_their
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "does not open" in err and "Traceback" not in err
     assert not (tmp_path / "other").exists()
+
+
+def test_a_refused_custody_is_one_line_and_the_next_step_publishes_the_same_shares(sale, sharded, tmp_path):
+    """Custodians without STORAGE stake: `WeightAccess.publish` reverts after the hand-over file is written;
+    once they stake, the next step publishes exactly the shares in that file (no new split, no new key)."""
+    treasury = sale.treasury
+    models = treasury.contract("ModelRegistry")
+    treasury.transact(models.functions.registerVersion(1, 3, cid_to_chain(GENESIS_MODEL_CID), 0))
+    version = int(models.functions.latestVersion().call())
+    custodians = [fresh_account(treasury, 500)[0] for _ in range(3)]
+    keys = [buyer_keypair() for _ in custodians]
+    named = [CustodianKey(c.address, public) for c, (_, public) in zip(custodians, keys, strict=True)]
+    publisher = Publisher(treasury, EmbeddedStore(tmp_path / "store"), tmp_path / "keys", tmp_path / "handover")
+    with pytest.raises(PublishError) as refused:
+        publisher.step(version, sharded, base_model="tiny", custodians=named, threshold=2)
+    message = str(refused.value)
+    assert message.startswith(f"version {version}: WeightAccess.publish refused: ") and "\n" not in message
+    assert "ExceedsUnlocked" in message
+    handover = handover_path(
+        tmp_path / "handover", treasury.chain_id, treasury.contract("WeightAccess").address, version
+    )
+    written = handover.read_bytes()
+    for client in custodians:
+        stake(client, "STORAGE", "500")  # the STORAGE minimum, above the custodian bond
+    report = publisher.step(version, sharded, base_model="tiny", custodians=named, threshold=2)
+    assert report.done and report.lines == [f"version {version}: on sale, key custody 2-of-3 published"]
+    assert handover.read_bytes() == written
+    custody = WeightAccessClient(treasury).custody(version)
+    assert custody.commitments == read_handover(handover, version).commitments
+    key = key_path(tmp_path / "keys", treasury.chain_id, models.address, version).read_text().strip()
+    assert custody.key_hash == keccak(bytes.fromhex(key))

@@ -251,13 +251,15 @@ def test_a_buyer_assembles_the_exact_weights_with_two_holders_stopped(custody, s
 
 
 def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
-    """The publisher records a root the replica it names does not have (version 77, another node's bytes): the
-    node does not confirm it, and a keeper expires the assignment once its window is over."""
+    """The publisher records a root the replica it names does not have (version 77, the bytes of a version 1
+    replica, the node's own when it holds one): the node does not confirm it, a keeper expires the assignment once
+    its window is over, and the node's own replica stays pinned."""
     manifest, storage = custody.manifest, custody.publisher
     entry = manifest.shards[0]
     size = entry.replicas[0].size
     node = custody.node_for(storage.next_holder(77, 0, size))
-    replica = entry.replicas[0]  # another node's bytes
+    own = [r for e in manifest.shards for r in e.replicas if r.node == node.address.lower()]
+    replica = own[0] if own else entry.replicas[0]  # bytes of another assignment
     storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size, replica.cid)
     nonce = custody.nonces()[node.address]
 
@@ -277,6 +279,7 @@ def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
     expired = f"expired the unconfirmed assignment of version 77 shard 0 of {node.address}"
     assert f"storage {custody.keeper.address}: {expired}" in custody.keeper.keep()
     assert node.storage.replica(77, 0).status == "Failed"
+    assert all(node.store.is_pinned(r.cid) for r in own)  # failing the bad assignment unpinned none of its own
     assert node.storage.node().bond == bond - PARAMS.audit_slash
     # The keeper also challenged the epoch in reach: its node answers, so that the tests below start with none open.
     answered = [line for holder in custody.nodes.values() for line in holder.step()]
