@@ -69,6 +69,7 @@ from .crypto import (
 from .errors import ShardError
 from .keyfiles import read_hex_secret, read_limited, write_hex_secret
 from .layout import ShardedVersion
+from .manifest import parse_manifest
 from .publish import publish_version, seal_and_pin
 
 #: Replicas sealed and assigned per call at most (each is a seal of a whole shard and a transaction).
@@ -165,10 +166,12 @@ class Publisher:
             raise PublishError(
                 f"version {version}: the key in {self._key_path(version)} is not the one its custody publishes"
             )
-        holders, full = self._fill(version, sharded, key, report)
         if recorded:
+            # Repairs re-seal from `sharded`: it must be the version the recorded manifest describes.
             report.manifest_cid = cid_from_chain(recorded)
-        elif full:
+            self._check_recorded(version, sharded, key, report.manifest_cid)
+        holders, full = self._fill(version, sharded, key, report)
+        if not recorded and full:
             report.manifest_cid = self._record_manifest(version, sharded, key, holders, base_model, report)
         if report.manifest_cid is not None and custody is None:
             self._publish_custody(version, key, custodians, threshold, report)
@@ -278,6 +281,19 @@ class Publisher:
         )
         report.lines.append(f"version {version}: manifest {cid} recorded ({len(manifest.shards)} shards)")
         return cid
+
+    def _check_recorded(self, version: int, sharded: ShardedVersion, key: bytes, cid: str) -> None:
+        """PublishError unless the recorded manifest (read from the publisher's store) has `sharded`'s weights
+        hash and shards (index, plaintext sha256) and `key`'s hash; StorageError when the store lacks it."""
+        manifest = parse_manifest(self.store.get(cid), what=f"the shard manifest {cid} of version {version}")
+        shards = [(e.index, e.sha256) for e in manifest.shards]
+        if (manifest.weights_hash, shards) != (sharded.weights_hash, [(s.index, s.sha256) for s in sharded.shards]):
+            raise PublishError(
+                f"version {version}: the weights given are not the ones its recorded manifest {cid} describes "
+                "(other weights or another shard layout)"
+            )
+        if manifest.key_hash != key_hash(key):
+            raise PublishError(f"version {version}: the key in {self._key_path(version)} is not its manifest's")
 
     # ------------------------------------------------------------ custody
 

@@ -34,7 +34,7 @@ from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
 from workers.protocol.constants import GENESIS_VERSION
 from workers.protocol.storage import holders
-from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_manifest
+from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_manifest, shard_version
 from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
 from workers.shards.chain import StorageClient
 from workers.shards.manifest import Manifest
@@ -135,7 +135,7 @@ def test_registration_needs_the_storage_stake_and_then_happens_once(custody, tmp
     assert sorted(custody.publisher.nodes()) == sorted(custody.nodes)
 
 
-def test_the_publisher_step_assigns_records_and_hands_out_the_key_idempotently(custody, sharded):
+def test_the_publisher_step_assigns_records_and_hands_out_the_key_idempotently(custody, sharded, tiny):
     storage, admin = custody.publisher, custody.publisher.chain
     registered = storage.nodes()
     expected = {s.index: holders(VERSION, s.index, registered, PARAMS.replication) for s in sharded.shards}
@@ -175,6 +175,12 @@ def test_the_publisher_step_assigns_records_and_hands_out_the_key_idempotently(c
     keyless = Publisher(admin, custody.publisher_store, custody.tmp / "other-keys", custody.tmp / "handover")
     with pytest.raises(PublishError, match=r"its key file .* is missing: the key is never drawn again"):
         keyless.step(VERSION, sharded, base_model="tiny")
+    assert admin.w3.eth.get_transaction_count(admin.address) == nonce
+
+    # Repairs re-seal from the weights given: another shard layout of the same weights is refused, nothing sent.
+    other_layout = shard_version(tiny.model, tiny.tokenizer, layers_per_shard=2)
+    with pytest.raises(PublishError, match=r"the weights given are not the ones its recorded manifest .* describes"):
+        custody.publish(other_layout)
     assert admin.w3.eth.get_transaction_count(admin.address) == nonce
 
     # Each custodian takes its share from the hand-over file: sealed there, in plaintext only in its own 0600 file.
