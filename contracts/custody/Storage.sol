@@ -49,6 +49,8 @@ contract Storage is IStorage, CustodyPayouts {
     uint256 public constant MAX_PROOF_LENGTH = 32;
     /// @notice Longest endpoint (a multiaddr or URL), in bytes.
     uint256 public constant MAX_ENDPOINT_LENGTH = 256;
+    /// @notice Longest replica CID, in bytes (binary form, as ModelRegistry.MAX_CID_LENGTH).
+    uint256 public constant MAX_CID_LENGTH = 64;
     /// @dev blockhash reaches back this many blocks.
     uint256 private constant BLOCKHASH_REACH = 256;
 
@@ -142,8 +144,9 @@ contract Storage is IStorage, CustodyPayouts {
     /// @param node The holder.
     /// @param root Merkle root of its replica.
     /// @param size Replica bytes.
+    /// @param cid Binary CID of its replica (where the node fetches it; only logged, never stored).
     event ReplicaAssigned(
-        uint256 indexed version, uint256 indexed shard, address indexed node, bytes32 root, uint256 size
+        uint256 indexed version, uint256 indexed shard, address indexed node, bytes32 root, uint256 size, bytes cid
     );
     /// @notice A node confirmed it holds its replica.
     /// @param version The model version.
@@ -199,6 +202,7 @@ contract Storage is IStorage, CustodyPayouts {
     error ReplicationReached(uint256 version, uint256 shard);
     error NotNextInRanking(address node, address expected);
     error InvalidReplica(bytes32 root, uint256 size);
+    error InvalidCid();
     error ShardOutOfRange(uint256 shard);
     error WrongStatus(ReplicaStatus status);
     error ConfirmWindowClosed(uint256 deadline);
@@ -285,11 +289,14 @@ contract Storage is IStorage, CustodyPayouts {
     /// @param node The holder.
     /// @param root Merkle root of the node's replica (non-zero).
     /// @param size Replica bytes (> 0).
-    function assign(uint256 version, uint256 shard, address node, bytes32 root, uint64 size)
+    /// @param cid Binary CID of the node's replica (1..MAX_CID_LENGTH bytes): logged in `ReplicaAssigned` so the
+    ///        node (a repair's too) learns where to fetch it from the chain; the root and size are what it checks.
+    function assign(uint256 version, uint256 shard, address node, bytes32 root, uint64 size, bytes calldata cid)
         external
         onlyRole(PUBLISHER_ROLE)
     {
         if (root == bytes32(0) || size == 0) revert InvalidReplica(root, size);
+        if (cid.length == 0 || cid.length > MAX_CID_LENGTH) revert InvalidCid();
         if (shard > type(uint32).max) revert ShardOutOfRange(shard);
         uint256 live = _liveReplicas[version][shard];
         if (live >= params.replication) revert ReplicationReached(version, shard);
@@ -307,7 +314,7 @@ contract Storage is IStorage, CustodyPayouts {
         Node storage holder = _nodes[node];
         holder.used += size;
         ++holder.live;
-        emit ReplicaAssigned(version, shard, node, root, size);
+        emit ReplicaAssigned(version, shard, node, root, size, cid);
     }
 
     /// @notice Confirms that the caller fetched, verified and holds its assigned replica (within

@@ -7,6 +7,7 @@ parameters their tests use.
 Every test runs in its own chain snapshot (`fn_isolation`), so none depends on another's leftovers.
 """
 
+import hashlib
 import itertools
 import re
 import time
@@ -627,6 +628,11 @@ def replica_bytes(version, shard, node, size):
     return stream[:size]
 
 
+def replica_cid(data):
+    """The binary CIDv1 (raw, sha2-256) of a replica's bytes, as `Storage.assign` logs it."""
+    return bytes.fromhex("01551220") + hashlib.sha256(data).digest()
+
+
 @pytest.fixture(scope="module")
 def publisher(accounts):
     return accounts[9]
@@ -681,7 +687,7 @@ def store_shard(storage, publisher):
         for _ in range(count):
             node = storage.nextHolder(version, shard, size)
             data = replica_bytes(version, shard, node, size)
-            storage.assign(version, shard, node, merkle_root(data), size, {"from": publisher})
+            storage.assign(version, shard, node, merkle_root(data), size, replica_cid(data), {"from": publisher})
             if confirm:
                 storage.confirm(version, shard, {"from": node})
             replicas[node] = data

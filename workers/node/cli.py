@@ -9,7 +9,7 @@
     deepshard round join-pool AMOUNT          evaluator: lock EVALUATOR stake in the evaluator pool
 
     deepshard worker --role trainer|evaluator|curator|keeper [--account KEYSTORE]   a role's Celery worker
-    deepshard worker --role storage [--endpoint E --capacity BYTES] [--source S] [--manifests DIR]
+    deepshard worker --role storage [--endpoint E --capacity BYTES] [--source S]
                                               the storage node: hold, confirm and audit replicas
     deepshard watch                           the watcher: contract events -> Celery tasks
 
@@ -442,10 +442,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="STORE",
-        help="also fetch replicas and manifests from this store: an IPFS RPC API address or an embedded store "
+        help="also fetch replicas from this store: an IPFS RPC API address or an embedded store "
         "folder (repeatable; the publisher's store)",
     )
-    storage.add_argument("--manifests", metavar="DIR", help="folder of amended shard manifests (repairs)")
     storage.add_argument("--no-keep", action="store_true", help="no keeper duties: challenges, slashMissed, expire")
     storage.add_argument("--interval", type=float, default=2.0, metavar="SECONDS", help="step interval (default 2)")
 
@@ -461,7 +460,6 @@ def run_worker(args: argparse.Namespace) -> int:
             endpoint=args.endpoint,
             capacity=args.capacity,
             sources=tuple(args.source),
-            manifests=args.manifests,
             keeper=not args.no_keep,
             interval=args.interval,
         )

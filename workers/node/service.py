@@ -283,14 +283,13 @@ def run_worker(
 @dataclass(frozen=True)
 class StorageOptions:
     """A storage worker's settings: `endpoint` and `capacity` (bytes) to register with (needed only until it is
-    registered), `sources` (IPFS RPC API addresses or embedded store folders to fetch replicas and manifests from,
-    besides its own store), `manifests` (a folder of amended manifests from the publisher), `keeper` (challenge,
+    registered), `sources` (IPFS RPC API addresses or embedded store folders to fetch replicas from,
+    besides its own store), `keeper` (challenge,
     slash missed audits and expire unconfirmed assignments too) and the poll `interval` in seconds."""
 
     endpoint: str | None = None
     capacity: int | None = None
     sources: tuple[str, ...] = ()
-    manifests: str | None = None
     keeper: bool = True
     interval: float = 2.0
 
@@ -306,7 +305,7 @@ def run_storage_worker(
     store is `open_store()` ($DEEPSHARD_IPFS_API, else the embedded store). Raises `InvalidRequest` (nothing sent)
     when the account cannot register: no ETH, STORAGE stake below the bond, no endpoint or capacity."""
     from ..shards.chain import StorageClient
-    from ..shards.node import ManifestDirectory, StorageNode
+    from ..shards.node import StorageNode
     from ..storage import EmbeddedStore, IpfsStore, open_store
 
     signer = load_worker_signer(account)
@@ -322,7 +321,6 @@ def run_storage_worker(
     node = StorageNode(
         StorageClient(chain),
         store,
-        ManifestDirectory(chain, [store, *sources], options.manifests),
         sources=sources,
         endpoint=options.endpoint,
         capacity=options.capacity,

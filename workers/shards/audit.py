@@ -1,5 +1,5 @@
-"""A storage node's side of custody, as pure functions: which replicas it must pin for a manifest, and its answer
-to an audit challenge (chunk i of its replica with the Merkle proof against the root recorded for it).
+"""A storage node's side of custody, as a pure function: its answer to an audit challenge (chunk i of its replica
+with the Merkle proof against the root recorded for it).
 
 The challenge itself (which node, shard and chunk, at blocks nobody chooses) and the check of the answer are the
 `Storage` contract's; the check's Python reference is `workers.protocol.merkle.verify`.
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from workers.protocol.merkle import chunk, chunk_count, merkle_proof, verify
 
 from .errors import ShardError
-from .manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -33,17 +32,6 @@ class AuditAnswer:
     index: int
     chunk: bytes
     proof: tuple[bytes, ...]
-
-
-def holdings(manifest: Manifest, node: str) -> list[Holding]:
-    """The replicas `node` (0x-hex address, any case) holds under `manifest`, in shard order; empty if none."""
-    node = node.lower()
-    return [
-        Holding(shard=entry.index, cid=replica.cid, merkle_root=replica.merkle_root, size=replica.size)
-        for entry in manifest.shards
-        for replica in entry.replicas
-        if replica.node == node
-    ]
 
 
 def answer_challenge(holding: Holding, replica: bytes, index: int) -> AuditAnswer:

@@ -5,7 +5,7 @@
     storage.replica(version, shard)                     # this node's record: status, root, size, assigned block
     storage.confirm(version, shard); storage.answer(epoch, chunk, proof)
     storage.challenge(epoch); storage.slash_missed(epoch); storage.expire(version, shard, node)   # anyone
-    storage.assign(version, shard, node, root, size)    # the publisher (PUBLISHER_ROLE)
+    storage.assign(version, shard, node, root, size, cid)   # the publisher (PUBLISHER_ROLE)
 
 Reads return plain dataclasses (amounts in wei, windows and deadlines in block numbers, sizes in bytes). Writes
 return the transaction's hash and raise `TransactionReverted` (gas estimation: nothing sent) with the decoded
@@ -22,7 +22,7 @@ from eth_utils import to_checksum_address
 
 from ..chain.client import ChainClient
 from ..chain.errors import InvalidRequest
-from ..chain.module import Log, ModuleEvent, event_logs, settle_inflight, struct_of, tx_hash
+from ..chain.module import Log, ModuleEvent, cid_to_chain, event_logs, settle_inflight, struct_of, tx_hash
 from ..chain.roles import parse_role
 from ..chain.units import format_dsh
 from ..protocol.constants import REPLICA_STATUSES
@@ -220,8 +220,11 @@ class StorageClient:
     def slash_missed(self, epoch: int) -> str:
         return self._send(self.contract.functions.slashMissed(int(epoch)))
 
-    def assign(self, version: int, shard: int, node: str, root: bytes, size: int) -> str:
-        """The publisher records `node`'s replica (Merkle root, size in bytes); the node must be `next_holder`."""
+    def assign(self, version: int, shard: int, node: str, root: bytes, size: int, cid: str) -> str:
+        """The publisher records `node`'s replica (Merkle root, size in bytes, CID, logged in `ReplicaAssigned` for
+        the node); the node must be `next_holder`. `InvalidRequest` (nothing sent) when `cid` is not a CID."""
         return self._send(
-            self.contract.functions.assign(int(version), int(shard), to_checksum_address(node), root, int(size))
+            self.contract.functions.assign(
+                int(version), int(shard), to_checksum_address(node), root, int(size), cid_to_chain(cid)
+            )
         )

@@ -5,6 +5,18 @@
                                   [--timeout S] [--purchase ID]
     deepshard weights deliver [--custody-dir DIR]            a custodian: deliver kept shares to open purchases
     deepshard weights fetch MANIFEST --weights-hash 0x.. -o DIR (--key-file FILE | --buyer-key FILE --share FILE...)
+    deepshard weights publish VERSION --weights DIR --custodians FILE --threshold K [--key-dir DIR]
+                                  [--handover-dir DIR] [--layers-per-shard N]   the publisher's step (and repairs)
+    deepshard weights custodian-key [--key FILE]             a custodian: its X25519 public key, for the publisher
+    deepshard weights receive HANDOVER [--key FILE] [--custody-dir DIR]   a custodian: take its sealed key share
+
+`publish` (the account holding PUBLISHER_ROLE) runs `workers.shards.publisher.Publisher.step` once on the version
+folder `deepshard model get VERSION --out DIR` wrote (its `deepshard-version.json` must name VERSION and the
+folder's weights must hash to the weights hash it records): it prints one line per action and `more to do` while a
+call's bounded work leaves some; run it again (a re-run is also the repair pass). --custodians is a file of lines
+`0xADDRESS 0xX25519PUBLIC` (what `custodian-key` prints; `#` starts a comment). `receive` opens the share sealed to
+this account in the publisher's hand-over file, checks it against its on-chain commitment and keeps it (mode 0600)
+where `deliver` finds it.
 
 `buy` reads (or creates, mode 0600) the buyer's X25519 key pair at --buyer-key (default <data dir>/deepshard/
 buyer.key), buys through `WeightAccess.buy` (a price above --max-price is refused by the contract before anything
@@ -25,14 +37,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workers.chain.endpoint import add_rpc_option
 from workers.storage import StorageError, open_store
 
 from .crypto import KEY_BYTES, SEALED_SHARE_BYTES, X25519_KEY_BYTES, combine_shares, open_share
 from .errors import KeyRejected, ShardError
-from .keyfiles import read_hex_secret, read_limited
+from .keyfiles import buyer_key_pair, data_dir, read_hex_secret, read_limited
 from .manifest import MAX_MANIFEST_BYTES, parse_manifest
+
+if TYPE_CHECKING:  # the publisher imports torch (layout): loaded only by `publish` and `receive`
+    from .publisher import CustodianKey
 
 HELP = "a version's weights: price, buy its key, deliver key shares, fetch and assemble"
 #: Blocks a purchase may wait in the mempool before the contract refuses it (`buy`'s deadline).
@@ -96,6 +112,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument("--ipfs-api", metavar="ADDR", default=None, help="IPFS RPC API (default: $DEEPSHARD_IPFS_API)")
     fetch.add_argument("--store-dir", metavar="DIR", default=None, help="embedded store directory")
     fetch.set_defaults(weights_handler=_fetch)
+    publish = actions.add_parser(
+        "publish",
+        help="the publisher: shard, seal, assign, record and put a registered version on sale (and repair)",
+        description="One bounded pass of the publisher's step for VERSION (workers.shards.publisher); run it again "
+        "until it says the version is complete, and later to repair shards below R.",
+    )
+    publish.add_argument("version", metavar="VERSION", type=int, help="the model version")
+    publish.add_argument("--weights", required=True, metavar="DIR", help="the folder `deepshard model get` wrote")
+    publish.add_argument("--custodians", metavar="FILE", help="lines `0xADDRESS 0xX25519PUBLIC`, in share order")
+    publish.add_argument("--threshold", type=int, default=0, metavar="K", help="shares needed to rebuild the key")
+    publish.add_argument("--key-dir", metavar="DIR", help="where version keys are kept (default <data dir>/publisher)")
+    publish.add_argument("--handover-dir", metavar="DIR", help="where sealed shares are written (default <data dir>)")
+    publish.add_argument(
+        "--layers-per-shard", type=int, metavar="N", help="decoder layers per shard (default 4, the layout's)"
+    )
+    add_rpc_option(publish)
+    publish.set_defaults(weights_handler=_publish)
+    custodian_key = actions.add_parser(
+        "custodian-key",
+        help="a custodian: print its X25519 public key line for the publisher's --custodians file",
+        description="Read (or create, mode 0600) this custodian's X25519 key pair and print `ADDRESS 0xPUBLIC`.",
+    )
+    custodian_key.add_argument("--key", metavar="FILE", help="the X25519 private key (default <data dir>)")
+    custodian_key.set_defaults(weights_handler=_custodian_key)
+    receive = actions.add_parser(
+        "receive",
+        help="a custodian: take its key share from the publisher's hand-over file",
+        description="Open this account's sealed share, check its on-chain commitment and keep it (mode 0600).",
+    )
+    receive.add_argument("handover", metavar="HANDOVER", help="the publisher's hand-over file (JSON)")
+    receive.add_argument("--key", metavar="FILE", help="the X25519 private key (default <data dir>)")
+    receive.add_argument("--custody-dir", metavar="DIR", help="where shares are kept (default $DEEPSHARD_CUSTODY_DIR)")
+    add_rpc_option(receive)
+    receive.set_defaults(weights_handler=_receive)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,4 +266,86 @@ def _deliver(args: argparse.Namespace) -> int:
     for step in deliver_shares(chain, shares):
         tx = f" tx {step.tx_hash}" if step.tx_hash else ""
         print(f"purchase {step.purchase} (version {step.version}, share {step.index}): {step.action}{tx}")
+    return 0
+
+
+def default_custodian_key_path() -> Path:
+    """<data dir>/custodian.key: a custodian's X25519 private key (hex, mode 0600)."""
+    return data_dir() / "custodian.key"
+
+
+def read_custodians(path: str | Path) -> list[CustodianKey]:
+    """The `--custodians` file: one `0xADDRESS 0xX25519PUBLIC` per line (blank lines and `#` comments skipped),
+    in share order. ShardError naming the line."""
+    from eth_utils import is_hex_address, to_checksum_address
+
+    from .publisher import CustodianKey
+
+    text = read_limited(path, "custodians file", 64 * 1024).decode("utf-8", errors="replace")
+    custodians = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        public = fields[1].removeprefix("0x") if len(fields) == 2 else ""
+        if len(fields) != 2 or not is_hex_address(fields[0]) or len(public) != 2 * X25519_KEY_BYTES:
+            raise ShardError(f"{path} line {number}: expected `0xADDRESS 0xX25519PUBLIC` (32 bytes of hex)")
+        try:
+            key = bytes.fromhex(public)
+        except ValueError:
+            raise ShardError(f"{path} line {number}: the public key is not hex") from None
+        custodians.append(CustodianKey(to_checksum_address(fields[0]), key))
+    return custodians
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from ..ml.models import VERSION_FILE
+    from ..safejson import parse_json
+    from .layout import DEFAULT_LAYERS_PER_SHARD, shard_version
+    from .publisher import Publisher
+
+    folder = Path(args.weights)
+    path = folder / VERSION_FILE
+    description = parse_json(read_limited(path, "version description", 1 << 20), what=str(path))
+    if not isinstance(description, dict) or description.get("version") != args.version:
+        raise ShardError(f"{folder} is not version {args.version}'s folder (see its {VERSION_FILE})")
+    custodians = read_custodians(args.custodians) if args.custodians else []
+    chain = _chain(args, with_signer=True)
+    sharded = shard_version(folder, layers_per_shard=args.layers_per_shard or DEFAULT_LAYERS_PER_SHARD)
+    if sharded.weights_hash != description.get("weights_hash"):
+        raise ShardError(f"the weights in {folder} do not hash to the weights hash its {VERSION_FILE} records")
+    root = data_dir() / "publisher"
+    with open_store() as store:
+        publisher = Publisher(chain, store, args.key_dir or root / "keys", args.handover_dir or root / "handover")
+        report = publisher.step(
+            args.version,
+            sharded,
+            base_model=str(description.get("base_model", "")),
+            custodians=custodians,
+            threshold=args.threshold,
+        )
+    for line in report.lines:
+        print(line)
+    print(f"version {args.version}: {'complete' if report.done else 'more to do: run the command again'}")
+    return 0
+
+
+def _custodian_key(args: argparse.Namespace) -> int:
+    from ..chain import load_signer
+
+    address = load_signer().address
+    _, public, created = buyer_key_pair(args.key or default_custodian_key_path())
+    print(f"{address} 0x{public.hex()}")
+    if created:
+        print(f"created {args.key or default_custodian_key_path()} (mode 0600)", file=sys.stderr)
+    return 0
+
+
+def _receive(args: argparse.Namespace) -> int:
+    from .publisher import receive_share
+
+    private = read_hex_secret(args.key or default_custodian_key_path(), "custodian key", X25519_KEY_BYTES)
+    chain = _chain(args, with_signer=True)
+    kept = receive_share(chain, args.handover, private, args.custody_dir)
+    print(f"kept this account's key share in {kept} (deepshard weights deliver sends it to buyers)")
     return 0

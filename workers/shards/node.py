@@ -1,6 +1,6 @@
 """The storage node role (`deepshard worker --role storage`): a loop of bounded steps against `Storage`.
 
-    node = StorageNode(StorageClient(chain), store, ManifestDirectory(chain, [store, publisher_store]),
+    node = StorageNode(StorageClient(chain), store, sources=[publisher_store],
                        endpoint="/dns4/node.example/tcp/4001", capacity=10 * 2**30)
     node.step()                  # one bounded pass; returns the lines it reported
     node.run(stop_event, 2.0)    # steps until `stop_event` is set
@@ -12,12 +12,12 @@ Each step:
    (all of them when it keeps, else its own);
 3. answers every open audit naming it, from its own pinned replica (`audit.answer_challenge`): chunk and Merkle
    proof, before the answer window closes;
-4. for each replica assigned to it (at most `max_fetches` fetched per step): finds the replica's CID in the
-   version's manifests (`ManifestDirectory`), fetches it from its own store or a source, checks its size and chunk
-   Merkle root against the on-chain record, pins it and calls `confirm` within `confirmWindow`; a replica that
-   does not verify is neither pinned nor confirmed and is reported in one line. A confirmed replica missing from
-   its store is fetched again; if no source has it at `RELEASE_AFTER` steps in a row and no audit is open on it,
-   it is released (the next node in the ranking repairs it). A released or failed replica is unpinned;
+4. for each replica assigned to it (at most `max_fetches` fetched per step): fetches the CID its
+   `ReplicaAssigned` event names from its own store or a source, checks its size and chunk Merkle root against the
+   on-chain record, pins it and calls `confirm` within `confirmWindow`; a replica that does not verify is neither
+   pinned nor confirmed and is reported in one line. A confirmed replica missing from its store is fetched again;
+   if no source has it at `RELEASE_AFTER` steps in a row and no audit is open on it, it is released (the next node
+   in the ranking repairs it). A released or failed replica is unpinned;
 5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
    in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
    every other node's assignment left unconfirmed past `confirmWindow`.
@@ -27,10 +27,9 @@ open), so a restarted node neither confirms nor answers twice; before each trans
 are waited for. A revert (`TransactionReverted`, decoded custom error), a refusal or a store failure is reported
 in one line and the step goes on; the same problem is reported once, not at every step.
 
-Why manifests and not the chain for CIDs: `Storage` records each replica's Merkle root and size, not its CID. The
-CID is in the manifest the publisher records once per version (`ModelRegistry.publishShards`, write-once), and a
-repair made after that is listed in an amended manifest the publisher hands over (the `manifests` folder). The
-bytes are checked against the on-chain root whatever the manifest says, so a manifest needs no trust.
+Where the CIDs come from: `Storage.assign` logs each replica's CID in `ReplicaAssigned` beside its Merkle root and
+size, so every assignment, a repair's too, tells its node where to fetch from the chain alone. The CID only says
+where to look: the bytes are checked against the on-chain root and size, whatever the publisher logged.
 """
 
 from __future__ import annotations
@@ -38,21 +37,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
-from web3.exceptions import ContractLogicError
-
-from ..chain.client import ChainClient
-from ..chain.errors import ChainError, InvalidRequest, TransactionRejected, TransactionReverted
-from ..chain.module import LOG_RANGE, cid_from_chain, struct_of
+from ..chain.errors import InvalidRequest, TransactionRejected, TransactionReverted
+from ..chain.module import LOG_RANGE, cid_from_chain
 from ..protocol.merkle import merkle_root
 from ..storage import ContentStore, StorageError, parse_cid
-from .audit import Holding, answer_challenge, holdings
+from .audit import Holding, answer_challenge
 from .chain import AuditRecord, StorageClient
 from .errors import ShardError
-from .manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -65,96 +59,20 @@ DEFAULT_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
 #: `blockhash` reaches back this many blocks (`Storage.challenge`).
 BLOCKHASH_REACH = 256
-#: Failures of a manifest lookup, reported in one line (the step goes on without that replica).
-LOOKUP_FAILURES = (ChainError, StorageError, ShardError, OSError)
-
-
-class ManifestDirectory:
-    """Where a node finds its replicas' CIDs: the version's manifest recorded in `ModelRegistry` (fetched from
-    `stores`, first that has it) and the manifest files (`*.json`) in `folder`, which the publisher amends when it
-    repairs a shard after the record. Manifests are parsed strictly (`parse_manifest`) and cached."""
-
-    def __init__(self, chain: ChainClient, stores: Sequence[ContentStore], folder: str | Path | None = None):
-        self.registry = chain.contract("ModelRegistry")
-        self.stores = list(stores)
-        self.folder = Path(folder) if folder is not None else None
-        self._recorded: dict[int, Manifest] = {}
-        self._files: dict[Path, tuple[float, Manifest | None]] = {}
-
-    def recorded(self, version: int) -> Manifest | None:
-        """The manifest `ModelRegistry` records for `version` (None: none recorded yet). Raises StorageError
-        when no store serves it, ManifestRejected when it does not parse or names another version."""
-        if version in self._recorded:
-            return self._recorded[version]
-        try:
-            record = struct_of(self.registry, "getVersion", int(version))
-        except ContractLogicError:
-            return None  # not a registry version (UnknownVersion): only amended manifests can list it
-        manifest_cid = bytes(record["shardManifestCid"])
-        if not manifest_cid:
-            return None
-        cid = cid_from_chain(manifest_cid)
-        errors = []
-        for store in self.stores:
-            try:
-                data = store.get(cid)
-            except StorageError as exc:
-                errors.append(f"{store.location}: {exc}")
-                continue
-            manifest = parse_manifest(data, what=f"the shard manifest {cid} of version {version}")
-            if manifest.version != version:
-                raise ShardError(
-                    f"the shard manifest {cid} recorded for version {version} is of version {manifest.version}"
-                )
-            # Kept beside the replicas: a buyer or a repairing peer can fetch it from this node too.
-            self.stores[0].add_bytes(data)
-            self._recorded[version] = manifest
-            return manifest
-        raise StorageError(f"no store serves the shard manifest {cid} of version {version} ({'; '.join(errors)})")
-
-    def amended(self, version: int) -> list[Manifest]:
-        """The manifests of `version` in the folder (a file that does not parse is reported once and skipped)."""
-        if self.folder is None or not self.folder.is_dir():
-            return []
-        found = []
-        for path in sorted(self.folder.glob("*.json")):
-            mtime = path.stat().st_mtime
-            cached = self._files.get(path)
-            if cached is None or cached[0] != mtime:
-                manifest = None
-                try:
-                    if path.stat().st_size > MAX_MANIFEST_BYTES:
-                        raise ShardError(f"{path} is larger than a manifest may be ({MAX_MANIFEST_BYTES:,} bytes)")
-                    manifest = parse_manifest(path.read_bytes(), what=str(path))
-                except ShardError as exc:
-                    logger.warning("storage: skipping %s: %s", path, exc)
-                self._files[path] = cached = (mtime, manifest)
-            if cached[1] is not None and cached[1].version == version:
-                found.append(cached[1])
-        return found
-
-    def candidates(self, version: int, shard: int, node: str) -> list[Holding]:
-        """Every listing of `node`'s replica of (`version`, `shard`), recorded manifest first (distinct CIDs)."""
-        manifests = [m for m in [self.recorded(version)] if m is not None] + self.amended(version)
-        seen: dict[str, Holding] = {}
-        for manifest in manifests:
-            for holding in holdings(manifest, node):
-                if holding.shard == shard:
-                    seen.setdefault(holding.cid, holding)
-        return list(seen.values())
 
 
 @dataclass
 class Tracked:
-    """A replica assigned to this node: the on-chain root (32 bytes) and size (bytes), and once found, its CID."""
+    """A replica assigned to this node: the on-chain root (32 bytes), size (bytes) and the CID its assignment logged
+    (None: the logged bytes are no CID, reported once; the assignment then expires)."""
 
     version: int
     shard: int
     root: bytes
     size: int
-    cid: str | None = None
-    #: CIDs whose bytes did not verify against the on-chain record (never fetched again)
-    rejected: set[str] = field(default_factory=set)
+    cid: str | None
+    #: the CID's bytes did not verify against the on-chain record (never fetched again)
+    rejected: bool = False
     #: steps in a row at which the confirmed replica was missing and no source had it
     misses: int = 0
 
@@ -170,7 +88,6 @@ class StorageNode:
         self,
         storage: StorageClient,
         store: ContentStore,
-        directory: ManifestDirectory,
         *,
         sources: Sequence[ContentStore] = (),
         endpoint: str | None = None,
@@ -184,7 +101,6 @@ class StorageNode:
             raise ValueError("max_fetches and max_range must be positive")
         self.storage = storage
         self.store = store
-        self.directory = directory
         self.sources = [store, *(s for s in sources if s is not store)]
         self.endpoint = endpoint
         self.capacity = capacity
@@ -290,7 +206,12 @@ class StorageNode:
             args = log.args
             key = (int(args["version"]), int(args["shard"]))
             if args["node"] == self.address:
-                self.replicas[key] = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]))
+                tracked = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]), None)
+                try:
+                    tracked.cid = cid_from_chain(bytes(args["cid"]))
+                except StorageError as exc:
+                    self._problem(f"storage {self.address}: {tracked.label}: the assignment logged no CID ({exc})")
+                self.replicas[key] = tracked
             else:
                 self.assignments[(*key, args["node"])] = log.block
         audit_filter = mine
@@ -373,10 +294,7 @@ class StorageNode:
                     tracked.misses = 0
                     self._say(f"storage {self.address}: fetched {tracked.label} again (it was missing locally)")
                     continue
-                # Known lost only when a manifest names it (the chain's root and size) and nobody serves those bytes:
-                # a manifest that cannot be read says nothing about the replica.
-                listed = any((h.merkle_root, h.size) == (tracked.root, tracked.size) for h in self._listings(tracked))
-                tracked.misses = tracked.misses + 1 if listed else 0
+                tracked.misses += 1
                 # A source may be down for a while: only a replica missed at RELEASE_AFTER steps in a row is given
                 # up, and never while an audit is open on it (the contract refuses; the audit is missed anyway).
                 if tracked.misses >= RELEASE_AFTER and record.open_audit is None:
@@ -385,18 +303,18 @@ class StorageNode:
                         self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
 
     def _drop(self, tracked: Tracked, status: str) -> None:
-        if tracked.cid is not None and self.store.is_pinned(tracked.cid):
+        # Only a CID pinned for this assignment is unpinned: a rejected one may be another replica's it holds (the
+        # publisher names any CID), and a CID another live assignment names stays.
+        if tracked.cid is None or tracked.rejected:
+            return
+        if any(other is not tracked and other.cid == tracked.cid for other in self.replicas.values()):
+            return
+        if self.store.is_pinned(tracked.cid):
             self.store.unpin(tracked.cid)
             self._say(f"storage {self.address}: unpinned {tracked.label} ({status})")
 
     def _held(self, tracked: Tracked) -> bool:
-        """Whether the store holds the replica pinned. After a restart its CID is looked up first, among the
-        listings whose root and size are the chain's (the bytes are checked again before any answer)."""
-        if tracked.cid is None:
-            for holding in self._listings(tracked):
-                if (holding.merkle_root, holding.size) == (tracked.root, tracked.size) and self.store.has(holding.cid):
-                    tracked.cid = holding.cid
-                    break
+        """Whether the store holds the replica's CID pinned (the bytes are checked again before any answer)."""
         return tracked.cid is not None and self.store.has(tracked.cid) and self.store.is_pinned(tracked.cid)
 
     def _local_copy(self, tracked: Tracked) -> bytes | None:
@@ -407,37 +325,26 @@ class StorageNode:
         except StorageError:
             return None
 
-    def _listings(self, tracked: Tracked) -> list[Holding]:
-        try:
-            return self.directory.candidates(tracked.version, tracked.shard, self.address)
-        except LOOKUP_FAILURES as exc:
-            self._problem(f"storage {self.address}: {tracked.label}: the version's manifest is unavailable: {exc}")
-            return []
-
     def _obtain(self, tracked: Tracked) -> bool:
-        """Finds, fetches, verifies and pins the replica; True once it is pinned. Each failure is one line."""
-        if self._held(tracked) and tracked.cid is not None:
-            if self._verified(tracked, self.store.get(tracked.cid)):
-                return True  # pinned before an interruption: only the confirmation is missing
-            tracked.rejected.add(tracked.cid)
-            tracked.cid = None
-        listed = self._listings(tracked)
-        if not listed:
-            self._problem(f"storage {self.address}: {tracked.label}: no manifest lists a replica for this node yet")
-        listings = [h for h in listed if h.cid not in tracked.rejected]  # a rejected CID was reported already
-        for holding in listings:
-            data = self._fetch(tracked, holding.cid)
-            if data is None:
-                continue
-            if not self._verified(tracked, data, holding.cid):
-                tracked.rejected.add(holding.cid)
-                continue
-            cid = self.store.add_bytes(data)
-            if parse_cid(cid).v1() != parse_cid(holding.cid).v1():
-                raise ShardError(f"{self.store.location} named {tracked.label} {cid}, not {holding.cid}")
-            tracked.cid = holding.cid
-            return True
-        return False
+        """Fetches, verifies and pins the replica its assignment names; True once it is pinned. Each failure is one
+        line; a CID whose bytes do not verify is never fetched again."""
+        cid = tracked.cid
+        if cid is None or tracked.rejected:
+            return False
+        if self._held(tracked):
+            data = self.store.get(cid)  # pinned before an interruption: only the confirmation is missing
+        else:
+            fetched = self._fetch(tracked, cid)
+            if fetched is None:
+                return False
+            data = fetched
+        if not self._verified(tracked, data):
+            tracked.rejected = True
+            return False
+        stored = self.store.add_bytes(data)
+        if parse_cid(stored).v1() != parse_cid(cid).v1():
+            raise ShardError(f"{self.store.location} named {tracked.label} {stored}, not {cid}")
+        return True
 
     def _fetch(self, tracked: Tracked, cid: str) -> bytes | None:
         errors = []
@@ -449,7 +356,7 @@ class StorageNode:
         self._problem(f"storage {self.address}: {tracked.label}: no source serves {cid} ({'; '.join(errors)})")
         return None
 
-    def _verified(self, tracked: Tracked, data: bytes, cid: str | None = None) -> bool:
+    def _verified(self, tracked: Tracked, data: bytes) -> bool:
         """Whether `data` (already checked against its CID by the store) is the replica the chain records."""
         problem = None
         if len(data) != tracked.size:
@@ -459,8 +366,7 @@ class StorageNode:
         if problem is None:
             return True
         self._problem(
-            f"storage {self.address}: {tracked.label}: replica {cid or tracked.cid} does not verify ({problem}); "
-            "not confirmed"
+            f"storage {self.address}: {tracked.label}: replica {tracked.cid} does not verify ({problem}); not confirmed"
         )
         return False
 

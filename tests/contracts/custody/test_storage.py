@@ -5,7 +5,7 @@ Emission."""
 
 import brownie
 
-from tests.contracts.conftest import CAPACITY, DSH, STORAGE, reverts
+from tests.contracts.conftest import CAPACITY, CID, DSH, STORAGE, replica_cid, reverts
 from tests.contracts.custody.conftest import STORAGE_PARAMS, mine_past, open_audit, replica_bytes, storage_params
 from workers.protocol import storage as reference
 from workers.protocol.merkle import chunk, merkle_proof, merkle_root
@@ -47,7 +47,7 @@ def test_assignment_follows_the_rendezvous_ranking(storage, storage_nodes, publi
     assert storage.nextHolder(7, 2, 100) == expected[0]
     wrong = next(n for n in nodes if n != expected[0])
     with reverts("NotNextInRanking", wrong, expected[0]):
-        storage.assign(7, 2, wrong, b"\x01" * 32, 100, {"from": publisher})
+        storage.assign(7, 2, wrong, b"\x01" * 32, 100, CID, {"from": publisher})
     replicas = store_shard(7, 2)
     assert list(replicas) == expected
     assert storage.liveReplicas(7, 2) == 3 and storage.holdersOf(7) == 3
@@ -55,7 +55,7 @@ def test_assignment_follows_the_rendezvous_ranking(storage, storage_nodes, publi
         replica = storage.getReplica(7, 2, node)
         assert replica["root"] == "0x" + merkle_root(data).hex() and replica["status"] == STATUS["Holding"]
     with reverts("ReplicationReached", 7, 2):
-        storage.assign(7, 2, storage.nextHolder(7, 2, 100), b"\x01" * 32, 100, {"from": publisher})
+        storage.assign(7, 2, storage.nextHolder(7, 2, 100), b"\x01" * 32, 100, CID, {"from": publisher})
 
 
 def test_only_the_publisher_assigns_and_a_replica_needs_a_root_a_size_and_a_uint32_shard(
@@ -63,13 +63,29 @@ def test_only_the_publisher_assigns_and_a_replica_needs_a_root_a_size_and_a_uint
 ):
     node = storage.nextHolder(1, 0, 10)
     with reverts("AccessControlUnauthorizedAccount"):
-        storage.assign(1, 0, node, b"\x01" * 32, 10, {"from": outsider})
+        storage.assign(1, 0, node, b"\x01" * 32, 10, CID, {"from": outsider})
     with reverts("InvalidReplica"):
-        storage.assign(1, 0, node, b"\x00" * 32, 10, {"from": publisher})
+        storage.assign(1, 0, node, b"\x00" * 32, 10, CID, {"from": publisher})
     with reverts("InvalidReplica"):
-        storage.assign(1, 0, node, b"\x01" * 32, 0, {"from": publisher})
+        storage.assign(1, 0, node, b"\x01" * 32, 0, CID, {"from": publisher})
     with reverts("ShardOutOfRange", 2**32):
-        storage.assign(1, 2**32, storage.nextHolder(1, 2**32, 10), b"\x01" * 32, 10, {"from": publisher})
+        storage.assign(1, 2**32, storage.nextHolder(1, 2**32, 10), b"\x01" * 32, 10, CID, {"from": publisher})
+
+
+def test_the_replica_cid_is_logged_and_must_be_1_to_64_bytes(storage, storage_nodes, publisher):
+    node = storage.nextHolder(2, 0, 10)
+    with reverts("InvalidCid"):
+        storage.assign(2, 0, node, b"\x01" * 32, 10, b"", {"from": publisher})
+    with reverts("InvalidCid"):
+        storage.assign(2, 0, node, b"\x01" * 32, 10, b"\x01" * 65, {"from": publisher})
+    assert storage.liveReplicas(2, 0) == 0
+    cid = replica_cid(b"replica")
+    tx = storage.assign(2, 0, node, b"\x01" * 32, 10, cid, {"from": publisher})
+    event = tx.events["ReplicaAssigned"]
+    assert event["node"] == node and event["cid"] == "0x" + cid.hex() and event["size"] == 10
+    longest = storage.nextHolder(2, 0, 10)
+    storage.assign(2, 0, longest, b"\x02" * 32, 10, b"\x01" * 64, {"from": publisher})
+    assert storage.liveReplicas(2, 0) == 2
 
 
 def test_a_node_without_room_is_skipped(storage, accounts, deployer, staked):
@@ -164,7 +180,7 @@ def test_missed_audit_is_slashed_and_repaired_by_the_next_in_ranking(
     repair = storage.nextHolder(5, 0, 2_048)
     assert repair == reference.next_holder(5, 0, fresh)
     data = replica_bytes(5, 0, repair, 2_048)
-    storage.assign(5, 0, repair, merkle_root(data), 2_048, {"from": publisher})
+    storage.assign(5, 0, repair, merkle_root(data), 2_048, replica_cid(data), {"from": publisher})
     storage.confirm(5, 0, {"from": repair})
     assert storage.liveReplicas(5, 0) == 3 and storage.holdersOf(5) == 3
 

@@ -2,7 +2,7 @@
 leftovers (balances, earlier draws, registered versions) change what these cost. Compared with the same
 snapshot as every other case (tests/contracts/gas/test_gas_snapshot.py)."""
 
-from tests.contracts.conftest import CAPACITY, CID, STORAGE_PARAMS, VERSION_KEY, mine_past, replica_bytes
+from tests.contracts.conftest import CAPACITY, CID, STORAGE_PARAMS, VERSION_KEY, mine_past, replica_bytes, replica_cid
 from tests.contracts.gas.test_gas_snapshot import check_against_snapshot
 from workers.protocol.merkle import chunk, merkle_proof, merkle_root
 
@@ -24,9 +24,8 @@ def measure_custody_gas(
     for shard in range(2):
         for _ in range(STORAGE_PARAMS["replication"]):
             node = storage.nextHolder(version, shard, size)
-            tx = storage.assign(
-                version, shard, node, merkle_root(replica_bytes(version, shard, node, size)), size, {"from": publisher}
-            )
+            data = replica_bytes(version, shard, node, size)
+            tx = storage.assign(version, shard, node, merkle_root(data), size, replica_cid(data), {"from": publisher})
             gas["Storage.assign:6-nodes"] = tx.gas_used
             gas["Storage.confirm"] = storage.confirm(version, shard, {"from": by_address[node]}).gas_used
     for case in ("answered", "missed"):

@@ -1,10 +1,12 @@
 """Buying a version's key on a real chain: `deepshard weights price|buy`, custodians delivering through
 `deliver_shares`, and what the buyer refuses.
 
-One anvil and one deployment for the module (its own deployments folder). The session's sharded tiny model is
-registered as version 2 with its manifest's CID and put on sale, its key split 3-of-5 among five STORAGE-staked
-custodians who keep their shares with `save_share`. Each test buys with a fresh account, so purchases never
-interfere; the key one buys assembles the weights with `deepshard weights fetch`.
+One anvil and one deployment for the module (its own deployments folder). Version 2 is registered as a round
+would, and the publisher's step (`Publisher.step`) publishes the session's sharded tiny model: its replicas
+assigned to five STORAGE-staked storage nodes, its manifest recorded, its key split 3-of-5 among the same five
+accounts as custodians, who take their shares from the hand-over file (`receive_share`, kept with `save_share`).
+Each test buys with a fresh account, so purchases never interfere; the key one buys assembles the weights with
+`deepshard weights fetch`.
 """
 
 from __future__ import annotations
@@ -24,17 +26,29 @@ from workers.chain import ChainClient, LocalSigner, deploy_network, stake
 from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.deploy import GENESIS_MODEL_CID
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
-from workers.chain.localnode import dev_signer, start_anvil
+from workers.chain.localnode import dev_account, dev_signer, start_anvil
 from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
 from workers.cli import main
 from workers.protocol.access import price as reference_price
-from workers.shards import KeyRejected, ShareRejected, buyer_keypair, seal_share, split_key
-from workers.shards.access import WeightAccessClient, deliver_shares, save_share, stored_shares
-from workers.storage.unixfs import cid_of_bytes
+from workers.shards import KeyRejected, ShareRejected, buyer_keypair, parse_manifest, seal_share
+from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
+from workers.shards.chain import StorageClient
+from workers.shards.publisher import (
+    CustodianKey,
+    Publisher,
+    PublishError,
+    handover_path,
+    key_path,
+    read_handover,
+    receive_share,
+)
+from workers.storage import STORE_DIR_ENV, EmbeddedStore
 
 ETH = 10**18
 THRESHOLD, CUSTODIANS = 3, 5
+#: Node bond (500) and a custodian bond (200) per version kept (versions 2 and 3) of STORAGE stake, the defaults.
+STAKE = 900
 
 
 def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
@@ -50,17 +64,21 @@ def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
 @dataclass(frozen=True)
 class Sale:
     """The module's chain with the version on sale: the deployer (treasury, publisher), the custodians in share
-    order with their shares and throwaway test keys, and the folder where they keep their shares."""
+    order with their shares and throwaway test keys, the folder where they keep their shares, the version key
+    (from the publisher's key file), the manifest as a file and the publisher's store folder (every replica)."""
 
     treasury: ChainClient
     custodians: list[ChainClient]
     shares: list[bytes]
     custody_dir: Path
     keys: list[str]
+    key: bytes
+    manifest_file: Path
+    store_dir: Path
 
 
 @pytest.fixture(scope="module")
-def sale(tmp_path_factory, version_key, published):
+def sale(tmp_path_factory, sharded):
     """The chain with version 2 on sale (`Sale`)."""
     node = start_anvil()
     try:
@@ -68,32 +86,43 @@ def sale(tmp_path_factory, version_key, published):
         treasury = ChainClient(node.url, dev_signer(0), deployments_dir=deployments)
         deploy_network(treasury)  # the deployer is governance and the publisher
         custodians, keys = [], []
-        for _ in range(CUSTODIANS):
-            client, key = fresh_account(treasury, 500)
-            stake(client, "STORAGE", "500")
+        for index in range(CUSTODIANS):
+            client, key = fresh_account(treasury, STAKE)
+            stake(client, "STORAGE", str(STAKE))
+            StorageClient(client).register(f"/dns4/node{index}.example/tcp/4001", 1 << 30)
             custodians.append(client)
             keys.append(key)
-        shares = split_key(version_key, CUSTODIANS, THRESHOLD)
-        models, access = treasury.contract("ModelRegistry"), treasury.contract("WeightAccess")
+        models = treasury.contract("ModelRegistry")
         # Version 2 as a training round would register it (the deployer takes the rounds' role for it).
         treasury.transact(models.functions.grantRole(models.functions.REGISTRAR_ROLE().call(), treasury.address))
         treasury.transact(models.functions.registerVersion(1, 1, cid_to_chain(GENESIS_MODEL_CID), 0))
         assert models.functions.latestVersion().call() == VERSION
-        manifest_cid = cid_of_bytes(published[0].to_json())
-        treasury.transact(models.functions.publishShards(VERSION, cid_to_chain(manifest_cid)))
-        treasury.transact(
-            access.functions.publish(
-                VERSION,
-                keccak(version_key),
-                THRESHOLD,
-                [c.address for c in custodians],
-                [keccak(s) for s in shares],
-            )
+        tmp = tmp_path_factory.mktemp("publisher")
+        store = EmbeddedStore(tmp / "store")
+        custodian_keys = [buyer_keypair() for _ in custodians]
+        report = Publisher(treasury, store, tmp / "keys", tmp / "handover").step(
+            VERSION,
+            sharded,
+            base_model="tiny",
+            custodians=[
+                CustodianKey(c.address, public) for c, (_, public) in zip(custodians, custodian_keys, strict=True)
+            ],
+            threshold=THRESHOLD,
         )
+        assert report.done
         custody_dir = tmp_path_factory.mktemp("custody")
-        for client, share in zip(custodians, shares, strict=True):
-            save_share(client, VERSION, share, custody_dir)
-        yield Sale(treasury, custodians, shares, custody_dir, keys)
+        handover = handover_path(
+            tmp / "handover", treasury.chain_id, treasury.contract("WeightAccess").address, VERSION
+        )
+        for client, (private, _) in zip(custodians, custodian_keys, strict=True):
+            receive_share(client, handover, private, custody_dir)
+        shares = [stored_shares(client, custody_dir)[VERSION] for client in custodians]
+        version_key = bytes.fromhex(
+            key_path(tmp / "keys", treasury.chain_id, models.address, VERSION).read_text().strip()
+        )
+        manifest_file = tmp / "manifest.json"
+        manifest_file.write_bytes(parse_manifest(store.get(report.manifest_cid)).to_json())
+        yield Sale(treasury, custodians, shares, custody_dir, keys, version_key, manifest_file, tmp / "store")
     finally:
         node.stop()
 
@@ -137,10 +166,8 @@ def test_price_shows_the_contracts_price_and_its_value_snapshot(sale, capsys):
     assert f"value created when published (block {listing[1]}): 0 DSH" in out
 
 
-def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(
-    sale, version_key, tiny, manifest_file, one_store, tmp_path, monkeypatch, capsys
-):
-    treasury = sale.treasury
+def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp_path, monkeypatch, capsys):
+    treasury, version_key, manifest_file, one_store = sale.treasury, sale.key, sale.manifest_file, sale.store_dir
     buyer, key = fresh_account(treasury, 5_000)
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     access = WeightAccessClient(treasury)
@@ -235,8 +262,8 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
     assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
 
 
-def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, version_key, tmp_path, monkeypatch, capsys):
-    treasury, custodians, shares = sale.treasury, sale.custodians, sale.shares
+def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, tmp_path, monkeypatch, capsys):
+    treasury, custodians, shares, version_key = sale.treasury, sale.custodians, sale.shares, sale.key
     buyer, key = fresh_account(treasury, 5_000)
     private, public = buyer_keypair()
     access = WeightAccessClient(buyer)
@@ -275,3 +302,89 @@ def test_a_custodian_never_delivers_a_share_that_is_not_its_own(sale):
     custodians, shares = sale.custodians, sale.shares
     with pytest.raises(ShareRejected, match="does not match its on-chain commitment: refusing to deliver it"):
         deliver_shares(custodians[0], {VERSION: shares[1]})
+
+
+def test_the_publish_command_puts_a_version_on_sale_and_custodians_receive_their_shares(
+    sale, tiny, tmp_path, monkeypatch, capsys
+):
+    """`deepshard weights custodian-key`, `publish` (on the folder `deepshard model get` writes) and `receive`."""
+    from workers.node.model_cli import write_version_folder
+
+    treasury = sale.treasury
+    models = treasury.contract("ModelRegistry")
+    treasury.transact(models.functions.registerVersion(VERSION, 2, cid_to_chain(GENESIS_MODEL_CID), 0))
+    version = VERSION + 1
+    folder = tmp_path / "weights"
+    write_version_folder(tiny, {"version": version, "base_model": "tiny", "weights_hash": tiny.weights_hash}, folder)
+    monkeypatch.setenv(STORE_DIR_ENV, str(tmp_path / "store"))
+    lines = []
+    for index, key in enumerate(sale.keys):
+        monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+        assert main(["weights", "custodian-key", "--key", str(tmp_path / f"custodian-{index}.key")]) == 0
+        lines.append(capsys.readouterr().out)
+    custodians = tmp_path / "custodians.txt"
+    custodians.write_text("# address X25519-public\n" + "".join(lines))
+
+    monkeypatch.setenv(PRIVATE_KEY_ENV, dev_account(0).key.hex())
+    argv = ["weights", "publish", str(version), "--weights", str(folder), "--custodians", str(custodians)]
+    argv += ["--threshold", "2", "--key-dir", str(tmp_path / "keys"), "--handover-dir", str(tmp_path / "handover")]
+    argv += ["--rpc", treasury.rpc_url]
+    assert main([*argv[:2], "9", *argv[3:]]) == 1
+    assert capsys.readouterr().err == f"error: {folder} is not version 9's folder (see its deepshard-version.json)\n"
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(
+        f"version {version}: on sale, key custody 2-of-{CUSTODIANS} published\nversion {version}: complete\n"
+    )
+    assert main(argv) == 0  # a re-run: nothing left to do
+    assert capsys.readouterr().out == f"version {version}: complete\n"
+
+    handover = handover_path(
+        tmp_path / "handover", treasury.chain_id, treasury.contract("WeightAccess").address, version
+    )
+    commitments = WeightAccessClient(treasury).custody(version).commitments
+    for index, key in enumerate(sale.keys):
+        monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+        argv = ["weights", "receive", str(handover), "--key", str(tmp_path / f"custodian-{index}.key")]
+        assert main([*argv, "--custody-dir", str(tmp_path / "custody"), "--rpc", treasury.rpc_url]) == 0
+        assert "kept this account's key share in " in capsys.readouterr().out
+        share = stored_shares(sale.custodians[index], tmp_path / "custody")[version]
+        assert keccak(share) == commitments[index]
+    # A custodian key that is not the one the share was sealed to opens nothing and keeps nothing.
+    monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[0])
+    argv = ["weights", "receive", str(handover), "--key", str(tmp_path / "custodian-1.key")]
+    assert main([*argv, "--custody-dir", str(tmp_path / "other"), "--rpc", treasury.rpc_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not open" in err and "Traceback" not in err
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_refused_custody_is_one_line_and_the_next_step_publishes_the_same_shares(sale, sharded, tmp_path):
+    """Custodians without STORAGE stake: `WeightAccess.publish` reverts after the hand-over file is written;
+    once they stake, the next step publishes exactly the shares in that file (no new split, no new key)."""
+    treasury = sale.treasury
+    models = treasury.contract("ModelRegistry")
+    treasury.transact(models.functions.registerVersion(1, 3, cid_to_chain(GENESIS_MODEL_CID), 0))
+    version = int(models.functions.latestVersion().call())
+    custodians = [fresh_account(treasury, 500)[0] for _ in range(3)]
+    keys = [buyer_keypair() for _ in custodians]
+    named = [CustodianKey(c.address, public) for c, (_, public) in zip(custodians, keys, strict=True)]
+    publisher = Publisher(treasury, EmbeddedStore(tmp_path / "store"), tmp_path / "keys", tmp_path / "handover")
+    with pytest.raises(PublishError) as refused:
+        publisher.step(version, sharded, base_model="tiny", custodians=named, threshold=2)
+    message = str(refused.value)
+    assert message.startswith(f"version {version}: WeightAccess.publish refused: ") and "\n" not in message
+    assert "ExceedsUnlocked" in message
+    handover = handover_path(
+        tmp_path / "handover", treasury.chain_id, treasury.contract("WeightAccess").address, version
+    )
+    written = handover.read_bytes()
+    for client in custodians:
+        stake(client, "STORAGE", "500")  # the STORAGE minimum, above the custodian bond
+    report = publisher.step(version, sharded, base_model="tiny", custodians=named, threshold=2)
+    assert report.done and report.lines == [f"version {version}: on sale, key custody 2-of-3 published"]
+    assert handover.read_bytes() == written
+    custody = WeightAccessClient(treasury).custody(version)
+    assert custody.commitments == read_handover(handover, version).commitments
+    key = key_path(tmp_path / "keys", treasury.chain_id, models.address, version).read_text().strip()
+    assert custody.key_hash == keccak(bytes.fromhex(key))

@@ -1,8 +1,10 @@
-"""The storage node role on a real chain (anvil, the deployed contracts, short windows): five nodes register, the
-publisher records version 1's manifest and assigns its shards R = 3 times by the rendezvous ranking, the nodes
-fetch, verify, pin and confirm; an audit names a node, which answers and is paid; a node that lost its replica
-misses its audit and is slashed through `slashMissed` by a keeper; the publisher re-assigns the failed replica
-to the next node in the ranking, which confirms it (back to R).
+"""The storage node role and the publisher's step on a real chain (anvil, the deployed contracts, short windows):
+five nodes register; the publisher (`Publisher.step`, bounded: two calls) assigns version 1's shards R = 3 times by
+the rendezvous ranking, records its manifest and publishes its key 3-of-5 among the five nodes as custodians, who
+take their sealed shares; the nodes fetch, verify, pin and confirm; a buyer buys the key and assembles the exact
+weights with two holders stopped; an audit names a node, which answers and is paid; a node that lost its replica
+misses its audit and is slashed through `slashMissed` by a keeper; the publisher's next step re-assigns the
+failed replica to the next node in the ranking, which confirms it (back to R).
 
 The tests run in order on one module-scoped network (each builds on the state the previous one left); the stores
 are embedded ones, one per node and one for the publisher (the node's sources).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -28,17 +31,31 @@ from workers.chain.artifacts import project_root
 from workers.chain.deploy import StorageParams
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.module import cid_to_chain
+from workers.chain.units import WEI_PER_DSH
 from workers.protocol.constants import GENESIS_VERSION
 from workers.protocol.storage import holders
-from workers.shards import publish_version, seal_and_pin
+from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_manifest, shard_version
+from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
 from workers.shards.chain import StorageClient
 from workers.shards.manifest import Manifest
-from workers.shards.node import ManifestDirectory, StorageNode
+from workers.shards.node import StorageNode
+from workers.shards.publisher import (
+    CustodianKey,
+    Publisher,
+    PublishError,
+    handover_path,
+    key_path,
+    read_handover,
+    receive_share,
+)
 from workers.storage import STORE_DIR_ENV, EmbeddedStore, parse_cid
 
 VERSION = GENESIS_VERSION
 PARAMS = StorageParams(confirm_window=60, audit_interval=20, answer_window=6)
 NODE_COUNT = 5
+THRESHOLD = 3
+#: Node bond (500) and custodian bond (200) of STORAGE stake, the deployment's defaults.
+NODE_STAKE = 700
 
 
 @dataclasses.dataclass
@@ -46,10 +63,18 @@ class Custody:
     net: Net
     publisher: StorageClient
     publisher_store: EmbeddedStore
-    manifests: Path
     nodes: dict[str, StorageNode]
     keeper: StorageNode
+    publishing: Publisher
+    tmp: Path
+    #: node address -> its X25519 custodian key pair (private, public)
+    custodian_keys: dict[str, tuple[bytes, bytes]]
     manifest: Manifest | None = None
+
+    def publish(self, sharded):
+        """The publisher's step for version 1 (the tiny model), the five nodes as custodians."""
+        custodians = [CustodianKey(a, self.custodian_keys[a][1]) for a in self.nodes]
+        return self.publishing.step(VERSION, sharded, base_model="tiny", custodians=custodians, threshold=THRESHOLD)
 
     def node_for(self, address: str) -> StorageNode:
         return self.nodes[address]
@@ -59,13 +84,12 @@ class Custody:
         return {address: w3.eth.get_transaction_count(address) for address in self.nodes}
 
 
-def make_node(net: Net, tmp: Path, publisher_store: EmbeddedStore, manifests: Path, *, keeper=False, staked=500):
+def make_node(net: Net, tmp: Path, publisher_store: EmbeddedStore, *, keeper=False, staked=NODE_STAKE):
     chain = net.account(role="STORAGE" if staked else None, staked=staked)
     store = EmbeddedStore(tmp / chain.address)
     return StorageNode(
         StorageClient(chain),
         store,
-        ManifestDirectory(chain, [store, publisher_store], manifests),
         sources=[publisher_store],
         endpoint=f"/dns4/{chain.address[:10].lower()}.example/tcp/4001",
         capacity=1 << 30,
@@ -85,15 +109,18 @@ def custody(net_anvil, tmp_path_factory) -> Custody:
     deploy_network(admin, DeployParams(storage=PARAMS))  # the admin is governance, hence the publisher
     net = Net(net_anvil.url, tmp / "deployments", admin, tmp / "votes", tmp / "store")
     publisher_store = EmbeddedStore(tmp / "publisher")
-    manifests = tmp / "manifests"
-    manifests.mkdir()
-    nodes = [make_node(net, tmp / "nodes", publisher_store, manifests) for _ in range(NODE_COUNT)]
-    keeper = make_node(net, tmp / "keeper", publisher_store, manifests, keeper=True, staked=0)
-    return Custody(net, StorageClient(admin), publisher_store, manifests, {n.address: n for n in nodes}, keeper)
+    nodes = [make_node(net, tmp / "nodes", publisher_store) for _ in range(NODE_COUNT)]
+    keeper = make_node(net, tmp / "keeper", publisher_store, keeper=True, staked=0)
+    # At most 10 replicas sealed and assigned per call: version 1's 18 take two calls.
+    publishing = Publisher(admin, publisher_store, tmp / "keys", tmp / "handover", max_assignments=10)
+    keys = {n.address: buyer_keypair() for n in nodes}
+    return Custody(
+        net, StorageClient(admin), publisher_store, {n.address: n for n in nodes}, keeper, publishing, tmp, keys
+    )
 
 
 def test_registration_needs_the_storage_stake_and_then_happens_once(custody, tmp_path):
-    unstaked = make_node(custody.net, tmp_path, custody.publisher_store, custody.manifests, staked=0)
+    unstaked = make_node(custody.net, tmp_path, custody.publisher_store, staked=0)
     with pytest.raises(InvalidRequest, match=r"unlocked STORAGE stake.*deepshard stake STORAGE 500"):
         unstaked.step()
     assert custody.net.admin.w3.eth.get_transaction_count(unstaked.address) == 0  # nothing sent
@@ -108,26 +135,70 @@ def test_registration_needs_the_storage_stake_and_then_happens_once(custody, tmp
     assert sorted(custody.publisher.nodes()) == sorted(custody.nodes)
 
 
-def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custody, sharded, version_key):
-    storage = custody.publisher
+def test_the_publisher_step_assigns_records_and_hands_out_the_key_idempotently(custody, sharded, tiny):
+    storage, admin = custody.publisher, custody.publisher.chain
     registered = storage.nodes()
-    assignment = {s.index: holders(VERSION, s.index, registered, PARAMS.replication) for s in sharded.shards}
-    manifest = publish_version(
-        sharded,
-        version_key,
-        version=VERSION,
-        base_model="tiny",
-        assignment=assignment,
-        stores={node: custody.publisher_store for node in registered},
-    )
-    custody.manifest = manifest
-    manifest_cid = custody.publisher_store.add_bytes(manifest.to_json())
-    registry = storage.chain.contract("ModelRegistry")
-    storage.chain.transact(registry.functions.publishShards(VERSION, cid_to_chain(manifest_cid)))
-    for entry in manifest.shards:
-        for replica in entry.replicas:  # in ranking order: each is `nextHolder` when its turn comes
-            storage.assign(VERSION, entry.index, replica.node, replica.merkle_root, replica.size)
+    expected = {s.index: holders(VERSION, s.index, registered, PARAMS.replication) for s in sharded.shards}
+    path = key_path(custody.tmp / "keys", admin.chain_id, admin.contract("ModelRegistry").address, VERSION)
 
+    first = custody.publish(sharded)  # bounded: 10 of the 18 replicas, no manifest yet
+    assert not first.done and first.manifest_cid is None
+    assert first.lines[0] == f"version {VERSION}: drew its key ({path}, mode 0600)"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assigned = [line for line in first.lines if ": assigned to " in line]
+    assert len(assigned) == 10 == len(first.lines) - 1
+    key = bytes.fromhex(path.read_text().strip())
+    assert key.hex() not in "".join(first.lines)
+    second = custody.publish(sharded)  # continues where the first stopped: the key is not drawn again
+    assert second.done and bytes.fromhex(path.read_text().strip()) == key
+    assert len([line for line in second.lines if ": assigned to " in line]) == 8
+    assert second.lines[-2].startswith(f"version {VERSION}: key shares sealed to {NODE_COUNT} custodians in ")
+    assert second.lines[-1] == f"version {VERSION}: on sale, key custody {THRESHOLD}-of-{NODE_COUNT} published"
+
+    manifest = parse_manifest(custody.publisher_store.get(second.manifest_cid))
+    custody.manifest = manifest
+    assert {e.index: [to_checksum_address(r.node) for r in e.replicas] for e in manifest.shards} == expected
+    for entry in manifest.shards:
+        assert storage.live_replicas(VERSION, entry.index) == PARAMS.replication
+        for replica in entry.replicas:
+            assert storage.replica(VERSION, entry.index, replica.node).root == replica.merkle_root
+    recorded = admin.contract("ModelRegistry").functions.getVersion(VERSION).call()[5]
+    assert recorded == cid_to_chain(second.manifest_cid)
+
+    # A re-run sends nothing: every shard is at R, the manifest and the custody are published.
+    nonce = admin.w3.eth.get_transaction_count(admin.address)
+    again = custody.publish(sharded)
+    assert again.done and again.lines == [] and again.manifest_cid == second.manifest_cid
+    assert admin.w3.eth.get_transaction_count(admin.address) == nonce
+
+    # A publisher without the key file never draws a new one for a version already (partly) published.
+    keyless = Publisher(admin, custody.publisher_store, custody.tmp / "other-keys", custody.tmp / "handover")
+    with pytest.raises(PublishError, match=r"its key file .* is missing: the key is never drawn again"):
+        keyless.step(VERSION, sharded, base_model="tiny")
+    assert admin.w3.eth.get_transaction_count(admin.address) == nonce
+
+    # Repairs re-seal from the weights given: another shard layout of the same weights is refused, nothing sent.
+    other_layout = shard_version(tiny.model, tiny.tokenizer, layers_per_shard=2)
+    with pytest.raises(PublishError, match=r"the weights given are not the ones its recorded manifest .* describes"):
+        custody.publish(other_layout)
+    assert admin.w3.eth.get_transaction_count(admin.address) == nonce
+
+    # Each custodian takes its share from the hand-over file: sealed there, in plaintext only in its own 0600 file.
+    handover = handover_path(custody.tmp / "handover", admin.chain_id, admin.contract("WeightAccess").address, VERSION)
+    sealed = read_handover(handover, VERSION)
+    custody_on_chain = WeightAccessClient(admin).custody(VERSION)
+    assert custody_on_chain.commitments == sealed.commitments and custody_on_chain.key_hash == keccak(key)
+    for node in custody.nodes.values():
+        private, _ = custody.custodian_keys[node.address]
+        kept = receive_share(node.storage.chain, handover, private, custody.tmp / "custody")
+        assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
+        assert receive_share(node.storage.chain, handover, private, custody.tmp / "custody") == kept  # idempotent
+        share = stored_shares(node.storage.chain, custody.tmp / "custody")[VERSION]
+        assert keccak(share) in sealed.commitments and share.hex() not in handover.read_text()
+
+
+def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custody):
+    storage, manifest = custody.publisher, custody.manifest
     for node in custody.nodes.values():
         mine = [(e.index, r) for e in manifest.shards for r in e.replicas if r.node == node.address.lower()]
         # Bounded work: at most `max_fetches` replicas fetched per step, the rest at the next steps.
@@ -151,24 +222,51 @@ def test_assigned_replicas_are_fetched_verified_pinned_and_confirmed_once(custod
 
     # A restarted node (fresh process state) sees its replicas confirmed and sends nothing either.
     first = next(iter(custody.nodes.values()))
-    restarted = StorageNode(
-        first.storage, first.store, first.directory, sources=first.sources[1:], keeper=False, out=lambda line: None
-    )
+    restarted = StorageNode(first.storage, first.store, sources=first.sources[1:], keeper=False, out=lambda line: None)
     assert restarted.step() == []
     assert custody.nonces() == nonces
 
 
+def test_a_buyer_assembles_the_exact_weights_with_two_holders_stopped(custody, sharded, tmp_path):
+    manifest = custody.manifest
+    buyer = custody.net.account(dsh=5_000)
+    private, public = buyer_keypair()
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, public, 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    for node in custody.nodes.values():
+        shares = stored_shares(node.storage.chain, custody.tmp / "custody")
+        assert [step.action for step in deliver_shares(node.storage.chain, shares)] == ["delivered"]
+    recovered = access.collect_key(purchase, private, timeout=0)
+    assert keccak(recovered.key) == manifest.key_hash
+
+    # The first two holders of shard 0 are stopped: every shard still has a holder among the other three.
+    stopped = [to_checksum_address(r.node) for r in manifest.shards[0].replicas[:2]]
+    from_holders = fetch_from_stores({a: n.store for a, n in custody.nodes.items() if a not in stopped})
+    public = {entry.cid for entry in manifest.files}
+
+    def fetch(node: str, cid: str) -> bytes:
+        # The loader files are public and pinned by the publisher (nodes pin replicas only); replicas come only
+        # from the running holders.
+        return custody.publisher_store.get(cid) if cid in public else from_holders(node, cid)
+
+    assembly = assemble(manifest, recovered.key, fetch, tmp_path / "weights", weights_hash=sharded.weights_hash)
+    assert assembly.weights_hash == sharded.weights_hash  # the exact state dict, hashed tensor by tensor
+    assert to_checksum_address(assembly.served_by[0]) == to_checksum_address(manifest.shards[0].replicas[2].node)
+    assert all(to_checksum_address(node) not in stopped for node in assembly.served_by.values())
+    assert any(stopped[0].lower() in fault.lower() for fault in assembly.faults)
+
+
 def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
-    """The publisher records a root the replica does not have (version 77, listed only in an amended manifest): the
-    node does not confirm it, and a keeper expires the assignment once its window is over."""
+    """The publisher records a root the replica it names does not have (version 77, the bytes of a version 1
+    replica, the node's own when it holds one): the node does not confirm it, a keeper expires the assignment once
+    its window is over, and the node's own replica stays pinned."""
     manifest, storage = custody.manifest, custody.publisher
     entry = manifest.shards[0]
     size = entry.replicas[0].size
     node = custody.node_for(storage.next_holder(77, 0, size))
-    replica = dataclasses.replace(entry.replicas[0], node=node.address.lower())  # another node's bytes
-    amended = dataclasses.replace(manifest, version=77, shards=(dataclasses.replace(entry, replicas=(replica,)),))
-    (custody.manifests / "version-77.json").write_bytes(amended.to_json())
-    storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size)
+    own = [r for e in manifest.shards for r in e.replicas if r.node == node.address.lower()]
+    replica = own[0] if own else entry.replicas[0]  # bytes of another assignment
+    storage.assign(77, 0, node.address, keccak(b"not this replica's root"), size, replica.cid)
     nonce = custody.nonces()[node.address]
 
     lines = node.step()
@@ -187,6 +285,7 @@ def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
     expired = f"expired the unconfirmed assignment of version 77 shard 0 of {node.address}"
     assert f"storage {custody.keeper.address}: {expired}" in custody.keeper.keep()
     assert node.storage.replica(77, 0).status == "Failed"
+    assert all(node.store.is_pinned(r.cid) for r in own)  # failing the bad assignment unpinned none of its own
     assert node.storage.node().bond == bond - PARAMS.audit_slash
     # The keeper also challenged the epoch in reach: its node answers, so that the tests below start with none open.
     answered = [line for holder in custody.nodes.values() for line in holder.step()]
@@ -222,7 +321,7 @@ def test_an_audited_node_answers_and_is_paid(custody):
     ]
     nonce = custody.nonces()[node.address]
     assert node.step() == []
-    restarted = StorageNode(node.storage, node.store, node.directory, keeper=False, out=lambda line: None)
+    restarted = StorageNode(node.storage, node.store, keeper=False, out=lambda line: None)
     assert restarted.step() == []
     assert custody.nonces()[node.address] == nonce  # answered once, restart or not
     with pytest.raises(TransactionReverted, match=rf"Storage.answer would revert: AuditClosed\(epoch={epoch}\)"):
@@ -237,7 +336,7 @@ def drop_content(store: EmbeddedStore, cid: str) -> None:
     (store.root / "blocks" / root[-3:-1] / root).unlink()
 
 
-def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_node(custody, sharded, version_key):
+def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_node(custody, sharded):
     storage, manifest = custody.publisher, custody.manifest
     epoch = next_epoch(custody)
     audit = storage.audit(epoch)
@@ -264,29 +363,21 @@ def test_a_lost_replica_misses_its_audit_is_slashed_and_repaired_by_the_next_nod
     assert [(log.args["node"], log.args["slashed"]) for log in missed] == [(lost.address, PARAMS.audit_slash)]
     assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication - 1
 
-    # Repair: the publisher re-seals the shard for the next node in the ranking and hands over the amended manifest.
+    # Repair: the publisher's next step re-seals the shard for the next node in the ranking and assigns it, with
+    # its CID in the event.
     successor = storage.next_holder(VERSION, audit.shard, replica.size)
     assert successor is not None and successor.lower() not in {r.node for r in entry.replicas}
-    repaired = seal_and_pin(
-        sharded.shards[audit.shard].plaintext,
-        version_key,
-        version=VERSION,
-        shard=audit.shard,
-        node=successor,
-        store=custody.publisher_store,
-    )
-    replicas = tuple(r for r in entry.replicas if r.node != lost.address.lower()) + (repaired,)
-    shards = tuple(dataclasses.replace(e, replicas=replicas) if e is entry else e for e in manifest.shards)
-    (custody.manifests / f"version-{VERSION}-repair-{audit.shard}.json").write_bytes(
-        dataclasses.replace(manifest, shards=shards).to_json()
-    )
-    storage.assign(VERSION, audit.shard, successor, repaired.merkle_root, repaired.size)
-
+    repair = custody.publish(sharded)
+    assert repair.done and len(repair.lines) == 1
+    assert repair.lines[0].startswith(f"version {VERSION} shard {audit.shard}: assigned to {successor} (")
+    repaired = storage.replica(VERSION, audit.shard, successor)
+    repaired_cid = repair.lines[0].rsplit(", ", 1)[1].removesuffix(")")
+    assert custody.publish(sharded).lines == []  # back to R: nothing more to do
     node = custody.node_for(successor)
     assert f"storage {successor}: confirmed version {VERSION} shard {audit.shard} ({repaired.size:,} bytes)" in (
         node.step()
     )
-    assert node.store.is_pinned(repaired.cid)
+    assert node.store.is_pinned(repaired_cid)  # the CID came from the chain: no manifest was handed over
     assert storage.replica(VERSION, audit.shard, successor).status == "Holding"
     assert storage.live_replicas(VERSION, audit.shard) == PARAMS.replication
     assert lost.step() == []  # its failed replica is gone from its pins already; nothing to send
