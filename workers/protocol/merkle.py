@@ -12,7 +12,13 @@ up unpaired contribute nothing), which is exactly what `MerkleProof.verify(proof
 
 from __future__ import annotations
 
-from eth_utils import keccak
+import sha3  # safe-pysha3: keccak256 without eth_utils' per-call dispatch, ~5x faster on 1 KiB chunks
+
+
+def keccak(data: bytes) -> bytes:
+    """keccak256 of `data` (32 bytes): Ethereum's, not NIST SHA3-256."""
+    return sha3.keccak_256(data).digest()
+
 
 # 1 KiB: an audit answer carries one chunk as calldata (~16 gas a byte), and a proof of a 1 GiB replica is 20 hashes.
 CHUNK_BYTES = 1024
