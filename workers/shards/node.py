@@ -8,19 +8,26 @@
 Each step:
 1. registers the account if it is not (endpoint, capacity; `InvalidRequest` when the unlocked STORAGE stake does not
    cover `nodeBond`);
-2. scans at most `max_range` new blocks of `ReplicaAssigned` events naming this node and `AuditOpened` events
-   (all of them when it keeps, else its own);
+2. scans at most `max_range` new blocks from its cursor (the deploy block in a new process) of `ReplicaAssigned`
+   events naming this node and `AuditOpened` events (all of them when it keeps, else its own); while that leaves
+   the cursor behind the head (a restart on a long chain), also its own assignments of the last `confirmWindow`
+   blocks and the audits of the last `answerWindow`, which cannot wait for the catch-up;
 3. answers every open audit naming it, from its own pinned replica (`audit.answer_challenge`): chunk and Merkle
-   proof, before the answer window closes;
+   proof, before the answer window closes; a replica the catch-up has not reached is read from the chain (its
+   record, and the CID of its `ReplicaAssigned` event at the record's assignment block);
 4. for each replica assigned to it (at most `max_fetches` fetched per step): fetches the CID its
-   `ReplicaAssigned` event names from its own store or a source, checks its size and chunk Merkle root against the
-   on-chain record, pins it and calls `confirm` within `confirmWindow`; a replica that does not verify is neither
-   pinned nor confirmed and is reported in one line. A confirmed replica missing from its store is fetched again;
+   `ReplicaAssigned` event names from its own store or a source, at most the on-chain size (a bigger CID is not
+   downloaded past it), checks its size and chunk Merkle root against the on-chain record, pins it and calls
+   `confirm` within `confirmWindow`; a replica that does not verify is neither pinned nor confirmed, reported in
+   one line and its CID not fetched again for that record. A store or CID failure (`ShardError`, `StorageError`)
+   is that replica's alone: reported in one line, the CID rejected when the failure is the content's own
+   (`CONTENT_ERRORS`), and the other replicas go on. A confirmed replica missing from its store is fetched again;
    if no source has it at `RELEASE_AFTER` steps in a row and no audit is open on it, it is released (the next node
    in the ranking repairs it). A released or failed replica is unpinned;
 5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
    in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
-   every other node's assignment left unconfirmed past `confirmWindow`.
+   every other node's assignment left unconfirmed past `confirmWindow` (tracked until sent, so a failed `expire` is
+   sent again at the next step).
 
 Every decision reads the chain first (a replica is confirmed only while `Assigned`, an audit answered only while
 open), so a restarted node neither confirms nor answers twice; before each transaction the account's pending ones
@@ -41,9 +48,17 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..chain.errors import InvalidRequest, TransactionRejected, TransactionReverted
-from ..chain.module import LOG_RANGE, cid_from_chain
+from ..chain.module import LOG_RANGE, Log, cid_from_chain
 from ..protocol.merkle import merkle_root
-from ..storage import ContentStore, StorageError, parse_cid
+from ..storage import (
+    ContentStore,
+    FileTooLarge,
+    IntegrityError,
+    InvalidCid,
+    StorageError,
+    UnsupportedContent,
+    parse_cid,
+)
 from .audit import Holding, answer_challenge
 from .chain import AuditRecord, StorageClient
 from .errors import ShardError
@@ -59,26 +74,33 @@ DEFAULT_INTERVAL = 2.0
 MAX_BACKOFF = 60.0
 #: `blockhash` reaches back this many blocks (`Storage.challenge`).
 BLOCKHASH_REACH = 256
+#: Failures that are the content's own (the same at every try, from every source): the CID is rejected for that
+#: on-chain record. Any other `StorageError` (a node down, a disk full) is retried at the next step.
+CONTENT_ERRORS = (ShardError, IntegrityError, FileTooLarge, InvalidCid, UnsupportedContent)
 
 
 @dataclass
 class Tracked:
-    """A replica assigned to this node: the on-chain root (32 bytes), size (bytes) and the CID its assignment logged
-    (None: the logged bytes are no CID, reported once; the assignment then expires)."""
+    """A replica assigned to this node: the on-chain root (32 bytes), size (bytes), the CID its assignment logged
+    (None: the logged bytes are no CID, reported once; the assignment then expires) and the assignment's block."""
 
     version: int
     shard: int
     root: bytes
     size: int
     cid: str | None
-    #: the CID's bytes did not verify against the on-chain record (never fetched again)
-    rejected: bool = False
+    assigned: int
     #: steps in a row at which the confirmed replica was missing and no source had it
     misses: int = 0
 
     @property
     def label(self) -> str:
         return f"version {self.version} shard {self.shard}"
+
+    @property
+    def content(self) -> tuple[str | None, bytes, int]:
+        """What a rejection is cached by: the same CID may well verify against another record."""
+        return (self.cid, self.root, self.size)
 
 
 class StorageNode:
@@ -115,7 +137,12 @@ class StorageNode:
         self.audits: dict[int, dict] = {}
         #: (version, shard, node) -> block of the assignment, of other nodes' replicas, until confirmed or expired
         self.assignments: dict[tuple[int, int, str], int] = {}
+        #: (CID, root, size) whose bytes do not verify against that record (or cannot be stored under that CID):
+        #: never fetched again
+        self.rejected: set[tuple[str | None, bytes, int]] = set()
         self._reported: set[str] = set()
+        #: replicas fetched in the current step (at most `max_fetches`)
+        self._fetches = 0
         self._lines: list[str] = []
 
     # ------------------------------------------------------------ reporting
@@ -196,28 +223,73 @@ class StorageNode:
     # ------------------------------------------------------------ events
 
     def _scan(self, latest: int) -> None:
+        """Reads the next `max_range` blocks of events from the cursor; while that leaves the cursor behind the head
+        (a restart on a long chain), also this node's assignments over the last `confirmWindow` blocks and the
+        audits over the last `answerWindow`, which cannot wait for the catch-up."""
         start = self.storage.deploy_block() if self.cursor is None else self.cursor
         if start > latest:
             return
         end = min(latest, start + self.max_range - 1)
         # A keeper follows every assignment and audit (to expire and slash the missed ones), a holder only its own.
         mine = None if self.keeper else {"node": self.address}
-        for log in self.storage.logs(self.storage.REPLICA_ASSIGNED, mine, start, end):
-            args = log.args
-            key = (int(args["version"]), int(args["shard"]))
-            if args["node"] == self.address:
-                tracked = Tracked(key[0], key[1], bytes(args["root"]), int(args["size"]), None)
-                try:
-                    tracked.cid = cid_from_chain(bytes(args["cid"]))
-                except StorageError as exc:
-                    self._problem(f"storage {self.address}: {tracked.label}: the assignment logged no CID ({exc})")
-                self.replicas[key] = tracked
-            else:
-                self.assignments[(*key, args["node"])] = log.block
-        audit_filter = mine
-        for log in self.storage.logs(self.storage.AUDIT_OPENED, audit_filter, start, end):
-            self.audits[int(log.args["epoch"])] = dict(log.args)
+        self._read_events(mine, start, end, mine, start, end)
         self.cursor = end + 1
+        if end < latest:
+            params = self.storage.params()
+            recent = max(self.storage.deploy_block(), end + 1)
+            self._read_events(
+                {"node": self.address},
+                max(recent, latest - params.confirm_window),
+                latest,
+                mine,
+                max(recent, latest - params.answer_window),
+                latest,
+            )
+
+    def _read_events(
+        self,
+        assigned_filter: dict | None,
+        assigned_from: int,
+        assigned_to: int,
+        audit_filter: dict | None,
+        audits_from: int,
+        audits_to: int,
+    ) -> None:
+        """`ReplicaAssigned` and `AuditOpened` logs matching the filters in the two block ranges (inclusive)."""
+        for log in self.storage.logs(self.storage.REPLICA_ASSIGNED, assigned_filter, assigned_from, assigned_to):
+            self._assigned(log)
+        for log in self.storage.logs(self.storage.AUDIT_OPENED, audit_filter, audits_from, audits_to):
+            self.audits[int(log.args["epoch"])] = dict(log.args)
+
+    def _assigned(self, log: Log) -> None:
+        args = log.args
+        version, shard = int(args["version"]), int(args["shard"])
+        if args["node"] != self.address:
+            self.assignments[(version, shard, args["node"])] = log.block
+            return
+        known = self.replicas.get((version, shard))
+        if known is not None and known.assigned >= log.block:
+            return  # read already (the recent window and the catch-up overlap), or a newer assignment is known
+        tracked = Tracked(version, shard, bytes(args["root"]), int(args["size"]), None, log.block)
+        try:
+            tracked.cid = cid_from_chain(bytes(args["cid"]))
+        except StorageError as exc:
+            self._problem(f"storage {self.address}: {tracked.label}: the assignment logged no CID ({exc})")
+        self.replicas[(version, shard)] = tracked
+
+    def _tracked_from_chain(self, version: int, shard: int) -> Tracked | None:
+        """This node's live replica of (`version`, `shard`) from the chain alone (its record, and the CID from its
+        `ReplicaAssigned` event at the record's assignment block), for an audit on a replica the catch-up has not
+        reached; None when there is none."""
+        record = self.storage.replica(version, shard)
+        if record.status not in ("Assigned", "Holding"):
+            return None
+        where = {"version": version, "shard": shard, "node": self.address}
+        for log in self.storage.logs(
+            self.storage.REPLICA_ASSIGNED, where, record.assigned_block, record.assigned_block
+        ):
+            self._assigned(log)
+        return self.replicas.get((version, shard))
 
     # ------------------------------------------------------------ audits
 
@@ -248,7 +320,9 @@ class StorageNode:
         tracked = self.replicas.get((audit.version, audit.shard))
         where = f"audit {audit.epoch} (version {audit.version} shard {audit.shard} chunk {audit.chunk_index})"
         if tracked is None:
-            self._problem(f"storage {self.address}: {where}: no assignment of this replica seen; cannot answer")
+            tracked = self._tracked_from_chain(audit.version, audit.shard)
+        if tracked is None:
+            self._problem(f"storage {self.address}: {where}: no assignment of this replica on chain; cannot answer")
             return
         data = self._local_copy(tracked)
         if data is None:
@@ -268,44 +342,49 @@ class StorageNode:
     # ------------------------------------------------------------ replicas
 
     def _replica_duties(self, latest: int) -> None:
-        fetches = 0
-        window = None
+        self._fetches = 0
         for key, tracked in list(self.replicas.items()):
-            record = self.storage.replica(tracked.version, tracked.shard)
-            if record.status in ("Released", "Failed", "None"):
-                self._drop(tracked, record.status)
-                del self.replicas[key]
-            elif record.status == "Assigned":
-                window = window if window is not None else self.storage.params().confirm_window
-                deadline = record.assigned_block + window
-                if latest + 1 > deadline:
-                    self._problem(
-                        f"storage {self.address}: {tracked.label}: the confirm window closed at block {deadline}"
-                    )
-                elif fetches < self.max_fetches:
-                    fetches += 1
-                    if self._obtain(tracked) and self._send(
-                        f"confirm of {tracked.label}", partial(self.storage.confirm, tracked.version, tracked.shard)
-                    ):
-                        self._say(f"storage {self.address}: confirmed {tracked.label} ({tracked.size:,} bytes)")
-            elif record.status == "Holding" and not self._held(tracked) and fetches < self.max_fetches:
-                fetches += 1
-                if self._obtain(tracked):
-                    tracked.misses = 0
-                    self._say(f"storage {self.address}: fetched {tracked.label} again (it was missing locally)")
-                    continue
-                tracked.misses += 1
-                # A source may be down for a while: only a replica missed at RELEASE_AFTER steps in a row is given
-                # up, and never while an audit is open on it (the contract refuses; the audit is missed anyway).
-                if tracked.misses >= RELEASE_AFTER and record.open_audit is None:
-                    release = partial(self.storage.release, tracked.version, tracked.shard)
-                    if self._send(f"release of {tracked.label}", release):
-                        self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
+            # One replica's store or CID failure is its own: the others, and the keeper's duties, go on.
+            try:
+                self._replica_duty(key, tracked, latest)
+            except (ShardError, StorageError) as exc:
+                self._problem(f"storage {self.address}: {tracked.label}: {exc}; skipped")
+                if isinstance(exc, CONTENT_ERRORS):
+                    self.rejected.add(tracked.content)
+
+    def _replica_duty(self, key: tuple[int, int], tracked: Tracked, latest: int) -> None:
+        record = self.storage.replica(tracked.version, tracked.shard)
+        if record.status in ("Released", "Failed", "None"):
+            del self.replicas[key]
+            self._drop(tracked, record.status)
+        elif record.status == "Assigned":
+            deadline = record.assigned_block + self.storage.params().confirm_window
+            if latest + 1 > deadline:
+                self._problem(f"storage {self.address}: {tracked.label}: the confirm window closed at block {deadline}")
+            elif self._fetches < self.max_fetches:
+                self._fetches += 1
+                if self._obtain(tracked) and self._send(
+                    f"confirm of {tracked.label}", partial(self.storage.confirm, tracked.version, tracked.shard)
+                ):
+                    self._say(f"storage {self.address}: confirmed {tracked.label} ({tracked.size:,} bytes)")
+        elif record.status == "Holding" and not self._held(tracked) and self._fetches < self.max_fetches:
+            self._fetches += 1
+            if self._obtain(tracked):
+                tracked.misses = 0
+                self._say(f"storage {self.address}: fetched {tracked.label} again (it was missing locally)")
+                return
+            tracked.misses += 1
+            # A source may be down for a while: only a replica missed at RELEASE_AFTER steps in a row is given
+            # up, and never while an audit is open on it (the contract refuses; the audit is missed anyway).
+            if tracked.misses >= RELEASE_AFTER and record.open_audit is None:
+                release = partial(self.storage.release, tracked.version, tracked.shard)
+                if self._send(f"release of {tracked.label}", release):
+                    self._say(f"storage {self.address}: released {tracked.label}: lost locally, no source has it")
 
     def _drop(self, tracked: Tracked, status: str) -> None:
         # Only a CID pinned for this assignment is unpinned: a rejected one may be another replica's it holds (the
         # publisher names any CID), and a CID another live assignment names stays.
-        if tracked.cid is None or tracked.rejected:
+        if tracked.cid is None or tracked.content in self.rejected:
             return
         if any(other is not tracked and other.cid == tracked.cid for other in self.replicas.values()):
             return
@@ -314,14 +393,24 @@ class StorageNode:
             self._say(f"storage {self.address}: unpinned {tracked.label} ({status})")
 
     def _held(self, tracked: Tracked) -> bool:
-        """Whether the store holds the replica's CID pinned (the bytes are checked again before any answer)."""
-        return tracked.cid is not None and self.store.has(tracked.cid) and self.store.is_pinned(tracked.cid)
+        """Whether the store holds the replica's CID pinned (the bytes are checked again before any answer). A
+        store that cannot tell (a corrupt local block: IntegrityError) is reported once and counts as not holding
+        it, so that it is fetched again (adding the good blocks replaces the damaged ones)."""
+        if tracked.cid is None:
+            return False
+        try:
+            return self.store.has(tracked.cid) and self.store.is_pinned(tracked.cid)
+        except StorageError as exc:
+            self._problem(
+                f"storage {self.address}: {tracked.label}: the local copy of {tracked.cid} is unreadable ({exc})"
+            )
+            return False
 
     def _local_copy(self, tracked: Tracked) -> bytes | None:
         if not self._held(tracked):
             return None
         try:
-            return self.store.get(tracked.cid or "")
+            return self.store.get(tracked.cid or "", max_size=tracked.size)
         except StorageError:
             return None
 
@@ -329,20 +418,22 @@ class StorageNode:
         """Fetches, verifies and pins the replica its assignment names; True once it is pinned. Each failure is one
         line; a CID whose bytes do not verify is never fetched again."""
         cid = tracked.cid
-        if cid is None or tracked.rejected:
+        if cid is None or tracked.content in self.rejected:
             return False
-        if self._held(tracked):
-            data = self.store.get(cid)  # pinned before an interruption: only the confirmation is missing
-        else:
-            fetched = self._fetch(tracked, cid)
-            if fetched is None:
-                return False
-            data = fetched
+        # The own store is the first source: a replica pinned before an interruption is only confirmed.
+        data = self._fetch(tracked, cid)
+        if data is None:
+            return False
         if not self._verified(tracked, data):
-            tracked.rejected = True
             return False
         stored = self.store.add_bytes(data)
         if parse_cid(stored).v1() != parse_cid(cid).v1():
+            # Verified bytes the store names otherwise (a raw-codec CID over bytes it chunks): not answerable by
+            # the named CID, so rejected (by the step); the copy is unpinned unless another replica names it.
+            if not any(
+                other.cid and parse_cid(other.cid).v1() == parse_cid(stored).v1() for other in self.replicas.values()
+            ):
+                self.store.unpin(stored)
             raise ShardError(f"{self.store.location} named {tracked.label} {stored}, not {cid}")
         return True
 
@@ -350,7 +441,11 @@ class StorageNode:
         errors = []
         for source in self.sources:
             try:
-                return source.get(cid)
+                # Bounded by the size the chain records: a hostile CID costs that much download at most.
+                return source.get(cid, max_size=tracked.size)
+            except FileTooLarge as exc:
+                self._reject(tracked, str(exc))  # the CID's own size: no other source serves less
+                return None
             except StorageError as exc:
                 errors.append(f"{source.location}: {exc}")
         self._problem(f"storage {self.address}: {tracked.label}: no source serves {cid} ({'; '.join(errors)})")
@@ -365,10 +460,14 @@ class StorageNode:
             problem = f"Merkle root 0x{merkle_root(data).hex()}, the chain records 0x{tracked.root.hex()}"
         if problem is None:
             return True
+        self._reject(tracked, problem)
+        return False
+
+    def _reject(self, tracked: Tracked, problem: str) -> None:
+        self.rejected.add(tracked.content)
         self._problem(
             f"storage {self.address}: {tracked.label}: replica {tracked.cid} does not verify ({problem}); not confirmed"
         )
-        return False
 
     # ------------------------------------------------------------ keeper
 
@@ -384,12 +483,15 @@ class StorageNode:
             # Gas is estimated at the latest block, where the window must already be over.
             if latest <= assigned + window:
                 continue
-            del self.assignments[(version, shard, node)]
             record = self.storage.replica(version, shard, node)
             if record.status != "Assigned" or latest <= record.assigned_block + window:
-                continue  # confirmed, released or failed already (or assigned again later)
+                # confirmed, released or failed already (or assigned again later: its own event tracks it)
+                del self.assignments[(version, shard, node)]
+                continue
             label = f"version {version} shard {shard} of {node}"
+            # Forgotten only once sent: a refused expire is tried again at the next step.
             if self._send(f"expire of {label}", partial(self.storage.expire, version, shard, node)):
+                del self.assignments[(version, shard, node)]
                 self._say(f"storage {self.address}: expired the unconfirmed assignment of {label}")
 
     def _challenge(self, latest: int) -> None:

@@ -65,14 +65,18 @@ class ContentStore(ABC):
     def _fetch_block(self, cid: Cid) -> bytes:
         """The stored bytes of one block, unverified; raises NotFound if there is none."""
 
-    def iter_content(self, cid: str | Cid) -> Iterator[bytes]:
-        """The content of `cid` in pieces, each verified before it is yielded."""
-        return iter_file(parse_cid(cid), self._fetch_block, max_size=self.max_size)
+    def iter_content(self, cid: str | Cid, *, max_size: int | None = None) -> Iterator[bytes]:
+        """The content of `cid` in pieces, each verified before it is yielded. FileTooLarge past `max_size` bytes
+        (default and ceiling: the store's own maximum), raised from the declared size before any other block is
+        fetched, else as soon as the running total passes it."""
+        limit = self.max_size if max_size is None else min(max_size, self.max_size)
+        return iter_file(parse_cid(cid), self._fetch_block, max_size=limit)
 
-    def get(self, cid: str | Cid) -> bytes:
-        """The content of `cid`, verified against it (IntegrityError on any mismatch)."""
+    def get(self, cid: str | Cid, *, max_size: int | None = None) -> bytes:
+        """The content of `cid`, verified against it (IntegrityError on any mismatch); FileTooLarge past
+        `max_size` bytes (`iter_content`)."""
         content = bytearray()
-        for piece in self.iter_content(cid):
+        for piece in self.iter_content(cid, max_size=max_size):
             content += piece
         return bytes(content)
 

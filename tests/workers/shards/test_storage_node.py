@@ -33,6 +33,7 @@ from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
 from workers.protocol.constants import GENESIS_VERSION
+from workers.protocol.merkle import merkle_root
 from workers.protocol.storage import holders
 from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_manifest, shard_version
 from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
@@ -48,7 +49,9 @@ from workers.shards.publisher import (
     read_handover,
     receive_share,
 )
-from workers.storage import STORE_DIR_ENV, EmbeddedStore, parse_cid
+from workers.storage import STORE_DIR_ENV, Cid, EmbeddedStore, cid_of_bytes, parse_cid
+from workers.storage.cids import RAW
+from workers.storage.testing import sample_bytes
 
 VERSION = GENESIS_VERSION
 PARAMS = StorageParams(confirm_window=60, audit_interval=20, answer_window=6)
@@ -402,6 +405,125 @@ def test_a_holder_that_lost_a_replica_no_source_has_releases_it_after_three_step
     assert storage.replica(VERSION, entry.index, node.address).status == "Released"
     assert storage.live_replicas(VERSION, entry.index) == PARAMS.replication - 1
     assert node.step() == []
+
+
+def shards_ranked_first(storage: StorageClient, version: int, size: int, count: int) -> tuple[str, list[int]]:
+    """`count` shards of `version` whose next holder for `size` bytes is one same node (the first shard's)."""
+    node = storage.next_holder(version, 0, size)
+    shards = [s for s in range(200) if storage.next_holder(version, s, size) == node][:count]
+    assert node is not None and len(shards) == count
+    return node, shards
+
+
+def put_raw_block(store: EmbeddedStore, data: bytes) -> str:
+    """Stores `data` as one raw block and returns its raw-codec CID (which `add_bytes` would chunk otherwise)."""
+    cid = Cid.for_block(RAW, data)
+    name = str(cid)
+    (store.root / "blocks" / name[-3:-1]).mkdir(exist_ok=True)
+    (store.root / "blocks" / name[-3:-1] / name).write_bytes(data)
+    return name
+
+
+def test_one_bad_replica_neither_holds_up_the_others_nor_is_fetched_past_its_size_or_again(custody):
+    """Version 78, four replicas for one node in one step: a raw-codec CID over bytes the store re-adds under
+    another CID (a store error of that replica alone), a CID of 600 KiB assigned as 1,000 bytes (not downloaded
+    past the recorded size), then two good ones, which confirm in the same step; the bad ones are not fetched
+    again."""
+    storage, publisher_store = custody.publisher, custody.publisher_store
+    size = 300 * 1024  # above one 256 KiB chunk: the store's own CID of these bytes is dag-pb
+    address, shards = shards_ranked_first(storage, 78, size, 4)
+    node = custody.node_for(address)
+    assert node.step() == []
+    raw_data, big, good = sample_bytes(size, 1), sample_bytes(600 * 1024, 2), [sample_bytes(size, s) for s in (3, 4)]
+    raw_cid = put_raw_block(publisher_store, raw_data)
+    big_cid = publisher_store.add_bytes(big)
+    good_cids = [publisher_store.add_bytes(data) for data in good]
+    storage.assign(78, shards[0], address, merkle_root(raw_data), size, raw_cid)
+    storage.assign(78, shards[1], address, merkle_root(big[:1000]), 1000, big_cid)
+    for shard, data, cid in zip(shards[2:], good, good_cids, strict=True):
+        storage.assign(78, shard, address, merkle_root(data), size, cid)
+
+    lines = node.step()
+    prefix = f"storage {address}: version 78 shard"
+    assert len(lines) == 4, lines
+    assert lines[0].startswith(f"{prefix} {shards[0]}: {node.store.location} named version 78 shard {shards[0]} ")
+    assert lines[0].endswith(f", not {raw_cid}; skipped")
+    assert lines[1] == (
+        f"{prefix} {shards[1]}: replica {big_cid} does not verify ({big_cid} is {len(big)} bytes, above the maximum "
+        "size of 1000 bytes); not confirmed"
+    )
+    assert lines[2:] == [
+        f"storage {address}: confirmed version 78 shard {shard} ({size:,} bytes)" for shard in shards[2:]
+    ]
+    assert [storage.replica(78, shard, address).status for shard in shards] == ["Assigned"] * 2 + ["Holding"] * 2
+    assert not node.store.is_pinned(cid_of_bytes(raw_data))  # the copy under the other CID is not kept
+    assert not node.store.has(big_cid)
+
+    # Rejected, not fetched again: with the sources' copies gone, a new fetch would report that no source has it.
+    (publisher_store.root / "blocks" / raw_cid[-3:-1] / raw_cid).unlink()
+    drop_content(publisher_store, big_cid)
+    assert node.step() == []
+
+
+def test_an_expire_that_failed_is_sent_again_at_the_next_step(custody, tmp_path):
+    """A keeper without ETH for gas cannot send `expire` of version 78's two unconfirmed replicas; funded, its next
+    step sends them (the assignments were still tracked)."""
+    storage, net = custody.publisher, custody.net
+    bad = [
+        (log.args["shard"], log.args["node"])
+        for log in storage.logs(storage.REPLICA_ASSIGNED, {"version": 78}, 0, net.block())
+    ]
+    bad = [(shard, node) for shard, node in bad if storage.replica(78, shard, node).status == "Assigned"]
+    assert len(bad) == 2
+    net.mine_to(max(storage.replica(78, shard, node).assigned_block for shard, node in bad) + PARAMS.confirm_window + 1)
+    keeper = make_node(net, tmp_path, custody.publisher_store, keeper=True, staked=0)
+    w3 = keeper.storage.chain.w3
+    w3.provider.make_request("anvil_setBalance", [keeper.address, "0x0"])
+    lines = keeper.keep()
+    for shard, node in bad:
+        assert any(
+            line.startswith(f"storage {keeper.address}: expire of version 78 shard {shard} of {node} not sent: ")
+            for line in lines
+        ), lines
+        assert storage.replica(78, shard, node).status == "Assigned"
+
+    w3.provider.make_request("anvil_setBalance", [keeper.address, hex(10 * ETH)])
+    lines = keeper.keep()
+    for shard, node in bad:
+        assert (
+            f"storage {keeper.address}: expired the unconfirmed assignment of version 78 shard {shard} of {node}"
+            in lines
+        )
+        assert storage.replica(78, shard, node).status == "Failed"
+    # Any audit the keeper challenged is answered, so that the next test starts with none open.
+    for holder in custody.nodes.values():
+        holder.step()
+    for epoch in keeper.audits:
+        assert storage.audit(epoch).closed
+
+
+def test_a_node_restarted_behind_the_head_answers_an_audit_opened_there_in_its_first_step(custody):
+    """A restarted node whose first scan range (`max_range` blocks from the deploy block, `LOG_RANGE` by default)
+    ends far behind the head still finds the audit opened there and answers it in its first step: from the
+    assignment its scan reached, and (a range of one block, which reaches none) from the chain's replica record and
+    the CID of its `ReplicaAssigned`. The history here is short; a range shorter than it stands for `LOG_RANGE`
+    on a long chain (anvil takes minutes to mine thousands of blocks)."""
+    storage = custody.publisher
+    for reach_assignment in (True, False):
+        epoch = next_epoch(custody)
+        audit = storage.audit(epoch)
+        node = custody.node_for(audit.node)
+        assigned = storage.replica(audit.version, audit.shard, node.address).assigned_block
+        max_range = assigned - storage.deploy_block() + 1 if reach_assignment else 1
+        restarted = StorageNode(
+            node.storage, node.store, sources=node.sources[1:], keeper=False, max_range=max_range, out=lambda line: None
+        )
+        where = f"audit {epoch} (version {audit.version} shard {audit.shard} chunk {audit.chunk_index})"
+        assert f"storage {node.address}: answered {where}" in restarted.step()
+        assert storage.audit(epoch).closed
+        # Its scan stopped before the block the audit was opened in (`answerWindow` before its deadline).
+        assert restarted.cursor == storage.deploy_block() + max_range <= audit.deadline - PARAMS.answer_window
+        assert restarted.replicas[(audit.version, audit.shard)].assigned == assigned
 
 
 def test_the_storage_worker_command_refuses_without_stake_then_registers_and_stops_on_sigterm(custody, tmp_path):

@@ -165,6 +165,20 @@ def test_content_above_the_limit_is_not_served(tmp_path):
         small.get(cid)
 
 
+def test_a_read_bounded_below_the_store_limit_stops_at_the_declared_size(tmp_path):
+    store = EmbeddedStore(tmp_path / "store")
+    cid = store.add_bytes(sample_bytes(600_000))
+    root = str(parse_cid(cid).v1())
+    leaves = [path for path in block_files(store) if path.name != root]
+    for leaf in leaves:
+        leaf.unlink()  # only the root is left: a read past it would fail with NotFound, not FileTooLarge
+    with pytest.raises(FileTooLarge, match=f"{cid} is 600000 bytes, above the maximum size of 599999 bytes"):
+        store.get(cid, max_size=599_999)
+    small = EmbeddedStore(tmp_path / "store", max_size=1000)
+    with pytest.raises(FileTooLarge, match="above the maximum size of 1000 bytes"):
+        small.get(cid, max_size=10**9)  # the store's own maximum stays the ceiling
+
+
 def test_unreadable_source_file(embedded_store, tmp_path):
     with pytest.raises(StorageError, match="cannot read"):
         embedded_store.add_file(tmp_path / "absent.bin")
