@@ -16,7 +16,9 @@ import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
 ///      so it cannot tell a garbage delivery from a good one: the buyer checks each decrypted share against its
 ///      on-chain commitment and needs only k good ones of n. A garbage share is not provable on-chain here and
 ///      is not slashed; what stops it is the commitment (the buyer detects it at once and uses another share)
-///      and the custodian's bond and reputation. The module that inherits this says what a purchase is
+///      and the custodian's bond and reputation. Nor can it tell a usable X25519 buyer key from a low-order
+///      point: a custodian facing one delivers a 1-byte refusal marker instead of a share, which counts as a
+///      delivery (not slashed; the buyer who chose the key is not refunded). The module that inherits this says what a purchase is
 ///      (`_deliveryTerms`) and when a version's custody may end (`_custodyReleasable`). Loops are bounded by
 ///      MAX_CUSTODIANS.
 abstract contract KeyCustody {
@@ -73,6 +75,7 @@ abstract contract KeyCustody {
     event CustodyReleased(uint256 indexed version, address indexed custodian, uint256 amount);
 
     error InvalidCustody();
+    error ThresholdTooLow(uint256 threshold);
     error DuplicateCustodian(address custodian);
     error CustodyExists(uint256 version);
     error NotCustodian(address caller, uint256 index);
@@ -151,8 +154,10 @@ abstract contract KeyCustody {
     ) internal {
         uint256 size = custodians.length;
         if (_custodies[version].size != 0) revert CustodyExists(version);
+        // A key is rebuilt from two shares at least (workers.shards.crypto.combine_shares).
+        if (threshold < 2) revert ThresholdTooLow(threshold);
         if (
-            keyHash == bytes32(0) || threshold == 0 || threshold > size || size > MAX_CUSTODIANS
+            keyHash == bytes32(0) || threshold > size || size > MAX_CUSTODIANS
                 || shareCommitments.length != size
         ) revert InvalidCustody();
         _custodies[version] =

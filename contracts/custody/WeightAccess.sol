@@ -37,8 +37,8 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
     uint256 public constant BPS = 10_000;
     /// @notice Clamp of V * WAD / valueScale (WAD).
     uint256 public constant MAX_PRICE_EXPONENT = 100e18;
-    /// @notice Longest buyer public key, in bytes.
-    uint256 public constant MAX_BUYER_KEY = 128;
+    /// @notice Length of a buyer public key (raw X25519), in bytes: custodians can seal a share to nothing else.
+    uint256 public constant BUYER_KEY_BYTES = 32;
 
     /// @notice Governance's parameters. Amounts in wei, windows in blocks.
     struct Params {
@@ -130,7 +130,7 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
     error ShardsNotPublished(uint256 version);
     error AlreadyPublished(uint256 version);
     error NotOnSale(uint256 version);
-    error InvalidBuyerKey();
+    error BuyerKeyLength(uint256 length);
     error DeadlinePassed(uint256 deadline);
     error PriceAboveMax(uint256 price, uint256 maxPrice);
     error UnknownPurchase(uint256 purchase);
@@ -172,7 +172,7 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
     ///         The version's shard manifest must be in the ModelRegistry.
     /// @param version The model version.
     /// @param keyHash keccak256 of the 32-byte version key.
-    /// @param threshold Shares needed to rebuild the key (k, 1..n).
+    /// @param threshold Shares needed to rebuild the key (k, 2..n: Shamir needs two shares at least).
     /// @param custodians The n custodians (distinct STORAGE stakers, at most MAX_CUSTODIANS), in share order.
     /// @param shareCommitments keccak256 of each custodian's share.
     function publish(
@@ -205,9 +205,12 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
 
     /// @notice Buys `version`: escrows its price (pulled with a prior `approve`) and asks the custodians to
     ///         deliver their shares encrypted to `buyerKey` within `deliveryWindow` blocks. Reverts, charging
-    ///         nothing, when the price is above `maxPrice` or the time past `deadline`.
+    ///         nothing, when the price is above `maxPrice`, the time past `deadline` or the key not
+    ///         BUYER_KEY_BYTES long (`BuyerKeyLength`: a key custodians cannot seal to would get them slashed for
+    ///         it). A 32-byte key that is no usable X25519 point (a low-order one) is answered by each custodian
+    ///         with a refusal marker as its delivery: counted as delivered, so the buyer who chose it pays.
     /// @param version The model version.
-    /// @param buyerKey The public key the shares are encrypted to (1..MAX_BUYER_KEY bytes).
+    /// @param buyerKey The raw X25519 public key the shares are encrypted to (BUYER_KEY_BYTES bytes).
     /// @param maxPrice Most the buyer pays, in wei.
     /// @param deadline Last timestamp (unix seconds) the purchase may happen.
     /// @return purchase The purchase id.
@@ -218,7 +221,7 @@ contract WeightAccess is KeyCustody, CustodyPayouts {
         if (block.timestamp > deadline) revert DeadlinePassed(deadline);
         Listing storage listing = _listings[version];
         if (listing.publishedBlock == 0 || listing.closed) revert NotOnSale(version);
-        if (buyerKey.length == 0 || buyerKey.length > MAX_BUYER_KEY) revert InvalidBuyerKey();
+        if (buyerKey.length != BUYER_KEY_BYTES) revert BuyerKeyLength(buyerKey.length);
         uint256 cost = quote(listing.valueSnapshot);
         if (cost > maxPrice) revert PriceAboveMax(cost, maxPrice);
         purchase = ++purchaseCount;

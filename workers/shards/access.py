@@ -34,8 +34,8 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 
 from ..chain.client import ChainClient
-from ..chain.errors import InvalidRequest, TransactionReverted
-from ..chain.module import event_logs, raced, struct_of, tx_hash
+from ..chain.errors import ChainError, InvalidRequest, TransactionReverted
+from ..chain.module import event_logs, raced, settle_inflight, struct_of, tx_hash
 from ..chain.revert import decode_revert, revert_data_from_exception
 from ..chain.units import format_dsh
 from .crypto import SHARE_BYTES, X25519_KEY_BYTES, combine_shares, open_share, seal_share, share_commitment
@@ -48,6 +48,10 @@ POLL_INTERVAL = 0.5
 #: Blocks measured to turn a deadline in blocks into the contract's deadline in seconds.
 BLOCK_TIME_SAMPLE = 256
 CUSTODY_DIR_ENV = "DEEPSHARD_CUSTODY_DIR"
+#: What a custodian delivers instead of a sealed share when the buyer's 32-byte key is no usable X25519 public key
+#: (a low-order point, `seal_share` refuses it): a delivery, so the custodian is not slashed for a key the buyer
+#: chose, and the purchase is not refunded. Any 1..1024 bytes pass `deliverShare`; one byte is the cheapest.
+REFUSED_SHARE = b"\x00"
 _PRICE_ABOVE_MAX = re.compile(r"PriceAboveMax\(price=(\d+), maxPrice=(\d+)\)")
 
 
@@ -109,14 +113,24 @@ class RecoveredKey:
 
 @dataclass(frozen=True)
 class DeliveryStep:
-    """What a custodian did for one purchase: `delivered` (with its transaction), or why it sent nothing:
-    `already delivered`, `settled`, `window closed`, `unusable buyer key`."""
+    """What a custodian did for one purchase: `delivered` (with its transaction), `refused (unusable buyer key)`
+    (`REFUSED_SHARE` sent, with its transaction), or why it sent nothing: `already delivered`, `settled`, `window
+    closed`, `failed: <why>` (an error of the chain or of the share, for this purchase only). For a version that
+    failed as a whole (`failed: <why>`: no custody, not its custodian, a share that is not its own), `purchase`
+    and `index` are None."""
 
-    purchase: int
+    purchase: int | None
     version: int
-    index: int
+    index: int | None
     action: str
     tx_hash: str | None = None
+
+    def line(self) -> str:
+        """'purchase 4 (version 2, share 1): delivered tx 0x...', or 'version 2: failed: ...'."""
+        tx = f" tx {self.tx_hash}" if self.tx_hash else ""
+        if self.purchase is None:
+            return f"version {self.version}: {self.action}"
+        return f"purchase {self.purchase} (version {self.version}, share {self.index}): {self.action}{tx}"
 
 
 class WeightAccessClient:
@@ -188,9 +202,10 @@ class WeightAccessClient:
     # ------------------------------------------------------------ the buyer
 
     def deadline_in(self, blocks: int) -> int:
-        """The contract's deadline (unix seconds) about `blocks` blocks from now: the latest block's timestamp plus
-        `blocks` times the mean block time of the last `BLOCK_TIME_SAMPLE` blocks (at least one second: a dev
-        chain mines several blocks a second)."""
+        """The contract's deadline (unix seconds) about `blocks` blocks from now: the later of the latest block's
+        timestamp and the wall clock (a chain that mines on demand stamps the next block with the wall clock, however
+        old its latest block), plus `blocks` times the mean block time of the last `BLOCK_TIME_SAMPLE` blocks (at
+        least one second: a dev chain mines several blocks a second)."""
         if blocks < 1:
             raise InvalidRequest(f"the deadline must be at least 1 block away, not {blocks}")
         eth = self.chain.w3.eth
@@ -198,16 +213,17 @@ class WeightAccessClient:
         past = eth.get_block(max(int(latest["number"]) - BLOCK_TIME_SAMPLE, 0))
         spanned = int(latest["number"]) - int(past["number"])
         per_block = (int(latest["timestamp"]) - int(past["timestamp"])) / spanned if spanned else 1.0
-        return int(latest["timestamp"]) + int(blocks * max(per_block, 1.0))
+        return max(int(latest["timestamp"]), int(time.time())) + int(blocks * max(per_block, 1.0))
 
     def buy(self, version: int, buyer_public_key: bytes, max_price: int, deadline: int) -> Purchase:
         """Buys `version`: the price (wei, at most `max_price`) is escrowed and the custodians asked to deliver
         their shares sealed to `buyer_public_key` (32-byte X25519) before `deadline` (unix seconds) passes.
 
         The purchase is first run as a call: a refusal by the contract (`PriceAboveMax`, `NotOnSale`,
-        `DeadlinePassed`, `InvalidBuyerKey`) raises InvalidRequest in one sentence before anything is sent, so
+        `DeadlinePassed`, `BuyerKeyLength`) raises InvalidRequest in one sentence before anything is sent, so
         nothing is approved or charged. Then an exact `approve` (when the allowance is short) and `buy`. Raises
-        InvalidRequest for too few DSH or no ETH for gas, TransactionReverted if the chain moved in between."""
+        InvalidRequest for too few DSH, no ETH for gas or a custody whose threshold is below the 2 shares a key is
+        rebuilt from (`combine_shares`), TransactionReverted if the chain moved in between."""
         if len(buyer_public_key) != X25519_KEY_BYTES:
             raise InvalidRequest(f"a buyer key is a {X25519_KEY_BYTES}-byte X25519 public key")
         account = to_checksum_address(self.chain.address)
@@ -220,6 +236,12 @@ class WeightAccessClient:
             # Without an allowance the call reaches the transfer: every rule of the contract passed.
             if not reason.startswith("ERC20InsufficientAllowance"):
                 raise _refusal(version, reason) from None
+        threshold = self.custody(version).threshold
+        if threshold < 2:
+            raise InvalidRequest(
+                f"version {version}'s key custody has a threshold of {threshold}: a key is rebuilt from 2 shares at "
+                "least, so nothing was bought or charged"
+            )
         cost = self.quote(version).price
         balance = int(token.functions.balanceOf(account).call())
         if balance < cost:
@@ -245,12 +267,16 @@ class WeightAccessClient:
         self, purchase: Purchase, custody: Custody, buyer_private_key: bytes, end: int
     ) -> tuple[dict[int, bytes], list[str]]:
         """The shares delivered for `purchase` up to block `end` that open with `buyer_private_key` and hash to
-        their custodian's commitment, by custodian index, and one sentence per delivery left out."""
+        their custodian's commitment, by custodian index, and one sentence per delivery left out (a custodian's
+        `REFUSED_SHARE` among them: it could not seal to the buyer key)."""
         good: dict[int, bytes] = {}
         faults: list[str] = []
         for log in event_logs(self.contract, "ShareDelivered", {"purchase": purchase.id}, purchase.block, end):
             index = int(log.args["index"])
             who = custody.label(index)
+            if bytes(log.args["ciphertext"]) == REFUSED_SHARE:
+                faults.append(f"{who} refused to seal its share: the buyer key is not a usable X25519 public key")
+                continue
             try:
                 share = open_share(bytes(log.args["ciphertext"]), buyer_private_key, version=purchase.version)
             except ShareRejected as exc:
@@ -271,7 +297,8 @@ class WeightAccessClient:
         poll_interval: float = POLL_INTERVAL,
     ) -> RecoveredKey:
         """Waits until k delivered shares of `purchase` verify (`verified_shares`), then rebuilds the key and checks
-        keccak256(key) against the custody's key hash. Looks at the chain every `poll_interval` seconds.
+        keccak256(key) against the custody's key hash. Looks at the chain every `poll_interval` seconds, up to the
+        purchase's last delivery block (`deliverBy`: the contract accepts no delivery after it).
 
         Raises KeyRejected, naming how many shares verified and each fault, once the delivery window is over (the
         latest block is the purchase's last delivery block or later: no delivery can come) or after `timeout`
@@ -280,7 +307,7 @@ class WeightAccessClient:
         started = time.monotonic()
         while True:
             latest = self.latest_block()
-            good, faults = self.verified_shares(purchase, custody, buyer_private_key, latest)
+            good, faults = self.verified_shares(purchase, custody, buyer_private_key, min(latest, purchase.deliver_by))
             if len(good) >= custody.threshold:
                 indices = tuple(sorted(good)[: custody.threshold])
                 key = combine_shares([good[i] for i in indices], custody.key_hash)
@@ -354,8 +381,12 @@ def save_share(chain: ChainClient, version: int, share: bytes, root: str | os.Pa
     return write_hex_secret(path, share, f"key share of version {version}")
 
 
-def stored_shares(chain: ChainClient, root: str | os.PathLike | None = None) -> dict[int, bytes]:
-    """This account's kept shares under the deployment's WeightAccess, by version."""
+def stored_shares(
+    chain: ChainClient, root: str | os.PathLike | None = None, *, faults: list[str] | None = None
+) -> dict[int, bytes]:
+    """This account's kept shares under the deployment's WeightAccess, by version. A file that is not a share
+    raises ShardError, or with `faults` is left out and named there in one sentence (a custodian's pass goes on
+    with the other versions)."""
     contract = chain.contract(CONTRACT).address
     folder = share_path(root or default_custody_dir(), chain.chain_id, contract, 0, chain.address).parent
     suffix = f"-{to_checksum_address(chain.address)}.share"
@@ -364,7 +395,12 @@ def stored_shares(chain: ChainClient, root: str | os.PathLike | None = None) -> 
         for path in sorted(folder.iterdir()):
             number = path.name.removesuffix(suffix)
             if path.name.endswith(suffix) and number.isdigit():
-                shares[int(number)] = read_hex_secret(path, "key share", SHARE_BYTES)
+                try:
+                    shares[int(number)] = read_hex_secret(path, "key share", SHARE_BYTES)
+                except ShardError as exc:
+                    if faults is None:
+                        raise
+                    faults.append(f"version {int(number)}: failed: {exc}")
     return shares
 
 
@@ -372,36 +408,64 @@ def deliver_shares(
     chain: ChainClient, shares: Mapping[int, bytes], *, start_block: int | None = None
 ) -> list[DeliveryStep]:
     """A custodian's pass over the purchases of the versions in `shares` (version -> this account's 33-byte
-    Shamir share): for each purchase bought since the version's publication (or `start_block`) that is not
-    settled, whose delivery window is still open for a transaction sent now and where this account has not
-    delivered yet, its share sealed to the buyer's key (`seal_share`) is sent with `deliverShare`. Idempotent: a
-    delivered share is never sent again, a settled purchase is skipped, and a delivery of this account that
-    landed between the check and the send (another process of the same custodian) is reported `already
-    delivered`. Returns one step per purchase seen, oldest first.
+    Shamir share): for each purchase that can still be open (bought from block max(the version's publication,
+    latest + 1 - the contract's current `deliveryWindow`), or from `start_block` when given: after governance
+    shortens the window, a pass with `start_block` finds purchases made under the longer one), not settled, whose
+    delivery window is still open for a transaction sent now and where this account has not delivered yet, its
+    share sealed to the buyer's key (`seal_share`) is sent with `deliverShare`; to a 32-byte buyer key that is no
+    usable X25519 point, `REFUSED_SHARE` is sent instead (silence would be slashed). Idempotent: transactions of
+    this account still pending from an earlier pass are waited for first (`settle_inflight`), a delivered share
+    is never sent again, a settled purchase is skipped, and a delivery of this account that landed between the
+    check and the send (another process of the same custodian) is reported `already delivered`. Returns one step
+    per purchase seen, oldest first, by version.
 
-    Raises InvalidRequest when this account is not a custodian of a version, ShareRejected when a share is not the
-    one committed for this account (a garbage delivery would cost the buyer), the chain's errors otherwise."""
+    An error of the chain or of the share (ChainError, ShardError: this account is not a custodian of a version,
+    its share is not the one committed for it, a delivery that reverts or times out) is reported as that
+    version's or that purchase's `failed: ...` step and the pass goes on. Raises ReceiptTimeout when earlier
+    transactions stay pending (nothing is sent then)."""
     access = WeightAccessClient(chain)
     account = to_checksum_address(chain.address)
+    settle_inflight(chain)
     steps: list[DeliveryStep] = []
     for version, share in sorted(shares.items()):
-        custody = access.custody(version)
-        if account not in custody.custodians:
-            raise InvalidRequest(f"{account} is not a custodian of version {version}")
-        index = custody.custodians.index(account)
-        if share_commitment(share) != custody.commitments[index]:
-            raise ShareRejected(
-                f"the share of version {version} kept for {custody.label(index)} does not match its on-chain "
-                "commitment: refusing to deliver it"
-            )
-        published = access.quote(version).published_block
-        latest = access.latest_block()
-        for purchase in access.purchases(version, max(published, start_block or 0), latest):
-            steps.append(_deliver_one(access, purchase, index, share, latest))
+        try:
+            index, purchases = _open_purchases(access, account, version, share, start_block)
+        except (ChainError, ShardError) as exc:
+            steps.append(DeliveryStep(None, version, None, f"failed: {exc}"))
+            continue
+        for purchase in purchases:
+            try:
+                steps.append(_deliver_one(access, purchase, index, share))
+            except (ChainError, ShardError) as exc:
+                steps.append(DeliveryStep(purchase.id, version, index, f"failed: {exc}"))
     return steps
 
 
-def _deliver_one(access: WeightAccessClient, purchase: Purchase, index: int, share: bytes, latest: int) -> DeliveryStep:
+def _open_purchases(
+    access: WeightAccessClient, account: str, version: int, share: bytes, start_block: int | None
+) -> tuple[int, list[Purchase]]:
+    """This account's share index for `version` and the purchases `deliver_shares` looks at."""
+    custody = access.custody(version)
+    if account not in custody.custodians:
+        raise InvalidRequest(f"{account} is not a custodian of version {version}")
+    index = custody.custodians.index(account)
+    if share_commitment(share) != custody.commitments[index]:
+        raise ShareRejected(
+            f"the share of version {version} kept for {custody.label(index)} does not match its on-chain "
+            "commitment: refusing to deliver it"
+        )
+    latest = access.latest_block()
+    if start_block is None:
+        # A purchase bought in block b may be delivered until b + deliveryWindow, and a delivery sent now lands in
+        # latest + 1 at the earliest: older purchases are closed.
+        outputs = [o["name"] for o in access.contract.get_function_by_name("params").abi["outputs"]]
+        window = int(access.contract.functions.params().call()[outputs.index("deliveryWindow")])
+        start_block = latest + 1 - window
+    start = max(access.quote(version).published_block, start_block)
+    return index, access.purchases(version, start, latest)
+
+
+def _deliver_one(access: WeightAccessClient, purchase: Purchase, index: int, share: bytes) -> DeliveryStep:
     def step(action: str, tx: str | None = None) -> DeliveryStep:
         return DeliveryStep(purchase.id, purchase.version, index, action, tx)
 
@@ -410,15 +474,15 @@ def _deliver_one(access: WeightAccessClient, purchase: Purchase, index: int, sha
 
     if purchase.settled:
         return step("settled")
+    if access.latest_block() + 1 > purchase.deliver_by:  # a delivery sent now lands after the window
+        return step("window closed")
     if delivered():
         return step("already delivered")
-    if latest + 1 > purchase.deliver_by:  # a delivery sent now lands after the window
-        return step("window closed")
     try:
-        sealed = seal_share(share, purchase.buyer_key, version=purchase.version)
+        sealed, action = seal_share(share, purchase.buyer_key, version=purchase.version), "delivered"
     except ShareRejected:
-        return step("unusable buyer key")
+        sealed, action = REFUSED_SHARE, "refused (unusable buyer key)"
     receipt = raced(
         lambda: access.chain.transact(access.contract.functions.deliverShare(purchase.id, index, sealed)), delivered
     )
-    return step("already delivered") if receipt is None else step("delivered", tx_hash(receipt))
+    return step("already delivered") if receipt is None else step(action, tx_hash(receipt))

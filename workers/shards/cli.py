@@ -259,13 +259,16 @@ def _deliver(args: argparse.Namespace) -> int:
     from .access import deliver_shares, stored_shares
 
     chain = _chain(args, with_signer=True)
-    shares = stored_shares(chain, args.custody_dir)
+    unreadable: list[str] = []
+    shares = stored_shares(chain, args.custody_dir, faults=unreadable)
+    for fault in unreadable:
+        print(fault)
     if not shares:
-        print(f"{chain.address} keeps no key shares for this deployment")
+        if not unreadable:
+            print(f"{chain.address} keeps no key shares for this deployment")
         return 0
     for step in deliver_shares(chain, shares):
-        tx = f" tx {step.tx_hash}" if step.tx_hash else ""
-        print(f"purchase {step.purchase} (version {step.version}, share {step.index}): {step.action}{tx}")
+        print(step.line())
     return 0
 
 

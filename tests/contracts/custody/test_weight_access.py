@@ -7,7 +7,7 @@ from tests.contracts.conftest import CID, DSH, STORAGE, reverts
 from tests.contracts.custody.conftest import ACCESS_PARAMS, access_params, mine_past
 from workers.protocol.access import fee_split, price
 
-KEY = b"\x04" + b"\x11" * 64  # a buyer's uncompressed secp256k1 public key
+KEY = b"\x09" + b"\x11" * 31  # a buyer's raw X25519 public key
 BOND = ACCESS_PARAMS["custodianBond"]
 SLASH = ACCESS_PARAMS["custodianSlash"]
 
@@ -58,7 +58,11 @@ def test_publish_checks_the_custody(weight_access, model_registry, publisher, st
     good = [b"\x01" * 32] * 3
     with reverts("AccessControlUnauthorizedAccount"):
         weight_access.publish(version, b"\x02" * 32, 2, [a, b, c], good, {"from": outsider})
-    for threshold, custodians, commitments in ((0, [a, b, c], good), (4, [a, b, c], good), (2, [a, b], good)):
+    # Shamir needs two shares at least: a threshold of 1 (or 0) could never be combined.
+    for threshold in (0, 1):
+        with reverts("ThresholdTooLow", threshold):
+            weight_access.publish(version, b"\x02" * 32, threshold, [a, b, c], good, {"from": publisher})
+    for threshold, custodians, commitments in ((4, [a, b, c], good), (2, [a, b], good)):
         with reverts("InvalidCustody"):
             weight_access.publish(version, b"\x02" * 32, threshold, custodians, commitments, {"from": publisher})
     with reverts("InvalidCustody"):
@@ -84,8 +88,10 @@ def test_buy_refuses_a_moved_price_or_a_passed_deadline_and_charges_nothing(
         weight_access.buy(version, KEY, cost - 1, 2**63, {"from": alice})
     with reverts("DeadlinePassed"):
         weight_access.buy(version, KEY, cost, chain.time() - 100, {"from": alice})
-    with reverts("InvalidBuyerKey"):
-        weight_access.buy(version, b"", cost, 2**63, {"from": alice})
+    # Only a 32-byte X25519 key: custodians cannot seal to anything else and would be slashed for it.
+    for length in (0, 31, 33, 65):
+        with reverts("BuyerKeyLength", length):
+            weight_access.buy(version, (KEY * 3)[:length], cost, 2**63, {"from": alice})
     with reverts("NotOnSale", 99):
         weight_access.buy(99, KEY, cost, 2**63, {"from": alice})
     assert token.balanceOf(alice) == cost and weight_access.purchaseCount() == 0

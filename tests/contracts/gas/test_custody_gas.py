@@ -54,7 +54,7 @@ def measure_custody_gas(
         cost = weight_access.price(version)
         fund(buyer, cost)
         token.approve(weight_access, cost, {"from": buyer})
-        tx = weight_access.buy(version, b"\x04" + b"\x11" * 64, cost, 2**63, {"from": buyer})
+        tx = weight_access.buy(version, b"\x09" + b"\x11" * 31, cost, 2**63, {"from": buyer})
         gas["WeightAccess.buy"] = tx.gas_used
         purchase = tx.return_value
         delivering = custodians if case == "delivered" else custodians[:2]

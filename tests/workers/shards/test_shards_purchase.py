@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from eth_account import Account
 from eth_utils import keccak
 from shardkit import VERSION
+from web3.logs import DISCARD
 
 from workers.chain import ChainClient, LocalSigner, deploy_network, stake
 from workers.chain.accounts import PRIVATE_KEY_ENV
@@ -31,8 +34,8 @@ from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
 from workers.cli import main
 from workers.protocol.access import price as reference_price
-from workers.shards import KeyRejected, ShareRejected, buyer_keypair, parse_manifest, seal_share
-from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
+from workers.shards import KeyRejected, buyer_keypair, parse_manifest, seal_share
+from workers.shards.access import WeightAccessClient, deliver_shares, save_share, share_path, stored_shares
 from workers.shards.chain import StorageClient
 from workers.shards.publisher import (
     CustodianKey,
@@ -174,9 +177,10 @@ def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp
     bought_before = int(access.contract.functions.purchaseCount().call())
     key_out, buyer_key = tmp_path / "version.key", tmp_path / "keys" / "buyer.key"
     argv = ["weights", "buy", str(VERSION), "--max-price", "1,000", "--key-out", str(key_out)]
-    argv += ["--buyer-key", str(buyer_key), "--rpc", treasury.rpc_url]
+    # A bounded wait, in a daemon thread: a command that never gets its shares fails instead of hanging pytest.
+    argv += ["--buyer-key", str(buyer_key), "--rpc", treasury.rpc_url, "--timeout", "120"]
     result: list[int] = []
-    command = threading.Thread(target=lambda: result.append(main(argv)))
+    command = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
     command.start()
     # The custodians answer the purchase once it is on-chain (the command waits for them meanwhile).
     while command.is_alive() and int(access.contract.functions.purchaseCount().call()) == bought_before:
@@ -256,8 +260,9 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
         f"{purchase.deliver_by}, so the key cannot be rebuilt\n"
     )
     assert not key_out.exists()
-    # A late custodian can no longer deliver; settling refunds the whole price.
-    assert deliver_from(sale, [2], purchase.id) == ["window closed"]
+    # A late custodian can no longer deliver: its pass starts after the purchases whose window is over (it does not
+    # even look at this one); settling refunds the whole price.
+    assert deliver_from(sale, [2], purchase.id) == []
     treasury.transact(access.contract.functions.settle(purchase.id))
     assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
 
@@ -300,8 +305,71 @@ def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, tmp_p
 
 def test_a_custodian_never_delivers_a_share_that_is_not_its_own(sale):
     custodians, shares = sale.custodians, sale.shares
-    with pytest.raises(ShareRejected, match="does not match its on-chain commitment: refusing to deliver it"):
-        deliver_shares(custodians[0], {VERSION: shares[1]})
+    (step,) = deliver_shares(custodians[0], {VERSION: shares[1]})
+    assert (step.purchase, step.version, step.index, step.tx_hash) == (None, VERSION, None, None)
+    assert step.action.startswith("failed: the share of version") and step.action.endswith(
+        "does not match its on-chain commitment: refusing to deliver it"
+    )
+
+
+def test_one_failing_version_does_not_stop_the_pass(sale, tmp_path, monkeypatch, capsys):
+    """`deepshard weights deliver` over kept shares where version 1 has no custody and version 7's file is not a
+    share: each is one failed line, and version 2's purchase is still delivered."""
+    treasury, custodian, shares = sale.treasury, sale.custodians[0], sale.shares
+    buyer, _ = fresh_account(treasury, 5_000)
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, buyer_keypair()[1], 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    for version in (1, VERSION):
+        save_share(custodian, version, shares[0], tmp_path)
+    bad = share_path(tmp_path, treasury.chain_id, access.contract.address, 7, custodian.address)
+    bad.write_text("not hex\n")
+    monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[0])
+    assert main(["weights", "deliver", "--custody-dir", str(tmp_path), "--rpc", treasury.rpc_url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("version 7: failed: the key share ") and "hex digits" in lines[0]
+    assert lines[1] == "version 1: failed: version 1 has no key custody in WeightAccess"
+    assert f"purchase {purchase.id} (version {VERSION}, share 0): delivered tx 0x" in "\n".join(lines[2:])
+
+
+def test_a_buyer_key_no_custodian_can_seal_to_is_answered_not_slashed_and_not_refunded(sale):
+    """The all-zero key is 32 bytes (the contract takes it) but a low-order X25519 point: every custodian sends
+    the refusal marker instead of staying silent, the buyer's collect names each, and settling (at once: everyone
+    delivered) slashes no custodian and refunds nothing."""
+    treasury = sale.treasury
+    buyer, _ = fresh_account(treasury, 5_000)
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, bytes(32), 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    refused = "refused (unusable buyer key)"
+    assert deliver_from(sale, range(CUSTODIANS), purchase.id) == [refused] * CUSTODIANS
+    with pytest.raises(KeyRejected) as rejected:
+        access.collect_key(purchase, buyer_keypair()[0], timeout=0)
+    message = str(rejected.value)
+    assert message.startswith(f"purchase {purchase.id}: 0 verified key shares of the {THRESHOLD} needed")
+    for index, custodian in enumerate(sale.custodians):
+        assert (
+            f"custodian {index} ({custodian.address}) refused to seal its share: the buyer key is not a usable "
+            "X25519 public key"
+        ) in message
+    bonds = [int(access.contract.functions.bondLeft(VERSION, i).call()) for i in range(CUSTODIANS)]
+    receipt = treasury.transact(access.contract.functions.settle(purchase.id))
+    contract = access.contract
+    assert contract.events.CustodianSlashed().process_receipt(receipt, errors=DISCARD) == ()
+    (settled,) = contract.events.Settled().process_receipt(receipt, errors=DISCARD)
+    assert settled["args"]["delivered"] == CUSTODIANS and not settled["args"]["refunded"]
+    assert [int(contract.functions.bondLeft(VERSION, i).call()) for i in range(CUSTODIANS)] == bonds
+    assert dsh_of(treasury, buyer.address) == 4_000 * WEI_PER_DSH
+
+
+def test_the_buy_deadline_is_not_behind_the_wall_clock(sale, monkeypatch):
+    """A chain that mines on demand stamps the next block with the wall clock: a deadline from an old latest
+    block's timestamp alone would already be past. The wall clock here is an hour after the latest block."""
+    import workers.shards.access as access_module
+
+    access = WeightAccessClient(sale.treasury)
+    latest = int(sale.treasury.w3.eth.get_block("latest")["timestamp"])
+    clock = SimpleNamespace(time=lambda: latest + 3_600.0, monotonic=time.monotonic, sleep=time.sleep)
+    monkeypatch.setattr(access_module, "time", clock)
+    assert access.deadline_in(5) >= latest + 3_600 + 5
 
 
 def test_the_publish_command_puts_a_version_on_sale_and_custodians_receive_their_shares(
