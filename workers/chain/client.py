@@ -41,7 +41,7 @@ from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
 from .endpoint import DEFAULT_RPC_URL as DEFAULT_RPC_URL
 from .endpoint import RPC_URL_ENV as RPC_URL_ENV
-from .endpoint import default_rpc_url, display_url, normalise_rpc_url
+from .endpoint import default_rpc_timeout, default_rpc_url, display_url, normalise_rpc_url
 from .errors import (
     InvalidRequest,
     NoDeployment,
@@ -156,13 +156,14 @@ class ChainClient:
         signer: Signer | None = None,
         *,
         receipt_timeout: float = 120.0,
-        request_timeout: float = 10.0,
+        request_timeout: float | None = None,
         connect_timeout: float = 3.0,
         poll_interval: float = 0.1,
         deployments_dir: str | os.PathLike | None = None,
     ):
         try:
             self.rpc_url = normalise_rpc_url(rpc_url or default_rpc_url())
+            request_timeout = default_rpc_timeout() if request_timeout is None else request_timeout
         except InvalidRequest as exc:
             raise NodeUnavailable(str(exc)) from None
         self.display_url = display_url(self.rpc_url)  # what messages and reprs show

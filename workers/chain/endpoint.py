@@ -10,11 +10,29 @@ from .errors import InvalidRequest
 
 RPC_URL_ENV = "DEEPSHARD_RPC_URL"
 DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+RPC_TIMEOUT_ENV = "DEEPSHARD_RPC_TIMEOUT"
+DEFAULT_RPC_TIMEOUT_S = 10.0
 
 
 def default_rpc_url() -> str:
     """`$DEEPSHARD_RPC_URL`, else the local node at http://127.0.0.1:8545."""
     return os.environ.get(RPC_URL_ENV) or DEFAULT_RPC_URL
+
+
+def default_rpc_timeout() -> float:
+    """Seconds to wait for one JSON-RPC answer: `$DEEPSHARD_RPC_TIMEOUT`, else 10. Raises `InvalidRequest` for a
+    value that is not a positive number (Ganache, whose EVM runs in JavaScript, can take longer than 10 s for a
+    million-gas transaction on a loaded machine)."""
+    raw = os.environ.get(RPC_TIMEOUT_ENV)
+    if not raw:
+        return DEFAULT_RPC_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise InvalidRequest(f"{RPC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
+    return seconds
 
 
 def add_rpc_option(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from typing import TextIO
 from eth_utils import to_checksum_address
 
 from ..chain import ROLES, ChainClient, ChainError, DeployParams, deploy_network, format_dsh, stake
+from ..chain.endpoint import RPC_TIMEOUT_ENV
 from ..chain.localnode import dev_signer, start_anvil, start_ganache
 from ..chain.units import format_eth
 from ..storage import StorageError, open_store
@@ -56,12 +58,17 @@ DEMO_STAKES: dict[str, tuple[str, bool]] = {
 
 
 NODES = {"anvil": start_anvil, "ganache": start_ganache}
+GANACHE_RPC_TIMEOUT_S = 60
 
 
 def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str = "anvil") -> dict:
     """Runs the whole demo on a new local `chain` (anvil or ganache), writing its report to `out`; returns its
     summary."""
     started = time.monotonic()
+    if chain == "ganache":
+        # Ganache's JavaScript EVM can take more than the default 10 s to answer for a panel draw (~1M gas) on a
+        # busy machine; the demo's clients (and the tasks it runs in this process) wait longer unless told otherwise.
+        os.environ.setdefault(RPC_TIMEOUT_ENV, str(GANACHE_RPC_TIMEOUT_S))
     with NODES[chain](accounts=DEV_ACCOUNTS) as node, tempfile.TemporaryDirectory(prefix="deepshard-demo-") as tmp:
         workdir = Path(tmp)
         # Dev account 0 deploys and, as genesis recipient, is the treasury. Accounts 1..6 stake.

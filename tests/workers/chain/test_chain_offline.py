@@ -10,8 +10,10 @@ from eth_utils import function_signature_to_4byte_selector
 
 from workers.chain import (
     ArtifactMissing,
+    ChainClient,
     InvalidRequest,
     NoDeployment,
+    NodeUnavailable,
     format_dsh,
     load_artifact,
     load_deployment,
@@ -22,7 +24,7 @@ from workers.chain import (
 from workers.chain.artifacts import PROJECT_ROOT_ENV
 from workers.chain.client import display_url
 from workers.chain.deployments import deployment_path
-from workers.chain.endpoint import normalise_rpc_url
+from workers.chain.endpoint import RPC_TIMEOUT_ENV, default_rpc_timeout, normalise_rpc_url
 from workers.chain.revert import decode_revert
 from workers.chain.units import format_eth
 
@@ -172,3 +174,15 @@ def test_rpc_url_without_a_scheme_is_http(given, url):
 def test_rpc_url_refused_with_one_clear_line(given, reason):
     with pytest.raises(InvalidRequest, match=re.escape(reason)):
         normalise_rpc_url(given)
+
+
+def test_rpc_timeout_comes_from_the_environment_and_a_bad_one_is_refused(monkeypatch):
+    monkeypatch.delenv(RPC_TIMEOUT_ENV, raising=False)
+    assert default_rpc_timeout() == 10.0
+    monkeypatch.setenv(RPC_TIMEOUT_ENV, "60")
+    assert default_rpc_timeout() == 60.0
+    for bad in ("0", "-3", "soon", "inf", "nan"):
+        monkeypatch.setenv(RPC_TIMEOUT_ENV, bad)
+        # Refused before any connection is tried (nothing listens on port 1).
+        with pytest.raises(NodeUnavailable, match=f"{RPC_TIMEOUT_ENV} must be a positive number of seconds"):
+            ChainClient("http://127.0.0.1:1")
