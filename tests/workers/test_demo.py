@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from decimal import Decimal
 
 from workers.chain import ROLES
 from workers.chain.artifacts import project_root
@@ -65,13 +66,36 @@ def assert_round_summary(summary: dict, model: str) -> None:
     ]
 
 
+def assert_weights(out: str, summary: dict) -> None:
+    """Version 2 sharded and held by the three storage nodes, bought by the inference account at the contract's
+    price, the price split to the wei (burned + storage + custodians + treasury), the assembled weights the
+    registry's version."""
+    weights = summary["weights"]
+    assert weights["version"] == summary["round"]["new_version"] == 2
+    assert weights["hash_matches_registry"] is True
+    assert len(weights["holders"]) == len(set(weights["holders"])) == 3
+    recipients = weights["recipients"]
+    assert set(recipients["custodians"]) <= set(weights["holders"]) and len(recipients["custodians"]) == 3
+    parts = [recipients["burned_dsh"], recipients["storage_dsh"], recipients["treasury_dsh"]]
+    parts += list(recipients["custodians"].values())
+    price = Decimal(weights["price_dsh"])
+    assert price >= 1_000 and sum(Decimal(p) for p in parts) == price and all(Decimal(p) > 0 for p in parts)
+    custody = out.split("\nWeight custody: version 2 ")[1].split("\nInference node:")[0]
+    bought = r"^\s+inference account 0x[0-9a-fA-F]{4}…[0-9a-fA-F]{4} bought version 2 for [\d,.]+ DSH"
+    assert re.search(bought, custody, re.M)
+    for holder in weights["holders"]:
+        short = f"{holder[:6]}…{holder[-4:]}"
+        assert re.search(rf"^{re.escape(short)}\s+\d+\s+[\d,]+$", custody, re.M), short
+    assert "equal to the registry's version 2" in custody
+
+
 def assert_inference(out: str, summary: dict) -> None:
     """The node served the new version: one answer through the openai client, its proof verified, then
     stopped (the report says so in that order; the summary carries the answer)."""
     inference = summary["inference"]
     assert inference["version"] == summary["round"]["new_version"] == 2
     assert inference["proof_verified"] is True and isinstance(inference["answer"], str) and inference["answer"]
-    served = out.split("\nInference node: version 2 rebuilt from 1 verified delta(s)\n")[1]
+    served = out.split("\nInference node: serving the bought version 2 from bought-2/\n")[1]
     assert re.search(
         r"^  serving deepshard-v2 \(weights 0x[0-9a-f]{16}…\) on http://127\.0\.0\.1:\d+/v1$", served, re.M
     )
@@ -112,6 +136,7 @@ def test_quick_demo_runs_end_to_end():
     ends = [float(t) for t in re.findall(r"^\s+\[\s*([\d.]+) s\] ", training, re.M)]
     # Durations, not running totals: they add up to the time of the last phase's end.
     assert abs(sum(summary["round"]["phase_seconds"].values()) - ends[-1]) < 0.5
+    assert_weights(out, summary)
     assert_inference(out, summary)
     assert_node_stopped(out)
 
@@ -120,6 +145,7 @@ def test_default_demo_trains_smollm2():
     out, summary = run_demo("--json", timeout=1800)
     assert "\nTraining round on smollm2-135m:" in out
     assert_round_summary(summary, "smollm2-135m")
+    assert_weights(out, summary)
     assert_inference(out, summary)
     assert_node_stopped(out)
 
@@ -127,6 +153,7 @@ def test_default_demo_trains_smollm2():
 def test_quick_demo_on_ganache():
     out, summary = run_demo("--quick", "--json", "--chain", "ganache", timeout=900)
     assert_round_summary(summary, "tiny")
+    assert_weights(out, summary)
     assert_inference(out, summary)
     assert_node_stopped(out, "ganache")
 

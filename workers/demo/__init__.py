@@ -6,13 +6,18 @@
 2. The data consensus (`consensus`): three datasets, five curators; two accepted, the junk one slashed.
 3. A training round (`training`) on the accepted data: three honest trainers and one poisoned, three
    evaluators; the poisoned trainer is slashed, the honest ones paid, a new model version registered.
-4. The inference node (`inference`) serves that version: rebuilt as `deepshard model get` does, served through the
-   OpenAI API, asked one chat question through the `openai` client, its answer's proof verified.
+4. Weight custody (`weights`): that version is sharded, sealed per holder and stored by three storage nodes (R = 3),
+   its key split 2-of-3 among them as custodians; the inference account buys it, the custodians deliver their
+   shares, the price is split (burned, storage, custodians, treasury) and the buyer assembles the weights, checked
+   against the version the registry's lineage defines.
+5. The inference node (`inference`) serves the bought version through the OpenAI API, is asked one chat question
+   through the `openai` client, and its answer's proof is verified.
 
 The round trains SmolLM2-135M (the genesis model); `--quick` uses the `tiny` model instead. `--json` ends
 the output with one line holding the summary as a JSON object: the only line on standard output (the report
 goes to standard error). Its `phase_seconds` gives each phase of the round its own duration; its `inference`
-holds the served version, the answer and whether its proof verified.
+holds the served version, the answer and whether its proof verified; its `weights` the version bought, its price,
+the buyer, the storage nodes holding it, whether the assembled weights are the registry's, and who got the price.
 `--chain ganache` runs it all on Ganache instead of anvil.
 
 The chain, its deployment record, the content store and the stored salts (all in one temporary folder, so
@@ -45,6 +50,7 @@ from .consensus import DEMO_DATA_PARAMS, consensus_summary, run_data_consensus
 from .inference import serve_new_version
 from .local import DEV_ACCOUNTS, FUNDING_DSH, DemoFailed, fund
 from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, run_training_round, worker_environment
+from .weights import sell_new_version
 
 #: role -> (DSH staked, authorise with a permit instead of approve); each amount clears the role minimum.
 DEMO_STAKES: dict[str, tuple[str, bool]] = {
@@ -92,12 +98,14 @@ def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str
             version = report.status.round.new_version
             if not version:
                 raise DemoFailed("the round registered no new version: nothing for the inference node to serve")
-            inference = serve_new_version(treasury, store, version, model, workdir, out)
+            sold = sell_new_version(treasury, stakers, store, version, model, workdir, out)
+            inference = serve_new_version(treasury, version, model, sold.folder, out)
     seconds = time.monotonic() - started
     print(f"done in {seconds:.1f} s; {node.kind} stopped", file=out)
     return {
         "data": consensus_summary(submissions),
         "round": report.summary(),
+        "weights": sold.summary,
         "inference": inference,
         "seconds": round(seconds, 1),
     }

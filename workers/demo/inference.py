@@ -1,8 +1,8 @@
 """The demo's last step: the inference node serves the version the round registered.
 
-It rebuilds the version as `deepshard model get` does (workers.node.model_cli: fetch its deltas, verify them, merge,
-write the version folder), starts the node on it as `deepshard serve --weights` does (workers.serve.cli: the
-registry check, then the OpenAI API on uvicorn, in a thread of this process on a free port of 127.0.0.1), asks it
+It serves the folder the inference account bought and assembled (workers.demo.weights), as `deepshard serve
+--weights` does (workers.serve.cli: the registry check of the folder's lineage and weights hash, then the OpenAI API
+on uvicorn, in a thread of this process on a free port of 127.0.0.1), asks it
 one chat question through the `openai` client, checks the answer's proof as `deepshard verify-response` does (one
 prefill with the folder's weights) and stops the server.
 """
@@ -16,14 +16,9 @@ from typing import TextIO
 
 from ..chain import ChainClient
 from ..chain.localnode import free_port
-from ..node.model_cli import fetch_version, write_version_folder
-from ..rounds.chain import TrainingRoundsClient
-from ..rounds.specs import SpecBook
 from ..serve.cli import load_engine, node_app
 from ..serve.proof import Proof, verify
-from ..storage import ContentStore
 from .local import DemoFailed
-from .training import DEMO_SPECS
 
 QUESTION = "What does the network train?"
 #: One proof chunk (32 tokens): the answer stays short and the step adds seconds, not minutes.
@@ -33,23 +28,18 @@ SEED = 1
 WAIT_SECONDS = 120
 
 
-def serve_new_version(chain: ChainClient, store: ContentStore, version: int, model: str, workdir: Path, out: TextIO):
-    """Serves `version` (trained from the base model `model`), asks it `QUESTION` and verifies the answer's proof;
-    prints each step to `out`. Returns the summary `{"version", "answer", "proof_verified"}`. DemoFailed if the
-    server does not start or stop within `WAIT_SECONDS`; the registry check's VersionRefused (a ChainError) if the
-    folder is not the registered version."""
+def serve_new_version(chain: ChainClient, version: int, model: str, folder: Path, out: TextIO):
+    """Serves `version` (trained from the base model `model`) from `folder`, asks it `QUESTION` and verifies the
+    answer's proof; prints each step to `out`. Returns the summary `{"version", "answer", "proof_verified"}`.
+    DemoFailed if the server does not start or stop within `WAIT_SECONDS`; the registry check's VersionRefused (a
+    ChainError) if the folder is not the registered version."""
     import openai
     import uvicorn
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    folder = workdir / f"version-{version}"
-    rebuilt, description = fetch_version(
-        TrainingRoundsClient(chain), version, store, SpecBook(None, [DEMO_SPECS[model]], use_env=False)
-    )
-    write_version_folder(rebuilt, description, folder)
-    say(f"\nInference node: version {version} rebuilt from {len(description['lineage'])} verified delta(s)")
+    say(f"\nInference node: serving the bought version {version} from {folder.name}/")
 
     app, served = node_app(load_engine(model, folder), chain, version, model, folder)
     port = free_port()

@@ -14,15 +14,16 @@ from ..chain.tokens import transfer_dsh
 FUNDING_DSH = "20000"
 
 #: Dev accounts: 0 treasury and keeper, 1-6 one staker per role (in `ROLES` order), then the extra
-#: informants, curators, trainers and evaluators.
+#: informants, curators, trainers, evaluators and storage nodes.
 EXTRA_INFORMANTS = (7, 8)
 EXTRA_CURATORS = (9, 10, 11, 12)
 EXTRA_TRAINERS = (13, 14, 15)
 EXTRA_EVALUATORS = (16, 17)
+EXTRA_STORAGE_NODES = (18, 19)
 #: A round's trainers and evaluators: the role's staker, then the extras (the last trainer is the poisoned one).
 ROUND_TRAINERS = (1 + ROLES.index("TRAINER"), *EXTRA_TRAINERS)
 ROUND_EVALUATORS = (1 + ROLES.index("EVALUATOR"), *EXTRA_EVALUATORS)
-DEV_ACCOUNTS = 18
+DEV_ACCOUNTS = 20
 
 
 def fund(treasury: ChainClient, clients: Iterable[ChainClient]) -> None:

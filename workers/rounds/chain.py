@@ -29,7 +29,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ..chain import ChainError, InvalidRequest
+from ..chain import InvalidRequest, registry
 from ..chain.module import (
     LOG_RANGE,
     CommitResult,
@@ -54,8 +54,6 @@ from ..protocol.rounds import check_fingerprint
 
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
 MAX_WINDOW = 2**16 - 1
-#: Most versions a lineage query walks.
-MAX_LINEAGE = 4_096
 #: The salt store's kinds of a trainer's and an evaluator's commitments.
 DELTA, FINGERPRINTS = "delta", "fingerprints"
 #: (chain id, contract, round) -> block of its RoundOpened event.
@@ -365,11 +363,8 @@ class TrainingRoundsClient(ModuleClient):
         return sorted(pending)
 
     def lineage(self, version: int) -> list[int]:
-        """Versions from the genesis to `version`, oldest first."""
-        ids = [int(i) for i in self.models.functions.lineage(int(version), MAX_LINEAGE).call()]
-        if not ids or ids[-1] != GENESIS_VERSION:
-            raise ChainError(f"the lineage of version {version} is longer than {MAX_LINEAGE} versions")
-        return ids[::-1]
+        """Versions from the genesis to `version`, oldest first (workers.chain.registry.lineage)."""
+        return registry.lineage(self.models, version)
 
     def version_cid(self, version: int) -> str:
         return cid_from_chain(self.models.functions.getVersion(int(version)).call()[4])
@@ -381,14 +376,8 @@ class TrainingRoundsClient(ModuleClient):
 
     def base_deltas(self, version: int) -> list[tuple[str, int]]:
         """(delta CID, round that produced it) of each version from the genesis to `version`, oldest first,
-        the genesis itself left out."""
-        out = []
-        for v in self.lineage(version):
-            if v == GENESIS_VERSION:
-                continue
-            info = self.models.functions.getVersion(v).call()
-            out.append((cid_from_chain(info[4]), int(info[1])))
-        return out
+        the genesis itself left out (workers.chain.registry.base_deltas)."""
+        return registry.base_deltas(self.models, version)
 
     def training_inputs(
         self, round_id: int, spec_json: str, base_model: str, spec_json_of: Callable[[bytes], str] | None = None

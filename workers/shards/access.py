@@ -112,6 +112,24 @@ class RecoveredKey:
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """A settled purchase (`WeightAccess.settle`, its `Settled` event): how many custodians delivered, whether
+    the buyer was refunded (fewer than k), and the fee split in wei: burned, to the version's storage pot (paid to
+    its holders per audited epoch), to each delivering custodian (`paid`, credited to withdraw) and to the
+    treasury."""
+
+    purchase: int
+    delivered: int
+    refunded: bool
+    burned: int
+    storage_share: int
+    per_custodian: int
+    treasury_share: int
+    paid: tuple[str, ...]
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class DeliveryStep:
     """What a custodian did for one purchase: `delivered` (with its transaction), `refused (unusable buyer key)`
     (`REFUSED_SHARE` sent, with its transaction), or why it sent nothing: `already delivered`, `settled`, `window
@@ -262,6 +280,33 @@ class WeightAccessClient:
         args = dict(events[0]["args"])
         record = struct_of(self.contract, "getPurchase", int(args["purchase"]))
         return _purchase_from(args, record, int(receipt["blockNumber"]), tx_hash(receipt))
+
+    def settle(self, purchase_id: int) -> Settlement:
+        """Settles `purchase_id` (anyone may, once every custodian delivered or its window is over): silent
+        custodians are slashed, then the fee is split or the buyer refunded. Raises InvalidRequest with the
+        contract's reason (`DeliveryOpen`, `AlreadySettled`, `UnknownPurchase`) before anything is sent."""
+        call = self.contract.functions.settle(int(purchase_id))
+        try:
+            call.call({"from": to_checksum_address(self.chain.address)})
+        except (ContractLogicError, Web3RPCError) as exc:
+            reason = decode_revert(revert_data_from_exception(exc)) or str(exc)
+            raise InvalidRequest(f"purchase {purchase_id} cannot be settled now: {reason}") from None
+        receipt = self.chain.transact(call)
+        args = dict(self.contract.events.Settled().process_receipt(receipt, errors=DISCARD)[0]["args"])
+        version = int(struct_of(self.contract, "getPurchase", int(purchase_id))["version"])
+        mask = int(self.contract.functions.deliveredMask(int(purchase_id)).call())
+        custodians = self.custody(version).custodians
+        return Settlement(
+            int(purchase_id),
+            int(args["delivered"]),
+            bool(args["refunded"]),
+            int(args["burned"]),
+            int(args["storageShare"]),
+            int(args["perCustodian"]),
+            int(args["treasuryShare"]),
+            () if args["refunded"] else tuple(c for i, c in enumerate(custodians) if mask >> i & 1),
+            tx_hash(receipt),
+        )
 
     def verified_shares(
         self, purchase: Purchase, custody: Custody, buyer_private_key: bytes, end: int

@@ -11,24 +11,29 @@ a shard no holder can serve is refused naming the shard and each holder's fault.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from workers.ml.models import state_dict_hash
+from workers.chain.client import ChainClient
+from workers.chain.module import cid_from_chain, struct_of
+from workers.chain.registry import base_deltas
+from workers.ml.models import VERSION_FILE, state_dict_hash
 from workers.protocol.merkle import merkle_root
 from workers.storage import ContentStore, StorageError, cid_of_bytes, parse_cid
 
 from .crypto import key_hash, open_replica
 from .errors import KeyRejected, ShardError, ShardRejected, WeightsMismatch
 from .layout import load_shard
-from .manifest import Manifest, PublicFile, Replica, ShardEntry
+from .manifest import MAX_MANIFEST_BYTES, Manifest, PublicFile, Replica, ShardEntry, parse_manifest
 
 # fetch(node address, CID) -> the bytes that node serves for that CID. Raises StorageError (or OSError) when
 # the node cannot serve it; the bytes are verified here, so the callable need not verify anything.
@@ -125,7 +130,13 @@ def fetch_file(manifest: Manifest, entry: PublicFile, fetch: Fetch) -> bytes:
 
 
 def assemble(
-    manifest: Manifest, version_key: bytes, fetch: Fetch, target: str | Path, *, weights_hash: str
+    manifest: Manifest,
+    version_key: bytes,
+    fetch: Fetch,
+    target: str | Path,
+    *,
+    weights_hash: str,
+    record: Mapping[str, Any] | None = None,
 ) -> Assembly:
     """Fetch, verify, decrypt and assemble a version into the new folder `target` (model.safetensors, config and
     tokenizer files), loadable with `AutoModelForCausalLM.from_pretrained(target)`.
@@ -134,6 +145,7 @@ def assemble(
         version_key: the 32-byte key (from `combine_shares`); must hash to the manifest's key hash.
         fetch: where replicas come from (see `Fetch`, `fetch_from_stores`).
         weights_hash: the version's weights hash as the registry holds it (0x-hex), not the manifest's word.
+        record: written as `deepshard-version.json` (workers.ml.models.VERSION_FILE) once the weights checked out.
     Returns an Assembly. Raises KeyRejected (wrong key), ShardRejected (a shard no holder serves intact, named),
     WeightsMismatch (the manifest or the assembled weights are not the registry's), ShardError (target exists,
     a loader file is missing). Nothing is left at `target` on any error.
@@ -154,6 +166,8 @@ def assemble(
         state.update(tensors)
         result.served_by[entry.index] = node
     files = {entry.name: fetch_file(manifest, entry, fetch) for entry in manifest.files}
+    if record is not None:
+        files[VERSION_FILE] = (json.dumps(dict(record), indent=2, sort_keys=True) + "\n").encode()
     full = dict(state)
     for alias, stored in manifest.aliases:
         full[alias] = full[stored]
@@ -162,6 +176,69 @@ def assemble(
         raise WeightsMismatch(f"the assembled weights hash to {assembled}, not the registry's {weights_hash}")
     _write_folder(target, state, files)
     return result
+
+
+def published_manifest(chain: ChainClient, store: ContentStore, version: int) -> tuple[str, Manifest]:
+    """(CID, parsed manifest) of the shard manifest the publisher recorded for `version` in the ModelRegistry
+    (`getVersion(version).shardManifestCid`), fetched from `store` (at most MAX_MANIFEST_BYTES, verified against
+    its CID). Raises ShardError when the version has no manifest recorded (or is not registered), StorageError when
+    the store cannot serve it, ManifestRejected (a ShardError) when it does not parse or is another version's."""
+    models = chain.contract("ModelRegistry")
+    latest = int(models.functions.latestVersion().call())
+    if not 1 <= version <= latest:
+        raise ShardError(f"version {version} is not registered: versions run from 1 to {latest}")
+    recorded = bytes(struct_of(models, "getVersion", int(version))["shardManifestCid"])
+    if not recorded:
+        raise ShardError(f"version {version} has no shard manifest recorded yet (the publisher's step records it)")
+    cid = cid_from_chain(recorded)
+    manifest = parse_manifest(store.get(cid, max_size=MAX_MANIFEST_BYTES), what=f"the shard manifest {cid}")
+    if manifest.version != version:
+        raise ShardError(f"the shard manifest {cid} recorded for version {version} is version {manifest.version}'s")
+    return cid, manifest
+
+
+def assemble_version(
+    chain: ChainClient,
+    store: ContentStore,
+    version: int,
+    version_key: bytes,
+    target: str | Path,
+    *,
+    fetch: Fetch | None = None,
+    weights_hash: str | None = None,
+) -> Assembly:
+    """`assemble` of a registered version, from the manifest its publisher recorded (`published_manifest`), into a
+    folder `deepshard serve --weights` serves: its `deepshard-version.json` holds the version, its base model, its
+    lineage (the registry's delta CIDs and rounds, oldest first, the genesis left out) and the checked weights hash.
+
+    Args:
+        fetch: where replicas come from (default: `store` for every holder: an IPFS node reaches them all).
+            Public loader files come from the holders or, when none serves one, from `store`.
+        weights_hash: the hash the weights must have; default the manifest's, i.e. the publisher's word (the
+            registry records lineages, not weights hashes: `deepshard model get` rebuilds a version to check it).
+    Raises what `published_manifest` and `assemble` raise."""
+    _, manifest = published_manifest(chain, store, version)
+    lineage = base_deltas(chain.contract("ModelRegistry"), version)
+    expected = (weights_hash or manifest.weights_hash).lower()
+    record = {
+        "version": version,
+        "base_model": manifest.base_model,
+        "lineage": [{"cid": cid, "round": round_id} for cid, round_id in lineage],
+        "weights_hash": expected,
+        "source": "bought: assembled from the version's encrypted shards (deepshard weights)",
+    }
+    replicas = fetch or fetch_from_stores(dict.fromkeys(manifest.holders, store))
+    public = {entry.cid for entry in manifest.files}
+
+    def with_public_files(node: str, cid: str) -> bytes:
+        if cid not in public:
+            return replicas(node, cid)
+        try:
+            return replicas(node, cid)
+        except (StorageError, OSError):
+            return store.get(cid)  # public and checked by its sha256: any store may serve it
+
+    return assemble(manifest, version_key, with_public_files, target, weights_hash=expected, record=record)
 
 
 def _write_folder(target: Path, state: dict[str, torch.Tensor], files: Mapping[str, bytes]) -> None:

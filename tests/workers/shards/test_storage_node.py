@@ -32,12 +32,16 @@ from workers.chain.deploy import StorageParams
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
+from workers.protocol.access import fee_split
 from workers.protocol.constants import GENESIS_VERSION
 from workers.protocol.merkle import merkle_root
 from workers.protocol.storage import holders
+from workers.serve.registry import check_version, read_version_record
 from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_manifest, shard_version
 from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
+from workers.shards.assembly import assemble_version
 from workers.shards.chain import StorageClient
+from workers.shards.errors import ShardError
 from workers.shards.manifest import Manifest
 from workers.shards.node import StorageNode
 from workers.shards.publisher import (
@@ -257,6 +261,56 @@ def test_a_buyer_assembles_the_exact_weights_with_two_holders_stopped(custody, s
     assert to_checksum_address(assembly.served_by[0]) == to_checksum_address(manifest.shards[0].replicas[2].node)
     assert all(to_checksum_address(node) not in stopped for node in assembly.served_by.values())
     assert any(stopped[0].lower() in fault.lower() for fault in assembly.faults)
+
+
+def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(custody, sharded, tmp_path):
+    """The buyer settles (every custodian delivered): the split equals the Python reference to the wei and lands in
+    the balances; `assemble_version` takes the manifest the registry records and writes a folder whose version record
+    passes the inference node's registry check."""
+    buyer = custody.net.account(dsh=5_000)
+    private, public = buyer_keypair()
+    access = WeightAccessClient(buyer)
+    price = access.quote(VERSION).price
+    purchase = access.buy(VERSION, public, price, access.deadline_in(20))
+    with pytest.raises(InvalidRequest, match=rf"purchase {purchase.id} cannot be settled now: DeliveryOpen"):
+        access.settle(purchase.id)  # nobody delivered yet and the window is open: refused before sending
+    for node in custody.nodes.values():
+        deliver_shares(node.storage.chain, stored_shares(node.storage.chain, custody.tmp / "custody"))
+    key = access.collect_key(purchase, private, timeout=0).key
+
+    token = buyer.contract("DeepshardToken")
+    treasury = custody.net.admin.address  # the deployer is the treasury
+    before = {a: token.functions.balanceOf(a).call() for a in (treasury, custody.publisher.contract.address)}
+    supply = token.functions.totalSupply().call()
+    settled = access.settle(purchase.id)
+    getter = access.contract.functions.params
+    params = dict(zip([o["name"] for o in getter.abi["outputs"]], getter().call(), strict=True))
+    expected = fee_split(price, params["burnBps"], params["storageBps"], params["custodianBps"], NODE_COUNT)
+    assert (settled.burned, settled.storage_share, settled.per_custodian, settled.treasury_share) == (
+        expected.burned,
+        expected.storage,
+        expected.per_custodian,
+        expected.treasury,
+    )
+    assert not settled.refunded and settled.delivered == NODE_COUNT and sorted(settled.paid) == sorted(custody.nodes)
+    assert token.functions.totalSupply().call() == supply - expected.burned
+    assert token.functions.balanceOf(treasury).call() == before[treasury] + expected.treasury
+    storage_address = custody.publisher.contract.address
+    assert token.functions.balanceOf(storage_address).call() == before[storage_address] + expected.storage
+    assert all(access.contract.functions.owed(c).call() >= expected.per_custodian for c in settled.paid)
+    with pytest.raises(InvalidRequest, match="AlreadySettled"):
+        access.settle(purchase.id)
+
+    folder = tmp_path / "bought"
+    holders = fetch_from_stores({a: n.store for a, n in custody.nodes.items()})
+    assembly = assemble_version(buyer, custody.publisher_store, VERSION, key, folder, fetch=holders)
+    assert assembly.weights_hash == sharded.weights_hash
+    record = read_version_record(folder)
+    assert (record.version, record.base_model, record.delta_cids) == (VERSION, "tiny", [])
+    check_version(buyer, VERSION, sharded.weights_hash, record)  # what `deepshard serve --weights` checks
+    with pytest.raises(ShardError, match=r"version 7 is not registered: versions run from 1 to 1"):
+        assemble_version(buyer, custody.publisher_store, 7, key, tmp_path / "other", fetch=holders)
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
