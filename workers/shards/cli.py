@@ -4,7 +4,7 @@
     deepshard weights buy VERSION --max-price DSH [--deadline-blocks N] [--key-out FILE] [--buyer-key FILE]
                                   [--timeout S] [--purchase ID]
     deepshard weights deliver [--custody-dir DIR]            a custodian: deliver kept shares to open purchases
-    deepshard weights fetch MANIFEST --weights-hash 0x.. -o DIR (--key-file FILE | --buyer-key FILE --share FILE...)
+    deepshard weights fetch VERSION -o DIR (--key-file FILE | --buyer-key FILE --share FILE...) [--weights-hash 0x..]
     deepshard weights publish VERSION --weights DIR --custodians FILE --threshold K [--key-dir DIR]
                                   [--handover-dir DIR] [--layers-per-shard N]   the publisher's step (and repairs)
     deepshard weights custodian-key [--key FILE]             a custodian: its X25519 public key, for the publisher
@@ -25,11 +25,17 @@ against the on-chain key hash and writes it to --key-out (default version-<VERSI
 --key-file` takes. `--purchase ID` collects the shares of an earlier purchase instead of buying again. The signing
 key comes from the environment like every command's (workers.chain.accounts); amounts print in DSH.
 
-The key comes from a file, never from the command line (which other users can read): either the version key
-(64 hex digits), or the buyer's X25519 private key (64 hex digits) and at least k sealed shares (162 hex digits
-each, as custodians deliver them), opened and combined here. Replicas come from the content store (an IPFS node
-with --ipfs-api or $DEEPSHARD_IPFS_API, else the embedded store): on IPFS a CID is the same whichever node pins
-it. Expected failures print one line, `error: ...`, on stderr and exit 1; nothing is written at DIR on failure.
+`fetch` reads VERSION's shard manifest from the CID its publisher recorded in the ModelRegistry, fetches every
+shard from any holder, verifies, decrypts and assembles it, and writes a folder `deepshard serve --weights DIR`
+serves (`workers.shards.assembly.assemble_version`: its `deepshard-version.json` holds the registry's lineage).
+The weights must hash to --weights-hash, by default to the manifest's hash (the publisher's word: the registry
+records lineages, not weights hashes; `deepshard model get VERSION` rebuilds a version to learn its hash
+independently). The key comes from a file, never from the command line (which other users can read): either the
+version key (64 hex digits), or the buyer's X25519 private key (64 hex digits) and at least k sealed shares (162
+hex digits each, as custodians deliver them), opened, combined and checked against the on-chain key hash. Replicas
+come from the content store (an IPFS node with --ipfs-api or $DEEPSHARD_IPFS_API, else the embedded store): on
+IPFS a CID is the same whichever node pins it. Expected failures print one line, `error: ...`, on stderr and exit
+1; nothing is written at DIR on failure.
 """
 
 from __future__ import annotations
@@ -45,7 +51,6 @@ from workers.storage import StorageError, open_store
 from .crypto import KEY_BYTES, SEALED_SHARE_BYTES, X25519_KEY_BYTES, combine_shares, open_share
 from .errors import KeyRejected, ShardError
 from .keyfiles import buyer_key_pair, data_dir, read_hex_secret, read_limited
-from .manifest import MAX_MANIFEST_BYTES, parse_manifest
 
 if TYPE_CHECKING:  # the publisher imports torch (layout): loaded only by `publish` and `receive`
     from .publisher import CustodianKey
@@ -100,17 +105,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deliver.set_defaults(weights_handler=_deliver)
     fetch = actions.add_parser(
         "fetch",
-        help="assemble a version from its manifest into a transformers folder",
-        description="Fetch every shard from any holder, verify, decrypt and write a loadable model folder.",
+        help="assemble a bought version into a folder `deepshard serve --weights` serves",
+        description="Read VERSION's shard manifest from the registry, fetch every shard from any holder, verify, "
+        "decrypt and write a loadable model folder with its version record.",
     )
-    fetch.add_argument("manifest", metavar="MANIFEST", help="the version's shard manifest (JSON file)")
-    fetch.add_argument("--weights-hash", required=True, metavar="HASH", help="the registry's weights hash (0x...)")
+    fetch.add_argument("version", metavar="VERSION", type=int, help="the model version")
+    fetch.add_argument(
+        "--weights-hash", metavar="HASH", help="the weights hash to require (0x...; default: the manifest's)"
+    )
     fetch.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to create")
     fetch.add_argument("--key-file", metavar="FILE", help="the version key, 64 hex digits")
     fetch.add_argument("--buyer-key", metavar="FILE", help="the buyer's X25519 private key, 64 hex digits")
     fetch.add_argument("--share", action="append", default=[], metavar="FILE", help="a sealed key share (repeat)")
     fetch.add_argument("--ipfs-api", metavar="ADDR", default=None, help="IPFS RPC API (default: $DEEPSHARD_IPFS_API)")
     fetch.add_argument("--store-dir", metavar="DIR", default=None, help="embedded store directory")
+    add_rpc_option(fetch)
     fetch.set_defaults(weights_handler=_fetch)
     publish = actions.add_parser(
         "publish",
@@ -158,29 +167,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from .access import WeightAccessClient
+
     if bool(args.key_file) == bool(args.buyer_key or args.share):
         raise ShardError("give either --key-file, or --buyer-key with the --share files")
-    manifest = parse_manifest(
-        read_limited(args.manifest, "manifest", MAX_MANIFEST_BYTES), what=f"manifest {args.manifest}"
-    )
     if args.key_file:
         key = read_hex_secret(args.key_file, "key file", KEY_BYTES)
+    elif not args.buyer_key or len(args.share) < 2:
+        raise ShardError("--buyer-key and at least two --share files are needed to rebuild the key")
     else:
-        if not args.buyer_key or len(args.share) < 2:
-            raise ShardError("--buyer-key and at least two --share files are needed to rebuild the key")
         private = read_hex_secret(args.buyer_key, "buyer key", X25519_KEY_BYTES)
         sealed = [read_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
-        shares = [open_share(share, private, version=manifest.version) for share in sealed]
-        key = combine_shares(shares, manifest.key_hash)
-    from .assembly import assemble, fetch_from_stores  # torch: imported only when weights are assembled
+        shares = [open_share(share, private, version=args.version) for share in sealed]
+        key = None
+    chain = _chain(args, with_signer=False)
+    if key is None:
+        key = combine_shares(shares, WeightAccessClient(chain).custody(args.version).key_hash)
+    from .assembly import assemble_version  # torch: imported only when weights are assembled
 
     with open_store(api=args.ipfs_api, store_dir=args.store_dir) as store:
-        fetch = fetch_from_stores(dict.fromkeys(manifest.holders, store))
-        result = assemble(manifest, key, fetch, Path(args.output), weights_hash=args.weights_hash.lower())
+        weights_hash = args.weights_hash.lower() if args.weights_hash else None
+        result = assemble_version(chain, store, args.version, key, Path(args.output), weights_hash=weights_hash)
     for fault in result.faults:
         print(f"skipped: {fault}", file=sys.stderr)
-    print(f"version {manifest.version}: {len(manifest.shards)} shards verified, weights {result.weights_hash}")
-    print(f"wrote {result.folder}")
+    print(f"version {args.version}: {len(result.served_by)} shards verified, weights {result.weights_hash}")
+    print(f"wrote {result.folder} (deepshard serve --weights {result.folder})")
     return 0
 
 
@@ -251,7 +262,7 @@ def _buy(args: argparse.Namespace) -> int:
     write_hex_secret(key_out, recovered.key, "key file")
     shares = ", ".join(str(i) for i in recovered.indices)
     print(f"key rebuilt from the shares of custodians {shares}; keccak256 matches the on-chain key hash")
-    print(f"wrote {key_out} (deepshard weights fetch MANIFEST --key-file {key_out} ...)")
+    print(f"wrote {key_out} (deepshard weights fetch {args.version} --key-file {key_out} -o DIR)")
     return 0
 
 

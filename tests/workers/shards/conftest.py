@@ -83,19 +83,3 @@ def manifest(published):
 @pytest.fixture(scope="session")
 def buyer():
     return buyer_keypair()
-
-
-@pytest.fixture
-def one_store(published, tmp_path):
-    """Every node's blocks in one embedded store: what a buyer's own IPFS node sees of the network."""
-    _, folders = published
-    for folder in folders.values():
-        shutil.copytree(folder, tmp_path / "store", dirs_exist_ok=True)
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def manifest_file(manifest, tmp_path):
-    path = tmp_path / "manifest.json"
-    path.write_bytes(manifest.to_json())
-    return path

@@ -6,7 +6,7 @@ would, and the publisher's step (`Publisher.step`) publishes the session's shard
 assigned to five STORAGE-staked storage nodes, its manifest recorded, its key split 3-of-5 among the same five
 accounts as custodians, who take their shares from the hand-over file (`receive_share`, kept with `save_share`).
 Each test buys with a fresh account, so purchases never interfere; the key one buys assembles the weights with
-`deepshard weights fetch`.
+`deepshard weights fetch VERSION`, which reads the manifest the registry records.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from workers.chain.module import cid_to_chain
 from workers.chain.units import WEI_PER_DSH
 from workers.cli import main
 from workers.protocol.access import price as reference_price
-from workers.shards import KeyRejected, buyer_keypair, parse_manifest, seal_share
+from workers.serve.registry import check_version, read_version_record
+from workers.shards import KeyRejected, buyer_keypair, seal_share
 from workers.shards.access import WeightAccessClient, deliver_shares, save_share, share_path, stored_shares
 from workers.shards.chain import StorageClient
 from workers.shards.publisher import (
@@ -68,7 +69,7 @@ def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
 class Sale:
     """The module's chain with the version on sale: the deployer (treasury, publisher), the custodians in share
     order with their shares and throwaway test keys, the folder where they keep their shares, the version key
-    (from the publisher's key file), the manifest as a file and the publisher's store folder (every replica)."""
+    (from the publisher's key file) and the publisher's store folder (every replica, the manifest)."""
 
     treasury: ChainClient
     custodians: list[ChainClient]
@@ -76,7 +77,6 @@ class Sale:
     custody_dir: Path
     keys: list[str]
     key: bytes
-    manifest_file: Path
     store_dir: Path
 
 
@@ -123,9 +123,7 @@ def sale(tmp_path_factory, sharded):
         version_key = bytes.fromhex(
             key_path(tmp / "keys", treasury.chain_id, models.address, VERSION).read_text().strip()
         )
-        manifest_file = tmp / "manifest.json"
-        manifest_file.write_bytes(parse_manifest(store.get(report.manifest_cid)).to_json())
-        yield Sale(treasury, custodians, shares, custody_dir, keys, version_key, manifest_file, tmp / "store")
+        yield Sale(treasury, custodians, shares, custody_dir, keys, version_key, tmp / "store")
     finally:
         node.stop()
 
@@ -170,7 +168,7 @@ def test_price_shows_the_contracts_price_and_its_value_snapshot(sale, capsys):
 
 
 def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp_path, monkeypatch, capsys):
-    treasury, version_key, manifest_file, one_store = sale.treasury, sale.key, sale.manifest_file, sale.store_dir
+    treasury, version_key = sale.treasury, sale.key
     buyer, key = fresh_account(treasury, 5_000)
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     access = WeightAccessClient(treasury)
@@ -197,8 +195,7 @@ def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp
     assert private not in out + err and version_key.hex() not in out + err
     assert "keccak256 matches the on-chain key hash" in out
     assert dsh_of(treasury, buyer.address) == 4_000 * WEI_PER_DSH
-    fetch = ["weights", "fetch", str(manifest_file), "--weights-hash", tiny.weights_hash, "-o", str(tmp_path / "out")]
-    assert main(fetch + ["--store-dir", str(one_store), "--key-file", str(key_out)]) == 0
+    assert fetch(sale, tmp_path / "out", "--key-file", str(key_out)) == 0
     assert f"weights {tiny.weights_hash}" in capsys.readouterr().out
 
     # Idempotent: a second pass sends nothing; once settled, the purchase is skipped.
@@ -207,6 +204,59 @@ def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp
     assert deliver_from(sale, [0], purchase) == ["settled"]
     # The buyer key is read, not replaced, on the next purchase.
     assert buyer_key.read_text().strip() == private
+
+
+def fetch(sale: Sale, output: Path, *extra: str) -> int:
+    """`deepshard weights fetch VERSION` against the module's chain, replicas from the publisher's store."""
+    argv = ["weights", "fetch", str(VERSION), "-o", str(output), "--store-dir", str(sale.store_dir)]
+    return main(argv + ["--rpc", sale.treasury.rpc_url, *extra])
+
+
+def test_fetch_with_shares_sealed_to_the_buyer_writes_a_servable_folder(sale, tiny, buyer, tmp_path, capsys):
+    private, public = buyer
+    (tmp_path / "buyer").write_text(private.hex())
+    paths = []
+    for number, share in enumerate(sale.shares[:THRESHOLD]):
+        paths += ["--share", str(tmp_path / f"share{number}")]
+        (tmp_path / f"share{number}").write_text(seal_share(share, public, version=VERSION).hex())
+    buyer_key = ["--buyer-key", str(tmp_path / "buyer")]
+    assert fetch(sale, tmp_path / "out", *buyer_key, *paths) == 0
+    out = capsys.readouterr().out
+    assert f"version {VERSION}: 6 shards verified, weights {tiny.weights_hash}" in out
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
+    record = read_version_record(tmp_path / "out")
+    check_version(sale.treasury, VERSION, tiny.weights_hash, record)  # what `deepshard serve --weights` checks
+
+    # k - 1 shares rebuild another key: refused against the on-chain key hash, nothing written.
+    assert fetch(sale, tmp_path / "two", *buyer_key, *paths[: 2 * (THRESHOLD - 1)]) == 1
+    assert "committed key hash" in capsys.readouterr().err
+    assert not (tmp_path / "two").exists()
+
+
+def test_fetch_failures_are_one_line_and_never_show_the_secret(sale, tiny, tmp_path, capsys):
+    key_file = tmp_path / "key"
+    key_file.write_text(sale.key.hex()[:-2])
+    assert fetch(sale, tmp_path / "out", "--key-file", str(key_file)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the key file") and "64 hex digits" in err
+    assert sale.key.hex()[:16] not in err
+
+    key_file.write_text(sale.key.hex())
+    assert fetch(sale, tmp_path / "out", "--key-file", str(key_file), "--weights-hash", "0x" + "00" * 32) == 1
+    assert "the registry's version is 0x0000" in capsys.readouterr().err
+
+    argv = ["weights", "fetch", "9", "-o", str(tmp_path / "out"), "--store-dir", str(sale.store_dir)]
+    assert main(argv + ["--rpc", sale.treasury.rpc_url, "--key-file", str(key_file)]) == 1
+    assert "version 9 is not registered" in capsys.readouterr().err
+
+    # A store without the manifest: the store's one-line error, nothing written.
+    empty = ["weights", "fetch", str(VERSION), "-o", str(tmp_path / "out"), "--store-dir", str(tmp_path / "empty")]
+    assert main(empty + ["--rpc", sale.treasury.rpc_url, "--key-file", str(key_file)]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+    assert fetch(sale, tmp_path / "out") == 1
+    assert "give either --key-file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path, monkeypatch, capsys):
