@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ def sell_new_version(
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
+    started = time.monotonic()
     rebuilt, description = fetch_version(
         TrainingRoundsClient(treasury), version, store, SpecBook(None, [DEMO_SPECS[model]], use_env=False)
     )
@@ -147,7 +149,8 @@ def sell_new_version(
     matches = assembly.weights_hash == description["weights_hash"]
     say(
         f"  assembled {len(assembly.served_by)} verified shards into {folder.name}/: weights "
-        f"{assembly.weights_hash[:18]}…, {'equal to' if matches else 'NOT'} the registry's version {version}"
+        f"{assembly.weights_hash[:18]}…, {'equal to' if matches else 'NOT'} the registry's version {version} "
+        f"({time.monotonic() - started:.1f} s for the whole custody step)"
     )
     return SoldVersion(
         folder,
