@@ -25,6 +25,7 @@ contract ModelRegistry is IModelRegistry, AccessControl {
         uint256 valueCreated; // rewards the round that made it paid out
         bytes deltaCid; // the LoRA delta (for the genesis: the base weights)
         bytes shardManifestCid; // the encrypted shards' manifest, once published
+        bytes32 weightsHash; // hash of the version's full weights (workers.ml.models.state_dict_hash), published with it
     }
 
     /// @notice Number of versions (the newest id).
@@ -43,11 +44,13 @@ contract ModelRegistry is IModelRegistry, AccessControl {
     /// @notice A version's encrypted shards were published.
     /// @param id The version.
     /// @param shardManifestCid Binary CID of the shard manifest.
-    event ShardManifestPublished(uint256 indexed id, bytes shardManifestCid);
+    /// @param weightsHash Hash of the version's full weights, which the shards assemble into.
+    event ShardManifestPublished(uint256 indexed id, bytes shardManifestCid, bytes32 weightsHash);
 
     error InvalidCid();
     error UnknownVersion(uint256 id);
     error AlreadyPublished(uint256 id);
+    error InvalidWeightsHash();
 
     /// @notice Deploys the registry with the genesis model as version 1.
     /// @param admin Governance: receives DEFAULT_ADMIN_ROLE.
@@ -74,15 +77,25 @@ contract ModelRegistry is IModelRegistry, AccessControl {
         return _register(parent, round, deltaCid, valueCreated);
     }
 
-    /// @notice Records the manifest of a version's encrypted shards (once).
+    /// @notice Records the manifest of a version's encrypted shards and the hash of the weights they assemble
+    ///         into (once). The hash is the publisher's statement, public and checkable: anyone can rebuild the
+    ///         version from its lineage (the genesis plus each delta) and compare; buyers and inference nodes check
+    ///         the weights they assemble or serve against it.
     /// @param id The version.
     /// @param shardManifestCid CID of the shard manifest.
-    function publishShards(uint256 id, bytes calldata shardManifestCid) external onlyRole(PUBLISHER_ROLE) {
+    /// @param weightsHash Hash of the version's full weights (`workers.ml.models.state_dict_hash`, non-zero).
+    function publishShards(uint256 id, bytes calldata shardManifestCid, bytes32 weightsHash)
+        external
+        onlyRole(PUBLISHER_ROLE)
+    {
         if (id == 0 || id > latestVersion) revert UnknownVersion(id);
         _checkCid(shardManifestCid);
-        if (_versions[id].shardManifestCid.length != 0) revert AlreadyPublished(id);
-        _versions[id].shardManifestCid = shardManifestCid;
-        emit ShardManifestPublished(id, shardManifestCid);
+        if (weightsHash == bytes32(0)) revert InvalidWeightsHash();
+        Version storage version = _versions[id];
+        if (version.shardManifestCid.length != 0) revert AlreadyPublished(id);
+        version.shardManifestCid = shardManifestCid;
+        version.weightsHash = weightsHash;
+        emit ShardManifestPublished(id, shardManifestCid, weightsHash);
     }
 
     /// @notice Version `id`.

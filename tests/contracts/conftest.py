@@ -233,6 +233,8 @@ POOL_BOND = 2_000 * DSH
 INFORMANT_STAKE = 1_000 * DSH
 BOND = 500 * DSH
 CID = bytes.fromhex("01551220") + keccak(b"dataset")  # a CIDv1 (raw, sha2-256) in binary form
+#: A stand-in for a version's weights hash (ModelRegistry.publishShards).
+WEIGHTS_HASH = keccak(b"weights")
 
 PARAMS = dict(
     quorumBps=5_000,
@@ -734,7 +736,7 @@ def list_version(weight_access, model_registry, publisher):
 
     def list_version(custodians, threshold):
         version = model_registry.registerVersion(1, 0, CID, 0, {"from": publisher}).return_value
-        model_registry.publishShards(version, CID, {"from": publisher})
+        model_registry.publishShards(version, CID, WEIGHTS_HASH, {"from": publisher})
         shares = [keccak(f"share {version}/{i}".encode()) for i in range(len(custodians))]
         weight_access.publish(
             version,

@@ -86,7 +86,7 @@ def assert_weights(out: str, summary: dict) -> None:
     for holder in weights["holders"]:
         short = f"{holder[:6]}…{holder[-4:]}"
         assert re.search(rf"^{re.escape(short)}\s+\d+\s+[\d,]+$", custody, re.M), short
-    assert "equal to the registry's version 2" in custody
+    assert "equal to the hash the registry records for version 2" in custody
 
 
 def assert_inference(out: str, summary: dict) -> None:

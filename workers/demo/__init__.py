@@ -48,7 +48,7 @@ from ..tables import format_table, short_address
 from ..tasks.errors import TaskInputError
 from .consensus import DEMO_DATA_PARAMS, consensus_summary, run_data_consensus
 from .inference import serve_new_version
-from .local import DEV_ACCOUNTS, FUNDING_DSH, DemoFailed, fund
+from .local import DEV_ACCOUNTS, FUNDING_DSH, STORAGE_STAKE_DSH, DemoFailed, fund
 from .training import DEFAULT_MODEL, DEMO_ROUND_PARAMS, QUICK_MODEL, run_training_round, worker_environment
 from .weights import sell_new_version
 
@@ -58,7 +58,7 @@ DEMO_STAKES: dict[str, tuple[str, bool]] = {
     "CURATOR": ("1500", True),
     "TRAINER": ("2000", False),
     "EVALUATOR": ("1200", True),
-    "STORAGE": ("750", False),
+    "STORAGE": (STORAGE_STAKE_DSH, False),
     "INFERENCE": ("12500", True),
 }
 

@@ -12,6 +12,8 @@ from ..chain.tokens import transfer_dsh
 
 #: DSH each demo account receives from the treasury.
 FUNDING_DSH = "20000"
+#: STORAGE stake of each storage node: a node bond (500 DSH) and a custodian bond (200 DSH), and 50 to spare.
+STORAGE_STAKE_DSH = "750"
 
 #: Dev accounts: 0 treasury and keeper, 1-6 one staker per role (in `ROLES` order), then the extra
 #: informants, curators, trainers, evaluators and storage nodes.

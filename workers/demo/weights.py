@@ -8,8 +8,9 @@
    shares from the hand-over file (`receive_share`); the nodes fetch, verify, pin and confirm their replicas.
 3. The inference account buys the version at the contract's price (`WeightAccessClient.buy`), the custodians
    deliver their shares sealed to its key (`deliver_shares`), it rebuilds the key (`collect_key`), settles the
-   purchase (the fee split) and assembles the weights from the holders' stores (`assemble_version`): the folder
-   the inference node then serves.
+   purchase (the fee split) and assembles the weights from the holders' stores (`assemble_version`, checked
+   against the weights hash the publisher recorded in the registry, which must also be the lineage's rebuild):
+   the folder the inference node then serves.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ..chain import ChainClient, format_dsh, stake
+from ..chain import ChainClient, format_dsh, registry, stake
 from ..chain.localnode import dev_signer
 from ..node.model_cli import fetch_version, write_version_folder
 from ..rounds.chain import TrainingRoundsClient
@@ -33,11 +34,9 @@ from ..shards.node import StorageNode
 from ..shards.publisher import CustodianKey, Publisher, handover_path, receive_share
 from ..storage import ContentStore, EmbeddedStore
 from ..tables import format_table, short_address
-from .local import EXTRA_STORAGE_NODES, DemoFailed, fund
+from .local import EXTRA_STORAGE_NODES, STORAGE_STAKE_DSH, DemoFailed, fund
 from .training import DEMO_SPECS
 
-#: STORAGE stake of each extra storage node: its node bond (500 DSH) and its custodian bond (200 DSH).
-STORAGE_NODE_STAKE_DSH = "750"
 #: Shares that rebuild the key (of one per storage node).
 CUSTODY_THRESHOLD = 2
 #: Bounds on the publisher's and the nodes' steps (each step is bounded; these only stop a demo that stalls).
@@ -123,7 +122,7 @@ def sell_new_version(
     purchase = buyer.buy(version, public, quote.price, buyer.deadline_in(DEADLINE_BLOCKS))
     say(
         f"  inference account {short_address(buyer.chain.address)} bought version {version} for "
-        f"{format_dsh(quote.price, grouped=True)} DSH (V = {format_dsh(quote.value_snapshot, grouped=True)} DSH at "
+        f"{format_dsh(purchase.price, grouped=True)} DSH (V = {format_dsh(quote.value_snapshot, grouped=True)} DSH at "
         f"publication), purchase {purchase.id}"
     )
     for node in nodes:
@@ -143,20 +142,25 @@ def sell_new_version(
 
     folder = workdir / f"bought-{version}"
     holders = fetch_from_stores({node.address: node.store for node in nodes})
-    assembly = assemble_version(
-        buyer.chain, store, version, recovered.key, folder, fetch=holders, weights_hash=description["weights_hash"]
-    )
-    matches = assembly.weights_hash == description["weights_hash"]
+    assembly = assemble_version(buyer.chain, store, version, recovered.key, folder, fetch=holders)
+    recorded = registry.published(treasury.contract("ModelRegistry"), version)
+    registry_hash = recorded[1] if recorded else None
+    matches = assembly.weights_hash == registry_hash
     say(
         f"  assembled {len(assembly.served_by)} verified shards into {folder.name}/: weights "
-        f"{assembly.weights_hash[:18]}…, {'equal to' if matches else 'NOT'} the registry's version {version} "
-        f"({time.monotonic() - started:.1f} s for the whole custody step)"
+        f"{assembly.weights_hash[:18]}…, {'equal to' if matches else 'NOT'} the hash the registry records for "
+        f"version {version} ({time.monotonic() - started:.1f} s for the whole custody step)"
     )
+    if registry_hash != description["weights_hash"]:
+        raise DemoFailed(
+            f"the registry records weights {registry_hash} for version {version}, its lineage rebuilds to "
+            f"{description['weights_hash']}"
+        )
     return SoldVersion(
         folder,
         {
             "version": version,
-            "price_dsh": format_dsh(quote.price),
+            "price_dsh": format_dsh(purchase.price),
             "buyer": buyer.chain.address,
             "holders": [node.address for node in nodes],
             "hash_matches_registry": matches,
@@ -178,7 +182,7 @@ def start_storage_nodes(
     extras = [treasury.with_signer(dev_signer(i)) for i in EXTRA_STORAGE_NODES]
     fund(treasury, extras)
     for client in extras:
-        stake(client, "STORAGE", STORAGE_NODE_STAKE_DSH)
+        stake(client, "STORAGE", STORAGE_STAKE_DSH)
     nodes = []
     for number, client in enumerate([stakers["STORAGE"], *extras]):
         node = StorageNode(

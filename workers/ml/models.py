@@ -21,12 +21,14 @@ import contextlib
 import hashlib
 import importlib.resources
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # cuBLAS reads this when its first handle is created: set it before anything touches CUDA, or the
 # deterministic-algorithms switch below makes some CUDA matmuls raise.
@@ -46,7 +48,9 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 from workers.ml.progress import announce, finished
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
-#: A version folder's description (written by `deepshard model get`, read by `deepshard serve --weights`).
+#: A version folder's description (written by `deepshard model get` and `deepshard weights fetch`, read by
+#: `deepshard serve --weights`): version, base_model, lineage ([{cid, round, ...}], oldest first, the genesis left
+#: out), weights_hash, and what each writer adds.
 VERSION_FILE = "deepshard-version.json"
 # Bump when what is written to the cache changes, so stale folders are never read (v2: SmolLM2's
 # end-of-text token taken from the GGUF file, see `_build_smollm2`).
@@ -117,6 +121,11 @@ def model_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     root = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return root / "deepshard" / "models"
+
+
+def version_record_bytes(record: Mapping[str, Any]) -> bytes:
+    """`record` as the VERSION_FILE's bytes (indented JSON, sorted keys): the one way it is written."""
+    return (json.dumps(dict(record), indent=2, sort_keys=True) + "\n").encode()
 
 
 def weights_hash(model: torch.nn.Module) -> str:

@@ -30,19 +30,19 @@ GENESIS_BASE_MODEL = "smollm2-135m"
 def model_versions(rounds) -> list[dict[str, Any]]:
     """Every registered version, oldest first: id, parent, round, registered block, value created (wei), delta
     CID (for the genesis: the base weights' CID). `rounds`: a TrainingRoundsClient."""
-    from ..chain.module import cid_from_chain
+    from ..chain.module import cid_from_chain, struct_of
 
     out = []
     for version in range(1, int(rounds.models.functions.latestVersion().call()) + 1):
-        parent, round_id, block, value, delta_cid, _ = rounds.models.functions.getVersion(version).call()
+        info = struct_of(rounds.models, "getVersion", version)
         out.append(
             {
                 "id": version,
-                "parent": int(parent),
-                "round": int(round_id),
-                "block": int(block),
-                "value_created": int(value),
-                "cid": cid_from_chain(delta_cid),
+                "parent": int(info["parent"]),
+                "round": int(info["round"]),
+                "block": int(info["registeredBlock"]),
+                "value_created": int(info["valueCreated"]),
+                "cid": cid_from_chain(info["deltaCid"]),
             }
         )
     return out
@@ -77,12 +77,10 @@ def fetch_version(rounds, version: int, store, specs) -> tuple[Any, dict[str, An
     delta's CID, round and spec hash, its weights hash and the base model's). Deltas are verified as the module
     docstring says. Raises `InvalidRequest` for an unknown version, `SpecUnknown` for a round whose spec is not found,
     `TaskInputError` for a delta that is missing, does not match its CID or does not fit its spec."""
-    from ..chain import InvalidRequest
+    from ..chain.registry import check_registered
     from ..tasks.training import RoundInputs, base_version, genesis_model
 
-    latest = int(rounds.models.functions.latestVersion().call())
-    if not 1 <= version <= latest:
-        raise InvalidRequest(f"version {version} is not registered: versions run from 1 to {latest}")
+    check_registered(rounds.models, version)
     lineage = rounds.base_deltas(version)
     spec_list = [specs.resolve(rounds.round(round_id).spec_hash) for _, round_id in lineage]
     if not lineage:
@@ -117,12 +115,12 @@ def write_version_folder(model, description: dict[str, Any], out: Path) -> None:
     """Writes `fetch_version`'s model (a `workers.ml.models.BaseModel`) and description to the folder `out`
     (created if needed): config, safetensors weights, tokenizer and `deepshard-version.json` (the description),
     the folder `deepshard serve --weights` serves. OSError if it cannot be written."""
-    from ..ml.models import VERSION_FILE
+    from ..ml.models import VERSION_FILE, version_record_bytes
 
     out.mkdir(parents=True, exist_ok=True)
     model.model.save_pretrained(out)
     model.tokenizer.save_pretrained(out)
-    (out / VERSION_FILE).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    (out / VERSION_FILE).write_bytes(version_record_bytes(description))
 
 
 def _get_run(args: argparse.Namespace) -> int:

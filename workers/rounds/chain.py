@@ -45,7 +45,6 @@ from ..chain.module import (
 )
 from ..protocol.constants import (
     DATA_STATUSES,
-    GENESIS_VERSION,
     MAX_TRAINERS,
     ROUND_ENDED_STATUSES,
     ROUND_STATUSES,
@@ -367,12 +366,13 @@ class TrainingRoundsClient(ModuleClient):
         return registry.lineage(self.models, version)
 
     def version_cid(self, version: int) -> str:
-        return cid_from_chain(self.models.functions.getVersion(int(version)).call()[4])
+        """The CID the registry records for `version`: its LoRA delta (for the genesis, the base weights)."""
+        return cid_from_chain(struct_of(self.models, "getVersion", int(version))["deltaCid"])
 
     def base_delta_cids(self, version: int) -> list[str]:
         """The delta CIDs that turn the genesis weights into `version`, oldest first (without the genesis
         weights' own CID): what a trainer or evaluator merges onto the base model."""
-        return [self.version_cid(v) for v in self.lineage(version) if v != GENESIS_VERSION]
+        return [cid for cid, _ in self.base_deltas(version)]
 
     def base_deltas(self, version: int) -> list[tuple[str, int]]:
         """(delta CID, round that produced it) of each version from the genesis to `version`, oldest first,

@@ -1,18 +1,19 @@
 """Which weights a node may serve as version N of the ModelRegistry.
 
-What identifies a version today: the registry stores no weights hash, only content identifiers. Version 1 (the
-genesis) records the genesis model's CID; every later version records the CID of the LoRA delta that turned its
-parent into it. A version's weights are therefore fixed by its lineage of delta CIDs: the base model with the
-deltas merged in order (what trainers and evaluators rebuild, workers.tasks.training.base_version), and their
-`weights_hash` (workers.ml.models) is what the node announces.
+What identifies a version: version 1 (the genesis) records the genesis model's CID; every later version records the
+CID of the LoRA delta that turned its parent into it, so a version's weights are fixed by its lineage of delta CIDs:
+the base model with the deltas merged in order (what trainers and evaluators rebuild,
+workers.tasks.training.base_version), and their `weights_hash` (workers.ml.models) is what the node announces.
+Once a version's encrypted shards are published, the registry also records that hash (`publishShards`).
 
-A version folder is what `deepshard model get VERSION --out DIR` writes (workers.node.model_cli): a
-`save_pretrained` model folder with `deepshard-version.json`, `{"version": N, "base_model": NAME, "lineage":
-[{"cid": delta CID, "round": R, "spec_hash": H}, ...], "weights_hash": "0x...", ...}`, the lineage oldest first
-without the genesis. The node refuses to start unless version N exists in the registry, its delta CIDs equal the
-folder's, and the loaded weights hash to the recorded `weights_hash`. Without a folder only the genesis
-(version 1) can be served, from the named base model. Once the registry records weights hashes (the
-weight-custody issue), the last check compares against the chain directly.
+A version folder is what `deepshard model get VERSION --out DIR` (a rebuild from the lineage) or `deepshard weights
+fetch VERSION -o DIR` (a bought copy) writes: a model folder with `deepshard-version.json`, `{"version": N,
+"base_model": NAME, "lineage": [{"cid": delta CID, "round": R, ...}, ...], "weights_hash": "0x...", ...}`, the
+lineage oldest first without the genesis. The node refuses to start unless version N exists in the registry and:
+when the registry records N's weights hash, the loaded weights hash to it (the chain decides, whatever the folder
+says; a folder's record, when there is one, must name N); otherwise the folder's delta CIDs equal the registry's
+and the loaded weights hash to its recorded `weights_hash`. Without a folder only the genesis (version 1) can be
+served, from the named base model.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chain import ChainClient, ChainError
+from ..chain import ChainClient, ChainError, InvalidRequest, registry
 from ..ml.models import VERSION_FILE
 from ..protocol.constants import GENESIS_VERSION
-from ..rounds.chain import TrainingRoundsClient
 from ..safejson import JsonRejected, parse_json
 
 MAX_VERSION_FILE_BYTES = 1 << 20
@@ -71,16 +71,27 @@ def read_version_record(folder: Path) -> VersionRecord:
 def registered_deltas(chain: ChainClient, version: int) -> list[str]:
     """The delta CIDs that make `version` from the genesis, oldest first, read from the ModelRegistry;
     VersionRefused if the registry has no such version."""
-    rounds = TrainingRoundsClient(chain)
-    latest = int(rounds.models.functions.latestVersion().call())
-    if not 1 <= version <= latest:
-        raise VersionRefused(f"the ModelRegistry has no version {version} (latest is {latest})")
-    return rounds.base_delta_cids(version)
+    models = chain.contract("ModelRegistry")
+    try:
+        registry.check_registered(models, version)
+    except InvalidRequest as exc:
+        raise VersionRefused(str(exc)) from None
+    return [cid for cid, _ in registry.base_deltas(models, version)]
 
 
 def check_version(chain: ChainClient, version: int, weights_hash: str, record: VersionRecord | None) -> None:
     """Refuses (VersionRefused) weights that are not version `version` by the rules in this module's docstring."""
     deltas = registered_deltas(chain, version)
+    if record is not None and record.version != version:
+        raise VersionRefused(f"the version folder holds version {record.version}, not {version}")
+    published = registry.published(chain.contract("ModelRegistry"), version)
+    if published is not None:
+        if weights_hash != published[1]:
+            raise VersionRefused(
+                f"the weights hash to {weights_hash}; the registry records {published[1]} for version {version}: "
+                "refusing to serve"
+            )
+        return
     if record is None:
         if version != GENESIS_VERSION:
             raise VersionRefused(
@@ -88,8 +99,6 @@ def check_version(chain: ChainClient, version: int, weights_hash: str, record: V
                 "(--weights DIR, written by `deepshard model get`)"
             )
         return
-    if record.version != version:
-        raise VersionRefused(f"the version folder holds version {record.version}, not {version}")
     if record.delta_cids != deltas:
         raise VersionRefused(f"the version folder's lineage differs from the registry's for version {version}")
     if record.weights_hash != weights_hash:

@@ -115,8 +115,9 @@ class RecoveredKey:
 class Settlement:
     """A settled purchase (`WeightAccess.settle`, its `Settled` event): how many custodians delivered, whether
     the buyer was refunded (fewer than k), and the fee split in wei: burned, to the version's storage pot (paid to
-    its holders per audited epoch), to each delivering custodian (`paid`, credited to withdraw) and to the
-    treasury."""
+    its holders per audited epoch), to each custodian that delivered (`paid`: credited `per_custodian` each, to
+    withdraw; empty on a refund) and to the treasury. Silent custodians' slashes are in the transaction's
+    `CustodianSlashed` events."""
 
     purchase: int
     delivered: int
@@ -283,19 +284,29 @@ class WeightAccessClient:
 
     def settle(self, purchase_id: int) -> Settlement:
         """Settles `purchase_id` (anyone may, once every custodian delivered or its window is over): silent
-        custodians are slashed, then the fee is split or the buyer refunded. Raises InvalidRequest with the
-        contract's reason (`DeliveryOpen`, `AlreadySettled`, `UnknownPurchase`) before anything is sent."""
-        call = self.contract.functions.settle(int(purchase_id))
-        try:
-            call.call({"from": to_checksum_address(self.chain.address)})
-        except (ContractLogicError, Web3RPCError) as exc:
-            reason = decode_revert(revert_data_from_exception(exc)) or str(exc)
-            raise InvalidRequest(f"purchase {purchase_id} cannot be settled now: {reason}") from None
-        receipt = self.chain.transact(call)
-        args = dict(self.contract.events.Settled().process_receipt(receipt, errors=DISCARD)[0]["args"])
-        version = int(struct_of(self.contract, "getPurchase", int(purchase_id))["version"])
+        custodians are slashed, then the fee is split or the buyer refunded. Idempotent: a purchase already settled
+        (by anyone, even between this call's checks and its transaction) is read back from its `Settled` event.
+        Raises InvalidRequest with the contract's reason (`DeliveryOpen`, `UnknownPurchase`) before anything is
+        sent."""
+        purchase = self.purchase(purchase_id)  # InvalidRequest when unknown
+        if not purchase.settled:
+            call = self.contract.functions.settle(int(purchase_id))
+            try:
+                call.call({"from": to_checksum_address(self.chain.address)})
+            except (ContractLogicError, Web3RPCError) as exc:
+                reason = decode_revert(revert_data_from_exception(exc)) or str(exc)
+                if not self.purchase(purchase_id).settled:
+                    raise InvalidRequest(f"purchase {purchase_id} cannot be settled now: {reason}") from None
+            else:
+                raced(lambda: self.chain.transact(call), lambda: self.purchase(purchase_id).settled)
+        found = event_logs(
+            self.contract, "Settled", {"purchase": int(purchase_id)}, purchase.block, self.latest_block(), first=True
+        )
+        if not found:
+            raise InvalidRequest(f"the Settled event of purchase {purchase_id} is not in the node's logs")
+        args = found[0].args
         mask = int(self.contract.functions.deliveredMask(int(purchase_id)).call())
-        custodians = self.custody(version).custodians
+        custodians = self.custody(purchase.version).custodians
         return Settlement(
             int(purchase_id),
             int(args["delivered"]),
@@ -305,7 +316,7 @@ class WeightAccessClient:
             int(args["perCustodian"]),
             int(args["treasuryShare"]),
             () if args["refunded"] else tuple(c for i, c in enumerate(custodians) if mask >> i & 1),
-            tx_hash(receipt),
+            found[0].tx_hash,
         )
 
     def verified_shares(

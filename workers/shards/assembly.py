@@ -11,33 +11,33 @@ a shard no holder can serve is refused naming the shard and each holder's fault.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
+from workers.chain import registry
 from workers.chain.client import ChainClient
-from workers.chain.module import cid_from_chain, struct_of
-from workers.chain.registry import base_deltas
-from workers.ml.models import VERSION_FILE, state_dict_hash
+from workers.ml.models import VERSION_FILE, state_dict_hash, version_record_bytes
 from workers.protocol.merkle import merkle_root
 from workers.storage import ContentStore, StorageError, cid_of_bytes, parse_cid
 
 from .crypto import key_hash, open_replica
-from .errors import KeyRejected, ShardError, ShardRejected, WeightsMismatch
+from .errors import KeyRejected, ManifestRejected, ShardError, ShardRejected, WeightsMismatch
 from .layout import load_shard
-from .manifest import MAX_MANIFEST_BYTES, Manifest, PublicFile, Replica, ShardEntry, parse_manifest
+from .manifest import Manifest, PublicFile, Replica, ShardEntry, recorded_manifest
 
-# fetch(node address, CID) -> the bytes that node serves for that CID. Raises StorageError (or OSError) when
-# the node cannot serve it; the bytes are verified here, so the callable need not verify anything.
-Fetch = Callable[[str, str], bytes]
+# fetch(node address, CID, max_size) -> the bytes that node serves for that CID, at most max_size (the manifest's
+# size: a holder cannot make the buyer read more). Raises StorageError (or OSError) when the node cannot serve it
+# or serves more; the bytes are verified here, so the callable need not verify anything.
+Fetch = Callable[[str, str, int], bytes]
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -45,11 +45,11 @@ def fetch_from_stores(stores: Mapping[str, ContentStore]) -> Fetch:
     """A Fetch over one content store per node address (0x-hex, any case); an unknown node raises StorageError."""
     by_node = {node.lower(): store for node, store in stores.items()}
 
-    def fetch(node: str, cid: str) -> bytes:
+    def fetch(node: str, cid: str, max_size: int) -> bytes:
         store = by_node.get(node.lower())
         if store is None:
             raise StorageError(f"no store is known for node {node}")
-        return store.get(cid)
+        return store.get(cid, max_size=max_size)
 
     return fetch
 
@@ -99,7 +99,7 @@ def fetch_shard(
     tried = []
     for replica in entry.replicas:
         try:
-            data = fetch(replica.node, replica.cid)
+            data = fetch(replica.node, replica.cid, replica.size)
         except (StorageError, OSError) as exc:
             tried.append(f"{replica.node} unavailable ({exc})")
             continue
@@ -114,19 +114,25 @@ def fetch_shard(
     raise ShardRejected(f"{_shard_label(entry)}: no holder served a valid copy: " + "; ".join(tried))
 
 
-def fetch_file(manifest: Manifest, entry: PublicFile, fetch: Fetch) -> bytes:
-    """A public loader file from the first holder that serves the right bytes. Raises ShardError if none does."""
+def fetch_file(manifest: Manifest, entry: PublicFile, fetch: Fetch, public: ContentStore | None = None) -> bytes:
+    """A public loader file from the first holder that serves the right bytes (size and sha256), else from the
+    `public` store (the files are public: any copy that hashes right will do). Raises ShardError if none does."""
+    sources: list[tuple[str, Callable[[], bytes]]] = [
+        (node, partial(fetch, node, entry.cid, entry.size)) for node in manifest.holders
+    ]
+    if public is not None:
+        sources.append(("the buyer's own store", partial(public.get, entry.cid, max_size=entry.size)))
     tried = []
-    for node in manifest.holders:
+    for name, get in sources:
         try:
-            content = fetch(node, entry.cid)
+            content = get()
         except (StorageError, OSError) as exc:
-            tried.append(f"{node} unavailable ({exc})")
+            tried.append(f"{name} unavailable ({exc})")
             continue
         if len(content) == entry.size and hashlib.sha256(content).digest() == entry.sha256:
             return content
-        tried.append(f"{node} served other bytes")
-    raise ShardError(f"file {entry.name}: no holder served it: " + "; ".join(tried))
+        tried.append(f"{name} served other bytes")
+    raise ShardError(f"file {entry.name}: nobody served it: " + "; ".join(tried))
 
 
 def assemble(
@@ -137,6 +143,7 @@ def assemble(
     *,
     weights_hash: str,
     record: Mapping[str, Any] | None = None,
+    public: ContentStore | None = None,
 ) -> Assembly:
     """Fetch, verify, decrypt and assemble a version into the new folder `target` (model.safetensors, config and
     tokenizer files), loadable with `AutoModelForCausalLM.from_pretrained(target)`.
@@ -144,16 +151,16 @@ def assemble(
     Args:
         version_key: the 32-byte key (from `combine_shares`); must hash to the manifest's key hash.
         fetch: where replicas come from (see `Fetch`, `fetch_from_stores`).
-        weights_hash: the version's weights hash as the registry holds it (0x-hex), not the manifest's word.
+        weights_hash: the hash the weights must have (0x-hex): the one the registry records, not the manifest's
+            word (`assemble_version` reads it from the chain).
         record: written as `deepshard-version.json` (workers.ml.models.VERSION_FILE) once the weights checked out.
+        public: a store to take the public loader files from when no holder serves them.
     Returns an Assembly. Raises KeyRejected (wrong key), ShardRejected (a shard no holder serves intact, named),
-    WeightsMismatch (the manifest or the assembled weights are not the registry's), ShardError (target exists,
-    a loader file is missing). Nothing is left at `target` on any error.
+    WeightsMismatch (the manifest or the assembled weights do not have `weights_hash`), ShardError (target
+    exists, a loader file is missing). Nothing is left at `target` on any error.
     """
     if manifest.weights_hash != weights_hash:
-        raise WeightsMismatch(
-            f"the manifest is for weights {manifest.weights_hash}, the registry's version is {weights_hash}"
-        )
+        raise WeightsMismatch(f"the manifest is for weights {manifest.weights_hash}, not {weights_hash}")
     if key_hash(version_key) != manifest.key_hash:
         raise KeyRejected("the version key does not hash to the manifest's key hash")
     target = Path(target)
@@ -165,36 +172,35 @@ def assemble(
         tensors, node = fetch_shard(entry, version_key, manifest.version, fetch, result.faults)
         state.update(tensors)
         result.served_by[entry.index] = node
-    files = {entry.name: fetch_file(manifest, entry, fetch) for entry in manifest.files}
+    files = {entry.name: fetch_file(manifest, entry, fetch, public) for entry in manifest.files}
     if record is not None:
-        files[VERSION_FILE] = (json.dumps(dict(record), indent=2, sort_keys=True) + "\n").encode()
+        files[VERSION_FILE] = version_record_bytes(record)
     full = dict(state)
     for alias, stored in manifest.aliases:
         full[alias] = full[stored]
     assembled = state_dict_hash(full)
     if assembled != weights_hash:
-        raise WeightsMismatch(f"the assembled weights hash to {assembled}, not the registry's {weights_hash}")
+        raise WeightsMismatch(f"the assembled weights hash to {assembled}, not {weights_hash}")
     _write_folder(target, state, files)
     return result
 
 
-def published_manifest(chain: ChainClient, store: ContentStore, version: int) -> tuple[str, Manifest]:
-    """(CID, parsed manifest) of the shard manifest the publisher recorded for `version` in the ModelRegistry
-    (`getVersion(version).shardManifestCid`), fetched from `store` (at most MAX_MANIFEST_BYTES, verified against
-    its CID). Raises ShardError when the version has no manifest recorded (or is not registered), StorageError when
-    the store cannot serve it, ManifestRejected (a ShardError) when it does not parse or is another version's."""
-    models = chain.contract("ModelRegistry")
-    latest = int(models.functions.latestVersion().call())
-    if not 1 <= version <= latest:
-        raise ShardError(f"version {version} is not registered: versions run from 1 to {latest}")
-    recorded = bytes(struct_of(models, "getVersion", int(version))["shardManifestCid"])
-    if not recorded:
-        raise ShardError(f"version {version} has no shard manifest recorded yet (the publisher's step records it)")
-    cid = cid_from_chain(recorded)
-    manifest = parse_manifest(store.get(cid, max_size=MAX_MANIFEST_BYTES), what=f"the shard manifest {cid}")
-    if manifest.version != version:
-        raise ShardError(f"the shard manifest {cid} recorded for version {version} is version {manifest.version}'s")
-    return cid, manifest
+def published_manifest(chain: ChainClient, store: ContentStore, version: int) -> tuple[Manifest, str]:
+    """(manifest, weights hash) the publisher recorded for `version` in the ModelRegistry (`publishShards`): the
+    manifest fetched from `store` and checked by `recorded_manifest`, the weights hash as 0x-hex. Raises
+    InvalidRequest (a ChainError) for a version that is not registered, ShardError when its shards are not
+    published yet, StorageError when the store cannot serve the manifest, ManifestRejected (a ShardError) when it
+    does not parse or is another version's or for other weights."""
+    recorded = registry.published(chain.contract("ModelRegistry"), version)
+    if recorded is None:
+        raise ShardError(f"version {version} has no shards published yet (the publisher's step records them)")
+    cid, weights_hash = recorded
+    manifest = recorded_manifest(store, cid, version)
+    if manifest.weights_hash != weights_hash:
+        raise ManifestRejected(
+            f"the shard manifest {cid} is for weights {manifest.weights_hash}; the registry records {weights_hash}"
+        )
+    return manifest, weights_hash
 
 
 def assemble_version(
@@ -205,40 +211,37 @@ def assemble_version(
     target: str | Path,
     *,
     fetch: Fetch | None = None,
-    weights_hash: str | None = None,
 ) -> Assembly:
-    """`assemble` of a registered version, from the manifest its publisher recorded (`published_manifest`), into a
-    folder `deepshard serve --weights` serves: its `deepshard-version.json` holds the version, its base model, its
-    lineage (the registry's delta CIDs and rounds, oldest first, the genesis left out) and the checked weights hash.
+    """`assemble` of a version on sale into a folder `deepshard serve --weights` serves: the manifest and the
+    weights hash its publisher recorded in the ModelRegistry (`published_manifest`), the key checked against the
+    key hash WeightAccess publishes before anything is fetched, and a `deepshard-version.json` (version, base
+    model, the registry's lineage, the checked weights hash) written with the weights.
 
     Args:
         fetch: where replicas come from (default: `store` for every holder: an IPFS node reaches them all).
             Public loader files come from the holders or, when none serves one, from `store`.
-        weights_hash: the hash the weights must have; default the manifest's, i.e. the publisher's word (the
-            registry records lineages, not weights hashes: `deepshard model get` rebuilds a version to check it).
-    Raises what `published_manifest` and `assemble` raise."""
-    _, manifest = published_manifest(chain, store, version)
-    lineage = base_deltas(chain.contract("ModelRegistry"), version)
-    expected = (weights_hash or manifest.weights_hash).lower()
+    Raises what `published_manifest` and `assemble` raise, InvalidRequest (a ChainError) when the version has no
+    key custody, KeyRejected when `version_key` is not the key it publishes."""
+    from .access import WeightAccessClient
+
+    manifest, weights_hash = published_manifest(chain, store, version)
+    custody = WeightAccessClient(chain).custody(version)
+    if key_hash(version_key) != custody.key_hash:
+        raise KeyRejected(f"the version key is not version {version}'s: it does not hash to the on-chain key hash")
+    if manifest.key_hash != custody.key_hash:
+        raise ManifestRejected(f"the shard manifest of version {version} names another key than its key custody")
     record = {
         "version": version,
         "base_model": manifest.base_model,
-        "lineage": [{"cid": cid, "round": round_id} for cid, round_id in lineage],
-        "weights_hash": expected,
-        "source": "bought: assembled from the version's encrypted shards (deepshard weights)",
+        "lineage": [
+            {"cid": cid, "round": round_id}
+            for cid, round_id in registry.base_deltas(chain.contract("ModelRegistry"), version)
+        ],
+        "weights_hash": weights_hash,
+        "source": "assembled from the version's encrypted shards (deepshard weights fetch)",
     }
     replicas = fetch or fetch_from_stores(dict.fromkeys(manifest.holders, store))
-    public = {entry.cid for entry in manifest.files}
-
-    def with_public_files(node: str, cid: str) -> bytes:
-        if cid not in public:
-            return replicas(node, cid)
-        try:
-            return replicas(node, cid)
-        except (StorageError, OSError):
-            return store.get(cid)  # public and checked by its sha256: any store may serve it
-
-    return assemble(manifest, version_key, with_public_files, target, weights_hash=expected, record=record)
+    return assemble(manifest, version_key, replicas, target, weights_hash=weights_hash, record=record, public=store)
 
 
 def _write_folder(target: Path, state: dict[str, torch.Tensor], files: Mapping[str, bytes]) -> None:
@@ -251,6 +254,9 @@ def _write_folder(target: Path, state: dict[str, torch.Tensor], files: Mapping[s
         save_file(state, staging / WEIGHTS_FILE, metadata={"format": "pt"})
         for name, content in files.items():
             (staging / name).write_bytes(content)
+        # os.rename would replace an empty folder made at `target` meanwhile: refuse it instead.
+        if target.exists():
+            raise ShardError(f"{target} appeared while assembling; assemble writes a new folder")
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,7 +4,7 @@
     deepshard weights buy VERSION --max-price DSH [--deadline-blocks N] [--key-out FILE] [--buyer-key FILE]
                                   [--timeout S] [--purchase ID]
     deepshard weights deliver [--custody-dir DIR]            a custodian: deliver kept shares to open purchases
-    deepshard weights fetch VERSION -o DIR (--key-file FILE | --buyer-key FILE --share FILE...) [--weights-hash 0x..]
+    deepshard weights fetch VERSION -o DIR (--key-file FILE | --buyer-key FILE --share FILE...) [--rpc URL]
     deepshard weights publish VERSION --weights DIR --custodians FILE --threshold K [--key-dir DIR]
                                   [--handover-dir DIR] [--layers-per-shard N]   the publisher's step (and repairs)
     deepshard weights custodian-key [--key FILE]             a custodian: its X25519 public key, for the publisher
@@ -25,17 +25,15 @@ against the on-chain key hash and writes it to --key-out (default version-<VERSI
 --key-file` takes. `--purchase ID` collects the shares of an earlier purchase instead of buying again. The signing
 key comes from the environment like every command's (workers.chain.accounts); amounts print in DSH.
 
-`fetch` reads VERSION's shard manifest from the CID its publisher recorded in the ModelRegistry, fetches every
-shard from any holder, verifies, decrypts and assembles it, and writes a folder `deepshard serve --weights DIR`
-serves (`workers.shards.assembly.assemble_version`: its `deepshard-version.json` holds the registry's lineage).
-The weights must hash to --weights-hash, by default to the manifest's hash (the publisher's word: the registry
-records lineages, not weights hashes; `deepshard model get VERSION` rebuilds a version to learn its hash
-independently). The key comes from a file, never from the command line (which other users can read): either the
-version key (64 hex digits), or the buyer's X25519 private key (64 hex digits) and at least k sealed shares (162
-hex digits each, as custodians deliver them), opened, combined and checked against the on-chain key hash. Replicas
-come from the content store (an IPFS node with --ipfs-api or $DEEPSHARD_IPFS_API, else the embedded store): on
-IPFS a CID is the same whichever node pins it. Expected failures print one line, `error: ...`, on stderr and exit
-1; nothing is written at DIR on failure.
+`fetch` reads VERSION's shard manifest and weights hash from what its publisher recorded in the ModelRegistry,
+checks the key against the key hash WeightAccess publishes, fetches every shard from any holder, verifies, decrypts
+and assembles it, checks the weights hash, and writes a folder `deepshard serve --weights DIR` serves
+(`workers.shards.assembly.assemble_version`). The key comes from a file, never from the command line (which other
+users can read): either the version key (64 hex digits), or the buyer's X25519 private key (64 hex digits) and at
+least k sealed shares (162 hex digits each, as custodians deliver them), opened, combined and checked against the
+on-chain key hash. Replicas come from the content store (an IPFS node with --ipfs-api or $DEEPSHARD_IPFS_API, else
+the embedded store): on IPFS a CID is the same whichever node pins it. Expected failures print one line, `error:
+...`, on stderr and exit 1; nothing is written at DIR on failure.
 """
 
 from __future__ import annotations
@@ -110,9 +108,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "decrypt and write a loadable model folder with its version record.",
     )
     fetch.add_argument("version", metavar="VERSION", type=int, help="the model version")
-    fetch.add_argument(
-        "--weights-hash", metavar="HASH", help="the weights hash to require (0x...; default: the manifest's)"
-    )
     fetch.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to create")
     fetch.add_argument("--key-file", metavar="FILE", help="the version key, 64 hex digits")
     fetch.add_argument("--buyer-key", metavar="FILE", help="the buyer's X25519 private key, 64 hex digits")
@@ -167,27 +162,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from ..chain import registry
     from .access import WeightAccessClient
 
     if bool(args.key_file) == bool(args.buyer_key or args.share):
         raise ShardError("give either --key-file, or --buyer-key with the --share files")
+    if not args.key_file and (not args.buyer_key or len(args.share) < 2):
+        raise ShardError("--buyer-key and at least two --share files are needed to rebuild the key")
+    output = Path(args.output)
+    if output.exists():
+        raise ShardError(f"{output} already exists; fetch writes a new folder")
+    chain = _chain(args, with_signer=False)
+    registry.check_registered(chain.contract("ModelRegistry"), args.version)
     if args.key_file:
         key = read_hex_secret(args.key_file, "key file", KEY_BYTES)
-    elif not args.buyer_key or len(args.share) < 2:
-        raise ShardError("--buyer-key and at least two --share files are needed to rebuild the key")
     else:
         private = read_hex_secret(args.buyer_key, "buyer key", X25519_KEY_BYTES)
         sealed = [read_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
         shares = [open_share(share, private, version=args.version) for share in sealed]
-        key = None
-    chain = _chain(args, with_signer=False)
-    if key is None:
         key = combine_shares(shares, WeightAccessClient(chain).custody(args.version).key_hash)
     from .assembly import assemble_version  # torch: imported only when weights are assembled
 
     with open_store(api=args.ipfs_api, store_dir=args.store_dir) as store:
-        weights_hash = args.weights_hash.lower() if args.weights_hash else None
-        result = assemble_version(chain, store, args.version, key, Path(args.output), weights_hash=weights_hash)
+        result = assemble_version(chain, store, args.version, key, output)
     for fault in result.faults:
         print(f"skipped: {fault}", file=sys.stderr)
     print(f"version {args.version}: {len(result.served_by)} shards verified, weights {result.weights_hash}")

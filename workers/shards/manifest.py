@@ -25,7 +25,7 @@ from typing import Any
 
 from workers.ml.spec import canonical_json
 from workers.safejson import JsonRejected, parse_json
-from workers.storage import StorageError, parse_cid
+from workers.storage import ContentStore, StorageError, parse_cid
 
 from .crypto import MAX_PLAINTEXT_BYTES, TAG_BYTES
 from .errors import ManifestRejected
@@ -351,3 +351,17 @@ def _check_order(shards: Sequence[ShardEntry]) -> None:
             if shard.layers[0] <= last:
                 raise _reject(f"shards[{shard.index}].layers", "overlap or are out of order")
             last = shard.layers[1]
+
+
+def recorded_manifest(store: ContentStore, cid: str, version: int) -> Manifest:
+    """The manifest at `cid`, which the ModelRegistry records for `version`: fetched from `store` (at most
+    MAX_MANIFEST_BYTES, verified against its CID), parsed, and checked to be `version`'s. Raises StorageError from
+    the store (FileTooLarge past the bound), ManifestRejected naming the CID."""
+    where = f"the shard manifest {cid} recorded for version {version}"
+    try:
+        manifest = parse_manifest(store.get(cid, max_size=MAX_MANIFEST_BYTES), what=where)
+    except ManifestRejected as exc:
+        raise ManifestRejected(f"{where} is refused: {exc}") from None
+    if manifest.version != version:
+        raise ManifestRejected(f"{where} is version {manifest.version}'s")
+    return manifest

@@ -45,9 +45,10 @@ from pathlib import Path
 
 from eth_utils import keccak, to_checksum_address
 
+from workers.chain import registry
 from workers.chain.client import ChainClient
 from workers.chain.errors import InvalidRequest, TransactionRejected, TransactionReverted
-from workers.chain.module import cid_from_chain, cid_to_chain, settle_inflight, struct_of
+from workers.chain.module import cid_to_chain, settle_inflight
 from workers.chain.writeonce import write_once
 from workers.protocol.storage import score
 from workers.safejson import parse_json
@@ -69,7 +70,7 @@ from .crypto import (
 from .errors import ShardError
 from .keyfiles import read_hex_secret, read_limited, write_hex_secret
 from .layout import ShardedVersion
-from .manifest import parse_manifest
+from .manifest import recorded_manifest
 from .publish import publish_version, seal_and_pin
 
 #: Replicas sealed and assigned per call at most (each is a seal of a whole shard and a transaction).
@@ -156,10 +157,10 @@ class Publisher:
         PublishError (one line) for an unregistered version, a missing or wrong key file, a node the contract
         refuses, no custodians when they are needed; StorageError from the store."""
         report = PublishReport(int(version))
-        latest = int(self.models.functions.latestVersion().call())
-        if not 1 <= version <= latest:
-            raise PublishError(f"version {version} is not registered: versions run from 1 to {latest}")
-        recorded = bytes(struct_of(self.models, "getVersion", int(version))["shardManifestCid"])
+        try:
+            recorded = registry.published(self.models, version)
+        except InvalidRequest as exc:
+            raise PublishError(str(exc)) from None
         custody = self._custody(version)
         key = self._version_key(version, sharded, bool(recorded), custody is not None, report)
         if custody is not None and custody.key_hash != key_hash(key):
@@ -168,7 +169,7 @@ class Publisher:
             )
         if recorded:
             # Repairs re-seal from `sharded`: it must be the version the recorded manifest describes.
-            report.manifest_cid = cid_from_chain(recorded)
+            report.manifest_cid = recorded[0]
             self._check_recorded(version, sharded, key, report.manifest_cid)
         holders, full = self._fill(version, sharded, key, report)
         if not recorded and full:
@@ -277,7 +278,11 @@ class Publisher:
         cid = self.store.add_bytes(manifest.to_json())
         self._send(
             f"version {version}: publishShards",
-            lambda: self.chain.transact(self.models.functions.publishShards(int(version), cid_to_chain(cid))),
+            lambda: self.chain.transact(
+                self.models.functions.publishShards(
+                    int(version), cid_to_chain(cid), bytes.fromhex(sharded.weights_hash.removeprefix("0x"))
+                )
+            ),
         )
         report.lines.append(f"version {version}: manifest {cid} recorded ({len(manifest.shards)} shards)")
         return cid
@@ -285,7 +290,7 @@ class Publisher:
     def _check_recorded(self, version: int, sharded: ShardedVersion, key: bytes, cid: str) -> None:
         """PublishError unless the recorded manifest (read from the publisher's store) has `sharded`'s weights
         hash and shards (index, plaintext sha256) and `key`'s hash; StorageError when the store lacks it."""
-        manifest = parse_manifest(self.store.get(cid), what=f"the shard manifest {cid} of version {version}")
+        manifest = recorded_manifest(self.store, cid, version)
         shards = [(e.index, e.sha256) for e in manifest.shards]
         if (manifest.weights_hash, shards) != (sharded.weights_hash, [(s.index, s.sha256) for s in sharded.shards]):
             raise PublishError(

@@ -3,7 +3,7 @@ buy (a moved price or a passed deadline refused with nothing charged), share del
 within the window), settlement (the exact split to burn, storage pot, delivering custodians and treasury;
 refund with fewer than k deliveries; silent custodians slashed), claims, the end of a sale and of custody."""
 
-from tests.contracts.conftest import CID, DSH, STORAGE, reverts
+from tests.contracts.conftest import CID, DSH, STORAGE, WEIGHTS_HASH, reverts
 from tests.contracts.custody.conftest import ACCESS_PARAMS, access_params, mine_past
 from workers.protocol.access import fee_split, price
 
@@ -32,7 +32,7 @@ def test_publish_needs_the_shard_manifest_and_snapshots_v(
     commitments = [b"\x01" * 32] * 3
     with reverts("ShardsNotPublished", version):
         weight_access.publish(version, b"\x02" * 32, 2, custodians, commitments, {"from": publisher})
-    model_registry.publishShards(version, CID, {"from": publisher})
+    model_registry.publishShards(version, CID, WEIGHTS_HASH, {"from": publisher})
     # Value created so far: what value sources drew from Emission.
     emission.grantRole(emission.VALUE_SOURCE_ROLE(), module, {"from": gov})
     emission.draw(module, 3_000 * DSH, {"from": module})
@@ -53,7 +53,7 @@ def test_draws_of_other_drawers_are_not_value_created(emission, module, gov):
 
 def test_publish_checks_the_custody(weight_access, model_registry, publisher, storage_accounts, registry, outsider):
     version = model_registry.registerVersion(1, 0, CID, 0, {"from": publisher}).return_value
-    model_registry.publishShards(version, CID, {"from": publisher})
+    model_registry.publishShards(version, CID, WEIGHTS_HASH, {"from": publisher})
     a, b, c = storage_accounts[:3]
     good = [b"\x01" * 32] * 3
     with reverts("AccessControlUnauthorizedAccount"):

@@ -2,7 +2,16 @@
 leftovers (balances, earlier draws, registered versions) change what these cost. Compared with the same
 snapshot as every other case (tests/contracts/gas/test_gas_snapshot.py)."""
 
-from tests.contracts.conftest import CAPACITY, CID, STORAGE_PARAMS, VERSION_KEY, mine_past, replica_bytes, replica_cid
+from tests.contracts.conftest import (
+    CAPACITY,
+    CID,
+    STORAGE_PARAMS,
+    VERSION_KEY,
+    WEIGHTS_HASH,
+    mine_past,
+    replica_bytes,
+    replica_cid,
+)
 from tests.contracts.gas.test_gas_snapshot import check_against_snapshot
 from workers.protocol.merkle import chunk, merkle_proof, merkle_root
 
@@ -19,7 +28,7 @@ def measure_custody_gas(
         gas["Storage.register:first" if index == 0 else "Storage.register"] = tx.gas_used
     by_address = {node.address: node for node in storage_accounts}
     version = model_registry.registerVersion(1, 0, CID, 0, {"from": publisher}).return_value
-    model_registry.publishShards(version, CID, {"from": publisher})
+    model_registry.publishShards(version, CID, WEIGHTS_HASH, {"from": publisher})
     size = 64 * 1024  # 64 chunks: a proof of six hashes
     for shard in range(2):
         for _ in range(STORAGE_PARAMS["replication"]):

@@ -1,3 +1,5 @@
+from eth_utils import keccak
+
 from tests.contracts.conftest import reverts
 from tests.contracts.training.conftest import GENESIS_CID, delta_cid
 
@@ -28,12 +30,22 @@ def test_only_the_registrar_registers(model_registry, outsider):
         model_registry.registerVersion(1, 1, delta_cid("a"), 0, {"from": outsider})
 
 
-def test_shards_are_published_once(model_registry, gov, accounts):
+def test_shards_and_the_weights_hash_are_published_once(model_registry, gov, accounts, outsider):
     publisher = accounts[8]
+    weights = keccak(b"the weights")
+    with reverts("AccessControlUnauthorizedAccount"):
+        model_registry.publishShards(1, delta_cid("shards"), weights, {"from": outsider})
     model_registry.grantRole(model_registry.PUBLISHER_ROLE(), publisher, {"from": gov})
-    model_registry.publishShards(1, delta_cid("shards"), {"from": publisher})
-    assert model_registry.getVersion(1)["shardManifestCid"] == "0x" + delta_cid("shards").hex()
+    with reverts("InvalidWeightsHash"):
+        model_registry.publishShards(1, delta_cid("shards"), b"\x00" * 32, {"from": publisher})
+    with reverts("InvalidCid"):
+        model_registry.publishShards(1, b"", weights, {"from": publisher})
+    tx = model_registry.publishShards(1, delta_cid("shards"), weights, {"from": publisher})
+    assert tx.events["ShardManifestPublished"]["weightsHash"] == "0x" + weights.hex()
+    version = model_registry.getVersion(1)
+    assert version["shardManifestCid"] == "0x" + delta_cid("shards").hex()
+    assert version["weightsHash"] == "0x" + weights.hex()
     with reverts("AlreadyPublished", 1):
-        model_registry.publishShards(1, delta_cid("other"), {"from": publisher})
+        model_registry.publishShards(1, delta_cid("other"), keccak(b"other"), {"from": publisher})
     with reverts("UnknownVersion", 2):
-        model_registry.publishShards(2, delta_cid("x"), {"from": publisher})
+        model_registry.publishShards(2, delta_cid("x"), weights, {"from": publisher})

@@ -1,6 +1,7 @@
 """Which weights a node may serve as version N (workers.serve.registry), against a real ModelRegistry on its own
 anvil: the genesis serves without a folder, a later version only from a folder whose lineage and weights hash
-match, and `deepshard serve` without --dev refuses a version the registry does not hold."""
+match, or, once its shards are published, only weights with the hash the registry records; `deepshard serve`
+without --dev refuses a version the registry does not hold."""
 
 from __future__ import annotations
 
@@ -60,6 +61,24 @@ def test_versions_are_tied_to_the_registry_lineage(chain):
         pytest.fail(f"served despite {case}")
 
 
+def test_once_shards_are_published_the_registry_weights_hash_decides(chain):
+    """The registry records version 3's weights hash with its shard manifest: weights with that hash serve whatever
+    lineage a folder claims (they are the version's, by the chain's record), and no folder record makes other
+    weights version 3, not even one consistent with itself."""
+    models = chain.contract("ModelRegistry")
+    chain.transact(models.functions.grantRole(models.functions.PUBLISHER_ROLE().call(), chain.address))
+    chain.transact(models.functions.registerVersion(2, 2, cid_to_chain(DELTA_CID), 0))
+    check_version(chain, 3, WEIGHTS, record(version=3, delta_cids=[DELTA_CID, DELTA_CID]))  # not published: lineage
+    published = "0x" + "ef" * 32
+    chain.transact(models.functions.publishShards(3, cid_to_chain(DELTA_CID), bytes.fromhex(published[2:])))
+    check_version(chain, 3, published, None)
+    check_version(chain, 3, published, record(version=3, delta_cids=[], weights_hash=published))
+    with pytest.raises(VersionRefused, match=f"the registry records {published} for version 3"):
+        check_version(chain, 3, WEIGHTS, record(version=3, delta_cids=[DELTA_CID, DELTA_CID]))
+    with pytest.raises(VersionRefused, match="holds version 2, not 3"):
+        check_version(chain, 3, published, record())
+
+
 def test_version_file_is_read_with_clear_errors(tmp_path):
     with pytest.raises(VersionRefused, match="cannot be read"):
         read_version_record(tmp_path)
@@ -81,4 +100,4 @@ def test_version_file_is_read_with_clear_errors(tmp_path):
 def test_serve_without_dev_refuses_an_unregistered_version(chain, capsys, monkeypatch):
     monkeypatch.setenv(DEPLOYMENTS_DIR_ENV, str(chain.deployments_dir))
     assert main(["serve", "--model", "tiny", "--version", "9", "--rpc", chain.w3.provider.endpoint_uri]) == 1
-    assert "the ModelRegistry has no version 9" in capsys.readouterr().err
+    assert "version 9 is not registered" in capsys.readouterr().err

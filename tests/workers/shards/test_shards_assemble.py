@@ -81,8 +81,8 @@ def test_two_deleted_stores_and_a_tampered_copy_are_skipped_and_reported(tiny, m
     bad = shard.replicas[2]
     honest = fetch_from_stores(stores)
 
-    def fetch(node: str, cid: str) -> bytes:
-        data = honest(node, cid)
+    def fetch(node: str, cid: str, max_size: int) -> bytes:
+        data = honest(node, cid, max_size)
         if (node, cid) == (bad.node, bad.cid):
             return data[:-1] + bytes([data[-1] ^ 1])  # the last holder serves a flipped bit
         return data
@@ -100,8 +100,8 @@ def test_two_deleted_stores_and_a_tampered_copy_are_skipped_and_reported(tiny, m
 
 
 def test_a_shard_no_holder_serves_intact_is_refused_by_name(tiny, manifest, shared_stores, version_key, tmp_path):
-    def fetch(node: str, cid: str) -> bytes:
-        data = shared_stores[node].get(cid)
+    def fetch(node: str, cid: str, max_size: int) -> bytes:
+        data = shared_stores[node].get(cid, max_size=max_size)
         if cid in {replica.cid for replica in manifest.shards[3].replicas}:
             return data[:10] + bytes([data[10] ^ 0x80]) + data[11:]
         return data
@@ -133,13 +133,24 @@ def test_a_manifest_that_lies_about_a_shard_is_caught_by_each_check(manifest, sh
         third,
     )
 
-    def fetch_any(node: str, cid: str) -> bytes:
-        return next(store for store in shared_stores.values() if store.has(cid)).get(cid)
+    def fetch_any(node: str, cid: str, max_size: int) -> bytes:
+        return next(store for store in shared_stores.values() if store.has(cid)).get(cid, max_size=max_size)
 
     faults: list[str] = []
     _, node = fetch_shard(dataclasses.replace(shard, replicas=swapped), version_key, VERSION, fetch_any, faults)
     assert node == third.node
     assert len(faults) == 2 and all("does not decrypt" in fault for fault in faults)
+
+
+def test_a_holder_is_read_no_further_than_the_manifest_size(manifest, shared_stores, version_key):
+    """A manifest (or holder) that understates a replica's size makes the fetch stop at that size: the buyer never
+    reads more than the manifest promised, and the shard is refused naming each holder."""
+    shard = manifest.shards[1]
+    small = dataclasses.replace(shard, replicas=tuple(dataclasses.replace(r, size=1024) for r in shard.replicas))
+    with pytest.raises(ShardRejected, match=r"shard 1 \(layers 0-0\): no holder served a valid copy") as caught:
+        fetch_shard(small, version_key, VERSION, fetch_from_stores(shared_stores), [])
+    assert caught.value.args[0].count("unavailable") == REPLICATION
+    assert "1024" in caught.value.args[0] or "1,024" in caught.value.args[0]
 
 
 def test_wrong_key_and_wrong_registry_hash_are_refused(tiny, manifest, shared_stores, version_key, tmp_path):
@@ -152,7 +163,7 @@ def test_wrong_key_and_wrong_registry_hash_are_refused(tiny, manifest, shared_st
     forged = dataclasses.replace(manifest, key_hash=key_hash(wrong))  # a manifest made to accept the wrong key
     with pytest.raises(ShardRejected, match=r"shard 0 \(embed\).*does not decrypt"):
         assemble(forged, wrong, fetch, tmp_path / "v2", weights_hash=tiny.weights_hash)
-    with pytest.raises(WeightsMismatch, match="registry"):
+    with pytest.raises(WeightsMismatch, match=f"the manifest is for weights {tiny.weights_hash}, not 0x0000"):
         assemble(manifest, version_key, fetch, tmp_path / "v2", weights_hash="0x" + "00" * 32)
     lying = dataclasses.replace(manifest, weights_hash="0x" + "11" * 32)
     with pytest.raises(WeightsMismatch, match="assembled weights hash to"):
@@ -203,4 +214,4 @@ def test_the_ipfs_store_path_round_trips(tiny, sharded, js_ipfs, tmp_path):
 
 def test_an_unknown_holder_is_unavailable_not_a_crash(manifest):
     with pytest.raises(StorageError, match="no store is known"):
-        fetch_from_stores({})(manifest.shards[0].replicas[0].node, manifest.shards[0].replicas[0].cid)
+        fetch_from_stores({})(manifest.shards[0].replicas[0].node, manifest.shards[0].replicas[0].cid, 1)

@@ -30,14 +30,16 @@ from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.deploy import GENESIS_MODEL_CID
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
-from workers.chain.module import cid_to_chain
+from workers.chain.module import cid_from_chain, cid_to_chain, struct_of
 from workers.chain.units import WEI_PER_DSH
 from workers.cli import main
 from workers.protocol.access import price as reference_price
-from workers.serve.registry import check_version, read_version_record
+from workers.serve.cli import load_engine
+from workers.serve.registry import VersionRefused, check_version, read_version_record
 from workers.shards import KeyRejected, buyer_keypair, seal_share
 from workers.shards.access import WeightAccessClient, deliver_shares, save_share, share_path, stored_shares
 from workers.shards.chain import StorageClient
+from workers.shards.manifest import MAX_MANIFEST_BYTES
 from workers.shards.publisher import (
     CustodianKey,
     Publisher,
@@ -223,9 +225,12 @@ def test_fetch_with_shares_sealed_to_the_buyer_writes_a_servable_folder(sale, ti
     assert fetch(sale, tmp_path / "out", *buyer_key, *paths) == 0
     out = capsys.readouterr().out
     assert f"version {VERSION}: 6 shards verified, weights {tiny.weights_hash}" in out
-    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
-    record = read_version_record(tmp_path / "out")
-    check_version(sale.treasury, VERSION, tiny.weights_hash, record)  # what `deepshard serve --weights` checks
+    # What `deepshard serve --weights` does with the folder: load it, hash what it loaded, check the registry.
+    engine = load_engine("tiny", tmp_path / "out")
+    assert engine.weights_hash == tiny.weights_hash
+    check_version(sale.treasury, VERSION, engine.weights_hash, read_version_record(tmp_path / "out"))
+    with pytest.raises(VersionRefused, match=f"the registry records {tiny.weights_hash} for version {VERSION}"):
+        check_version(sale.treasury, VERSION, "0x" + "00" * 32, read_version_record(tmp_path / "out"))
 
     # k - 1 shares rebuild another key: refused against the on-chain key hash, nothing written.
     assert fetch(sale, tmp_path / "two", *buyer_key, *paths[: 2 * (THRESHOLD - 1)]) == 1
@@ -233,30 +238,58 @@ def test_fetch_with_shares_sealed_to_the_buyer_writes_a_servable_folder(sale, ti
     assert not (tmp_path / "two").exists()
 
 
-def test_fetch_failures_are_one_line_and_never_show_the_secret(sale, tiny, tmp_path, capsys):
+def new_version(sale: Sale, manifest: bytes | None) -> int:
+    """A new registered version; with `manifest`, those bytes stored and published as its shard manifest (the
+    deployer holds both roles), under the tiny model's weights hash."""
+    models = sale.treasury.contract("ModelRegistry")
+    sale.treasury.transact(models.functions.registerVersion(1, 9, cid_to_chain(GENESIS_MODEL_CID), 0))
+    version = int(models.functions.latestVersion().call())
+    if manifest is not None:
+        cid = EmbeddedStore(sale.store_dir).add_bytes(manifest)
+        recorded = struct_of(models, "getVersion", VERSION)["weightsHash"]
+        sale.treasury.transact(models.functions.publishShards(version, cid_to_chain(cid), recorded))
+    return version
+
+
+def test_fetch_failures_are_one_line_and_never_show_the_secret(sale, tmp_path, capsys):
+    out = tmp_path / "out"
+
+    def refused(version: int | str, *extra: str, store: Path = sale.store_dir) -> str:
+        argv = ["weights", "fetch", str(version), "-o", str(out), "--store-dir", str(store), *extra]
+        assert main(argv + ["--rpc", sale.treasury.rpc_url]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1 and captured.err.startswith("error: ")
+        assert not out.exists()
+        return captured.err
+
     key_file = tmp_path / "key"
     key_file.write_text(sale.key.hex()[:-2])
-    assert fetch(sale, tmp_path / "out", "--key-file", str(key_file)) == 1
-    err = capsys.readouterr().err
+    err = refused(VERSION, "--key-file", str(key_file))
     assert err.startswith("error: the key file") and "64 hex digits" in err
     assert sale.key.hex()[:16] not in err
-
     key_file.write_text(sale.key.hex())
-    assert fetch(sale, tmp_path / "out", "--key-file", str(key_file), "--weights-hash", "0x" + "00" * 32) == 1
-    assert "the registry's version is 0x0000" in capsys.readouterr().err
+    other_key = tmp_path / "other-key"
+    other_key.write_text("11" * 32)
+    assert f"the version key is not version {VERSION}'s" in refused(VERSION, "--key-file", str(other_key))
 
-    argv = ["weights", "fetch", "9", "-o", str(tmp_path / "out"), "--store-dir", str(sale.store_dir)]
+    assert "version 99 is not registered" in refused(99, "--key-file", str(key_file))
+    unpublished = new_version(sale, None)
+    assert f"version {unpublished} has no shards published yet" in refused(unpublished, "--key-file", str(key_file))
+    recorded = sale.treasury.contract("ModelRegistry").functions.getVersion(VERSION).call()
+    borrowed = new_version(sale, EmbeddedStore(sale.store_dir).get(cid_from_chain(recorded[5])))
+    assert f"recorded for version {borrowed} is version {VERSION}'s" in refused(borrowed, "--key-file", str(key_file))
+    nested = new_version(sale, b"[" * 1000 + b"]" * 1000)
+    assert "nested more than" in refused(nested, "--key-file", str(key_file))
+    huge = new_version(sale, b" " * (MAX_MANIFEST_BYTES + 1))
+    assert f"above the maximum size of {MAX_MANIFEST_BYTES} bytes" in refused(huge, "--key-file", str(key_file))
+
+    # A store without the manifest: the store says so, nothing written.
+    assert "is not in" in refused(VERSION, "--key-file", str(key_file), store=tmp_path / "empty")
+    assert "give either --key-file" in refused(VERSION)
+    out.mkdir()
+    argv = ["weights", "fetch", str(VERSION), "-o", str(out), "--store-dir", str(sale.store_dir)]
     assert main(argv + ["--rpc", sale.treasury.rpc_url, "--key-file", str(key_file)]) == 1
-    assert "version 9 is not registered" in capsys.readouterr().err
-
-    # A store without the manifest: the store's one-line error, nothing written.
-    empty = ["weights", "fetch", str(VERSION), "-o", str(tmp_path / "out"), "--store-dir", str(tmp_path / "empty")]
-    assert main(empty + ["--rpc", sale.treasury.rpc_url, "--key-file", str(key_file)]) == 1
-    assert capsys.readouterr().err.startswith("error: ")
-
-    assert fetch(sale, tmp_path / "out") == 1
-    assert "give either --key-file" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert "already exists" in capsys.readouterr().err and not any(out.iterdir())
 
 
 def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path, monkeypatch, capsys):

@@ -41,7 +41,6 @@ from workers.shards import assemble, buyer_keypair, fetch_from_stores, parse_man
 from workers.shards.access import WeightAccessClient, deliver_shares, stored_shares
 from workers.shards.assembly import assemble_version
 from workers.shards.chain import StorageClient
-from workers.shards.errors import ShardError
 from workers.shards.manifest import Manifest
 from workers.shards.node import StorageNode
 from workers.shards.publisher import (
@@ -53,7 +52,7 @@ from workers.shards.publisher import (
     read_handover,
     receive_share,
 )
-from workers.storage import STORE_DIR_ENV, Cid, EmbeddedStore, cid_of_bytes, parse_cid
+from workers.storage import STORE_DIR_ENV, Cid, EmbeddedStore, StorageError, cid_of_bytes, parse_cid
 from workers.storage.cids import RAW
 from workers.storage.testing import sample_bytes
 
@@ -251,12 +250,21 @@ def test_a_buyer_assembles_the_exact_weights_with_two_holders_stopped(custody, s
     from_holders = fetch_from_stores({a: n.store for a, n in custody.nodes.items() if a not in stopped})
     public = {entry.cid for entry in manifest.files}
 
-    def fetch(node: str, cid: str) -> bytes:
-        # The loader files are public and pinned by the publisher (nodes pin replicas only); replicas come only
-        # from the running holders.
-        return custody.publisher_store.get(cid) if cid in public else from_holders(node, cid)
+    def fetch(node: str, cid: str, max_size: int) -> bytes:
+        # Replicas come only from the running holders; the loader files are public and pinned by the publisher
+        # (nodes pin replicas only).
+        if cid in public:
+            raise StorageError(f"{node} pins no public files")
+        return from_holders(node, cid, max_size)
 
-    assembly = assemble(manifest, recovered.key, fetch, tmp_path / "weights", weights_hash=sharded.weights_hash)
+    assembly = assemble(
+        manifest,
+        recovered.key,
+        fetch,
+        tmp_path / "weights",
+        weights_hash=sharded.weights_hash,
+        public=custody.publisher_store,
+    )
     assert assembly.weights_hash == sharded.weights_hash  # the exact state dict, hashed tensor by tensor
     assert to_checksum_address(assembly.served_by[0]) == to_checksum_address(manifest.shards[0].replicas[2].node)
     assert all(to_checksum_address(node) not in stopped for node in assembly.served_by.values())
@@ -281,6 +289,7 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     token = buyer.contract("DeepshardToken")
     treasury = custody.net.admin.address  # the deployer is the treasury
     before = {a: token.functions.balanceOf(a).call() for a in (treasury, custody.publisher.contract.address)}
+    owed_before = {c: access.contract.functions.owed(c).call() for c in custody.nodes}
     supply = token.functions.totalSupply().call()
     settled = access.settle(purchase.id)
     getter = access.contract.functions.params
@@ -297,9 +306,12 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     assert token.functions.balanceOf(treasury).call() == before[treasury] + expected.treasury
     storage_address = custody.publisher.contract.address
     assert token.functions.balanceOf(storage_address).call() == before[storage_address] + expected.storage
-    assert all(access.contract.functions.owed(c).call() >= expected.per_custodian for c in settled.paid)
-    with pytest.raises(InvalidRequest, match="AlreadySettled"):
-        access.settle(purchase.id)
+    for c in custody.nodes:
+        assert access.contract.functions.owed(c).call() == owed_before[c] + expected.per_custodian
+    # Settling again (or after someone else did) sends nothing and reads the settlement back.
+    nonce = buyer.w3.eth.get_transaction_count(buyer.address)
+    assert access.settle(purchase.id) == settled
+    assert buyer.w3.eth.get_transaction_count(buyer.address) == nonce
 
     folder = tmp_path / "bought"
     holders = fetch_from_stores({a: n.store for a, n in custody.nodes.items()})
@@ -307,8 +319,8 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     assert assembly.weights_hash == sharded.weights_hash
     record = read_version_record(folder)
     assert (record.version, record.base_model, record.delta_cids) == (VERSION, "tiny", [])
-    check_version(buyer, VERSION, sharded.weights_hash, record)  # what `deepshard serve --weights` checks
-    with pytest.raises(ShardError, match=r"version 7 is not registered: versions run from 1 to 1"):
+    check_version(buyer, VERSION, assembly.weights_hash, record)  # what `deepshard serve --weights` checks
+    with pytest.raises(InvalidRequest, match=r"version 7 is not registered: versions run from 1 to 1"):
         assemble_version(buyer, custody.publisher_store, 7, key, tmp_path / "other", fetch=holders)
     assert not (tmp_path / "other").exists()
 
