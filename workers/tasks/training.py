@@ -1,4 +1,4 @@
-"""Training tasks (queue `trainer`): train a round's LoRA delta and pin it.
+"""Training tasks (queue `trainer`): train a round's LoRA delta and pin it sealed.
 
     train_delta.delay(round_id, "tiny", base_delta_cids, dataset_manifest_cids, spec_json, round_seed)
         -> {"delta_cid": "bafk...", "sealed_cid": "bafk...", "key": "<64 hex>", "manifest": {...},
