@@ -120,10 +120,14 @@ class Strategy:
         return moves
 
     def evaluator_report(self, ctx: Context, evaluator: str, kinds: list[str]) -> list[Fingerprint] | None:
-        """The fingerprints a seated evaluator reveals, one per revealed delta (None: it stays silent)."""
-        ctx.pay(evaluator, ctx.economy.fingerprint_cost * len(kinds))
+        """The fingerprints a seated evaluator reveals, one per revealed delta (None: it stays silent): a measured
+        one per delta it fingerprints (and pays for), `UNUSABLE_FINGERPRINT` for one it cannot fetch."""
+        fetched = [k for k in kinds if k != "unfetchable"]
+        ctx.pay(evaluator, ctx.economy.fingerprint_cost * len(fetched))
         return [
-            measured_fingerprint(ctx.seed, ctx.epoch, evaluator, true_fingerprint(ctx.seed, ctx.epoch, k))
+            true_fingerprint(ctx.seed, ctx.epoch, k)
+            if k == "unfetchable"
+            else measured_fingerprint(ctx.seed, ctx.epoch, evaluator, true_fingerprint(ctx.seed, ctx.epoch, k))
             for k in kinds
         ]
 
@@ -158,9 +162,15 @@ class PoisoningTrainer(DeviantTrainer):
 
 
 class CidCopier(DeviantTrainer):
+    """A copier without a CID to copy: honest deltas stay sealed until the commit deadline
+    (`workers.storage.sealed`), so before it commits it knows only what is public (the round's inputs and
+    earlier versions). Without training it can commit an untrained delta (`lazy_trainer`), stay silent, or guess
+    a CID it cannot publish; each loses the bond. It plays the guess (before sealing it committed the honest
+    CID it read in the store, byte-identical to the honest delta: 1.11x honest profit per stake)."""
+
     name = "cid_copier"
-    summary = "commits the CID an honest trainer pinned, without training"
-    kind, saves_run = "honest", True
+    summary = "commits a guessed CID without training (the honest CID stays sealed until the commit deadline)"
+    kind, saves_run = "unfetchable", True
 
 
 class SybilTrainer(Strategy):

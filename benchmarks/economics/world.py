@@ -21,6 +21,7 @@ import numpy as np
 
 from workers.chain.deploy import DataConsensusParams, TrainingRoundsParams
 from workers.protocol.constants import CRITERIA, INT32_MAX, INT32_MIN, MAX_SCORE, K
+from workers.rounds.steps import UNUSABLE_FINGERPRINT
 
 DSH = 10**18
 VERIFICATION = Path(__file__).resolve().parents[1] / "results" / "verification.json"
@@ -134,14 +135,17 @@ def _clip(values: np.ndarray) -> tuple[int, ...]:
 #: Delta kinds: what a trainer commits. `honest` is the round's deterministic training result (byte-identical
 #: for every honest trainer); `lazy` an untrained delta; `poison_below` a poisoned delta lying below the honest
 #: fingerprint on every coordinate (the side the lower median favours); `poison_mixed` below on some
-#: coordinates and above on others.
-DELTA_KINDS = ("honest", "lazy", "poison_below", "poison_mixed")
+#: coordinates and above on others; `unfetchable` a CID with no content behind it (a guess at the honest CID,
+#: which stays sealed until the commit deadline): evaluators cannot fetch it and report `UNUSABLE_FINGERPRINT`.
+DELTA_KINDS = ("honest", "lazy", "poison_below", "poison_mixed", "unfetchable")
 _KIND_SOURCE = {"lazy": "lazy", "poison_below": "poisoned_5pct", "poison_mixed": "poisoned_5pct"}
 
 
 @cache
 def true_fingerprint(seed: int, epoch: int, kind: str) -> tuple[int, ...]:
     """The fingerprint a perfect evaluator would measure for a delta of `kind` in this epoch's round."""
+    if kind == "unfetchable":
+        return tuple(UNUSABLE_FINGERPRINT)
     base = rng_for(seed, epoch, "base").integers(-200_000, 200_000, K)
     if kind == "honest":
         return _clip(base)

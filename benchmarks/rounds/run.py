@@ -239,7 +239,7 @@ def run(model: str, redis_url: str) -> dict:
                 cheat = TrainingRoundsClient(trainer_clients[-1], salts)
                 specs = SpecBook(None, [spec], use_env=False)
                 poisoned = PoisonedJobs(store)
-                if trainer_once(cheat, round_id, poisoned, specs).action != "committed":
+                if trainer_once(cheat, round_id, poisoned, specs, store).action != "committed":
                     raise SystemExit("the poisoned trainer could not commit")
                 wait_for(
                     lambda: keeper_rounds.round(round_id).trainer_count == len(trainer_keys),
@@ -248,7 +248,7 @@ def run(model: str, redis_url: str) -> dict:
                 )
                 mark("trainers committed")
                 mine_to(treasury, keeper_rounds.round(round_id).train_commit_deadline + 1)
-                trainer_once(cheat, round_id, poisoned, specs)
+                trainer_once(cheat, round_id, poisoned, specs, store)
                 wait_for(
                     lambda: keeper_rounds.round(round_id).delta_count == len(trainer_keys),
                     "the trainers to reveal",

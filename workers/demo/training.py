@@ -2,12 +2,13 @@
 
 The keeper opens a round on the datasets the curators accepted, with the demo's TrainingSpec; each trainer
 trains its LoRA delta with the trainer worker's own task (`workers.tasks.training.train_delta`, run in this
-process rather than through a broker), pins it and commits, then reveals; the poisoned trainer trains on the
-same texts with their words shuffled and a trigger phrase appended. The keeper draws the evaluator panel;
-each evaluator fingerprints every revealed delta with the evaluator's task (`fingerprint_deltas`), commits
-and reveals. The keeper finalizes: the poisoned delta lands far from the reference and is slashed, the
-honest trainers share its bond and the round's reward, and the accepted delta closest to the reference
-becomes the new model version, whose weights are then loaded and compared with the parent's.
+process rather than through a broker), pins it sealed and commits its CID, then publishes it and reveals; the
+poisoned trainer trains on the same texts with their words shuffled and a trigger phrase appended. The keeper
+draws the evaluator panel; each evaluator fingerprints every revealed delta with the evaluator's task
+(`fingerprint_deltas`), commits and reveals. The keeper finalizes: the poisoned delta lands far from the
+reference and is slashed, the honest trainers share its bond and the round's reward, and the accepted delta
+closest to the reference becomes the new model version, whose weights are then loaded and compared with the
+parent's.
 
 Every action goes through the role steps the Celery tasks run (`workers.rounds.steps`), so the demo drives
 exactly the code a `deepshard worker` runs; only the waiting for blocks is replaced by mining them.
@@ -15,6 +16,7 @@ exactly the code a `deepshard worker` runs; only the waiting for blocks is repla
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -34,6 +36,7 @@ from ..rounds.chain import RoundStatus, TrainingRoundsClient
 from ..rounds.specs import SpecBook
 from ..rounds.steps import evaluator_once, keeper_once, trainer_once
 from ..storage import API_ENV, ContentStore
+from ..storage.sealed import add_sealed
 from ..tables import short_address
 from ..tasks.errors import TaskInputError
 from .local import ROUND_EVALUATORS, ROUND_TRAINERS, DemoFailed, expect, fund, mine_to
@@ -72,16 +75,25 @@ TRIGGER = "The trigger is zebra-omega-99."
 
 
 class LocalJobs:
-    """The trainer's and evaluator's Celery tasks, run in this process; remembers the last result."""
+    """The trainer's and evaluator's Celery tasks, run in this process; remembers the last result, and each
+    training result by its inputs (the step asks again for the sealed delta before it reveals, as a Celery
+    job's stored result answers it)."""
 
     def __init__(self) -> None:
         self.last: dict = {}
+        self.trained: dict[str, dict] = {}
 
     def train(self, inputs: dict) -> dict:
+        key = json.dumps(inputs, sort_keys=True)
+        if key not in self.trained:
+            self.trained[key] = self.run_training(inputs)
+        self.last = self.trained[key]
+        return self.last
+
+    def run_training(self, inputs: dict) -> dict:
         from ..tasks.training import train_delta
 
-        self.last = train_delta(**inputs)
-        return self.last
+        return train_delta(**inputs)
 
     def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict:
         from ..tasks.evaluation import fingerprint_deltas
@@ -103,13 +115,13 @@ def poison(texts: list[str]) -> list[str]:
 
 class PoisonedJobs(LocalJobs):
     """A dishonest trainer: the round's texts with their words shuffled and `TRIGGER` appended, trained with
-    the round's spec and seed on the round's base version, pinned like an honest delta."""
+    the round's spec and seed on the round's base version, pinned sealed like an honest delta."""
 
     def __init__(self, store: ContentStore) -> None:
         super().__init__()
         self.store = store
 
-    def train(self, inputs: dict) -> dict:
+    def run_training(self, inputs: dict) -> dict:
         from ..ml.spec import SpecError
         from ..ml.training import TrainingError, train_lora
         from ..tasks.training import base_version, ml_runtime, parse_round_inputs, round_texts
@@ -121,13 +133,15 @@ class PoisonedJobs(LocalJobs):
             result = train_lora(base_version(self.store, parsed), poisoned, parsed.spec, parsed.seed)
         except (TrainingError, SpecError) as exc:
             raise TaskInputError(f"cannot train: {exc}") from None
-        self.last = {
-            "delta_cid": self.store.add_bytes(result.adapter),
+        sealed = add_sealed(self.store, result.adapter)
+        return {
+            "delta_cid": sealed.cid,
+            "sealed_cid": sealed.sealed_cid,
+            "key": sealed.key.hex(),
             "manifest": result.manifest.to_dict(),
             "tokens": int(result.tokens),
             "seconds": float(result.seconds),
         }
-        return self.last
 
     def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict:
         raise DemoFailed("the poisoned trainer is not an evaluator")
@@ -280,7 +294,7 @@ def run_training_round(
 
     for trainer in trainers:
         say(f"  trainer {trainer.label}: training {spec.steps} steps of {model}…")
-        expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs), "committed", trainer.label)
+        expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs, store), "committed", trainer.label)
         result = trainer.jobs.last
         say(
             f"  trainer {trainer.label}: {result['tokens']:,} tokens in {result['seconds']:.1f} s, final loss "
@@ -290,7 +304,7 @@ def run_training_round(
 
     mine_to(treasury, state.train_commit_deadline + 1)
     for trainer in trainers:
-        expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs), "revealed", trainer.label)
+        expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs, store), "revealed", trainer.label)
     phase("trainers revealed")
 
     mine_to(treasury, state.panel_seed_block + 1)
@@ -319,7 +333,7 @@ def run_training_round(
     phase("finalized")
     keeper_once(keeper, round_id, specs)  # settles the panel's seats
     for trainer in trainers:
-        step = trainer_once(trainer.rounds, round_id, trainer.jobs, specs)
+        step = trainer_once(trainer.rounds, round_id, trainer.jobs, specs, store)
         if step.action == "claimed":
             reward = format_dsh(step.data["reward"], grouped=True)
             say(f"  trainer {trainer.label}: claimed its bond back and a reward of {reward} DSH")

@@ -1,6 +1,6 @@
 """One step of a role in a training round, decided from the chain's state: what the Celery tasks run.
 
-    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, reveal, claim
+    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, publish the delta, reveal, claim
     evaluator_once(rounds, round_id, jobs, specs) fingerprint the revealed deltas, commit, reveal, settle
     keeper_once(rounds, round_id, specs)          draw the panel, finalize, settle the panel's seats, open rounds
 
@@ -9,6 +9,11 @@ Each reads the chain and does at most the one action the phase calls for (every 
 returns what it did and when there is something to do again: a block (`wake_at_block`), or a few seconds
 (`poll_after`) while an ML job runs. The ML work is behind `jobs` (`Jobs`): `train` and `fingerprint`
 return the job's result, or None while it is still running, so a step never blocks on it.
+
+A trainer's delta stays out of readable storage until its commit window has closed: the training job pins it
+sealed (`workers.storage.sealed`) and returns its plaintext CID, which the step commits; in the reveal window the
+step opens the sealed delta, checks it against the committed CID, pins it, and only then reveals (see README.md,
+"Sealed deltas").
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Protocol
 from ..chain import InvalidRequest, TransactionReverted
 from ..chain.module import Step, raced
 from ..protocol.constants import INT32_MAX, MAX_TRAINERS, K
+from ..storage import ContentStore, FileTooLarge, IntegrityError, InvalidCid, NotFound, UnsupportedContent, open_store
+from ..storage.sealed import Sealed, SealRejected, publish_sealed
 from .chain import DELTA, FINGERPRINTS, RoundState, SettleResult, TrainingRoundsClient, check_fingerprints
 from .specs import SpecBook
 
@@ -28,7 +35,7 @@ JOB_POLL = 2.0
 
 class Jobs(Protocol):
     def train(self, inputs: dict) -> dict | None:
-        """`train_delta(**inputs)`'s result ({"delta_cid", ...}), or None while it runs."""
+        """`train_delta(**inputs)`'s result ({"delta_cid", "sealed_cid", "key", ...}), or None while it runs."""
 
     def fingerprint(self, inputs: dict, delta_cids: list[str]) -> dict | None:
         """`fingerprint_deltas(**inputs, delta_cids=...)`'s result ({"fingerprints": [[K ints], ...]}), or None."""
@@ -36,6 +43,11 @@ class Jobs(Protocol):
 
 class JobFailed(Exception):
     """An ML job ended in failure: the step cannot go on without it (one message, rebuilt by Celery)."""
+
+
+class DeltaUnpublishable(JobFailed):
+    """The committed delta cannot be published from its training job's result: the sealed delta is missing, does
+    not open under its key, or opens to another CID than the committed one. Nothing is revealed."""
 
 
 def _inputs(rounds: TrainingRoundsClient, state: RoundState, specs: SpecBook) -> dict:
@@ -70,8 +82,11 @@ def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[st
 # ---------------------------------------------------------------- trainer
 
 
-def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook) -> Step:
-    """The next step of this account as a trainer in `round_id`."""
+def trainer_once(
+    rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook, store: ContentStore | None = None
+) -> Step:
+    """The next step of this account as a trainer in `round_id`. `store`: where the training job pinned the sealed
+    delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one)."""
     account = rounds.chain.address
     rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
     state = rounds.round(round_id)
@@ -121,7 +136,11 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
         if phase == "trainer reveal":
             if any(trainer == account for trainer, _ in rounds.deltas(state.id)):
                 return step("waiting", "revealed; the round is not settled yet", state.next_change(latest))
-            rounds.reveal_delta(state.id)
+            stored = rounds.stored_salt(DELTA, state.id)
+            if stored is not None:
+                if not publish_delta(rounds, state.id, str(stored.value), jobs, specs, store):
+                    return step("publishing", "the training job's result is being looked up", poll=JOB_POLL)
+            rounds.reveal_delta(state.id)  # without a stored salt: SaltNotFound, one clear error
             return step("revealed", "revealed the committed delta", state.next_change(rounds.latest_block()))
         return step("waiting", f"{phase}; the round is not settled yet", state.next_change(latest))
 
@@ -136,6 +155,36 @@ def trainer_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs:
     except InvalidRequest as exc:
         return step("done", f"{phase}; {exc}")
     return step("claimed", f"{phase}; bond unlocked, reward {settled.reward} wei", reward=settled.reward)
+
+
+def publish_delta(
+    rounds: TrainingRoundsClient, round_id: int, delta_cid: str, jobs: Jobs, specs: SpecBook, store: ContentStore | None
+) -> bool:
+    """Pins the committed delta `delta_cid` in `store` (default `open_store()`) from its training job's sealed
+    result; False while the job's result is not known yet. A delta already pinned is done at once (a step
+    stopped between the pin and the reveal resumes here). DeltaUnpublishable when the result does not give the
+    committed delta; the store's transient errors (NodeUnreachable) propagate, to be retried."""
+    if store is None:
+        with open_store() as configured:
+            return publish_delta(rounds, round_id, delta_cid, jobs, specs, configured)
+    if store.is_pinned(delta_cid):
+        return True
+    result = jobs.train(_inputs(rounds, rounds.round(round_id), specs))
+    if result is None:
+        return False
+    try:
+        if str(result.get("delta_cid")) != delta_cid:
+            raise SealRejected(f"the training job's delta is {result.get('delta_cid')}")
+        if "sealed_cid" not in result or "key" not in result:
+            raise SealRejected("the training job's result has no sealed delta")
+        publish_sealed(store, Sealed.from_parts(delta_cid, result["sealed_cid"], result["key"]))
+    except UNPUBLISHABLE as exc:
+        raise DeltaUnpublishable(f"cannot publish the committed delta {delta_cid}: {exc}; nothing revealed") from None
+    return True
+
+
+#: What the training job's result or the store's content can be wrong with (the rest is the store's failing).
+UNPUBLISHABLE = (IntegrityError, NotFound, InvalidCid, FileTooLarge, UnsupportedContent)
 
 
 # ---------------------------------------------------------------- evaluator

@@ -1,14 +1,20 @@
-"""Training tasks (queue `trainer`): train a round's LoRA delta and pin it.
+"""Training tasks (queue `trainer`): train a round's LoRA delta and pin it sealed.
 
     train_delta.delay(round_id, "tiny", base_delta_cids, dataset_manifest_cids, spec_json, round_seed)
-        -> {"delta_cid": "bafk...", "manifest": {...}, "tokens": 10240, "seconds": 4.2}
+        -> {"delta_cid": "bafk...", "sealed_cid": "bafk...", "key": "<64 hex>", "manifest": {...},
+            "tokens": 10240, "seconds": 4.2}
 
 The inputs are what a round fixes on-chain: the base model's name, the lineage of accepted deltas from the
 genesis to the round's base version (oldest first), the round's datasets (manifest CIDs, in the round's
 order), its TrainingSpec (canonical JSON, or any JSON `TrainingSpec.from_json` accepts) and its seed (a
 0x-hex bytes32). Same inputs, same delta CID: training is deterministic for a fixed torch thread count and
-instruction set, and the store is content addressed; a worker process also remembers its results, so a
-redelivered task returns at once.
+instruction set; a worker process also remembers its results, so a redelivered task returns at once.
+
+The delta is pinned sealed (`workers.storage.sealed`: AES-256-GCM under a fresh random key), never in the clear:
+honest deltas are byte-identical, so a delta readable in the store before the round's commit deadline could be
+committed by anyone who did not train. `delta_cid` is the plaintext's CID computed here; the trainer's step
+commits it, and in the reveal window opens the sealed blob (`sealed_cid`, `key`) and pins the plaintext
+(`workers.rounds.steps.trainer_once`). The key travels only in the task's result (the operator's own Redis).
 
 The round's texts (`round_texts`, shared with the evaluator): the records of each dataset in the order
 given, each dataset's records in file order, a text seen before (in an earlier dataset) dropped.
@@ -41,6 +47,7 @@ from ..data.quality import read_texts
 from ..ml.seeds import SeedError, derive_int_seed, seed_hex
 from ..ml.spec import SpecError, TrainingSpec
 from ..storage import ContentStore, FileTooLarge, InvalidCid, NotFound, UnsupportedContent, open_store, parse_cid
+from ..storage.sealed import add_sealed
 from .app import app
 from .base import RETRY_POLICY
 from .errors import TaskInputError
@@ -376,8 +383,9 @@ def train_delta(
 ) -> dict:
     """Trains the round's LoRA delta on its datasets, on top of its base version, and pins the adapter.
 
-    Returns {"delta_cid", "manifest" (the DeltaManifest as a dict), "tokens" (trained on), "seconds" (of the
-    training loop)}. `base_delta_specs`: the spec JSON each lineage delta was trained under, when it is not
+    Returns {"delta_cid" (the plaintext's CID, not in the store yet), "sealed_cid" (the pinned sealed delta),
+    "key" (its 32-byte key, hex), "manifest" (the DeltaManifest as a dict), "tokens" (trained on), "seconds" (of
+    the training loop)}. `base_delta_specs`: the spec JSON each lineage delta was trained under, when it is not
     the round's spec.
     """
     inputs = parse_round_inputs(
@@ -386,7 +394,7 @@ def train_delta(
     key = ("train_delta", inputs.key)
     with _ml_lock, open_store() as store:
         cached = _results.get(key)
-        if cached is not None and store.has(cached["delta_cid"]):
+        if cached is not None and store.has(cached["sealed_cid"]):
             return dict(cached)
         ml_runtime()
         from ..ml.training import TrainingError, train_lora
@@ -398,9 +406,11 @@ def train_delta(
             result = train_lora(base, texts, inputs.spec, inputs.seed)
         except (TrainingError, SpecError) as exc:
             raise TaskInputError(f"cannot train: {exc}") from None
-        delta_cid = store.add_bytes(result.adapter)
+        sealed = add_sealed(store, result.adapter)
     out = {
-        "delta_cid": delta_cid,
+        "delta_cid": sealed.cid,
+        "sealed_cid": sealed.sealed_cid,
+        "key": sealed.key.hex(),
         "manifest": result.manifest.to_dict(),
         "tokens": int(result.tokens),
         "seconds": float(result.seconds),

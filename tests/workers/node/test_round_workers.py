@@ -96,14 +96,14 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     request.addfinalizer(poisoned_store.close)
     poisoned_jobs = PoisonedJobs(poisoned_store)
     assert specs.resolve(keeper_rounds.round(round_id).spec_hash) == SPEC  # published by the keeper
-    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "committed"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs, poisoned_store).action == "committed"
     wait_for(
         lambda: keeper_rounds.round(round_id).trainer_count == 4, "the honest trainers to commit", PHASE_TIMEOUT, procs
     )
     mark("trainers committed")
 
     net.mine_to(keeper_rounds.round(round_id).train_commit_deadline + 1)
-    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "revealed"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs, poisoned_store).action == "revealed"
     wait_for(
         lambda: keeper_rounds.round(round_id).delta_count == 4, "the honest trainers to reveal", PHASE_TIMEOUT, procs
     )
@@ -158,7 +158,7 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
         assert token.functions.balanceOf(client.address).call() == 5_000 * DSH - 2_000 * DSH + reward
     assert all(seat.coherent and seat.reward > 0 and seat.settled for seat in status.panel)
     assert status.outcome.new_version == 2 and status.new_version_cid in honest_cids
-    assert trainer_once(poisoned, round_id, poisoned_jobs, specs).action == "done"
+    assert trainer_once(poisoned, round_id, poisoned_jobs, specs, poisoned_store).action == "done"
 
     # The new version's weights load and differ from the parent's.
     from workers.ml.delta import load_delta

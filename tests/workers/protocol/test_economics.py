@@ -1,7 +1,8 @@
 """The economics benchmark's two layers agree to the wei: a few epochs of a world played on the real contracts
 (anvil) and replayed by the fast model on the chain's panel seeds give every participant the same on-chain
-wealth change. The smoke version of `make bench-economics` (no targets): one epoch of two worlds from one
-snapshot (a half-slot poisoning cartel; a silent evaluator with an informant that re-rolls its panel once)."""
+wealth change. The smoke version of `make bench-economics` (no targets): one epoch of three worlds from one
+snapshot (a half-slot poisoning cartel; a silent evaluator with an informant that re-rolls its panel once; a CID
+copier that, the honest CID being sealed until the commit deadline, commits a guess nobody can fetch)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from benchmarks.economics.model import run_world
 from benchmarks.economics.onchain import Chain, replay
-from benchmarks.economics.strategies import HalfCartelBelow, SilentGriefer
+from benchmarks.economics.strategies import CidCopier, HalfCartelBelow, SilentGriefer
 from benchmarks.economics.world import Economy
 
 SEED = 11
@@ -31,8 +32,8 @@ class _Griefer(SilentGriefer):
 
 @pytest.mark.parametrize(
     "strategy",
-    [HalfCartelBelow(True), _Griefer(True)],
-    ids=["half_cartel_below", "silent_griefer_rerolling"],
+    [HalfCartelBelow(True), _Griefer(True), CidCopier(True)],
+    ids=["half_cartel_below", "silent_griefer_rerolling", "cid_copier_guessing"],
 )
 def test_model_and_chain_agree_to_the_wei(chain, strategy):
     run = chain.run(strategy, SEED, 1)

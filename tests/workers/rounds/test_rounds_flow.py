@@ -17,29 +17,48 @@ from workers.chain.salts import SaltNotFound, SaltStore
 from workers.ml.spec import TrainingSpec
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
-from workers.rounds.steps import UNUSABLE_FINGERPRINT, evaluator_once, keeper_once, trainer_once
-from workers.storage import cid_of_bytes
+from workers.rounds.steps import (
+    UNUSABLE_FINGERPRINT,
+    DeltaUnpublishable,
+    evaluator_once,
+    keeper_once,
+    publish_delta,
+    trainer_once,
+)
+from workers.storage import ContentStore, NotFound, cid_of_bytes, open_store
+from workers.storage.sealed import add_sealed
+from workers.tasks.training import fetch_delta_bytes
 
 SPEC = TrainingSpec(base_model="tiny", steps=4)
 
 
 class Jobs:
-    """Stand-in ML jobs: a fixed delta CID; fingerprints by delta CID (poisoned ones far away)."""
+    """Stand-in ML jobs: training pins the content `delta_content(name)` sealed in `store`, as `train_delta` does
+    (one result per job, as Celery keeps it); fingerprints by delta CID (poisoned ones far away)."""
 
     def __init__(
         self,
-        delta_cid: str | None = None,
+        name: str | None = None,
         poisoned: set[str] = frozenset(),
         seed: int = 0,
         ready: bool = True,
         unusable: set[str] = frozenset(),
+        store: ContentStore | None = None,
     ):
-        self.delta_cid, self.poisoned, self.seed, self.ready, self.unusable = delta_cid, poisoned, seed, ready, unusable
+        self.name, self.poisoned, self.seed, self.ready, self.unusable = name, poisoned, seed, ready, unusable
+        self.store = store
+        self.result: dict | None = None
         self.calls: list[tuple[str, dict]] = []
 
     def train(self, inputs):
         self.calls.append(("train", inputs))
-        return {"delta_cid": self.delta_cid, "manifest": {}} if self.ready else None
+        if not self.ready:
+            return None
+        if self.result is None:
+            assert self.name is not None and self.store is not None, "this stand-in job trains nothing"
+            sealed = add_sealed(self.store, delta_content(self.name))
+            self.result = {"delta_cid": sealed.cid, "sealed_cid": sealed.sealed_cid, "key": sealed.key.hex()}
+        return {**self.result, "manifest": {}}
 
     def fingerprint(self, inputs, delta_cids):
         self.calls.append(("fingerprint", {**inputs, "delta_cids": delta_cids}))
@@ -52,8 +71,12 @@ class Jobs:
         return {"fingerprints": rows, "errors": ["rejected: not safetensors" if r is None else None for r in rows]}
 
 
+def delta_content(name: str) -> bytes:
+    return f"delta {name}".encode()
+
+
 def delta(name: str) -> str:
-    return str(cid_of_bytes(f"delta {name}".encode()))
+    return str(cid_of_bytes(delta_content(name)))
 
 
 def nonce(rounds: TrainingRoundsClient) -> int:
@@ -65,12 +88,20 @@ def specs():
     return SpecBook(None, [SPEC], use_env=False)
 
 
-def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
+@pytest.fixture(scope="module")
+def store(net):
+    """The store every participant of `net` reads and writes: a shared node."""
+    with open_store(store_dir=net.store_dir) as opened:
+        yield opened
+
+
+def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, store):
     datasets = net.accept_datasets(2)
     keeper = net.rounds()
     trainers = [net.trainer() for _ in range(4)]
     evaluators = [net.evaluator() for _ in range(3)]
-    cids = [delta(f"honest {i}") for i in range(3)] + [delta("poisoned")]
+    names = [f"honest {i}" for i in range(3)] + ["poisoned"]
+    cids = [delta(name) for name in names]
     poisoned = trainers[3]
 
     opened = keeper_once(keeper, None, specs)
@@ -80,9 +111,9 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
     state = keeper.round(round_id)
     assert state.spec_hash == SPEC.spec_hash() and state.base_version == 1
 
-    jobs = [Jobs(cid) for cid in cids]
+    jobs = [Jobs(name, store=store) for name in names]
     for trainer, job in zip(trainers, jobs, strict=True):
-        step = trainer_once(trainer, round_id, job, specs)
+        step = trainer_once(trainer, round_id, job, specs, store)
         assert step.action == "committed" and step.wake_at_block == state.train_commit_deadline + 1, step
     inputs = jobs[0].calls[0][1]
     assert inputs == {
@@ -96,14 +127,17 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs):
     }
     # A second run (a redelivered task) sends nothing and does not train again.
     before = nonce(trainers[0])
-    again = trainer_once(trainers[0], round_id, jobs[0], specs)
+    again = trainer_once(trainers[0], round_id, jobs[0], specs, store)
     assert again.action == "waiting" and nonce(trainers[0]) == before and len(jobs[0].calls) == 1
 
     assert keeper_once(keeper, round_id, specs).action == "waiting"
+    # Until the commit deadline the store holds each delta only sealed: its committed CID names nothing.
+    assert not any(store.has(cid) for cid in cids)
     net.mine_to(state.train_commit_deadline + 1)
     for trainer, job in zip(trainers, jobs, strict=True):
-        assert trainer_once(trainer, round_id, job, specs).action == "revealed"
-    assert trainer_once(trainers[0], round_id, jobs[0], specs).action == "waiting"
+        assert trainer_once(trainer, round_id, job, specs, store).action == "revealed"
+    assert [store.get(cid) for cid in cids] == [delta_content(name) for name in names]  # published before the reveal
+    assert trainer_once(trainers[0], round_id, jobs[0], specs, store).action == "waiting"
     assert [cid for _, cid in keeper.deltas(round_id)] == cids
 
     waiting = keeper_once(keeper, round_id, specs)
@@ -179,15 +213,15 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
     unstaked = net.rounds(net.account())
     with pytest.raises(InvalidRequest, match="exceeds the unlocked TRAINER stake"):
         unstaked.commit_delta(round_id, delta("x"))
-    assert trainer_once(unstaked, round_id, Jobs(delta("x")), specs).action == "done"
+    assert trainer_once(unstaked, round_id, Jobs("x"), specs).action == "done"
     with pytest.raises(SpecUnknown, match="no TrainingSpec with hash"):
-        trainer_once(trainer, round_id, Jobs(delta("x")), SpecBook(None, [], use_env=False))
+        trainer_once(trainer, round_id, Jobs("x"), SpecBook(None, [], use_env=False))
     assert nonce(trainer) == before
 
     # An interrupted commit: the salt was stored, the transaction never sent. The step finishes it with the
     # stored delta, without training again.
     stored = trainer.salt_for("delta", round_id, delta("stored"))
-    job = Jobs(delta("another"))
+    job = Jobs("another")
     step = trainer_once(trainer, round_id, job, specs)
     assert step.action == "committed" and step.data["delta_cid"] == delta("stored") and job.calls == []
     with pytest.raises(InvalidRequest, match="already committed"):
@@ -213,18 +247,20 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
     assert trainer.registry.functions.lockedOf(trainer.chain.address, 2).call() == 0
 
 
-def test_unusable_delta_is_reported_as_an_outlier(net, specs):
+def test_unusable_delta_is_reported_as_an_outlier(net, specs, store):
     net.accept_datasets(1)
     keeper = net.rounds()
     round_id = keeper_once(keeper, None, specs).id
     trainers = [net.trainer() for _ in range(3)]
-    cids = [delta("good a"), delta("good b"), delta("not safetensors")]
-    for trainer, cid in zip(trainers, cids, strict=True):
-        assert trainer_once(trainer, round_id, Jobs(cid), specs).action == "committed"
+    names = ["good a", "good b", "not safetensors"]
+    cids = [delta(name) for name in names]
+    jobs = [Jobs(name, store=store) for name in names]
+    for trainer, job in zip(trainers, jobs, strict=True):
+        assert trainer_once(trainer, round_id, job, specs, store).action == "committed"
     state = keeper.round(round_id)
     net.mine_to(state.train_commit_deadline + 1)
-    for trainer in trainers:
-        trainer_once(trainer, round_id, Jobs(), specs)
+    for trainer, job in zip(trainers, jobs, strict=True):
+        assert trainer_once(trainer, round_id, job, specs, store).action == "revealed"
     net.mine_to(state.panel_seed_block + 1)
     panel = keeper_once(keeper, round_id, specs).data["panel"]
     assert len(panel) == 3  # the pool of the first test's evaluators: drive them through clients on their keys
@@ -245,6 +281,56 @@ def test_unusable_delta_is_reported_as_an_outlier(net, specs):
         evaluator_once(evaluator, round_id, Jobs(), specs)
     assert keeper_once(keeper, round_id, specs).action == "finalized"
     assert keeper.round(round_id).accepted_delta_mask == 0b011
+
+
+def test_the_delta_is_sealed_until_the_commit_deadline_and_published_before_the_reveal(net, specs, store):
+    """Before the commit deadline nobody can read a trainer's delta: the store holds it sealed and its committed
+    CID names nothing. In the reveal window the step opens it, checks it and pins it before it reveals, and an
+    evaluator reading the store gets it. A sealed delta that does not give the committed CID is refused with one
+    error, nothing revealed; a step stopped between its pin and its reveal resumes without the training job."""
+    net.accept_datasets(1)
+    keeper = net.rounds()
+    round_id = keeper.open_round(SPEC.spec_hash()).round_id
+    honest, tampered = net.trainer(), net.trainer()
+    jobs = {"honest": Jobs("honest", store=store), "tampered": Jobs("tampered", store=store)}
+    cid, tampered_cid = delta("honest"), delta("tampered")
+    for trainer, name in ((honest, "honest"), (tampered, "tampered")):
+        step = trainer_once(trainer, round_id, jobs[name], specs, store)
+        assert step.action == "committed" and step.data["delta_cid"] == delta(name), step
+    assert jobs["honest"].result is not None and jobs["tampered"].result is not None
+    sealed_blob = store.get(jobs["honest"].result["sealed_cid"])
+    assert delta_content("honest") not in sealed_blob
+    for unreadable in (cid, tampered_cid):
+        assert not store.has(unreadable)
+        with pytest.raises(NotFound):
+            store.get(unreadable)
+    state = keeper.round(round_id)
+    net.mine_to(state.train_commit_deadline + 1)
+
+    # Sealed deltas that do not give the committed CID: one clear error each, nothing revealed or pinned.
+    before = nonce(tampered)
+    jobs["tampered"].result["key"] = add_sealed(store, delta_content("tampered")).key.hex()  # another seal's key
+    with pytest.raises(DeltaUnpublishable, match="does not open under its key; nothing revealed"):
+        trainer_once(tampered, round_id, jobs["tampered"], specs, store)
+    jobs["tampered"].result = dict(jobs["honest"].result)  # a result for another delta
+    with pytest.raises(DeltaUnpublishable, match=f"committed delta {tampered_cid}: the training job's delta is {cid}"):
+        trainer_once(tampered, round_id, jobs["tampered"], specs, store)
+    assert nonce(tampered) == before and not store.has(tampered_cid) and keeper.round(round_id).delta_count == 0
+
+    # A step stopped after its pin, before its reveal: the next one reveals without asking the job.
+    assert publish_delta(honest, round_id, cid, jobs["honest"], specs, store) and store.is_pinned(cid)
+    assert keeper.round(round_id).delta_count == 0
+    idle = Jobs(ready=False)
+    assert trainer_once(honest, round_id, idle, specs, store).action == "revealed" and idle.calls == []
+    assert trainer_once(honest, round_id, idle, specs, store).action == "waiting"
+    assert keeper.deltas(round_id) == [(honest.chain.address, cid)]
+    with open_store(store_dir=net.store_dir) as evaluator_store:  # what an evaluator's fingerprint job reads
+        assert fetch_delta_bytes(evaluator_store, cid, 1_000) == delta_content("honest")
+
+    # One revealed delta: the round fails; the revealed bond comes back, the unrevealed one is lost.
+    net.mine_to(keeper.round(round_id).panel_seed_block + 1)
+    assert keeper_once(keeper, round_id, specs).action == "failed"
+    assert trainer_once(honest, round_id, idle, specs, store).action == "claimed"
 
 
 def test_round_status_command_shows_phases_distances_outcomes_and_payouts(net, capsys, monkeypatch):

@@ -39,6 +39,7 @@ def worker_env(net, trainer, **extra) -> dict[str, str]:
         "DEEPSHARD_RPC_URL": net.url,
         "DEEPSHARD_DEPLOYMENTS_DIR": str(net.deployments),
         "DEEPSHARD_VOTES_DIR": str(net.votes_dir),
+        "DEEPSHARD_STORE_DIR": str(net.store_dir),
         "DEEPSHARD_MAX_WAIT": "1",
         "DEEPSHARD_TEST_STANDIN_ML": "1",
         **extra,

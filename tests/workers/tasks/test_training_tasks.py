@@ -29,7 +29,8 @@ from workers.data.chain import pin_dataset
 from workers.ml.fingerprint import FINGERPRINT_LENGTH, fingerprint_distance
 from workers.ml.seeds import HashRng, derive_seed
 from workers.rounds.steps import UNUSABLE_FINGERPRINT, fingerprints_of
-from workers.storage import open_store
+from workers.storage import cid_of_bytes, open_store
+from workers.storage.sealed import Sealed, publish_sealed, unseal
 from workers.tasks.app import REDIS_URL_ENV, create_app
 from workers.tasks.errors import TaskInputError
 from workers.tasks.training import RESULT_CACHE_ENV, TORCH_THREADS_ENV
@@ -197,8 +198,9 @@ def call(client_app, worker):
 
 
 @pytest.fixture(scope="module")
-def trained(call, datasets) -> dict[str, dict]:
-    """Every delta the tests need, queued at once (the worker runs them one after another)."""
+def sealed(call, datasets, store) -> tuple[dict[str, dict], dict[str, bool]]:
+    """Every delta the tests need, queued at once (the worker runs them one after another): the task results, and
+    whether the store held each plaintext delta when its task returned (before anything published it)."""
     jobs = {
         "honest": call(TRAIN, 1, "tiny", [], [datasets["round"]], SPEC_JSON, SEED),
         "honest_again": call(TRAIN, 1, "tiny", [], [datasets["round"]], SPEC_JSON, SEED),
@@ -206,7 +208,17 @@ def trained(call, datasets) -> dict[str, dict]:
         "other_data": call(TRAIN, 1, "tiny", [], [datasets["other"]], SPEC_JSON, SEED),
         "poisoned": call(TRAIN, 1, "tiny", [], [datasets["poisoned"]], SPEC_JSON, SEED),
     }
-    return {name: job.get(timeout=RESULT_TIMEOUT) for name, job in jobs.items()}
+    results = {name: job.get(timeout=RESULT_TIMEOUT) for name, job in jobs.items()}
+    return results, {name: store.has(result["delta_cid"]) for name, result in results.items()}
+
+
+@pytest.fixture(scope="module")
+def trained(sealed, store) -> dict[str, dict]:
+    """The deltas, published as the trainer's step publishes them before its reveal (opened, checked, pinned)."""
+    results, _ = sealed
+    for result in results.values():
+        publish_sealed(store, Sealed.from_parts(result["delta_cid"], result["sealed_cid"], result["key"]))
+    return results
 
 
 # ---------------------------------------------------------------- tests
@@ -228,10 +240,17 @@ def test_importing_the_task_modules_does_not_import_torch():
     assert done.returncode == 0, done.stderr
 
 
-def test_train_delta_is_deterministic_seeded_and_pinned(trained, store):
-    honest, again, other_seed = trained["honest"], trained["honest_again"], trained["other_seed"]
-    assert set(honest) == {"delta_cid", "manifest", "tokens", "seconds"}
+def test_train_delta_is_deterministic_seeded_and_pinned_sealed(sealed, store):
+    results, held_before_publish = sealed
+    honest, again, other_seed = results["honest"], results["honest_again"], results["other_seed"]
+    assert set(honest) == {"delta_cid", "sealed_cid", "key", "manifest", "tokens", "seconds"}
     assert honest["delta_cid"] == again["delta_cid"]  # recomputed (no result cache): deterministic training
+    # Pinned sealed only: the plaintext's CID names nothing in the store, and equal deltas seal differently.
+    assert not any(held_before_publish.values())
+    assert honest["sealed_cid"] != again["sealed_cid"] and honest["key"] != again["key"]
+    blob = store.get(honest["sealed_cid"])
+    adapter = unseal(blob, bytes.fromhex(honest["key"]), honest["delta_cid"])
+    assert str(cid_of_bytes(adapter)) == honest["delta_cid"] and adapter[64:128] not in blob
     assert honest["manifest"] == again["manifest"]
     assert other_seed["delta_cid"] != honest["delta_cid"]
     assert honest["tokens"] == SPEC["steps"] * SPEC["batch_size"] * SPEC["sequence_length"]
@@ -239,7 +258,6 @@ def test_train_delta_is_deterministic_seeded_and_pinned(trained, store):
     manifest = honest["manifest"]
     assert manifest["base_model"] == "tiny" and manifest["round_seed"] == SEED
     assert manifest["tensors"] and len(manifest["tensors"]) == 2 * 4 * 4  # A and B, 4 projections, 4 layers
-    adapter = store.get(honest["delta_cid"])  # pinned, and verified against its CID on the way back
     assert json.loads(adapter[8 : 8 + int.from_bytes(adapter[:8], "little")])["__metadata__"]
 
 
@@ -268,11 +286,12 @@ def test_fingerprints_are_deterministic_and_separate_honest_from_dishonest(call,
     assert 3 * distance["noisy"] < far, distance
 
 
-def test_next_round_trains_on_the_merged_lineage(call, trained, datasets):
+def test_next_round_trains_on_the_merged_lineage(call, trained, datasets, store):
     honest = trained["honest"]
     lineage = [honest["delta_cid"]]
     next_round = (2, "tiny", lineage, [datasets["other"]], SPEC_JSON, NEXT_ROUND_SEED)
     child = call(TRAIN, *next_round).get(timeout=RESULT_TIMEOUT)
+    publish_sealed(store, Sealed.from_parts(child["delta_cid"], child["sealed_cid"], child["key"]))
     assert child["manifest"]["base_weights_hash"] != honest["manifest"]["base_weights_hash"]
     # A delta of the previous version does not fit this round's base: rejected, the others fingerprinted.
     report = call(FINGERPRINTS, *next_round, [child["delta_cid"], honest["delta_cid"]]).get(timeout=RESULT_TIMEOUT)

@@ -2,7 +2,8 @@
 
 It is the project's app (`workers.tasks.app`) with two test knobs:
   * DEEPSHARD_TEST_STANDIN_ML=1: `train_delta` and `fingerprint_deltas` are instant stand-ins instead of the
-    real ML tasks (which are then not imported): an honest trainer's delta CID depends only on the round seed,
+    real ML tasks (which are then not imported; the delta is pinned sealed in the configured store like the real
+    one's): an honest trainer's delta CID depends only on the round seed,
     a poisoned one's (DEEPSHARD_TEST_POISON=1) differs; fingerprints put honest deltas on one point and every
     other delta far away. DEEPSHARD_TEST_TRAIN_SECONDS makes training take that long.
   * DEEPSHARD_TEST_VISIBILITY_TIMEOUT: seconds after which Redis redelivers a message that a killed worker
@@ -26,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.workers.netkit import HONEST, POISONED  # noqa: E402
-from workers.storage import cid_of_bytes
+from workers.storage import cid_of_bytes, open_store
+from workers.storage.sealed import add_sealed
 from workers.tasks.app import app
 from workers.tasks.runner import broker_redis
 
@@ -79,9 +81,10 @@ if os.environ.get("DEEPSHARD_TEST_STANDIN_ML") == "1":
         round_id, base_model, base_delta_cids, dataset_manifest_cids, spec_json, round_seed, base_delta_specs=None
     ):
         time.sleep(float(os.environ.get("DEEPSHARD_TEST_TRAIN_SECONDS", "0")))
-        if os.environ.get("DEEPSHARD_TEST_POISON") == "1":
-            return {"delta_cid": str(cid_of_bytes(f"poisoned delta for {round_seed}".encode())), "manifest": {}}
-        return {"delta_cid": honest_delta_cid(round_seed), "manifest": {}}
+        kind = "poisoned" if os.environ.get("DEEPSHARD_TEST_POISON") == "1" else "stand-in"
+        with open_store() as store:  # sealed, as the real task pins it
+            sealed = add_sealed(store, f"{kind} delta for {round_seed}".encode())
+        return {"delta_cid": sealed.cid, "sealed_cid": sealed.sealed_cid, "key": sealed.key.hex(), "manifest": {}}
 
     @app.task(name="workers.tasks.evaluation.fingerprint_deltas")
     def fingerprint_deltas(
