@@ -24,13 +24,13 @@ MODEL_MODULES = {"data": "0x" + "da" * 20, "rounds": "0x" + "7a" * 20}
 #: Emission's budget never binds in these runs (10,000 DSH a round against 1,000,000 a week).
 AVAILABLE = 2**255
 
-#: The block hash seeding a panel: (kind "data" or "rounds", epoch, reseeds so far) -> 32 bytes.
+#: The block hash seeding a panel: (kind "data" or "rounds", epoch, panels the informant skipped so far) -> 32 bytes.
 SeedHashes = Callable[[str, int, int], bytes]
 
 
 def model_seed_hashes(seed: int) -> SeedHashes:
     """Seed block hashes the model makes up for a run: the same in both worlds of a pair."""
-    return lambda kind, epoch, reseeds: keccak(repr((seed, kind, epoch, reseeds)).encode())
+    return lambda kind, epoch, rerolls: keccak(repr((seed, kind, epoch, rerolls)).encode())
 
 
 @dataclass
@@ -39,7 +39,7 @@ class EpochRecord:
 
     data_status: str
     data_panel: list[str]
-    reseeds: int
+    rerolls: int
     round_status: str
     evaluator_panel: list[str]
     accepted_kinds: list[str]
@@ -59,6 +59,7 @@ class World:
     evaluator_bonds: dict[str, int]
     threshold: int
     ema: int
+    submissions: int = 0  # made so far (an informant that skips a panel submits again)
     wealth: dict[str, int] = field(default_factory=dict)  # on-chain wealth change so far, wei
     epochs: list[EpochRecord] = field(default_factory=list)
 
@@ -85,17 +86,19 @@ class World:
 
 
 def run_epoch(
-    world: World, seed_hashes: SeedHashes, modules: dict[str, str] = MODEL_MODULES, *, max_reseeds: int = 3
+    world: World, seed_hashes: SeedHashes, modules: dict[str, str] = MODEL_MODULES, *, max_rerolls: int = 3
 ) -> EpochRecord:
-    """Decides epoch `len(world.epochs)` (submission id and round id epoch + 1) and records it."""
+    """Decides epoch `len(world.epochs)` (round id epoch + 1) and records it. The informant may skip up to
+    `max_rerolls` panels it computed: each skipped submission expires (its expiry slash paid) and it submits
+    again."""
     epoch = len(world.epochs)
     world.ctx.epoch = epoch
-    data_status, data_panel, reseeds = _data_phase(world, seed_hashes, modules, epoch, max_reseeds)
+    data_status, data_panel, rerolls = _data_phase(world, seed_hashes, modules, epoch, max_rerolls)
     round_status, evaluator_panel, accepted = _round_phase(world, seed_hashes, modules, epoch)
     record = EpochRecord(
         data_status,
         data_panel,
-        reseeds,
+        rerolls,
         round_status,
         evaluator_panel,
         accepted,
@@ -106,23 +109,25 @@ def run_epoch(
     return record
 
 
-def _data_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str], epoch: int, max_reseeds: int):
+def _data_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str], epoch: int, max_rerolls: int):
     economy, ctx, roster, strategy = world.economy, world.ctx, world.roster, world.strategy
     p = economy.data
-    submission = epoch + 1
     bond, kind = strategy.submission(ctx, roster)
     truth = dataset_scores(ctx.seed, epoch, kind)
     members = [name for name, _ in roster.curators]
-    reseeds = 0
+    rerolls = 0
     while True:
-        seed = panel_seed(seed_hashes("data", epoch, reseeds), submission, modules["data"])
+        world.submissions += 1
+        seed = panel_seed(seed_hashes("data", epoch, rerolls), world.submissions, modules["data"])
         panel = draw_panel(
             seed, members, world.curator_bonds, roster.informant, MAX_CURATORS, DRAWS_PER_SEAT * MAX_CURATORS
         )
         weights = [world.curator_bonds[name] for name in panel]
-        if reseeds >= max_reseeds or strategy.keep_panel(ctx, panel, weights, reseeds):
+        if rerolls >= max_rerolls or strategy.keep_panel(ctx, panel, weights, rerolls):
             break
-        reseeds += 1
+        # Nobody draws within blockhash's horizon: the submission expires, and the informant submits again.
+        world.credit(roster.informant, -consensus.expiry_slash(bond, p.expiry_slash_bps))
+        rerolls += 1
     votes = [strategy.curator_vote(ctx, curator, truth) for curator in panel]
     revealed = [i for i, vote in enumerate(votes) if vote is not None]
     tally = consensus.tally(
@@ -173,7 +178,7 @@ def _data_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str], 
         world.credit(curator, reward - penalty)
     status = "NoQuorum" if not tally.quorum else "Accepted" if tally.accepted else "Rejected"
     strategy.after_submission(ctx, tally.accepted)
-    return status, panel, reseeds
+    return status, panel, rerolls
 
 
 def _round_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str], epoch: int):

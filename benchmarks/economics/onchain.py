@@ -19,7 +19,14 @@ from eth_utils import keccak
 
 from workers.chain import ChainClient, DeployParams, LocalSigner, deploy_network, stake
 from workers.chain.localnode import LocalNode, start_anvil
-from workers.protocol.constants import DRAWS_PER_SEAT, MAX_CURATORS, ROUND_STATUSES, STAKE_ROLES
+from workers.protocol.constants import (
+    BLOCKHASH_HORIZON,
+    DATA_STATUSES,
+    DRAWS_PER_SEAT,
+    MAX_CURATORS,
+    ROUND_STATUSES,
+    STAKE_ROLES,
+)
 from workers.protocol.sortition import draw_panel, panel_seed
 
 from .model import EpochRecord, World, run_epoch
@@ -27,8 +34,6 @@ from .strategies import Context, Roster, Strategy
 from .world import DSH, Economy, curator_scores, dataset_scores
 
 ETH = 10**18
-#: Blocks past which blockhash() forgets a block: waiting this long makes a panel reseed.
-HORIZON = 256
 SPEC_HASH = keccak(b"deepshard-economics/spec")
 
 
@@ -185,14 +190,14 @@ class Chain:
             result[name] = total
         return result
 
-    def run(self, strategy: Strategy, seed: int, epochs: int, *, max_reseeds: int = 3) -> ChainWorld:
+    def run(self, strategy: Strategy, seed: int, epochs: int, *, max_rerolls: int = 3) -> ChainWorld:
         """`epochs` epochs of one world; each EpochRecord's wealth is the on-chain change since the start."""
         world = self.world(strategy, seed)
         names = sorted(self.names.values())
         start = self.wealth(names)
         for epoch in range(epochs):
             world.ctx.epoch = epoch
-            status, _ = self._submission(strategy, world.ctx, world.roster, world, epoch, max_reseeds=max_reseeds)
+            status, _ = self._submission(strategy, world.ctx, world.roster, world, epoch, max_rerolls=max_rerolls)
             round_status = self._round(strategy, world, epoch)
             now = self.wealth(names)
             change = {n: now[n] - start[n] for n in names if now[n] != start[n]}
@@ -206,7 +211,7 @@ class Chain:
         if block > latest:
             self._rpc("anvil_mine", hex(block - latest))
 
-    def _submission(self, strategy, ctx, roster, world, epoch, *, spare=False, max_reseeds=3):
+    def _submission(self, strategy, ctx, roster, world, epoch, *, spare=False, max_rerolls=3):
         informant = self.client(roster.informant)
         data = informant.contract("DataConsensus")
         if spare:
@@ -215,21 +220,21 @@ class Chain:
             bond, kind = strategy.submission(ctx, roster)
         truth = dataset_scores(ctx.seed, epoch, kind)
         cid = b"\x01\x55" + keccak(repr(("dataset", ctx.seed, epoch, kind, spare)).encode())
-        _send(informant, data.functions.submit(cid, bond))
-        sid = data.functions.submissionCount().call()
-        reseeds = 0
+        rerolls = 0
         while True:
+            _send(informant, data.functions.submit(cid, bond))
+            sid = data.functions.submissionCount().call()
             seed_block = data.functions.getSubmission(sid).call()[2]
             self._mine_to(seed_block + 1)
             seed_hash = bytes(self.admin.w3.eth.get_block(seed_block)["hash"])
             if world is not None:
-                world.seed_hashes[("data", epoch, reseeds)] = seed_hash
-            if spare or reseeds >= max_reseeds or strategy.keep_panel(ctx, *self._predicted(sid, seed_hash), reseeds):
+                world.seed_hashes[("data", epoch, rerolls)] = seed_hash
+            if spare or rerolls >= max_rerolls or strategy.keep_panel(ctx, *self._predicted(sid, seed_hash), rerolls):
                 break
-            # The informant waits out blockhash's horizon, then draws: the contract reseeds instead of drawing.
-            self._mine_to(seed_block + HORIZON + 1)
+            # The informant waits out blockhash's horizon, then draws: the submission expires, and it submits again.
+            self._mine_to(seed_block + BLOCKHASH_HORIZON + 1)
             _send(self.admin, self.data.functions.drawPanel(sid))
-            reseeds += 1
+            rerolls += 1
         _send(self.admin, self.data.functions.drawPanel(sid))
         members, _ = self.data.functions.panelOf(sid).call()
         panel = [self.names[m] for m in members]
@@ -258,7 +263,7 @@ class Chain:
         for seat in range(len(panel)):
             _send(self.admin, self.data.functions.claim(sid, seat))
         status_index = self.data.functions.getSubmission(sid).call()[8]
-        status = ("None", "AwaitingPanel", "Voting", "Accepted", "Rejected", "NoQuorum")[status_index]
+        status = DATA_STATUSES[status_index]
         if status == "Accepted":
             _send(informant, data.functions.claimInformantReward(sid))
         if not spare:
@@ -358,6 +363,7 @@ def replay(chain: Chain, strategy: Strategy, run: ChainWorld, seed: int) -> Worl
     """The model's account of an on-chain world: the same strategy and seeds, the chain's panel seeds, modules,
     threshold state and participant names (addresses are mapped back to names)."""
     world = World.start(strategy, chain.economy, seed, run.threshold, run.ema)
+    world.submissions = len(chain.spare)  # the same submission ids: the spare datasets came first
     for _ in run.epochs:
-        run_epoch(world, lambda kind, epoch, reseeds: run.seed_hashes[(kind, epoch, reseeds)], chain.modules)
+        run_epoch(world, lambda kind, epoch, rerolls: run.seed_hashes[(kind, epoch, rerolls)], chain.modules)
     return world

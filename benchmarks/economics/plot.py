@@ -80,9 +80,19 @@ def readme_tables(report: dict, before: dict | None, path: Path) -> None:
         lines += ["", "| share | one draw = one vote (proposed), 9 draws | 15 draws |", "|---|---|---|"]
         for share, value in proposed.items():
             lines.append(f"| {share}% | {value['9_draws']:.4f} | {value['15_draws']:.4f} |")
-    lines += ["", "| colluding curators | no re-roll | 1 re-roll | 3 re-rolls |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| colluding curators | P(capture): no re-roll | 1 re-roll | 3 re-rolls | junk, no re-roll, DSH "
+        "| gain of 1 re-roll, DSH | of 3 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    gains = report["informant_reroll_gain_dsh"]
     for share, value in report["informant_reroll_capture"].items():
-        lines.append(f"| {share} | {value['0']:.3f} | {value['1']:.3f} | {value['3']:.3f} |")
+        gain = gains[share]
+        lines.append(
+            f"| {share} | {value['0']:.3f} | {value['1']:.3f} | {value['3']:.3f} | {gain['junk_without_reroll']:+.1f} "
+            f"| {gain['1']:+.1f} | {gain['3']:+.1f} |"
+        )
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     for name, target in report["targets"].items():
         lines.append(f"| {name} | {target['value']} | {target['limit']} | {'yes' if target['met'] else 'no'} |")

@@ -16,14 +16,17 @@ import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 ///         consensus; the weighted sum of the medians is the dataset's value, accepted iff it reaches a
 ///         threshold that follows a target acceptance rate. Accepted: bond back plus an Emission reward.
 ///         Rejected: part of the bond goes to the coherent curators. Curators far from the consensus lose a
-///         small share of their pool bond, those who do not reveal a larger one.
+///         small share of their pool bond, those who do not reveal a larger one. A submission whose panel
+///         nobody drew while its seed block's hash was readable expires, and its informant loses part of its
+///         bond (`drawPanel`).
 /// @dev The panel (seats, draw, windows, commit-reveal, per-seat settlement) is SortitionPanel's; this module
 ///      stores the five scores as a reveal's record, tallies them and decides the outcome. Curators join the
 ///      pool by locking CURATOR stake in the StakeRegistry; the locked bond is their sortition weight and what
 ///      penalties are taken from. Every loop is bounded by the panel size or by the tree depth. Curator rewards
 ///      and penalties are settled per seat (`claim`), so finalize stays O(panel) and payouts are pulled.
 ///      What a committed bond can lose is fixed when it is committed: a submission keeps the reject slash in
-///      force at `submit`, and its panel the penalty rates, so a governance change applies to later submissions.
+///      force at `submit`, and the expiry slash and its panel the penalty rates, so a governance change applies to
+///      later submissions.
 contract DataConsensus is IDataConsensus, SortitionPanel {
     using SafeERC20 for IERC20;
 
@@ -59,6 +62,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         uint96 minBond; // smallest informant bond
         uint96 minPoolBond; // smallest curator pool bond
         uint88 maxReward; // reward of a dataset of value 10,000 (a perfect score), drawn from Emission
+        uint16 expirySlashBps; // share of the bond an expired submission's informant loses to the treasury
     }
 
     /// @notice A submission as `getSubmission` returns it: the record below and its panel (SortitionPanel).
@@ -85,6 +89,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         uint96 curatorPayout;
         uint40 consensus; // five packed uint8 medians
         uint16 rejectSlashBps; // the share of the bond a rejection slashes, fixed at `submit`
+        uint16 expirySlashBps; // the share of the bond an expiry slashes, fixed at `submit`
     }
 
     /// @dev What a submission keeps besides its panel: two slots. The panel's first slot holds the status.
@@ -98,6 +103,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         bool consumed; // taken into a training round
         uint40 consensus; // five packed uint8 medians
         uint16 rejectSlashBps; // `rejectSlashBps` at `submit`
+        uint16 expirySlashBps; // `expirySlashBps` at `submit`
     }
 
     /// @notice The Emission contract rewards are drawn from.
@@ -159,7 +165,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
     // ------------------------------------------------------------------ informants
 
     /// @notice Proposes a dataset. Locks `bond` of the caller's INFORMANT stake until the outcome; a rejection
-    ///         slashes the share of it that `rejectSlashBps` says now, whatever governance sets meanwhile.
+    ///         slashes the share of it that `rejectSlashBps` says now, and an expiry (`drawPanel`) the share
+    ///         `expirySlashBps` says now, whatever governance sets meanwhile.
     /// @param cid Binary CID of the dataset manifest (1 to 64 bytes).
     /// @param bond Amount in wei, at least `minBond`.
     /// @return id The submission id.
@@ -172,6 +179,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         submission.informant = msg.sender;
         submission.bond = uint96(bond);
         submission.rejectSlashBps = _params.rejectSlashBps;
+        submission.expirySlashBps = _params.expirySlashBps;
         uint256 seedBlock = block.number + _params.seedDelay;
         _openPanel(id, seedBlock, uint8(Status.AwaitingPanel));
         _manifestCids[id] = cid;
@@ -179,15 +187,40 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         registry.lock(msg.sender, IStakeRegistry.Role.INFORMANT, bond);
     }
 
-    /// @notice Draws the panel of submission `id`; anyone can call it once the seed block is mined.
+    /// @notice Draws the panel of submission `id`; anyone can call it once the seed block is mined (TooEarly
+    ///         before), until the seed block is 256 blocks old. Past that horizon of `blockhash` nothing can
+    ///         be drawn from it: the submission expires (status Expired, `SubmissionExpired`), the submission's
+    ///         `expirySlashBps` of the informant's bond goes to the treasury and the rest is unlocked.
     /// @dev The seed is the hash of a block mined after the submission (it commits to that block's
     ///      prevrandao), so neither the informant nor a curator chooses it, and the caller cannot grind it
-    ///      by picking when to call. Past the 256-block horizon of `blockhash` a new seed block is set.
-    ///      The informant never sits on its own panel.
+    ///      by picking when to call. But the informant can compute its panel as soon as the seed block is
+    ///      mined; a fresh seed for an undrawn panel would let it skip the panels it dislikes for free
+    ///      (kleros-interaction issue 105 reports the shape). Here skipping one ends the submission: a new
+    ///      draw takes a new submission and a new bond, and costs the expiry slash. With the slash equal to
+    ///      the reject slash (the deployment default) skipping a panel costs what a rejection by it does,
+    ///      so a re-roll gains only where submitting junk already pays without one
+    ///      (benchmarks/economics/README.md). The slash goes to the treasury, not to the caller: a bounty for
+    ///      a late draw would go back to an informant calling from a second address, and would pay keepers
+    ///      to wait rather than to draw in time. An honest informant, or any keeper
+    ///      (workers.data.steps.keeper_once draws at the first block it can), draws within the horizon and
+    ///      never pays it. The informant never sits on its own panel.
     /// @param id The submission.
     function drawPanel(uint256 id) external {
         _requireStatus(id, uint8(Status.AwaitingPanel));
-        if (_draw(id, _submissions[id].informant)) _panel(id).status = uint8(Status.Voting);
+        _requireSeedMined(id);
+        SubmissionRecord storage submission = _submissions[id];
+        if (!_seedExpired(id)) {
+            _draw(id, submission.informant);
+            _panel(id).status = uint8(Status.Voting);
+            return;
+        }
+        _panel(id).status = uint8(Status.Expired);
+        uint256 bond = submission.bond;
+        uint256 slashed = bond * submission.expirySlashBps / BPS;
+        address informant = submission.informant;
+        emit SubmissionExpired(id, informant, slashed);
+        if (bond > slashed) registry.unlock(informant, IStakeRegistry.Role.INFORMANT, bond - slashed);
+        if (slashed != 0) registry.slash(informant, IStakeRegistry.Role.INFORMANT, slashed, treasury);
     }
 
     // ------------------------------------------------------------------ curators
@@ -291,7 +324,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
     // ------------------------------------------------------------------ governance
 
     /// @notice Replaces the parameters and criteria weights (the threshold is clamped into the new bounds). The
-    ///         reject slash and the penalty rates apply to submissions made afterwards; the rest also to the
+    ///         reject slash, the expiry slash and the penalty rates apply to submissions made afterwards; the rest also to the
     ///         next `finalize` of a submission under way.
     /// @param params_ New parameters.
     /// @param weights_ New criteria weights in basis points, summing to 10,000.
@@ -347,7 +380,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
             coherentWeight: panel.coherentWeight,
             curatorPayout: panel.payout,
             consensus: record.consensus,
-            rejectSlashBps: record.rejectSlashBps
+            rejectSlashBps: record.rejectSlashBps,
+            expirySlashBps: record.expirySlashBps
         });
     }
 
@@ -384,7 +418,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         return PanelParams(p.seedDelay, p.commitWindow, p.revealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps);
     }
 
-    /// @dev Accepted and rejected submissions were judged; a panel without quorum was not.
+    /// @dev Accepted and rejected submissions were judged; a panel without quorum was not (an expired
+    ///      submission has no seat to settle).
     function _judged(uint8 status) internal pure override returns (bool) {
         if (status == uint8(Status.Accepted) || status == uint8(Status.Rejected)) return true;
         if (status != uint8(Status.NoQuorum)) revert WrongStatus(status);
@@ -491,7 +526,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
             weightSum += criteriaWeights[c];
         }
         if (
-            weightSum != BPS || p.quorumBps > BPS || p.rejectSlashBps > BPS || p.curatorShareBps > BPS
+            weightSum != BPS || p.quorumBps > BPS || p.rejectSlashBps > BPS || p.expirySlashBps > BPS
+                || p.curatorShareBps > BPS
                 || p.thresholdFloor > p.thresholdCeiling || p.thresholdCeiling > BPS || p.targetAcceptanceBps > BPS
                 || p.emaAlphaBps > BPS
         ) revert InvalidParams();

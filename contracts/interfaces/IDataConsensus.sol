@@ -5,14 +5,16 @@ pragma solidity 0.8.26;
 /// @notice Events and phases of the informant data consensus, as workers and wallets see them (the curator
 ///         panel's events are SortitionPanel's).
 interface IDataConsensus {
-    /// @notice Life cycle of a submission. Voting covers both the commit and the reveal window.
+    /// @notice Life cycle of a submission. Voting covers both the commit and the reveal window; Expired: its
+    ///         panel was not drawn within 256 blocks of its seed block.
     enum Status {
         None,
         AwaitingPanel,
         Voting,
         Accepted,
         Rejected,
-        NoQuorum
+        NoQuorum,
+        Expired
     }
 
     /// @notice An informant proposed a dataset.
@@ -22,6 +24,12 @@ interface IDataConsensus {
     /// @param bond Wei of INFORMANT stake locked until the outcome.
     /// @param seedBlock The block whose hash seeds the curator panel.
     event Submitted(uint256 indexed id, address indexed informant, bytes manifestCid, uint256 bond, uint256 seedBlock);
+    /// @notice Nobody drew the panel of `id` while its seed block's hash was readable: the submission ended
+    ///         undrawn, `slashed` of the informant's bond went to the treasury and the rest was unlocked.
+    /// @param id The submission.
+    /// @param informant The informant.
+    /// @param slashed Wei of INFORMANT stake taken.
+    event SubmissionExpired(uint256 indexed id, address indexed informant, uint256 slashed);
     /// @notice The vote of `id` is closed.
     /// @param id The submission.
     /// @param status Accepted, Rejected or NoQuorum.

@@ -234,11 +234,19 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         if (block.number <= seedBlock) revert TooEarly(seedBlock);
     }
 
+    /// @dev Whether the seed block of `id` (mined: `_requireSeedMined`) is past blockhash's 256-block horizon,
+    ///      so that nothing can be drawn from it.
+    function _seedExpired(uint256 id) internal view returns (bool) {
+        return blockhash(_panels[id].seedBlock) == bytes32(0);
+    }
+
     /// @notice Draws the panel of `id` and opens its commit window, once the seed block is mined (TooEarly
     ///         before).
     /// @dev Past blockhash's 256-block horizon the seed block moves to `seedDelay` blocks from now instead, and
-    ///      nothing is drawn: the caller cannot re-roll the seed by waiting, it only gets a later block nobody
-    ///      chooses either.
+    ///      nothing is drawn. The new block is chosen by nobody either, but whoever could compute the old
+    ///      panel (once its seed block was mined) and disliked it gets another draw by waiting: a module whose
+    ///      panel someone interested can compute checks `_seedExpired` first and makes that wait cost
+    ///      (DataConsensus expires the submission; TrainingRounds still reseeds for free).
     /// @param id The submission or round.
     /// @param excluded Never seated (the informant of a submission; zero for none).
     /// @return drawn Whether the panel was drawn (false: reseeded).

@@ -254,6 +254,7 @@ PARAMS = dict(
     minBond=100 * DSH,
     minPoolBond=1_000 * DSH,
     maxReward=1_000 * DSH,
+    expirySlashBps=5_000,
 )
 WEIGHTS = [3_000, 2_000, 2_000, 2_000, 1_000]
 INITIAL_THRESHOLD = 5_000

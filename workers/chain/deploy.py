@@ -27,6 +27,9 @@ class DataConsensusParams:
     Defaults suit a public testnet with ~12 s blocks: about an hour to commit and an hour to reveal.
     A panel accepts a dataset when its value (the weighted sum of the five median scores, 0..10,000)
     reaches the threshold, which starts at 5,000 and steers toward accepting half of the submissions.
+    A submission whose panel nobody draws within the 256 blocks after its seed block expires, and
+    `expiry_slash_bps` of its bond goes to the treasury: the reject slash by default, so skipping a panel the
+    informant can already compute costs what a rejection by it does (benchmarks/economics/README.md).
     """
 
     quorum_bps: int = 5_000
@@ -46,6 +49,7 @@ class DataConsensusParams:
     min_bond: int = 100 * WEI_PER_DSH
     min_pool_bond: int = 1_000 * WEI_PER_DSH
     max_reward: int = 1_000 * WEI_PER_DSH
+    expiry_slash_bps: int = 5_000
     criteria_weights: tuple[int, ...] = (3_000, 2_000, 2_000, 2_000, 1_000)
     initial_threshold: int = 5_000
 
@@ -69,6 +73,7 @@ class DataConsensusParams:
             self.min_bond,
             self.min_pool_bond,
             self.max_reward,
+            self.expiry_slash_bps,
         )
 
 

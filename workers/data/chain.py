@@ -247,7 +247,12 @@ class Submission:
             return "awaiting seed block" if latest <= self.seed_block else "panel ready to draw"
         if self.status == "Voting":
             return window_phase(latest, self.commit_deadline, self.reveal_deadline, self.all_revealed)
-        return {"Accepted": "accepted", "Rejected": "rejected", "NoQuorum": "no quorum"}.get(self.status, "unknown")
+        return {
+            "Accepted": "accepted",
+            "Rejected": "rejected",
+            "NoQuorum": "no quorum",
+            "Expired": "expired undrawn",
+        }.get(self.status, "unknown")
 
     def draw_block(self, latest: int) -> int:
         """The first block, seen from `latest`, at which a panel awaiting its draw can be drawn."""
@@ -301,8 +306,9 @@ class DrawResult:
     panel: list[str]
     commit_deadline: int
     reveal_deadline: int
-    #: set when the seed block fell out of the 256-block window and a later one was chosen instead
-    reseeded_to: int | None
+    #: set when the seed block had fallen out of the 256-block window: the submission expired undrawn and this
+    #: much of the informant's bond (wei) was slashed
+    expired_slash: int | None
     tx_hash: str
 
 
@@ -354,6 +360,7 @@ class DataConsensusClient(ModuleClient):
 
     # The module's own events (the panel's are the base's).
     SUBMITTED = ModuleEvent("Submitted")
+    SUBMISSION_EXPIRED = ModuleEvent("SubmissionExpired")
     FINALIZED = ModuleEvent("Finalized")
     INFORMANT_REWARD_CLAIMED = ModuleEvent("InformantRewardClaimed")
 
@@ -488,7 +495,8 @@ class DataConsensusClient(ModuleClient):
     # ------------------------------------------------------------ anyone
 
     def draw(self, submission_id: int) -> DrawResult:
-        """Draws the panel once the seed block is mined (or sets a new seed block past the 256-block horizon)."""
+        """Draws the panel once the seed block is mined; past the 256-block horizon the submission expires instead
+        (the informant loses its expiry slash)."""
         self.settle_inflight()
         submission = self.submission(submission_id)
         latest = self.latest_block()
@@ -505,8 +513,8 @@ class DataConsensusClient(ModuleClient):
         receipt = self.chain.transact(self.contract.functions.drawPanel(submission.id))
         drawn = self.receipt_events(receipt, self.PANEL_DRAWN)
         if not drawn:
-            reseeded = self.receipt_event(receipt, self.PANEL_RESEEDED)
-            return DrawResult([], 0, 0, int(reseeded["seedBlock"]), tx_hash(receipt))
+            expired = self.receipt_event(receipt, self.SUBMISSION_EXPIRED)
+            return DrawResult([], 0, 0, int(expired["slashed"]), tx_hash(receipt))
         args = drawn[0]
         return DrawResult(
             list(args["members"]), int(args["commitDeadline"]), int(args["revealDeadline"]), None, tx_hash(receipt)

@@ -198,8 +198,11 @@ def _join_pool_run(args: argparse.Namespace) -> int:
 def _draw_run(args: argparse.Namespace) -> int:
     result = _consensus(args).draw(args.id)
     print(f"tx {result.tx_hash}")
-    if result.reseeded_to is not None:
-        print(f"the seed block of #{args.id} was too old; draw again from block {result.reseeded_to + 1}")
+    if result.expired_slash is not None:
+        print(
+            f"the seed block of #{args.id} was too old: the submission expired undrawn and "
+            f"{format_dsh(result.expired_slash, grouped=True)} DSH of its bond went to the treasury"
+        )
         return EXIT_OK
     print(
         f"panel of #{args.id}: {len(result.panel)} curators; commit until block {result.commit_deadline}, "

@@ -126,9 +126,11 @@ def curate_once(
 
 
 def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
-    """The next permissionless action on `submission_id` when it is due: draw its panel once the seed block is
-    mined (again from a new seed block when the old one fell out of the 256-block horizon), finalize after the
-    reveal window or once every seat revealed, then settle the seats that never revealed."""
+    """The next permissionless action on `submission_id` when it is due: draw its panel at the first block after
+    its seed block (the watcher queues this step on `Submitted`, and it wakes at that block), finalize after the
+    reveal window or once every seat revealed, then settle the seats that never revealed. Drawing at once is what
+    keeps the informant from choosing its panel: a panel not drawn within 256 blocks of its seed block expires
+    the submission, and costs the informant its expiry slash (`DataConsensus.drawPanel`)."""
     consensus.settle_inflight()
     submission = consensus.submission(submission_id)
     latest = consensus.latest_block()
@@ -148,12 +150,12 @@ def keeper_once(consensus: DataConsensusClient, submission_id: int) -> Step:
         if drawn is None:
             after = consensus.submission(submission.id)
             return step("waiting", "the panel was drawn by someone else", after.reveal_deadline + 1)
-        if drawn.reseeded_to is not None:
+        if drawn.expired_slash is not None:
             return step(
-                "waiting",
-                f"seed block too old; the panel is drawn from block {drawn.reseeded_to + 1}",
-                drawn.reseeded_to + 1,
-                reseeded_to=drawn.reseeded_to,
+                "done",
+                f"seed block too old: #{submission.id} expired undrawn, {drawn.expired_slash} wei of the bond slashed",
+                None,
+                expired_slash=drawn.expired_slash,
             )
         return step(
             "drawn",

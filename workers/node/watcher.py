@@ -13,7 +13,7 @@ TrainingRounds (every event also queues the round keeper's `keeper_step(round)`)
 
 DataConsensus (every event also queues the data keeper's `keeper_step(id)`: it draws the panel once the seed
 block is mined, finalizes as soon as every seat revealed or after the window, settles silent seats):
-- Submitted, PanelReseeded, panel revealed: only the keeper's step;
+- Submitted, panel revealed: only the keeper's step;
 - panel drawn: `curate(id)` to each drawn curator that is registered;
 - Finalized: if Accepted, also the round keeper's `keeper_step()` (it opens a round once enough data is pending).
 
@@ -86,7 +86,7 @@ WATCHED: dict[str, tuple[ModuleEvent, ...]] = {
         ROUNDS.REVEALED,
         ROUNDS.ROUND_FINALIZED,
     ),
-    DATA.CONTRACT: (DATA.SUBMITTED, DATA.PANEL_RESEEDED, DATA.PANEL_DRAWN, DATA.REVEALED, DATA.FINALIZED),
+    DATA.CONTRACT: (DATA.SUBMITTED, DATA.PANEL_DRAWN, DATA.REVEALED, DATA.FINALIZED),
 }
 TRAINER_STEP = round_tasks.trainer_step.name
 EVALUATOR_STEP = round_tasks.evaluator_step.name

@@ -8,7 +8,7 @@ functions and compare the results.
 - `median`: the lower weighted median (`WeightedMedian.sol`).
 - `fixedpoint`: WAD maths (`FixedPointMath.sol`).
 - `sortition`: the Fenwick sortition tree and the panel draw (`SortitionTree.sol`, `SortitionPool.sol`).
-- `consensus`: the data consensus tally, outcome, threshold and seat settlement (`DataConsensus.sol`).
+- `consensus`: the data consensus tally, outcome, threshold, seat settlement and expiry slash (`DataConsensus.sol`).
 - `merkle`: the chunk Merkle tree of a stored replica (`Storage` audits, OpenZeppelin `MerkleProof`).
 - `storage`: the rendezvous ranking of storage nodes, the audit draw and the replica key's HKDF info (`Storage.sol`).
 - `access`: the price of a copy of a version and the split of its fee (`WeightAccess.sol`).

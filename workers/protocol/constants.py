@@ -21,9 +21,9 @@ CRITERIA = 5
 CRITERIA_NAMES = ("novelty", "reproducibility", "alignment", "truthfulness", "objectivity")
 #: Highest score of one criterion.
 MAX_SCORE = 100
-#: `IDataConsensus.Status`, in enum order.
-DATA_STATUSES = ("None", "AwaitingPanel", "Voting", "Accepted", "Rejected", "NoQuorum")
-DATA_FINAL_STATUSES = ("Accepted", "Rejected", "NoQuorum")
+#: `IDataConsensus.Status`, in enum order (Expired: the panel was not drawn within blockhash's horizon).
+DATA_STATUSES = ("None", "AwaitingPanel", "Voting", "Accepted", "Rejected", "NoQuorum", "Expired")
+DATA_FINAL_STATUSES = ("Accepted", "Rejected", "NoQuorum", "Expired")
 
 # ---------------------------------------------------------------- training rounds (TrainingRounds.sol)
 
@@ -60,6 +60,8 @@ MAX_CID_LENGTH = 64
 DRAWS_PER_SEAT = 4
 #: Members a sortition pool can hold (`SortitionTree.CAPACITY`).
 POOL_CAPACITY = 1024
+#: Blocks `blockhash` reads back (the EVM's): nothing is drawn from a panel's seed block older than this.
+BLOCKHASH_HORIZON = 256
 
 #: `IStakeRegistry.Role`, in enum order (the enum's integer is the index here).
 STAKE_ROLES: tuple[str, ...] = ("INFORMANT", "CURATOR", "TRAINER", "EVALUATOR", "STORAGE", "INFERENCE")

@@ -6,6 +6,7 @@ from tests.contracts.data.conftest import (
     BOND,
     CID,
     GOOD,
+    INFORMANT_STAKE,
     INITIAL_THRESHOLD,
     JUNK,
     PARAMS,
@@ -14,8 +15,10 @@ from tests.contracts.data.conftest import (
     params_tuple,
     salt_for,
 )
+from workers.protocol.consensus import expiry_slash, seed_expired
+from workers.protocol.constants import BLOCKHASH_HORIZON
 
-ACCEPTED, REJECTED, NO_QUORUM = 3, 4, 5
+ACCEPTED, REJECTED, NO_QUORUM, EXPIRED = 3, 4, 5, 6
 
 
 def value_of(scores):
@@ -109,14 +112,65 @@ def test_draw_waits_for_the_seed_block(consensus, pool, informant, chain):
         consensus.drawPanel(submission_id, {"from": informant})
 
 
-def test_draw_after_blockhash_horizon_reseeds(consensus, pool, informant, chain):
+def test_draw_at_the_last_readable_block_draws_and_one_later_expires(consensus, pool, informant, chain):
+    """`seed_expired` (the reference) names the first block whose draw expires the submission: seed block + 257."""
+    first = consensus.submit(CID, BOND, {"from": informant}).return_value
+    second = consensus.submit(CID, BOND, {"from": informant}).return_value
+    last = consensus.getSubmission(first)["seedBlock"] + BLOCKHASH_HORIZON
+    chain.mine(last - 1 - chain.height)  # the next transaction lands in block `last`
+    tx = consensus.drawPanel(first, {"from": informant})
+    assert tx.block_number == last and not seed_expired(last - BLOCKHASH_HORIZON, tx.block_number)
+    assert "PanelDrawn" in tx.events and "SubmissionExpired" not in tx.events
+    second_seed = consensus.getSubmission(second)["seedBlock"]  # one block later: `last` + 1 can still draw it
+    chain.mine(second_seed + BLOCKHASH_HORIZON - chain.height)  # the next transaction lands one block too late
+    tx = consensus.drawPanel(second, {"from": informant})
+    assert tx.block_number == second_seed + BLOCKHASH_HORIZON + 1 and seed_expired(second_seed, tx.block_number)
+    assert "PanelDrawn" not in tx.events and tx.events["SubmissionExpired"]["id"] == second
+
+
+def test_undrawn_panel_expires_the_submission_at_the_informants_expense(
+    consensus, registry, token, pool, informant, treasury, outsider, chain
+):
     submission_id = consensus.submit(CID, BOND, {"from": informant}).return_value
     chain.mine(300)
-    tx = consensus.drawPanel(submission_id, {"from": informant})
-    assert "PanelReseeded" in tx.events
-    chain.mine(PARAMS["seedDelay"])
-    consensus.drawPanel(submission_id, {"from": informant})
-    assert consensus.getSubmission(submission_id)["status"] == 2
+    treasury_before, caller_before = token.balanceOf(treasury), token.balanceOf(outsider)
+    tx = consensus.drawPanel(submission_id, {"from": outsider})  # anyone may; the caller earns nothing
+    slashed = expiry_slash(BOND, PARAMS["expirySlashBps"])
+    assert slashed == BOND // 2
+    expired = tx.events["SubmissionExpired"]
+    assert (expired["id"], expired["informant"], expired["slashed"]) == (submission_id, informant, slashed)
+    assert "PanelDrawn" not in tx.events and "PanelReseeded" not in tx.events
+    assert tx.events["Slashed"]["beneficiary"] == treasury and tx.events["Unlocked"]["amount"] == BOND - slashed
+    assert token.balanceOf(treasury) == treasury_before + slashed and token.balanceOf(outsider) == caller_before
+    assert registry.lockedOf(informant, INFORMANT) == 0
+    assert registry.stakeOf(informant, INFORMANT) == INFORMANT_STAKE - slashed
+    assert consensus.getSubmission(submission_id)["status"] == EXPIRED
+    assert consensus.panelOf(submission_id) == ((), ())
+    # Final: no second draw, no vote, no seat; a new draw takes a new submission (and a new bond).
+    with reverts("WrongStatus", EXPIRED):
+        consensus.drawPanel(submission_id, {"from": outsider})
+    with reverts("WrongStatus", EXPIRED):
+        consensus.finalize(submission_id, {"from": outsider})
+    with reverts("WrongStatus", EXPIRED):
+        consensus.claim(submission_id, 0, {"from": outsider})
+
+
+def test_expiry_slash_is_the_rate_at_submit(consensus, registry, pool, informant, gov, chain):
+    bond = INFORMANT_STAKE // 3
+    submission_id = consensus.submit(CID, bond, {"from": informant}).return_value
+    consensus.setParams(params_tuple(expirySlashBps=10_000), WEIGHTS, {"from": gov})  # for later submissions
+    assert consensus.getSubmission(submission_id)["expirySlashBps"] == PARAMS["expirySlashBps"]
+    whole = consensus.submit(CID, bond, {"from": informant}).return_value
+    consensus.setParams(params_tuple(expirySlashBps=0), WEIGHTS, {"from": gov})
+    free = consensus.submit(CID, bond, {"from": informant}).return_value
+    chain.mine(300)
+    stake = registry.stakeOf(informant, INFORMANT)
+    for sid, rate in ((submission_id, PARAMS["expirySlashBps"]), (whole, 10_000), (free, 0)):
+        tx = consensus.drawPanel(sid, {"from": informant})
+        assert tx.events["SubmissionExpired"]["slashed"] == expiry_slash(bond, rate)
+        stake -= expiry_slash(bond, rate)
+        assert registry.stakeOf(informant, INFORMANT) == stake
+    assert registry.lockedOf(informant, INFORMANT) == 0
 
 
 def test_draw_with_empty_pool_reverts(deploy_consensus, informant, chain):
@@ -381,6 +435,10 @@ def test_params_are_validated_and_governed(consensus, deploy_consensus, gov, out
         deploy_consensus(weights=[3_000, 2_000, 2_000, 2_000, 999])
     with reverts("InvalidParams"):
         deploy_consensus(params=params_tuple(thresholdFloor=9_000))
+    with reverts("InvalidParams"):
+        deploy_consensus(params=params_tuple(expirySlashBps=10_001))
+    with reverts("InvalidParams"):
+        consensus.setParams(params_tuple(expirySlashBps=10_001), WEIGHTS, {"from": gov})
     with reverts("InvalidParams"):
         deploy_consensus(initial_threshold=9_000)
     with reverts("AccessControlUnauthorizedAccount"):

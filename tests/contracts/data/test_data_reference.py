@@ -3,12 +3,15 @@
 Hypothesis draws the governance parameters (quorum, tolerance, criteria weights, threshold rules, rewards,
 penalties), a curator pool with random bonds (1 wei upward), and one to three submissions in a row, each with
 its informant (sometimes a pool member, whom the draw must skip), bond and votes: honest clusters, outliers and
-the extremes 0 and 100, some curators silent (no commit, or a commit never revealed), and sometimes new loss
-terms (reject slash, penalty rates) that governance sets during the vote: they must apply to the submissions
-made after it, never to the one under way. Each submission runs through the contract (submit, draw, commit,
-reveal, finalize, every seat settled, the informant paid) and every result must equal the reference's: the
-panel (workers.protocol.sortition), quorum, consensus, value, the outcome, the threshold and its EMA, the
-informant's reward or slash, the curators' payout, each seat's reward or penalty, and where every token went.
+the extremes 0 and 100, some curators silent (no commit, or a commit never revealed), sometimes panels nobody
+draws within blockhash's horizon (each such submission expires, part of the informant's bond slashed, and the
+informant submits again), and sometimes new loss terms (reject slash, expiry slash, penalty rates) that
+governance sets while a submission is under way: they must apply to the submissions made after it, never to
+the one under way. Each submission runs through the contract (submit, expiries, draw, commit, reveal,
+finalize, every seat settled, the informant paid) and every result must equal the reference's: the expiry
+slashes, the panel (workers.protocol.sortition), quorum, consensus, value, the outcome, the threshold and its
+EMA, the informant's reward or slash, the curators' payout, each seat's reward or penalty, and where every
+token went.
 Results are read from views, balances and the `Finalized` event.
 
 Brownie's hypothesis integration is broken in this build: hypothesis runs inside the test and every example
@@ -23,7 +26,7 @@ from hypothesis import strategies as st
 from tests.contracts.conftest import CURATOR, DSH, INFORMANT, ROLES, reverts, use_unique_gas_price
 from tests.contracts.data.conftest import CID, CURATOR_MNEMONIC, PARAMS, WEIGHTS, params_tuple
 from workers.protocol import constants
-from workers.protocol.consensus import next_threshold, payouts, seat_settlement, tally
+from workers.protocol.consensus import expiry_slash, next_threshold, payouts, seat_settlement, seed_expired, tally
 from workers.protocol.sortition import draw_panel, panel_seed
 
 CURATORS = 15
@@ -58,6 +61,7 @@ def rules(draw):
         incoherentPenaltyBps=draw(bps),
         noRevealPenaltyBps=draw(bps),
         rejectSlashBps=draw(bps),
+        expirySlashBps=draw(bps),
         curatorShareBps=draw(bps),
         thresholdFloor=floor,
         thresholdCeiling=ceiling,
@@ -91,13 +95,19 @@ def submission(draw):
         seats.append((behaviour, scores))
     later = {}
     if draw(st.booleans()):
-        later = dict(incoherentPenaltyBps=draw(bps), noRevealPenaltyBps=draw(bps), rejectSlashBps=draw(bps))
+        later = dict(
+            incoherentPenaltyBps=draw(bps),
+            noRevealPenaltyBps=draw(bps),
+            rejectSlashBps=draw(bps),
+            expirySlashBps=draw(bps),
+        )
     return dict(
         informant=draw(st.integers(0, CURATORS)),
         # At most a third of the stake, so that three slashed submissions in a row can still be bonded.
         bond=draw(st.one_of(st.just(1), st.integers(1, INFORMANT_STAKE // 3))),
         seats=seats,
         later=later,
+        expiries=draw(st.sampled_from([0, 0, 1, 2])),
     )
 
 
@@ -155,10 +165,35 @@ def test_data_consensus_matches_the_reference(
             informant = pool[(drawn["informant"] - 1) % len(pool)] if drawn["informant"] else outside_informant
             bond = drawn["bond"]
             informant_stake = registry.stakeOf(informant, INFORMANT)
-            submission_id = consensus.submit(CID, bond, {"from": informant}).return_value
-            terms = dict(params)  # what the submission risks, fixed now
+            # Governance changes the loss terms while a submission is under way: `terms` stay that one's.
+            for attempt in range(drawn["expiries"] + 1):
+                submission_id = consensus.submit(CID, bond, {"from": informant}).return_value
+                terms = dict(params)  # what the submission risks, fixed now
+                if drawn["later"]:
+                    params.update(drawn["later"])
+                    consensus.setParams(params_tuple(**params), weights, {"from": gov})
+                if attempt == drawn["expiries"]:
+                    break
+                # Nobody draws within the horizon: the submission expires, and the informant submits again.
+                seed_block = consensus.getSubmission(submission_id)["seedBlock"]
+                chain.mine(seed_block + constants.BLOCKHASH_HORIZON - chain.height)
+                treasury_balance = token.balanceOf(treasury)
+                tx = consensus.drawPanel(submission_id, {"from": keeper})
+                assert seed_expired(seed_block, tx.block_number) and "PanelDrawn" not in tx.events
+                slashed = expiry_slash(bond, terms["expirySlashBps"])
+                assert tx.events["SubmissionExpired"]["slashed"] == slashed
+                assert consensus.getSubmission(submission_id)["status"] == STATUS["Expired"]
+                assert token.balanceOf(treasury) == treasury_balance + slashed
+                assert registry.lockedBy(consensus, informant, INFORMANT) == 0
+                informant_stake -= slashed
+                assert registry.stakeOf(informant, INFORMANT) == informant_stake
+                if bond > informant_stake:  # nothing left to bond again
+                    break
+            if consensus.getSubmission(submission_id)["status"] != STATUS["AwaitingPanel"]:
+                break
             seed_block = consensus.getSubmission(submission_id)["seedBlock"]
-            chain.mine(PARAMS["seedDelay"])
+            if chain.height < seed_block:  # the draw lands in the block after the seed block or later
+                chain.mine(seed_block - chain.height)
             seed = panel_seed(web3.eth.get_block(seed_block)["hash"], submission_id, consensus.address)
             try:
                 expected_panel = draw_panel(
@@ -189,11 +224,9 @@ def test_data_consensus_matches_the_reference(
             revealed = [b == "reveal" for b in behaviour]
             if not all(revealed):
                 past_reveal(submission_id)
-            # Governance changes the loss terms during the vote: `terms` stay this submission's.
-            if drawn["later"]:
-                params.update(drawn["later"])
-                consensus.setParams(params_tuple(**params), weights, {"from": gov})
-            assert consensus.getSubmission(submission_id)["rejectSlashBps"] == terms["rejectSlashBps"]
+            stored = consensus.getSubmission(submission_id)
+            assert stored["rejectSlashBps"] == terms["rejectSlashBps"]
+            assert stored["expirySlashBps"] == terms["expirySlashBps"]
 
             expected = tally(
                 [votes[c] for c, r in zip(seated, revealed, strict=True) if r],

@@ -1,7 +1,8 @@
-"""The data keeper's step (`workers.data.steps.keeper_once`) on a real anvil: it draws a panel once the seed block
-is mined (and again from a new seed block once the old one fell out of the 256-block horizon), finalizes as soon
-as every seat revealed or after the reveal window, then settles the seats that never revealed. Nothing is sent
-while nothing is due, and it needs no stake. (The curator's step, `curate_once`, runs in test_data_chain.py.)"""
+"""The data keeper's step (`workers.data.steps.keeper_once`) on a real anvil: it draws a panel at the first block
+after its seed block (one found past the 256-block horizon has expired the submission, at the informant's expense),
+finalizes as soon as every seat revealed or after the reveal window, then settles the seats that never revealed.
+Nothing is sent while nothing is due, and it needs no stake. (The curator's step, `curate_once`, runs in
+test_data_chain.py.)"""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from workers.chain.units import WEI_PER_DSH
 from workers.data import SAMPLES_DIR
 from workers.data.chain import DataConsensusClient
 from workers.data.steps import keeper_once
+from workers.protocol.consensus import expiry_slash
+from workers.protocol.constants import BLOCKHASH_HORIZON
 from workers.storage import open_store
 
 PARAMS = DataConsensusParams(commit_window=6, reveal_window=6)
 ETH = 10**18
 POOL_BOND = 1_500 * WEI_PER_DSH
 VOTE = [90, 90, 90, 90, 90]
-#: Blocks after which `blockhash` forgets a block: a seed block older than this is replaced.
-BLOCKHASH_HORIZON = 256
 
 
 class Net:
@@ -76,28 +77,39 @@ def keeper(net) -> DataConsensusClient:
     return net.client()
 
 
-def test_keeper_draws_once_the_seed_block_is_mined_and_again_after_a_reseed(net, keeper):
+def test_keeper_draws_at_the_first_block_after_the_seed_block(net, keeper):
     submission_id = net.submit()
     seed_block = keeper.submission(submission_id).seed_block
     sent = nonce(keeper)
     waiting = keeper_once(keeper, submission_id)
     assert (waiting.action, waiting.detail, waiting.wake_at_block) == ("waiting", "awaiting seed block", seed_block + 1)
+    assert nonce(keeper) == sent
 
-    net.mine_to(seed_block + BLOCKHASH_HORIZON + 2)  # nobody drew in time: the seed block is forgotten
-    reseeded = keeper_once(keeper, submission_id)
-    new_seed = keeper.submission(submission_id).seed_block
-    assert reseeded.action == "waiting" and "seed block too old" in reseeded.detail
-    assert reseeded.data == {"reseeded_to": new_seed} and new_seed > seed_block + BLOCKHASH_HORIZON
-    assert reseeded.wake_at_block == new_seed + 1 and nonce(keeper) == sent + 1
-    assert keeper_once(keeper, submission_id).action == "waiting" and nonce(keeper) == sent + 1
-
-    net.mine_to(new_seed + 1)
+    net.mine_to(seed_block + 1)  # its wake-up block: the seed block is mined, gas estimates see it in the past
     drawn = keeper_once(keeper, submission_id)
     submission = keeper.submission(submission_id)
     assert drawn.action == "drawn" and sorted(drawn.data["panel"]) == sorted(c.chain.address for c in net.curators)
     assert submission.status == "Voting" and drawn.wake_at_block == submission.reveal_deadline + 1
+    assert submission.commit_deadline == seed_block + 2 + PARAMS.commit_window  # drawn in the very next block
     again = keeper_once(keeper, submission_id)  # a redelivered step: nothing more to do yet
-    assert again.action == "waiting" and again.detail == "commit" and nonce(keeper) == sent + 2
+    assert again.action == "waiting" and again.detail == "commit" and nonce(keeper) == sent + 1
+
+
+def test_keeper_finds_a_panel_past_the_horizon_expired_at_the_informants_expense(net, keeper):
+    submission_id = net.submit()
+    submission = keeper.submission(submission_id)
+    stake_before = net.informant.chain.contract("StakeRegistry").functions.stakeOf(submission.informant, 0).call()
+    net.mine_to(submission.seed_block + BLOCKHASH_HORIZON + 1)  # nobody drew in time: the seed block is forgotten
+    sent = nonce(keeper)
+    expired = keeper_once(keeper, submission_id)
+    slashed = expiry_slash(submission.bond, PARAMS.expiry_slash_bps)
+    assert (expired.action, expired.wake_at_block, expired.data) == ("done", None, {"expired_slash": slashed})
+    assert "expired undrawn" in expired.detail and nonce(keeper) == sent + 1
+    after = keeper.submission(submission_id)
+    assert after.status == "Expired" and after.finalized and after.phase(net.block()) == "expired undrawn"
+    registry = net.informant.chain.contract("StakeRegistry")
+    assert registry.functions.stakeOf(submission.informant, 0).call() == stake_before - slashed
+    assert keeper_once(keeper, submission_id).action == "done" and nonce(keeper) == sent + 1
 
 
 def test_keeper_finalizes_as_soon_as_every_seat_revealed(net, keeper):

@@ -1,8 +1,9 @@
 """The economics benchmark's two layers agree to the wei: a few epochs of a world played on the real contracts
 (anvil) and replayed by the fast model on the chain's panel seeds give every participant the same on-chain
 wealth change. The smoke version of `make bench-economics` (no targets): one epoch of three worlds from one
-snapshot (a half-slot poisoning cartel; a silent evaluator with an informant that re-rolls its panel once; a CID
-copier that, the honest CID being sealed until the commit deadline, commits a guess nobody can fetch)."""
+snapshot (a half-slot poisoning cartel; a silent evaluator with an informant that re-rolls its panel once, paying
+the expiry slash; a CID copier that, the honest CID being sealed until the commit deadline, commits a guess nobody
+can fetch)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from benchmarks.economics.model import run_world
 from benchmarks.economics.onchain import Chain, replay
 from benchmarks.economics.strategies import CidCopier, HalfCartelBelow, SilentGriefer
 from benchmarks.economics.world import Economy
+from workers.protocol.constants import DATA_STATUSES
 
 SEED = 11
 
@@ -24,7 +26,8 @@ def chain(tmp_path_factory):
 
 
 class _Griefer(SilentGriefer):
-    """A silent evaluator, and an informant that rejects its first panel (one free reseed when no keeper draws)."""
+    """A silent evaluator, and an informant that skips its first panel: nobody draws it within blockhash's horizon,
+    the submission expires (the informant pays its expiry slash) and it submits again."""
 
     def keep_panel(self, ctx, members, weights, rerolls):
         return not self.deviating or rerolls >= 1
@@ -43,6 +46,11 @@ def test_model_and_chain_agree_to_the_wei(chain, strategy):
         assert onchain.wealth == modelled.wealth, epoch
         assert onchain.costs == modelled.costs, epoch
     assert any(run.epochs[-1].wealth.values())  # something was paid: the comparison is not vacuous
+    if isinstance(strategy, _Griefer):  # the skipped panel's submission expired, the next one was judged
+        data = chain.data.functions
+        last = data.submissionCount().call()
+        statuses = [DATA_STATUSES[data.getSubmission(sid).call()[8]] for sid in (last - 1, last)]
+        assert statuses[0] == "Expired" and statuses[1] != "Expired"
 
 
 def test_exactly_half_of_the_slots_no_longer_captures_the_round():

@@ -1,4 +1,4 @@
-"""The data consensus rules of workers.protocol.consensus: tally, threshold, payouts and seat settlement
+"""The data consensus rules of workers.protocol.consensus: tally, threshold, payouts, seat settlement and expiry
 (the contract's outcome on random votes is compared in tests/contracts/data/test_data_reference.py)."""
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from hypothesis import strategies as st
 
 from workers.protocol.consensus import (
     Payouts,
+    expiry_slash,
     has_quorum,
     next_threshold,
     payouts,
     score_distance,
     seat_settlement,
+    seed_expired,
     tally,
     trunc_div,
 )
-from workers.protocol.constants import BPS, CRITERIA, MAX_SCORE
+from workers.protocol.constants import BLOCKHASH_HORIZON, BPS, CRITERIA, MAX_SCORE
 
 WEIGHTS = (3_000, 2_000, 2_000, 2_000, 1_000)
 RULES = dict(quorum_bps=5_000, tolerance_l1=50, criteria_weights=WEIGHTS, threshold=5_000)
@@ -164,3 +166,12 @@ def test_seat_settlement():
     assert seat_settlement(revealed=False, quorum=True, coherent=False, weight=10, bond=2_000, **rules) == (0, 100)
     assert seat_settlement(revealed=False, quorum=False, coherent=False, weight=10, bond=2_000, **rules) == (0, 100)
     assert seat_settlement(revealed=True, quorum=False, coherent=False, weight=10, bond=2_000, **rules) == (0, 0)
+
+
+def test_expiry():
+    """The last block that can draw from seed block 100 is 356 (blockhash reads the 256 blocks before the current
+    one); from 357 on, the submission expires and its informant loses the expiry slash (rounded down)."""
+    assert BLOCKHASH_HORIZON == 256
+    assert not seed_expired(100, 101) and not seed_expired(100, 356) and seed_expired(100, 357)
+    assert expiry_slash(200 * 10**18, 5_000) == 100 * 10**18
+    assert expiry_slash(999, 3_333) == 332 and expiry_slash(999, 0) == 0 and expiry_slash(999, BPS) == 999
