@@ -94,8 +94,8 @@ def measure(task: tuple[str, dict, Economy, int, int]) -> dict:
 
 def control_probability(share: float, split: bool, samples: int, seed: int, *, strict: bool) -> float:
     """Probability that a cartel holding `share` of the evaluator pool (one address, or honest-sized addresses)
-    holds half (`strict`: more than half) of a drawn panel's weight: then the lower weighted median of every
-    coordinate is its value (a half below the others; more than half either way)."""
+    holds half (`strict`: more than half) of a drawn panel's votes (its draws): then the lower weighted median of
+    every coordinate is its value (a half below the others; more than half either way)."""
     economy = Economy()
     bonds = {f"eva{i}": economy.evaluator_bond(i) for i in range(economy.evaluators)}
     pool = sum(bonds.values())
@@ -114,15 +114,15 @@ def control_probability(share: float, split: bool, samples: int, seed: int, *, s
             MAX_EVALUATORS,
             DRAWS_PER_SEAT * MAX_EVALUATORS,
         )
-        mine = sum(bonds[m] for m in panel if m in cartel)
-        weight = sum(bonds[m] for m in panel)
+        mine = sum(draws for m, draws in panel.items() if m in cartel)
+        weight = sum(panel.values())
         hits += 2 * mine > weight if strict else 2 * mine >= weight
     return hits / samples
 
 
 def reroll_capture(share: float, rerolls: int, samples: int, seed: int) -> float:
     """Probability that an informant's colluding curators (`share` of a 30-curator pool, as honest-sized
-    addresses) hold half a panel's weight, when the informant may skip up to `rerolls` panels it computed."""
+    addresses) hold half a panel's votes, when the informant may skip up to `rerolls` panels it computed."""
     economy = Economy()
     honest = {f"cur{i}": economy.curator_bond(i % 7) for i in range(30)}
     pool = sum(honest.values())
@@ -142,17 +142,17 @@ def reroll_capture(share: float, rerolls: int, samples: int, seed: int) -> float
                 MAX_CURATORS,
                 DRAWS_PER_SEAT * MAX_CURATORS,
             )
-            mine = sum(bonds[m] for m in panel if m in colluders)
-            if 2 * mine >= sum(bonds[m] for m in panel):
+            mine = sum(draws for m, draws in panel.items() if m in colluders)
+            if 2 * mine >= sum(panel.values()):
                 hits += 1
                 break
     return hits / samples
 
 
 def binomial_control(share: float, draws: int) -> float:
-    """Under the proposed one-draw-one-vote rule (draws with replacement, each draw one vote; not the contracts'
-    rule today), the probability that a cartel with `share` of the stake wins at least half of `draws` votes:
-    a binomial tail, the same whether the cartel holds one address or many."""
+    """Under one draw = one vote (the contracts' rule: draws with replacement, each draw one vote), the exact
+    probability that a cartel with `share` of the stake wins at least half of `draws` votes: a binomial tail,
+    the same whether the cartel holds one address or many (`control_probability` samples it on the real draw)."""
     return sum(
         math.comb(draws, k) * share**k * (1 - share) ** (draws - k) for k in range(math.ceil(draws / 2), draws + 1)
     )
@@ -194,7 +194,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         f"{round(share * 100)}%": {str(r): reroll_capture(share, r, samples // 2, seed) for r in (0, 1, 3)}
         for share in (0.10, 0.20, 0.30)
     }
-    proposed = {
+    binomial = {
         f"{round(share * 100)}": {"9_draws": binomial_control(share, 9), "15_draws": binomial_control(share, 15)}
         for share in SHARES
     }
@@ -242,7 +242,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         "bands_ci95_high": bands,
         "evaluator_panel_control": control,
         "informant_reroll_capture": reroll,
-        "one_draw_one_vote_control_proposed": proposed,
+        "one_draw_one_vote_control_binomial": binomial,
         "targets": targets,
     }
     report["date"] = utc_now()
