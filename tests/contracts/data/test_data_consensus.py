@@ -332,12 +332,16 @@ def test_without_quorum_the_bond_returns_and_silence_is_penalised(
 
 
 def test_minority_coalition_cannot_move_the_consensus(consensus, voting, vote, informant):
-    """Curators holding under half of the revealed weight vote 100 everywhere; each criterion's consensus
-    stays within the honest votes and the junk dataset is still rejected."""
+    """Curators holding under half of the revealed votes (draws) vote 100 everywhere; each criterion's
+    consensus stays within the honest votes and the junk dataset is still rejected."""
     submission_id, members = voting
-    coalition_size = (len(members) - 1) // 2
-    honest = members[coalition_size:]
-    ballots = {member: [100] * 5 for member in members[:coalition_size]}
+    coalition, votes = [], 0
+    for member, draws in zip(members, consensus.panelOf(submission_id)[1], strict=True):
+        if 2 * (votes + draws) < 15:
+            coalition.append(member)
+            votes += draws
+    honest = [member for member in members if member not in coalition]
+    ballots = {member: [100] * 5 for member in coalition}
     for i, member in enumerate(honest):
         ballots[member] = [score + i % 3 for score in JUNK]  # honest votes spread a little
     vote(submission_id, ballots)
