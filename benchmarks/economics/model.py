@@ -62,13 +62,21 @@ class World:
     submissions: int = 0  # made so far (an informant that skips a panel submits again)
     wealth: dict[str, int] = field(default_factory=dict)  # on-chain wealth change so far, wei
     epochs: list[EpochRecord] = field(default_factory=list)
+    #: submissions and rounds before the first epoch (the on-chain runner's spare datasets): the ids seed panels
+    ids_before: tuple[int, int] = (0, 0)
 
     @classmethod
     def start(
-        cls, strategy: Strategy, economy: Economy, seed: int, threshold: int | None = None, ema: int | None = None
+        cls,
+        strategy: Strategy,
+        economy: Economy,
+        seed: int,
+        threshold: int | None = None,
+        ema: int | None = None,
+        ids_before: tuple[int, int] = (0, 0),
     ) -> World:
         """A world before its first epoch; `threshold` and `ema`: the data threshold state (default: a fresh
-        deployment's)."""
+        deployment's); `ids_before`: (submissions, rounds) the chain held before it."""
         roster = strategy.roster(economy)
         return cls(
             strategy,
@@ -79,6 +87,8 @@ class World:
             dict(roster.evaluators),
             economy.data.initial_threshold if threshold is None else threshold,
             economy.data.target_acceptance_bps if ema is None else ema,
+            submissions=ids_before[0],
+            ids_before=ids_before,
         )
 
     def credit(self, name: str, amount: int) -> None:
@@ -88,9 +98,9 @@ class World:
 def run_epoch(
     world: World, seed_hashes: SeedHashes, modules: dict[str, str] = MODEL_MODULES, *, max_rerolls: int = 3
 ) -> EpochRecord:
-    """Decides epoch `len(world.epochs)` (round id epoch + 1) and records it. The informant may skip up to
-    `max_rerolls` panels it computed: each skipped submission expires (its expiry slash paid) and it submits
-    again."""
+    """Decides epoch `len(world.epochs)` (round id epoch + 1 after `world.ids_before`) and records it. The
+    informant may skip up to `max_rerolls` panels it computed: each skipped submission expires (its expiry slash
+    paid) and it submits again (submission ids count on from `world.submissions`)."""
     epoch = len(world.epochs)
     world.ctx.epoch = epoch
     data_status, data_panel, rerolls = _data_phase(world, seed_hashes, modules, epoch, max_rerolls)
@@ -119,10 +129,10 @@ def _data_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str], 
     while True:
         world.submissions += 1
         seed = panel_seed(seed_hashes("data", epoch, rerolls), world.submissions, modules["data"])
-        panel = draw_panel(
+        draws = draw_panel(
             seed, members, world.curator_bonds, roster.informant, MAX_CURATORS, DRAWS_PER_SEAT * MAX_CURATORS
         )
-        weights = [world.curator_bonds[name] for name in panel]
+        panel, weights = list(draws), list(draws.values())
         if rerolls >= max_rerolls or strategy.keep_panel(ctx, panel, weights, rerolls):
             break
         # Nobody draws within blockhash's horizon: the submission expires, and the informant submits again.
@@ -186,7 +196,7 @@ def _round_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str],
     in reserve so that a round can always open, which changes no payout)."""
     economy, ctx, roster, strategy = world.economy, world.ctx, world.roster, world.strategy
     p = economy.rounds
-    round_id = epoch + 1
+    round_id = world.ids_before[1] + epoch + 1
     moves = strategy.trainer_moves(ctx, roster)
     kinds = [kind for _, kind in moves if kind is not None]
     penalty = rounds.trainer_penalty(p.trainer_bond, p.outlier_slash_bps)
@@ -206,8 +216,8 @@ def _round_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str],
         return "Failed", panel, []
     seed = panel_seed(seed_hashes("rounds", epoch, 0), round_id, modules["rounds"])
     members = [name for name, _ in roster.evaluators]
-    panel = draw_panel(seed, members, world.evaluator_bonds, None, MAX_EVALUATORS, DRAWS_PER_SEAT * MAX_EVALUATORS)
-    weights = [world.evaluator_bonds[name] for name in panel]
+    draws = draw_panel(seed, members, world.evaluator_bonds, None, MAX_EVALUATORS, DRAWS_PER_SEAT * MAX_EVALUATORS)
+    panel, weights = list(draws), list(draws.values())
     reports = [strategy.evaluator_report(ctx, evaluator, kinds) for evaluator in panel]
     revealed = [i for i, report in enumerate(reports) if report is not None]
     judgement = rounds.judge(

@@ -59,6 +59,7 @@ class ChainWorld:
     ctx: Context
     threshold: int
     ema: int
+    ids_before: tuple[int, int]  # submissions and rounds on the chain before the first epoch
     seed_hashes: dict[tuple[str, int, int], bytes] = field(default_factory=dict)
     epochs: list[EpochRecord] = field(default_factory=list)
 
@@ -176,6 +177,7 @@ class Chain:
             Context(seed, self.economy),
             data.functions.threshold().call(),
             data.functions.acceptanceEma().call(),
+            (data.functions.submissionCount().call(), self.rounds.functions.roundCount().call()),
         )
 
     def wealth(self, names) -> dict[str, int]:
@@ -278,7 +280,7 @@ class Chain:
         members = [self.data.functions.poolMemberAt(i).call() for i in range(1, count + 1)]
         bonds = {m: self.data.functions.poolMembers(m).call()[2] for m in members}
         informant = self.data.functions.getSubmission(sid).call()[0]
-        panel = draw_panel(
+        draws = draw_panel(
             panel_seed(seed_hash, sid, self.data.address),
             members,
             bonds,
@@ -286,7 +288,7 @@ class Chain:
             MAX_CURATORS,
             DRAWS_PER_SEAT * MAX_CURATORS,
         )
-        return [self.names[m] for m in panel], [bonds[m] for m in panel]
+        return [self.names[m] for m in draws], list(draws.values())
 
     def _round(self, strategy: Strategy, world: ChainWorld, epoch: int) -> str:
         ctx, roster = world.ctx, world.roster
@@ -361,9 +363,8 @@ class Chain:
 
 def replay(chain: Chain, strategy: Strategy, run: ChainWorld, seed: int) -> World:
     """The model's account of an on-chain world: the same strategy and seeds, the chain's panel seeds, modules,
-    threshold state and participant names (addresses are mapped back to names)."""
-    world = World.start(strategy, chain.economy, seed, run.threshold, run.ema)
-    world.submissions = len(chain.spare)  # the same submission ids: the spare datasets came first
+    submission and round ids, threshold state and participant names (addresses are mapped back to names)."""
+    world = World.start(strategy, chain.economy, seed, run.threshold, run.ema, run.ids_before)
     for _ in run.epochs:
         run_epoch(world, lambda kind, epoch, rerolls: run.seed_hashes[(kind, epoch, rerolls)], chain.modules)
     return world

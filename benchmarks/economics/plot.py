@@ -43,7 +43,7 @@ def plot(report: dict, before: dict | None, path: Path) -> None:
         )
     right.axhline(0.01, color="grey", linestyle=":", label="target 1%")
     right.set_xlabel("cartel share of the evaluator pool (%)")
-    right.set_ylabel("P(cartel holds half of a panel's weight)")
+    right.set_ylabel("P(cartel holds half of a panel's votes)")
     right.set_title("Evaluator panel control")
     right.legend()
     figure.tight_layout()
@@ -75,10 +75,10 @@ def readme_tables(report: dict, before: dict | None, path: Path) -> None:
     lines += ["", "| evaluator cartel | P(holds >= half of a panel) | P(holds > half) |", "|---|---|---|"]
     for key, value in report["evaluator_panel_control"].items():
         lines.append(f"| {key.replace('_', ' ')}% | {value['at_least_half']:.3f} | {value['more_than_half']:.3f} |")
-    proposed = report.get("one_draw_one_vote_control_proposed", {})
-    if proposed:
-        lines += ["", "| share | one draw = one vote (proposed), 9 draws | 15 draws |", "|---|---|---|"]
-        for share, value in proposed.items():
+    binomial = report.get("one_draw_one_vote_control_binomial", {})
+    if binomial:
+        lines += ["", "| share | binomial tail: >= half of 9 draws | of 15 draws |", "|---|---|---|"]
+        for share, value in binomial.items():
             lines.append(f"| {share}% | {value['9_draws']:.4f} | {value['15_draws']:.4f} |")
     lines += [
         "",

@@ -97,8 +97,8 @@ def measure(task: tuple[str, dict, Economy, int, int]) -> dict:
 
 def control_probability(share: float, split: bool, samples: int, seed: int, *, strict: bool) -> float:
     """Probability that a cartel holding `share` of the evaluator pool (one address, or honest-sized addresses)
-    holds half (`strict`: more than half) of a drawn panel's weight: then the lower weighted median of every
-    coordinate is its value (a half below the others; more than half either way)."""
+    holds half (`strict`: more than half) of a drawn panel's votes (its draws): then the lower weighted median of
+    every coordinate is its value (a half below the others; more than half either way)."""
     economy = Economy()
     bonds = {f"eva{i}": economy.evaluator_bond(i) for i in range(economy.evaluators)}
     pool = sum(bonds.values())
@@ -117,15 +117,15 @@ def control_probability(share: float, split: bool, samples: int, seed: int, *, s
             MAX_EVALUATORS,
             DRAWS_PER_SEAT * MAX_EVALUATORS,
         )
-        mine = sum(bonds[m] for m in panel if m in cartel)
-        weight = sum(bonds[m] for m in panel)
+        mine = sum(draws for m, draws in panel.items() if m in cartel)
+        weight = sum(panel.values())
         hits += 2 * mine > weight if strict else 2 * mine >= weight
     return hits / samples
 
 
 def reroll_capture(share: float, rerolls: int, samples: int, seed: int) -> tuple[float, float]:
     """(probability that an informant's colluding curators, `share` of a 30-curator pool as honest-sized
-    addresses, hold half a panel's weight; mean panels skipped per submission) when the informant may skip up to
+    addresses, hold half a panel's votes; mean panels skipped per submission) when the informant may skip up to
     `rerolls` panels it computed (each skipped submission expires and it submits again)."""
     economy = Economy()
     honest = {f"cur{i}": economy.curator_bond(i % 7) for i in range(30)}
@@ -146,8 +146,8 @@ def reroll_capture(share: float, rerolls: int, samples: int, seed: int) -> tuple
                 MAX_CURATORS,
                 DRAWS_PER_SEAT * MAX_CURATORS,
             )
-            mine = sum(bonds[m] for m in panel if m in colluders)
-            if 2 * mine >= sum(bonds[m] for m in panel):
+            mine = sum(draws for m, draws in panel.items() if m in colluders)
+            if 2 * mine >= sum(panel.values()):
                 hits += 1
                 break
             skipped += attempt < rerolls
@@ -171,9 +171,9 @@ def reroll_gain(capture: float, capture_without: float, skipped: float, economy:
 
 
 def binomial_control(share: float, draws: int) -> float:
-    """Under the proposed one-draw-one-vote rule (draws with replacement, each draw one vote; not the contracts'
-    rule today), the probability that a cartel with `share` of the stake wins at least half of `draws` votes:
-    a binomial tail, the same whether the cartel holds one address or many."""
+    """Under one draw = one vote (the contracts' rule: draws with replacement, each draw one vote), the exact
+    probability that a cartel with `share` of the stake wins at least half of `draws` votes: a binomial tail,
+    the same whether the cartel holds one address or many (`control_probability` samples it on the real draw)."""
     return sum(
         math.comb(draws, k) * share**k * (1 - share) ** (draws - k) for k in range(math.ceil(draws / 2), draws + 1)
     )
@@ -220,7 +220,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         }
         for share, t in trials.items()
     }
-    proposed = {
+    binomial = {
         f"{round(share * 100)}": {"9_draws": binomial_control(share, 9), "15_draws": binomial_control(share, 15)}
         for share in SHARES
     }
@@ -272,7 +272,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         "evaluator_panel_control": control,
         "informant_reroll_capture": reroll,
         "informant_reroll_gain_dsh": reroll_profit,
-        "one_draw_one_vote_control_proposed": proposed,
+        "one_draw_one_vote_control_binomial": binomial,
         "targets": targets,
     }
     report["date"] = utc_now()

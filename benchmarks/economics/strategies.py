@@ -98,7 +98,8 @@ class Strategy:
         return ctx.economy.informant_bond, "good"
 
     def keep_panel(self, ctx: Context, members: list[str], weights: list[int], rerolls: int) -> bool:
-        """Whether the informant lets the panel it can already compute be drawn (False: it waits for a reseed)."""
+        """Whether the informant lets the panel it can already compute (members in seat order, their draws) be
+        drawn (False: it waits for a reseed)."""
         return True
 
     def curator_vote(self, ctx: Context, curator: str, truth: tuple[int, ...]) -> tuple[int, ...] | None:

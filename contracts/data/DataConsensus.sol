@@ -10,18 +10,18 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 
 /// @title DataConsensus
-/// @notice Informants stake a bond to propose a dataset (a manifest pinned on IPFS). A panel of at most 15
-///         curators, drawn by stake-weighted sortition from the hash of a block mined after the submission,
-///         scores it on five criteria with commit-reveal votes. Per criterion the stake-weighted median is the
-///         consensus; the weighted sum of the medians is the dataset's value, accepted iff it reaches a
-///         threshold that follows a target acceptance rate. Accepted: bond back plus an Emission reward.
-///         Rejected: part of the bond goes to the coherent curators. Curators far from the consensus lose a
-///         small share of their pool bond, those who do not reveal a larger one. A submission whose panel
-///         nobody drew while its seed block's hash was readable expires, and its informant loses part of its
-///         bond (`drawPanel`).
+/// @notice Informants stake a bond to propose a dataset (a manifest pinned on IPFS). A panel of 15 votes, drawn
+///         by stake-weighted sortition with replacement from the hash of a block mined after the submission (one
+///         draw = one vote: a curator drawn k times votes with weight k), scores it on five criteria with
+///         commit-reveal votes. Per criterion the median weighted by draws is the consensus; the weighted sum of
+///         the medians is the dataset's value, accepted iff it reaches a threshold that follows a target
+///         acceptance rate. Accepted: bond back plus an Emission reward. Rejected: part of the bond goes to the
+///         coherent curators. Curators far from the consensus lose a small share of their pool bond, those who
+///         do not reveal a larger one. A submission whose panel nobody drew while its seed block's hash was
+///         readable expires, and its informant loses part of its bond (`drawPanel`).
 /// @dev The panel (seats, draw, windows, commit-reveal, per-seat settlement) is SortitionPanel's; this module
 ///      stores the five scores as a reveal's record, tallies them and decides the outcome. Curators join the
-///      pool by locking CURATOR stake in the StakeRegistry; the locked bond is their sortition weight and what
+///      pool by locking CURATOR stake in the StakeRegistry; the locked bond is their chance per draw and what
 ///      penalties are taken from. Every loop is bounded by the panel size or by the tree depth. Curator rewards
 ///      and penalties are settled per seat (`claim`), so finalize stays O(panel) and payouts are pulled.
 ///      What a committed bond can lose is fixed when it is committed: a submission keeps the reject slash in
@@ -32,9 +32,9 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
 
     /// @notice Role of the module (TrainingRounds) that takes accepted datasets for training.
     bytes32 public constant CONSUMER_ROLE = keccak256("CONSUMER_ROLE");
-    /// @notice Most curators on a panel.
+    /// @notice Votes on a panel: stake-weighted draws with replacement, one vote each (also its most curators).
     uint256 public constant MAX_PANEL = 15;
-    /// @notice Bound on sortition draws per panel (repeats are redrawn up to this many tickets in all).
+    /// @notice Bound on sortition tickets per panel (tickets on the informant are redrawn up to this many).
     uint256 public constant MAX_DRAWS = 4 * MAX_PANEL;
     /// @notice Criteria a dataset is scored on.
     uint256 public constant CRITERIA = 5;
@@ -426,7 +426,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         return false;
     }
 
-    /// @dev Per criterion the lower stake-weighted median of the revealed scores; the value is their
+    /// @dev Per criterion the lower median of the revealed scores weighted by the seats' draws; the value is their
     ///      weighted sum scaled to 0..10,000; coherent seats are the voters within the tolerance.
     function _tally(uint256 id, uint256 toleranceL1)
         private

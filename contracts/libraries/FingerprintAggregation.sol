@@ -10,7 +10,7 @@ uint256 constant FINGERPRINT_LENGTH = 16;
 
 /// @title FingerprintAggregation
 /// @notice How a training round judges its deltas from the evaluators' curvature fingerprints (K = 16 int32 per
-///         delta): per delta and coordinate, the lower stake-weighted median over the evaluators is the delta's
+///         delta): per delta and coordinate, the lower median over the evaluators weighted by draws is the delta's
 ///         consensus fingerprint; the coordinate-wise lower median over the deltas' consensus is the reference;
 ///         a delta within `tolerance` (L1) of the reference is accepted if more than half of the revealed deltas
 ///         are (else none is: exactly half of the slots must not set the reference), and an evaluator within
@@ -94,7 +94,7 @@ library FingerprintAggregation {
     /// @param round The round, for its DeltaJudged events (emitted from the caller: this runs by DELEGATECALL).
     /// @param seats Each revealed evaluator's seat, for `coherentMask`.
     /// @param stores Each revealed evaluator's blob (from `store`, as the low 20 bytes), `deltas` fingerprints each.
-    /// @param weights Each evaluator's weight (its pool bond at the draw, wei), in the same order.
+    /// @param weights Each evaluator's weight (its number of draws on the panel), in the same order.
     /// @param deltas Revealed deltas.
     /// @param evaluatorTolerance L1 distance within which an evaluator is coherent, per delta.
     /// @param tolerance L1 distance to the reference within which a delta is accepted.

@@ -9,13 +9,21 @@ import {SortitionPool} from "../staking/SortitionPool.sol";
 
 /// @title SortitionPanel
 /// @notice The commit-reveal panel that DataConsensus (curators) and TrainingRounds (evaluators) share. Per panel
-///         id (a submission or a round): a seed block fixed in advance, a stake-weighted draw of at most
-///         `maxSeats` pool members from that block's hash, a commit window, a reveal window, and per-seat
-///         settlement. Silent seats lose `noRevealPenaltyBps` of their pool bond; once the module has judged
-///         the panel, coherent seats share its payout in proportion to their drawn weight and incoherent ones
-///         lose `incoherentPenaltyBps`; a panel closed without a judgement (no quorum, a failed round) neither
-///         pays nor penalises the seats that revealed. Both rates are the module's when the panel opened: a
-///         governance change applies to panels opened after it, never to seats already at work.
+///         id (a submission or a round): a seed block fixed in advance, a stake-weighted draw of `votes`
+///         tickets with replacement from that block's hash (one draw = one vote, as in Kleros: a member drawn
+///         k times holds one seat of weight k), a commit window, a reveal window, and per-seat settlement. The
+///         tally, quorum and payout count a seat's draws, so expected votes and rewards are proportional to
+///         stake however it is split among addresses. Silent seats lose `noRevealPenaltyBps` of their pool
+///         bond; once the module has judged the panel, coherent seats share its payout in proportion to their
+///         draws and incoherent ones lose `incoherentPenaltyBps` of their pool bond; a panel closed without a
+///         judgement (no quorum, a failed round) neither pays nor penalises the seats that revealed. Both rates
+///         are the module's when the panel opened: a governance change applies to panels opened after it, never
+///         to seats already at work.
+///         Penalties stay a share of the bond per seat, not per draw: Kleros takes a fixed deposit per draw
+///         (the court's minimum stake times alpha), which would need a per-draw amount here and could take
+///         more than a small member's bond; a per-seat share never does. Its cost: a member drawn k times risks
+///         what it risks when drawn once, and a stake split into many addresses is seated, and so exposed to
+///         penalties, more often than the same stake merged.
 /// @dev Modules extend it the way OpenZeppelin's Governor takes counting modules: they keep their own phases
 ///      in `Panel.status` (their Status enum), say what a reveal stores (`_reveal`'s record), decide
 ///      coherence and the payout (writing `coherentMask`, `coherentWeight` and `payout`), and fill in the hooks
@@ -27,8 +35,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
 
     /// @dev Basis points: 10,000 is the whole.
     uint256 internal constant BPS = 10_000;
-    /// @dev Seat masks are uint16.
-    uint256 private constant MAX_SEATS_LIMIT = 16;
+    /// @dev Seat masks are uint16, and a panel of `votes` draws has at most `votes` seats.
+    uint256 private constant MAX_VOTES_LIMIT = 16;
 
     /// @dev Three slots. Slot 0 answers every phase and window check and most of a settlement.
     struct Panel {
@@ -44,7 +52,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         uint16 noRevealPenaltyBps; // the module's rates when the panel opened (at most BPS)
         uint16 incoherentPenaltyBps;
         // slot 1
-        uint96 weight; // sum of the seats' weights
+        uint96 weight; // votes drawn: the sum of the seats' draws
         uint96 revealedWeight;
         // slot 2
         uint96 coherentWeight;
@@ -63,14 +71,14 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
 
     struct Seat {
         address member;
-        uint96 weight; // the member's pool bond when the panel was drawn
+        uint96 weight; // the member's number of draws (its votes)
     }
 
     /// @notice The DSH token rewards are paid in.
     IERC20 public immutable token;
     /// @notice Receives penalties, and what the module has nobody else to pay.
     address public treasury;
-    uint256 private immutable _maxSeats;
+    uint256 private immutable _votes;
     uint256 private immutable _maxDraws;
 
     mapping(uint256 id => Panel) private _panels;
@@ -127,23 +135,23 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     /// @param token_ The DSH token rewards are paid in.
     /// @param admin Governance: receives DEFAULT_ADMIN_ROLE.
     /// @param treasury_ Receives penalties.
-    /// @param maxSeats Most seats a panel has (at most 16).
-    /// @param maxDraws Most sortition tickets drawn to fill them.
+    /// @param votes Draws a panel counts, one vote each (at most 16: also its most seats).
+    /// @param maxDraws Most sortition tickets drawn (tickets on the excluded member are redrawn), at least `votes`.
     constructor(
         IStakeRegistry registry_,
         IStakeRegistry.Role role,
         IERC20 token_,
         address admin,
         address treasury_,
-        uint256 maxSeats,
+        uint256 votes,
         uint256 maxDraws
     ) SortitionPool(registry_, role) {
         if (address(registry_) == address(0) || address(token_) == address(0) || admin == address(0)) {
             revert ZeroAddress();
         }
-        if (maxSeats == 0 || maxSeats > MAX_SEATS_LIMIT || maxDraws < maxSeats) revert InvalidParams();
+        if (votes == 0 || votes > MAX_VOTES_LIMIT || maxDraws < votes) revert InvalidParams();
         token = token_;
-        _maxSeats = maxSeats;
+        _votes = votes;
         _maxDraws = maxDraws;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _setTreasury(treasury_);
@@ -158,7 +166,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     /// @notice The panel of `id`: members and their weights, in seat order (empty until drawn).
     /// @param id The submission or round.
     /// @return members The seated members.
-    /// @return weights Their pool bonds when the panel was drawn, in wei.
+    /// @return weights Their numbers of draws (votes).
     function panelOf(uint256 id) external view returns (address[] memory members, uint256[] memory weights) {
         uint256 size = _panels[id].size;
         members = new address[](size);
@@ -262,7 +270,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
             return false;
         }
         bytes32 seed = keccak256(abi.encode(seedHash, id, address(this)));
-        (address[] memory members, uint256[] memory weights) = _drawPanel(seed, excluded, _maxSeats, _maxDraws);
+        (address[] memory members, uint256[] memory weights) = _drawPanel(seed, excluded, _votes, _maxDraws);
         uint256 size = members.length;
         uint256 total = 0;
         for (uint256 seat = 0; seat < size; ++seat) {

@@ -93,36 +93,49 @@ abstract contract SortitionPool {
     /// @dev The smallest bond a member may hold (a governance parameter of the module).
     function _minPoolBond() internal view virtual returns (uint256);
 
-    /// @notice Stake-weighted draws without replacement (NoEligibleMembers when nobody can be seated).
-    /// @dev A ticket landing on `excluded` or on a member already drawn is drawn again, at most `maxDraws`
-    ///      tickets in all, so the loop stays bounded and a small pool yields a smaller panel. Each drawn member
-    ///      gets an open seat until `_closeSeat`.
+    /// @notice Stake-weighted draws with replacement, one vote per draw (NoEligibleMembers when nobody can be
+    ///         seated).
+    /// @dev Kleros's rule, "one draw = one vote" (the Kleros court draws jurors in proportion to their staked
+    ///      tokens, with replacement, and a juror drawn k times casts k votes): every ticket is a vote, so a
+    ///      member's expected votes are `votes` times its share of the pool however its stake is split among
+    ///      addresses, and a cartel wins half the votes with a binomial tail probability, the same for one
+    ///      address or many. (Drawing distinct members instead seats a large bond almost surely, with its whole
+    ///      bond as weight.) A seat is a distinct member; its weight is its number of draws. A ticket landing on
+    ///      `excluded` is drawn again (rejection sampling keeps the others' chances proportional to their bonds),
+    ///      at most `maxDraws` tickets in all, so the loop stays bounded and a pool that is mostly `excluded`
+    ///      yields fewer votes. Seats number at most `votes`, so `votes <= 16` keeps them within the modules'
+    ///      uint16 seat masks. Each drawn member gets one open seat until `_closeSeat`.
     /// @param seed Randomness from a block the caller cannot choose.
     /// @param excluded Never drawn.
-    /// @param maxSeats Most members drawn.
+    /// @param votes Draws that count (the panel's total weight when no ticket is redrawn past `maxDraws`).
     /// @param maxDraws Most tickets drawn.
-    /// @return members The drawn members, at most `maxSeats`.
-    /// @return weights Their bonds at the draw.
-    function _drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
+    /// @return members The drawn members in order of first draw, at most `votes`.
+    /// @return weights Their numbers of draws (votes).
+    function _drawPanel(bytes32 seed, address excluded, uint256 votes, uint256 maxDraws)
         internal
         returns (address[] memory members, uint256[] memory weights)
     {
         uint256 total = _tree.total;
         if (total == 0) revert NoEligibleMembers();
-        members = new address[](maxSeats);
-        weights = new uint256[](maxSeats);
+        members = new address[](votes);
+        weights = new uint256[](votes);
         uint256 size = 0;
-        for (uint256 draw = 0; draw < maxDraws && size < maxSeats; ++draw) {
+        uint256 counted = 0;
+        for (uint256 draw = 0; draw < maxDraws && counted < votes; ++draw) {
             // The seed must come from a block the caller cannot choose (see the modules): then only that
             // block's proposer could bias it, by withholding the block.
             // slither-disable-next-line weak-prng
             address candidate = poolMemberAt[_tree.select(uint256(keccak256(abi.encode(seed, draw))) % total)];
-            if (candidate == excluded || _contains(members, size, candidate)) continue;
-            PoolMember storage member = poolMembers[candidate];
-            ++member.openPanels;
-            members[size] = candidate;
-            weights[size] = member.bond;
-            ++size;
+            if (candidate == excluded) continue;
+            ++counted;
+            uint256 seat = 0;
+            while (seat < size && members[seat] != candidate) ++seat;
+            if (seat == size) {
+                ++poolMembers[candidate].openPanels;
+                members[size] = candidate;
+                ++size;
+            }
+            ++weights[seat];
         }
         if (size == 0) revert NoEligibleMembers();
         assembly {
@@ -150,12 +163,5 @@ abstract contract SortitionPool {
     function _takeBond(PoolMember storage member, uint256 amount) private {
         member.bond -= uint96(amount);
         _tree.remove(member.index, amount);
-    }
-
-    function _contains(address[] memory list, uint256 length, address item) private pure returns (bool) {
-        for (uint256 i = 0; i < length; ++i) {
-            if (list[i] == item) return true;
-        }
-        return false;
     }
 }

@@ -13,7 +13,7 @@ contract SortitionPoolHarness is SortitionPool {
 
     /// @notice The members and weights of the last `drawPanel`.
     /// @param members The drawn members, in seat order.
-    /// @param weights Their bonds at the draw (wei).
+    /// @param weights Their numbers of draws (votes).
     event Drawn(address[] members, uint256[] weights);
 
     /// @notice A pool over `registry_`'s `role` stake.
@@ -28,18 +28,18 @@ contract SortitionPoolHarness is SortitionPool {
         _beneficiary = beneficiary;
     }
 
-    /// @notice `_drawPanel`: draws up to `maxSeats` members with at most `maxDraws` tickets, never `excluded`.
+    /// @notice `_drawPanel`: draws `votes` tickets with replacement (at most `maxDraws` in all), never `excluded`.
     /// @param seed The draw's seed.
     /// @param excluded A member never drawn (address(0) for none).
-    /// @param maxSeats Most members drawn.
+    /// @param votes Draws that count.
     /// @param maxDraws Most tickets drawn.
     /// @return members The drawn members, in seat order.
-    /// @return weights Their bonds (wei).
-    function drawPanel(bytes32 seed, address excluded, uint256 maxSeats, uint256 maxDraws)
+    /// @return weights Their numbers of draws (votes).
+    function drawPanel(bytes32 seed, address excluded, uint256 votes, uint256 maxDraws)
         external
         returns (address[] memory members, uint256[] memory weights)
     {
-        (members, weights) = _drawPanel(seed, excluded, maxSeats, maxDraws);
+        (members, weights) = _drawPanel(seed, excluded, votes, maxDraws);
         emit Drawn(members, weights);
     }
 

@@ -16,13 +16,13 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 /// @notice Turns accepted data into new model versions without trusting any single trainer. Anyone opens a
 ///         round on a batch of accepted datasets; up to 16 trainers fine-tune the current version under the
 ///         round's TrainingSpec and seed, commit `keccak(deltaCid, salt, trainer)` with a locked bond, then
-///         reveal. A stake-weighted panel of up to 9 evaluators commits, then reveals, one probability-curvature
-///         fingerprint of K = 16 integers per revealed delta. Per delta the coordinate-wise stake-weighted
-///         median over evaluators is its fingerprint; the coordinate-wise median over deltas is the reference;
-///         a delta within `tolerance` (L1) of the reference is accepted when more than half of the revealed
-///         deltas are (exactly half cannot set the reference). Outliers and silent trainers are
-///         slashed; accepted trainers split that plus the round's emission; the accepted delta closest to the
-///         reference becomes the next version.
+///         reveal. A panel of 9 stake-weighted draws with replacement (one draw = one vote) commits, then
+///         reveals, one probability-curvature fingerprint of K = 16 integers per revealed delta. Per delta the
+///         coordinate-wise median over evaluators weighted by their draws is its fingerprint; the coordinate-wise
+///         median over deltas is the reference; a delta within `tolerance` (L1) of the reference is accepted
+///         when more than half of the revealed deltas are (exactly half cannot set the reference). Outliers and
+///         silent trainers are slashed; accepted trainers split that plus the round's emission; the accepted
+///         delta closest to the reference becomes the next version.
 /// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows,
 ///      commit-reveal, per-seat settlement) is SortitionPanel's, over EVALUATOR stake; a reveal's record is a
 ///      CodeStore pointer to the fingerprints, and the judgement is the linked FingerprintAggregation library's.
@@ -35,9 +35,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     /// @notice Most trainers (committed deltas) per round.
     uint256 public constant MAX_TRAINERS = 16;
-    /// @notice Most evaluators on a round's panel.
+    /// @notice Votes on a round's panel: stake-weighted draws with replacement, one vote each (also its most
+    ///         evaluators).
     uint256 public constant MAX_EVALUATORS = 9;
-    /// @notice Bound on sortition draws per panel (repeats are redrawn up to this many tickets in all).
+    /// @notice Bound on sortition tickets per panel (the panel excludes nobody, so 9 are drawn).
     uint256 public constant MAX_DRAWS = 4 * MAX_EVALUATORS;
     /// @notice Coordinates per fingerprint.
     uint256 public constant K = FINGERPRINT_LENGTH;

@@ -504,7 +504,7 @@ def trainers(accounts, staked, deployer):
 
 @pytest.fixture(scope="module")
 def evaluators(accounts, staked, deployer, rounds):
-    """Twenty evaluators with equal bonds in the pool, so that a panel of nine is drawn in practice."""
+    """Twenty evaluators with equal bonds in the pool: a panel draws nine votes among them (one draw = one vote)."""
     members = accounts.from_mnemonic(ROLE_MNEMONIC, count=20, offset=16)
     for member in members:
         deployer.transfer(member, "1 ether")

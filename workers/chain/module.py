@@ -296,7 +296,7 @@ class ModuleClient(abc.ABC):
         return struct_of(self.contract, "getParams")
 
     def panel(self, panel_id: int) -> list[tuple[str, int]]:
-        """(member, weight in wei) of each seat of a drawn panel, in seat order."""
+        """(member, votes: its number of draws) of each seat of a drawn panel, in seat order."""
         members, weights = self.contract.functions.panelOf(int(panel_id)).call()
         return list(zip(members, (int(w) for w in weights), strict=True))
 

@@ -288,7 +288,7 @@ def _status_run(args: argparse.Namespace) -> int:
             [
                 seat.seat,
                 seat.curator,
-                format_dsh(seat.weight, grouped=True),
+                seat.weight,
                 _yes(seat.committed),
                 _yes(seat.revealed),
                 _yes(seat.settled),
@@ -296,9 +296,7 @@ def _status_run(args: argparse.Namespace) -> int:
             for seat in status.panel
         ]
         print()
-        print(
-            format_table(["SEAT", "CURATOR", "WEIGHT (DSH)", "COMMITTED", "REVEALED", "SETTLED"], rows, numeric=(0, 2))
-        )
+        print(format_table(["SEAT", "CURATOR", "VOTES", "COMMITTED", "REVEALED", "SETTLED"], rows, numeric=(0, 2)))
     return EXIT_OK
 
 

@@ -203,7 +203,7 @@ def format_status(status: RoundStatus) -> str:
                 [
                     member.seat,
                     member.evaluator,
-                    format_dsh(member.weight, grouped=True),
+                    member.weight,
                     _yes(member.committed),
                     _yes(member.revealed),
                     coherent,
@@ -216,7 +216,7 @@ def format_status(status: RoundStatus) -> str:
             [
                 "SEAT",
                 "EVALUATOR",
-                "WEIGHT (DSH)",
+                "VOTES",
                 "COMMITTED",
                 "REVEALED",
                 "COHERENT",

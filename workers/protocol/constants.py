@@ -14,7 +14,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 # ---------------------------------------------------------------- data consensus (DataConsensus.sol)
 
-#: Most curators on a data panel.
+#: Votes on a data panel (stake-weighted draws with replacement, one vote each; also its most curators).
 MAX_CURATORS = 15
 #: Scores per vote: novelty, reproducibility, alignment with human values, empirical truthfulness, objectivity.
 CRITERIA = 5
@@ -31,7 +31,7 @@ DATA_FINAL_STATUSES = ("Accepted", "Rejected", "NoQuorum", "Expired")
 K = 16
 #: Most trainers (committed deltas) in a round.
 MAX_TRAINERS = 16
-#: Most evaluators on a round's panel.
+#: Votes on a round's evaluator panel (draws with replacement, one vote each; also its most evaluators).
 MAX_EVALUATORS = 9
 #: Most datasets one round trains on.
 MAX_BATCH = 32
@@ -56,7 +56,8 @@ REPLICA_STATUSES = ("None", "Assigned", "Holding", "Released", "Failed")
 
 #: Longest binary CID a contract stores, in bytes.
 MAX_CID_LENGTH = 64
-#: Tickets a panel draw may use, per seat (repeats are redrawn): `MAX_DRAWS = DRAWS_PER_SEAT * max seats`.
+#: Tickets a panel draw may use, per vote (tickets on the excluded member are redrawn): `MAX_DRAWS = DRAWS_PER_SEAT *
+#: votes`.
 DRAWS_PER_SEAT = 4
 #: Members a sortition pool can hold (`SortitionTree.CAPACITY`).
 POOL_CAPACITY = 1024

@@ -2,8 +2,10 @@
 
 The tree is a Fenwick (binary indexed) tree over member slots 1..CAPACITY; a ticket in [0, total) selects the
 member whose consecutive ticket range holds it. A panel draw takes tickets
-`keccak256(abi.encode(seed, draw)) % total` for draw = 0, 1, ... and redraws on a repeat or on the excluded
-member, at most `max_draws` tickets in all. The modules seed a draw with `panel_seed`.
+`keccak256(abi.encode(seed, draw)) % total` for draw = 0, 1, ... with replacement: each ticket is one vote for
+its member (one draw = one vote, as in Kleros), a ticket on the excluded member is drawn again, until `votes`
+count or `max_draws` tickets are spent. A seat is a distinct member, weighing its draws. The modules seed a
+draw with `panel_seed`.
 """
 
 from __future__ import annotations
@@ -105,11 +107,13 @@ def ticket(seed: bytes, draw: int, total: int) -> int:
 
 
 def draw_panel(
-    seed: bytes, members: Sequence[str], bonds: Mapping[str, int], excluded: str | None, max_seats: int, max_draws: int
-) -> list[str]:
+    seed: bytes, members: Sequence[str], bonds: Mapping[str, int], excluded: str | None, votes: int, max_draws: int
+) -> dict[str, int]:
     """The panel `SortitionPool._drawPanel` draws: `members` in tree order (slot i + 1 holds members[i]),
-    `bonds` their current pool bonds (wei; a member who left has none). Returns the drawn members in seat
-    order (possibly fewer than `max_seats`); ValueError when nobody can be drawn (`NoEligibleMembers`)."""
+    `bonds` their current pool bonds (wei; a member who left has none). One draw = one vote (Kleros): tickets
+    with replacement until `votes` land off `excluded`, at most `max_draws` tickets. Returns {member: draws}
+    in seat order (first draw first; the draws are the seat's weight); ValueError when nobody can be drawn
+    (`NoEligibleMembers`)."""
     if len(set(members)) != len(members):
         raise ValueError("a member holds one slot of the tree")
     tree = SortitionTree()
@@ -118,14 +122,16 @@ def draw_panel(
             tree.add(index, bonds[member])
     if tree.total == 0:
         raise ValueError("no eligible members")
-    seats: list[str] = []
+    seats: dict[str, int] = {}
+    counted = 0
     for draw in range(max_draws):
-        if len(seats) >= max_seats:
+        if counted >= votes:
             break
         candidate = members[tree.select(ticket(seed, draw, tree.total)) - 1]
-        if (excluded is not None and candidate == excluded) or candidate in seats:
+        if excluded is not None and candidate == excluded:
             continue
-        seats.append(candidate)
+        counted += 1
+        seats[candidate] = seats.get(candidate, 0) + 1
     if not seats:
         raise ValueError("no eligible members")
     return seats

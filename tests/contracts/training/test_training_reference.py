@@ -271,7 +271,7 @@ def test_training_rounds_match_the_reference(
             committing = {m: report_of[m.address] for m in members if behaviour[m.address] != "no commit"}
             evaluate(round_id, committing, silent=[m for m in members if behaviour[m.address] == "commit only"])
             panel, weights = rounds.panelOf(round_id)
-            assert list(panel) == expected_panel and list(weights) == [bonds[m] for m in panel]
+            assert list(panel) == list(expected_panel) and list(weights) == list(expected_panel.values())
             seated = list(panel)
             revealed = [behaviour[m] == "reveal" for m in seated]
             if not all(revealed):

@@ -15,6 +15,7 @@ from tests.contracts.training.conftest import (
     salt,
     seated_evaluators,
 )
+from workers.protocol.constants import MAX_EVALUATORS
 from workers.protocol.rounds import round_payouts
 
 FINALIZED, FAILED = 4, 5
@@ -49,10 +50,12 @@ def test_all_honest_round_registers_a_version_and_pays_everyone(
         assert registry.lockedOf(trainer, TRAINER) == 0 and registry.stakeOf(trainer, TRAINER) == 2 * TRAINER_BOND
         assert token.balanceOf(trainer) == per_trainer
     panel = seated_evaluators(rounds, round_id, evaluators)
-    evaluator_share = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000 // len(panel)
+    draws = rounds.panelOf(round_id)[1]
+    assert sum(draws) == MAX_EVALUATORS  # one draw = one vote: 9 votes, a seat per distinct evaluator
+    evaluator_payout = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000
     for seat in range(len(panel)):
         rounds.claimEvaluator(round_id, seat)
-    assert all(token.balanceOf(e) == evaluator_share for e in panel)
+    assert [token.balanceOf(e) for e in panel] == [evaluator_payout * d // MAX_EVALUATORS for d in draws]
     assert [int(v) for v in model_registry.lineage(event["newVersion"], 10)] == [event["newVersion"], 1]
 
 
@@ -105,7 +108,11 @@ def test_evaluator_coalition_under_half_cannot_flip_the_outcome(
     truth = [HONEST, HONEST, POISONED, HONEST]
     rounds.drawEvaluators(round_id)
     panel_members = seated_evaluators(rounds, round_id, evaluators)
-    coalition = panel_members[: (len(panel_members) - 1) // 2]  # equal bonds: under half the panel stake
+    coalition, votes = [], 0
+    for member, draws in zip(panel_members, rounds.panelOf(round_id)[1], strict=True):
+        if 2 * (votes + draws) < MAX_EVALUATORS:  # under half of the panel's votes
+            coalition.append(member)
+            votes += draws
     reports = reports_for(evaluators, truth)
     for evaluator in coalition:
         reports[evaluator] = [HONEST] * 4  # cover for the poisoned delta

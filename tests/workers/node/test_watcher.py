@@ -59,17 +59,18 @@ def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
     def watcher(send=record, **options) -> Watcher:  # a new instance is a restarted watcher
         return Watcher(chain, redis_clean, send=send, accounts=lambda role: accounts.get(role, []), **options)
 
-    # Submitted, PanelDrawn, three Revealed, Finalized (Accepted); small ranges.
-    assert watcher(max_range=7).poll_once() == 6
+    # The panel's 15 votes fall on some or all of the three curators (one draw = one vote).
     panel = [a for a in accounts["curator"] if net.curators[0].seat_of(datasets[0], a) is not None]
-    assert len(panel) == 3
+    assert 1 <= len(panel) <= 3
+    # Submitted, PanelDrawn, a Revealed per seat, Finalized (Accepted); small ranges.
+    assert watcher(max_range=7).poll_once() == 3 + len(panel)
     curates = [s[:3] for s in record.sent if s[0] == CURATE]
     assert sorted(curates) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
     assert [s[:3] for s in record.sent if s[2] == "keeper"] == [
         (DATA_KEEPER, (datasets[0],), "keeper")
     ] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,), "keeper")]
     sent = len(record.sent)
-    assert watcher().poll_once() == 0 and len(record.sent) == sent == 10  # restart: nothing again
+    assert watcher().poll_once() == 0 and len(record.sent) == sent == len(panel) + ACCEPTED_DATASET_KEEPER_TASKS + 1
 
     keeper = net.rounds()
     opened = keeper.open_round(SPEC.spec_hash())

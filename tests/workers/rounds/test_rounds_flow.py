@@ -1,5 +1,6 @@
 """The training-round flow on a real anvil, through the role steps the Celery tasks run (no ML: training
-results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators.
+results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators in
+the pool (a panel draws 9 votes among them with replacement, so it seats two or three of them).
 The poisoned trainer is slashed, the honest ones paid, a new version registered; steps run twice send
 nothing twice; refusals send nothing."""
 
@@ -144,16 +145,18 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     assert waiting.action == "waiting" and waiting.wake_at_block == state.panel_seed_block + 1
     net.mine_to(state.panel_seed_block + 1)
     drawn = keeper_once(keeper, round_id, specs)
-    assert drawn.action == "drawn" and sorted(drawn.data["panel"]) == sorted(e.chain.address for e in evaluators)
+    assert drawn.action == "drawn" and set(drawn.data["panel"]) <= {e.chain.address for e in evaluators}
+    seated = [next(e for e in evaluators if e.chain.address == member) for member in drawn.data["panel"]]
+    assert sum(votes for _, votes in keeper.panel(round_id)) == 9  # one draw = one vote
     state = keeper.round(round_id)
 
-    for i, evaluator in enumerate(evaluators):
+    for i, evaluator in enumerate(seated):
         step = evaluator_once(evaluator, round_id, Jobs(poisoned={cids[3]}, seed=i), specs)
         assert step.action == "committed", step
         assert step.data["fingerprints"][3] == noisy(POISONED, i * 7 + 3)
-    assert evaluator_once(evaluators[0], round_id, Jobs(ready=False), specs).action == "waiting"
+    assert evaluator_once(seated[0], round_id, Jobs(ready=False), specs).action == "waiting"
     net.mine_to(state.eval_commit_deadline + 1)
-    for evaluator in evaluators:
+    for evaluator in seated:
         assert evaluator_once(evaluator, round_id, Jobs(), specs).action == "revealed"
 
     finalized = keeper_once(keeper, round_id, specs)  # every seat revealed: no need to wait for the deadline
@@ -185,7 +188,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     assert all(trainer_once(t, round_id, Jobs(), specs).action == "done" for t in trainers)
 
     settled = keeper_once(keeper, round_id, specs)
-    assert settled.action == "settled" and len(settled.data["seats"]) == 3
+    assert settled.action == "settled" and len(settled.data["seats"]) == len(seated)
     assert all(seat["reward"] > 0 and seat["penalty"] == 0 for seat in settled.data["seats"])
     assert evaluator_once(evaluators[0], round_id, Jobs(), specs).action == "done"
     final = keeper_once(keeper, round_id, specs)
@@ -263,7 +266,7 @@ def test_unusable_delta_is_reported_as_an_outlier(net, specs, store):
         assert trainer_once(trainer, round_id, job, specs, store).action == "revealed"
     net.mine_to(state.panel_seed_block + 1)
     panel = keeper_once(keeper, round_id, specs).data["panel"]
-    assert len(panel) == 3  # the pool of the first test's evaluators: drive them through clients on their keys
+    assert 1 <= len(panel) <= 3  # from the first test's evaluators: drive them through clients on their keys
     clients = [
         net.rounds(
             ChainClient(
