@@ -35,6 +35,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
 
     /// @dev Basis points: 10,000 is the whole.
     uint256 internal constant BPS = 10_000;
+    /// @dev Blocks back `blockhash` reads (EVM: the 256 before the current one).
+    uint256 private constant BLOCKHASH_HORIZON = 256;
     /// @dev Seat masks are uint16, and a panel of `votes` draws has at most `votes` seats.
     uint256 private constant MAX_VOTES_LIMIT = 16;
 
@@ -243,9 +245,10 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     }
 
     /// @dev Whether the seed block of `id` (mined: `_requireSeedMined`) is past blockhash's 256-block horizon,
-    ///      so that nothing can be drawn from it.
+    ///      so that nothing can be drawn from it: `blockhash` reads the 256 blocks before the current one
+    ///      (workers.protocol.consensus.seed_expired). Block arithmetic, not a zero hash, decides it.
     function _seedExpired(uint256 id) internal view returns (bool) {
-        return blockhash(_panels[id].seedBlock) == bytes32(0);
+        return block.number > uint256(_panels[id].seedBlock) + BLOCKHASH_HORIZON;
     }
 
     /// @notice Draws the panel of `id` and opens its commit window, once the seed block is mined (TooEarly
