@@ -31,9 +31,20 @@ KEEPER, TRAINER, CURATE, DATA_KEEPER = (
     "workers.tasks.consensus.curate",
     "workers.tasks.consensus.keeper_step",
 )
-#: What the watcher queues on the keeper queue for one accepted dataset (its panel of three revealing): a data
-#: keeper step on Submitted, PanelDrawn, each Revealed and Finalized, then a round keeper step (data is pending).
-ACCEPTED_DATASET_KEEPER_TASKS = 6
+
+
+def panel_of(net, dataset: int) -> list[str]:
+    """The curators holding a seat on `dataset`'s panel: its votes fall on one to three of them (one draw = one
+    vote), as the chain's block hashes decide."""
+    panel = [c.chain.address for c in net.curators if net.curators[0].seat_of(dataset, c.chain.address) is not None]
+    assert 1 <= len(panel) <= 3
+    return panel
+
+
+def data_keeper_tasks(net, dataset: int) -> int:
+    """What the watcher queues on the keeper queue for one accepted dataset before the round keeper step: a data
+    keeper step on Submitted, PanelDrawn, each seat's Revealed and Finalized."""
+    return 3 + len(panel_of(net, dataset))
 
 
 class Recorder:
@@ -59,18 +70,17 @@ def test_events_become_tasks_once_across_restarts_and_crashes(net, redis_clean):
     def watcher(send=record, **options) -> Watcher:  # a new instance is a restarted watcher
         return Watcher(chain, redis_clean, send=send, accounts=lambda role: accounts.get(role, []), **options)
 
-    # The panel's 15 votes fall on some or all of the three curators (one draw = one vote).
-    panel = [a for a in accounts["curator"] if net.curators[0].seat_of(datasets[0], a) is not None]
-    assert 1 <= len(panel) <= 3
+    panel = panel_of(net, datasets[0])
+    data_tasks = data_keeper_tasks(net, datasets[0])
     # Submitted, PanelDrawn, a Revealed per seat, Finalized (Accepted); small ranges.
-    assert watcher(max_range=7).poll_once() == 3 + len(panel)
+    assert watcher(max_range=7).poll_once() == data_tasks
     curates = [s[:3] for s in record.sent if s[0] == CURATE]
     assert sorted(curates) == sorted((CURATE, (datasets[0],), f"curator.{a}") for a in panel)
     assert [s[:3] for s in record.sent if s[2] == "keeper"] == [
         (DATA_KEEPER, (datasets[0],), "keeper")
-    ] * ACCEPTED_DATASET_KEEPER_TASKS + [(KEEPER, (None,), "keeper")]
+    ] * data_tasks + [(KEEPER, (None,), "keeper")]
     sent = len(record.sent)
-    assert watcher().poll_once() == 0 and len(record.sent) == sent == len(panel) + ACCEPTED_DATASET_KEEPER_TASKS + 1
+    assert watcher().poll_once() == 0 and len(record.sent) == sent == len(panel) + data_tasks + 1
 
     keeper = net.rounds()
     opened = keeper.open_round(SPEC.spec_hash())
@@ -149,7 +159,8 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     trainer_queue = f"trainer.{trainer.chain.address}"
 
     watch = spawn(command, env, ready="watching chain", name="watch")
-    accepted = ACCEPTED_DATASET_KEEPER_TASKS + 1
+    data_tasks = data_keeper_tasks(net, dataset)
+    accepted = data_tasks + 1
     wait_for(lambda: len(queued(redis_clean, "keeper")) == accepted, "the dataset's keeper tasks", logs=[watch])
     keeper = net.rounds()
     round_id = keeper.open_round(SPEC.spec_hash()).round_id
@@ -175,7 +186,7 @@ def test_watch_command_killed_between_events_neither_skips_nor_repeats(net, spaw
     assert sorted((args for task, args in keeper_args if task == KEEPER), key=str) == sorted(
         [[None], [round_id], [round_id]], key=str
     )
-    assert [args for task, args in keeper_args if task == DATA_KEEPER] == [[dataset]] * ACCEPTED_DATASET_KEEPER_TASKS
+    assert [args for task, args in keeper_args if task == DATA_KEEPER] == [[dataset]] * data_tasks
     assert [h["task"] for h in trainer_tasks] == [TRAINER]
     assert "Traceback" not in watch.log() + again.log()
 
@@ -214,7 +225,7 @@ def test_dead_redis_is_reported_and_retried_with_backoff_then_nothing_is_lost(ne
     assert [wait for _, wait in errors] == [0.05, 0.1, 0.2, 0.4]
     port = dead.connection_pool.connection_kwargs["port"]
     assert errors[0][0].startswith(f"Redis at redis://127.0.0.1:{port}/0 does not answer (")
-    assert [s[:2] for s in record.sent] == [(DATA_KEEPER, (dataset,))] * ACCEPTED_DATASET_KEEPER_TASKS + [
+    assert [s[:2] for s in record.sent] == [(DATA_KEEPER, (dataset,))] * data_keeper_tasks(net, dataset) + [
         (KEEPER, (None,))
     ]
 
