@@ -6,6 +6,7 @@ import argparse
 import os
 from urllib.parse import urlsplit
 
+from ..config import env_number
 from .errors import InvalidRequest
 
 RPC_URL_ENV = "DEEPSHARD_RPC_URL"
@@ -23,16 +24,7 @@ def default_rpc_timeout() -> float:
     """Seconds to wait for one JSON-RPC answer: `$DEEPSHARD_RPC_TIMEOUT`, else 10. Raises `InvalidRequest` for a
     value that is not a positive number (Ganache, whose EVM runs in JavaScript, can take longer than 10 s for a
     million-gas transaction on a loaded machine)."""
-    raw = os.environ.get(RPC_TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_RPC_TIMEOUT_S
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise InvalidRequest(f"{RPC_TIMEOUT_ENV} must be a positive number of seconds, got {raw!r}")
-    return seconds
+    return env_number(RPC_TIMEOUT_ENV, DEFAULT_RPC_TIMEOUT_S, float, unit="seconds", error=InvalidRequest)
 
 
 def add_rpc_option(parser: argparse.ArgumentParser) -> None:

@@ -130,7 +130,7 @@ def sell_new_version(
         if [s.action for s in steps] != ["delivered"]:
             raise DemoFailed(f"custodian {node.address} did not deliver: {'; '.join(s.line() for s in steps)}")
     recovered = buyer.collect_key(purchase, private, timeout=COLLECT_TIMEOUT_S)
-    settlement = buyer.settle(purchase.id)
+    settlement = buyer.settle(purchase)
     recipients = [
         ["burned", "-", format_dsh(settlement.burned, grouped=True)],
         ["storage pot (its holders, per audited epoch)", "Storage", format_dsh(settlement.storage_share, grouped=True)],

@@ -282,23 +282,23 @@ class WeightAccessClient:
         record = struct_of(self.contract, "getPurchase", int(args["purchase"]))
         return _purchase_from(args, record, int(receipt["blockNumber"]), tx_hash(receipt))
 
-    def settle(self, purchase_id: int) -> Settlement:
-        """Settles `purchase_id` (anyone may, once every custodian delivered or its window is over): silent
-        custodians are slashed, then the fee is split or the buyer refunded. Idempotent: a purchase already settled
-        (by anyone, even between this call's checks and its transaction) is read back from its `Settled` event.
-        Raises InvalidRequest with the contract's reason (`DeliveryOpen`, `UnknownPurchase`) before anything is
-        sent."""
-        purchase = self.purchase(purchase_id)  # InvalidRequest when unknown
+    def settle(self, purchase: Purchase) -> Settlement:
+        """Settles `purchase` (as `buy` or `purchase` returned it; anyone may settle, once every custodian delivered
+        or its window is over): silent custodians are slashed, then the fee is split or the buyer refunded.
+        Idempotent: a purchase already settled (by anyone, even after `purchase` was read or between this call's
+        checks and its transaction) is read back from its `Settled` event. Raises InvalidRequest with the
+        contract's reason (`DeliveryOpen`) before anything is sent."""
+        purchase_id = purchase.id
         if not purchase.settled:
-            call = self.contract.functions.settle(int(purchase_id))
+            call = self.contract.functions.settle(purchase_id)
             try:
                 call.call({"from": to_checksum_address(self.chain.address)})
             except (ContractLogicError, Web3RPCError) as exc:
                 reason = decode_revert(revert_data_from_exception(exc)) or str(exc)
-                if not self.purchase(purchase_id).settled:
+                if not self._settled(purchase_id):
                     raise InvalidRequest(f"purchase {purchase_id} cannot be settled now: {reason}") from None
             else:
-                raced(lambda: self.chain.transact(call), lambda: self.purchase(purchase_id).settled)
+                raced(lambda: self.chain.transact(call), lambda: self._settled(purchase_id))
         found = event_logs(
             self.contract, "Settled", {"purchase": int(purchase_id)}, purchase.block, self.latest_block(), first=True
         )
@@ -318,6 +318,10 @@ class WeightAccessClient:
             () if args["refunded"] else tuple(c for i, c in enumerate(custodians) if mask >> i & 1),
             found[0].tx_hash,
         )
+
+    def _settled(self, purchase_id: int) -> bool:
+        """Whether `purchase_id` is settled now: its record's flag alone (the rest of a `Purchase` cannot change)."""
+        return bool(struct_of(self.contract, "getPurchase", purchase_id)["settled"])
 
     def verified_shares(
         self, purchase: Purchase, custody: Custody, buyer_private_key: bytes, end: int

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
@@ -33,6 +33,9 @@ from .crypto import key_hash, open_replica
 from .errors import KeyRejected, ManifestRejected, ShardError, ShardRejected, WeightsMismatch
 from .layout import load_shard
 from .manifest import Manifest, PublicFile, Replica, ShardEntry, recorded_manifest
+
+if TYPE_CHECKING:
+    from .access import Custody
 
 # fetch(node address, CID, max_size) -> the bytes that node serves for that CID, at most max_size (the manifest's
 # size: a holder cannot make the buyer read more). Raises StorageError (or OSError) when the node cannot serve it
@@ -211,6 +214,7 @@ def assemble_version(
     target: str | Path,
     *,
     fetch: Fetch | None = None,
+    custody: Custody | None = None,
 ) -> Assembly:
     """`assemble` of a version on sale into a folder `deepshard serve --weights` serves: the manifest and the
     weights hash its publisher recorded in the ModelRegistry (`published_manifest`), the key checked against the
@@ -220,12 +224,15 @@ def assemble_version(
     Args:
         fetch: where replicas come from (default: `store` for every holder: an IPFS node reaches them all).
             Public loader files come from the holders or, when none serves one, from `store`.
+        custody: the version's key custody when the caller has read it already (`deepshard weights fetch` rebuilds
+            the key with its key hash); None reads it from WeightAccess.
     Raises what `published_manifest` and `assemble` raise, InvalidRequest (a ChainError) when the version has no
     key custody, KeyRejected when `version_key` is not the key it publishes."""
     from .access import WeightAccessClient
 
     manifest, weights_hash = published_manifest(chain, store, version)
-    custody = WeightAccessClient(chain).custody(version)
+    if custody is None:
+        custody = WeightAccessClient(chain).custody(version)
     if key_hash(version_key) != custody.key_hash:
         raise KeyRejected(f"the version key is not version {version}'s: it does not hash to the on-chain key hash")
     if manifest.key_hash != custody.key_hash:

@@ -174,17 +174,19 @@ def _fetch(args: argparse.Namespace) -> int:
         raise ShardError(f"{output} already exists; fetch writes a new folder")
     chain = _chain(args, with_signer=False)
     registry.check_registered(chain.contract("ModelRegistry"), args.version)
+    custody = None  # a key file is checked against the custody after the manifest (`assemble_version` reads it)
     if args.key_file:
         key = read_hex_secret(args.key_file, "key file", KEY_BYTES)
     else:
         private = read_hex_secret(args.buyer_key, "buyer key", X25519_KEY_BYTES)
         sealed = [read_hex_secret(path, "sealed share", SEALED_SHARE_BYTES) for path in args.share]
         shares = [open_share(share, private, version=args.version) for share in sealed]
-        key = combine_shares(shares, WeightAccessClient(chain).custody(args.version).key_hash)
+        custody = WeightAccessClient(chain).custody(args.version)  # read once, passed on to the assembly
+        key = combine_shares(shares, custody.key_hash)
     from .assembly import assemble_version  # torch: imported only when weights are assembled
 
     with open_store(api=args.ipfs_api, store_dir=args.store_dir) as store:
-        result = assemble_version(chain, store, args.version, key, output)
+        result = assemble_version(chain, store, args.version, key, output, custody=custody)
     for fault in result.faults:
         print(f"skipped: {fault}", file=sys.stderr)
     print(f"version {args.version}: {len(result.served_by)} shards verified, weights {result.weights_hash}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..config import env_number
 from .base import DEFAULT_MAX_SIZE, ContentStore
 from .cids import Cid, parse_cid
 from .embedded import STORE_DIR_ENV, EmbeddedStore, default_store_dir
@@ -61,16 +62,8 @@ __all__ = [
 
 
 def default_max_size() -> int:
-    configured = os.environ.get(MAX_SIZE_ENV)
-    if not configured:
-        return DEFAULT_MAX_SIZE
-    try:
-        value = int(configured)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise StorageError(f"{MAX_SIZE_ENV} must be a number of bytes, not {configured!r}")
-    return value
+    """`$DEEPSHARD_STORE_MAX_SIZE` in bytes (0 or more), else 2 GiB; `StorageError` for any other value."""
+    return env_number(MAX_SIZE_ENV, DEFAULT_MAX_SIZE, int, unit="bytes", minimum=0, error=StorageError)
 
 
 def open_store(

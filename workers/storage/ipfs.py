@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import urllib.parse
 import warnings
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import ipfshttpclient
 import requests
 from ipfshttpclient import exceptions as ipfs_errors
 
+from ..config import env_number
 from .base import DEFAULT_MAX_SIZE, ContentStore
 from .cids import Cid, parse_cid
 from .errors import FileTooLarge, IntegrityError, NodeError, NodeUnreachable, NotFound, StorageError
@@ -63,16 +63,8 @@ def api_multiaddr(api: str) -> str:
 
 
 def default_timeout() -> float:
-    configured = os.environ.get(TIMEOUT_ENV)
-    if not configured:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(configured)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise StorageError(f"{TIMEOUT_ENV} must be a positive number of seconds, not {configured!r}")
-    return value
+    """`$DEEPSHARD_IPFS_TIMEOUT` in seconds, else 30; `StorageError` for a value that is not a positive number."""
+    return env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT, float, unit="seconds", error=StorageError)
 
 
 class _HashingReader:

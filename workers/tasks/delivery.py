@@ -47,6 +47,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.log import get_task_logger
 
 from ..chain.errors import ChainError
+from ..config import env_number
 from ..ml.spec import TrainingSpec
 
 logger = get_task_logger(__name__)
@@ -74,32 +75,19 @@ MIN_TOKENS_PER_SECOND = {"tiny": 200.0, "smollm2-135m": 20.0}
 DEFAULT_MIN_TOKENS_PER_SECOND = 20.0
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ValueError(f"{name} must be a number of at least {minimum:g}, not {raw!r}")
-    return value
-
-
 def lease_seconds() -> float:
     """`$DEEPSHARD_JOB_LEASE_SECONDS`, else 60 (at least 1)."""
-    return _env_number(LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS, 1.0)
+    return env_number(LEASE_SECONDS_ENV, DEFAULT_LEASE_SECONDS, float, unit="seconds", minimum=1.0)
 
 
 def max_deliveries() -> int:
     """`$DEEPSHARD_MAX_DELIVERIES`, else 3 (at least 1)."""
-    return int(_env_number(MAX_DELIVERIES_ENV, DEFAULT_MAX_DELIVERIES, 1.0))
+    return env_number(MAX_DELIVERIES_ENV, DEFAULT_MAX_DELIVERIES, int, unit="deliveries")
 
 
 def visibility_timeout() -> float:
     """`$DEEPSHARD_VISIBILITY_TIMEOUT` in seconds, else 3,600 (at least 1)."""
-    return _env_number(VISIBILITY_TIMEOUT_ENV, DEFAULT_VISIBILITY_TIMEOUT, 1.0)
+    return env_number(VISIBILITY_TIMEOUT_ENV, DEFAULT_VISIBILITY_TIMEOUT, float, unit="seconds", minimum=1.0)
 
 
 # ---------------------------------------------------------------- the longest job

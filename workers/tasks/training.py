@@ -41,6 +41,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import env_number
 from ..data.chain import DatasetUnusable, fetch_dataset
 from ..data.dataset import DataError
 from ..data.quality import read_texts
@@ -165,16 +166,7 @@ def parse_cids(values: Any, what: str) -> tuple[str, ...]:
 
 def torch_threads() -> int:
     """`$DEEPSHARD_TORCH_THREADS`, else 1."""
-    configured = os.environ.get(TORCH_THREADS_ENV)
-    if not configured:
-        return DEFAULT_TORCH_THREADS
-    try:
-        value = int(configured)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{TORCH_THREADS_ENV} must be a positive number of threads, not {configured!r}")
-    return value
+    return env_number(TORCH_THREADS_ENV, DEFAULT_TORCH_THREADS, int, unit="threads")
 
 
 def ml_runtime():
@@ -233,13 +225,8 @@ class LruCache:
 
 
 def result_cache_size() -> int:
-    configured = os.environ.get(RESULT_CACHE_ENV)
-    if not configured:
-        return DEFAULT_RESULT_CACHE
-    try:
-        return max(int(configured), 0)
-    except ValueError:
-        raise ValueError(f"{RESULT_CACHE_ENV} must be a number of entries, not {configured!r}") from None
+    """`$DEEPSHARD_TASK_RESULT_CACHE` entries (0 keeps none), else 64."""
+    return env_number(RESULT_CACHE_ENV, DEFAULT_RESULT_CACHE, int, unit="entries", minimum=0)
 
 
 _genesis_models: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.deploy import GENESIS_MODEL_CID
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
-from workers.chain.module import cid_from_chain, cid_to_chain, struct_of
+from workers.chain.module import cid_from_chain, cid_to_chain, struct_of, tx_hash
 from workers.chain.units import WEI_PER_DSH
 from workers.cli import main
 from workers.protocol.access import price as reference_price
@@ -346,8 +346,16 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
     # A late custodian can no longer deliver: its pass starts after the purchases whose window is over (it does not
     # even look at this one); settling refunds the whole price.
     assert deliver_from(sale, [2], purchase.id) == []
-    treasury.transact(access.contract.functions.settle(purchase.id))
+    receipt = treasury.transact(access.contract.functions.settle(purchase.id))
     assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
+    # Someone else settled first: the buyer's settle, given the purchase it read before (still unsettled there),
+    # sends nothing and reads the refund back from that transaction's Settled event.
+    assert not purchase.settled
+    nonce = buyer.w3.eth.get_transaction_count(buyer.address)
+    settlement = access.settle(purchase)
+    assert buyer.w3.eth.get_transaction_count(buyer.address) == nonce
+    assert (settlement.purchase, settlement.delivered, settlement.refunded) == (purchase.id, 2, True)
+    assert settlement.paid == () and settlement.tx_hash == tx_hash(receipt)
 
 
 def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, tmp_path, monkeypatch, capsys):

@@ -281,7 +281,7 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     price = access.quote(VERSION).price
     purchase = access.buy(VERSION, public, price, access.deadline_in(20))
     with pytest.raises(InvalidRequest, match=rf"purchase {purchase.id} cannot be settled now: DeliveryOpen"):
-        access.settle(purchase.id)  # nobody delivered yet and the window is open: refused before sending
+        access.settle(purchase)  # nobody delivered yet and the window is open: refused before sending
     for node in custody.nodes.values():
         deliver_shares(node.storage.chain, stored_shares(node.storage.chain, custody.tmp / "custody"))
     key = access.collect_key(purchase, private, timeout=0).key
@@ -291,7 +291,7 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     before = {a: token.functions.balanceOf(a).call() for a in (treasury, custody.publisher.contract.address)}
     owed_before = {c: access.contract.functions.owed(c).call() for c in custody.nodes}
     supply = token.functions.totalSupply().call()
-    settled = access.settle(purchase.id)
+    settled = access.settle(purchase)
     getter = access.contract.functions.params
     params = dict(zip([o["name"] for o in getter.abi["outputs"]], getter().call(), strict=True))
     expected = fee_split(price, params["burnBps"], params["storageBps"], params["custodianBps"], NODE_COUNT)
@@ -310,7 +310,7 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
         assert access.contract.functions.owed(c).call() == owed_before[c] + expected.per_custodian
     # Settling again (or after someone else did) sends nothing and reads the settlement back.
     nonce = buyer.w3.eth.get_transaction_count(buyer.address)
-    assert access.settle(purchase.id) == settled
+    assert access.settle(purchase) == settled  # `purchase` still says unsettled: the chain is asked
     assert buyer.w3.eth.get_transaction_count(buyer.address) == nonce
 
     folder = tmp_path / "bought"
