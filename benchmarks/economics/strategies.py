@@ -99,7 +99,7 @@ class Strategy:
 
     def keep_panel(self, ctx: Context, members: list[str], weights: list[int], rerolls: int) -> bool:
         """Whether the informant lets the panel it can already compute (members in seat order, their draws) be
-        drawn (False: it waits for a reseed)."""
+        drawn (False: it lets the submission expire undrawn, losing the expiry slash, and submits again)."""
         return True
 
     def curator_vote(self, ctx: Context, curator: str, truth: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -415,7 +415,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
 
     function _panelParams() internal view override returns (PanelParams memory) {
         Params storage p = _params;
-        return PanelParams(p.seedDelay, p.commitWindow, p.revealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps);
+        return PanelParams(p.commitWindow, p.revealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps);
     }
 
     /// @dev Accepted and rejected submissions were judged; a panel without quorum was not (an expired
@@ -531,6 +531,6 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
                 || p.thresholdFloor > p.thresholdCeiling || p.thresholdCeiling > BPS || p.targetAcceptanceBps > BPS
                 || p.emaAlphaBps > BPS
         ) revert InvalidParams();
-        _checkPanelParams();
+        _checkPanelParams(p.seedDelay);
     }
 }

@@ -27,7 +27,7 @@ import {SortitionPool} from "../staking/SortitionPool.sol";
 /// @dev Modules extend it the way OpenZeppelin's Governor takes counting modules: they keep their own phases
 ///      in `Panel.status` (their Status enum), say what a reveal stores (`_reveal`'s record), decide
 ///      coherence and the payout (writing `coherentMask`, `coherentWeight` and `payout`), and fill in the hooks
-///      `_panelParams` (windows, seed delay, penalties), `_judged` (whether a closed panel was judged) and
+///      `_panelParams` (windows, penalties), `_judged` (whether a closed panel was judged) and
 ///      `_minPoolBond`. Penalties go to the treasury, which governance (DEFAULT_ADMIN_ROLE) sets. Every loop is
 ///      bounded by the panel size.
 abstract contract SortitionPanel is SortitionPool, AccessControl {
@@ -61,10 +61,9 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         uint96 payout; // shared by the coherent seats in proportion to weight
     }
 
-    /// @dev What the module's parameters say about its panels. Windows and delays in blocks, penalties in bps
-    ///      of the member's pool bond.
+    /// @dev What the module's parameters say about its panels. Windows in blocks, penalties in bps of the
+    ///      member's pool bond. (The seed delay is the module's: it alone places the seed block.)
     struct PanelParams {
-        uint256 seedDelay; // blocks from a reseed to the new seed block
         uint256 commitWindow; // blocks for commits after the draw
         uint256 revealWindow; // blocks for reveals after the commit window
         uint256 noRevealPenaltyBps;
@@ -96,10 +95,6 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     /// @param commitDeadline Last block for commits.
     /// @param revealDeadline Last block for reveals.
     event PanelDrawn(uint256 indexed id, address[] members, uint256 commitDeadline, uint256 revealDeadline);
-    /// @notice The seed block's hash fell out of `blockhash`'s 256-block horizon; a new seed block is set.
-    /// @param id The submission or round.
-    /// @param seedBlock The new seed block.
-    event PanelReseeded(uint256 indexed id, uint256 seedBlock);
     /// @notice `member` committed on the panel of `id`.
     /// @param id The submission or round.
     /// @param member The seated member.
@@ -191,8 +186,8 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
 
     // ------------------------------------------------------------------ hooks
 
-    /// @dev The module's panel parameters. The seed delay and windows are read where needed, so that a change
-    ///      applies to pending windows; the penalty rates are read once, when a panel opens.
+    /// @dev The module's panel parameters. The windows are read where needed, so that a change applies to
+    ///      pending windows; the penalty rates are read once, when a panel opens.
     function _panelParams() internal view virtual returns (PanelParams memory);
 
     /// @dev For a panel whose module `status` is final: whether it was judged (coherence decided). Reverts
@@ -216,12 +211,14 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         if (status != expected) revert WrongStatus(status);
     }
 
-    /// @dev Reverts unless the module's parameters give its panels usable windows, penalties and pool bonds.
-    ///      Modules call it after storing new parameters.
-    function _checkPanelParams() internal view {
+    /// @dev Reverts unless the module's parameters give its panels usable windows, penalties and pool bonds,
+    ///      and a seed block at least `seedDelay` >= 1 blocks after what the interested parties commit to (the
+    ///      block holding their last transaction is no seed: its proposer could pick it). Modules call it after
+    ///      storing new parameters.
+    function _checkPanelParams(uint256 seedDelay) internal view {
         PanelParams memory p = _panelParams();
         if (
-            p.seedDelay == 0 || p.commitWindow == 0 || p.revealWindow == 0 || p.noRevealPenaltyBps > BPS
+            seedDelay == 0 || p.commitWindow == 0 || p.revealWindow == 0 || p.noRevealPenaltyBps > BPS
                 || p.incoherentPenaltyBps > BPS || _minPoolBond() == 0
         ) revert InvalidParams();
     }
@@ -251,27 +248,19 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         return block.number > uint256(_panels[id].seedBlock) + BLOCKHASH_HORIZON;
     }
 
-    /// @notice Draws the panel of `id` and opens its commit window, once the seed block is mined (TooEarly
-    ///         before).
-    /// @dev Past blockhash's 256-block horizon the seed block moves to `seedDelay` blocks from now instead, and
-    ///      nothing is drawn. The new block is chosen by nobody either, but whoever could compute the old
-    ///      panel (once its seed block was mined) and disliked it gets another draw by waiting: a module whose
-    ///      panel someone interested can compute checks `_seedExpired` first and makes that wait cost
-    ///      (DataConsensus expires the submission; TrainingRounds still reseeds for free).
+    /// @notice Draws the panel of `id` and opens its commit window.
+    /// @dev The module checks first that the seed block is mined (`_requireSeedMined`) and not expired
+    ///      (`_seedExpired`); an expired seed ends the panel's submission or round instead: past
+    ///      blockhash's 256-block horizon there is no hash to draw from, and a fresh seed block would let whoever
+    ///      computed the old panel (anyone, once its seed block was mined) skip it for free by waiting
+    ///      (DataConsensus expires the submission, TrainingRounds fails the round settling every trainer as
+    ///      silent).
     /// @param id The submission or round.
     /// @param excluded Never seated (the informant of a submission; zero for none).
-    /// @return drawn Whether the panel was drawn (false: reseeded).
-    function _draw(uint256 id, address excluded) internal returns (bool drawn) {
-        _requireSeedMined(id);
+    function _draw(uint256 id, address excluded) internal {
         Panel storage panel = _panels[id];
         PanelParams memory p = _panelParams();
         bytes32 seedHash = blockhash(panel.seedBlock);
-        if (seedHash == bytes32(0)) {
-            uint256 seedBlock = block.number + p.seedDelay;
-            panel.seedBlock = uint40(seedBlock);
-            emit PanelReseeded(id, seedBlock);
-            return false;
-        }
         bytes32 seed = keccak256(abi.encode(seedHash, id, address(this)));
         (address[] memory members, uint256[] memory weights) = _drawPanel(seed, excluded, _votes, _maxDraws);
         uint256 size = members.length;
@@ -288,7 +277,6 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         panel.commitDeadline = uint40(commitDeadline);
         panel.revealDeadline = uint40(revealDeadline);
         emit PanelDrawn(id, members, commitDeadline, revealDeadline);
-        return true;
     }
 
     /// @dev Records the caller's commitment, within the commit window.

@@ -273,20 +273,35 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     // ------------------------------------------------------------------ evaluators
 
-    /// @notice Draws the evaluator panel once the panel's seed block is mined (anyone can call). A round
-    ///         with too few revealed deltas to ever succeed fails here instead.
+    /// @notice Draws the evaluator panel once the panel's seed block is mined (anyone can call), until the seed
+    ///         block is 256 blocks old. A round with too few revealed deltas to ever succeed fails here instead,
+    ///         and its trainers who revealed reclaim their bonds. Past blockhash's horizon nothing can be drawn:
+    ///         the round fails settling every trainer as a silent one (each loses the round's `trainerPenalty`
+    ///         to the treasury and gets the rest of its bond unlocked here; nobody has anything left to claim).
     /// @dev The seed is the hash of a block after the trainers' reveal deadline, so nobody who knows the
-    ///      deltas can choose the panel. Past blockhash's 256-block horizon a new seed block is set.
+    ///      deltas chooses the panel; but anyone can compute it once that block is mined. A fresh seed for an
+    ///      undrawn panel would let trainers with colluding evaluators skip the panels they dislike by waiting
+    ///      256 blocks, and failing with the bonds back would let a poisoning cartel keep the bonds an honest
+    ///      panel takes and try again next round: a skipped panel costs every trainer what silence costs.
+    ///      Honest trainers never pay it: the round keeper and every trainer's worker draw at the first block
+    ///      they can (workers.rounds.steps). Reference: workers.protocol.rounds.draw_outcome.
     /// @param round The round.
     function drawEvaluators(uint256 round) external {
         _requireStatus(round, uint8(Status.Training));
         _requireSeedMined(round);
         RoundRecord storage r = _rounds[round];
-        if (r.deltaCount < _params.minAccepted) {
-            _fail(round, r);
-            return;
+        uint256 kept = (uint256(1) << r.deltaCount) - 1;
+        if (r.deltaCount >= _params.minAccepted) {
+            if (!_seedExpired(round)) {
+                _draw(round, address(0));
+                _panel(round).status = uint8(Status.Evaluating);
+                return;
+            }
+            // Every slot is settled here: `claimTrainer` must not unlock again what expiry released.
+            r.paidTrainerMask = type(uint16).max;
+            kept = 0;
         }
-        if (_draw(round, address(0))) _panel(round).status = uint8(Status.Evaluating);
+        _fail(round, r, kept);
     }
 
     /// @notice Commits the fingerprints: `fingerprintCommitmentFor(fingerprints, salt, evaluator)`, within the
@@ -321,7 +336,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         RoundRecord storage r = _rounds[round];
         Panel storage panel = _panel(round);
         if (panel.revealedMask == 0) {
-            _fail(round, r);
+            _fail(round, r, (uint256(1) << r.deltaCount) - 1);
             return;
         }
         Params storage p = _params;
@@ -332,7 +347,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         panel.coherentMask = uint16(judgement.coherentMask);
         panel.coherentWeight = uint96(judgement.coherentWeight);
         if (judgement.acceptedCount < p.minAccepted) {
-            _fail(round, r);
+            _fail(round, r, (uint256(1) << r.deltaCount) - 1);
             return;
         }
         r.acceptedDeltaMask = uint16(judgement.acceptedMask);
@@ -342,7 +357,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     /// @notice Settles the caller's trainer seat once the round has ended: an accepted trainer gets its bond
     ///         unlocked and its share of the slashes and emission; in a failed round a trainer who revealed
-    ///         gets its bond unlocked. (Outliers and silent trainers were settled by `finalize`.)
+    ///         gets its bond unlocked. (Outliers and silent trainers were settled by `finalize`, and every
+    ///         trainer of a round whose panel expired undrawn by `drawEvaluators`: AlreadySettled.)
     /// @param round A finalized or failed round.
     function claimTrainer(uint256 round) external {
         RoundRecord storage r = _rounds[round];
@@ -488,9 +504,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     function _panelParams() internal view override returns (PanelParams memory) {
         Params storage p = _params;
-        return PanelParams(
-            p.seedDelay, p.evalCommitWindow, p.evalRevealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps
-        );
+        return PanelParams(p.evalCommitWindow, p.evalRevealWindow, p.noRevealPenaltyBps, p.incoherentPenaltyBps);
     }
 
     /// @dev A finalized round was judged; a failed one was not (its evaluators who revealed go free).
@@ -564,11 +578,12 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         registry.unlock(trainer, IStakeRegistry.Role.TRAINER, amount);
     }
 
-    /// @dev A failed round: silent trainers lose their share (to the treasury, since no trainer is
-    ///      rewarded) and the rest of their bond; trainers who revealed reclaim theirs with `claimTrainer`.
-    function _fail(uint256 round, RoundRecord storage r) private {
+    /// @dev A failed round: trainers whose delta is not in `keptMask` (silent ones always; every trainer when
+    ///      the panel expired undrawn) lose the round's penalty (to the treasury, since no trainer is rewarded)
+    ///      and get the rest of their bond unlocked; kept ones reclaim theirs with `claimTrainer`.
+    function _fail(uint256 round, RoundRecord storage r, uint256 keptMask) private {
         _panel(round).status = uint8(Status.Failed);
-        _releaseTrainers(round, r, (uint256(1) << r.deltaCount) - 1, treasury);
+        _releaseTrainers(round, r, keptMask, treasury);
         _emitFinalized(round, Status.Failed, 0, 0, 0);
     }
 
@@ -580,6 +595,6 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
                 || p.maxBatch > MAX_BATCH || p.minAccepted == 0 || p.minAccepted > MAX_TRAINERS
                 || p.outlierSlashBps > BPS || p.evaluatorShareBps > BPS
         ) revert InvalidParams();
-        _checkPanelParams();
+        _checkPanelParams(p.seedDelay);
     }
 }

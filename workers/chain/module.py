@@ -76,7 +76,7 @@ def cid_from_chain(raw: bytes) -> str:
 
 class ModuleEvent:
     """A contract event a client reads, named once per client: `ModuleEvent("PanelDrawn")`. The panel events
-    (`PanelReseeded`, `PanelDrawn`, `Committed`, `Revealed`, `Settled`) are declared once in `SortitionPanel.sol`
+    (`PanelDrawn`, `Committed`, `Revealed`, `Settled`) are declared once in `SortitionPanel.sol`
     and have the same arguments on every panel module (`id`, `members`, `member`)."""
 
     __slots__ = ("name",)
@@ -221,7 +221,8 @@ class PanelVote:
 @dataclass(frozen=True)
 class Step:
     """What one step of a role did (`workers.rounds.steps`, `workers.data.steps`): `action` is what it did
-    (committed, revealed, claimed, drawn, finalized, settled, opened, training, fingerprinting, waiting or done),
+    (committed, revealed, claimed, drawn, failed, expired, finalized, settled, opened, training, fingerprinting,
+    waiting or done),
     `id` the item it acted on (a round, a submission; None when there was none)."""
 
     role: str
@@ -266,7 +267,6 @@ class ModuleClient(abc.ABC):
     POOL_ROLE: ClassVar[str]
     POOL_JOINED: ClassVar[ModuleEvent] = ModuleEvent("PoolJoined")
     # The panel's events, declared once in SortitionPanel.sol for every panel module.
-    PANEL_RESEEDED: ClassVar[ModuleEvent] = ModuleEvent("PanelReseeded")
     PANEL_DRAWN: ClassVar[ModuleEvent] = ModuleEvent("PanelDrawn")
     COMMITTED: ClassVar[ModuleEvent] = ModuleEvent("Committed")
     REVEALED: ClassVar[ModuleEvent] = ModuleEvent("Revealed")

@@ -3,7 +3,8 @@
     deepshard round status [ID] [--json]      phases, deadlines, datasets, trainers (deltas, distances, outcome,
                                               payout), the evaluator panel, the outcome and the new version
     deepshard round open [--spec FILE] [--datasets 1,2]   anyone: open a round on pending accepted datasets
-    deepshard round draw ID                   anyone: draw the evaluator panel once its seed block is mined
+    deepshard round draw ID                   anyone: draw the evaluator panel once its seed block is mined (256
+                                              blocks later the draw fails the round, every trainer penalised)
     deepshard round finalize ID               anyone: aggregate the fingerprints and settle the round
     deepshard round claim ID [--seat N]       settle this account's trainer seat, or an evaluator seat
     deepshard round join-pool AMOUNT          evaluator: lock EVALUATOR stake in the evaluator pool
@@ -278,8 +279,11 @@ def _open_run(args: argparse.Namespace) -> int:
 def _draw_run(args: argparse.Namespace) -> int:
     result = _rounds(args).draw_evaluators(args.id)
     print(f"tx {result.tx_hash}")
-    if result.result == "reseeded":
-        print(f"the seed block of round {args.id} was too old; draw again from block {result.seed_block + 1}")
+    if result.result == "expired":
+        print(
+            f"round {args.id} failed: its seed block {result.seed_block} is more than 256 blocks old, so no panel "
+            "can be drawn; every trainer lost the round's trainer penalty, the rest of each bond is unlocked"
+        )
     elif result.result == "failed":
         print(f"round {args.id} failed: too few revealed deltas; revealed trainers reclaim their bonds")
     else:

@@ -6,10 +6,11 @@
 
 TrainingRounds (every event also queues the round keeper's `keeper_step(round)`):
 - RoundOpened: `trainer_step(round)` to every registered trainer;
-- DeltaRevealed, PanelReseeded: only the keeper's step (it restarts a keeper chain that was lost);
+- DeltaRevealed: only the keeper's step (it restarts a keeper chain that was lost);
 - panel drawn: `evaluator_step(round)` to each drawn evaluator that is registered;
 - panel revealed: only the keeper's step (it finalizes as soon as every seat revealed);
-- RoundFinalized: `trainer_step(round)` to registered trainers, `evaluator_step(round)` to the registered panel.
+- RoundFinalized (also a round failed at the draw: too few deltas, or its panel expired undrawn): `trainer_step(round)`
+  to registered trainers, `evaluator_step(round)` to the registered panel.
 
 DataConsensus (every event also queues the data keeper's `keeper_step(id)`: it draws the panel once the seed
 block is mined, finalizes as soon as every seat revealed or after the window, settles silent seats):
@@ -81,7 +82,6 @@ WATCHED: dict[str, tuple[ModuleEvent, ...]] = {
     ROUNDS.CONTRACT: (
         ROUNDS.ROUND_OPENED,
         ROUNDS.DELTA_REVEALED,
-        ROUNDS.PANEL_RESEEDED,
         ROUNDS.PANEL_DRAWN,
         ROUNDS.REVEALED,
         ROUNDS.ROUND_FINALIZED,
@@ -198,7 +198,7 @@ class Router:
         out: list[Dispatch] = []
         if event.contract == ROUNDS.CONTRACT:
             # The panel events, shared with every panel module, name the round `id`.
-            panel_event = name in (ROUNDS.PANEL_RESEEDED.name, ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
+            panel_event = name in (ROUNDS.PANEL_DRAWN.name, ROUNDS.REVEALED.name)
             round_id = int(args["id"] if panel_event else args["round"])
             if name in (ROUNDS.ROUND_OPENED.name, ROUNDS.ROUND_FINALIZED.name):
                 out += [

@@ -10,9 +10,9 @@ What a committed bond can lose is fixed at `submit`: the informant's reject slas
 panel's penalty rates. A governance change applies to later submissions; quorum, tolerance, weights, threshold
 rules and the reward terms are read at `finalize`.
 
-A submission whose panel nobody draws while its seed block's hash is readable (`seed_expired`) expires: the
-informant, who can compute its panel as soon as the seed block is mined, would otherwise skip the panels it
-dislikes for a fresh seed. The expiry slashes `expiry_slash` of its bond, so that a new draw costs a new
+A submission whose panel nobody draws while its seed block's hash is readable (`sortition.seed_expired`)
+expires: the informant, who can compute its panel as soon as the seed block is mined, would otherwise skip the
+panels it dislikes for a fresh seed. The expiry slashes `expiry_slash` of its bond, so that a new draw costs a new
 submission and that slash.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .constants import BLOCKHASH_HORIZON, BPS, CRITERIA, MAX_SCORE
+from .constants import BPS, CRITERIA, MAX_SCORE
 from .median import lower_weighted_median
 
 
@@ -99,12 +99,6 @@ def next_threshold(
     ema = (ema * (BPS - ema_alpha_bps) + outcome * ema_alpha_bps) // BPS
     moved = current + trunc_div((ema - target_acceptance_bps) * threshold_gain_bps, BPS)
     return min(max(moved, threshold_floor), threshold_ceiling), ema
-
-
-def seed_expired(seed_block: int, block: int) -> bool:
-    """Whether `drawPanel` in block `block` expires the submission instead of drawing: `blockhash` reads only the
-    256 blocks before the current one, so the last block that can draw from `seed_block` is `seed_block + 256`."""
-    return block > seed_block + BLOCKHASH_HORIZON
 
 
 def expiry_slash(bond: int, expiry_slash_bps: int) -> int:

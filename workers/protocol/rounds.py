@@ -8,6 +8,12 @@ delta is accepted iff its L1 distance to the reference is within `tolerance`; th
 closest to it (the earliest revealed on a tie). Accepted deltas need a strict majority: when at most half of
 the revealed deltas are within tolerance, none is accepted. Fewer than `min_accepted` accepted: the round fails.
 
+The evaluator panel is drawn (`draw_outcome`) from the hash of a seed block after the trainers' reveal deadline,
+while that hash is readable (`sortition.seed_expired`). A round with fewer revealed deltas than `min_accepted`
+fails at the draw, its revealers keeping their bonds. Past the horizon the round expires: it fails settling every
+trainer as silent (`trainer_settlement(expired=True)`), since anyone who knows the deltas could otherwise skip a
+panel it computed and disliked, and a poisoning cartel keep the bonds an honest panel would take.
+
 What a committed participant risks is fixed when the round opens: the trainer bond and its outlier slash
 (`getRound`'s `trainerBond` and `trainerPenalty`) and the evaluator panel's penalty rates. A governance change
 applies to rounds opened after it; the tolerances, `min_accepted` and the reward terms are read at `finalize`.
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 from .constants import BPS, INT32_MAX, INT32_MIN, K
 from .median import lower_median, lower_weighted_median
+from .sortition import seed_expired
 
 Fingerprint = tuple[int, ...]
 
@@ -181,15 +188,33 @@ def evaluator_settlement(
     return 0, bond * incoherent_penalty_bps // BPS
 
 
+def draw_outcome(*, delta_count: int, min_accepted: int, seed_block: int, block: int) -> str:
+    """What `drawEvaluators` in block `block` (after `seed_block` is mined) does to a round with `delta_count`
+    revealed deltas: "failed" with fewer than `min_accepted` (no panel could ever accept enough), else "expired"
+    once the seed block's hash is out of reach (the round fails, every trainer settled as silent), else "drawn"."""
+    if block <= seed_block:
+        raise ValueError(f"the seed block {seed_block} is not mined before block {block}")
+    if delta_count < min_accepted:
+        return "failed"
+    return "expired" if seed_expired(seed_block, block) else "drawn"
+
+
 def trainer_settlement(
-    *, revealed: bool, finalized: bool, accepted: bool, trainer_penalty_: int, reward_per_trainer: int
+    *,
+    revealed: bool,
+    finalized: bool,
+    accepted: bool,
+    trainer_penalty_: int,
+    reward_per_trainer: int,
+    expired: bool = False,
 ) -> tuple[int, int]:
     """(reward, penalty) in wei when one trainer slot is settled (`finalize` for outliers and silent trainers,
-    `claimTrainer` for the rest): an accepted delta of a finalized round gets `reward_per_trainer` and its bond
-    back; an outlier, or a silent trainer in any ended round, loses `trainer_penalty_` (the round's
-    `trainerPenalty`); a trainer who revealed in a failed round gets its bond back and nothing else."""
+    `drawEvaluators` for every trainer of an `expired` round, `claimTrainer` for the rest): an accepted delta of a
+    finalized round gets `reward_per_trainer` and its bond back; an outlier, a silent trainer in any ended round,
+    or any trainer of a round whose panel expired undrawn loses `trainer_penalty_` (the round's
+    `trainerPenalty`); a trainer who revealed in a round that failed otherwise gets its bond back."""
     if finalized and accepted:
         return reward_per_trainer, 0
-    if finalized or not revealed:
+    if finalized or expired or not revealed:
         return 0, trainer_penalty_
     return 0, 0

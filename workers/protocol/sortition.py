@@ -5,7 +5,9 @@ member whose consecutive ticket range holds it. A panel draw takes tickets
 `keccak256(abi.encode(seed, draw)) % total` for draw = 0, 1, ... with replacement: each ticket is one vote for
 its member (one draw = one vote, as in Kleros), a ticket on the excluded member is drawn again, until `votes`
 count or `max_draws` tickets are spent. A seat is a distinct member, weighing its draws. The modules seed a
-draw with `panel_seed`.
+draw with `panel_seed`, from the hash of a seed block fixed in advance; once that hash is out of `blockhash`'s
+reach (`seed_expired`) nothing is drawn and the module ends the panel's submission or round (no fresh seed:
+whoever computed the panel from the mined seed block could skip it by waiting).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from eth_abi import encode
 from eth_utils import keccak
 
-from .constants import POOL_CAPACITY
+from .constants import BLOCKHASH_HORIZON, POOL_CAPACITY
 
 UINT256_MAX = 2**256 - 1
 
@@ -99,6 +101,13 @@ def panel_seed(block_hash: bytes, key: int, module: str) -> bytes:
     """The seed of a panel: `keccak256(abi.encode(blockhash(seedBlock), key, module))` with `key` the
     submission id or round and `module` the drawing contract's address."""
     return keccak(encode(["bytes32", "uint256", "address"], [block_hash, key, module]))
+
+
+def seed_expired(seed_block: int, block: int) -> bool:
+    """Whether a draw in block `block` finds the hash of `seed_block` out of reach (`SortitionPanel._seedExpired`):
+    `blockhash` reads only the 256 blocks before the current one, so the last block that can draw from
+    `seed_block` is `seed_block + 256`."""
+    return block > seed_block + BLOCKHASH_HORIZON
 
 
 def ticket(seed: bytes, draw: int, total: int) -> int:

@@ -49,7 +49,8 @@ from ..protocol.constants import (
     ROUND_ENDED_STATUSES,
     ROUND_STATUSES,
 )
-from ..protocol.rounds import check_fingerprint
+from ..protocol.rounds import check_fingerprint, draw_outcome
+from ..protocol.sortition import seed_expired
 
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
 MAX_WINDOW = 2**16 - 1
@@ -128,7 +129,8 @@ class RoundState:
                 return "trainer reveal"
             if latest <= self.panel_seed_block:
                 return "awaiting panel seed block"
-            return "panel ready to draw"
+            # Seen from `latest` a draw lands at `latest + 1` at the earliest.
+            return "panel seed expired" if seed_expired(self.panel_seed_block, latest + 1) else "panel ready to draw"
         if self.status == "Evaluating":
             return window_phase(
                 latest, self.eval_commit_deadline, self.eval_reveal_deadline, self.all_revealed, "evaluator"
@@ -217,7 +219,9 @@ class OpenResult:
 @dataclass(frozen=True)
 class DrawResult:
     round_id: int
-    #: "drawn", "failed" (too few revealed deltas) or "reseeded" (the seed block fell out of the 256-block window)
+    #: `workers.protocol.rounds.draw_outcome`: "drawn", "failed" (too few revealed deltas: the revealers keep their
+    #: bonds) or "expired" (the seed block fell out of the 256-block window: the round failed, every trainer
+    #: settled as silent, losing the round's trainer penalty)
     result: str
     panel: list[str]
     commit_deadline: int
@@ -522,7 +526,8 @@ class TrainingRoundsClient(ModuleClient):
         )
 
     def draw_evaluators(self, round_id: int) -> DrawResult:
-        """Draws the evaluator panel once the seed block is mined (or fails a round with too few deltas)."""
+        """Draws the evaluator panel once the seed block is mined; fails a round with too few deltas, and expires one
+        whose seed block is more than 256 blocks old (every trainer loses the round's penalty: draw in time)."""
         self.settle_inflight()
         state = self.round(round_id)
         latest = self.latest_block()
@@ -547,7 +552,12 @@ class TrainingRoundsClient(ModuleClient):
                 after.panel_seed_block,
                 tx_hash(receipt),
             )
-        result = "failed" if after.status == "Failed" else "reseeded"
+        result = draw_outcome(
+            delta_count=state.delta_count,
+            min_accepted=self.params()["minAccepted"],
+            seed_block=state.panel_seed_block,
+            block=int(receipt["blockNumber"]),
+        )
         return DrawResult(state.id, result, [], 0, 0, after.panel_seed_block, tx_hash(receipt))
 
     def finalize(self, round_id: int) -> RoundOutcome:

@@ -1,6 +1,7 @@
 """One step of a role in a training round, decided from the chain's state: what the Celery tasks run.
 
-    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, publish the delta, reveal, claim
+    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, publish the delta, reveal, draw the
+                                                  panel if the keeper has not, claim
     evaluator_once(rounds, round_id, jobs, specs) fingerprint the revealed deltas, commit, reveal, settle
     keeper_once(rounds, round_id, specs)          draw the panel, finalize, settle the panel's seats, open rounds
 
@@ -19,6 +20,7 @@ step opens the sealed delta, checks it against the committed CID, pins it, and o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Protocol
 
 from ..chain import InvalidRequest, TransactionReverted
@@ -142,6 +144,10 @@ def trainer_once(
                     return step("publishing", "the training job's result is being looked up", poll=JOB_POLL)
             rounds.reveal_delta(state.id)  # without a stored salt: SaltNotFound, one clear error
             return step("revealed", "revealed the committed delta", state.next_change(rounds.latest_block()))
+        if phase in DRAW_PHASES:
+            # The keeper's job, but a round nobody draws within 256 blocks costs every trainer its penalty: the
+            # trainer draws too, at the same first block (whoever lands first draws; the others see it done).
+            return _draw_step(rounds, state, step)
         return step("waiting", f"{phase}; the round is not settled yet", state.next_change(latest))
 
     if slot is None:
@@ -270,28 +276,9 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
         return Step("keeper", state.id, action, detail, wake, None, data)
 
     if state.status == "Training":
-        if phase != "panel ready to draw":
+        if phase not in DRAW_PHASES:
             return step("waiting", phase, state.panel_seed_block + 1)
-        drawn = raced(lambda: rounds.draw_evaluators(state.id), lambda: rounds.round(state.id).status != "Training")
-        after = rounds.round(state.id)
-        if drawn is None:
-            return step("waiting", "the panel was drawn by someone else", after.next_change(rounds.latest_block()))
-        if drawn.result == "drawn":
-            return step(
-                "drawn",
-                f"{len(drawn.panel)} evaluators drawn; commit until block {drawn.commit_deadline}",
-                after.next_change(rounds.latest_block()),
-                panel=drawn.panel,
-            )
-        if drawn.result == "reseeded":
-            return step(
-                "waiting",
-                f"seed block too old; the panel is drawn from block {drawn.seed_block + 1}",
-                drawn.seed_block + 1,
-            )
-        return step(
-            "failed", f"round #{state.id} failed: {after.delta_count} revealed deltas, fewer than needed", latest + 1
-        )
+        return _draw_step(rounds, state, step)
     if state.status == "Evaluating":
         if phase != "ready to finalize":
             return step("waiting", phase, state.next_change(latest))
@@ -325,6 +312,40 @@ def keeper_once(rounds: TrainingRoundsClient, round_id: int | None, specs: SpecB
         return step("done", f"round #{state.id} {state.status.lower()}; every seat is settled")
     opened = open_if_ready(rounds, specs)
     return dataclasses.replace(opened, detail=f"round #{state.id} {state.status.lower()}; {opened.detail}")
+
+
+#: The phases in which `drawEvaluators` goes through: it draws, or ends a round that no panel can judge (too few
+#: deltas, or a seed block out of blockhash's reach; the next round opens only after it).
+DRAW_PHASES = ("panel ready to draw", "panel seed expired")
+
+
+def _draw_step(rounds: TrainingRoundsClient, state: RoundState, step: Callable[..., Step]) -> Step:
+    """Draws the panel of `state` (in a `DRAW_PHASES` phase), unless someone else does first; `step(action, detail,
+    wake, **data)` builds the result of the role running it (the keeper, or a trainer falling back)."""
+    drawn = raced(lambda: rounds.draw_evaluators(state.id), lambda: rounds.round(state.id).status != "Training")
+    after = rounds.round(state.id)
+    if drawn is None:
+        return step("waiting", "the panel was drawn by someone else", after.next_change(rounds.latest_block()))
+    if drawn.result == "drawn":
+        return step(
+            "drawn",
+            f"{len(drawn.panel)} evaluators drawn; commit until block {drawn.commit_deadline}",
+            after.next_change(rounds.latest_block()),
+            panel=drawn.panel,
+        )
+    if drawn.result == "expired":
+        return step(
+            "expired",
+            f"round #{state.id} failed: nobody drew its panel within 256 blocks of its seed block "
+            f"{state.panel_seed_block}; every trainer lost {after.trainer_penalty} wei of its bond",
+            rounds.latest_block() + 1,
+            trainer_penalty=after.trainer_penalty,
+        )
+    return step(
+        "failed",
+        f"round #{state.id} failed: {after.delta_count} revealed deltas, fewer than needed",
+        rounds.latest_block() + 1,
+    )
 
 
 def _settle_seat(rounds: TrainingRoundsClient, round_id: int, seat: int) -> SettleResult | None:

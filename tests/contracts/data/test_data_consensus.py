@@ -14,8 +14,9 @@ from tests.contracts.data.conftest import (
     params_tuple,
     salt_for,
 )
-from workers.protocol.consensus import expiry_slash, seed_expired
+from workers.protocol.consensus import expiry_slash
 from workers.protocol.constants import BLOCKHASH_HORIZON
+from workers.protocol.sortition import seed_expired
 
 ACCEPTED, REJECTED, NO_QUORUM, EXPIRED = 3, 4, 5, 6
 
@@ -449,6 +450,8 @@ def test_params_are_validated_and_governed(consensus, deploy_consensus, gov, out
         deploy_consensus(params=params_tuple(expirySlashBps=10_001))
     with reverts("InvalidParams"):
         consensus.setParams(params_tuple(expirySlashBps=10_001), WEIGHTS, {"from": gov})
+    with reverts("InvalidParams"):  # the seed block would hold the submission: its proposer picks it
+        consensus.setParams(params_tuple(seedDelay=0), WEIGHTS, {"from": gov})
     with reverts("InvalidParams"):
         deploy_consensus(initial_threshold=9_000)
     with reverts("AccessControlUnauthorizedAccount"):

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from tests.contracts.conftest import CURATOR, DSH, INFORMANT, ROLES, reverts, use_unique_gas_price
 from tests.contracts.data.conftest import CID, CURATOR_MNEMONIC, PARAMS, WEIGHTS, params_tuple
 from workers.protocol import constants
-from workers.protocol.consensus import expiry_slash, next_threshold, payouts, seat_settlement, seed_expired, tally
-from workers.protocol.sortition import draw_panel, panel_seed
+from workers.protocol.consensus import expiry_slash, next_threshold, payouts, seat_settlement, tally
+from workers.protocol.sortition import draw_panel, panel_seed, seed_expired
 
 CURATORS = 15
 CURATOR_STAKE = 20_000 * DSH

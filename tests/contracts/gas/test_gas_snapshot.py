@@ -110,6 +110,8 @@ def measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, 
     gas["DataConsensus.joinPool:new-member"] = tx.gas_used
     by_address = {curator.address: curator for curator in curators}
 
+    # Every try locks another 100 DSH bond: enough stake for all of them, for both outcomes.
+    staked(informant, INFORMANT, 2 * GAS_DRAW_TRIES * 100 * DSH)
     gas["DataConsensus.submit"] = consensus.submit(b"\x01" * 36, 100 * DSH, {"from": informant}).gas_used
     for outcome, scores in (("accepted", GOOD), ("rejected", JUNK)):
         for _ in range(GAS_DRAW_TRIES):  # until the 15 votes fall on 15 curators: the loops' worst case
@@ -208,14 +210,16 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
         gas["TrainingRounds.revealDelta"] = rounds.revealDelta(
             round_id, cid, round_salt(trainer, round_id), {"from": trainer}
         ).gas_used
-    mine_past(chain, rounds.getRound(round_id)["panelSeedBlock"])
-    for _ in range(GAS_DRAW_TRIES):  # until the 9 votes fall on 9 evaluators: the loops' worst case
+    seed_block = rounds.getRound(round_id)["panelSeedBlock"]
+    assert chain.height < seed_block, "the gas case needs the seed block still to come"
+    chain.snapshot()
+    for attempt in range(GAS_DRAW_TRIES):  # until the 9 votes fall on 9 evaluators: the loops' worst case
+        # A panel is never reseeded: another seed block hash comes from another transaction before it.
+        accounts[0].transfer(accounts[1], attempt + 1)
+        mine_past(chain, seed_block)
         if len(predicted_evaluators(chain, rounds, round_id)) == MAX_EVALUATORS:
             break
-        # Past blockhash's horizon drawEvaluators reseeds instead of drawing: a new seed block, a new panel.
-        chain.mine(257)
-        rounds.drawEvaluators(round_id)
-        mine_past(chain, rounds.getRound(round_id)["panelSeedBlock"])
+        chain.revert()
     gas["TrainingRounds.drawEvaluators:9"] = rounds.drawEvaluators(round_id).gas_used
     panel = [e for member in rounds.panelOf(round_id)[0] for e in evaluators if e.address == member]
     assert len(panel) == 9 and len(cids) == 16, "the gas case needs a full round"

@@ -1,6 +1,7 @@
 """SortitionPanel, the commit-reveal panel both modules extend: one set of events and errors, and the behaviour
-that became common when the two copies were merged (evaluator reseeding announces itself, coherence is fixed
-when the panel is judged, a seat's record is readable once revealed)."""
+that became common when the two copies were merged (coherence is fixed when the panel is judged, a seat's record
+is readable once revealed). A panel whose seed block fell out of blockhash's horizon is never reseeded: each module
+ends its submission or round instead (tests/contracts/data, tests/contracts/training)."""
 
 import json
 from pathlib import Path
@@ -30,13 +31,19 @@ from tests.contracts.conftest import (
 BUILD = Path(__file__).resolve().parents[3] / "build" / "contracts"
 PANEL_EVENTS = {
     "PanelDrawn": "PanelDrawn(uint256,address[],uint256,uint256)",
-    "PanelReseeded": "PanelReseeded(uint256,uint256)",
     "Committed": "Committed(uint256,address)",
     "Revealed": "Revealed(uint256,address)",
     "Settled": "Settled(uint256,address,uint256,uint256)",
 }
-# Names of the evaluator panel's events before the merge; workers must not find them any more.
-RETIRED_EVENTS = {"EvaluatorsDrawn", "FingerprintsCommitted", "FingerprintsRevealed", "EvaluatorSettled"}
+# Names of the evaluator panel's events before the merge, and the reseed that let an undrawn panel be skipped for
+# free; workers must not find them any more.
+RETIRED_EVENTS = {
+    "EvaluatorsDrawn",
+    "FingerprintsCommitted",
+    "FingerprintsRevealed",
+    "EvaluatorSettled",
+    "PanelReseeded",
+}
 
 
 def abi_of(name):
@@ -62,26 +69,6 @@ def test_both_modules_expose_the_panel_events_and_errors(name):
 
 
 # ------------------------------------------------------------------ the evaluator panel (TrainingRounds)
-
-
-def test_evaluator_draw_reseeds_past_the_blockhash_horizon(rounds, trainers, evaluators, open_round, train, chain):
-    round_id = open_round()
-    train(round_id, {t: delta_cid(f"r{i}") for i, t in enumerate(trainers[:2])})
-    chain.mine(260)  # the seed block's hash is out of blockhash's reach
-    tx = rounds.drawEvaluators(round_id)
-    new_seed_block = tx.block_number + ROUND_PARAMS["seedDelay"]
-    assert tx.events["PanelReseeded"]["id"] == round_id
-    assert tx.events["PanelReseeded"]["seedBlock"] == new_seed_block
-    assert "PanelDrawn" not in tx.events
-    stored = rounds.getRound(round_id)
-    assert stored["status"] == 1 and stored["panelSeedBlock"] == new_seed_block and stored["panelSize"] == 0
-    with reverts("TooEarly", new_seed_block):
-        rounds.drawEvaluators(round_id)
-    mine_past(chain, new_seed_block)
-    tx = rounds.drawEvaluators(round_id)
-    drawn = tx.events["PanelDrawn"]
-    assert drawn["id"] == round_id and list(drawn["members"]) == list(rounds.panelOf(round_id)[0])
-    assert rounds.getRound(round_id)["status"] == 3
 
 
 def test_evaluator_commit_and_reveal_events_and_windows(rounds, trainers, evaluators, open_round, train, chain):

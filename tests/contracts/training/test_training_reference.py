@@ -1,18 +1,18 @@
-"""TrainingRounds against its Python reference, workers.protocol.rounds, through real rounds on a chain: the
-cross-implementation test of the judging rules and TrainingRounds' property test.
-
-Hypothesis draws the round's parameters, 2..16 trainers (some silent: committed, never revealed; some
-outliers), an evaluator pool with random bonds (1 wei upward), and per evaluator a behaviour (reveal, commit
-only, no commit) and a kind (honest: the delta's fingerprint within a few units; liar: anywhere in int32, the
-extremes included; lazy: one constant fingerprint). Fingerprints come from a seeded generator (thousands of
-int32 per round would overflow hypothesis's buffer): clusters around a centre that can sit at either int32
-extreme, outliers far away or at the extremes. Each round runs through the contract (open, commit and reveal
-deltas, draw the panel, commit and reveal fingerprints, finalize, settle every trainer and evaluator seat) and
-every result must equal the reference's: the panel (workers.protocol.sortition), the status, each delta's
-distance and verdict (`DeltaJudged`), the accepted mask, the best delta (the CID of the registered version),
-the coherent evaluators and their weight, the payouts, each trainer's payout or slash and each seat's reward
-or penalty, and where every token went. Results are read from views, balances and the events that keep
-their names (`RoundFinalized`, `DeltaJudged`).
+"""TrainingRounds against its Python reference, workers.protocol.rounds, through real rounds on a chain: the cross-
+implementation test of the judging rules and TrainingRounds' property test. Hypothesis draws the round's
+parameters, 2..16 trainers (some silent: committed, never revealed; some outliers), an evaluator pool with random
+bonds (1 wei upward), and per evaluator a behaviour (reveal, commit only, no commit) and a kind (honest: the
+delta's fingerprint within a few units; liar: anywhere in int32, the extremes included; lazy: one constant
+fingerprint). Fingerprints come from a seeded generator (thousands of int32 per round would overflow hypothesis's
+buffer): clusters around a centre that can sit at either int32 extreme, outliers far away or at the extremes. Each
+round runs through the contract (open, commit and reveal deltas, draw the panel, commit and reveal fingerprints,
+finalize, settle every trainer and evaluator seat) and every result must equal the reference's: what the draw does
+(`draw_outcome`: some rounds are drawn only in the last block that reads the seed block's hash, or one block
+later, when the round expires undrawn), the panel (workers.protocol.sortition), the status, each delta's distance
+and verdict (`DeltaJudged`), the accepted mask, the best delta (the CID of the registered version), the coherent
+evaluators and their weight, the payouts, each trainer's payout or slash and each seat's reward or penalty, and
+where every token went. Results are read from views, balances and the events that keep their names
+(`RoundFinalized`, `DeltaJudged`).
 
 The tolerances are sometimes set, just before `finalize` (they apply to it), to a distance the reference
 computed, plus -1, 0 or +1: a random tolerance would rarely land on the boundary. In the same governance call
@@ -45,12 +45,14 @@ from workers.protocol import constants
 from workers.protocol.constants import INT32_MAX, INT32_MIN, MAX_EVALUATORS, K
 from workers.protocol.rounds import (
     aggregate,
+    draw_outcome,
     evaluator_settlement,
     fingerprint_distance,
     judge,
     reference_of,
     round_payouts,
     trainer_penalty,
+    trainer_settlement,
 )
 from workers.protocol.sortition import draw_panel, panel_seed
 
@@ -135,6 +137,9 @@ def rounds_drawn(draw):
         tolerance=draw(tolerances),
         evaluator_tolerance=draw(tolerances),
         later=draw(later_terms()),
+        # Blocks after the seed block at which the panel is drawn: at once, in the last block that can draw,
+        # or one block too late (the round expires).
+        draw_delay=draw(st.sampled_from([1, 1, 1, constants.BLOCKHASH_HORIZON, constants.BLOCKHASH_HORIZON + 1])),
     )
 
 
@@ -256,12 +261,21 @@ def test_training_rounds_match_the_reference(
         bond, penalty = params["trainerBond"], trainer_penalty(params["trainerBond"], params["outlierSlashBps"])
 
         seated, revealed, expected = [], [], None
-        if len(revealing) < params["minAccepted"]:  # too few deltas to ever succeed: no panel is drawn
+        seed_block = rounds.getRound(round_id)["panelSeedBlock"]
+        if chain.height < seed_block + drawn["draw_delay"] - 1:  # the draw lands in block seed + draw_delay
+            chain.mine(seed_block + drawn["draw_delay"] - 1 - chain.height)
+        outcome = draw_outcome(
+            delta_count=len(revealing),
+            min_accepted=params["minAccepted"],
+            seed_block=seed_block,
+            block=chain.height + 1,
+        )
+        if outcome != "drawn":  # too few deltas to ever succeed, or the seed block's hash is out of reach
             rounds.setParams(round_params(**{**params, **drawn["later"]}), {"from": gov})
-            rounds.drawEvaluators(round_id, {"from": keeper})
+            tx = rounds.drawEvaluators(round_id, {"from": keeper})
+            assert "PanelDrawn" not in tx.events and tx.events["RoundFinalized"]["status"] == STATUS["Failed"]
             status, paid = "Failed", None
         else:
-            seed_block = rounds.getRound(round_id)["panelSeedBlock"]
             seed = panel_seed(web3.eth.get_block(seed_block)["hash"], round_id, rounds.address)
             expected_panel = draw_panel(
                 seed, tree_order, bonds, None, MAX_EVALUATORS, constants.DRAWS_PER_SEAT * MAX_EVALUATORS
@@ -352,20 +366,27 @@ def test_training_rounds_match_the_reference(
 
         # Trainers: accepted ones claim bond and reward; outliers and silent ones were slashed by finalize
         # (to the round's pot, or in a failed round to the treasury); in a failed round revealers claim the bond.
+        # A round expired undrawn settled every trainer at the draw, as silent.
         failed_slashes, trainer_rewards = 0, 0
         for trainer in crew:
             delta = revealing.index(trainer) if trainer in revealing else None
-            accepted = paid is not None and delta is not None and expected.accepted_mask >> delta & 1
-            claims = accepted or (paid is None and delta is not None)
-            slashed = 0 if claims else penalty
-            if paid is None and not claims:
-                failed_slashes += penalty
+            accepted = paid is not None and delta is not None and bool(expected.accepted_mask >> delta & 1)
+            reward, slashed = trainer_settlement(
+                revealed=delta is not None,
+                finalized=paid is not None,
+                accepted=accepted,
+                trainer_penalty_=penalty,
+                reward_per_trainer=paid.reward_per_trainer if paid else 0,
+                expired=outcome == "expired",
+            )
+            claims = outcome != "expired" and (accepted or (paid is None and delta is not None))
+            if paid is None:
+                failed_slashes += slashed
             assert registry.stakeOf(trainer, TRAINER) == stakes[trainer] - slashed
             assert registry.lockedOf(trainer, TRAINER) == (bond if claims else 0)
             if claims:
                 balance = token.balanceOf(trainer)
                 rounds.claimTrainer(round_id, {"from": trainer})
-                reward = paid.reward_per_trainer if accepted else 0
                 assert token.balanceOf(trainer) == balance + reward
                 assert registry.lockedOf(trainer, TRAINER) == 0
                 trainer_rewards += reward

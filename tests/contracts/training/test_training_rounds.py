@@ -15,8 +15,8 @@ from tests.contracts.training.conftest import (
     salt,
     seated_evaluators,
 )
-from workers.protocol.constants import MAX_EVALUATORS
-from workers.protocol.rounds import round_payouts
+from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_EVALUATORS
+from workers.protocol.rounds import draw_outcome, round_payouts, trainer_settlement
 
 FINALIZED, FAILED = 4, 5
 
@@ -201,6 +201,58 @@ def test_too_few_deltas_fail_the_round_and_release_bonds(rounds, registry, train
     open_round()
 
 
+@pytest.mark.parametrize("late", [BLOCKHASH_HORIZON, BLOCKHASH_HORIZON + 1])
+def test_an_undrawn_panel_expires_the_round_settling_every_trainer_as_silent(
+    late, rounds, registry, token, treasury, trainers, open_round, train, chain, gov
+):
+    """The draw `late` blocks after the seed block: the last block whose hash `blockhash` reads is seed + 256,
+    which still draws; one block later there is no fresh seed (a trainer who computed the panel could skip it by
+    waiting): the round fails and every trainer, revealed or silent, loses the round's `trainerPenalty` to the
+    treasury, what a silent trainer loses, the rest of its bond unlocked at once, nothing left to claim."""
+    rounds.setParams(round_params(outlierSlashBps=2_500), {"from": gov})
+    round_id = open_round()
+    crew = trainers[:4]
+    train(round_id, {t: delta_cid(f"late{i}") for i, t in enumerate(crew)}, silent=crew[3:])
+    stored = rounds.getRound(round_id)
+    seed_block, penalty = stored["panelSeedBlock"], stored["trainerPenalty"]
+    assert penalty == TRAINER_BOND // 4
+    chain.mine(seed_block + late - 1 - chain.height)  # the draw lands in block seed + late
+    treasury_before = token.balanceOf(treasury)
+    stakes = {t: registry.stakeOf(t, TRAINER) for t in crew}
+    tx = rounds.drawEvaluators(round_id)
+    assert tx.block_number == seed_block + late
+    outcome = draw_outcome(
+        delta_count=3, min_accepted=ROUND_PARAMS["minAccepted"], seed_block=seed_block, block=tx.block_number
+    )
+    if outcome == "drawn":
+        assert late == BLOCKHASH_HORIZON and "PanelDrawn" in tx.events and "RoundFinalized" not in tx.events
+        assert rounds.getRound(round_id)["status"] == 3
+        return
+    assert outcome == "expired" and late == BLOCKHASH_HORIZON + 1
+    assert "PanelDrawn" not in tx.events
+    event = tx.events["RoundFinalized"]
+    assert (event["round"], event["status"], event["acceptedMask"], event["newVersion"]) == (round_id, FAILED, 0, 0)
+    stored = rounds.getRound(round_id)
+    assert stored["status"] == FAILED and stored["panelSize"] == 0
+    for slot, trainer in enumerate(crew):
+        _, lost = trainer_settlement(
+            revealed=slot < 3,
+            finalized=False,
+            accepted=False,
+            trainer_penalty_=penalty,
+            reward_per_trainer=0,
+            expired=True,
+        )
+        assert lost == penalty
+        assert registry.stakeOf(trainer, TRAINER) == stakes[trainer] - lost
+        assert registry.lockedOf(trainer, TRAINER) == 0
+        assert stored["paidTrainerMask"] >> slot & 1
+        with reverts("AlreadySettled"):  # expiry released the bond: a claim must not unlock it again
+            rounds.claimTrainer(round_id, {"from": trainer})
+    assert token.balanceOf(treasury) == treasury_before + len(crew) * penalty
+    open_round()  # the next round can open
+
+
 def test_too_few_accepted_fail_the_round(rounds, registry, trainers, evaluators, open_round, train, evaluate):
     round_id = open_round()
     crew = trainers[:3]
@@ -295,6 +347,8 @@ def test_params_are_validated(deploy_rounds, rounds, gov, outsider):
         deploy_rounds(round_params(minAccepted=0))
     with reverts("InvalidParams"):
         deploy_rounds(round_params(maxBatch=33))
+    with reverts("InvalidParams"):  # the seed block would hold the trainers' last reveals: its proposer picks it
+        rounds.setParams(round_params(seedDelay=0), {"from": gov})
     with reverts("AccessControlUnauthorizedAccount"):
         rounds.setParams(round_params(), {"from": outsider})
     rounds.setParams(round_params(tolerance=1), {"from": gov})

@@ -15,11 +15,11 @@ from workers.protocol.consensus import (
     payouts,
     score_distance,
     seat_settlement,
-    seed_expired,
     tally,
     trunc_div,
 )
 from workers.protocol.constants import BLOCKHASH_HORIZON, BPS, CRITERIA, MAX_SCORE
+from workers.protocol.sortition import seed_expired
 
 WEIGHTS = (3_000, 2_000, 2_000, 2_000, 1_000)
 RULES = dict(quorum_bps=5_000, tolerance_l1=50, criteria_weights=WEIGHTS, threshold=5_000)

@@ -12,6 +12,7 @@ from workers.protocol.constants import INT32_MAX, INT32_MIN, K
 from workers.protocol.rounds import (
     aggregate,
     check_fingerprint,
+    draw_outcome,
     evaluator_settlement,
     fingerprint_distance,
     judge,
@@ -115,6 +116,22 @@ def test_trainer_settlement():
     assert trainer_settlement(revealed=False, finalized=True, accepted=False, **rule) == (0, 700)  # silent
     assert trainer_settlement(revealed=True, finalized=False, accepted=False, **rule) == (0, 0)  # failed round
     assert trainer_settlement(revealed=False, finalized=False, accepted=False, **rule) == (0, 700)
+    # A round whose panel expired undrawn settles every trainer as silent, revealed or not.
+    assert trainer_settlement(revealed=True, finalized=False, accepted=False, expired=True, **rule) == (0, 700)
+    assert trainer_settlement(revealed=False, finalized=False, accepted=False, expired=True, **rule) == (0, 700)
+
+
+def test_draw_outcome():
+    """Seed block 100: blocks 101..356 can draw from its hash, 357 on cannot; too few deltas fail first."""
+    rule = dict(min_accepted=2, seed_block=100)
+    assert draw_outcome(delta_count=2, block=101, **rule) == "drawn"
+    assert draw_outcome(delta_count=2, block=356, **rule) == "drawn"
+    assert draw_outcome(delta_count=2, block=357, **rule) == "expired"
+    assert draw_outcome(delta_count=16, block=10_000, **rule) == "expired"
+    assert draw_outcome(delta_count=1, block=101, **rule) == "failed"
+    assert draw_outcome(delta_count=1, block=357, **rule) == "failed"  # bonds back: no panel could judge it
+    with pytest.raises(ValueError, match="not mined"):
+        draw_outcome(delta_count=2, block=100, **rule)
 
 
 def test_exactly_half_of_the_deltas_cannot_set_the_reference():

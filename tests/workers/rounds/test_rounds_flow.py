@@ -16,6 +16,8 @@ from workers import cli
 from workers.chain import ChainClient, InvalidRequest, LocalSigner
 from workers.chain.salts import SaltNotFound, SaltStore
 from workers.ml.spec import TrainingSpec
+from workers.protocol.constants import BLOCKHASH_HORIZON
+from workers.protocol.rounds import draw_outcome
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
 from workers.rounds.steps import (
@@ -382,3 +384,100 @@ def test_round_open_command_publishes_the_spec_then_opens(net, capsys, monkeypat
     assert cli.main(["round", "open", "--spec", str(spec_file), "--rpc", net.url]) == 1
     assert f"round #{round_id} is still running" in capsys.readouterr().err
     assert opener.w3.eth.get_transaction_count(opener.address) == before
+
+
+#: StakeRegistry.Role.TRAINER
+TRAINER = 2
+
+
+def trainer_stake(trainer: TrainingRoundsClient) -> tuple[int, int]:
+    """(staked, locked) TRAINER wei of the trainer's account."""
+    registry, address = trainer.registry.functions, trainer.chain.address
+    return registry.stakeOf(address, TRAINER).call(), registry.lockedOf(address, TRAINER).call()
+
+
+def trained_round(net, opener: TrainingRoundsClient, specs, store, names: list[str], revealing: int):
+    """Ends any round left running, opens one (through `opener`), and has a new trainer per name commit its delta
+    through its step and the first `revealing` of them reveal; returns (round id, trainers, their jobs)."""
+    net.end_current_round()
+    net.accept_datasets(1)
+    round_id = opener.open_round(SPEC.spec_hash()).round_id
+    trainers = [net.trainer() for _ in names]
+    jobs = [Jobs(name, store=store) for name in names]
+    for trainer, job in zip(trainers, jobs, strict=True):
+        assert trainer_once(trainer, round_id, job, specs, store).action == "committed"
+    net.mine_to(opener.round(round_id).train_commit_deadline + 1)
+    for trainer, job in zip(trainers[:revealing], jobs[:revealing], strict=True):
+        assert trainer_once(trainer, round_id, job, specs, store).action == "revealed"
+    return round_id, trainers, jobs
+
+
+def test_a_trainer_draws_the_panel_when_no_keeper_does(net, specs, store):
+    """No keeper runs: once the seed block is mined, the trainers' own steps draw the panel, since a round nobody
+    draws for 256 blocks costs every trainer its penalty. The first draws; the next finds it drawn, sends nothing."""
+    opener = net.rounds()  # opens the round, and no keeper step runs
+    round_id, trainers, jobs = trained_round(net, opener, specs, store, ["fallback 0", "fallback 1"], revealing=2)
+    state = opener.round(round_id)
+    net.mine_to(state.train_reveal_deadline + 1)
+    waiting = trainer_once(trainers[0], round_id, jobs[0], specs, store)
+    assert waiting.action == "waiting" and waiting.wake_at_block == state.panel_seed_block + 1, waiting
+    net.mine_to(state.panel_seed_block + 1)
+    drawn = trainer_once(trainers[0], round_id, jobs[0], specs, store)
+    assert drawn.role == "trainer" and drawn.action == "drawn", drawn
+    assert opener.round(round_id).status == "Evaluating"
+    assert drawn.data["panel"] == [member for member, _ in opener.panel(round_id)]
+    before = nonce(trainers[1])
+    assert trainer_once(trainers[1], round_id, jobs[1], specs, store).action == "waiting"
+    assert nonce(trainers[1]) == before
+    net.end_current_round()
+
+
+def test_a_panel_nobody_draws_in_time_expires_the_round(net, specs, store):
+    """Nobody draws until the seed block is 257 blocks old: the draw (here a trainer's late step) fails the round
+    instead of reseeding it, and every trainer, revealed or silent, loses the round's penalty (the rest of its bond
+    is unlocked); nothing is left to claim."""
+    keeper = net.rounds()
+    round_id, trainers, jobs = trained_round(net, keeper, specs, store, ["late 0", "late 1", "late 2"], revealing=2)
+    state = keeper.round(round_id)  # the third trainer stays silent
+    seed_block = state.panel_seed_block
+    # Seen from a block, a draw lands in the next one: the last block that reads the seed block's hash is seed + 256.
+    assert state.phase(seed_block + BLOCKHASH_HORIZON - 1) == "panel ready to draw"
+    assert state.phase(seed_block + BLOCKHASH_HORIZON) == "panel seed expired"
+    net.mine_to(seed_block + BLOCKHASH_HORIZON)
+    before = [trainer_stake(trainer) for trainer in trainers]
+    penalty = state.trainer_penalty
+    assert before[0][1] == state.trainer_bond and 0 < penalty
+
+    expired = trainer_once(trainers[2], round_id, jobs[2], specs, store)
+    assert expired.action == "expired" and expired.data["trainer_penalty"] == penalty, expired
+    after = keeper.round(round_id)
+    assert after.status == "Failed" and after.panel_size == 0
+    assert draw_outcome(delta_count=2, min_accepted=2, seed_block=seed_block, block=net.block()) == "expired"
+    for trainer, (staked, locked) in zip(trainers, before, strict=True):
+        assert trainer_stake(trainer) == (staked - penalty, locked - state.trainer_bond)
+        done = trainer_once(trainer, round_id, Jobs(), specs, store)
+        assert done.action == "done" and "settled" in done.detail, done
+    assert keeper.status(round_id).phase == "failed"
+
+
+def test_round_draw_command_reports_an_expired_round(net, capsys, monkeypatch):
+    net.end_current_round()
+    net.accept_datasets(1)
+    keeper = net.rounds()
+    round_id = keeper.open_round(SPEC.spec_hash()).round_id
+    trainers = [net.trainer() for _ in range(2)]
+    for i, trainer in enumerate(trainers):
+        trainer.commit_delta(round_id, delta(f"cli late {i}"))
+    state = keeper.round(round_id)
+    net.mine_to(state.train_commit_deadline + 1)
+    for trainer in trainers:
+        trainer.reveal_delta(round_id)
+    net.mine_to(state.panel_seed_block + BLOCKHASH_HORIZON)
+    drawer = net.account()
+    monkeypatch.setenv("DEEPSHARD_DEPLOYMENTS_DIR", str(net.deployments))
+    monkeypatch.setenv("DEEPSHARD_PRIVATE_KEY", net.keys[drawer.address])
+    capsys.readouterr()
+    assert cli.main(["round", "draw", str(round_id), "--rpc", net.url]) == 0
+    out = capsys.readouterr().out
+    assert f"round {round_id} failed: its seed block {state.panel_seed_block} is more than 256 blocks old" in out
+    assert keeper.round(round_id).status == "Failed"
