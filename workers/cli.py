@@ -12,6 +12,7 @@
     deepshard weights price VERSION                      a version's price in DSH and its value snapshot
     deepshard weights buy VERSION --max-price DSH        buy a version's key, rebuilt from k custodians' shares
     deepshard weights deliver                            a custodian: deliver its key shares to open purchases
+    deepshard weights settle PURCHASE                    refund the buyer or pay the custodians, after the window
     deepshard weights fetch VERSION -o DIR ...           assemble a bought version from its shards
     deepshard round status [ID] | open | draw | finalize | claim | join-pool   training rounds
     deepshard worker --role ROLE [--account KEYSTORE]    a Celery worker for one role

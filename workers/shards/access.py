@@ -114,12 +114,15 @@ class RecoveredKey:
 @dataclass(frozen=True)
 class Settlement:
     """A settled purchase (`WeightAccess.settle`, its `Settled` event): how many custodians delivered, whether
-    the buyer was refunded (fewer than k), and the fee split in wei: burned, to the version's storage pot (paid to
-    its holders per audited epoch), to each custodian that delivered (`paid`: credited `per_custodian` each, to
-    withdraw; empty on a refund) and to the treasury. Silent custodians' slashes are in the transaction's
-    `CustodianSlashed` events."""
+    the buyer was refunded (fewer than k: the whole `price`, wei, back to `buyer`), and the fee split in wei:
+    burned, to the version's storage pot (paid to its holders per audited epoch), to each custodian that delivered
+    (`paid`: credited `per_custodian` each, to withdraw; empty on a refund) and to the treasury. `slashed`: each
+    silent custodian and the wei of STORAGE stake it lost (the transaction's `CustodianSlashed` events)."""
 
     purchase: int
+    version: int
+    buyer: str
+    price: int
     delivered: int
     refunded: bool
     burned: int
@@ -127,7 +130,33 @@ class Settlement:
     per_custodian: int
     treasury_share: int
     paid: tuple[str, ...]
+    slashed: tuple[tuple[str, int], ...]
     tx_hash: str
+
+    def lines(self) -> list[str]:
+        """Who got what, in DSH: 'purchase 4 (version 2): settled in tx 0x...', then the refund or the split, then
+        one line per slashed custodian."""
+
+        def dsh(wei: int) -> str:
+            return f"{format_dsh(wei, grouped=True)} DSH"
+
+        head = f"purchase {self.purchase} (version {self.version}): settled in tx {self.tx_hash}"
+        if self.refunded:
+            lines = [
+                head,
+                f"{self.delivered} custodians delivered, too few to rebuild the key: {dsh(self.price)} refunded to "
+                f"the buyer {self.buyer}",
+            ]
+        else:
+            lines = [
+                head,
+                f"{self.delivered} custodians delivered; of the {dsh(self.price)} paid: {dsh(self.burned)} burned, "
+                f"{dsh(self.storage_share)} to version {self.version}'s storage pot, {dsh(self.treasury_share)} to "
+                "the treasury",
+                *(f"custodian {c}: {dsh(self.per_custodian)} credited (to withdraw)" for c in self.paid),
+            ]
+        lines += [f"custodian {c}: slashed {dsh(amount)} of STORAGE stake (no delivery)" for c, amount in self.slashed]
+        return lines
 
 
 @dataclass(frozen=True)
@@ -209,13 +238,15 @@ class WeightAccessClient:
             raise InvalidRequest(f"the Purchased event of purchase {purchase_id} is not in the node's logs")
         return _purchase_from(found[0].args, record, found[0].block, found[0].tx_hash)
 
-    def purchases(self, version: int, start: int, end: int) -> list[Purchase]:
-        """The purchases of `version` bought in blocks [start, end], oldest first, each with its current record."""
+    def purchases(self, version: int | None, start: int, end: int) -> list[Purchase]:
+        """The purchases of `version` (None: of every version) bought in blocks [start, end], oldest first, each
+        with its current record."""
+        only = None if version is None else {"version": int(version)}
         return [
             _purchase_from(
                 log.args, struct_of(self.contract, "getPurchase", int(log.args["purchase"])), log.block, log.tx_hash
             )
-            for log in event_logs(self.contract, "Purchased", {"version": int(version)}, start, end)
+            for log in event_logs(self.contract, "Purchased", only, start, end)
         ]
 
     # ------------------------------------------------------------ the buyer
@@ -286,8 +317,8 @@ class WeightAccessClient:
         """Settles `purchase` (as `buy` or `purchase` returned it; anyone may settle, once every custodian delivered
         or its window is over): silent custodians are slashed, then the fee is split or the buyer refunded.
         Idempotent: a purchase already settled (by anyone, even after `purchase` was read or between this call's
-        checks and its transaction) is read back from its `Settled` event. Raises InvalidRequest with the
-        contract's reason (`DeliveryOpen`) before anything is sent."""
+        checks and its transaction) is read back from its `Settled` event. Raises InvalidRequest before anything is
+        sent when the contract refuses: while deliveries are open, naming the block settling opens at."""
         purchase_id = purchase.id
         if not purchase.settled:
             call = self.contract.functions.settle(purchase_id)
@@ -295,20 +326,33 @@ class WeightAccessClient:
                 call.call({"from": to_checksum_address(self.chain.address)})
             except (ContractLogicError, Web3RPCError) as exc:
                 reason = decode_revert(revert_data_from_exception(exc)) or str(exc)
-                if not self._settled(purchase_id):
+                if not self.is_settled(purchase_id):
+                    if reason.startswith("DeliveryOpen"):
+                        # The call runs at the latest block: settling opens once a block past deliverBy is mined.
+                        raise InvalidRequest(
+                            f"purchase {purchase_id} cannot be settled yet: its custodians may deliver until block "
+                            f"{purchase.deliver_by}; anyone may settle it once block {purchase.deliver_by + 1} is "
+                            f"mined (the latest is {self.latest_block()})"
+                        ) from None
                     raise InvalidRequest(f"purchase {purchase_id} cannot be settled now: {reason}") from None
             else:
-                raced(lambda: self.chain.transact(call), lambda: self._settled(purchase_id))
+                raced(lambda: self.chain.transact(call), lambda: self.is_settled(purchase_id))
         found = event_logs(
             self.contract, "Settled", {"purchase": int(purchase_id)}, purchase.block, self.latest_block(), first=True
         )
         if not found:
             raise InvalidRequest(f"the Settled event of purchase {purchase_id} is not in the node's logs")
         args = found[0].args
-        mask = int(self.contract.functions.deliveredMask(int(purchase_id)).call())
         custodians = self.custody(purchase.version).custodians
+        mask = self.delivered_mask(purchase_id)
+        slashed = event_logs(
+            self.contract, "CustodianSlashed", {"purchase": purchase_id}, found[0].block, found[0].block
+        )
         return Settlement(
             int(purchase_id),
+            purchase.version,
+            purchase.buyer,
+            purchase.price,
             int(args["delivered"]),
             bool(args["refunded"]),
             int(args["burned"]),
@@ -316,10 +360,16 @@ class WeightAccessClient:
             int(args["perCustodian"]),
             int(args["treasuryShare"]),
             () if args["refunded"] else tuple(c for i, c in enumerate(custodians) if mask >> i & 1),
+            tuple((to_checksum_address(log.args["custodian"]), int(log.args["amount"])) for log in slashed),
             found[0].tx_hash,
         )
 
-    def _settled(self, purchase_id: int) -> bool:
+    def delivered_mask(self, purchase_id: int) -> int:
+        """Bit i set: custodian i delivered to `purchase_id` (`deliveredMask`; the contract counts a delivery, it
+        cannot check the share)."""
+        return int(self.contract.functions.deliveredMask(int(purchase_id)).call())
+
+    def is_settled(self, purchase_id: int) -> bool:
         """Whether `purchase_id` is settled now: its record's flag alone (the rest of a `Purchase` cannot change)."""
         return bool(struct_of(self.contract, "getPurchase", purchase_id)["settled"])
 
@@ -375,14 +425,15 @@ class WeightAccessClient:
             over = latest >= purchase.deliver_by
             if over or (timeout is not None and time.monotonic() - started >= timeout):
                 when = (
-                    f"the delivery window closed at block {purchase.deliver_by}"
+                    f"when the delivery window closed at block {purchase.deliver_by}"
                     if over
                     else f"after waiting {timeout:g} s (deliveries are open until block {purchase.deliver_by})"
                 )
                 detail = "".join(f"; {fault}" for fault in faults)
+                shares = "1 verified key share" if len(good) == 1 else f"{len(good)} verified key shares"
                 raise KeyRejected(
-                    f"purchase {purchase.id}: {len(good)} verified key shares of the {custody.threshold} needed "
-                    f"{when}, so the key cannot be rebuilt{detail}"
+                    f"purchase {purchase.id}: {shares} of the {custody.threshold} needed {when}, so the key cannot "
+                    f"be rebuilt{detail}"
                 )
             time.sleep(poll_interval)
 
@@ -530,7 +581,7 @@ def _deliver_one(access: WeightAccessClient, purchase: Purchase, index: int, sha
         return DeliveryStep(purchase.id, purchase.version, index, action, tx)
 
     def delivered() -> bool:
-        return bool(int(access.contract.functions.deliveredMask(purchase.id).call()) >> index & 1)
+        return bool(access.delivered_mask(purchase.id) >> index & 1)
 
     if purchase.settled:
         return step("settled")

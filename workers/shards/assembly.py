@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from workers.chain import registry
@@ -169,6 +170,7 @@ def assemble(
     target = Path(target)
     if target.exists():
         raise ShardError(f"{target} already exists; assemble writes a new folder")
+    check_creatable(target)  # before the downloads, not after them
     result = Assembly(folder=target, weights_hash=weights_hash)
     state: dict[str, torch.Tensor] = {}
     for entry in manifest.shards:
@@ -251,11 +253,31 @@ def assemble_version(
     return assemble(manifest, version_key, replicas, target, weights_hash=weights_hash, record=record, public=store)
 
 
+def check_creatable(target: Path) -> None:
+    """Raises ShardError unless a folder can be made at `target` (missing parents included): a probe folder is
+    made and removed in its nearest existing ancestor, which must be a writable folder. Nothing is left behind."""
+    ancestor = target.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ShardError(f"cannot create {target}: {ancestor} is not a folder")
+    probe = ancestor / f".deepshard-probe-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise ShardError(f"cannot create {target}: {exc.strerror} (in {ancestor})") from None
+
+
 def _write_folder(target: Path, state: dict[str, torch.Tensor], files: Mapping[str, bytes]) -> None:
-    """Write into a staging folder beside `target`, then rename it: `target` appears whole or not at all."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write into a staging folder beside `target`, then rename it: `target` appears whole or not at all. An OS
+    error (disk full, permissions changed meanwhile) is a ShardError naming `target`; the staging folder goes."""
     staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    staging.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ShardError(f"cannot create {target}: {exc.strerror}") from None
     try:
         # Aliases (tied weights) are left out, as transformers' save_pretrained does; loading ties them again.
         save_file(state, staging / WEIGHTS_FILE, metadata={"format": "pt"})
@@ -265,6 +287,9 @@ def _write_folder(target: Path, state: dict[str, torch.Tensor], files: Mapping[s
         if target.exists():
             raise ShardError(f"{target} appeared while assembling; assemble writes a new folder")
         os.rename(staging, target)
+    except (OSError, SafetensorError) as exc:  # safetensors reports its own write's OS error as SafetensorError
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ShardError(f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -4,6 +4,7 @@
     deepshard weights buy VERSION --max-price DSH [--deadline-blocks N] [--key-out FILE] [--buyer-key FILE]
                                   [--timeout S] [--purchase ID]
     deepshard weights deliver [--custody-dir DIR]            a custodian: deliver kept shares to open purchases
+    deepshard weights settle PURCHASE                        anyone, after the delivery window: refund or pay out
     deepshard weights fetch VERSION -o DIR (--key-file FILE | --buyer-key FILE --share FILE...) [--rpc URL]
     deepshard weights publish VERSION --weights DIR --custodians FILE --threshold K [--key-dir DIR]
                                   [--handover-dir DIR] [--layers-per-shard N]   the publisher's step (and repairs)
@@ -22,8 +23,17 @@ where `deliver` finds it.
 buyer.key), buys through `WeightAccess.buy` (a price above --max-price is refused by the contract before anything
 is sent), waits for k key shares that open and match their on-chain commitments, rebuilds the key, checks it
 against the on-chain key hash and writes it to --key-out (default version-<VERSION>.key), the file `fetch
---key-file` takes. `--purchase ID` collects the shares of an earlier purchase instead of buying again. The signing
-key comes from the environment like every command's (workers.chain.accounts); amounts print in DSH.
+--key-file` takes. `--purchase ID` collects the shares of an earlier purchase instead of buying again. Once the
+delivery window is over with fewer than k verified shares, `buy` settles the purchase itself when the contract
+counts fewer than k deliveries: `WeightAccess.settle` is open to anyone after the window and the refund is then
+the only outcome left, so the buyer gets the escrow back without a second command (with k or more deliveries
+that do not verify the contract would pay the custodians instead: `buy` says so and settles nothing). The
+signing key comes from the environment like every command's (workers.chain.accounts); amounts print in DSH.
+
+`settle` settles a purchase once its delivery window is over (or every custodian delivered): silent custodians
+are slashed, then the buyer is refunded (fewer than k deliveries) or the fee is split (burned, the version's
+storage pot, each custodian that delivered, the treasury). Anyone may send it; it prints who got what, and for a
+purchase settled already, who got what then.
 
 `fetch` reads VERSION's shard manifest and weights hash from what its publisher recorded in the ModelRegistry,
 checks the key against the key hash WeightAccess publishes, fetches every shard from any holder, verifies, decrypts
@@ -44,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workers.chain.endpoint import add_rpc_option
+from workers.safejson import JsonRejected
 from workers.storage import StorageError, open_store
 
 from .crypto import KEY_BYTES, SEALED_SHARE_BYTES, X25519_KEY_BYTES, combine_shares, open_share
@@ -51,6 +62,7 @@ from .errors import KeyRejected, ShardError
 from .keyfiles import buyer_key_pair, data_dir, read_hex_secret, read_limited
 
 if TYPE_CHECKING:  # the publisher imports torch (layout): loaded only by `publish` and `receive`
+    from .access import Purchase, WeightAccessClient
     from .publisher import CustodianKey
 
 HELP = "a version's weights: price, buy its key, deliver key shares, fetch and assemble"
@@ -59,7 +71,7 @@ DEFAULT_DEADLINE_BLOCKS = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the `price`, `buy`, `deliver` and `fetch` actions to the `weights` parser."""
+    """Adds the `weights` actions (module docstring) to the `weights` parser."""
     actions = parser.add_subparsers(dest="weights_action", metavar="ACTION", required=True)
     price = actions.add_parser(
         "price",
@@ -101,6 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_rpc_option(deliver)
     deliver.set_defaults(weights_handler=_deliver)
+    settle = actions.add_parser(
+        "settle",
+        help="settle a purchase after its delivery window: refund the buyer or pay the custodians",
+        description="Settle PURCHASE (anyone may, once its delivery window is over) and print who got what: the "
+        "buyer's refund or the fee split, the custodians slashed; for a purchase settled already, the same.",
+    )
+    settle.add_argument("purchase", metavar="PURCHASE", type=int, help="the purchase id `buy` printed")
+    add_rpc_option(settle)
+    settle.set_defaults(weights_handler=_settle)
     fetch = actions.add_parser(
         "fetch",
         help="assemble a bought version into a folder `deepshard serve --weights` serves",
@@ -156,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs the chosen action; expected failures print `error: ...` on stderr and return 1."""
     try:
         return args.weights_handler(args)
-    except (ShardError, StorageError) as exc:
+    # JsonRejected: any JSON file a command reads (a hand-over, a version description); its message names it.
+    except (ShardError, StorageError, JsonRejected) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -252,7 +274,7 @@ def _buy(args: argparse.Namespace) -> int:
         recovered = access.collect_key(purchase, private, timeout=args.timeout)
     except KeyRejected as exc:
         if access.latest_block() >= purchase.deliver_by:
-            raise
+            raise KeyRejected(f"{exc}; {_settle_after_window(access, purchase, threshold)}") from None
         raise KeyRejected(
             f"{exc}; collect them later with `deepshard weights buy {args.version} --purchase {purchase.id}`"
         ) from None
@@ -262,6 +284,41 @@ def _buy(args: argparse.Namespace) -> int:
     shares = ", ".join(str(i) for i in recovered.indices)
     print(f"key rebuilt from the shares of custodians {shares}; keccak256 matches the on-chain key hash")
     print(f"wrote {key_out} (deepshard weights fetch {args.version} --key-file {key_out} -o DIR)")
+    return 0
+
+
+def _settle_after_window(access: WeightAccessClient, purchase: Purchase, threshold: int) -> str:
+    """What became of a purchase whose window closed without k verified shares: settled for the refund when the
+    contract counts fewer than k deliveries (anyone may settle now, and nothing else can happen to it), else why
+    settling refunds nothing."""
+    from ..chain import ChainError, format_dsh
+
+    delivered = access.delivered_mask(purchase.id).bit_count()
+    if delivered >= threshold:
+        return (
+            f"the contract counts {delivered} deliveries, at least the {threshold} it needs, so settling pays the "
+            "custodians and refunds nothing"
+        )
+    price = f"{format_dsh(purchase.price, grouped=True)} DSH"
+    try:
+        settlement = access.settle(purchase)
+    except ChainError as exc:
+        return f"`deepshard weights settle {purchase.id}` refunds the {price} escrowed ({exc})"
+    # Fewer than k deliveries, none possible any more: the settlement is the refund.
+    return f"settled in tx {settlement.tx_hash}: the {price} escrowed was refunded to {settlement.buyer}"
+
+
+def _settle(args: argparse.Namespace) -> int:
+    from .access import WeightAccessClient
+
+    access = WeightAccessClient(_chain(args, with_signer=True))
+    purchase = access.purchase(args.purchase)
+    settlement = access.settle(purchase)
+    lines = settlement.lines()
+    if purchase.settled:
+        lines[0] = f"{lines[0]} (settled already)"
+    for line in lines:
+        print(line)
     return 0
 
 

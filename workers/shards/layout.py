@@ -140,20 +140,38 @@ def loader_files(folder: str | Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir()) if PUBLIC_FILE.fullmatch(path.name)}
 
 
+#: The weights files of a saved model folder `shard_version` reads (a single file, or an index of several).
+SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
 def shard_version(
     source: torch.nn.Module | str | Path, tokenizer=None, *, layers_per_shard: int = DEFAULT_LAYERS_PER_SHARD
 ) -> ShardedVersion:
     """Cut a version into shards, with its loader files.
 
     `source`: a transformers model (with its `tokenizer`), or a saved model folder (loaded in fp32, the precision
-    of the registry's weights hash, with its config and tokenizer files). Raises ShardError as `shard_state_dict`.
+    of the registry's weights hash, with its config and tokenizer files). A folder's weights are read from
+    safetensors only: a pickle checkpoint (pytorch_model.bin) runs code when loaded, so a folder without
+    safetensors weights is refused. Raises ShardError as `shard_state_dict`, and naming the folder when it holds
+    no safetensors weights or does not load.
     """
     with tempfile.TemporaryDirectory(prefix="deepshard-shard-") as scratch:
         if isinstance(source, (str, Path)):
             from transformers import AutoModelForCausalLM
 
             folder = Path(source)
-            model: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+            if not any((folder / name).is_file() for name in SAFETENSORS_WEIGHTS):
+                raise ShardError(
+                    f"{folder} holds no safetensors weights ({' or '.join(SAFETENSORS_WEIGHTS)}); pickle checkpoints "
+                    "such as pytorch_model.bin are refused"
+                )
+            try:
+                model: Any = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=torch.float32, local_files_only=True, use_safetensors=True
+                )
+            except (OSError, ValueError) as exc:  # transformers' refusals: a malformed config, missing files
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ShardError(f"cannot load the model folder {folder}: {first}") from None
         else:
             model, folder = source, Path(scratch)
             model.config.save_pretrained(folder)

@@ -27,7 +27,10 @@ Each step:
 5. as a keeper (`keeper=True`, the default): `challenge(epoch)` of the newest epoch whose seed block is mined and
    in reach, if nobody did, `slashMissed` of every audit whose answer window closed unanswered, and `expire` of
    every other node's assignment left unconfirmed past `confirmWindow` (tracked until sent, so a failed `expire` is
-   sent again at the next step).
+   sent again at the next step), and `settle` of every purchase of any version (`WeightAccess`, its `Purchased`
+   events read in the same block ranges) whose delivery window is over and that nobody settled: the custodians
+   who delivered are paid and the version's storage pot funded (or the buyer refunded, the silent custodians
+   slashed) without waiting for the buyer, who may never come back.
 
 Every decision reads the chain first (a replica is confirmed only while `Assigned`, an audit answered only while
 open), so a restarted node neither confirms nor answers twice; before each transaction the account's pending ones
@@ -45,7 +48,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 from ..chain.errors import InvalidRequest, TransactionRejected, TransactionReverted
 from ..chain.module import LOG_RANGE, Log, cid_from_chain
@@ -59,6 +62,7 @@ from ..storage import (
     UnsupportedContent,
     parse_cid,
 )
+from .access import Purchase, WeightAccessClient
 from .audit import Holding, answer_challenge
 from .chain import AuditRecord, StorageClient
 from .errors import ShardError
@@ -137,6 +141,8 @@ class StorageNode:
         self.audits: dict[int, dict] = {}
         #: (version, shard, node) -> block of the assignment, of other nodes' replicas, until confirmed or expired
         self.assignments: dict[tuple[int, int, str], int] = {}
+        #: purchase id -> purchase unsettled when its `Purchased` event was read, until settled (keeper)
+        self.purchases: dict[int, Purchase] = {}
         #: (CID, root, size) whose bytes do not verify against that record (or cannot be stored under that CID):
         #: never fetched again
         self.rejected: set[tuple[str | None, bytes, int]] = set()
@@ -233,6 +239,9 @@ class StorageNode:
         # A keeper follows every assignment and audit (to expire and slash the missed ones), a holder only its own.
         mine = None if self.keeper else {"node": self.address}
         self._read_events(mine, start, end, mine, start, end)
+        if self.keeper:
+            # Settling has no deadline: purchases are read with the catch-up alone, never from the recent blocks.
+            self.purchases.update((p.id, p) for p in self.access.purchases(None, start, end) if not p.settled)
         self.cursor = end + 1
         if end < latest:
             params = self.storage.params()
@@ -471,10 +480,32 @@ class StorageNode:
 
     # ------------------------------------------------------------ keeper
 
+    @cached_property
+    def access(self) -> WeightAccessClient:
+        return WeightAccessClient(self.storage.chain)
+
     def _keep(self, latest: int) -> None:
         self._slash_missed(latest)
         self._expire(latest)
         self._challenge(latest)
+        self._settle_purchases(latest)
+
+    def _settle(self, purchase: Purchase) -> str:
+        return self.access.settle(purchase).tx_hash
+
+    def _settle_purchases(self, latest: int) -> None:
+        """`settle` every tracked purchase whose delivery window is over (forgotten once settled, by anyone)."""
+        for purchase_id, purchase in list(self.purchases.items()):
+            # Gas is estimated at the latest block, where the window must already be over (block > deliverBy).
+            if latest <= purchase.deliver_by:
+                continue
+            if self.access.is_settled(purchase_id):
+                del self.purchases[purchase_id]
+                continue
+            settled = self._send(f"settle of purchase {purchase_id}", partial(self._settle, purchase))
+            if settled:
+                del self.purchases[purchase_id]
+                self._say(f"storage {self.address}: settled purchase {purchase_id} of version {purchase.version}")
 
     def _expire(self, latest: int) -> None:
         """`expire` every other node's assignment left unconfirmed past its window (read only once it is past)."""

@@ -420,7 +420,8 @@ def _hex(value, size: int, what: str) -> bytes:
 
 
 def read_handover(path: str | os.PathLike, version: int | None = None) -> Handover:
-    """Parses a hand-over file strictly (bounded size, every field checked). ShardError naming the field."""
+    """Parses a hand-over file strictly (bounded size, every field checked). ShardError naming the field, or
+    JsonRejected naming the file when it is no JSON within the bounds."""
     data = read_limited(path, "key hand-over", MAX_HANDOVER_BYTES)
     document = parse_json(data, what=str(path), max_depth=4)
     if not isinstance(document, dict) or set(document) != {"version", "threshold", "custodians"}:

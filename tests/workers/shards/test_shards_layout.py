@@ -4,6 +4,7 @@ model in memory and from its saved folder."""
 from __future__ import annotations
 
 import pytest
+import torch
 from safetensors.torch import load
 
 from workers.shards import ShardError, ShardRejected, shard_state_dict, shard_version
@@ -50,6 +51,20 @@ def test_a_saved_folder_shards_exactly_like_the_model(tiny, sharded, tmp_path):
     from_folder = shard_version(tmp_path, layers_per_shard=1)
     assert from_folder.weights_hash == sharded.weights_hash
     assert [s.plaintext for s in from_folder.shards] == [s.plaintext for s in sharded.shards]
+
+
+def test_a_folder_without_safetensors_weights_is_refused_not_unpickled(tiny, tmp_path):
+    """A pickle checkpoint runs code when loaded: a folder holding only pytorch_model.bin is refused, whatever
+    transformers would do with it, and a folder that does not load is one ShardError naming it."""
+    tiny.model.config.save_pretrained(tmp_path)
+    torch.save(tiny.model.state_dict(), tmp_path / "pytorch_model.bin")  # the pre-safetensors checkpoint format
+    with pytest.raises(ShardError, match=r"holds no safetensors weights .*pytorch_model\.bin are refused"):
+        shard_version(tmp_path)
+    (tmp_path / "pytorch_model.bin").unlink()
+    tiny.model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": ')
+    with pytest.raises(ShardError, match=f"cannot load the model folder {tmp_path}"):
+        shard_version(tmp_path)
 
 
 def test_foreign_files_and_wrong_plaintexts_are_refused(tiny, sharded):

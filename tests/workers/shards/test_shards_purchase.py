@@ -12,6 +12,8 @@ Each test buys with a fresh account, so purchases never interfere; the key one b
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import stat
 import threading
 import time
@@ -30,15 +32,17 @@ from workers.chain.accounts import PRIVATE_KEY_ENV
 from workers.chain.deploy import GENESIS_MODEL_CID
 from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_account, dev_signer, start_anvil
-from workers.chain.module import cid_from_chain, cid_to_chain, struct_of, tx_hash
-from workers.chain.units import WEI_PER_DSH
+from workers.chain.module import cid_from_chain, cid_to_chain, event_logs, struct_of
+from workers.chain.units import WEI_PER_DSH, format_dsh
 from workers.cli import main
+from workers.protocol.access import fee_split
 from workers.protocol.access import price as reference_price
 from workers.serve.cli import load_engine
 from workers.serve.registry import VersionRefused, check_version, read_version_record
 from workers.shards import KeyRejected, buyer_keypair, seal_share
 from workers.shards.access import WeightAccessClient, deliver_shares, save_share, share_path, stored_shares
 from workers.shards.chain import StorageClient
+from workers.shards.crypto import SEALED_SHARE_BYTES
 from workers.shards.manifest import MAX_MANIFEST_BYTES
 from workers.shards.publisher import (
     CustodianKey,
@@ -55,6 +59,17 @@ ETH = 10**18
 THRESHOLD, CUSTODIANS = 3, 5
 #: Node bond (500) and a custodian bond (200) per version kept (versions 2 and 3) of STORAGE stake, the defaults.
 STAKE = 900
+#: WeightAccess.params(), in order.
+PARAMS = (
+    "basePrice",
+    "valueScale",
+    "burnBps",
+    "storageBps",
+    "custodianBps",
+    "deliveryWindow",
+    "custodianBond",
+    "custodianSlash",
+)
 
 
 def fresh_account(treasury: ChainClient, dsh: int) -> tuple[ChainClient, str]:
@@ -202,10 +217,32 @@ def test_buy_waits_for_the_custodians_and_writes_exactly_the_key(sale, tiny, tmp
 
     # Idempotent: a second pass sends nothing; once settled, the purchase is skipped.
     assert deliver_from(sale, range(CUSTODIANS), purchase) == ["already delivered"] * CUSTODIANS
-    treasury.transact(access.contract.functions.settle(purchase))
+    # Every custodian delivered: anyone (here custodian 0) may settle before the window closes, and is told who got
+    # what, the split as the Python reference computes it.
+    monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[0])
+    assert main(["weights", "settle", str(purchase), "--rpc", treasury.rpc_url]) == 0
+    out = capsys.readouterr().out
+    params = dict(zip(PARAMS, access.contract.functions.params().call(), strict=True))
+    split = fee_split(1_000 * WEI_PER_DSH, params["burnBps"], params["storageBps"], params["custodianBps"], CUSTODIANS)
+    assert out.splitlines() == [
+        f"purchase {purchase} (version {VERSION}): settled in tx {settled_tx(access, purchase)}",
+        f"5 custodians delivered; of the 1,000 DSH paid: {format_dsh(split.burned, grouped=True)} DSH burned, "
+        f"{format_dsh(split.storage, grouped=True)} DSH to version {VERSION}'s storage pot, "
+        f"{format_dsh(split.treasury, grouped=True)} DSH to the treasury",
+        *(
+            f"custodian {c.address}: {format_dsh(split.per_custodian, grouped=True)} DSH credited (to withdraw)"
+            for c in sale.custodians
+        ),
+    ]
     assert deliver_from(sale, [0], purchase) == ["settled"]
     # The buyer key is read, not replaced, on the next purchase.
     assert buyer_key.read_text().strip() == private
+
+
+def settled_tx(access: WeightAccessClient, purchase: int) -> str:
+    """The hash of the transaction that settled `purchase` (its `Settled` event)."""
+    (log,) = event_logs(access.contract, "Settled", {"purchase": purchase}, 0, access.latest_block())
+    return log.tx_hash
 
 
 def fetch(sale: Sale, output: Path, *extra: str) -> int:
@@ -292,6 +329,68 @@ def test_fetch_failures_are_one_line_and_never_show_the_secret(sale, tmp_path, c
     assert "already exists" in capsys.readouterr().err and not any(out.iterdir())
 
 
+def test_fetch_refuses_an_output_it_cannot_create_before_fetching_and_a_failed_write_leaves_nothing(
+    sale, tmp_path, capsys
+):
+    key_file = tmp_path / "key"
+    key_file.write_text(sale.key.hex())
+    (tmp_path / "file").write_text("")
+
+    def refused(output: Path) -> str:
+        assert fetch(sale, output, "--key-file", str(key_file)) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.splitlines()) == 1, captured.err
+        return captured.err
+
+    # Refused before a shard is fetched: nothing can be made under /proc, nor under a file.
+    assert refused(Path("/proc/deepshard-out")) == (
+        "error: cannot create /proc/deepshard-out: No such file or directory (in /proc)\n"
+    )
+    assert refused(tmp_path / "file" / "out") == (
+        f"error: cannot create {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is not a folder\n"
+    )
+    # The disk fills while writing (a file size limit, its signal ignored so the write fails with EFBIG): one line,
+    # no staging folder left, no output.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        err = refused(tmp_path / "parent" / "out")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert err.startswith(f"error: cannot write {tmp_path / 'parent' / 'out'}: ") and "File too large" in err
+    assert list((tmp_path / "parent").iterdir()) == []
+
+
+def test_malformed_json_inputs_are_one_line_naming_the_file(sale, tmp_path, monkeypatch, capsys):
+    """A hand-over for `receive` and a version description for `publish`: truncated, nested deeper than allowed,
+    empty (/dev/null). JsonRejected, not a ShardError, used to escape as a traceback."""
+    from workers.ml.models import VERSION_FILE
+
+    bad = {"truncated": b'{"version": 2, "thresh', "deep": b"[" * 64 + b"]" * 64}
+    paths = []
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        paths.append(tmp_path / name)
+    paths.append(Path(os.devnull))
+    (tmp_path / "custodian.key").write_text("22" * 32)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[0])
+    for path in paths:
+        argv = ["weights", "receive", str(path), "--key", str(tmp_path / "custodian.key")]
+        assert main([*argv, "--custody-dir", str(tmp_path / "custody"), "--rpc", sale.treasury.rpc_url]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: ") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "custody").exists()
+
+        folder = tmp_path / f"weights-{path.name}"
+        folder.mkdir()
+        (folder / VERSION_FILE).symlink_to(path)
+        assert main(["weights", "publish", str(VERSION), "--weights", str(folder), "--rpc", sale.treasury.rpc_url]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {folder / VERSION_FILE}: ") and len(err.splitlines()) == 1, err
+
+
 def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path, monkeypatch, capsys):
     treasury = sale.treasury
     buyer, key = fresh_account(treasury, 5_000)
@@ -311,7 +410,7 @@ def test_a_max_price_below_the_price_is_refused_and_costs_nothing(sale, tmp_path
     assert not key_out.exists()
 
 
-def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkeypatch, capsys):
+def test_fewer_than_k_deliveries_give_no_key_and_buy_settles_the_refund(sale, tmp_path, monkeypatch, capsys):
     treasury = sale.treasury
     buyer, key = fresh_account(treasury, 5_000)
     private, public = buyer_keypair()
@@ -323,6 +422,16 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
     monkeypatch.setenv(PRIVATE_KEY_ENV, sale.keys[1])
     assert main(["weights", "deliver", "--custody-dir", str(sale.custody_dir), "--rpc", treasury.rpc_url]) == 0
     assert f"purchase {purchase.id} (version {VERSION}, share 1): delivered tx 0x" in capsys.readouterr().out
+    # Nobody may settle while the window is open (three custodians have not delivered): one line, the block it
+    # opens at, nothing sent.
+    nonce = treasury.w3.eth.get_transaction_count(sale.custodians[1].address)
+    assert main(["weights", "settle", str(purchase.id), "--rpc", treasury.rpc_url]) == 1
+    assert capsys.readouterr().err == (
+        f"error: purchase {purchase.id} cannot be settled yet: its custodians may deliver until block "
+        f"{purchase.deliver_by}; anyone may settle it once block {purchase.deliver_by + 1} is mined (the latest is "
+        f"{treasury.w3.eth.block_number})\n"
+    )
+    assert treasury.w3.eth.get_transaction_count(sale.custodians[1].address) == nonce
 
     monkeypatch.setenv(PRIVATE_KEY_ENV, key)
     key_out = tmp_path / "version.key"
@@ -335,27 +444,78 @@ def test_fewer_than_k_deliveries_give_no_key_and_a_refund(sale, tmp_path, monkey
         f"open until block {purchase.deliver_by}), so the key cannot be rebuilt; collect them later with "
         f"`deepshard weights buy {VERSION} --purchase {purchase.id}`\n"
     )
+    assert dsh_of(treasury, buyer.address) == 4_000 * WEI_PER_DSH
+    # Once the window is over no share can come, and with 2 deliveries of the 3 needed a refund is all that is left:
+    # the buyer's command settles the purchase itself.
     mine_past(treasury, purchase.deliver_by)
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == (
-        f"error: purchase {purchase.id}: 2 verified key shares of the 3 needed the delivery window closed at block "
-        f"{purchase.deliver_by}, so the key cannot be rebuilt\n"
+        f"error: purchase {purchase.id}: 2 verified key shares of the 3 needed when the delivery window closed at "
+        f"block {purchase.deliver_by}, so the key cannot be rebuilt; settled in tx "
+        f"{settled_tx(access, purchase.id)}: the 1,000 DSH escrowed was refunded to {buyer.address}\n"
     )
     assert not key_out.exists()
-    # A late custodian can no longer deliver: its pass starts after the purchases whose window is over (it does not
-    # even look at this one); settling refunds the whole price.
-    assert deliver_from(sale, [2], purchase.id) == []
-    receipt = treasury.transact(access.contract.functions.settle(purchase.id))
     assert dsh_of(treasury, buyer.address) == 5_000 * WEI_PER_DSH
-    # Someone else settled first: the buyer's settle, given the purchase it read before (still unsettled there),
-    # sends nothing and reads the refund back from that transaction's Settled event.
+    # A late custodian can no longer deliver: its pass starts after the purchases whose window is over (it does not
+    # even look at this one).
+    assert deliver_from(sale, [2], purchase.id) == []
+    # Settled already: `settle` (anyone's, here the treasury's) sends nothing and says who got what.
+    monkeypatch.setenv(PRIVATE_KEY_ENV, dev_account(0).key.hex())
+    nonce = treasury.w3.eth.get_transaction_count(treasury.address)
+    assert main(["weights", "settle", str(purchase.id), "--rpc", treasury.rpc_url]) == 0
+    assert treasury.w3.eth.get_transaction_count(treasury.address) == nonce
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        f"purchase {purchase.id} (version {VERSION}): settled in tx {settled_tx(access, purchase.id)} (settled "
+        "already)",
+        f"2 custodians delivered, too few to rebuild the key: 1,000 DSH refunded to the buyer {buyer.address}",
+    ]
+    # The three silent custodians were slashed, each by what the contract took from it (its event).
+    slashes = event_logs(access.contract, "CustodianSlashed", {"purchase": purchase.id}, 0, access.latest_block())
+    assert {log.args["custodian"] for log in slashes} == {c.address for c in sale.custodians[2:]}
+    assert lines[2:] == [
+        f"custodian {log.args['custodian']}: slashed {format_dsh(log.args['amount'], grouped=True)} DSH of STORAGE "
+        "stake (no delivery)"
+        for log in slashes
+    ]
+    # The library's settle, given the purchase read before (still unsettled there), sends nothing either.
     assert not purchase.settled
     nonce = buyer.w3.eth.get_transaction_count(buyer.address)
     settlement = access.settle(purchase)
     assert buyer.w3.eth.get_transaction_count(buyer.address) == nonce
     assert (settlement.purchase, settlement.delivered, settlement.refunded) == (purchase.id, 2, True)
-    assert settlement.paid == () and settlement.tx_hash == tx_hash(receipt)
+    assert settlement.paid == () and settlement.tx_hash == settled_tx(access, purchase.id)
+
+
+def test_k_deliveries_that_do_not_verify_are_not_settled_by_buy(sale, tmp_path, monkeypatch, capsys):
+    """The contract counts deliveries, it cannot check them: with k on-chain deliveries settling pays the
+    custodians, so `buy` says so and sends nothing."""
+    treasury, custodians = sale.treasury, sale.custodians
+    buyer, key = fresh_account(treasury, 5_000)
+    private, public = buyer_keypair()
+    (tmp_path / "buyer.key").write_text(private.hex())
+    access = WeightAccessClient(buyer)
+    purchase = access.buy(VERSION, public, 1_000 * WEI_PER_DSH, access.deadline_in(20))
+    for index in (0, 4):
+        garbage = os.urandom(SEALED_SHARE_BYTES)
+        custodians[index].transact(
+            custodians[index].contract("WeightAccess").functions.deliverShare(purchase.id, index, garbage)
+        )
+    assert deliver_from(sale, [1], purchase.id) == ["delivered"]
+    mine_past(treasury, purchase.deliver_by)
+    monkeypatch.setenv(PRIVATE_KEY_ENV, key)
+    argv = ["weights", "buy", str(VERSION), "--purchase", str(purchase.id), "--key-out", str(tmp_path / "k")]
+    nonce = treasury.w3.eth.get_transaction_count(buyer.address)
+    assert main(argv + ["--buyer-key", str(tmp_path / "buyer.key"), "--rpc", treasury.rpc_url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: purchase {purchase.id}: 1 verified key share of the 3 needed when the delivery")
+    assert err.endswith(
+        "; the contract counts 3 deliveries, at least the 3 it needs, so settling pays the custodians and refunds "
+        "nothing\n"
+    )
+    assert treasury.w3.eth.get_transaction_count(buyer.address) == nonce
+    assert not access.purchase(purchase.id).settled
 
 
 def test_a_garbage_share_is_named_and_the_key_rebuilt_from_good_ones(sale, tmp_path, monkeypatch, capsys):

@@ -269,6 +269,8 @@ def test_a_buyer_assembles_the_exact_weights_with_two_holders_stopped(custody, s
     assert to_checksum_address(assembly.served_by[0]) == to_checksum_address(manifest.shards[0].replicas[2].node)
     assert all(to_checksum_address(node) not in stopped for node in assembly.served_by.values())
     assert any(stopped[0].lower() in fault.lower() for fault in assembly.faults)
+    # Settled (every custodian delivered): a later keeper step has no purchase of this test to settle.
+    assert access.settle(purchase).delivered == NODE_COUNT
 
 
 def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(custody, sharded, tmp_path):
@@ -280,7 +282,11 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     access = WeightAccessClient(buyer)
     price = access.quote(VERSION).price
     purchase = access.buy(VERSION, public, price, access.deadline_in(20))
-    with pytest.raises(InvalidRequest, match=rf"purchase {purchase.id} cannot be settled now: DeliveryOpen"):
+    with pytest.raises(
+        InvalidRequest,
+        match=rf"purchase {purchase.id} cannot be settled yet: its custodians may deliver until block "
+        rf"{purchase.deliver_by}; anyone may settle it once block {purchase.deliver_by + 1} is mined",
+    ):
         access.settle(purchase)  # nobody delivered yet and the window is open: refused before sending
     for node in custody.nodes.values():
         deliver_shares(node.storage.chain, stored_shares(node.storage.chain, custody.tmp / "custody"))
@@ -323,6 +329,42 @@ def test_a_settled_purchase_splits_the_price_and_the_bought_folder_is_servable(c
     with pytest.raises(InvalidRequest, match=r"version 7 is not registered: versions run from 1 to 1"):
         assemble_version(buyer, custody.publisher_store, 7, key, tmp_path / "other", fetch=holders)
     assert not (tmp_path / "other").exists()
+
+
+def test_the_keeper_settles_a_purchase_once_its_window_is_over_so_custodians_are_paid(custody):
+    """The buyer got its key and never settled: once the delivery window is over a keeper step settles it, and the
+    custodians' pay is the Python reference's; it is not settled again."""
+    buyer = custody.net.account(dsh=5_000)
+    _, public = buyer_keypair()
+    access = WeightAccessClient(buyer)
+    price = access.quote(VERSION).price
+    purchase = access.buy(VERSION, public, price, access.deadline_in(20))
+    for node in custody.nodes.values():
+        deliver_shares(node.storage.chain, stored_shares(node.storage.chain, custody.tmp / "custody"))
+    keeper, settled = (
+        custody.keeper,
+        f"storage {custody.keeper.address}: settled purchase {purchase.id} of version {VERSION}",
+    )
+
+    def keep() -> list[str]:
+        lines = keeper.keep()
+        # The keeper may have challenged an audit epoch: its holders answer, so the tests below start with none open.
+        for holder in custody.nodes.values():
+            holder.step()
+        return lines
+
+    assert settled not in keep()  # the window is open: the keeper leaves it to the buyer
+    assert not access.is_settled(purchase.id)
+    owed = {c: access.contract.functions.owed(c).call() for c in custody.nodes}
+    custody.net.mine_to(purchase.deliver_by + 1)
+    assert settled in keep()
+    assert access.is_settled(purchase.id)
+    getter = access.contract.functions.params
+    params = dict(zip([o["name"] for o in getter.abi["outputs"]], getter().call(), strict=True))
+    expected = fee_split(price, params["burnBps"], params["storageBps"], params["custodianBps"], NODE_COUNT)
+    for c in custody.nodes:
+        assert access.contract.functions.owed(c).call() == owed[c] + expected.per_custodian
+    assert settled not in keep() and purchase.id not in keeper.purchases
 
 
 def test_a_replica_that_does_not_verify_is_not_confirmed_and_expires(custody):
