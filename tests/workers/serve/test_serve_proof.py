@@ -127,7 +127,10 @@ def test_hostile_token_ids_and_lengths_are_rejected_before_any_model_work(tiny_e
     (a 25.8 s, 843 MB prefill before) are refused by their bounds alone: no chunk is ever compared."""
     honest = prove(tiny_engine, prompt_ids)
     cases = {
-        "out of vocabulary": (dict(token_ids=[5_000_000, 1, 2]), "token id 5000000 is outside the vocabulary"),
+        "out of vocabulary": (
+            dict(token_ids=[5_000_000, 1, 2], chunks=honest.chunks[:1]),
+            "token id 5000000 is outside the vocabulary",
+        ),
         "negative": (dict(prompt_token_ids=[-3, 1]), "token id -3 is outside the vocabulary"),
         "longer than the context": (
             dict(token_ids=[1] * 20_000, chunks=honest.chunks * (-(-20_000 // CHUNK_TOKENS))),
