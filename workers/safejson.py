@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -200,3 +201,37 @@ def _skip_space(text: str, index: int) -> int:
     while index < len(text) and text[index] in " \t\r\n":
         index += 1
     return index
+
+
+class FileTooLarge(ValueError):
+    """A file over the size its reader accepts; str() names the file and the limit."""
+
+
+def read_limited(path: str | os.PathLike, *, what: str, max_bytes: int) -> bytes:
+    """The bytes of file `path`, reading at most `max_bytes` + 1 of them: a file that is too large (or endless,
+    like /dev/zero) is refused after that many bytes instead of being read whole first.
+
+    Args:
+        path: the file.
+        what: names it in the error ("the version file").
+        max_bytes: the largest accepted size in bytes.
+
+    Raises: FileTooLarge when the file holds more than `max_bytes` bytes; OSError when it cannot be read.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"{what} {os.fspath(path)} is over {max_bytes:,} bytes")
+    return data
+
+
+def load_json_file(path: str | os.PathLike, *, what: str, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """`parse_json` of the file `path`, read by `read_limited` (never whole before its size is checked).
+
+    Raises: JsonRejected (too large included, naming `what`), OSError when it cannot be read.
+    """
+    try:
+        data = read_limited(path, what=what, max_bytes=max_bytes)
+    except FileTooLarge:
+        raise JsonRejected(what, f"over the {max_bytes:,}-byte limit") from None
+    return parse_json(data, what=what, max_depth=max_depth, max_bytes=max_bytes)

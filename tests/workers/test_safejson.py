@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from workers.safejson import JsonRejected, nesting_depth, parse_json
+from workers.safejson import FileTooLarge, JsonRejected, load_json_file, nesting_depth, parse_json, read_limited
 
 
 def test_a_deep_document_is_refused_before_the_parser_recurses():
@@ -82,3 +82,18 @@ def test_a_mebibyte_of_unterminated_escaped_quotes_is_scanned_once():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.startswith("line 1: not valid JSON (Unterminated string")
+
+
+def test_files_are_read_no_further_than_their_limit(tmp_path):
+    """`read_limited` stops one byte past the limit: an endless file (/dev/zero) is refused at once instead of
+    being read whole first (`verify-response /dev/zero` never ended before)."""
+    with pytest.raises(FileTooLarge, match="the response /dev/zero is over 1,024 bytes"):
+        read_limited("/dev/zero", what="the response", max_bytes=1024)
+    with pytest.raises(JsonRejected, match="^the response: over the 1,024-byte limit$"):
+        load_json_file("/dev/zero", what="the response", max_bytes=1024)
+    exact = tmp_path / "exact.json"
+    exact.write_bytes(b"[" + b" " * 1022 + b"]")
+    assert read_limited(exact, what="the file", max_bytes=1024) == exact.read_bytes()
+    assert load_json_file(exact, what="the file", max_bytes=1024) == []
+    with pytest.raises(FileNotFoundError):
+        read_limited(tmp_path / "absent", what="the file", max_bytes=1024)

@@ -21,12 +21,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ..safejson import parse_json
+from ..safejson import load_json_file
 from .errors import SignerUnavailable
 
 PRIVATE_KEY_ENV = "DEEPSHARD_PRIVATE_KEY"
 KEYSTORE_ENV = "DEEPSHARD_KEYSTORE"
 KEYSTORE_PASSWORD_ENV = "DEEPSHARD_KEYSTORE_PASSWORD"
+#: A v3 keystore is under 1 KB; anything near this bound is not one.
+MAX_KEYSTORE_BYTES = 64 * 1024
 
 
 class Signer:
@@ -118,7 +120,7 @@ def load_keystore(
     """Decrypts an encrypted JSON keystore (v3, as written by eth_account and brownie)."""
     path = Path(path).expanduser()
     try:
-        keyfile = parse_json(path.read_bytes(), what="its JSON")
+        keyfile = load_json_file(path, what="its JSON", max_bytes=MAX_KEYSTORE_BYTES)
     except FileNotFoundError:
         raise SignerUnavailable(f"keystore {path} does not exist") from None
     except (OSError, ValueError) as exc:

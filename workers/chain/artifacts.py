@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from ..safejson import parse_json
+from ..safejson import load_json_file
 from .errors import ArtifactMissing, InvalidRequest
 
 PROJECT_ROOT_ENV = "DEEPSHARD_PROJECT_ROOT"
@@ -25,6 +25,8 @@ ARTIFACTS_SUBDIR = Path("build") / "contracts"
 # An artifact carries the compiler's AST, nested as deep as the source (32 levels for FingerprintAggregation):
 # a generous bound, still far below where Python's json would recurse out.
 ARTIFACT_MAX_DEPTH = 256
+#: The largest compiled artifact is ~3 MB (sources and ASTs included).
+MAX_ARTIFACT_BYTES = 64 << 20
 
 
 def project_root() -> Path:
@@ -99,7 +101,7 @@ def _load_artifact(directory: Path, name: str) -> Artifact:
     if not path.is_file():
         raise ArtifactMissing(f"no compiled artifact for {name} at {path}: run `make setup`")
     try:
-        data = parse_json(path.read_bytes(), what="its JSON", max_depth=ARTIFACT_MAX_DEPTH)
+        data = load_json_file(path, what="its JSON", max_bytes=MAX_ARTIFACT_BYTES, max_depth=ARTIFACT_MAX_DEPTH)
         abi, bytecode = data["abi"], data.get("bytecode") or ""
         libraries = {
             library: tuple(int(reference["start"]) for reference in references)

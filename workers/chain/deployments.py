@@ -17,11 +17,13 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from ..safejson import parse_json
+from ..safejson import load_json_file
 from .artifacts import project_root
 from .errors import NoDeployment
 
 DEPLOYMENTS_DIR_ENV = "DEEPSHARD_DEPLOYMENTS_DIR"
+#: A record names a few dozen contracts (a few KB).
+MAX_DEPLOYMENT_BYTES = 1 << 20
 
 Deployment = dict[str, Any]
 
@@ -46,7 +48,7 @@ def load_deployment(chain_id: int, directory: str | os.PathLike | None = None) -
     if not path.is_file():
         raise NoDeployment(f"no deployment for chain {chain_id} (expected {path}): deploy with `deepshard deploy`")
     try:
-        record = parse_json(path.read_bytes(), what="its JSON")
+        record = load_json_file(path, what="its JSON", max_bytes=MAX_DEPLOYMENT_BYTES)
         if int(record["chainId"]) != int(chain_id):
             raise ValueError(f"it is for chain {record['chainId']}")
         for name, entry in record["contracts"].items():

@@ -28,11 +28,13 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from ..safejson import parse_json
+from ..safejson import FileTooLarge, parse_json, read_limited
 from .errors import ChainError, InvalidRequest
 from .writeonce import write_once
 
 VOTES_DIR_ENV = "DEEPSHARD_VOTES_DIR"
+#: A salt file is one small JSON object (a few hundred bytes).
+MAX_SALT_BYTES = 64 * 1024
 
 #: File name of each kind of commitment within its contract's folder (the layouts already on users' disks).
 FILE_NAMES = {
@@ -149,11 +151,13 @@ class SaltStore:
         to another commitment."""
         path = self.path(key)
         try:
-            data = path.read_bytes()
+            data = read_limited(path, what="stored salt", max_bytes=MAX_SALT_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise SaltNotFound(f"cannot read stored salt {path}: {exc.strerror}") from None
+        except FileTooLarge as exc:
+            raise SaltNotFound(str(exc)) from None
         stored = Salt.from_json(data, path)
         if stored.key != key:
             raise SaltNotFound(

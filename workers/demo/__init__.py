@@ -99,7 +99,7 @@ def run_demo(out: TextIO = sys.stdout, *, model: str = DEFAULT_MODEL, chain: str
             if not version:
                 raise DemoFailed("the round registered no new version: nothing for the inference node to serve")
             sold = sell_new_version(treasury, stakers, store, version, model, workdir, out)
-            inference = serve_new_version(treasury, version, model, sold.folder, out)
+            inference = serve_new_version(treasury, version, model, sold.folder, out, store)
     seconds = time.monotonic() - started
     print(f"done in {seconds:.1f} s; {node.kind} stopped", file=out)
     return {

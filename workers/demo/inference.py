@@ -18,6 +18,8 @@ from ..chain import ChainClient
 from ..chain.localnode import free_port
 from ..serve.cli import load_engine, node_app
 from ..serve.proof import Proof, verify
+from ..serve.registry import shard_manifest_files
+from ..storage import ContentStore
 from .local import DemoFailed
 
 QUESTION = "What does the network train?"
@@ -28,8 +30,9 @@ SEED = 1
 WAIT_SECONDS = 120
 
 
-def serve_new_version(chain: ChainClient, version: int, model: str, folder: Path, out: TextIO):
-    """Serves `version` (trained from the base model `model`) from `folder`, asks it `QUESTION` and verifies the
+def serve_new_version(chain: ChainClient, version: int, model: str, folder: Path, out: TextIO, store: ContentStore):
+    """Serves `version` (trained from the base model `model`) from `folder` (its loader files checked against the
+    shard manifest in `store`), asks it `QUESTION` and verifies the
     answer's proof; prints each step to `out`. Returns the summary `{"version", "answer", "proof_verified"}`.
     DemoFailed if the server does not start or stop within `WAIT_SECONDS`; the registry check's VersionRefused (a
     ChainError) if the folder is not the registered version."""
@@ -41,7 +44,14 @@ def serve_new_version(chain: ChainClient, version: int, model: str, folder: Path
 
     say(f"\nInference node: serving the bought version {version} from {folder.name}/")
 
-    app, served = node_app(load_engine(model, folder), chain, version, model, folder)
+    app, served = node_app(
+        load_engine(model, folder),
+        chain,
+        version,
+        model,
+        folder,
+        published_files=lambda version, cid: shard_manifest_files(store, version, cid),
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="deepshard-demo-serve", daemon=True)

@@ -23,7 +23,7 @@ from typing import TextIO
 
 from ..chain import ChainClient, format_dsh, registry, stake
 from ..chain.localnode import dev_signer
-from ..node.model_cli import fetch_version, write_version_folder
+from ..node.model_cli import write_version_folder
 from ..rounds.chain import TrainingRoundsClient
 from ..rounds.specs import SpecBook
 from ..shards import buyer_keypair, shard_version
@@ -34,6 +34,7 @@ from ..shards.node import StorageNode
 from ..shards.publisher import CustodianKey, Publisher, handover_path, receive_share
 from ..storage import ContentStore, EmbeddedStore
 from ..tables import format_table, short_address
+from ..tasks.versions import fetch_version
 from .local import EXTRA_STORAGE_NODES, STORAGE_STAKE_DSH, DemoFailed, fund
 from .training import DEMO_SPECS
 

@@ -22,6 +22,7 @@ import hashlib
 import importlib.resources
 import importlib.util
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -46,6 +47,7 @@ from transformers import (  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from workers.ml.progress import announce, finished
+from workers.safejson import JsonRejected, parse_json
 
 MODEL_CACHE_ENV = "DEEPSHARD_MODEL_CACHE"
 #: A version folder's description (written by `deepshard model get` and `deepshard weights fetch`, read by
@@ -66,6 +68,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_EOS = "<|endoftext|>"
 TINY_INIT_SEED = 20_230_126  # Fast-DetectGPT's arXiv month; any fixed value works
 TINY_VOCAB_SIZE = 2048
+TINY_CONTEXT_TOKENS = 512
 TINY_CONFIG: dict[str, object] = dict(
     vocab_size=TINY_VOCAB_SIZE,
     hidden_size=256,
@@ -73,13 +76,24 @@ TINY_CONFIG: dict[str, object] = dict(
     num_hidden_layers=4,
     num_attention_heads=4,
     num_key_value_heads=4,
-    max_position_embeddings=512,
+    max_position_embeddings=TINY_CONTEXT_TOKENS,
     rms_norm_eps=1e-5,
     tie_word_embeddings=False,
     bos_token_id=0,
     eos_token_id=0,
     pad_token_id=0,
 )
+
+#: The context (tokens) each base model was built for: a version folder's config.json may claim more, but a version
+#: is the base plus LoRA deltas and never serves a longer context than its base (SmolLM2-135M: 8192).
+BASE_CONTEXT_TOKENS = {SMOLLM2: 8192, TINY: TINY_CONTEXT_TOKENS}
+#: safetensors' own bound on a header; ours is checked before the library reads anything.
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+#: Bytes per element of each safetensors dtype code.
+SAFETENSORS_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2,
+    "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
 
 
 class ModelError(RuntimeError):
@@ -169,6 +183,89 @@ def as_base_model(name: str, model: torch.nn.Module, tokenizer, device=None) -> 
     model.eval()
     model.requires_grad_(False)
     return BaseModel(name=name, model=model, tokenizer=tokenizer, weights_hash=weights_hash(model))
+
+
+def load_version_folder(name: str, folder: Path, device: str | torch.device | None = None) -> BaseModel:
+    """A version folder (what `deepshard model get` or `deepshard weights fetch` writes) as a BaseModel of base
+    `name`: weights from safetensors only (never a pickle: `pytorch_model.bin` is not read), every file's header
+    checked against its size first (`check_safetensors_file`), every parameter present in them (a missing one
+    would be randomly initialised), and the served context capped at the base model's (`BASE_CONTEXT_TOKENS`)
+    whatever config.json claims. Raises ModelError in one line for anything else."""
+    if name not in BASE_CONTEXT_TOKENS:
+        raise ModelError(f"unknown base model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise ModelError(
+            f"{folder} holds no safetensors weights (pickled weights such as pytorch_model.bin are refused)"
+        )
+    for path in files:
+        check_safetensors_file(path)
+    try:
+        with _quiet_transformers():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=torch.float32, local_files_only=True, use_safetensors=True, output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - a hostile config.json raises whatever its validator raises
+        detail = " ".join(str(exc).split())
+        raise ModelError(f"{folder} cannot be loaded: {detail[:500]}") from None
+    missing, unexpected = list(info.get("missing_keys", ())), list(info.get("unexpected_keys", ()))
+    if missing or unexpected:
+        which = f"lack {len(missing)} of the model's tensors" if missing else f"hold {len(unexpected)} unknown tensors"
+        example = (missing or unexpected)[0]
+        raise ModelError(f"the safetensors files in {folder} {which}, e.g. {example!r}: refusing to load")
+    config = model.config
+    claimed = int(config.max_position_embeddings)
+    if claimed < 1:
+        raise ModelError(f"{folder}/config.json claims a context of {claimed} tokens: refusing to load")
+    config.max_position_embeddings = min(claimed, BASE_CONTEXT_TOKENS[name])
+    return as_base_model(name, model, tokenizer, device)
+
+
+def check_safetensors_file(path: Path) -> int:
+    """Checks a safetensors file's framing before any library reads it: the 8-byte header length within the file
+    and under MAX_SAFETENSORS_HEADER_BYTES, the header a JSON object of tensors whose dtypes are known and whose
+    byte ranges match their shapes and lie inside the file, and at least one tensor. Returns the number of
+    tensors. Raises ModelError naming the file and the fault (garbage, a 2^62-byte header, 40 GB of claimed
+    tensors in a small file)."""
+
+    def refuse(reason: str) -> ModelError:
+        return ModelError(f"{path} is not a usable safetensors file: {reason}")
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            header_len = int.from_bytes(prefix, "little")
+            if len(prefix) < 8:
+                raise refuse("shorter than its 8-byte header length")
+            if header_len > min(MAX_SAFETENSORS_HEADER_BYTES, size - 8):
+                raise refuse(f"its header length {header_len:,} runs past the file's {size:,} bytes or the limit")
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise ModelError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        header = parse_json(raw, what="its header", max_depth=4)
+        if not isinstance(header, dict):
+            raise JsonRejected("its header", "not a JSON object")
+    except JsonRejected as exc:
+        raise refuse(str(exc)) from None
+    buffer = size - 8 - header_len
+    tensors = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    if not tensors:
+        raise refuse("it holds no tensors")
+    for name, entry in tensors.items():
+        try:
+            shape, (begin, end) = list(entry["shape"]), entry["data_offsets"]
+            width = SAFETENSORS_DTYPE_BYTES[entry["dtype"]]
+            dims_ok = all(isinstance(d, int) and d >= 0 for d in [*shape, begin, end])
+        except (KeyError, TypeError, ValueError):
+            raise refuse(f"tensor {name!r} has a malformed entry") from None
+        if not dims_ok or not begin <= end <= buffer:
+            raise refuse(f"tensor {name!r} claims bytes {begin}-{end} of a {buffer:,}-byte data section")
+        if end - begin != width * math.prod(shape):
+            raise refuse(f"tensor {name!r}'s byte range does not match its shape {shape}")
+    return len(tensors)
 
 
 def locate_smollm2_gguf() -> Path:

@@ -24,8 +24,6 @@ from typing import Any
 
 from .cli import add_rpc_option, positive_int
 
-GENESIS_BASE_MODEL = "smollm2-135m"
-
 
 def model_versions(rounds) -> list[dict[str, Any]]:
     """Every registered version, oldest first: id, parent, round, registered block, value created (wei), delta
@@ -72,45 +70,6 @@ def _versions_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch_version(rounds, version: int, store, specs) -> tuple[Any, dict[str, Any]]:
-    """The model `version` (a `workers.ml.models.BaseModel`) and its description (base model, lineage with each
-    delta's CID, round and spec hash, its weights hash and the base model's). Deltas are verified as the module
-    docstring says. Raises `InvalidRequest` for an unknown version, `SpecUnknown` for a round whose spec is not found,
-    `TaskInputError` for a delta that is missing, does not match its CID or does not fit its spec."""
-    from ..chain.registry import check_registered
-    from ..tasks.training import RoundInputs, base_version, genesis_model
-
-    check_registered(rounds.models, version)
-    lineage = rounds.base_deltas(version)
-    spec_list = [specs.resolve(rounds.round(round_id).spec_hash) for _, round_id in lineage]
-    if not lineage:
-        model = genesis_model(GENESIS_BASE_MODEL)
-        base = GENESIS_BASE_MODEL
-    else:
-        base = spec_list[0].base_model
-        inputs = RoundInputs(
-            round_id=lineage[-1][1],
-            base_model=base,
-            base_delta_cids=tuple(cid for cid, _ in lineage),
-            base_delta_specs=tuple(spec_list),
-            dataset_cids=(),
-            spec=spec_list[-1],
-            seed="0x" + "00" * 32,
-        )
-        model = base_version(store, inputs)
-    description = {
-        "version": version,
-        "base_model": base,
-        "lineage": [
-            {"cid": cid, "round": round_id, "spec_hash": spec.spec_hash_hex()}
-            for (cid, round_id), spec in zip(lineage, spec_list, strict=True)
-        ],
-        "weights_hash": model.weights_hash,
-        "base_weights_hash": genesis_model(base).weights_hash,
-    }
-    return model, description
-
-
 def write_version_folder(model, description: dict[str, Any], out: Path) -> None:
     """Writes `fetch_version`'s model (a `workers.ml.models.BaseModel`) and description to the folder `out`
     (created if needed): config, safetensors weights, tokenizer and `deepshard-version.json` (the description),
@@ -132,6 +91,7 @@ def _get_run(args: argparse.Namespace) -> int:
     from ..storage import StorageError, open_store
     from ..tasks.errors import TaskInputError
     from ..tasks.runner import broker_redis, redis_unavailable
+    from ..tasks.versions import fetch_version
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from ..chain import ChainError
 from ..ml.spec import SpecError, TrainingSpec
+from ..safejson import FileTooLarge, read_limited
 
 SPEC_ENV = "DEEPSHARD_TRAINING_SPEC"
+#: A spec is one flat object of a dozen fields.
+MAX_SPEC_BYTES = 64 * 1024
 SPECS_KEY = "deepshard:specs"
 #: The sample TrainingSpec shipped with the package: LoRA rank 4 on the `tiny` model, 10 steps of 4 x 64 tokens
 #: (seconds on one CPU core). The keeper opens rounds with it on a dev chain when no spec is configured.
@@ -35,10 +38,16 @@ def configured_spec(env: dict | None = None) -> TrainingSpec | None:
     if not value:
         return None
     try:
-        raw = value if value.startswith("{") else Path(value).expanduser().read_bytes()
+        raw = (
+            value
+            if value.startswith("{")
+            else read_limited(Path(value).expanduser(), what=SPEC_ENV, max_bytes=MAX_SPEC_BYTES)
+        )
         return TrainingSpec.from_json(raw)
     except OSError as exc:
         raise SpecUnknown(f"{SPEC_ENV} names {value}, which cannot be read ({exc.strerror})") from None
+    except FileTooLarge as exc:
+        raise SpecUnknown(str(exc)) from None
     except SpecError as exc:
         raise SpecUnknown(f"{SPEC_ENV} is not a valid TrainingSpec: {exc}") from None
 

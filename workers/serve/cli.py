@@ -64,9 +64,10 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_engine(model_name: str, weights: Path | None = None, threads: int | None = None):
     """An `Engine` on the base model `model_name` (tiny or smollm2-135m) or, with `weights`, on the version folder
-    `weights` (what `deepshard model get` writes), fp32 on CPU; `threads` sets torch's intra-op threads.
+    `weights` (what `deepshard model get` writes; safetensors only, context capped at the base's:
+    `workers.ml.models.load_version_folder`), fp32 on CPU; `threads` sets torch's intra-op threads.
     ChainError (one `error:` line) when the model cannot be loaded."""
-    from ..ml.models import ModelError, as_base_model, load_base_model
+    from ..ml.models import ModelError, load_base_model, load_version_folder
     from .engine import Engine
 
     if threads:
@@ -74,14 +75,9 @@ def load_engine(model_name: str, weights: Path | None = None, threads: int | Non
 
         torch.set_num_threads(threads)
     try:
-        if weights is not None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            model = AutoModelForCausalLM.from_pretrained(weights, dtype="float32", local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(weights, local_files_only=True)
-            base = as_base_model(model_name, model, tokenizer, "cpu")
-        else:
-            base = load_base_model(model_name, "cpu")
+        base = (
+            load_base_model(model_name, "cpu") if weights is None else load_version_folder(model_name, weights, "cpu")
+        )
     except (ModelError, OSError, ValueError) as exc:
         from ..chain import ChainError
 
@@ -89,18 +85,41 @@ def load_engine(model_name: str, weights: Path | None = None, threads: int | Non
     return Engine(base)
 
 
-def node_app(engine, chain, version: int, model_name: str, weights: Path | None, **options):
+def node_app(
+    engine, chain, version: int, model_name: str, weights: Path | None, rebuild=None, published_files=None, **options
+):
     """The API app serving `engine` as registry version `version` and its `ServedVersion`. With `chain` (a
     ChainClient), the weights must be that version (workers.serve.registry.check_version: VersionRefused
-    otherwise); `chain` None is --dev. `options`: create_app's (queue_size, max_body_bytes, api_keys)."""
+    otherwise; `rebuild(version)` gives the weights hash of an unpublished version > 1 rebuilt from its lineage,
+    `published_files(version, manifest CID)` the loader files a published version's shard manifest lists; None
+    refuses what needs them); `chain` None is --dev. `options`: create_app's (queue_size, max_body_bytes,
+    api_keys)."""
     from .app import ServedVersion, create_app
     from .registry import check_version, read_version_record
 
     if chain is not None:
         record = read_version_record(weights) if weights is not None else None
-        check_version(chain, version, engine.weights_hash, record)
+        check_version(
+            chain,
+            version,
+            engine.weights_hash,
+            record,
+            base_hash=lambda: _base_hash(engine, model_name, weights),
+            rebuild=rebuild,
+            folder=weights,
+            published_files=published_files,
+        )
     served = ServedVersion(version, engine.weights_hash, model_name)
     return create_app(engine, served, **options), served
+
+
+def _base_hash(engine, model_name: str, weights: Path | None) -> str:
+    """The weights hash of the base model `model_name` (the genesis): the engine's own without a folder."""
+    if weights is None:
+        return str(engine.weights_hash)
+    from ..ml.models import load_base_model
+
+    return load_base_model(model_name, "cpu").weights_hash
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -128,12 +147,26 @@ def _serve(args: argparse.Namespace, engine, chain) -> int:
     import uvicorn
 
     keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+    from .registry import rebuilt_weights_hash, shard_manifest_files
+
+    def published_files(version: int, cid: str):
+        from ..storage import StorageError, open_store
+        from .registry import VersionRefused
+
+        try:
+            with open_store() as store:
+                return shard_manifest_files(store, version, cid)
+        except StorageError as exc:
+            raise VersionRefused(f"cannot check the folder against version {version}'s shard manifest: {exc}") from None
+
     app, served = node_app(
         engine,
         chain,
         args.version,
         args.model,
         args.weights,
+        rebuild=None if chain is None else lambda version: rebuilt_weights_hash(chain, version),
+        published_files=published_files,
         queue_size=args.queue_size,
         max_body_bytes=args.max_body_bytes,
         api_keys=keys,
@@ -152,10 +185,10 @@ def _serve(args: argparse.Namespace, engine, chain) -> int:
 
 def _read_json(path: Path, what: str) -> Any:
     from ..chain import ChainError
-    from ..safejson import JsonRejected, parse_json
+    from ..safejson import JsonRejected, load_json_file
 
     try:
-        return parse_json(path.read_bytes(), what=what, max_depth=64, max_bytes=MAX_RESPONSE_FILE_BYTES)
+        return load_json_file(path, what=what, max_depth=64, max_bytes=MAX_RESPONSE_FILE_BYTES)
     except OSError as exc:
         raise ChainError(f"{path} cannot be read ({exc.strerror})") from None
     except JsonRejected as exc:

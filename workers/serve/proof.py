@@ -222,7 +222,8 @@ class Verdict:
 def verify(engine: Engine, proof: Proof, prompt_ids: list[int] | None = None, *, replay: bool = False) -> Verdict:
     """Checks `proof` against `engine`'s weights by one prefill of prompt + generated tokens.
 
-    Rejects when the commitment does not match the fields, the proof names other weights, `prompt_ids` (the
+    Rejects, before any model work, token ids outside the vocabulary and prompt + tokens longer than the context;
+    then when the commitment does not match the fields, the proof names other weights, `prompt_ids` (the
     client's own prompt, when given) differ from the proof's, a chunk count is wrong, or any chunk has more than
     `MAX_MISMATCH_FRACTION` mismatching values. With `replay`, also regenerates the tokens with the proof's
     seed and sampling parameters and requires them identical. ProofError if a chunk cannot be decoded."""
@@ -234,6 +235,16 @@ def verify(engine: Engine, proof: Proof, prompt_ids: list[int] | None = None, *,
     if prompt_ids is not None and list(prompt_ids) != proof.prompt_token_ids:
         reasons.append("the proof's prompt differs from the request's")
     tokens, prompt = proof.token_ids, proof.prompt_token_ids
+    # Bounds first: a hostile proof's ids index the embedding table, and its length sets the prefill's time and
+    # memory (20,000 tokens on a 512-token model took 25.8 s and 843 MB before this check).
+    outside = [t for t in prompt + tokens if not 0 <= t < engine.vocab_size]
+    if outside:
+        reasons.append(f"token id {outside[0]} is outside the vocabulary (0 to {engine.vocab_size - 1})")
+    if len(prompt) + len(tokens) > engine.context_length:
+        reasons.append(
+            f"{len(prompt)} prompt + {len(tokens)} generated tokens exceed the model's context of "
+            f"{engine.context_length} tokens"
+        )
     expected_chunks = -(-len(tokens) // CHUNK_TOKENS)
     if len(proof.chunks) != expected_chunks:
         reasons.append(f"{len(proof.chunks)} chunks for {len(tokens)} tokens; expected {expected_chunks}")

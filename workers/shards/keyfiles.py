@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from .. import safejson
 from ..chain.writeonce import write_once
 from .crypto import X25519_KEY_BYTES
 from .errors import ShardError
@@ -24,16 +25,14 @@ def data_dir() -> Path:
 
 
 def read_limited(path: str | os.PathLike, what: str, limit: int) -> bytes:
-    """The bytes of file `path` (`what` names it in errors: "manifest"), at most `limit` of them. Raises ShardError
-    when it cannot be read or is larger."""
+    """The bytes of file `path` (`what` names it in errors: "manifest"), at most `limit` of them
+    (`workers.safejson.read_limited`). Raises ShardError when it cannot be read or is larger."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        return safejson.read_limited(path, what=f"the {what}", max_bytes=limit)
     except OSError as exc:
         raise ShardError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise ShardError(f"the {what} {path} is over {limit:,} bytes")
-    return data
+    except safejson.FileTooLarge as exc:
+        raise ShardError(str(exc)) from None
 
 
 def read_hex_secret(path: str | os.PathLike, what: str, size: int) -> bytes:

@@ -113,6 +113,42 @@ def test_verify_response_command_checks_a_saved_answer(server, tmp_path, capsys)
     assert "REJECTED: the proof's prompt differs" in capsys.readouterr().out
 
 
+def forge(proof: Proof, **changes) -> Proof:
+    """`proof` with `changes`, its commitment recomputed over them (a forger's proof is self-consistent)."""
+    data = {**proof.to_json(), **changes}
+    data.pop("commitment")
+    forged_proof = Proof.from_json({**data, "commitment": ""})
+    forged_proof.commitment = forged_proof.digest()
+    return forged_proof
+
+
+def test_hostile_token_ids_and_lengths_are_rejected_before_any_model_work(tiny_engine, prompt_ids):
+    """Ids outside the vocabulary (an IndexError in the embedding before) and 20,000 tokens on a 512-token model
+    (a 25.8 s, 843 MB prefill before) are refused by their bounds alone: no chunk is ever compared."""
+    honest = prove(tiny_engine, prompt_ids)
+    cases = {
+        "out of vocabulary": (
+            dict(token_ids=[5_000_000, 1, 2], chunks=honest.chunks[:1]),
+            "token id 5000000 is outside the vocabulary",
+        ),
+        "negative": (dict(prompt_token_ids=[-3, 1]), "token id -3 is outside the vocabulary"),
+        "longer than the context": (
+            dict(token_ids=[1] * 20_000, chunks=honest.chunks * (-(-20_000 // CHUNK_TOKENS))),
+            f"20000 generated tokens exceed the model's context of {tiny_engine.context_length} tokens",
+        ),
+    }
+    for case, (changes, reason) in cases.items():
+        verdict = verify(tiny_engine, forge(honest, **changes))
+        assert not verdict.accepted and verdict.chunks == [], case
+        assert any(reason in r for r in verdict.reasons), (case, verdict.reasons)
+
+
+def test_verify_response_reads_a_bounded_file(tmp_path, capsys):
+    """An endless file (/dev/zero) is refused after the size limit, not read forever."""
+    assert main(["verify-response", "/dev/zero", "--model", "tiny"]) == 1
+    assert "/dev/zero: over the 67,108,864-byte limit" in capsys.readouterr().err
+
+
 def test_calibration_reports_its_targets(tiny_engine):
     """`make bench-serve`'s calibration, small: honest answers over every thread pairing, none rejected, every
     attack detected, and the targets say which limits a run this small meets (not the 200 answers)."""

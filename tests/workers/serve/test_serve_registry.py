@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from workers.chain import ChainClient, deploy_network
 from workers.chain.deploy import GENESIS_MODEL_CID
@@ -15,11 +16,13 @@ from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.module import cid_to_chain
 from workers.cli import main
-from workers.ml.models import VERSION_FILE
+from workers.ml.models import VERSION_FILE, load_base_model, version_record_bytes
+from workers.serve.cli import load_engine, node_app
 from workers.serve.registry import VersionRecord, VersionRefused, check_version, read_version_record
 
 DELTA_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 WEIGHTS = "0x" + "ab" * 32
+BASE = "0x" + "ba" * 32
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +46,52 @@ def record(**change) -> VersionRecord:
     return VersionRecord(**{**fields, **change})
 
 
+def base() -> str:
+    return BASE
+
+
+def rebuilds_to(weights_hash: str):
+    """A node's rebuild from the lineage that gives `weights_hash` (the real one, `rebuilt_weights_hash`, needs the
+    deltas in a content store: tests/workers/node covers `fetch_version`)."""
+    return lambda version: weights_hash
+
+
 def test_versions_are_tied_to_the_registry_lineage(chain):
-    check_version(chain, 1, WEIGHTS, None)  # the genesis, from the named base model
-    check_version(chain, 2, WEIGHTS, record())
+    check_version(chain, 1, BASE, None, base_hash=base)  # the genesis, from the named base model
+    check_version(chain, 2, WEIGHTS, record(), base_hash=base, rebuild=rebuilds_to(WEIGHTS))
     refusals = {
-        "no such version": (3, record(version=3)),
-        "no folder for a child version": (2, None),
-        "folder of another version": (2, record(version=1)),
-        "another lineage": (2, record(delta_cids=[GENESIS_MODEL_CID])),
-        "other weights": (2, record(weights_hash="0x" + "cd" * 32)),
+        "no such version": (3, record(version=3), rebuilds_to(WEIGHTS)),
+        "no folder for a child version": (2, None, rebuilds_to(WEIGHTS)),
+        "folder of another version": (2, record(version=1), rebuilds_to(WEIGHTS)),
+        "another lineage": (2, record(delta_cids=[GENESIS_MODEL_CID]), rebuilds_to(WEIGHTS)),
+        "other weights": (2, record(weights_hash="0x" + "cd" * 32), rebuilds_to(WEIGHTS)),
+        "a folder consistent with itself only": (2, record(), rebuilds_to("0x" + "cd" * 32)),
+        "no rebuild of an unpublished version": (2, record(), None),
+        "version 1 that is not the base model": (1, record(version=1, delta_cids=[]), rebuilds_to(WEIGHTS)),
     }
-    for case, (version, claim) in refusals.items():
+    for case, (version, claim, rebuild) in refusals.items():
         try:
-            check_version(chain, version, WEIGHTS, claim)
+            check_version(chain, version, WEIGHTS, claim, base_hash=base, rebuild=rebuild)
         except VersionRefused:
             continue
         pytest.fail(f"served despite {case}")
+
+
+def test_a_bought_folder_relabelled_as_the_genesis_is_refused(chain, tmp_path):
+    """A copy of version 2's folder with its record edited to `"version": 1, "lineage": []` served version 2's
+    weights as deepshard-v1: the folder agreed with itself, and nothing compared it with the base model."""
+    tiny = load_base_model("tiny", "cpu")
+    with torch.no_grad():
+        tiny.model.model.norm.weight.add_(1e-3)  # another version's weights
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    engine = load_engine("tiny", tmp_path)
+    fake = {"version": 1, "base_model": "tiny", "lineage": [], "weights_hash": engine.weights_hash}
+    (tmp_path / VERSION_FILE).write_bytes(version_record_bytes(fake))
+    with pytest.raises(VersionRefused, match="version 1 is the base model, which hashes to 0x"):
+        node_app(engine, chain, 1, "tiny", tmp_path)
+    with pytest.raises(VersionRefused, match="holds version 1, not 2"):
+        node_app(engine, chain, 2, "tiny", tmp_path)
 
 
 def test_once_shards_are_published_the_registry_weights_hash_decides(chain):
@@ -68,18 +101,23 @@ def test_once_shards_are_published_the_registry_weights_hash_decides(chain):
     models = chain.contract("ModelRegistry")
     chain.transact(models.functions.grantRole(models.functions.PUBLISHER_ROLE().call(), chain.address))
     chain.transact(models.functions.registerVersion(2, 2, cid_to_chain(DELTA_CID), 0))
-    check_version(chain, 3, WEIGHTS, record(version=3, delta_cids=[DELTA_CID, DELTA_CID]))  # not published: lineage
+    unpublished = record(version=3, delta_cids=[DELTA_CID, DELTA_CID])
+    check_version(chain, 3, WEIGHTS, unpublished, base_hash=base, rebuild=rebuilds_to(WEIGHTS))
     published = "0x" + "ef" * 32
     chain.transact(models.functions.publishShards(3, cid_to_chain(DELTA_CID), bytes.fromhex(published[2:])))
-    check_version(chain, 3, published, None)
-    check_version(chain, 3, published, record(version=3, delta_cids=[], weights_hash=published))
+    check_version(chain, 3, published, None, base_hash=base)
+    check_version(chain, 3, published, record(version=3, delta_cids=[], weights_hash=published), base_hash=base)
     with pytest.raises(VersionRefused, match=f"the registry records {published} for version 3"):
-        check_version(chain, 3, WEIGHTS, record(version=3, delta_cids=[DELTA_CID, DELTA_CID]))
+        check_version(chain, 3, WEIGHTS, unpublished, base_hash=base, rebuild=rebuilds_to(WEIGHTS))
     with pytest.raises(VersionRefused, match="holds version 2, not 3"):
-        check_version(chain, 3, published, record())
+        check_version(chain, 3, published, record(), base_hash=base)
 
 
 def test_version_file_is_read_with_clear_errors(tmp_path):
+    (tmp_path / VERSION_FILE).symlink_to("/dev/zero")  # an endless file is refused, not read whole
+    with pytest.raises(VersionRefused, match="over the 1,048,576-byte limit"):
+        read_version_record(tmp_path)
+    (tmp_path / VERSION_FILE).unlink()
     with pytest.raises(VersionRefused, match="cannot be read"):
         read_version_record(tmp_path)
     (tmp_path / VERSION_FILE).write_text(json.dumps({"version": 2}))

@@ -38,7 +38,7 @@ from workers.cli import main
 from workers.protocol.access import fee_split
 from workers.protocol.access import price as reference_price
 from workers.serve.cli import load_engine
-from workers.serve.registry import VersionRefused, check_version, read_version_record
+from workers.serve.registry import VersionRefused, check_version, read_version_record, shard_manifest_files
 from workers.shards import KeyRejected, buyer_keypair, seal_share
 from workers.shards.access import WeightAccessClient, deliver_shares, save_share, share_path, stored_shares
 from workers.shards.chain import StorageClient
@@ -268,6 +268,34 @@ def test_fetch_with_shares_sealed_to_the_buyer_writes_a_servable_folder(sale, ti
     check_version(sale.treasury, VERSION, engine.weights_hash, read_version_record(tmp_path / "out"))
     with pytest.raises(VersionRefused, match=f"the registry records {tiny.weights_hash} for version {VERSION}"):
         check_version(sale.treasury, VERSION, "0x" + "00" * 32, read_version_record(tmp_path / "out"))
+    # The loader files are the manifest's, byte for byte: the weights hash binds only the tensors.
+    folder = tmp_path / "out"
+    store = EmbeddedStore(sale.store_dir)
+
+    def served(claimed_hash: str = tiny.weights_hash) -> None:
+        check_version(
+            sale.treasury,
+            VERSION,
+            claimed_hash,
+            read_version_record(folder),
+            folder=folder,
+            published_files=lambda version, cid: shard_manifest_files(store, version, cid),
+        )
+
+    served()
+    config = (folder / "config.json").read_bytes()
+    (folder / "config.json").write_bytes(
+        config.replace(b'"max_position_embeddings": 512', b'"max_position_embeddings": 1000000000')
+    )
+    with pytest.raises(VersionRefused, match="config.json differs from the one published for version"):
+        served()
+    (folder / "config.json").write_bytes(config)
+    (folder / "added_tokens.json").write_text("{}")
+    with pytest.raises(VersionRefused, match="holds added_tokens.json, which version .* shard manifest does not list"):
+        served()
+    (folder / "added_tokens.json").unlink()
+    with pytest.raises(VersionRefused, match="cannot be checked against its shard manifest"):
+        check_version(sale.treasury, VERSION, tiny.weights_hash, read_version_record(folder), folder=folder)
 
     # k - 1 shares rebuild another key: refused against the on-chain key hash, nothing written.
     assert fetch(sale, tmp_path / "two", *buyer_key, *paths[: 2 * (THRESHOLD - 1)]) == 1
