@@ -127,7 +127,9 @@ def run_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, engine, chain) -> int:
     import uvicorn
 
-    keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+    # "alpha, beta": the spaces around a comma are not part of a key
+    listed = (k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(","))
+    keys = tuple(args.api_key) + tuple(k for k in listed if k)
     app, served = node_app(
         engine,
         chain,
