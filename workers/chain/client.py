@@ -34,8 +34,9 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception, Web3RPCError
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
-from web3.types import RPCEndpoint, TxParams, TxReceipt
+from web3.types import RPCEndpoint, RPCResponse, TxParams, TxReceipt
 
+from ..safejson import JsonRejected, parse_json
 from .accounts import LocalSigner, Signer
 from .artifacts import load_artifact
 from .deployments import Deployment, contract_address, deployment_path, load_deployment
@@ -76,6 +77,34 @@ NONCE_CONFLICT = re.compile(
 #: How nodes word "I already have this very transaction" (geth "already known", anvil "transaction already
 #: imported", OpenEthereum "already imported", Nethermind "AlreadyKnown", Besu "KNOWN_TRANSACTION").
 ALREADY_KNOWN = re.compile(r"already known|already imported|alreadyknown|known_transaction", re.IGNORECASE)
+
+
+#: Deepest JSON an RPC answer may nest (levels). A block with its transactions and their access lists is about
+#: 6; a hostile node's 200,000 levels would otherwise be a RecursionError inside web3's `json.loads`.
+MAX_RPC_JSON_DEPTH = 64
+
+
+class _CheckedHTTPProvider(HTTPProvider):
+    """web3's HTTP provider whose answers are parsed by `workers.safejson` (depth bounded before parsing): a
+    malformed, too deep or non-JSON answer to any call is one `NodeUnavailable` line, never a traceback."""
+
+    def __init__(self, *args: Any, display_url: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._display_url = display_url
+
+    def decode_rpc_response(self, raw_response: bytes) -> RPCResponse:  # type: ignore[override]
+        try:
+            answer = parse_json(raw_response, what="the node's answer", max_depth=MAX_RPC_JSON_DEPTH)
+        except JsonRejected as exc:
+            raise self._unusable(exc.reason) from None
+        # web3 checks this too, but as a BadResponseFormat traceback from whichever call met it first
+        responses = answer if isinstance(answer, list) else [answer]
+        if not all(isinstance(r, dict) and ("result" in r or "error" in r) for r in responses):
+            raise self._unusable("its answer is not a JSON-RPC response")
+        return cast(RPCResponse, answer)
+
+    def _unusable(self, reason: str) -> NodeUnavailable:
+        return NodeUnavailable(f"{self._display_url} is not a usable Ethereum JSON-RPC node ({reason})")
 
 
 def nonce_conflict(message: str) -> bool:
@@ -173,8 +202,9 @@ class ChainClient:
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
         self.deployments_dir = deployments_dir
-        provider = HTTPProvider(
+        provider = _CheckedHTTPProvider(
             self.rpc_url,
+            display_url=self.display_url,
             # A dead or hung node must fail fast, not hang: bound both connecting and waiting for an answer.
             request_kwargs={"timeout": (connect_timeout, request_timeout)},
             # web3 retries 5 times with backoff by default (timeouts included), which turns one hung

@@ -17,6 +17,7 @@ Normalisation (see `normalise_text`) makes equal content equal bytes, hence one 
     - single line breaks are kept (lists, verse), two or more (with only whitespace between them)
       become one blank line, the paragraph break; leading and trailing blank lines go;
     - Unicode NFC, last, so that removed characters cannot leave a decomposed sequence behind.
+A text with nothing visible after that (only whitespace and default-ignorable code points, below) is empty.
 Metadata fields are normalised the same way but onto one line; a metadata field empty after that is
 dropped, so `"source": ""` and no source are the same record. `lang` gets the BCP 47 canonical case
 (`pt-br` -> `pt-BR`). Each record is then serialised canonically: keys sorted, no spaces, non-ASCII
@@ -162,6 +163,12 @@ def comparison_form(text: str) -> str:
     return " ".join(visible.split())
 
 
+def _visible(normalised: str) -> bool:
+    """Whether a normalised text shows anything: a character other than whitespace and the default-ignorable
+    code points (`comparison_form` removes those, so fifty U+200B would otherwise be an empty text with a CID)."""
+    return normalised.isascii() or bool(DEFAULT_IGNORABLE.sub("", normalised).strip())
+
+
 def normalise_inline(value: str) -> str:
     """A metadata value on one line: like `normalise_text`, with every whitespace run one space."""
     if not value.isprintable():
@@ -265,6 +272,9 @@ def _check_fields(value: dict, line_no: int, problems: list[Problem]) -> dict[st
             normalised = normalise_text(raw)
             if not normalised:
                 problems.append(Problem(line_no, "field 'text' is empty" + (" (only whitespace)" if raw else "")))
+                continue
+            if not _visible(normalised):
+                problems.append(Problem(line_no, "field 'text' is empty (no visible characters)"))
                 continue
         else:
             normalised = normalise_inline(raw)

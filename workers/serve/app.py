@@ -8,7 +8,10 @@
 Load: a request is admitted on arrival into a bounded queue (`queue_size` requests uploading, waiting or
 generating) or answered 429 with `retry-after`. All model work runs on one executor thread, one token of one
 sequence at a time, so concurrent requests interleave token by token; a streaming client that goes away stops
-its sequence between two tokens and frees its slot at once. Each choice carries `deepshard_proof` (workers.serve.proof).
+its sequence between two tokens and frees its slot at once. Prompts are tokenized on a thread of their own (a
+long one takes seconds: the event loop keeps serving /health and the streams meanwhile), after a prompt too long
+to fit the context by its characters alone was refused without tokenizing it. Each choice carries
+`deepshard_proof` (workers.serve.proof).
 """
 
 from __future__ import annotations
@@ -101,6 +104,17 @@ class Choice:
     logprobs: list[tuple[int, float, list[tuple[int, float]]]] | None = None
 
 
+def completion_top_logprobs(engine: Engine, top: list[tuple[int, float]]) -> dict[str, float]:
+    """One step's `top_logprobs` in OpenAI's completions format: a JSON object {token text: logprob}. The format
+    forces one key per text, so alternatives that decode alike (bytes of a split UTF-8 character all read as
+    U+FFFD) share a key; it keeps the most likely of them (`top` is most likely first). Chat's `top_logprobs`
+    is a list and keeps every alternative."""
+    alternatives: dict[str, float] = {}
+    for token_id, logprob in top:
+        alternatives.setdefault(engine.token_text(token_id), logprob)
+    return alternatives
+
+
 def create_app(
     engine: Engine,
     served: ServedVersion,
@@ -113,11 +127,14 @@ def create_app(
     <one of them>` (401 otherwise)."""
     admission = Admission(queue_size)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepshard-model")
+    # Not the model's thread: a long prompt's tokenization would stall every sequence's next token.
+    tokenizer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepshard-tokenizer")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        tokenizer.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Deepshard inference node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     created = int(time.time())
@@ -176,6 +193,19 @@ def create_app(
                 404, f"the model {name!r} does not exist; this node serves {served.model_id}", param="model",
                 code="model_not_found",
             )  # fmt: skip
+
+    async def tokenize(work: Callable[[Any], list[int]], prompt: Any, chars: int, param: str) -> list[int]:
+        """`work(prompt)` (a tokenization) on the tokenizer thread, once the prompt's `chars` characters could fit
+        the context (400 otherwise, without tokenizing)."""
+        if chars > engine.context_length * engine.max_token_chars:
+            raise ApiError(
+                400,
+                f"the prompt has {chars} characters, more than this model's context length "
+                f"({engine.context_length} tokens of at most {engine.max_token_chars} characters) can hold",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return await asyncio.get_running_loop().run_in_executor(tokenizer, work, prompt)
 
     def sampling(req, prompt_len: int, logprobs: bool, top_logprobs: int) -> list[SamplingParams]:
         room = engine.context_length - prompt_len
@@ -260,7 +290,8 @@ def create_app(
         req = parse_request(ChatRequest, await read_body(request))
         check_model(req.model)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        prompt_ids = engine.chat_prompt(messages)
+        chars = sum(len(m["content"]) for m in messages)
+        prompt_ids = await tokenize(engine.chat_prompt, messages, chars, "messages")
         top = req.top_logprobs or 0
         params = sampling(req, len(prompt_ids), req.logprobs, top)
         return await respond(request, release, req, "chat.completion", "chatcmpl", prompt_ids, params)
@@ -278,7 +309,7 @@ def create_app(
                 raise ApiError(400, f"token ids must lie in [0, {engine.vocab_size})", param="prompt")
             prompt_ids = list(prompt)
         else:
-            prompt_ids = engine.encode(prompt)
+            prompt_ids = await tokenize(engine.encode, prompt, len(prompt), "prompt")
             if not prompt_ids:
                 raise ApiError(400, "the prompt is empty", param="prompt")
         wanted = req.logprobs is not None
@@ -415,7 +446,7 @@ def create_app(
         return {
             "tokens": [engine.token_text(t) for t, _, _ in entries],
             "token_logprobs": [lp for _, lp, _ in entries],
-            "top_logprobs": [{engine.token_text(i): v for i, v in top} for _, _, top in entries],
+            "top_logprobs": [completion_top_logprobs(engine, top) for _, _, top in entries],
         }
 
     def choice_json(choice: Choice, chat: bool, proof: dict[str, Any]) -> dict[str, Any]:

@@ -146,7 +146,9 @@ def run_serve(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace, engine, chain) -> int:
     import uvicorn
 
-    keys = tuple(args.api_key) + tuple(k for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+    # "alpha, beta": the spaces around a comma are not part of a key
+    listed = (k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(","))
+    keys = tuple(args.api_key) + tuple(k for k in listed if k)
     from .registry import rebuilt_weights_hash, shard_manifest_files
 
     def published_files(version: int, cid: str):

@@ -122,6 +122,9 @@ class Engine:
         if getattr(self.tokenizer, "eos_token_id", None) is not None:
             ids.add(int(self.tokenizer.eos_token_id))
         self.eos_ids = frozenset(ids)
+        #: Most characters one token stands for: its longest vocabulary entry (a byte-level entry counts bytes, at
+        #: least the characters it decodes to). A text over `context_length` times this cannot fit the context.
+        self.max_token_chars = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
         self._capture = FinalNormCapture(self.model)
 
     def close(self) -> None:
@@ -217,12 +220,23 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 class StopText:
     """Incremental detokenisation with stop strings: text is released only once no stop string can still begin in
-    it, and an incomplete UTF-8 character is held back until its last byte arrives."""
+    it, and an incomplete UTF-8 character is held back until its last byte arrives.
+
+    Each token costs work bounded by the stop strings' length (at most `workers.serve.schema.MAX_STOP_CHARS`
+    characters each), not by the text so far: only the tokens since the last complete character are decoded
+    (with one earlier token before them, so a tokenizer that drops a leading space at the start of a decode keeps
+    it), and a stop string is looked for only where it could end in the new text."""
 
     def __init__(self, engine: Engine, stop: list[str]):
         self.engine = engine
         self.stop = [s for s in stop if s]
         self.token_ids: list[int] = []
+        #: The text decoded so far, complete characters only.
+        self.text = ""
+        #: token_ids[prefix:read] were decoded into the text's tail `self._prefix_text`; later ones are pending.
+        self._prefix = 0
+        self._read = 0
+        self._prefix_text = ""
         self.sent = 0
         self.stopped = False
 
@@ -233,17 +247,22 @@ class StopText:
             return ""
         if token_id is not None and token_id not in self.engine.eos_ids:
             self.token_ids.append(token_id)
-        text = self.engine.decode(self.token_ids)
-        cut = min((i for i in (text.find(s, max(self.sent - len(s) + 1, 0)) for s in self.stop) if i >= 0), default=-1)
+        searched = len(self.text)
+        window = self.engine.decode(self.token_ids[self._prefix :])
+        complete = not window.endswith("\ufffd")
+        if len(window) > len(self._prefix_text) and (complete or token_id is None):
+            self.text += window[len(self._prefix_text) :]
+            self._prefix, self._read = self._read, len(self.token_ids)
+            self._prefix_text = self.engine.decode(self.token_ids[self._prefix : self._read])
+        text = self.text
+        found = (text.find(s, max(searched - len(s) + 1, 0)) for s in self.stop)
+        cut = min((i for i in found if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
             return self._release(text, cut)
         if token_id is None:
             return self._release(text, len(text))
-        end = len(text)
-        while end > self.sent and text[end - 1] == "\ufffd":
-            end -= 1
-        end -= max((_overlap(text[:end], s) for s in self.stop), default=0)
+        end = len(text) - max((_overlap(text, s) for s in self.stop), default=0)
         return self._release(text, max(end, self.sent))
 
     def _release(self, text: str, end: int) -> str:
@@ -253,10 +272,14 @@ class StopText:
 
 
 def _overlap(text: str, stop: str) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of `stop`."""
-    for length in range(min(len(stop) - 1, len(text)), 0, -1):
-        if text.endswith(stop[:length]):
-            return length
+    """Length of the longest suffix of `text` that is a proper prefix of `stop`: only the last len(stop) - 1
+    characters are looked at, each candidate start found by `str.find` of the stop's first character."""
+    tail = text[-(len(stop) - 1) :] if len(stop) > 1 else ""
+    start = tail.find(stop[0])
+    while start >= 0:
+        if stop.startswith(tail[start:]):
+            return len(tail) - start
+        start = tail.find(stop[0], start + 1)
     return 0
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 #: Most choices one request may ask for (`n`): each is generated in turn.
 MAX_CHOICES = 8
 #: Most stop strings, as OpenAI allows.
 MAX_STOP = 4
+#: Longest stop string, characters (400 above it). OpenAI states no bound; ours keeps the per-token stop search
+#: small (workers.serve.engine.StopText looks at most this far back) while any realistic stop sequence fits.
+MAX_STOP_CHARS = 256
 #: Request fields this node does not implement: naming one with a non-default value is a 400, never silently
 #: ignored (other unknown fields, such as `user` or `metadata`, do not change the answer and are ignored).
 UNSUPPORTED = {
@@ -77,6 +80,8 @@ class _Common(BaseModel):
         stops = [value] if isinstance(value, str) else [] if value is None else value
         if isinstance(stops, list) and len(stops) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} stop strings")
+        if isinstance(stops, list) and any(isinstance(s, str) and len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"each stop string must be at most {MAX_STOP_CHARS} characters")
         return stops
 
 
@@ -105,7 +110,8 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[int] | list[str]
+    #: Token ids must be JSON integers: strict, so neither `true` nor `1e2` passes as one.
+    prompt: str | list[StrictInt] | list[str]
     logprobs: int | None = Field(default=None, ge=0, le=5)
 
 

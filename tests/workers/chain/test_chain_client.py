@@ -1,5 +1,8 @@
 """ChainClient against a real anvil: node checks, revert decoding, fees, receipts and the nonce manager."""
 
+import contextlib
+import http.server
+import json
 import socket
 import threading
 import time
@@ -193,3 +196,70 @@ def test_no_eth_for_gas_is_rejected_without_using_a_nonce(make_account):
     assert account.nonce() == 0
     with pytest.raises(InvalidRequest, match="no ETH to pay for gas"):
         stake(account.client, "informant", "100")
+
+
+class _HostileRpc(http.server.BaseHTTPRequestHandler):
+    """A JSON-RPC endpoint that answers eth_chainId properly (when `honest_chain_id`) and everything else with
+    `answer`: what a hostile or broken node can send."""
+
+    answer = b""
+    honest_chain_id = False
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if self.honest_chain_id and request["method"] == "eth_chainId":
+            body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": "0x539"}).encode()
+        else:
+            body = self.answer
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def hostile_rpc(answer: bytes, honest_chain_id: bool = False):
+    handler = type("Handler", (_HostileRpc,), {"answer": answer, "honest_chain_id": honest_chain_id})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+DEEP_ANSWER = b'{"jsonrpc":"2.0","id":0,"result":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+
+
+MALFORMED_ANSWERS = [
+    (DEEP_ANSWER, "nested"),  # a RecursionError inside web3's json.loads before
+    (b"<html>hello</html>", "JSON"),
+    (b'"0x539"', "not a JSON-RPC response"),
+    (b'{"jsonrpc":"2.0","id":0}', "not a JSON-RPC response"),  # neither result nor error: web3's BadResponseFormat
+]
+
+
+@pytest.mark.parametrize("answer, reason", MALFORMED_ANSWERS)
+def test_malformed_rpc_answer_to_the_probe_is_one_line(answer, reason):
+    with hostile_rpc(answer) as url, pytest.raises(NodeUnavailable) as raised:
+        ChainClient(url)
+    message = str(raised.value)
+    assert message.startswith(f"{url} is not a usable Ethereum JSON-RPC node") and reason in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("answer, reason", MALFORMED_ANSWERS)
+def test_malformed_rpc_answer_to_any_later_call_is_one_line(answer, reason):
+    with hostile_rpc(answer, honest_chain_id=True) as url:
+        client = ChainClient(url)
+        assert client.chain_id == 1337
+        for call in (client.fee_fields, lambda: client.w3.eth.get_balance("0x" + "11" * 20)):
+            with pytest.raises(NodeUnavailable) as raised:
+                call()
+            assert "is not a usable Ethereum JSON-RPC node" in str(raised.value) and reason in str(raised.value)

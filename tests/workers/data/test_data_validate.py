@@ -67,7 +67,11 @@ def test_missing_text(jsonl):
     assert (line, reason) == (2, "missing field 'text'")
 
 
-@pytest.mark.parametrize("text", ["", "   ", "\t\r\n \u00a0\u3000", "\u0000\u0007"])
+@pytest.mark.parametrize(
+    "text",
+    # the last two: nothing visible, only default-ignorable code points (zero-width space, soft hyphen, joiner, BOM)
+    ["", "   ", "\t\r\n \u00a0\u3000", "\u0000\u0007", "\u200b" * 50, "\u00ad \u200d\ufeff\n\u2060"],
+)
 def test_empty_text(jsonl, text):
     line, reason = only_problem(validate(jsonl(GOOD, {"text": text})))
     assert line == 2 and reason.startswith("field 'text' is empty")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from servekit import API_KEY, MAX_BODY_BYTES, Server, start_node
+from servekit import API_KEY, ENV_API_KEYS, MAX_BODY_BYTES, Server, start_node
 
 from workers.chain.localnode import free_port
 from workers.ml.models import load_base_model
@@ -22,7 +22,8 @@ from workers.serve.engine import Engine, torch_threads
 def server(tmp_path_factory) -> Iterator[Server]:
     port = free_port()
     options = ["--queue-size", "1", "--api-key", API_KEY, "--max-body-bytes", str(MAX_BODY_BYTES), "--threads", "1"]
-    child = start_node("inference node", port, options, tmp_path_factory.mktemp("serve"))
+    env = {"DEEPSHARD_API_KEYS": " , ".join(ENV_API_KEYS)}
+    child = start_node("inference node", port, options, tmp_path_factory.mktemp("serve"), env)
     try:
         yield Server(f"http://127.0.0.1:{port}", port, child)
     finally:

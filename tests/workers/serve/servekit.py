@@ -18,6 +18,8 @@ from services import ChildProcess, redis_url_for, start_child
 from workers.ml.models import MODEL_CACHE_ENV
 
 API_KEY = "test-key-serve"
+#: More keys, from the environment as an operator would list them: spaces around the commas.
+ENV_API_KEYS = ("env-key-alpha", "env-key-beta")
 MODEL_ID = "deepshard-v1"
 MAX_BODY_BYTES = 65_536
 #: Generous bound for conditions the tests wait on (a loaded 2-core machine): never a speed assertion.
@@ -75,10 +77,12 @@ class Server:
         return sock
 
 
-def start_node(name: str, port: int, options: list[str], log_dir) -> ChildProcess:
-    """`deepshard serve --dev --model tiny --port PORT OPTIONS...` in a child process (its log in `log_dir`), once
-    it announces it serves; stop it with `.stop()` (by its PID)."""
-    env = {MODEL_CACHE_ENV: os.environ[MODEL_CACHE_ENV]} if os.environ.get(MODEL_CACHE_ENV) else {}
+def start_node(name: str, port: int, options: list[str], log_dir, env: dict[str, str] | None = None) -> ChildProcess:
+    """`deepshard serve --dev --model tiny --port PORT OPTIONS...` in a child process (its log in `log_dir`, `env`
+    added to its environment), once it announces it serves; stop it with `.stop()` (by its PID)."""
+    env = dict(env or {})
+    if os.environ.get(MODEL_CACHE_ENV):
+        env[MODEL_CACHE_ENV] = os.environ[MODEL_CACHE_ENV]
     command = [sys.executable, "-m", "workers.cli", "serve", "--dev", "--model", "tiny", "--port", str(port), *options]
     ready = f"serving {MODEL_ID}"
     return start_child(name, command, env, log_dir / "serve.log", redis_url_for(0), ready=ready, timeout=WAIT_SECONDS)

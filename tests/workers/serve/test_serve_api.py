@@ -6,9 +6,10 @@ import json
 
 import openai
 import pytest
-from servekit import MAX_BODY_BYTES, MODEL_ID
+from servekit import ENV_API_KEYS, MAX_BODY_BYTES, MODEL_ID
 
 from workers.serve.proof import Proof, verify
+from workers.serve.schema import MAX_STOP, MAX_STOP_CHARS
 
 HELLO = [{"role": "user", "content": "Tell me about the network."}]
 
@@ -99,6 +100,7 @@ def test_n_choices_logprobs_and_completion_logprobs(server):
         ({"temperature": "hot"}, openai.UnprocessableEntityError, "temperature"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, openai.UnprocessableEntityError, "messages.0.role"),
         ({"presence_penalty": 0.5}, openai.BadRequestError, "presence_penalty"),
+        ({"stop": ["x", "Z" * (MAX_STOP_CHARS + 1)]}, openai.BadRequestError, "stop"),
     ],
 )
 def test_bad_requests_map_to_the_openai_exceptions(server, change, error, param):
@@ -111,6 +113,26 @@ def test_bad_requests_map_to_the_openai_exceptions(server, change, error, param)
 def test_wrong_key_is_401(server):
     with pytest.raises(openai.AuthenticationError):
         server.client(api_key="not-the-key").models.list()
+
+
+def test_keys_listed_in_the_environment_with_spaces_are_accepted(server):
+    for key in ENV_API_KEYS:
+        assert server.client(api_key=key).models.list().data[0].id == MODEL_ID
+    with pytest.raises(openai.AuthenticationError):
+        server.client(api_key=f" {ENV_API_KEYS[1]}").models.list()
+
+
+@pytest.mark.parametrize("prompt", [[True, False], [1, 2, 1e2], [1, 2.0]])
+def test_token_id_prompts_must_be_json_integers(server, prompt):
+    got, payload = server.raw("/v1/completions", json.dumps({"model": MODEL_ID, "prompt": prompt}).encode())
+    assert got == 422 and payload["error"]["param"].startswith("prompt")
+
+
+def test_stop_strings_at_the_bound_are_accepted(server):
+    answer = server.client().completions.create(
+        model=MODEL_ID, prompt="A", max_tokens=3, seed=1, stop=["Z" * MAX_STOP_CHARS] * MAX_STOP
+    )
+    assert answer.choices[0].finish_reason in ("length", "stop") and answer.usage.completion_tokens >= 1
 
 
 @pytest.mark.parametrize(
