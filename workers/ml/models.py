@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 # cuBLAS reads this when its first handle is created: set it before anything touches CUDA, or the
 # deterministic-algorithms switch below makes some CUDA matmuls raise.
@@ -89,6 +89,12 @@ TINY_CONFIG: dict[str, object] = dict(
 BASE_CONTEXT_TOKENS = {SMOLLM2: 8192, TINY: TINY_CONTEXT_TOKENS}
 #: safetensors' own bound on a header; ours is checked before the library reads anything.
 MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+#: The most bytes a version folder's loader file (config.json, tokenizer.json, tokenizer_config.json,
+#: model.safetensors.index.json, ...) may hold before transformers reads it: SmolLM2's tokenizer.json is ~2 MB.
+MAX_LOADER_FILE_BYTES = 64 * 1024**2
+#: The top-level files of a version folder transformers may read whole (config, tokenizer, vocabulary, merges,
+#: chat template, safetensors index): each is size-checked first.
+LOADER_FILE_PATTERNS = ("*.json", "*.txt", "*.jinja")
 #: Bytes per element of each safetensors dtype code.
 SAFETENSORS_DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2,
@@ -187,18 +193,24 @@ def as_base_model(name: str, model: torch.nn.Module, tokenizer, device=None) -> 
 
 def load_version_folder(name: str, folder: Path, device: str | torch.device | None = None) -> BaseModel:
     """A version folder (what `deepshard model get` or `deepshard weights fetch` writes) as a BaseModel of base
-    `name`: weights from safetensors only (never a pickle: `pytorch_model.bin` is not read), every file's header
-    checked against its size first (`check_safetensors_file`), every parameter present in them (a missing one
-    would be randomly initialised), and the served context capped at the base model's (`BASE_CONTEXT_TOKENS`)
-    whatever config.json claims. Raises ModelError in one line for anything else."""
+    `name`: weights from safetensors only (never a pickle: `pytorch_model.bin` is not read), every top-level
+    `LOADER_FILE_PATTERNS` file (config, tokenizer, chat template, safetensors index) a regular file of at most
+    MAX_LOADER_FILE_BYTES and every safetensors file's header
+    checked against its size before transformers reads anything (`check_safetensors_file`; an index may name only
+    top-level files of the folder, each checked), every parameter present in them (a missing one would be randomly
+    initialised), and the served context capped at the base model's (`BASE_CONTEXT_TOKENS`) whatever config.json
+    claims. Raises ModelError in one line for anything else."""
     if name not in BASE_CONTEXT_TOKENS:
         raise ModelError(f"unknown base model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    files = sorted(Path(folder).glob("*.safetensors"))
+    folder = Path(folder)
+    for path in sorted(p for pattern in LOADER_FILE_PATTERNS for p in folder.glob(pattern)):
+        check_loader_file_size(path)
+    files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ModelError(
             f"{folder} holds no safetensors weights (pickled weights such as pytorch_model.bin are refused)"
         )
-    for path in files:
+    for path in {*files, *_indexed_files(folder)}:
         check_safetensors_file(path)
     try:
         with _quiet_transformers():
@@ -222,6 +234,57 @@ def load_version_folder(name: str, folder: Path, device: str | torch.device | No
     return as_base_model(name, model, tokenizer, device)
 
 
+def check_loader_file_size(path: Path) -> None:
+    """ModelError unless `path` (a file transformers reads whole) is a regular file (a link to /dev/zero has no
+    size to check) of at most MAX_LOADER_FILE_BYTES."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"{path} cannot be read ({exc.strerror})") from None
+    if not path.is_file():
+        raise ModelError(f"{path} is not a regular file: refusing to load")
+    if size > MAX_LOADER_FILE_BYTES:
+        limit = f"over the {MAX_LOADER_FILE_BYTES:,}-byte limit"
+        raise ModelError(f"{path} holds {size:,} bytes, {limit}: refusing to load")
+
+
+def _indexed_files(folder: Path) -> set[Path]:
+    """The files the folder's safetensors index (`model.safetensors.index.json`, size already checked) names in its
+    weight_map; ModelError unless each is a plain file name (no folder part) of a file in `folder`, so the library
+    reads no weights that `check_safetensors_file` did not check."""
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return set()
+    try:
+        data = parse_json(index.read_bytes(), what=str(index), max_depth=8)
+        names = set(data["weight_map"].values())
+    except OSError as exc:
+        raise ModelError(f"{index} cannot be read ({exc.strerror})") from None
+    except JsonRejected as exc:
+        raise ModelError(str(exc)) from None
+    except (KeyError, TypeError, AttributeError):
+        raise ModelError(f"{index} needs a weight_map object of tensor name to file name") from None
+    paths = set()
+    for name in sorted(map(str, names)):
+        if not name or Path(name).name != name or name in (".", "..") or not (folder / name).is_file():
+            raise ModelError(f"{index} names {name!r}, not a file at the top of {folder}: refusing to load")
+        paths.add(folder / name)
+    return paths
+
+
+def loader_file_bytes(base: BaseModel) -> dict[str, bytes]:
+    """The loader files (config, generation config, tokenizer, chat template) `save_pretrained` writes for `base`,
+    what `deepshard model get` puts beside the weights, by file name: the reference a version folder's own loader
+    files must equal byte for byte (the weights hash binds only the tensors)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out, model, tokenizer = Path(scratch), cast(Any, base.model), cast(Any, base.tokenizer)
+        model.config.save_pretrained(out)
+        if model.can_generate() and model.generation_config is not None:
+            model.generation_config.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return {path.name: path.read_bytes() for path in sorted(out.iterdir()) if path.is_file()}
+
+
 def check_safetensors_file(path: Path) -> int:
     """Checks a safetensors file's framing before any library reads it: the 8-byte header length within the file
     and under MAX_SAFETENSORS_HEADER_BYTES, the header a JSON object of tensors whose dtypes are known and whose
@@ -236,9 +299,9 @@ def check_safetensors_file(path: Path) -> int:
         size = path.stat().st_size
         with path.open("rb") as handle:
             prefix = handle.read(8)
-            header_len = int.from_bytes(prefix, "little")
             if len(prefix) < 8:
                 raise refuse("shorter than its 8-byte header length")
+            header_len = int.from_bytes(prefix, "little")
             if header_len > min(MAX_SAFETENSORS_HEADER_BYTES, size - 8):
                 raise refuse(f"its header length {header_len:,} runs past the file's {size:,} bytes or the limit")
             raw = handle.read(header_len)
@@ -258,7 +321,7 @@ def check_safetensors_file(path: Path) -> int:
         try:
             shape, (begin, end) = list(entry["shape"]), entry["data_offsets"]
             width = SAFETENSORS_DTYPE_BYTES[entry["dtype"]]
-            dims_ok = all(isinstance(d, int) and d >= 0 for d in [*shape, begin, end])
+            dims_ok = all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in [*shape, begin, end])
         except (KeyError, TypeError, ValueError):
             raise refuse(f"tensor {name!r} has a malformed entry") from None
         if not dims_ok or not begin <= end <= buffer:

@@ -90,7 +90,7 @@ def node_app(
 ):
     """The API app serving `engine` as registry version `version` and its `ServedVersion`. With `chain` (a
     ChainClient), the weights must be that version (workers.serve.registry.check_version: VersionRefused
-    otherwise; `rebuild(version)` gives the weights hash of an unpublished version > 1 rebuilt from its lineage,
+    otherwise; `rebuild(version)` gives an unpublished version > 1 rebuilt from its lineage (a BuiltVersion),
     `published_files(version, manifest CID)` the loader files a published version's shard manifest lists; None
     refuses what needs them); `chain` None is --dev. `options`: create_app's (queue_size, max_body_bytes,
     api_keys)."""
@@ -104,7 +104,7 @@ def node_app(
             version,
             engine.weights_hash,
             record,
-            base_hash=lambda: _base_hash(engine, model_name, weights),
+            base=lambda: _base(engine, model_name, weights),
             rebuild=rebuild,
             folder=weights,
             published_files=published_files,
@@ -113,13 +113,17 @@ def node_app(
     return create_app(engine, served, **options), served
 
 
-def _base_hash(engine, model_name: str, weights: Path | None) -> str:
-    """The weights hash of the base model `model_name` (the genesis): the engine's own without a folder."""
-    if weights is None:
-        return str(engine.weights_hash)
-    from ..ml.models import load_base_model
+def _base(engine, model_name: str, weights: Path | None):
+    """The base model `model_name` (the genesis) as a BuiltVersion: without a folder the engine is that base, and
+    there are no loader files to compare."""
+    from .registry import BuiltVersion
 
-    return load_base_model(model_name, "cpu").weights_hash
+    if weights is None:
+        return BuiltVersion(str(engine.weights_hash), {})
+    from ..ml.models import load_base_model, loader_file_bytes
+
+    base = load_base_model(model_name, "cpu")
+    return BuiltVersion(base.weights_hash, loader_file_bytes(base))
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -149,7 +153,7 @@ def _serve(args: argparse.Namespace, engine, chain) -> int:
     # "alpha, beta": the spaces around a comma are not part of a key
     listed = (k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(","))
     keys = tuple(args.api_key) + tuple(k for k in listed if k)
-    from .registry import rebuilt_weights_hash, shard_manifest_files
+    from .registry import rebuilt_version, shard_manifest_files
 
     def published_files(version: int, cid: str):
         from ..storage import StorageError, open_store
@@ -167,7 +171,7 @@ def _serve(args: argparse.Namespace, engine, chain) -> int:
         args.version,
         args.model,
         args.weights,
-        rebuild=None if chain is None else lambda version: rebuilt_weights_hash(chain, version),
+        rebuild=None if chain is None else lambda version: rebuilt_version(chain, version),
         published_files=published_files,
         queue_size=args.queue_size,
         max_body_bytes=args.max_body_bytes,

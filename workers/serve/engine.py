@@ -231,13 +231,14 @@ class StopText:
         self.engine = engine
         self.stop = [s for s in stop if s]
         self.token_ids: list[int] = []
-        #: The text decoded so far, complete characters only.
-        self.text = ""
+        #: The decoded text not yet released (complete characters only): what the stop search needs, since no stop
+        #: string can begin in released text. Keeping only this bounds each token's work and memory by the stop
+        #: strings' length, not the text's (appending to the whole text was quadratic).
+        self.held = ""
         #: token_ids[prefix:read] were decoded into the text's tail `self._prefix_text`; later ones are pending.
         self._prefix = 0
         self._read = 0
         self._prefix_text = ""
-        self.sent = 0
         self.stopped = False
 
     def push(self, token_id: int | None) -> str:
@@ -247,27 +248,25 @@ class StopText:
             return ""
         if token_id is not None and token_id not in self.engine.eos_ids:
             self.token_ids.append(token_id)
-        searched = len(self.text)
+        searched = len(self.held)
         window = self.engine.decode(self.token_ids[self._prefix :])
         complete = not window.endswith("\ufffd")
         if len(window) > len(self._prefix_text) and (complete or token_id is None):
-            self.text += window[len(self._prefix_text) :]
+            self.held += window[len(self._prefix_text) :]
             self._prefix, self._read = self._read, len(self.token_ids)
             self._prefix_text = self.engine.decode(self.token_ids[self._prefix : self._read])
-        text = self.text
-        found = (text.find(s, max(searched - len(s) + 1, 0)) for s in self.stop)
+        held = self.held
+        found = (held.find(s, max(searched - len(s) + 1, 0)) for s in self.stop)
         cut = min((i for i in found if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
-            return self._release(text, cut)
+            return self._release(cut)
         if token_id is None:
-            return self._release(text, len(text))
-        end = len(text) - max((_overlap(text, s) for s in self.stop), default=0)
-        return self._release(text, max(end, self.sent))
+            return self._release(len(held))
+        return self._release(len(held) - max((_overlap(held, s) for s in self.stop), default=0))
 
-    def _release(self, text: str, end: int) -> str:
-        piece = text[self.sent : end]
-        self.sent = max(self.sent, end)
+    def _release(self, end: int) -> str:
+        piece, self.held = self.held[:end], self.held[end:]
         return piece
 
 

@@ -15,10 +15,12 @@ there is one) names N, and the weights are bound to N by something outside the f
 - when the registry records N's weights hash (its shards are published), the loaded weights hash to it, and a
   folder's loader files (config, tokenizer) are byte for byte those its shard manifest lists;
 - otherwise, for version 1 (the genesis), they hash to the base model the node loads by name (the registry's
-  genesis CID names the GGUF file it is built from, not a weights hash);
+  genesis CID names the GGUF file it is built from, not a weights hash), and a folder's loader files are byte for
+  byte those `save_pretrained` writes for that base model (`workers.ml.models.loader_file_bytes`);
 - otherwise (an unpublished N > 1, whose only record on chain is its lineage of delta CIDs), the folder's delta CIDs
   equal the registry's and the node rebuilds N from that lineage itself (`workers.tasks.versions.fetch_version`,
-  each delta checked against its CID: what `deepshard model get` does) and the loaded weights hash to the rebuild.
+  each delta checked against its CID: what `deepshard model get` does), the loaded weights hash to the rebuild and
+  the folder's loader files are byte for byte the rebuild's.
   A node that cannot rebuild (no content store or spec book) refuses; `--dev` serves without any of these checks.
 Without a folder only the genesis can be served, from the named base model.
 """
@@ -26,7 +28,7 @@ Without a folder only the genesis can be served, from the named base model.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,15 @@ from ..shards.manifest import PUBLIC_FILE, PublicFile
 from ..storage import ContentStore
 
 MAX_VERSION_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """A version the node built itself (the base model, or a rebuild from the lineage): its weights hash and its
+    loader files (`workers.ml.models.loader_file_bytes`: file name to bytes), what a folder must match."""
+
+    weights_hash: str
+    loader_files: Mapping[str, bytes]
 
 
 class VersionRefused(ChainError):
@@ -96,8 +107,8 @@ def check_version(
     weights_hash: str,
     record: VersionRecord | None,
     *,
-    base_hash: Callable[[], str] | None = None,
-    rebuild: Callable[[int], str] | None = None,
+    base: Callable[[], BuiltVersion] | None = None,
+    rebuild: Callable[[int], BuiltVersion] | None = None,
     folder: Path | None = None,
     published_files: Callable[[int, str], Sequence[PublicFile]] | None = None,
 ) -> None:
@@ -106,10 +117,12 @@ def check_version(
     Args:
         weights_hash: the loaded weights' hash (`workers.ml.models.weights_hash`, 0x-hex).
         record: the version folder's record, None without a folder.
-        base_hash: gives the weights hash of the base model the node serves the genesis from (called only for
-            version 1 when the registry records no hash for it); None refuses such a version 1.
-        rebuild: rebuilds `version` from the registry's lineage and gives its weights hash (called only for an
-            unpublished version > 1); None refuses such a version.
+        base: gives the base model the node serves the genesis from (called only for version 1 when the registry
+            records no hash for it; its loader files are compared only with a folder's); None refuses such a
+            version 1.
+        rebuild: rebuilds `version` from the registry's lineage (called only for an unpublished version > 1);
+            None refuses such a version.
+        folder: the version folder the weights were loaded from, None without one.
     """
     deltas = registered_deltas(chain, version)
     if record is not None and record.version != version:
@@ -130,14 +143,16 @@ def check_version(
             check_public_files(folder, version, published_files(version, published[0]))
         return
     if version == GENESIS_VERSION:
-        if base_hash is None:
+        if base is None:
             raise VersionRefused("the registry records no weights hash for version 1 and no base model was given")
-        expected = base_hash()
-        if weights_hash != expected:
+        genesis = base()
+        if weights_hash != genesis.weights_hash:
             raise VersionRefused(
-                f"the weights hash to {weights_hash}; version 1 is the base model, which hashes to {expected}: "
-                "refusing to serve"
+                f"the weights hash to {weights_hash}; version 1 is the base model, which hashes to "
+                f"{genesis.weights_hash}: refusing to serve"
             )
+        if folder is not None:
+            check_loader_files(folder, _expected(genesis), "the base model's")
         return
     if record is None:
         raise VersionRefused(
@@ -156,32 +171,51 @@ def check_version(
             "node cannot rebuild it from its lineage: refusing to serve a folder nothing on chain binds"
         )
     rebuilt = rebuild(version)
-    if rebuilt != weights_hash:
+    if rebuilt.weights_hash != weights_hash:
         raise VersionRefused(
             f"the weights hash to {weights_hash}; version {version} rebuilt from the registry's lineage hashes to "
-            f"{rebuilt}: refusing to serve"
+            f"{rebuilt.weights_hash}: refusing to serve"
         )
+    if folder is not None:
+        check_loader_files(folder, _expected(rebuilt), f"version {version} rebuilt from its lineage's")
 
 
 def check_public_files(folder: Path, version: int, files: Sequence[PublicFile]) -> None:
+    """VersionRefused unless the folder's loader files are exactly `files`, the ones the shard manifest of
+    `version` lists (`check_loader_files`)."""
+    expected = {entry.name: (entry.size, entry.sha256) for entry in files}
+    check_loader_files(folder, expected, f"version {version}'s shard manifest's")
+
+
+def check_loader_files(folder: Path, expected: Mapping[str, tuple[int, bytes]], whose: str) -> None:
     """VersionRefused unless the folder's loader files (names `PUBLIC_FILE` matches: config, tokenizer, chat
-    template) are exactly `files`, the ones the shard manifest of `version` lists: none missing, none added, each
-    with the manifest's sha256 (read no further than the manifest's size). The weights hash binds only the tensors;
-    a config or tokenizer changes what the same tensors serve."""
-    listed = {entry.name: entry for entry in files}
-    added = sorted(p.name for p in Path(folder).iterdir() if PUBLIC_FILE.fullmatch(p.name) and p.name not in listed)
+    template) are exactly `expected` (name to size in bytes and sha256; `whose` names where they come from): none
+    missing, none added, each with the expected sha256 (read no further than the expected size). The weights hash
+    binds only the tensors; a config or tokenizer changes what the same tensors serve."""
+    added = sorted(p.name for p in Path(folder).iterdir() if PUBLIC_FILE.fullmatch(p.name) and p.name not in expected)
     if added:
-        raise VersionRefused(f"{folder} holds {added[0]}, which version {version}'s shard manifest does not list")
-    for name, entry in sorted(listed.items()):
+        raise VersionRefused(f"{folder} holds {added[0]}, which is not among {whose} loader files: refusing to serve")
+    for name, (size, sha256) in sorted(expected.items()):
         path = Path(folder) / name
         try:
-            data = read_limited(path, what=str(path), max_bytes=entry.size)
+            data = read_limited(path, what=str(path), max_bytes=size)
+        except FileNotFoundError:
+            raise VersionRefused(f"{path} is missing: it is one of {whose} loader files") from None
         except OSError as exc:
             raise VersionRefused(f"{path} cannot be read ({exc.strerror})") from None
         except FileTooLarge:
-            data = b""  # longer than the published file: it differs
-        if hashlib.sha256(data).digest() != entry.sha256:
-            raise VersionRefused(f"{path} differs from the one published for version {version}: refusing to serve")
+            data = b""  # longer than the expected file: it differs
+        if hashlib.sha256(data).digest() != sha256:
+            raise VersionRefused(f"{path} differs from {whose}: refusing to serve")
+
+
+def _expected(built: BuiltVersion) -> dict[str, tuple[int, bytes]]:
+    """`built`'s loader files (names `PUBLIC_FILE` matches) as `check_loader_files` takes them."""
+    return {
+        name: (len(data), hashlib.sha256(data).digest())
+        for name, data in built.loader_files.items()
+        if PUBLIC_FILE.fullmatch(name)
+    }
 
 
 def shard_manifest_files(store: ContentStore, version: int, cid: str) -> tuple[PublicFile, ...]:
@@ -197,8 +231,8 @@ def shard_manifest_files(store: ContentStore, version: int, cid: str) -> tuple[P
         raise VersionRefused(f"cannot check the folder against version {version}'s shard manifest: {exc}") from None
 
 
-def rebuilt_weights_hash(chain: ChainClient, version: int) -> str:
-    """The weights hash of `version` rebuilt from the registry's lineage (`workers.tasks.versions.fetch_version`,
+def rebuilt_version(chain: ChainClient, version: int) -> BuiltVersion:
+    """`version` rebuilt from the registry's lineage (`workers.tasks.versions.fetch_version`,
     deltas from the content store `open_store` opens, specs from the broker's spec book); VersionRefused in one
     line when a delta or spec cannot be had or is rejected."""
     import redis as redis_lib
@@ -218,4 +252,6 @@ def rebuilt_weights_hash(chain: ChainClient, version: int) -> str:
         raise VersionRefused(f"{what}: {redis_unavailable(exc)}") from None
     except (TaskInputError, StorageError, SpecUnknown, QueueUnavailable) as exc:
         raise VersionRefused(f"{what}: {exc}") from None
-    return str(model.weights_hash)
+    from ..ml.models import loader_file_bytes
+
+    return BuiltVersion(str(model.weights_hash), loader_file_bytes(model))

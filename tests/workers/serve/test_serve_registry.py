@@ -16,9 +16,10 @@ from workers.chain.deployments import DEPLOYMENTS_DIR_ENV
 from workers.chain.localnode import dev_signer, start_anvil
 from workers.chain.module import cid_to_chain
 from workers.cli import main
-from workers.ml.models import VERSION_FILE, load_base_model, version_record_bytes
+from workers.ml.models import VERSION_FILE, load_base_model, loader_file_bytes, version_record_bytes
+from workers.node.model_cli import write_version_folder
 from workers.serve.cli import load_engine, node_app
-from workers.serve.registry import VersionRecord, VersionRefused, check_version, read_version_record
+from workers.serve.registry import BuiltVersion, VersionRecord, VersionRefused, check_version, read_version_record
 
 DELTA_CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 WEIGHTS = "0x" + "ab" * 32
@@ -46,19 +47,19 @@ def record(**change) -> VersionRecord:
     return VersionRecord(**{**fields, **change})
 
 
-def base() -> str:
-    return BASE
+def base() -> BuiltVersion:
+    return BuiltVersion(BASE, {})
 
 
-def rebuilds_to(weights_hash: str):
-    """A node's rebuild from the lineage that gives `weights_hash` (the real one, `rebuilt_weights_hash`, needs the
-    deltas in a content store: tests/workers/node covers `fetch_version`)."""
-    return lambda version: weights_hash
+def rebuilds_to(weights_hash: str, loader_files=None):
+    """A node's rebuild from the lineage that gives `weights_hash` and `loader_files` (the real one,
+    `rebuilt_version`, needs the deltas in a content store: tests/workers/node covers `fetch_version`)."""
+    return lambda version: BuiltVersion(weights_hash, loader_files or {})
 
 
 def test_versions_are_tied_to_the_registry_lineage(chain):
-    check_version(chain, 1, BASE, None, base_hash=base)  # the genesis, from the named base model
-    check_version(chain, 2, WEIGHTS, record(), base_hash=base, rebuild=rebuilds_to(WEIGHTS))
+    check_version(chain, 1, BASE, None, base=base)  # the genesis, from the named base model
+    check_version(chain, 2, WEIGHTS, record(), base=base, rebuild=rebuilds_to(WEIGHTS))
     refusals = {
         "no such version": (3, record(version=3), rebuilds_to(WEIGHTS)),
         "no folder for a child version": (2, None, rebuilds_to(WEIGHTS)),
@@ -71,7 +72,7 @@ def test_versions_are_tied_to_the_registry_lineage(chain):
     }
     for case, (version, claim, rebuild) in refusals.items():
         try:
-            check_version(chain, version, WEIGHTS, claim, base_hash=base, rebuild=rebuild)
+            check_version(chain, version, WEIGHTS, claim, base=base, rebuild=rebuild)
         except VersionRefused:
             continue
         pytest.fail(f"served despite {case}")
@@ -94,6 +95,37 @@ def test_a_bought_folder_relabelled_as_the_genesis_is_refused(chain, tmp_path):
         node_app(engine, chain, 2, "tiny", tmp_path)
 
 
+EDITS = {
+    "config.json": lambda config: {**config, "rope_theta": 1.0},
+    "tokenizer_config.json": lambda config: {**config, "chat_template": "{{ 'pwned' }}"},
+}
+
+
+@pytest.mark.parametrize("edited", [*sorted(EDITS), "chat_template.jinja"])
+def test_loader_files_of_an_unpublished_version_must_be_the_built_ones(chain, tmp_path, edited):
+    """Correct tensors with an edited config.json (rope_theta), tokenizer or an added chat template were served as
+    version 1 (checked only against the base's weights hash) or unpublished version 2 (only the rebuild's)."""
+    tiny = load_base_model("tiny", "cpu")
+    files = loader_file_bytes(tiny)
+    genesis = lambda: BuiltVersion(tiny.weights_hash, files)  # noqa: E731
+    for version, lineage in ((1, []), (2, [{"cid": DELTA_CID, "round": 1}])):
+        folder = tmp_path / f"v{version}"
+        description = {"version": version, "base_model": "tiny", "lineage": lineage, "weights_hash": tiny.weights_hash}
+        write_version_folder(tiny, description, folder)  # what `deepshard model get` writes
+        claim = read_version_record(folder)
+        rebuild = rebuilds_to(tiny.weights_hash, files)
+        check_version(chain, version, tiny.weights_hash, claim, base=genesis, rebuild=rebuild, folder=folder)
+        if edited in EDITS:
+            path = folder / edited
+            path.write_text(json.dumps(EDITS[edited](json.loads(path.read_text()))))
+            reason = f"{edited} differs from"
+        else:
+            (folder / edited).write_text("{{ 'pwned' }}")
+            reason = f"holds {edited}, which is not among"
+        with pytest.raises(VersionRefused, match=reason):
+            check_version(chain, version, tiny.weights_hash, claim, base=genesis, rebuild=rebuild, folder=folder)
+
+
 def test_once_shards_are_published_the_registry_weights_hash_decides(chain):
     """The registry records version 3's weights hash with its shard manifest: weights with that hash serve whatever
     lineage a folder claims (they are the version's, by the chain's record), and no folder record makes other
@@ -102,15 +134,15 @@ def test_once_shards_are_published_the_registry_weights_hash_decides(chain):
     chain.transact(models.functions.grantRole(models.functions.PUBLISHER_ROLE().call(), chain.address))
     chain.transact(models.functions.registerVersion(2, 2, cid_to_chain(DELTA_CID), 0))
     unpublished = record(version=3, delta_cids=[DELTA_CID, DELTA_CID])
-    check_version(chain, 3, WEIGHTS, unpublished, base_hash=base, rebuild=rebuilds_to(WEIGHTS))
+    check_version(chain, 3, WEIGHTS, unpublished, base=base, rebuild=rebuilds_to(WEIGHTS))
     published = "0x" + "ef" * 32
     chain.transact(models.functions.publishShards(3, cid_to_chain(DELTA_CID), bytes.fromhex(published[2:])))
-    check_version(chain, 3, published, None, base_hash=base)
-    check_version(chain, 3, published, record(version=3, delta_cids=[], weights_hash=published), base_hash=base)
+    check_version(chain, 3, published, None, base=base)
+    check_version(chain, 3, published, record(version=3, delta_cids=[], weights_hash=published), base=base)
     with pytest.raises(VersionRefused, match=f"the registry records {published} for version 3"):
-        check_version(chain, 3, WEIGHTS, unpublished, base_hash=base, rebuild=rebuilds_to(WEIGHTS))
+        check_version(chain, 3, WEIGHTS, unpublished, base=base, rebuild=rebuilds_to(WEIGHTS))
     with pytest.raises(VersionRefused, match="holds version 2, not 3"):
-        check_version(chain, 3, published, record(), base_hash=base)
+        check_version(chain, 3, published, record(), base=base)
 
 
 def test_version_file_is_read_with_clear_errors(tmp_path):

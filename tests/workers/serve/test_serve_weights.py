@@ -13,7 +13,13 @@ import torch
 from safetensors.torch import save_file
 
 from workers.cli import main
-from workers.ml.models import TINY_CONTEXT_TOKENS, load_base_model
+from workers.ml.models import (
+    MAX_LOADER_FILE_BYTES,
+    TINY_CONTEXT_TOKENS,
+    ModelError,
+    check_safetensors_file,
+    load_base_model,
+)
 from workers.serve.cli import load_engine
 
 
@@ -106,3 +112,32 @@ def test_weights_without_tensors_are_refused_not_randomly_initialised(folder, ca
     assert "it holds no tensors" in refusal(capsys, folder)
     save_file({"unrelated": torch.zeros(2)}, str(folder / "model.safetensors"))
     assert "lack " in refusal(capsys, folder)
+
+
+def test_loader_files_are_size_checked_before_transformers_reads_them(folder, capsys):
+    """config.json, tokenizer.json and the safetensors index were read whole by transformers before any check."""
+    with (folder / "config.json").open("r+b") as handle:
+        handle.truncate(MAX_LOADER_FILE_BYTES + 1)  # sparse: no disk used
+    assert f"holds {MAX_LOADER_FILE_BYTES + 1:,} bytes, over the" in refusal(capsys, folder)
+    (folder / "config.json").unlink()
+    (folder / "config.json").symlink_to("/dev/zero")  # endless, and stat says 0 bytes
+    assert "config.json is not a regular file" in refusal(capsys, folder)
+
+
+@pytest.mark.parametrize("name", ["sub/model.safetensors", "../model.safetensors", "absent.safetensors"])
+def test_an_index_may_name_only_top_level_files(folder, capsys, name):
+    (folder / "sub").mkdir()
+    (folder / "sub" / "model.safetensors").write_bytes(header_file({}, length=1 << 62))  # never header-checked
+    index = {"metadata": {}, "weight_map": {"model.norm.weight": name}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert f"names {name!r}, not a file at the top of" in refusal(capsys, folder)
+
+
+def test_bool_dimensions_and_short_files_are_refused(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(header_file({"w": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4))
+    with pytest.raises(ModelError, match="tensor 'w' claims bytes 0-4"):
+        check_safetensors_file(path)
+    path.write_bytes(b"\x01\x02")
+    with pytest.raises(ModelError, match="shorter than its 8-byte header length"):
+        check_safetensors_file(path)
