@@ -30,7 +30,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from workers.ml.spec import SpecError, TrainingSpec, canonical_json
-from workers.safejson import JsonRejected, parse_json
+from workers.safejson import FileTooLarge, JsonRejected, parse_json, read_limited
 
 DELTA_FORMAT = "deepshard/lora-delta/v1"
 MANIFEST_KEY = "deepshard.manifest"
@@ -247,11 +247,10 @@ def _read_limited(source: bytes | str | os.PathLike, limit: int) -> bytes:
     size = path.stat().st_size
     if size > limit:
         raise DeltaRejected(f"delta file {path.name} is {size} bytes, over the limit of {limit} bytes")
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)  # the file may grow between stat and read
-    if len(data) > limit:
-        raise DeltaRejected(f"delta file {path.name} is over the limit of {limit} bytes")
-    return data
+    try:  # the file may grow between stat and read
+        return read_limited(path, what="delta file", max_bytes=limit)
+    except FileTooLarge:
+        raise DeltaRejected(f"delta file {path.name} is over the limit of {limit} bytes") from None
 
 
 def _parse_header(raw: bytes) -> dict[str, Any]:
