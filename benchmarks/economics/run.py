@@ -283,7 +283,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60, help="epochs per world of each strategy")
-    parser.add_argument("--band-epochs", type=int, default=6, help="epochs per world in the +-50%% parameter bands")
+    parser.add_argument("--band-epochs", type=int, default=30, help="epochs per world in the +-50%% parameter bands")
     parser.add_argument("--samples", type=int, default=1_000, help="panels drawn per cartel share")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))

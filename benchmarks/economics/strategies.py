@@ -45,6 +45,8 @@ class Context:
     epoch: int = 0
     history: list[tuple[int, ...]] = field(default_factory=list)
     costs: dict[str, int] = field(default_factory=dict)
+    #: (epoch, operator) pairs whose deltas are fingerprinted already (an operator measures once per round)
+    measured: set[tuple[int, str]] = field(default_factory=set)
 
     def pay(self, name: str, amount: int) -> None:
         self.costs[name] = self.costs.get(name, 0) + amount
@@ -59,6 +61,8 @@ class Strategy:
     party: tuple[str, ...] = ("tr0",)
     #: Report profit per training run as well as per stake (trainers that share one run).
     per_run = False
+    #: Addresses one operator runs (one machine, one measurement per round): a split party's.
+    one_operator: tuple[str, ...] = ()
 
     def __init__(self, deviating: bool):
         self.deviating = deviating
@@ -120,15 +124,25 @@ class Strategy:
             moves.append((name, "honest"))
         return moves
 
+    def operator(self, evaluator: str) -> str:
+        """Who runs `evaluator`'s machine: itself, or the first address of a party that splits one evaluator's
+        stake (`one_operator`). Fingerprinting is a deterministic measurement, so an operator seated on several
+        addresses of one panel measures each delta once and reveals that measurement from every seat."""
+        return self.one_operator[0] if evaluator in self.one_operator else evaluator
+
     def evaluator_report(self, ctx: Context, evaluator: str, kinds: list[str]) -> list[Fingerprint] | None:
-        """The fingerprints a seated evaluator reveals, one per revealed delta (None: it stays silent): a measured
-        one per delta it fingerprints (and pays for), `UNUSABLE_FINGERPRINT` for one it cannot fetch."""
-        fetched = [k for k in kinds if k != "unfetchable"]
-        ctx.pay(evaluator, ctx.economy.fingerprint_cost * len(fetched))
+        """The fingerprints a seated evaluator reveals, one per revealed delta (None: it stays silent): its
+        operator's measurement of each delta it fingerprints (paid once per round by the operator, whichever of
+        its seats asks first), `UNUSABLE_FINGERPRINT` for one it cannot fetch."""
+        operator = self.operator(evaluator)
+        if (ctx.epoch, operator) not in ctx.measured:
+            ctx.measured.add((ctx.epoch, operator))
+            fetched = [k for k in kinds if k != "unfetchable"]
+            ctx.pay(evaluator, ctx.economy.fingerprint_cost * len(fetched))
         return [
             true_fingerprint(ctx.seed, ctx.epoch, k)
             if k == "unfetchable"
-            else measured_fingerprint(ctx.seed, ctx.epoch, evaluator, true_fingerprint(ctx.seed, ctx.epoch, k))
+            else measured_fingerprint(ctx.seed, ctx.epoch, operator, true_fingerprint(ctx.seed, ctx.epoch, k))
             for k in kinds
         ]
 
@@ -341,7 +355,7 @@ class EvaluatorCartel(Strategy):
             cartel = tuple((f"cart{i}", total // count // DSH * DSH) for i in range(count))
         else:
             cartel = (("cart0", total),)
-        self.party = tuple(name for name, _ in cartel)
+        self.party = self.one_operator = tuple(name for name, _ in cartel)
         return Roster(base.curators, base.evaluators + cartel, base.trainers)
 
     def evaluator_report(self, ctx, evaluator, kinds):
@@ -374,7 +388,7 @@ class StakeSplitter(Strategy):
         base = super().roster(economy)
         split = self.deviating != self.merge
         mine = tuple((f"spl{i}", 2_000 * DSH) for i in range(3)) if split else (("spl0", 6_000 * DSH),)
-        self.party = tuple(name for name, _ in mine)
+        self.party = self.one_operator = tuple(name for name, _ in mine)
         return Roster(base.curators, base.evaluators + mine, base.trainers)
 
 

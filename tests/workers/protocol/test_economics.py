@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.economics.model import run_world
 from benchmarks.economics.onchain import Chain, replay
-from benchmarks.economics.strategies import CidCopier, HalfCartelBelow, SilentGriefer
+from benchmarks.economics.strategies import CidCopier, HalfCartelBelow, SilentGriefer, StakeSplitter
 from benchmarks.economics.world import Economy
 from workers.protocol.constants import DATA_STATUSES
 
@@ -60,3 +60,24 @@ def test_exactly_half_of_the_slots_no_longer_captures_the_round():
     world = run_world(HalfCartelBelow(True), Economy(), SEED, 1)
     assert world.epochs[0].round_status == "Failed" and world.epochs[0].accepted_kinds == []
     assert [world.wealth.get(name, 0) for name in ("tr0", "syb1", "tr1", "tr2")] == [0, 0, 0, 0]
+
+
+def test_one_operator_measures_once_per_round_however_its_stake_is_split():
+    """6,000 DSH of evaluator bond as one address or three run by one operator: the operator fingerprints each
+    round's deltas once whichever of its addresses are seated, and reveals that one measurement from every seat,
+    so its costs and its profit (on-chain wealth less fingerprinting) are the same either way, epoch by epoch."""
+    merged, split = StakeSplitter(False), StakeSplitter(True)
+    worlds = [run_world(s, Economy(), SEED, 12) for s in (merged, split)]
+
+    def per_epoch(strategy, world, of):
+        return [sum(of(r, n) for n in strategy.party) for r in world.epochs]
+
+    costs = [per_epoch(s, w, lambda r, n: r.costs.get(n, 0)) for s, w in zip((merged, split), worlds, strict=True)]
+    wealth = [per_epoch(s, w, lambda r, n: r.wealth.get(n, 0)) for s, w in zip((merged, split), worlds, strict=True)]
+    seats = [sum(n in split.party for n in r.evaluator_panel) for r in worlds[1].epochs]
+    assert costs[0] == costs[1]
+    # Each seat's share of a payout is rounded down: three seats may lose a wei or two that one seat keeps.
+    for epoch, (one, three) in enumerate(zip(*wealth, strict=True)):
+        assert 0 <= one - three <= sum(seats[: epoch + 1]), epoch
+    assert max(seats) >= 2  # the split party held several seats of one round: the case the rule is about
+    assert costs[1][-1] > 0  # it did fingerprint: the comparison is not vacuous
