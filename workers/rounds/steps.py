@@ -47,6 +47,7 @@ def configured_trainer_bond() -> int | None:
 
 
 def _dsh_wei(text: str) -> int:
+    """`parse_dsh` for `env_number`, which words the refusal itself from a ValueError."""
     try:
         return parse_dsh(text)
     except InvalidRequest:
@@ -129,7 +130,7 @@ def trainer_once(
             if slot is not None:
                 return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
             if bond is None:
-                bond = configured_trainer_bond()
+                bond = configured_trainer_bond() or state.trainer_bond
             stored = rounds.stored_salt(DELTA, state.id)
             if stored is not None:
                 # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
@@ -139,6 +140,7 @@ def trainer_once(
                     f"resumed the stored commitment to {stored.value}",
                     state.train_commit_deadline + 1,
                     delta_cid=stored.value,
+                    bond=bond,
                 )
             if state.trainer_count >= MAX_TRAINERS:
                 return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
