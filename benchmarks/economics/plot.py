@@ -104,6 +104,12 @@ def readme_tables(report: dict, before: dict | None, path: Path) -> None:
                 f"`{name}` is over cartels holding up to {target['max_cartel_share']:.0%} of the relevant stake; "
                 f"left out, holding more: {left_out}.",
             ]
+        if target.get("same_play"):
+            recut = ", ".join(f"`{n}`" for n in target["same_play"])
+            lines += [
+                "",
+                f"`{name}` leaves out honest play re-cut over addresses, judged by their own targets: {recut}.",
+            ]
     lines += ["", END]
     text = path.read_text(encoding="utf-8") if path.exists() else f"# Economics benchmark\n\n{BEGIN}\n{END}\n"
     head, _, rest = text.partition(BEGIN)
