@@ -13,8 +13,9 @@ import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
 ///         bond-weighted median), its share of the reward (pro rata) and the base of its loss (an outlier or silent
 ///         trainer loses `slashBps` of its own bond). Addresses are worth nothing: 3 slots bonding B each weigh,
 ///         earn and lose what 1 slot bonding 3B does.
-/// @dev An externally linked library (public functions, called by DELEGATECALL on the round's slots): the loops
-///      over the (at most 16) slots live here so that TrainingRounds keeps its bytecode room. Running by
+/// @dev An externally linked library (public functions, called by DELEGATECALL on the round's slots): the slots'
+///      bookkeeping (commit, claim, the release loop over at most 16 slots and its penalty sum) lives here so that
+///      TrainingRounds keeps its bytecode room; FingerprintAggregation reads the bonds with `bondsByDelta`. Running by
 ///      DELEGATECALL, its registry calls and transfers come from TrainingRounds, which holds the locks and the
 ///      rewards, and its events and errors are TrainingRounds' (ITrainingRounds).
 library TrainerBonds {
