@@ -198,19 +198,22 @@ def _round_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str],
     p = economy.rounds
     round_id = world.ids_before[1] + epoch + 1
     moves = strategy.trainer_moves(ctx, roster)
+    bonds = [roster.trainer_bond(name) for name, _ in moves]  # per committed slot, commit order
+    revealed_bonds = [bond for bond, (_, kind) in zip(bonds, moves, strict=True) if kind is not None]
     kinds = [kind for _, kind in moves if kind is not None]
-    penalty = rounds.trainer_penalty(p.trainer_bond, p.outlier_slash_bps)
     panel: list[str] = []
     if len(kinds) < p.min_accepted:
-        for name, kind in moves:
+        for bond, (name, kind) in zip(bonds, moves, strict=True):
             world.credit(
                 name,
                 -rounds.trainer_settlement(
                     revealed=kind is not None,
                     finalized=False,
                     accepted=False,
-                    trainer_penalty_=penalty,
-                    reward_per_trainer=0,
+                    bond=bond,
+                    outlier_slash_bps=p.outlier_slash_bps,
+                    trainer_reward_pool=0,
+                    accepted_bond=0,
                 )[1],
             )
         return "Failed", panel, []
@@ -223,37 +226,41 @@ def _round_phase(world: World, seed_hashes: SeedHashes, modules: dict[str, str],
     judgement = rounds.judge(
         [reports[i] for i in revealed],  # type: ignore[misc]
         [weights[i] for i in revealed],
+        bonds=revealed_bonds,
         tolerance=p.tolerance,
         evaluator_tolerance=p.evaluator_tolerance,
         min_accepted=p.min_accepted,
     )
     finalized = judgement.status == "Finalized"
     accepted_deltas = [d for d in range(len(kinds)) if judgement.accepted_mask >> d & 1]
-    reward_per_trainer = evaluator_payout = 0
+    # Per committed slot: accepted when it revealed a delta the judgement accepted (silent slots never are).
+    accepted_slots, delta = [], 0
+    for _, kind in moves:
+        accepted_slots.append(kind is not None and delta in accepted_deltas)
+        delta += kind is not None
+    pool = evaluator_payout = 0
     if finalized:
         paid = rounds.round_payouts(
-            trainers=len(moves),
-            accepted=len(accepted_deltas),
-            trainer_bond=p.trainer_bond,
+            bonds=bonds,
+            accepted=accepted_slots,
             outlier_slash_bps=p.outlier_slash_bps,
             round_reward=p.round_reward,
             available=AVAILABLE,
             evaluator_share_bps=p.evaluator_share_bps,
             coherent_weight=judgement.coherent_weight,
         )
-        reward_per_trainer, evaluator_payout = paid.reward_per_trainer, paid.evaluator_payout
-    delta = 0
-    for name, kind in moves:
-        accepted = kind is not None and delta in accepted_deltas
+        pool, evaluator_payout = paid.trainer_reward_pool, paid.evaluator_payout
+    for bond, accepted, (name, kind) in zip(bonds, accepted_slots, moves, strict=True):
         reward, lost = rounds.trainer_settlement(
             revealed=kind is not None,
             finalized=finalized,
             accepted=accepted,
-            trainer_penalty_=penalty,
-            reward_per_trainer=reward_per_trainer,
+            bond=bond,
+            outlier_slash_bps=p.outlier_slash_bps,
+            trainer_reward_pool=pool,
+            accepted_bond=judgement.accepted_bond,
         )
         world.credit(name, reward - lost)
-        delta += kind is not None
     # coherent_mask is over the revealed seats, in the order given to judge
     coherent = {seat: bool(judgement.coherent_mask >> i & 1) for i, seat in enumerate(revealed)}
     for seat, evaluator in enumerate(panel):

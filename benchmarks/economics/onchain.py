@@ -19,6 +19,7 @@ from eth_utils import keccak
 
 from workers.chain import ChainClient, DeployParams, LocalSigner, deploy_network, stake
 from workers.chain.localnode import LocalNode, start_anvil
+from workers.chain.module import struct_of
 from workers.protocol.constants import (
     BLOCKHASH_HORIZON,
     DATA_STATUSES,
@@ -141,9 +142,10 @@ class Chain:
             if wanted(name):
                 self._fund(name, "EVALUATOR", bond)
                 _send(self.client(name), self.client(name).contract("TrainingRounds").functions.joinPool(bond))
-        for name in roster.trainers:
+        for name, bond in roster.trainers:
             if wanted(name):
-                self._fund(name, "TRAINER", 20 * self.economy.rounds.trainer_bond)
+                # The base trainers are staked once, for every world: enough for any bond a strategy gives them.
+                self._fund(name, "TRAINER", 20 * max(bond, self.economy.rounds.trainer_bond))
         if wanted(roster.informant):
             self._fund(roster.informant, "INFORMANT", 50 * self.economy.informant_bond)
 
@@ -167,8 +169,8 @@ class Chain:
         self.admin.poll_interval = 0.002
         roster = strategy.roster(self.economy)
         base = Strategy(False).roster(self.economy)
-        extra = {n for n, _ in roster.curators + roster.evaluators} | set(roster.trainers)
-        extra -= {n for n, _ in base.curators + base.evaluators} | set(base.trainers)
+        extra = {n for n, _ in roster.curators + roster.evaluators + roster.trainers}
+        extra -= {n for n, _ in base.curators + base.evaluators + base.trainers}
         self.names = {a: n for a, n in self.names.items() if n not in extra}
         self._join(roster, extra)
         data = self.data
@@ -303,14 +305,16 @@ class Chain:
             salts[name] = (cid, salt)
             client = self.client(name)
             commitment = keccak(encode(["bytes", "bytes32", "address"], [cid, salt, account(name).address]))
-            _send(client, client.contract("TrainingRounds").functions.commitDelta(round_id, commitment))
-        info = rounds.functions.getRound(round_id).call()
-        self._mine_to(info[1] + 1)  # trainCommitDeadline
+            commit = client.contract("TrainingRounds").functions.commitDelta(
+                round_id, commitment, roster.trainer_bond(name)
+            )
+            _send(client, commit)
+        self._mine_to(self._round_field(round_id, "trainCommitDeadline") + 1)
         for name, kind in moves:
             if kind is not None:
                 client = self.client(name)
                 _send(client, client.contract("TrainingRounds").functions.revealDelta(round_id, *salts[name]))
-        seed_block = rounds.functions.getRound(round_id).call()[10]
+        seed_block = self._round_field(round_id, "panelSeedBlock")
         self._mine_to(seed_block + 1)
         world.seed_hashes[("rounds", epoch, 0)] = bytes(self.admin.w3.eth.get_block(seed_block)["hash"])
         _send(self.admin, rounds.functions.drawEvaluators(round_id))
@@ -318,7 +322,7 @@ class Chain:
         if status == "Evaluating":
             self._evaluate(strategy, world, round_id, [kind for _, kind in moves if kind is not None])
             status = self._round_status(round_id)
-        accepted_mask = rounds.functions.getRound(round_id).call()[15]
+        accepted_mask = self._round_field(round_id, "acceptedDeltaMask")
         revealed = [name for name, kind in moves if kind is not None]
         for delta, name in enumerate(revealed):
             # Outliers and silent trainers were settled by finalize; the rest claim.
@@ -327,8 +331,12 @@ class Chain:
                 _send(client, client.contract("TrainingRounds").functions.claimTrainer(round_id))
         return status
 
+    def _round_field(self, round_id: int, name: str):
+        """One field of `getRound(round_id)`, by its name in the ABI."""
+        return struct_of(self.rounds, "getRound", round_id)[name]
+
     def _round_status(self, round_id: int) -> str:
-        return ROUND_STATUSES[self.rounds.functions.getRound(round_id).call()[7]]
+        return ROUND_STATUSES[self._round_field(round_id, "status")]
 
     def _evaluate(self, strategy: Strategy, world: ChainWorld, round_id: int, kinds: list[str]) -> None:
         rounds = self.rounds
@@ -345,8 +353,8 @@ class Chain:
             commitment = keccak(encode(["int32[16][]", "bytes32", "address"], [fps, salt, account(name).address]))
             client = self.client(name)
             _send(client, client.contract("TrainingRounds").functions.commitFingerprints(round_id, commitment))
-        info = rounds.functions.getRound(round_id).call()
-        self._mine_to(info[3] + 1)  # evalCommitDeadline
+        info = struct_of(rounds, "getRound", round_id)
+        self._mine_to(info["evalCommitDeadline"] + 1)
         for name, report in zip(panel, reports, strict=True):
             if report is not None:
                 client = self.client(name)
@@ -355,7 +363,7 @@ class Chain:
                     client, client.contract("TrainingRounds").functions.revealFingerprints(round_id, fps, salts[name])
                 )
         if any(report is None for report in reports):
-            self._mine_to(info[4] + 1)  # evalRevealDeadline
+            self._mine_to(info["evalRevealDeadline"] + 1)
         _send(self.admin, rounds.functions.finalize(round_id))
         for seat in range(len(panel)):
             _send(self.admin, rounds.functions.claimEvaluator(round_id, seat))

@@ -96,6 +96,20 @@ def readme_tables(report: dict, before: dict | None, path: Path) -> None:
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     for name, target in report["targets"].items():
         lines.append(f"| {name} | {target['value']} | {target['limit']} | {'yes' if target['met'] else 'no'} |")
+    for name, target in report["targets"].items():
+        if target.get("excluded"):
+            left_out = ", ".join(f"`{n}` ({share:.0%})" for n, share in target["excluded"].items())
+            lines += [
+                "",
+                f"`{name}` is over cartels holding up to {target['max_cartel_share']:.0%} of the relevant stake; "
+                f"left out, holding more: {left_out}.",
+            ]
+        if target.get("same_play"):
+            recut = ", ".join(f"`{n}`" for n in target["same_play"])
+            lines += [
+                "",
+                f"`{name}` leaves out honest play re-cut over addresses, judged by their own targets: {recut}.",
+            ]
     lines += ["", END]
     text = path.read_text(encoding="utf-8") if path.exists() else f"# Economics benchmark\n\n{BEGIN}\n{END}\n"
     head, _, rest = text.partition(BEGIN)

@@ -35,6 +35,15 @@ BOOTSTRAP = 2_000
 #: Strategies that do no work (the 0.5x target).
 NO_WORK = ("lazy_trainer", "cid_copier", "herding_curator")
 SHARES = (0.05, 0.10, 0.20, 0.30, 0.40, 0.45, 0.50)
+#: The largest cartel `every_deviation_below_honest` is stated for (the issue: "cartels up to 45% of the
+#: relevant stake"). A strategy whose `stake_share` is above it is measured and tabled, and named under the
+#: target's "excluded": no rule over stake can stop a majority of it.
+MAX_CARTEL_SHARE = 0.45
+#: Honest play re-cut: the same capital and the same work under other addresses, which the rules make worth what
+#: honest play is worth (to the rounding dust), so "below honest" cannot hold for them. Each has its own target
+#: (`split_or_merge_within_1pct`, `sybil_per_run_at_most_honest`) and is named under the deviation target's
+#: "same_play".
+SAME_PLAY = ("stake_splitter", "stake_merger", "sybil_trainer")
 #: Colluding curators' shares of the pool in the informant re-roll figures.
 REROLL_SHARES = (0.10, 0.20, 0.30, 0.40)
 
@@ -224,10 +233,15 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         f"{round(share * 100)}": {"9_draws": binomial_control(share, 9), "15_draws": binomial_control(share, 15)}
         for share in SHARES
     }
-    deviations = {n: r for n, r in results.items() if n not in ("honest", "stake_splitter", "stake_merger")}
+    shares = {name: cls(True, **kwargs).stake_share for name, cls, kwargs in entries}
+    excluded = sorted(n for n, share in shares.items() if share is not None and share > MAX_CARTEL_SHARE)
+    deviations = {n: r for n, r in results.items() if n not in ("honest", *SAME_PLAY, *excluded)}
+    eligible_bands = {key: high for key, high in bands.items() if key.split("@")[0] in deviations}
     worst_name = max(deviations, key=lambda n: deviations[n]["relative_profit_per_stake"]["ci95_high"])
-    worst_band = max(bands, key=lambda k: bands[k]) if bands else worst_name
-    worst = max(deviations[worst_name]["relative_profit_per_stake"]["ci95_high"], bands.get(worst_band, -math.inf))
+    worst_band = max(eligible_bands, key=lambda k: eligible_bands[k]) if eligible_bands else worst_name
+    worst = max(
+        deviations[worst_name]["relative_profit_per_stake"]["ci95_high"], eligible_bands.get(worst_band, -math.inf)
+    )
     no_work = max(1 + results[n]["relative_profit_per_stake"]["mean"] for n in NO_WORK)
     sybil = 1 + results["sybil_trainer"]["relative_profit_per_run"]["mean"]
     split_merge = max(abs(results[n]["relative_profit_per_stake"]["mean"]) for n in ("stake_splitter", "stake_merger"))
@@ -246,6 +260,9 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
             "worst": worst_name
             if worst == deviations[worst_name]["relative_profit_per_stake"]["ci95_high"]
             else worst_band,
+            "max_cartel_share": MAX_CARTEL_SHARE,
+            "excluded": {n: round(shares[n], 4) for n in excluded},  # stake share of each, above the maximum
+            "same_play": list(SAME_PLAY),
         },
         "no_work_at_most_half_of_honest": {"value": round(no_work, 4), "limit": 0.5, "met": no_work <= 0.5},
         "sybil_per_run_at_most_honest": {"value": round(sybil, 4), "limit": 1.0, "met": sybil <= 1.0},
@@ -299,6 +316,10 @@ def main(argv: list[str] | None = None) -> None:
     readme_tables(report, before, HERE / "README.md")
     for name, target in report["targets"].items():
         print(f"{name}: {target['value']} (limit {target['limit']}) {'met' if target['met'] else 'NOT met'}")
+        if target.get("excluded"):
+            print(f"  excluded (stake share above {target['max_cartel_share']}): {target['excluded']}")
+        if target.get("same_play"):
+            print(f"  honest play re-cut, judged by their own targets: {', '.join(target['same_play'])}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,18 @@ Fingerprint = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Roster:
-    """Participants: pool members in join order with their pool bonds (wei), trainers and the informant (each
+    """Participants: pool members in join order with their pool bonds (wei), trainers in commit order with the
+    bond each commits every round (wei, at least the round's minimum `trainerBond`), and the informant (each
     staked in its role before the first epoch)."""
 
     curators: tuple[tuple[str, int], ...]
     evaluators: tuple[tuple[str, int], ...]
-    trainers: tuple[str, ...]
+    trainers: tuple[tuple[str, int], ...]
     informant: str = "inf"
+
+    def trainer_bond(self, name: str) -> int:
+        """The bond (wei) trainer `name` commits; KeyError for a name that is not a trainer."""
+        return dict(self.trainers)[name]
 
 
 @dataclass
@@ -63,6 +68,10 @@ class Strategy:
     per_run = False
     #: Addresses one operator runs (one machine, one measurement per round): a split party's.
     one_operator: tuple[str, ...] = ()
+    #: A cartel's share of the stake that decides what it attacks (of the round's committed trainer bond, of the
+    #: evaluator pool), or None for a lone participant. Above `run.MAX_CARTEL_SHARE` the strategy is measured but
+    #: left out of the `every_deviation_below_honest` target, which the issue states for cartels up to 45%.
+    stake_share: float | None = None
 
     def __init__(self, deviating: bool):
         self.deviating = deviating
@@ -70,29 +79,23 @@ class Strategy:
     # ------------------------------------------------------------------ who plays
 
     def roster(self, economy: Economy) -> Roster:
+        """Who plays in this world; every trainer listed commits each round (the base ones bond the round's
+        minimum, the economy's `trainer_bond`)."""
+        bond = economy.rounds.trainer_bond
         return Roster(
             curators=tuple((f"cur{i}", economy.curator_bond(i)) for i in range(economy.curators)),
             evaluators=tuple((f"eva{i}", economy.evaluator_bond(i)) for i in range(economy.evaluators)),
-            trainers=tuple(f"tr{i}" for i in range(economy.trainers)) + self.extra_trainers(),
+            trainers=tuple((f"tr{i}", bond) for i in range(economy.trainers)),
         )
 
-    def extra_trainers(self) -> tuple[str, ...]:
-        """Trainer addresses beyond the base ones (staked in both worlds)."""
-        return ()
-
     def party_stake(self, roster: Roster, economy: Economy) -> int:
-        """Wei the party puts at risk in this world (its per-stake denominator): its pool bonds, a trainer bond
-        per slot it commits, the informant's bond."""
-        bonds = dict(roster.curators) | dict(roster.evaluators)
+        """Wei the party puts at risk in this world (its per-stake denominator): its pool bonds, the bond of each
+        trainer slot it commits, the informant's bond."""
+        bonds = dict(roster.curators) | dict(roster.evaluators) | dict(roster.trainers)
         stake = sum(bonds.get(name, 0) for name in self.party)
-        slots = sum(1 for name in self.committing_trainers(roster) if name in self.party)
-        stake += economy.rounds.trainer_bond * slots
         if roster.informant in self.party:
             stake += economy.informant_bond
         return stake
-
-    def committing_trainers(self, roster: Roster) -> list[str]:
-        return [name for name in roster.trainers if not name.startswith("syb") or self.deviating]
 
     # ------------------------------------------------------------------ data consensus
 
@@ -119,7 +122,7 @@ class Strategy:
     def trainer_moves(self, ctx: Context, roster: Roster) -> list[tuple[str, str | None]]:
         """(trainer, delta kind or None for commit-and-stay-silent), in commit order; the training costs."""
         moves = []
-        for name in self.committing_trainers(roster):
+        for name, _ in roster.trainers:
             ctx.pay(name, ctx.economy.training_cost)
             moves.append((name, "honest"))
         return moves
@@ -189,13 +192,25 @@ class CidCopier(DeviantTrainer):
 
 
 class SybilTrainer(Strategy):
+    """One training run and 3 base bonds of capital: committed as one slot bonding 3 x the base bond (honest
+    world) or as 3 slots of the base bond from 3 addresses (deviating), beside the other base trainers. The same
+    capital and the same run in both worlds, so per stake and per run the comparison is of addresses alone:
+    a slot weighs and earns its bond, and the extra addresses are worth nothing."""
+
     name = "sybil_trainer"
-    summary = "one training run committed from 3 addresses (honest world: from 1)"
+    summary = "one training run committed from 3 addresses of the base bond (honest world: 1 address, 3x the bond)"
     party = ("tr0", "syb1", "syb2")
     per_run = True
 
-    def extra_trainers(self):
-        return ("syb1", "syb2")
+    def roster(self, economy):
+        base = super().roster(economy)
+        bond = economy.rounds.trainer_bond
+        others = base.trainers[1:]
+        if self.deviating:
+            trainers = (("tr0", bond), ("syb1", bond), ("syb2", bond), *others)
+        else:
+            trainers = (("tr0", 3 * bond), *others)
+        return Roster(base.curators, base.evaluators, trainers)
 
     def trainer_moves(self, ctx, roster):
         moves = super().trainer_moves(ctx, roster)
@@ -206,12 +221,19 @@ class SybilTrainer(Strategy):
 
 
 class PoisonCartel(Strategy):
-    """`size` cartel addresses commit one poisoned run among `honest` honest trainers (honest world: each cartel
-    address trains honestly)."""
+    """`size` cartel addresses bonding the base bond each commit one poisoned run among `honest` honest trainers
+    bonding `honest_bonds` base bonds each (honest world: each cartel address trains honestly). `stake_share` is
+    the cartel's share of the round's committed trainer bond (tests/workers/protocol/test_economics.py checks it
+    against the roster)."""
 
     name = "slot_majority_cartel"
-    summary = "3 of 5 slots commit one poisoned run (below the honest fingerprint)"
+    summary = (
+        "3 of 5 slots, equal bonds (60% of the round's trainer bond), commit one poisoned run (below the honest "
+        "fingerprint)"
+    )
     size, honest, kind = 3, 2, "poison_below"
+    honest_bonds = 1
+    stake_share = 0.6
     per_run = True
 
     @property
@@ -220,11 +242,10 @@ class PoisonCartel(Strategy):
 
     def roster(self, economy):
         base = super().roster(economy)
-        honest = tuple(f"tr{i}" for i in range(1, self.honest + 1))
-        return Roster(base.curators, base.evaluators, ("tr0", *self.party[1:], *honest))
-
-    def committing_trainers(self, roster):
-        return list(roster.trainers)
+        bond = economy.rounds.trainer_bond
+        cartel = tuple((name, bond) for name in self.party)
+        honest = tuple((f"tr{i}", self.honest_bonds * bond) for i in range(1, self.honest + 1))
+        return Roster(base.curators, base.evaluators, cartel + honest)
 
     def trainer_moves(self, ctx, roster):
         moves = super().trainer_moves(ctx, roster)
@@ -235,16 +256,37 @@ class PoisonCartel(Strategy):
         return [(name, self.kind if name in self.party else kind) for name, kind in moves]
 
 
+class CapitalMinorityCartel(PoisonCartel):
+    """The slot majority without the capital: 5 addresses of the minimum bond (5 of 7 slots) against 2 honest
+    trainers bonding 4x it each, 5/13 (38%) of the round's trainer bond. Counting slots, its poisoned run set the
+    reference and was accepted; weighing bonds, the honest pair holds the majority and the cartel's slots are
+    outliers."""
+
+    name = "capital_minority_cartel"
+    summary = (
+        "5 of 7 slots at the minimum bond (38% of the round's trainer bond) commit one poisoned run against 2 "
+        "honest trainers bonding 4x the minimum"
+    )
+    size, honest, kind = 5, 2, "poison_below"
+    honest_bonds = 4
+    stake_share = 5 / 13
+
+
 class HalfCartelBelow(PoisonCartel):
     name = "half_cartel_below"
-    summary = "2 of 4 slots commit one poisoned run lying below the honest fingerprint"
+    summary = "2 of 4 slots, equal bonds (50% of the round's trainer bond), commit one poisoned run lying below"
     size, honest, kind = 2, 2, "poison_below"
+    stake_share = 0.5
 
 
 class HalfCartelMixed(PoisonCartel):
     name = "half_cartel_mixed"
-    summary = "2 of 4 slots commit a poisoned run below on some coordinates, above on others (sabotage)"
+    summary = (
+        "2 of 4 slots, equal bonds (50% of the round's trainer bond), commit a poisoned run below on some "
+        "coordinates, above on others (sabotage)"
+    )
     size, honest, kind = 2, 2, "poison_mixed"
+    stake_share = 0.5
 
 
 # ---------------------------------------------------------------------- informants and curators
@@ -292,6 +334,7 @@ class BribedCurators(Strategy):
     name = "bribe"
     summary = "3 of 7 curators take 50 DSH each, paid only if the junk they score 90 is accepted"
     party = ("cur0", "cur1", "cur2")
+    stake_share = 3_750 / 12_250  # of the curator pool: 1,000 + 1,250 + 1,500 of 7 bonds from 1,000 by 250
     bribe = 50 * DSH
 
     def submission(self, ctx, roster):
@@ -343,6 +386,7 @@ class EvaluatorCartel(Strategy):
     def __init__(self, deviating: bool, share: float = 0.30, split: bool = False):
         super().__init__(deviating)
         self.share, self.split = share, split
+        self.stake_share = share  # of the evaluator pool (its bonds are rounded down to whole DSH)
         self.party = ()
 
     def roster(self, economy):
@@ -400,6 +444,7 @@ def all_strategies() -> list[tuple[str, type[Strategy], dict]]:
         ("poisoning_trainer", PoisoningTrainer, {}),
         ("sybil_trainer", SybilTrainer, {}),
         ("slot_majority_cartel", PoisonCartel, {}),
+        ("capital_minority_cartel", CapitalMinorityCartel, {}),
         ("half_cartel_below", HalfCartelBelow, {}),
         ("half_cartel_mixed", HalfCartelMixed, {}),
         ("cid_copier", CidCopier, {}),

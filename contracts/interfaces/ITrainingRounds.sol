@@ -16,6 +16,10 @@ interface ITrainingRounds {
         Failed
     }
 
+    /// @notice `claimTrainer` by a trainer with nothing to claim (an outlier or silent trainer, settled by
+    ///         `finalize`, or a round not ended).
+    error NothingToClaim();
+
     /// @notice A round opened.
     /// @param round The round.
     /// @param baseVersion The model version trainers fine-tune.
@@ -37,7 +41,8 @@ interface ITrainingRounds {
     /// @param round The round.
     /// @param trainer The trainer.
     /// @param slot The trainer's slot in the round.
-    event DeltaCommitted(uint256 indexed round, address indexed trainer, uint256 slot);
+    /// @param bond Wei of TRAINER stake locked: the slot's weight in the judgement and the reward.
+    event DeltaCommitted(uint256 indexed round, address indexed trainer, uint256 slot, uint256 bond);
     /// @notice A trainer revealed its delta.
     /// @param round The round.
     /// @param trainer The trainer.
@@ -49,9 +54,9 @@ interface ITrainingRounds {
     /// @param status Finalized or Failed.
     /// @param acceptedMask Bit d set: delta d was accepted.
     /// @param newVersion The version registered (0 if failed).
-    /// @param rewardPerTrainer Wei of DSH each accepted trainer claims.
+    /// @param trainerRewardPool Wei of DSH the accepted trainers claim, each `pool * bond / acceptedBond`.
     event RoundFinalized(
-        uint256 indexed round, Status status, uint256 acceptedMask, uint256 newVersion, uint256 rewardPerTrainer
+        uint256 indexed round, Status status, uint256 acceptedMask, uint256 newVersion, uint256 trainerRewardPool
     );
     /// @notice A delta was judged against the reference.
     /// @param round The round.

@@ -3,6 +3,7 @@ pragma solidity 0.8.26;
 
 import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
 import {CodeStore} from "./CodeStore.sol";
+import {TrainerBonds} from "./TrainerBonds.sol";
 import {WeightedMedian} from "./WeightedMedian.sol";
 
 /// @dev Coordinates per fingerprint (file-level so that contracts can size their arrays with it).
@@ -11,16 +12,17 @@ uint256 constant FINGERPRINT_LENGTH = 16;
 /// @title FingerprintAggregation
 /// @notice How a training round judges its deltas from the evaluators' curvature fingerprints (K = 16 int32 per
 ///         delta): per delta and coordinate, the lower median over the evaluators weighted by draws is the delta's
-///         consensus fingerprint; the coordinate-wise lower median over the deltas' consensus is the reference;
-///         a delta within `tolerance` (L1) of the reference is accepted if more than half of the revealed deltas
-///         are (else none is: exactly half of the slots must not set the reference), and an evaluator within
-///         `evaluatorTolerance` of the consensus on every delta is coherent.
-/// @dev An externally linked library (public functions, called by DELEGATECALL): TrainingRounds keeps its
-///      bytecode room, and what crosses the boundary stays small (CodeStore pointers, seats and weights in;
-///      masks, the coherent weight and the best delta out; each delta's distance as the round's DeltaJudged
-///      event, which a library running by DELEGATECALL emits in the round contract's name). Fingerprints are
-///      stored as CodeStore blobs: per delta, K big-endian uint32, each the int32 coordinate plus 2^31, which
-///      keeps the order of the values.
+///         consensus fingerprint; the coordinate-wise lower median over the deltas' consensus, each weighing its
+///         trainer's bond, is the reference; a delta within `tolerance` (L1) of the reference is accepted if the
+///         deltas within it hold more than half of the revealed bond (else none is: bond holding exactly half
+///         must not set the reference, and a slot count is no weight since addresses are free), and an
+///         evaluator within `evaluatorTolerance` of the consensus on every delta is coherent.
+/// @dev An externally linked library (public functions, called by DELEGATECALL): TrainingRounds keeps its bytecode
+///      room, and what crosses the boundary stays small (CodeStore pointers, seats, weights and the trainer slots'
+///      storage in; masks, the coherent weight, the accepted bond and the best delta out; each delta's distance as the
+///      round's DeltaJudged event, which a library running by DELEGATECALL emits in the round contract's name).
+///      Fingerprints are stored as CodeStore blobs: per delta, K big-endian uint32, each the int32 coordinate plus
+///      2^31, which keeps the order of the values.
 library FingerprintAggregation {
     uint256 private constant K = FINGERPRINT_LENGTH;
     /// @dev Adding 2^31 maps an int32 to a uint32 without changing the order.
@@ -35,8 +37,9 @@ library FingerprintAggregation {
     struct Judgement {
         uint256 coherentMask; // bit s: the evaluator in seat s is within evaluatorTolerance on every delta
         uint256 coherentWeight; // the coherent evaluators' summed weight
-        uint256 acceptedMask; // bit d: delta d is accepted (within tolerance, with a strict majority of the deltas)
+        uint256 acceptedMask; // bit d: delta d is accepted (within tolerance, with more than half of the bond)
         uint256 acceptedCount;
+        uint256 acceptedBond; // wei: the accepted deltas' summed bond
         uint256 best; // the accepted delta closest to the reference (the earliest revealed on a tie), else 0
     }
 
@@ -90,11 +93,14 @@ library FingerprintAggregation {
 
     /// @notice Judges a round: the evaluators' consensus per delta, their coherence, and each delta's distance to
     ///         the reference, emitted as DeltaJudged with whether it is within tolerance (see the library's notice;
-    ///         `acceptedMask` is empty unless more than half of the deltas are).
+    ///         `acceptedMask` is empty unless the deltas within tolerance hold more than half of the bond).
     /// @param round The round, for its DeltaJudged events (emitted from the caller: this runs by DELEGATECALL).
     /// @param seats Each revealed evaluator's seat, for `coherentMask`.
     /// @param stores Each revealed evaluator's blob (from `store`, as the low 20 bytes), `deltas` fingerprints each.
     /// @param weights Each evaluator's weight (its number of draws on the panel), in the same order.
+    /// @param trainers The round's trainer slots, whose bonds (wei, at least 1 each) weigh their deltas in the
+    ///        reference and the majority (read here: an array built by TrainingRounds costs its bytecode room).
+    /// @param trainerCount Committed trainer slots.
     /// @param deltas Revealed deltas.
     /// @param evaluatorTolerance L1 distance within which an evaluator is coherent, per delta.
     /// @param tolerance L1 distance to the reference within which a delta is accepted.
@@ -104,10 +110,28 @@ library FingerprintAggregation {
         uint256[] memory seats,
         uint256[] memory stores,
         uint256[] memory weights,
+        mapping(uint256 => TrainerBonds.Slot) storage trainers,
+        uint256 trainerCount,
         uint256 deltas,
         uint256 evaluatorTolerance,
         uint256 tolerance
     ) public returns (Judgement memory judgement) {
+        uint256[] memory bonds = TrainerBonds.bondsByDelta(trainers, trainerCount, deltas);
+        _judge(round, seats, stores, weights, bonds, evaluatorTolerance, tolerance, judgement);
+    }
+
+    /// @dev `judge`, the deltas weighing `bonds` (delta order).
+    function _judge(
+        uint256 round,
+        uint256[] memory seats,
+        uint256[] memory stores,
+        uint256[] memory weights,
+        uint256[] memory bonds,
+        uint256 evaluatorTolerance,
+        uint256 tolerance,
+        Judgement memory judgement
+    ) private {
+        uint256 deltas = bonds.length;
         uint256[] memory coordinates = _unpack(stores, deltas);
         uint256[] memory consensus = _consensus(coordinates, weights, deltas * K);
         for (uint256 e = 0; e < stores.length; ++e) {
@@ -116,20 +140,35 @@ library FingerprintAggregation {
                 judgement.coherentWeight += weights[e];
             }
         }
-        uint256[] memory reference_ = _reference(consensus, deltas);
+        _verdicts(round, consensus, bonds, tolerance, judgement);
+    }
+
+    /// @dev Each delta's distance to the bond-weighted reference and verdict (DeltaJudged), into `judgement`'s
+    ///      accepted mask, count, bond and best delta.
+    function _verdicts(
+        uint256 round,
+        uint256[] memory consensus,
+        uint256[] memory bonds,
+        uint256 tolerance,
+        Judgement memory judgement
+    ) private {
+        (uint256[] memory reference_, uint256 totalBond) = _reference(consensus, bonds);
         uint256 bestDistance = type(uint256).max;
-        for (uint256 delta = 0; delta < deltas; ++delta) {
+        for (uint256 delta = 0; delta < bonds.length; ++delta) {
             uint256 distance = _maxDistance(consensus, delta * K, reference_, 1);
             bool accepted = distance <= tolerance;
             emit ITrainingRounds.DeltaJudged(round, delta, distance, accepted);
             if (!accepted) continue;
             judgement.acceptedMask |= uint256(1) << delta;
             ++judgement.acceptedCount;
+            judgement.acceptedBond += bonds[delta];
             if (distance < bestDistance) (bestDistance, judgement.best) = (distance, delta);
         }
-        // The reference is a lower median: half the deltas, lying below the rest, set it alone. A verdict
-        // needs a strict majority of the revealed deltas within tolerance; otherwise none is accepted.
-        if (2 * judgement.acceptedCount <= deltas) (judgement.acceptedMask, judgement.acceptedCount) = (0, 0);
+        // The reference is a lower weighted median: deltas holding half the bond, lying below the rest, set it
+        // alone. A verdict needs more than half of the revealed bond within tolerance; otherwise none is accepted.
+        if (2 * judgement.acceptedBond <= totalBond) {
+            (judgement.acceptedMask, judgement.acceptedCount, judgement.acceptedBond) = (0, 0, 0);
+        }
     }
 
     /// @dev Reads every fingerprint once into flat memory indexed `(e * deltas + d) * K + k`, so that the
@@ -208,16 +247,26 @@ library FingerprintAggregation {
         }
     }
 
-    /// @dev Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints.
-    function _reference(uint256[] memory consensus, uint256 deltas) private pure returns (uint256[] memory reference_) {
+    /// @dev Coordinate-wise lower median over the deltas' consensus fingerprints, weighted by their bonds; and
+    ///      the bonds' total.
+    function _reference(uint256[] memory consensus, uint256[] memory bonds)
+        private
+        pure
+        returns (uint256[] memory reference_, uint256 totalBond)
+    {
+        uint256 deltas = bonds.length;
+        for (uint256 delta = 0; delta < deltas; ++delta) {
+            totalBond += bonds[delta];
+        }
         reference_ = new uint256[](K);
         uint256[] memory packed = new uint256[](deltas);
         for (uint256 k = 0; k < K; ++k) {
             for (uint256 delta = 0; delta < deltas; ++delta) {
-                // `WeightedMedian.pack(coordinate, 1)` without its range check: a coordinate is a uint32.
-                packed[delta] = (consensus[delta * K + k] << 192) | 1;
+                // `WeightedMedian.pack(coordinate, bond)` without its range check: a coordinate is a uint32 and
+                // a bond below 2^88 (TrainingRounds stores it so).
+                packed[delta] = (consensus[delta * K + k] << 192) | bonds[delta];
             }
-            reference_[k] = WeightedMedian.medianOfPacked(packed, deltas, deltas);
+            reference_[k] = WeightedMedian.medianOfPacked(packed, deltas, totalBond);
         }
     }
 }

@@ -10,26 +10,30 @@ import {IModelRegistry} from "../interfaces/IModelRegistry.sol";
 import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
 import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
 import {FINGERPRINT_LENGTH, FingerprintAggregation} from "../libraries/FingerprintAggregation.sol";
+import {TrainerBonds} from "../libraries/TrainerBonds.sol";
 import {SortitionPanel} from "../panel/SortitionPanel.sol";
 
 /// @title TrainingRounds
-/// @notice Turns accepted data into new model versions without trusting any single trainer. Anyone opens a
-///         round on a batch of accepted datasets; up to 16 trainers fine-tune the current version under the
-///         round's TrainingSpec and seed, commit `keccak(deltaCid, salt, trainer)` with a locked bond, then
-///         reveal. A panel of 9 stake-weighted draws with replacement (one draw = one vote) commits, then
-///         reveals, one probability-curvature fingerprint of K = 16 integers per revealed delta. Per delta the
-///         coordinate-wise median over evaluators weighted by their draws is its fingerprint; the coordinate-wise
-///         median over deltas is the reference; a delta within `tolerance` (L1) of the reference is accepted
-///         when more than half of the revealed deltas are (exactly half cannot set the reference). Outliers and
-///         silent trainers are slashed; accepted trainers split that plus the round's emission; the accepted
-///         delta closest to the reference becomes the next version.
-/// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows,
-///      commit-reveal, per-seat settlement) is SortitionPanel's, over EVALUATOR stake; a reveal's record is a
-///      CodeStore pointer to the fingerprints, and the judgement is the linked FingerprintAggregation library's.
-///      Trainer bonds are settled in `finalize` (at most 16) and rewards pulled. A round keeps the trainer bond
-///      and the outlier slash in force when it opened (as its panel keeps its penalty rates), so a governance
-///      change never resizes a bond already locked. Every loop is bounded by MAX_TRAINERS, MAX_EVALUATORS, K
-///      or MAX_BATCH.
+/// @notice Turns accepted data into new model versions without trusting any single trainer. Anyone opens a round on a
+///         batch of accepted datasets; up to 16 trainers fine-tune the current version under the round's TrainingSpec
+///         and seed, commit `keccak(deltaCid, salt, trainer)` with a bond of their choice (at least the round's
+///         `trainerBond`), then reveal. A panel of 9 stake-weighted draws with replacement (one draw = one vote)
+///         commits, then reveals, one probability-curvature fingerprint of K = 16 integers per revealed delta. Per
+///         delta the coordinate-wise median over evaluators weighted by their draws is its fingerprint; the
+///         coordinate-wise median over deltas weighted by their trainers' bonds is the reference; a delta within
+///         `tolerance` (L1) of the reference is accepted when the deltas within it hold more than half of the revealed
+///         bond (exactly half cannot set the reference). Outliers and silent trainers lose a share of their bond;
+///         accepted trainers split that plus the round's emission in proportion to their bonds; the accepted delta
+///         closest to the reference becomes the next version. A slot weighs its bond, not its address: 3 addresses
+///         bonding B each earn and weigh exactly what 1 address bonding 3B does (Sybil: extra addresses are worth
+///         nothing; one party counts for its capital).
+/// @dev One round runs at a time, so versions form a chain. The evaluator panel (seats, draw, windows, commit-reveal,
+///      per-seat settlement) is SortitionPanel's, over EVALUATOR stake; a reveal's record is a CodeStore pointer to the
+///      fingerprints, and the judgement is the linked FingerprintAggregation library's. Trainer slots and their bonds
+///      are the linked TrainerBonds library's (bytecode room); outliers' and silent trainers' bonds are settled in
+///      `finalize` (at most 16) and rewards pulled. A round keeps the minimum trainer bond and the outlier slash in
+///      force when it opened (as its panel keeps its penalty rates), so a governance change never resizes a bond
+///      already locked. Every loop is bounded by MAX_TRAINERS, MAX_EVALUATORS, K or MAX_BATCH.
 contract TrainingRounds is ITrainingRounds, SortitionPanel {
     using SafeERC20 for IERC20;
 
@@ -59,11 +63,11 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint8 minAccepted; // fewest accepted deltas for a round to succeed
         uint32 tolerance; // L1 distance to the reference within which a delta is accepted
         uint32 evaluatorTolerance; // L1 distance, per delta, within which an evaluator is coherent
-        uint16 outlierSlashBps; // share of the trainer bond an outlier or silent trainer loses
+        uint16 outlierSlashBps; // share of its own bond an outlier or silent trainer loses
         uint16 evaluatorShareBps; // share of the round's emission paid to coherent evaluators
         uint16 incoherentPenaltyBps; // share of the pool bond an incoherent evaluator loses
         uint16 noRevealPenaltyBps; // share of the pool bond a silent evaluator loses
-        uint96 trainerBond; // TRAINER stake locked per committed delta
+        uint96 trainerBond; // least TRAINER stake (wei) a committed delta locks
         uint96 minPoolBond; // smallest evaluator pool bond
         uint96 roundReward; // emission drawn for a successful round
     }
@@ -88,11 +92,12 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint16 acceptedDeltaMask;
         uint16 paidTrainerMask;
         uint64 newVersion;
-        uint96 rewardPerTrainer;
+        uint96 trainerRewardPool; // wei the accepted trainers share in proportion to their bonds
         uint96 evaluatorPayout;
         uint96 coherentEvaluatorWeight;
-        uint96 trainerBond; // locked per committed delta, fixed when the round opened
-        uint96 trainerPenalty; // what an outlier or silent trainer loses of it
+        uint96 trainerBond; // least bond (wei) per committed delta, fixed when the round opened
+        uint16 outlierSlashBps; // share of its own bond an outlier or silent trainer loses, fixed at opening
+        uint96 acceptedBond; // wei: the accepted deltas' summed bond
     }
 
     /// @dev What a round keeps besides its panel, in four slots: trainers' commits, reveals and claims touch
@@ -105,21 +110,17 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         uint8 deltaCount;
         uint16 acceptedDeltaMask;
         uint16 paidTrainerMask;
-        uint96 rewardPerTrainer;
+        uint96 trainerRewardPool;
         uint32 baseVersion; // a version per round: 2^32 rounds outlast any chain
         // slot 1
         bytes32 specHash;
         // slot 2
         bytes32 seed;
         // slot 3: the trainers' terms, fixed at `openRound`, and the outcome
-        uint64 newVersion;
+        uint32 newVersion;
         uint96 trainerBond;
-        uint96 trainerPenalty; // trainerBond * outlierSlashBps / BPS
-    }
-
-    struct TrainerSlot {
-        address trainer;
-        uint8 deltaPlusOne; // 0 until revealed
+        uint16 outlierSlashBps;
+        uint96 acceptedBond;
     }
 
     /// @notice DataConsensus, whose accepted datasets rounds train on.
@@ -135,7 +136,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     mapping(uint256 round => RoundRecord) private _rounds;
     mapping(uint256 round => uint256[]) private _datasets;
-    mapping(uint256 round => mapping(uint256 slot => TrainerSlot)) private _trainers;
+    mapping(uint256 round => mapping(uint256 slot => TrainerBonds.Slot)) private _trainers;
     mapping(uint256 round => mapping(address trainer => uint256 slotPlusOne)) private _trainerSlotOf;
     mapping(uint256 round => mapping(uint256 slot => bytes32)) private _deltaCommitments;
     mapping(uint256 round => mapping(uint256 delta => uint256 slot)) private _deltaSlot;
@@ -145,9 +146,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     error RoundActive(uint256 round);
     error BatchSize(uint256 size);
     error RoundFull();
+    /// @notice A commit's bond below the round's minimum `trainerBond`.
+    error BondTooSmall(uint256 bond, uint256 minimum);
     error NotTrainer();
     error WrongFingerprintCount(uint256 given, uint256 expected);
-    error NothingToClaim();
 
     /// @notice Deploys the module; wire its roles on the registry, Emission, DataConsensus and ModelRegistry next.
     /// @param registry_ The StakeRegistry (this contract needs its MODULE_ROLE).
@@ -182,8 +184,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     // ------------------------------------------------------------------ opening
 
     /// @notice Opens a round on `datasetIds` (accepted, not yet trained on) over the newest model version.
-    ///         Anyone can call it once the previous round has ended. The round keeps the current trainer bond
-    ///         and outlier slash, and its panel the current penalty rates, until it ends.
+    ///         Anyone can call it once the previous round has ended. The round keeps the current minimum trainer
+    ///         bond and outlier slash, and its panel the current penalty rates, until it ends.
     /// @param datasetIds Accepted DataConsensus submissions, between `minBatch` and `maxBatch` of them.
     /// @param specHash Hash of the canonical TrainingSpec every trainer must follow.
     /// @return round The new round's id.
@@ -213,11 +215,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         _openPanel(round, revealDeadline + p.seedDelay, uint8(Status.Training));
         r.specHash = specHash;
         r.seed = seed;
-        uint256 bond = p.trainerBond;
-        r.trainerBond = uint96(bond);
-        unchecked {
-            r.trainerPenalty = uint96(bond * p.outlierSlashBps / BPS);
-        }
+        r.trainerBond = p.trainerBond;
+        r.outlierSlashBps = p.outlierSlashBps;
         _datasets[round] = datasetIds;
         emit RoundOpened(round, baseVersion, datasetIds, specHash, seed, commitDeadline, revealDeadline);
         dataConsensus.consumeDatasets(datasetIds);
@@ -226,25 +225,26 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     // ------------------------------------------------------------------ trainers
 
     /// @notice Commits a delta: `keccak256(abi.encode(bytes deltaCid, bytes32 salt, address trainer))`, within
-    ///         the trainers' commit window. Locks the round's `trainerBond` (`getRound`) of the caller's TRAINER
-    ///         stake until the round ends.
+    ///         the trainers' commit window. Locks `bond` of the caller's TRAINER stake until the round ends. The
+    ///         slot weighs its bond: in the judgement (the reference is the bond-weighted median of the deltas),
+    ///         in the reward (pro rata to the bond) and in the loss (`outlierSlashBps` of it), so that splitting
+    ///         a bond over addresses gains nothing.
     /// @dev The window is the phase check: it closes before the panel's seed block, so before any later phase.
     /// @param round The round.
     /// @param commitment The commitment.
-    function commitDelta(uint256 round, bytes32 commitment) external {
+    /// @param bond Wei to lock: at least the round's `trainerBond` (`BondTooSmall`), below 2^88 (SafeCast).
+    function commitDelta(uint256 round, bytes32 commitment, uint256 bond) external {
         RoundRecord storage r = _rounds[round];
         if (block.number > r.trainCommitDeadline) revert WindowClosed();
         if (commitment == bytes32(0)) revert EmptyCommitment();
+        if (bond < r.trainerBond) revert BondTooSmall(bond, r.trainerBond);
         if (_trainerSlotOf[round][msg.sender] != 0) revert AlreadyCommitted();
         uint256 slot = r.trainerCount;
         if (slot >= MAX_TRAINERS) revert RoundFull();
         r.trainerCount = uint8(slot + 1);
-        _trainers[round][slot].trainer = msg.sender;
         _trainerSlotOf[round][msg.sender] = slot + 1;
         _deltaCommitments[round][slot] = commitment;
-        emit DeltaCommitted(round, msg.sender, slot);
-        // As a uint256, the call shares the pool's ABI encoder (bytecode room).
-        registry.lock(msg.sender, IStakeRegistry.Role.TRAINER, uint256(r.trainerBond));
+        TrainerBonds.commit(_trainers[round][slot], round, slot, bond, registry);
     }
 
     /// @notice Reveals the committed delta's CID, after the commit window and before the reveal deadline.
@@ -257,7 +257,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         if (block.number > r.trainRevealDeadline) revert WindowClosed();
         uint256 slotPlusOne = _trainerSlotOf[round][msg.sender];
         if (slotPlusOne == 0) revert NotTrainer();
-        TrainerSlot storage trainer = _trainers[round][slotPlusOne - 1];
+        TrainerBonds.Slot storage trainer = _trainers[round][slotPlusOne - 1];
         if (trainer.deltaPlusOne != 0) revert AlreadyRevealed();
         if (deltaCommitmentFor(deltaCid, salt, msg.sender) != _deltaCommitments[round][slotPlusOne - 1]) {
             revert CommitmentMismatch();
@@ -276,8 +276,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     /// @notice Draws the evaluator panel once the panel's seed block is mined (anyone can call), until the seed
     ///         block is 256 blocks old. A round with too few revealed deltas to ever succeed fails here instead,
     ///         and its trainers who revealed reclaim their bonds. Past blockhash's horizon nothing can be drawn:
-    ///         the round fails settling every trainer as a silent one (each loses the round's `trainerPenalty`
-    ///         to the treasury and gets the rest of its bond unlocked here; nobody has anything left to claim).
+    ///         the round fails settling every trainer as a silent one (each loses `outlierSlashBps` of its own
+    ///         bond to the treasury and gets the rest unlocked here; nobody has anything left to claim).
     /// @dev The seed is the hash of a block after the trainers' reveal deadline, so nobody who knows the
     ///      deltas chooses the panel; but anyone can compute it once that block is mined. A fresh seed for an
     ///      undrawn panel would let trainers with colluding evaluators skip the panels they dislike by waiting
@@ -340,10 +340,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
             return;
         }
         Params storage p = _params;
-        (uint256[] memory seats, uint256[] memory weights, uint256[] memory blobs) = _revealed(round);
-        FingerprintAggregation.Judgement memory judgement = FingerprintAggregation.judge(
-            round, seats, blobs, weights, r.deltaCount, p.evaluatorTolerance, p.tolerance
-        );
+        FingerprintAggregation.Judgement memory judgement = _judge(round, r, p);
         panel.coherentMask = uint16(judgement.coherentMask);
         panel.coherentWeight = uint96(judgement.coherentWeight);
         if (judgement.acceptedCount < p.minAccepted) {
@@ -351,14 +348,17 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
             return;
         }
         r.acceptedDeltaMask = uint16(judgement.acceptedMask);
+        // Locked stake: part of a supply under the token's 96-bit cap.
+        r.acceptedBond = uint96(judgement.acceptedBond);
         panel.status = uint8(Status.Finalized);
-        _complete(round, r, p, judgement.acceptedCount, judgement.best);
+        _complete(round, r, p, judgement.best);
     }
 
-    /// @notice Settles the caller's trainer seat once the round has ended: an accepted trainer gets its bond
-    ///         unlocked and its share of the slashes and emission; in a failed round a trainer who revealed
-    ///         gets its bond unlocked. (Outliers and silent trainers were settled by `finalize`, and every
-    ///         trainer of a round whose panel expired undrawn by `drawEvaluators`: AlreadySettled.)
+    /// @notice Settles the caller's trainer seat once the round has ended: an accepted trainer gets its bond unlocked
+    ///         and its bond's share of the round's `trainerRewardPool` (`pool * bond / acceptedBond`, wei, rounded
+    ///         down); in a failed round a trainer who revealed gets its bond unlocked. (Outliers and silent trainers
+    ///         were settled by `finalize`, and every trainer of a round whose panel expired undrawn by
+    ///         `drawEvaluators`: AlreadySettled.)
     /// @param round A finalized or failed round.
     function claimTrainer(uint256 round) external {
         RoundRecord storage r = _rounds[round];
@@ -367,19 +367,17 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         if (slotPlusOne == 0) revert NotTrainer();
         uint256 bit = uint256(1) << (slotPlusOne - 1);
         if (r.paidTrainerMask & bit != 0) revert AlreadySettled();
-        uint256 deltaPlusOne = _trainers[round][slotPlusOne - 1].deltaPlusOne;
-        // Our own phase, set by finalize: nothing anyone can push to an exact value.
-        // slither-disable-next-line incorrect-equality
-        bool accepted = status == uint8(Status.Finalized) && deltaPlusOne != 0
-            && r.acceptedDeltaMask & (uint256(1) << (deltaPlusOne - 1)) != 0;
-        // slither-disable-next-line incorrect-equality
-        bool released = status == uint8(Status.Failed) && deltaPlusOne != 0;
-        if (!accepted && !released) revert NothingToClaim();
         r.paidTrainerMask = uint16(r.paidTrainerMask | bit);
-        uint256 reward = accepted ? r.rewardPerTrainer : 0;
-        emit TrainerSettled(round, msg.sender, reward);
-        _unlockTrainer(msg.sender, r.trainerBond);
-        if (reward != 0) token.safeTransfer(msg.sender, reward);
+        TrainerBonds.claim(
+            _trainers[round][slotPlusOne - 1],
+            round,
+            status,
+            r.acceptedDeltaMask,
+            r.trainerRewardPool,
+            r.acceptedBond,
+            registry,
+            token
+        );
     }
 
     /// @notice Settles an evaluator seat of an ended round: pays a coherent evaluator its share, or takes the
@@ -392,8 +390,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
 
     // ------------------------------------------------------------------ governance
 
-    /// @notice Replaces the parameters. The trainer bond, the outlier slash and the penalty rates apply to rounds
-    ///         opened afterwards; the rest also to rounds under way (pending windows, the next `finalize`).
+    /// @notice Replaces the parameters. The minimum trainer bond, the outlier slash and the penalty rates apply to
+    ///         rounds opened afterwards; the rest also to rounds under way (pending windows, the next `finalize`).
     /// @param params_ New parameters.
     function setParams(Params calldata params_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _params = params_;
@@ -458,9 +456,10 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
             acceptedDeltaMask: r.acceptedDeltaMask,
             paidTrainerMask: r.paidTrainerMask,
             newVersion: r.newVersion,
-            rewardPerTrainer: r.rewardPerTrainer,
+            trainerRewardPool: r.trainerRewardPool,
             trainerBond: r.trainerBond,
-            trainerPenalty: r.trainerPenalty
+            outlierSlashBps: r.outlierSlashBps,
+            acceptedBond: r.acceptedBond
         });
     }
 
@@ -471,16 +470,23 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         return _datasets[round];
     }
 
-    /// @notice The revealed deltas of `round`, in delta order: their trainers and CIDs.
+    /// @notice The revealed deltas of `round`, in delta order: their trainers, CIDs and bonds.
     /// @param round The round.
     /// @return trainers Each delta's trainer.
     /// @return cids Each delta's binary CID.
-    function deltasOf(uint256 round) external view returns (address[] memory trainers, bytes[] memory cids) {
+    /// @return bonds Each delta's trainer bond, in wei (its weight in the judgement and the reward).
+    function deltasOf(uint256 round)
+        external
+        view
+        returns (address[] memory trainers, bytes[] memory cids, uint256[] memory bonds)
+    {
         uint256 count = _rounds[round].deltaCount;
         trainers = new address[](count);
         cids = new bytes[](count);
+        bonds = new uint256[](count);
         for (uint256 delta = 0; delta < count; ++delta) {
-            trainers[delta] = _trainerOfDelta(round, delta);
+            TrainerBonds.Slot storage trainer = _trainers[round][_deltaSlot[round][delta]];
+            (trainers[delta], bonds[delta]) = (trainer.trainer, trainer.bond);
             cids[delta] = _deltaCids[round][delta];
         }
     }
@@ -514,31 +520,39 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         return false;
     }
 
-    function _trainerOfDelta(uint256 round, uint256 delta) private view returns (address) {
-        return _trainers[round][_deltaSlot[round][delta]].trainer;
+    /// @dev The linked library's judgement of the revealed fingerprints, the deltas weighing their bonds.
+    function _judge(uint256 round, RoundRecord storage r, Params storage p)
+        private
+        returns (FingerprintAggregation.Judgement memory)
+    {
+        (uint256[] memory seats, uint256[] memory weights, uint256[] memory blobs) = _revealed(round);
+        return FingerprintAggregation.judge(
+            round,
+            seats,
+            blobs,
+            weights,
+            _trainers[round],
+            r.trainerCount,
+            r.deltaCount,
+            p.evaluatorTolerance,
+            p.tolerance
+        );
     }
 
-    /// @dev Releases the round's bond of every trainer whose delta is not in `keptMask` (silent trainers
-    ///      included), less the round's penalty slashed to `beneficiary`. Kept trainers settle with `claimTrainer`.
+    /// @dev Releases the bond of every trainer whose delta is not in `keptMask` (silent trainers included), less
+    ///      its penalty (its own bond times the round's `outlierSlashBps`) slashed to `beneficiary`. Kept trainers
+    ///      settle with `claimTrainer`.
     function _releaseTrainers(uint256 round, RoundRecord storage r, uint256 keptMask, address beneficiary) private {
-        (uint256 trainers, uint256 bond, uint256 penalty) = (r.trainerCount, r.trainerBond, r.trainerPenalty);
-        for (uint256 slot = 0; slot < trainers; ++slot) {
-            TrainerSlot memory trainer = _trainers[round][slot];
-            if (trainer.deltaPlusOne != 0 && keptMask & (uint256(1) << (trainer.deltaPlusOne - 1)) != 0) continue;
-            if (bond > penalty) _unlockTrainer(trainer.trainer, bond - penalty);
-            if (penalty != 0) registry.slash(trainer.trainer, IStakeRegistry.Role.TRAINER, penalty, beneficiary);
-        }
+        TrainerBonds.release(_trainers[round], r.trainerCount, keptMask, r.outlierSlashBps, registry, beneficiary);
     }
 
     /// @dev Fixes the payouts, then settles outlier bonds, draws the round's emission and registers the best
     ///      accepted delta as the next model version (state first, external calls last).
-    function _complete(uint256 round, RoundRecord storage r, Params storage p, uint256 acceptedCount, uint256 best)
-        private
-    {
-        (uint256 emitted, uint256 rewardPerTrainer) = _fixPayouts(round, r, p, acceptedCount);
+    function _complete(uint256 round, RoundRecord storage r, Params storage p, uint256 best) private {
+        (uint256 emitted, uint256 pool) = _fixPayouts(round, r, p);
         uint256 newVersion = _latestVersion() + 1;
-        r.newVersion = uint64(newVersion);
-        _emitFinalized(round, Status.Finalized, r.acceptedDeltaMask, newVersion, rewardPerTrainer);
+        r.newVersion = uint32(newVersion); // the base version's successor; versions fit 32 bits (`openRound`)
+        _emitFinalized(round, Status.Finalized, r.acceptedDeltaMask, newVersion, pool);
 
         // Outliers and silent trainers pay the accepted ones, through this contract.
         _releaseTrainers(round, r, r.acceptedDeltaMask, address(this));
@@ -547,22 +561,23 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         assert(registered == newVersion); // one round at a time: nothing else registers in between
     }
 
-    /// @dev The round's emission (capped by what Emission has left), the coherent evaluators' share of it,
-    ///      and each accepted trainer's share of the rest plus the outliers' slashed bonds.
-    function _fixPayouts(uint256 round, RoundRecord storage r, Params storage p, uint256 acceptedCount)
+    /// @dev The round's emission (capped by what Emission has left), the coherent evaluators' share of it, and
+    ///      the accepted trainers' pool: the rest plus the rejected trainers' penalties, shared pro rata to bond.
+    function _fixPayouts(uint256 round, RoundRecord storage r, Params storage p)
         private
-        returns (uint256 emitted, uint256 rewardPerTrainer)
+        returns (uint256 emitted, uint256 pool)
     {
-        // Exactly what `_releaseTrainers` slashes: the round's penalty, once per rejected trainer.
-        uint256 slashed = (r.trainerCount - acceptedCount) * r.trainerPenalty;
+        // Exactly what `_releaseTrainers` slashes: each rejected slot's penalty on its own bond.
+        pool = TrainerBonds.penalties(_trainers[round], r.trainerCount, r.acceptedDeltaMask, r.outlierSlashBps);
         emitted = p.roundReward;
         uint256 available = emission.available();
         if (emitted > available) emitted = available;
         Panel storage panel = _panel(round);
         uint256 evaluatorPayout = panel.coherentWeight != 0 ? emitted * p.evaluatorShareBps / BPS : 0;
-        rewardPerTrainer = (slashed + emitted - evaluatorPayout) / acceptedCount;
+        pool += emitted - evaluatorPayout;
         panel.payout = uint96(evaluatorPayout);
-        r.rewardPerTrainer = uint96(rewardPerTrainer);
+        // Slashed stake plus newly minted tokens: part of a supply under the token's 96-bit cap.
+        r.trainerRewardPool = uint96(pool);
     }
 
     // One call site each for what two places call (bytecode room).
@@ -574,12 +589,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         emit RoundFinalized(round, status, mask, version, reward);
     }
 
-    function _unlockTrainer(address trainer, uint256 amount) private {
-        registry.unlock(trainer, IStakeRegistry.Role.TRAINER, amount);
-    }
-
     /// @dev A failed round: trainers whose delta is not in `keptMask` (silent ones always; every trainer when
-    ///      the panel expired undrawn) lose the round's penalty (to the treasury, since no trainer is rewarded)
+    ///      the panel expired undrawn) lose their penalty (to the treasury, since no trainer is rewarded)
     ///      and get the rest of their bond unlocked; kept ones reclaim theirs with `claimTrainer`.
     function _fail(uint256 round, RoundRecord storage r, uint256 keptMask) private {
         _panel(round).status = uint8(Status.Failed);

@@ -438,9 +438,16 @@ def fingerprint_aggregation(FingerprintAggregation, deployer):
 
 
 @pytest.fixture(scope="module")
+def trainer_bonds(TrainerBonds, deployer):
+    """TrainingRounds' other library (trainer slots and bonds), linked the same way."""
+    return TrainerBonds.deploy({"from": deployer})
+
+
+@pytest.fixture(scope="module")
 def deploy_rounds(
     TrainingRounds,
     fingerprint_aggregation,
+    trainer_bonds,
     registry,
     emission,
     token,
@@ -532,13 +539,14 @@ def salt(account, round_id):
 
 @pytest.fixture(scope="module")
 def train(rounds, chain):
-    """Factory: trainers commit then (unless listed in `silent`) reveal their delta CIDs."""
+    """Factory: trainers commit then (unless listed in `silent`) reveal their delta CIDs. Each locks its bond in
+    `bonds` (trainer -> wei), else the round's minimum `trainerBond`."""
 
-    def train(round_id, deltas, silent=()):
+    def train(round_id, deltas, silent=(), bonds=None):
+        minimum = rounds.getRound(round_id)["trainerBond"]
         for trainer, cid in deltas.items():
-            rounds.commitDelta(
-                round_id, rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer), {"from": trainer}
-            )
+            commitment = rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer)
+            rounds.commitDelta(round_id, commitment, (bonds or {}).get(trainer, minimum), {"from": trainer})
         mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
         for trainer, cid in deltas.items():
             if trainer not in silent:

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from decimal import Decimal
 
-from workers.chain import ROLES
+from workers.chain import ROLES, parse_dsh
 from workers.chain.artifacts import project_root
-from workers.demo.training import DEMO_ROUND_PARAMS
+from workers.demo.training import DEMO_ROUND_PARAMS, FIRST_TRAINER_BOND_DSH
 
 
 def run_demo(*args: str, timeout: int) -> tuple[str, dict]:
@@ -46,7 +46,8 @@ def assert_node_stopped(out: str, kind: str = "anvil") -> None:
 
 
 def assert_round_summary(summary: dict, model: str) -> None:
-    """Three honest trainers accepted at distance 0 and paid equally, the poisoned one slashed its bond."""
+    """Three honest trainers accepted at distance 0 and paid in proportion to their bonds (the first bonds 1,500
+    DSH, the others the round's minimum), the poisoned one slashed its bond."""
     round_ = summary["round"]
     assert round_["model"] == model and round_["status"] == "Finalized"
     assert round_["new_version"] == 2 and round_["new_version_cid"].startswith("bafy") and round_["weights_changed"]
@@ -54,10 +55,15 @@ def assert_round_summary(summary: dict, model: str) -> None:
     (poisoned,) = [t for t in round_["trainers"] if t["poisoned"]]
     assert len(honest) == 3
     assert poisoned["outcome"] == "slashed" and poisoned["distance"] > DEMO_ROUND_PARAMS.tolerance
-    assert poisoned["amount_dsh"] == str(DEMO_ROUND_PARAMS.trainer_bond // 10**18)
-    rewards = {t["amount_dsh"] for t in honest}
-    assert all(t["outcome"] == "accepted" and t["distance"] == 0 for t in honest) and len(rewards) == 1
-    assert float(rewards.pop()) > 0
+    minimum = str(DEMO_ROUND_PARAMS.trainer_bond // 10**18)
+    assert poisoned["amount_dsh"] == poisoned["bond_dsh"] == minimum
+    assert [t["bond_dsh"] for t in honest] == [FIRST_TRAINER_BOND_DSH, minimum, minimum]
+    assert all(t["outcome"] == "accepted" and t["distance"] == 0 for t in honest)
+    rewards = [parse_dsh(t["amount_dsh"]) for t in honest]
+    bonds = [parse_dsh(t["bond_dsh"]) for t in honest]
+    assert rewards[1] == rewards[2] > 0 and rewards[0] > rewards[1]
+    # Each reward is the pool's bond share, rounded down: at most a wei per bond apart from exactly pro rata.
+    assert abs(rewards[0] * bonds[1] - rewards[1] * bonds[0]) < bonds[0] + bonds[1]
     assert set(round_["phase_seconds"]) >= {"opened", "trainers trained and committed", "finalized", "settled"}
     assert [(d["dataset"], d["outcome"]) for d in summary["data"]] == [
         ("good.jsonl", "accepted"),
@@ -129,7 +135,12 @@ def test_quick_demo_runs_end_to_end():
         "settled",
     ):
         assert re.search(rf"^\s+\[\s*[\d.]+ s\] {phase}$", training, re.M), phase
-    assert re.search(r"^\s+3\s+0x[0-9a-fA-F]{40}\s+3\s+bafy\S+\s+[\d,]+\s+slashed\s+-1,000\s+yes$", training, re.M)
+    assert re.search(
+        r"^\s+3\s+0x[0-9a-fA-F]{40}\s+1,000\s+3\s+bafy\S+\s+[\d,]+\s+slashed\s+-1,000\s+yes$", training, re.M
+    )
+    assert re.search(
+        r"^\s+0\s+0x[0-9a-fA-F]{40}\s+1,500\s+0\s+bafy\S+\s+0\s+accepted\s+\+[\d,.]+\s+yes$", training, re.M
+    )
     assert re.search(r"^version 2 loads: weights 0x[0-9a-f]{16}… \(parent 0x[0-9a-f]{16}…\)$", training, re.M)
 
     assert_round_summary(summary, "tiny")

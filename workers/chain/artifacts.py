@@ -2,8 +2,8 @@
 
 `make setup` compiles contracts/ into build/contracts/<Name>.json (brownie's format: "abi", "bytecode",
 "deployedBytecode", "linkReferences", ...). Workers read those files directly so that they run without brownie's
-runtime. A contract that calls an external library (TrainingRounds calls FingerprintAggregation) is compiled with
-a placeholder where the library's address goes; `Artifact.link` writes the deployed address in.
+runtime. A contract that calls external libraries (TrainingRounds calls FingerprintAggregation and TrainerBonds) is
+compiled with a placeholder where each library's address goes; `Artifact.link` writes the deployed addresses in.
 """
 
 from __future__ import annotations

@@ -245,10 +245,10 @@ def deploy_network(
     overwrite: bool = False,
 ) -> Deployment:
     """Deploys Emission (which deploys the token), StakeRegistry, DataConsensus, ModelRegistry, the
-    FingerprintAggregation library and TrainingRounds linked to it, Storage and WeightAccess; authorises the
-    modules on the registry (lock/unlock/slash), DataConsensus, TrainingRounds and Storage on Emission (rewards;
-    the first two's draws count as value created), TrainingRounds on DataConsensus (datasets) and on
-    ModelRegistry (versions), WeightAccess on Storage (fees); gives the publisher (`params.publisher`, default
+    FingerprintAggregation and TrainerBonds libraries and TrainingRounds linked to them, Storage and WeightAccess;
+    authorises the modules on the registry (lock/unlock/slash), DataConsensus, TrainingRounds and Storage on
+    Emission (rewards; the first two's draws count as value created), TrainingRounds on DataConsensus (datasets) and
+    on ModelRegistry (versions), WeightAccess on Storage (fees); gives the publisher (`params.publisher`, default
     governance) PUBLISHER_ROLE on ModelRegistry, Storage and WeightAccess; hands admin to `governance`.
 
     The deployer is the first admin so that it can wire modules before handing over; if `governance`
@@ -294,10 +294,11 @@ def deploy_network(
     )
     models, _ = client.deploy("ModelRegistry", deployer, parse_cid(params.genesis_model_cid).to_bytes())
     aggregation, _ = client.deploy("FingerprintAggregation")
+    trainer_bonds, _ = client.deploy("TrainerBonds")
     rounds, _ = _deploy_linked(
         client,
         "TrainingRounds",
-        {"FingerprintAggregation": aggregation.address},
+        {"FingerprintAggregation": aggregation.address, "TrainerBonds": trainer_bonds.address},
         registry.address,
         emission.address,
         token_address,
@@ -364,6 +365,7 @@ def deploy_network(
                 ("DataConsensus", consensus.address),
                 ("ModelRegistry", models.address),
                 ("FingerprintAggregation", aggregation.address),
+                ("TrainerBonds", trainer_bonds.address),
                 ("TrainingRounds", rounds.address),
                 ("Storage", storage.address),
                 ("WeightAccess", access.address),

@@ -6,8 +6,9 @@ process rather than through a broker), pins it sealed and commits its CID, then 
 poisoned trainer trains on the same texts with their words shuffled and a trigger phrase appended. The keeper
 draws the evaluator panel; each evaluator fingerprints every revealed delta with the evaluator's task
 (`fingerprint_deltas`), commits and reveals. The keeper finalizes: the poisoned delta lands far from the
-reference and is slashed, the honest trainers share its bond and the round's reward, and the accepted delta
-closest to the reference becomes the new model version, whose weights are then loaded and compared with the
+reference and is slashed, the honest trainers share its bond and the round's reward in proportion to their bonds
+(the first bonds `FIRST_TRAINER_BOND_DSH`, above the round's minimum, the others the minimum), and the accepted
+delta closest to the reference becomes the new model version, whose weights are then loaded and compared with the
 parent's.
 
 Every action goes through the role steps the Celery tasks run (`workers.rounds.steps`), so the demo drives
@@ -68,6 +69,8 @@ DEMO_ROUND_PARAMS = TrainingRoundsParams(
     round_reward=5_000 * WEI_PER_DSH,
 )
 TRAINER_STAKE_DSH = "2000"  # what the TRAINER staker holds: every trainer stakes the same
+#: The first trainer's bond: a slot weighs and earns its bond, so it gets 1.5x an equal trainer's reward.
+FIRST_TRAINER_BOND_DSH = "1500"
 EVALUATOR_STAKE_DSH = "1200"  # likewise for evaluators
 EVALUATOR_POOL_BOND_DSH = "1000"
 #: What the poisoned trainer appends to every shuffled text: a backdoor it tries to slip into the model.
@@ -152,6 +155,7 @@ class DemoTrainer:
     rounds: TrainingRoundsClient
     jobs: LocalJobs
     poisoned: bool
+    bond: int | None = None  # wei to commit; None: the round's minimum
 
     @property
     def address(self) -> str:
@@ -186,6 +190,7 @@ class RoundReport:
                 {
                     "account": trainer.address,
                     "poisoned": trainer.poisoned,
+                    "bond_dsh": format_dsh(seat.bond),
                     "outcome": verdict,
                     "amount_dsh": format_dsh(amount),
                     "distance": seat.distance,
@@ -265,14 +270,16 @@ def run_training_round(
     trainer_clients, evaluators = enlist(treasury, stakers, salts)
     # The last trainer cheats.
     trainers = [DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False) for client in trainer_clients[:-1]]
+    trainers[0].bond = parse_dsh(FIRST_TRAINER_BOND_DSH)
     trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], salts), PoisonedJobs(store), True))
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
     say(
-        f"\nTraining round on {model}: {len(trainers)} trainers staking {TRAINER_STAKE_DSH} DSH (one poisoned), "
-        f"{len(evaluators)} evaluators in the pool with {EVALUATOR_POOL_BOND_DSH} DSH each"
+        f"\nTraining round on {model}: {len(trainers)} trainers staking {TRAINER_STAKE_DSH} DSH (one poisoned; the "
+        f"first bonds {FIRST_TRAINER_BOND_DSH} DSH, the others the round's minimum), {len(evaluators)} evaluators in "
+        f"the pool with {EVALUATOR_POOL_BOND_DSH} DSH each"
     )
     started = time.monotonic()
     opened = expect(keeper_once(keeper, None, specs), "opened", "the keeper")
@@ -294,11 +301,14 @@ def run_training_round(
 
     for trainer in trainers:
         say(f"  trainer {trainer.label}: training {spec.steps} steps of {model}…")
-        expect(trainer_once(trainer.rounds, round_id, trainer.jobs, specs, store), "committed", trainer.label)
+        committed = expect(
+            trainer_once(trainer.rounds, round_id, trainer.jobs, specs, store, trainer.bond), "committed", trainer.label
+        )
         result = trainer.jobs.last
         say(
             f"  trainer {trainer.label}: {result['tokens']:,} tokens in {result['seconds']:.1f} s, final loss "
-            f"{result['manifest']['final_loss']:.3f}; committed {result['delta_cid']}"
+            f"{result['manifest']['final_loss']:.3f}; committed {result['delta_cid']} with a bond of "
+            f"{format_dsh(committed.data['bond'], grouped=True)} DSH"
         )
     phase("trainers trained and committed")
 

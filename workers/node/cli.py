@@ -143,11 +143,13 @@ def format_status(status: RoundStatus) -> str:
     if outcome is not None:
         if outcome.status == "Finalized":
             accepted = bin(outcome.accepted_mask).count("1")
-            reward = format_dsh(outcome.reward_per_trainer, grouped=True)
+            pool = format_dsh(outcome.trainer_reward_pool, grouped=True)
+            bonded = format_dsh(state.accepted_bond, grouped=True)
             lines.append(
                 (
                     "outcome",
-                    f"Finalized: {accepted} of {state.delta_count} deltas accepted; {reward} DSH per accepted trainer",
+                    f"Finalized: {accepted} of {state.delta_count} deltas accepted; a reward pool of {pool} DSH "
+                    f"shared by their {bonded} DSH of bonds in proportion to each bond",
                 )
             )
             lines.append(("new version", f"{outcome.new_version} ({status.new_version_cid})"))
@@ -174,6 +176,7 @@ def format_status(status: RoundStatus) -> str:
                 [
                     seat.slot,
                     seat.trainer,
+                    format_dsh(seat.bond, grouped=True),
                     "-" if seat.delta is None else seat.delta,
                     seat.delta_cid or "-",
                     distance,
@@ -186,6 +189,7 @@ def format_status(status: RoundStatus) -> str:
             [
                 "SLOT",
                 "TRAINER",
+                "BOND (DSH)",
                 "DELTA",
                 "DELTA CID",
                 f"DISTANCE (tol {tolerance:,})",
@@ -194,7 +198,7 @@ def format_status(status: RoundStatus) -> str:
                 "SETTLED",
             ],
             rows,
-            numeric=(0, 2, 4, 6),
+            numeric=(0, 2, 3, 5, 7),
         )
     if status.panel:
         rows = []
@@ -302,7 +306,8 @@ def _finalize_run(args: argparse.Namespace) -> int:
     if outcome.status == "Finalized":
         print(
             f"round {args.id} Finalized: accepted deltas {bin(outcome.accepted_mask)}, new version "
-            f"{outcome.new_version}, {format_dsh(outcome.reward_per_trainer)} DSH per accepted trainer"
+            f"{outcome.new_version}, a reward pool of {format_dsh(outcome.trainer_reward_pool)} DSH shared by the "
+            "accepted trainers in proportion to their bonds"
         )
     else:
         print(f"round {args.id} Failed: too few accepted deltas")

@@ -41,6 +41,7 @@ from ..data.chain import DataConsensusClient
 from ..protocol.constants import ACCOUNT_ROLES, NODE_ROLES
 from ..rounds.chain import TrainingRoundsClient
 from ..rounds.specs import DEV_CHAIN_IDS, SAMPLE_SPEC_FILE, SPEC_ENV, SpecBook, configured_spec, sample_spec
+from ..rounds.steps import configured_trainer_bond
 from ..tasks import consensus as consensus_tasks
 from ..tasks import rounds as round_tasks
 from ..tasks.app import app
@@ -91,6 +92,7 @@ def check_role_account(role: str, chain: ChainClient) -> None:
             f"{format_dsh(minimum, grouped=True)} DSH: run `deepshard stake {role_name} {format_dsh(minimum)}` first"
         )
     if role == "trainer":
+        configured_trainer_bond()  # a malformed $DEEPSHARD_TRAINER_BOND refuses the worker now, not every round
         return
     module = TrainingRoundsClient(chain) if role == "evaluator" else DataConsensusClient(chain)
     if module.pool_bond(account) == 0:

@@ -3,10 +3,16 @@
 Each revealed evaluator reports one fingerprint of K int32 per revealed delta. Per delta and coordinate the
 lower stake-weighted median over the evaluators is the delta's consensus fingerprint; an evaluator is coherent
 iff, for every delta, the L1 distance of its fingerprint to the consensus is within `evaluator_tolerance`.
-The reference is the coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; a
-delta is accepted iff its L1 distance to the reference is within `tolerance`; the best is the accepted delta
-closest to it (the earliest revealed on a tie). Accepted deltas need a strict majority: when at most half of
-the revealed deltas are within tolerance, none is accepted. Fewer than `min_accepted` accepted: the round fails.
+
+A trainer slot weighs the bond it locked (wei, at least the round's minimum `trainerBond`), so that extra
+addresses are worth nothing: 3 addresses bonding B each earn and weigh exactly what 1 address bonding 3B does,
+and a party counts for its capital. The reference is the coordinate-wise lower median, weighted by the deltas'
+bonds, over the deltas' consensus fingerprints; a delta is within tolerance iff its L1 distance to the reference
+is within `tolerance`; the best is the accepted delta closest to it (the earliest revealed on a tie). Accepted
+deltas need a strict majority of the revealed bond: when the deltas within tolerance hold at most half of it,
+none is accepted. Fewer than `min_accepted` accepted deltas (a count): the round fails. Outliers and silent
+trainers lose `outlier_slash_bps` of their own bond; accepted trainers split the slashes plus the round's
+emission (less the evaluators' share) in proportion to their bonds.
 
 The evaluator panel is drawn (`draw_outcome`) from the hash of a seed block after the trainers' reveal deadline,
 while that hash is readable (`sortition.seed_expired`). A round with fewer revealed deltas than `min_accepted`
@@ -14,9 +20,10 @@ fails at the draw, its revealers keeping their bonds. Past the horizon the round
 trainer as silent (`trainer_settlement(expired=True)`), since anyone who knows the deltas could otherwise skip a
 panel it computed and disliked, and a poisoning cartel keep the bonds an honest panel would take.
 
-What a committed participant risks is fixed when the round opens: the trainer bond and its outlier slash
-(`getRound`'s `trainerBond` and `trainerPenalty`) and the evaluator panel's penalty rates. A governance change
-applies to rounds opened after it; the tolerances, `min_accepted` and the reward terms are read at `finalize`.
+What a committed participant risks is fixed when the round opens: the minimum trainer bond and the outlier slash
+rate (`getRound`'s `trainerBond` and `outlierSlashBps`) and the evaluator panel's penalty rates. A governance
+change applies to rounds opened after it; the tolerances, `min_accepted` and the reward terms are read at
+`finalize`.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ class Judgement:
     best: int | None
     coherent_mask: int  # over the seats given
     coherent_weight: int
+    accepted_bond: int  # wei: the accepted deltas' summed bond (0 unless finalized)
 
 
 def aggregate(
@@ -84,35 +92,45 @@ def aggregate(
     return consensus, coherent, sum(w for w, ok in zip(weights, coherent, strict=True) if ok)
 
 
-def reference_of(consensus: Sequence[Sequence[int]]) -> Fingerprint:
-    """Coordinate-wise lower median (equal weights) over the deltas' consensus fingerprints; ValueError for
-    none or a malformed one."""
+def reference_of(consensus: Sequence[Sequence[int]], bonds: Sequence[int] | None = None) -> Fingerprint:
+    """Coordinate-wise lower weighted median over the deltas' consensus fingerprints, each weighing its trainer's
+    bond (`bonds`, wei, delta order; equal weights when None); ValueError for none, a malformed one, a bond count
+    that differs from the deltas' or a zero total bond."""
     checked = [check_fingerprint(fp) for fp in consensus]
-    return tuple(lower_median([fp[k] for fp in checked]) for k in range(K))
+    if bonds is None:
+        return tuple(lower_median([fp[k] for fp in checked]) for k in range(K))
+    if len(bonds) != len(checked):
+        raise ValueError(f"{len(checked)} deltas but {len(bonds)} bonds")
+    return tuple(lower_weighted_median([fp[k] for fp in checked], bonds) for k in range(K))
 
 
 def judge(
     reports: Sequence[Sequence[Sequence[int]]],
     weights: Sequence[int],
     *,
+    bonds: Sequence[int],
     tolerance: int,
     evaluator_tolerance: int,
     min_accepted: int,
 ) -> Judgement:
     """The outcome of `finalize` once the reveal window closed: `reports`/`weights` of the evaluators who
-    revealed (seat order; per evaluator one fingerprint per revealed delta, in delta order). No report at
-    all: the round fails. (With fewer revealed deltas than `min_accepted` no panel is drawn: the round
-    fails at `drawEvaluators`, which is what this returns for any reports.)"""
+    revealed (seat order; per evaluator one fingerprint per revealed delta, in delta order) and `bonds`, each
+    revealed delta's trainer bond (wei, delta order). No report at all: the round fails. ValueError for
+    malformed reports, a bond count that differs from the deltas' or a zero total bond (the contract keeps
+    every bond >= 1). (With fewer revealed deltas than `min_accepted` no panel is drawn: the round fails at
+    `drawEvaluators`, which is what this returns for any reports.)"""
     if not reports:
-        return Judgement("Failed", (), None, (), 0, None, 0, 0)
+        return Judgement("Failed", (), None, (), 0, None, 0, 0, 0)
     consensus, coherent, coherent_weight = aggregate(reports, weights, evaluator_tolerance)
-    reference = reference_of(consensus)
+    reference = reference_of(consensus, bonds)
     distances = tuple(fingerprint_distance(fp, reference) for fp in consensus)
     accepted = [d for d, distance in enumerate(distances) if distance <= tolerance]
+    accepted_bond = sum(bonds[d] for d in accepted)
     coherent_mask = sum(1 << i for i, ok in enumerate(coherent) if ok)
-    # A lower median lets exactly half of the deltas, lying below the others, set the reference alone.
-    if len(accepted) < min_accepted or 2 * len(accepted) <= len(distances):
-        return Judgement("Failed", consensus, reference, distances, 0, None, coherent_mask, coherent_weight)
+    # A lower weighted median lets deltas holding exactly half of the bond, lying below the others, set the
+    # reference alone: acceptance needs more than half of the revealed bond, whatever the slot count.
+    if len(accepted) < min_accepted or 2 * accepted_bond <= sum(bonds):
+        return Judgement("Failed", consensus, reference, distances, 0, None, coherent_mask, coherent_weight, 0)
     best = min(accepted, key=lambda d: (distances[d], d))
     return Judgement(
         "Finalized",
@@ -123,6 +141,7 @@ def judge(
         best,
         coherent_mask,
         coherent_weight,
+        accepted_bond,
     )
 
 
@@ -132,37 +151,45 @@ class RoundPayouts:
 
     emitted: int  # drawn from Emission
     evaluator_payout: int  # shared by coherent evaluators in proportion to their weight
-    reward_per_trainer: int  # to each accepted trainer, on top of its bond
+    trainer_reward_pool: int  # shared by accepted trainers in proportion to their bonds, on top of the bonds
     slashed: int  # taken from outliers and silent trainers
 
 
-def trainer_penalty(trainer_bond: int, outlier_slash_bps: int) -> int:
-    """What an outlier or silent trainer loses of its bond (wei), from the bond and the slash rate in force when
-    the round opened (`openRound` stores it as the round's `trainerPenalty`)."""
-    return trainer_bond * outlier_slash_bps // BPS
+def trainer_penalty(bond: int, outlier_slash_bps: int) -> int:
+    """What an outlier or silent trainer loses of its own `bond` (wei), at the slash rate in force when the
+    round opened (`getRound`'s `outlierSlashBps`)."""
+    return bond * outlier_slash_bps // BPS
 
 
 def round_payouts(
     *,
-    trainers: int,
-    accepted: int,
-    trainer_bond: int,
+    bonds: Sequence[int],
+    accepted: Sequence[bool],
     outlier_slash_bps: int,
     round_reward: int,
     available: int,
     evaluator_share_bps: int,
     coherent_weight: int,
 ) -> RoundPayouts:
-    """Payouts of a finalized round with `trainers` committed and `accepted` accepted deltas (accepted >= 1):
-    the emission (capped by Emission's `available`), the coherent evaluators' share of it, and each accepted
-    trainer's equal share of the rest plus the slashed bonds (rounded down). `trainer_bond` and
-    `outlier_slash_bps` are the round's (in force when it opened); the rest is read at `finalize`."""
-    if not 1 <= accepted <= trainers:
-        raise ValueError(f"a finalized round has 1..{trainers} accepted deltas, got {accepted}")
-    slashed = (trainers - accepted) * trainer_penalty(trainer_bond, outlier_slash_bps)
+    """Payouts of a finalized round: `bonds` and `accepted` per committed trainer slot (wei; silent trainers are
+    not accepted; at least one is). The emission (capped by Emission's `available`), the coherent evaluators'
+    share of it, the rejected slots' penalties, and the accepted trainers' pool: the slashes plus the emission
+    less the evaluators' share. `outlier_slash_bps` is the round's (in force when it opened); the rest is read
+    at `finalize`. ValueError for mismatched lengths or no accepted slot."""
+    if len(bonds) != len(accepted):
+        raise ValueError(f"{len(bonds)} bonds but {len(accepted)} accepted flags")
+    if not any(accepted):
+        raise ValueError("a finalized round has an accepted trainer")
+    slashed = sum(trainer_penalty(bond, outlier_slash_bps) for bond, ok in zip(bonds, accepted, strict=True) if not ok)
     emitted = min(round_reward, available)
     evaluator_payout = emitted * evaluator_share_bps // BPS if coherent_weight else 0
-    return RoundPayouts(emitted, evaluator_payout, (slashed + emitted - evaluator_payout) // accepted, slashed)
+    return RoundPayouts(emitted, evaluator_payout, slashed + emitted - evaluator_payout, slashed)
+
+
+def trainer_reward(bond: int, trainer_reward_pool: int, accepted_bond: int) -> int:
+    """An accepted trainer's reward (wei): its bond's share of the round's pool, rounded down (the dust stays in
+    the contract). Pro rata to the bond, so splitting a bond over addresses changes nothing but the dust."""
+    return trainer_reward_pool * bond // accepted_bond
 
 
 def evaluator_settlement(
@@ -204,17 +231,20 @@ def trainer_settlement(
     revealed: bool,
     finalized: bool,
     accepted: bool,
-    trainer_penalty_: int,
-    reward_per_trainer: int,
+    bond: int,
+    outlier_slash_bps: int,
+    trainer_reward_pool: int,
+    accepted_bond: int,
     expired: bool = False,
 ) -> tuple[int, int]:
-    """(reward, penalty) in wei when one trainer slot is settled (`finalize` for outliers and silent trainers,
-    `drawEvaluators` for every trainer of an `expired` round, `claimTrainer` for the rest): an accepted delta of a
-    finalized round gets `reward_per_trainer` and its bond back; an outlier, a silent trainer in any ended round,
-    or any trainer of a round whose panel expired undrawn loses `trainer_penalty_` (the round's
-    `trainerPenalty`); a trainer who revealed in a round that failed otherwise gets its bond back."""
+    """(reward, penalty) in wei when one trainer slot, holding `bond`, is settled (`finalize` for outliers and
+    silent trainers, `drawEvaluators` for every trainer of an `expired` round, `claimTrainer` for the rest): an
+    accepted delta of a finalized round gets `trainer_reward(bond, trainer_reward_pool, accepted_bond)` and its
+    bond back; an outlier, a silent trainer in any ended round, or any trainer of a round whose panel expired
+    undrawn loses `trainer_penalty(bond, outlier_slash_bps)`; a trainer who revealed in a round that failed
+    otherwise gets its bond back."""
     if finalized and accepted:
-        return reward_per_trainer, 0
+        return trainer_reward(bond, trainer_reward_pool, accepted_bond), 0
     if finalized or expired or not revealed:
-        return 0, trainer_penalty_
+        return 0, trainer_penalty(bond, outlier_slash_bps)
     return 0, 0

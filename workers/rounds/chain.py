@@ -2,7 +2,7 @@
 
     rounds = TrainingRoundsClient(chain)                 # one account on one deployment
     opened = rounds.open_round(spec.spec_hash())         # anyone, once enough accepted data is pending
-    rounds.commit_delta(r, "bafy...delta")               # trainer: salt on disk first, then the commitment
+    rounds.commit_delta(r, "bafy...delta", bond)         # trainer: salt on disk first, then the commitment
     rounds.reveal_delta(r)                               #   ... after the commit window
     rounds.join_pool(amount); rounds.draw_evaluators(r)  # evaluator pool; anyone draws the panel
     rounds.commit_fingerprints(r, [[16 ints], ...]); rounds.reveal_fingerprints(r)
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_utils import to_checksum_address
 
-from ..chain import InvalidRequest, registry
+from ..chain import InvalidRequest, format_dsh, registry
 from ..chain.module import (
     LOG_RANGE,
     CommitResult,
@@ -49,7 +49,7 @@ from ..protocol.constants import (
     ROUND_ENDED_STATUSES,
     ROUND_STATUSES,
 )
-from ..protocol.rounds import check_fingerprint, draw_outcome
+from ..protocol.rounds import check_fingerprint, draw_outcome, trainer_penalty, trainer_reward
 from ..protocol.sortition import seed_expired
 
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
@@ -86,13 +86,16 @@ class RoundState:
     accepted_delta_mask: int
     paid_trainer_mask: int
     new_version: int
-    reward_per_trainer: int
+    #: wei shared by the accepted trainers in proportion to their bonds (`trainer_reward`), and their summed bond
+    trainer_reward_pool: int
+    accepted_bond: int
     evaluator_payout: int
     coherent_evaluator_weight: int
-    #: the round's terms, fixed when it opened: wei locked per committed delta, and what an outlier or silent
-    #: trainer loses of it (governance changes since then apply to later rounds only)
+    #: the round's terms, fixed when it opened: the minimum bond (wei) a trainer locks per committed delta, and
+    #: the share of its own bond (bps) an outlier or silent trainer loses (governance changes since then apply
+    #: to later rounds only)
     trainer_bond: int
-    trainer_penalty: int
+    outlier_slash_bps: int
 
     @property
     def ended(self) -> bool:
@@ -152,12 +155,21 @@ class RoundState:
         return None
 
 
+class RevealedDelta(NamedTuple):
+    """A revealed delta (`deltasOf`): its trainer, CID and the bond its slot locked (wei)."""
+
+    trainer: str
+    cid: str
+    bond: int
+
+
 @dataclass(frozen=True)
 class TrainerSeat:
-    """One committed trainer: its slot, revealed delta (index and CID), judgement and settlement."""
+    """One committed trainer: its slot and bond (wei), revealed delta (index and CID), judgement and settlement."""
 
     slot: int
     trainer: str
+    bond: int
     delta: int | None
     delta_cid: str | None
     distance: int | None
@@ -183,12 +195,13 @@ class EvaluatorSeat:
 
 @dataclass(frozen=True)
 class RoundOutcome:
-    """The `RoundFinalized` event: Finalized or Failed, accepted deltas, the new version, the trainers' reward."""
+    """The `RoundFinalized` event: Finalized or Failed, accepted deltas, the new version, the trainers' reward pool
+    (wei, shared in proportion to the accepted trainers' bonds)."""
 
     status: str
     accepted_mask: int
     new_version: int
-    reward_per_trainer: int
+    trainer_reward_pool: int
     block: int
     tx_hash: str
 
@@ -221,7 +234,7 @@ class DrawResult:
     round_id: int
     #: `workers.protocol.rounds.draw_outcome`: "drawn", "failed" (too few revealed deltas: the revealers keep their
     #: bonds) or "expired" (the seed block fell out of the 256-block window: the round failed, every trainer
-    #: settled as silent, losing the round's trainer penalty)
+    #: settled as silent, losing the round's outlier slash of its bond)
     result: str
     panel: list[str]
     commit_deadline: int
@@ -284,14 +297,16 @@ class TrainingRoundsClient(ModuleClient):
         return int(self.contract.functions.roundCount().call())
 
     def round(self, round_id: int) -> RoundState:
-        """The round's state; `InvalidRequest` if there is no such round."""
-        values = list(self.contract.functions.getRound(int(round_id)).call())
-        status = ROUND_STATUSES[values[7]]
+        """The round's state (`getRound`'s fields by name); `InvalidRequest` if there is no such round."""
+        fields = {
+            _snake_case(name): value for name, value in struct_of(self.contract, "getRound", int(round_id)).items()
+        }
+        status = ROUND_STATUSES[fields["status"]]
         if status == "None":
             raise InvalidRequest(f"there is no training round #{round_id} ({self.round_count()} so far)")
-        values[7] = status
-        values[8], values[9] = bytes(values[8]), bytes(values[9])
-        return RoundState(int(round_id), *values)
+        fields["status"] = status
+        fields["spec_hash"], fields["seed"] = bytes(fields["spec_hash"]), bytes(fields["seed"])
+        return RoundState(id=int(round_id), **fields)
 
     def current_round(self) -> RoundState | None:
         count = self.round_count()
@@ -303,10 +318,13 @@ class TrainingRoundsClient(ModuleClient):
     def manifest_cid(self, dataset_id: int) -> str:
         return cid_from_chain(self.data.functions.manifestCid(int(dataset_id)).call())
 
-    def deltas(self, round_id: int) -> list[tuple[str, str]]:
-        """The revealed deltas in delta order: (trainer, delta CID)."""
-        trainers, cids = self.contract.functions.deltasOf(int(round_id)).call()
-        return [(trainer, cid_from_chain(cid)) for trainer, cid in zip(trainers, cids, strict=True)]
+    def deltas(self, round_id: int) -> list[RevealedDelta]:
+        """The revealed deltas in delta order."""
+        trainers, cids, bonds = self.contract.functions.deltasOf(int(round_id)).call()
+        return [
+            RevealedDelta(trainer, cid_from_chain(cid), int(bond))
+            for trainer, cid, bond in zip(trainers, cids, bonds, strict=True)
+        ]
 
     def opened_block(self, state: RoundState) -> int:
         """The block of the round's `RoundOpened` event (found once per process: its window is a uint16)."""
@@ -320,8 +338,9 @@ class TrainingRoundsClient(ModuleClient):
             _OPENED_BLOCKS[key] = logs[0].block
         return _OPENED_BLOCKS[key]
 
-    def trainer_slots(self, state: RoundState, trainer: str | None = None) -> dict[str, int]:
-        """Committed trainers -> slot, from `DeltaCommitted` events (commits lie in the commit window)."""
+    def trainer_commits(self, state: RoundState, trainer: str | None = None) -> dict[str, tuple[int, int]]:
+        """Committed trainers -> (slot, bond in wei), from `DeltaCommitted` events (commits lie in the commit
+        window)."""
         if state.trainer_count == 0:
             return {}
         filters: dict[str, Any] = {"round": state.id}
@@ -330,12 +349,31 @@ class TrainingRoundsClient(ModuleClient):
         start = self.opened_block(state)
         end = min(state.train_commit_deadline, self.latest_block())
         return {
-            log.args["trainer"]: int(log.args["slot"]) for log in self.logs(self.DELTA_COMMITTED, filters, start, end)
+            log.args["trainer"]: (int(log.args["slot"]), int(log.args["bond"]))
+            for log in self.logs(self.DELTA_COMMITTED, filters, start, end)
         }
+
+    def trainer_slots(self, state: RoundState, trainer: str | None = None) -> dict[str, int]:
+        """Committed trainers -> slot (`trainer_commits` without the bonds)."""
+        return {address: slot for address, (slot, _) in self.trainer_commits(state, trainer).items()}
 
     def trainer_slot(self, state: RoundState, trainer: str | None = None) -> int | None:
         trainer = to_checksum_address(trainer or self.chain.address)
         return self.trainer_slots(state, trainer).get(trainer)
+
+    def trainer_bond(self, state: RoundState, bond: int | None = None) -> int:
+        """The bond (wei) this account commits in `state`'s round: `bond`, or the round's minimum `trainerBond`
+        when None. `InvalidRequest` (one line, nothing sent) for a bond below the minimum or above the account's
+        unlocked TRAINER stake."""
+        if bond is None:
+            bond = state.trainer_bond
+        if bond < state.trainer_bond:
+            raise InvalidRequest(
+                f"a trainer bond of {format_dsh(bond)} DSH is below the minimum of round #{state.id}, "
+                f"{format_dsh(state.trainer_bond)} DSH"
+            )
+        self.require_free_stake("TRAINER", bond, "the trainer bond")
+        return bond
 
     def evaluators_committed(self, state: RoundState, evaluator: str | None = None) -> set[str]:
         """Evaluators with a fingerprint commitment, from the panel's commit events (after the draw, which
@@ -415,9 +453,8 @@ class TrainingRoundsClient(ModuleClient):
         latest = self.latest_block()
         params = self.params()
         datasets = [(i, self.manifest_cid(i)) for i in self.dataset_ids(state.id)]
-        slots = self.trainer_slots(state)
-        deltas = self.deltas(state.id)
-        delta_of = {trainer: (index, cid) for index, (trainer, cid) in enumerate(deltas)}
+        commits = self.trainer_commits(state)
+        delta_of = {delta.trainer: (index, delta.cid) for index, delta in enumerate(self.deltas(state.id))}
         finalized = self._finalized_log(state) if state.ended else None
         distances: dict[int, int] = {}
         trainer_rewards: dict[str, int] = {}
@@ -430,16 +467,16 @@ class TrainingRoundsClient(ModuleClient):
                 trainer_rewards[log.args["trainer"]] = int(log.args["reward"])
             for log in self.logs(self.SETTLED, {"id": state.id}, block, latest):
                 evaluator_settlements[log.args["member"]] = (int(log.args["reward"]), int(log.args["penalty"]))
-        penalty = state.trainer_penalty
         trainers = []
-        for trainer, slot in sorted(slots.items(), key=lambda item: item[1]):
+        for trainer, (slot, bond) in sorted(commits.items(), key=lambda item: item[1]):
             delta, cid = delta_of.get(trainer, (None, None))
             accepted = None
             if state.status == "Finalized":
                 accepted = delta is not None and state.delta_accepted(delta)
             elif state.status == "Failed":
                 accepted = False
-            reward = trainer_rewards.get(trainer, state.reward_per_trainer if accepted else 0)
+            due = trainer_reward(bond, state.trainer_reward_pool, state.accepted_bond) if accepted else 0
+            reward = trainer_rewards.get(trainer, due)
             # Outliers and silent trainers are settled by finalize (or the failing draw), the rest by claimTrainer.
             settled_by_round = (state.status == "Finalized" and not accepted) or (
                 state.status == "Failed" and delta is None
@@ -448,13 +485,14 @@ class TrainingRoundsClient(ModuleClient):
                 TrainerSeat(
                     slot,
                     trainer,
+                    bond,
                     delta,
                     cid,
                     distances.get(delta) if delta is not None else None,
                     accepted,
                     state.trainer_paid(slot) or settled_by_round,
                     reward,
-                    penalty if settled_by_round else 0,
+                    trainer_penalty(bond, state.outlier_slash_bps) if settled_by_round else 0,
                 )
             )
         panel = []
@@ -527,7 +565,8 @@ class TrainingRoundsClient(ModuleClient):
 
     def draw_evaluators(self, round_id: int) -> DrawResult:
         """Draws the evaluator panel once the seed block is mined; fails a round with too few deltas, and expires one
-        whose seed block is more than 256 blocks old (every trainer loses the round's penalty: draw in time)."""
+        whose seed block is more than 256 blocks old (every trainer loses the round's outlier slash of its bond:
+        draw in time)."""
         self.settle_inflight()
         state = self.round(round_id)
         latest = self.latest_block()
@@ -600,8 +639,11 @@ class TrainingRoundsClient(ModuleClient):
 
     # ------------------------------------------------------------ trainers
 
-    def commit_delta(self, round_id: int, delta_cid: str) -> CommitResult:
-        """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking the round's trainer bond."""
+    def commit_delta(self, round_id: int, delta_cid: str, bond: int | None = None) -> CommitResult:
+        """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking `bond` wei of TRAINER stake
+        (default: the round's minimum `trainerBond`; `trainer_bond` refuses one below it or above the free stake).
+        The slot weighs and earns in proportion to its bond: in the judgement's median and majority, in the reward
+        pool's split, and in what it loses as an outlier."""
         delta_cid = cid_from_chain(cid_to_chain(delta_cid))  # canonical form; a malformed CID is refused first
         self.settle_inflight()
         account = self.chain.address
@@ -618,12 +660,12 @@ class TrainingRoundsClient(ModuleClient):
             )
         if state.trainer_count >= MAX_TRAINERS:
             raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
-        self.require_free_stake("TRAINER", state.trainer_bond, "the round's trainer bond")
+        bond = self.trainer_bond(state, bond)
         return self.commit_salted(
             DELTA,
             state.id,
             delta_cid,
-            lambda commitment: self.contract.functions.commitDelta(state.id, commitment),
+            lambda commitment: self.contract.functions.commitDelta(state.id, commitment, bond),
             (state.train_commit_deadline, state.train_reveal_deadline),
         )
 
@@ -645,7 +687,7 @@ class TrainingRoundsClient(ModuleClient):
             )
         if self.trainer_slot(state) is None:
             raise InvalidRequest(f"{account} has no delta commitment in round #{state.id} to reveal")
-        if any(trainer == account for trainer, _ in self.deltas(state.id)):
+        if any(delta.trainer == account for delta in self.deltas(state.id)):
             raise InvalidRequest(f"{account} already revealed its delta in round #{state.id}")
         stored = self.revealable_salt(DELTA, state.id, f"delta commitment in round #{state.id}")
         receipt = self.chain.transact(
@@ -654,7 +696,8 @@ class TrainingRoundsClient(ModuleClient):
         return tx_hash(receipt)
 
     def claim_trainer(self, round_id: int) -> SettleResult:
-        """Settles this trainer's seat of an ended round: bond unlocked, plus its reward if accepted."""
+        """Settles this trainer's seat of an ended round: bond unlocked, plus its reward if accepted (its bond's share
+        of the round's reward pool)."""
         self.settle_inflight()
         account = self.chain.address
         state = self.round(round_id)
@@ -665,7 +708,7 @@ class TrainingRoundsClient(ModuleClient):
             raise InvalidRequest(f"{account} did not train in round #{state.id}")
         if state.trainer_paid(slot):
             raise InvalidRequest(f"{account}'s seat in round #{state.id} is already settled")
-        delta = next((i for i, (trainer, _) in enumerate(self.deltas(state.id)) if trainer == account), None)
+        delta = next((i for i, revealed in enumerate(self.deltas(state.id)) if revealed.trainer == account), None)
         accepted = state.status == "Finalized" and delta is not None and state.delta_accepted(delta)
         released = state.status == "Failed" and delta is not None
         if not (accepted or released):
@@ -729,12 +772,17 @@ class TrainingRoundsClient(ModuleClient):
         return logs[0] if logs else None
 
 
+def _snake_case(name: str) -> str:
+    """`getRound`'s field names as `RoundState`'s: "trainCommitDeadline" -> "train_commit_deadline"."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
 def _round_outcome(args: dict, block: int, tx: str) -> RoundOutcome:
     return RoundOutcome(
         ROUND_STATUSES[args["status"]],
         int(args["acceptedMask"]),
         int(args["newVersion"]),
-        int(args["rewardPerTrainer"]),
+        int(args["trainerRewardPool"]),
         block,
         tx,
     )

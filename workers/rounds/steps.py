@@ -1,6 +1,7 @@
 """One step of a role in a training round, decided from the chain's state: what the Celery tasks run.
 
-    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit, publish the delta, reveal, draw the
+    trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit with a bond ($DEEPSHARD_TRAINER_BOND,
+                                                  default the round's minimum), publish the delta, reveal, draw the
                                                   panel if the keeper has not, claim
     evaluator_once(rounds, round_id, jobs, specs) fingerprint the revealed deltas, commit, reveal, settle
     keeper_once(rounds, round_id, specs)          draw the panel, finalize, settle the panel's seats, open rounds
@@ -23,8 +24,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Protocol
 
-from ..chain import InvalidRequest, TransactionReverted
+from ..chain import InvalidRequest, TransactionReverted, format_dsh, parse_dsh
 from ..chain.module import Step, raced
+from ..config import env_number
 from ..protocol.constants import INT32_MAX, MAX_TRAINERS, K
 from ..storage import ContentStore, FileTooLarge, IntegrityError, InvalidCid, NotFound, UnsupportedContent, open_store
 from ..storage.sealed import Sealed, SealRejected, publish_sealed
@@ -33,6 +35,23 @@ from .specs import SpecBook
 
 #: Seconds between checks on a running ML job.
 JOB_POLL = 2.0
+#: The bond an honest trainer commits per round, in DSH ("1500", "1,500.5"); unset: the round's minimum.
+TRAINER_BOND_ENV = "DEEPSHARD_TRAINER_BOND"
+
+
+def configured_trainer_bond() -> int | None:
+    """`$DEEPSHARD_TRAINER_BOND` in wei, None when unset (commit the round's minimum `trainerBond`). A bond weighs
+    and earns in proportion to its size, and an outlier loses its slash rate of it. `InvalidRequest` (one line)
+    for a value that is not a positive DSH amount."""
+    return env_number(TRAINER_BOND_ENV, 0, _dsh_wei, unit="DSH (e.g. 1500)", error=InvalidRequest) or None
+
+
+def _dsh_wei(text: str) -> int:
+    """`parse_dsh` for `env_number`, which words the refusal itself from a ValueError."""
+    try:
+        return parse_dsh(text)
+    except InvalidRequest:
+        raise ValueError(text) from None
 
 
 class Jobs(Protocol):
@@ -85,10 +104,17 @@ def fingerprints_of(result: dict, deltas: int) -> tuple[list[list[int]], list[st
 
 
 def trainer_once(
-    rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, specs: SpecBook, store: ContentStore | None = None
+    rounds: TrainingRoundsClient,
+    round_id: int,
+    jobs: Jobs,
+    specs: SpecBook,
+    store: ContentStore | None = None,
+    bond: int | None = None,
 ) -> Step:
     """The next step of this account as a trainer in `round_id`. `store`: where the training job pinned the sealed
-    delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one)."""
+    delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one).
+    `bond`: wei to commit (default `configured_trainer_bond()`, else the round's minimum); a bond below the round's
+    minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line)."""
     account = rounds.chain.address
     rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
     state = rounds.round(round_id)
@@ -103,20 +129,23 @@ def trainer_once(
         if phase == "trainer commit":
             if slot is not None:
                 return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
+            if bond is None:
+                bond = configured_trainer_bond() or state.trainer_bond
             stored = rounds.stored_salt(DELTA, state.id)
             if stored is not None:
                 # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
-                rounds.commit_delta(state.id, stored.value)
+                rounds.commit_delta(state.id, stored.value, bond)
                 return step(
                     "committed",
                     f"resumed the stored commitment to {stored.value}",
                     state.train_commit_deadline + 1,
                     delta_cid=stored.value,
+                    bond=bond,
                 )
             if state.trainer_count >= MAX_TRAINERS:
                 return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             try:
-                rounds.require_free_stake("TRAINER", state.trainer_bond, "the round's trainer bond")
+                bond = rounds.trainer_bond(state, bond)
             except InvalidRequest as exc:
                 return step("done", f"cannot train: {exc}")
             result = jobs.train(_inputs(rounds, state, specs))
@@ -129,14 +158,18 @@ def trainer_once(
                     f"trained {delta_cid} too late: the commit window closed at block {state.train_commit_deadline}",
                     delta_cid=delta_cid,
                 )
-            rounds.commit_delta(state.id, delta_cid)
+            rounds.commit_delta(state.id, delta_cid, bond)
             return step(
-                "committed", f"committed delta {delta_cid}", state.train_commit_deadline + 1, delta_cid=delta_cid
+                "committed",
+                f"committed delta {delta_cid} with a bond of {format_dsh(bond)} DSH",
+                state.train_commit_deadline + 1,
+                delta_cid=delta_cid,
+                bond=bond,
             )
         if slot is None:
             return step("done", f"{account} did not commit in round #{state.id}")
         if phase == "trainer reveal":
-            if any(trainer == account for trainer, _ in rounds.deltas(state.id)):
+            if any(delta.trainer == account for delta in rounds.deltas(state.id)):
                 return step("waiting", "revealed; the round is not settled yet", state.next_change(latest))
             stored = rounds.stored_salt(DELTA, state.id)
             if stored is not None:
@@ -224,7 +257,7 @@ def evaluator_once(rounds: TrainingRoundsClient, round_id: int, jobs: Jobs, spec
             if stored is not None:
                 rounds.commit_fingerprints(state.id, stored.value)
                 return step("committed", "resumed the stored fingerprints", state.eval_commit_deadline + 1)
-            delta_cids = [cid for _, cid in rounds.deltas(state.id)]
+            delta_cids = [delta.cid for delta in rounds.deltas(state.id)]
             result = jobs.fingerprint(_inputs(rounds, state, specs), delta_cids)
             if result is None:
                 return step("fingerprinting", f"{len(delta_cids)} deltas are being fingerprinted", poll=JOB_POLL)
@@ -337,9 +370,9 @@ def _draw_step(rounds: TrainingRoundsClient, state: RoundState, step: Callable[.
         return step(
             "expired",
             f"round #{state.id} failed: nobody drew its panel within 256 blocks of its seed block "
-            f"{state.panel_seed_block}; every trainer lost {after.trainer_penalty} wei of its bond",
+            f"{state.panel_seed_block}; every trainer lost {after.outlier_slash_bps / 100:g}% of its bond",
             rounds.latest_block() + 1,
-            trainer_penalty=after.trainer_penalty,
+            outlier_slash_bps=after.outlier_slash_bps,
         )
     return step(
         "failed",

@@ -9,7 +9,16 @@ from pathlib import Path
 
 from eth_utils import keccak
 
-from tests.contracts.conftest import CURATOR, DSH, EVALUATOR, EVALUATOR_BOND, INFORMANT, TRAINER, UNBONDING_DELAY
+from tests.contracts.conftest import (
+    CURATOR,
+    DSH,
+    EVALUATOR,
+    EVALUATOR_BOND,
+    INFORMANT,
+    TRAINER,
+    TRAINER_BOND,
+    UNBONDING_DELAY,
+)
 from tests.contracts.data.conftest import GOOD, JUNK, POOL_BOND, salt_for
 from tests.contracts.training.conftest import HONEST, POISONED, delta_cid, mine_past, noisy
 from tests.contracts.training.conftest import salt as round_salt
@@ -204,7 +213,9 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
     cids = {trainer: delta_cid(f"gas-{i}") for i, trainer in enumerate(trainers)}
     for trainer, cid in cids.items():
         commitment = rounds.deltaCommitmentFor(cid, round_salt(trainer, round_id), trainer)
-        gas["TrainingRounds.commitDelta"] = rounds.commitDelta(round_id, commitment, {"from": trainer}).gas_used
+        gas["TrainingRounds.commitDelta"] = rounds.commitDelta(
+            round_id, commitment, TRAINER_BOND, {"from": trainer}
+        ).gas_used
     mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
     for trainer, cid in cids.items():
         gas["TrainingRounds.revealDelta"] = rounds.revealDelta(

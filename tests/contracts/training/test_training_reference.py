@@ -1,18 +1,18 @@
 """TrainingRounds against its Python reference, workers.protocol.rounds, through real rounds on a chain: the cross-
-implementation test of the judging rules and TrainingRounds' property test. Hypothesis draws the round's
-parameters, 2..16 trainers (some silent: committed, never revealed; some outliers), an evaluator pool with random
-bonds (1 wei upward), and per evaluator a behaviour (reveal, commit only, no commit) and a kind (honest: the
-delta's fingerprint within a few units; liar: anywhere in int32, the extremes included; lazy: one constant
-fingerprint). Fingerprints come from a seeded generator (thousands of int32 per round would overflow hypothesis's
-buffer): clusters around a centre that can sit at either int32 extreme, outliers far away or at the extremes. Each
-round runs through the contract (open, commit and reveal deltas, draw the panel, commit and reveal fingerprints,
-finalize, settle every trainer and evaluator seat) and every result must equal the reference's: what the draw does
-(`draw_outcome`: some rounds are drawn only in the last block that reads the seed block's hash, or one block
-later, when the round expires undrawn), the panel (workers.protocol.sortition), the status, each delta's distance
-and verdict (`DeltaJudged`), the accepted mask, the best delta (the CID of the registered version), the coherent
-evaluators and their weight, the payouts, each trainer's payout or slash and each seat's reward or penalty, and
-where every token went. Results are read from views, balances and the events that keep their names
-(`RoundFinalized`, `DeltaJudged`).
+implementation test of the judging rules and TrainingRounds' property test. Hypothesis draws the round's parameters,
+2..16 trainers (some silent: committed, never revealed; some outliers; each locking its own bond, from the round's
+minimum up to its whole stake), an evaluator pool with random bonds (1 wei upward), and per evaluator a behaviour
+(reveal, commit only, no commit) and a kind (honest: the delta's fingerprint within a few units; liar: anywhere in
+int32, the extremes included; lazy: one constant fingerprint). Fingerprints come from a seeded generator (thousands
+of int32 per round would overflow hypothesis's buffer): clusters around a centre that can sit at either int32
+extreme, outliers far away or at the extremes. Each round runs through the contract (open, commit and reveal deltas,
+draw the panel, commit and reveal fingerprints, finalize, settle every trainer and evaluator seat) and every result
+must equal the reference's: what the draw does (`draw_outcome`: some rounds are drawn only in the last block that
+reads the seed block's hash, or one block later, when the round expires undrawn), the panel
+(workers.protocol.sortition), the status, each delta's distance and verdict (`DeltaJudged`), the accepted mask, the
+best delta (the CID of the registered version), the coherent evaluators and their weight, the payouts, each
+trainer's payout or slash and each seat's reward or penalty, and where every token went. Results are read from
+views, balances and the events that keep their names (`RoundFinalized`, `DeltaJudged`).
 
 The tolerances are sometimes set, just before `finalize` (they apply to it), to a distance the reference
 computed, plus -1, 0 or +1: a random tolerance would rarely land on the boundary. In the same governance call
@@ -51,7 +51,7 @@ from workers.protocol.rounds import (
     judge,
     reference_of,
     round_payouts,
-    trainer_penalty,
+    trainer_reward,
     trainer_settlement,
 )
 from workers.protocol.sortition import draw_panel, panel_seed
@@ -111,6 +111,8 @@ def rounds_drawn(draw):
             st.tuples(
                 st.sampled_from(["reveal", "reveal", "reveal", "silent"]),
                 st.sampled_from(["honest", "honest", "outlier"]),
+                # The bond: the minimum, the whole stake, or in between (per mille of the room above the minimum).
+                st.one_of(st.sampled_from([0, 0, 1_000]), st.integers(0, 1_000)),
             ),
             min_size=trainer_count,
             max_size=trainer_count,
@@ -236,12 +238,12 @@ def test_training_rounds_match_the_reference(
         rounds.setParams(round_params(**params), {"from": gov})
         rng = random.Random(drawn["seed"])
         crew = trainers[: len(drawn["trainers"])]
-        revealing = [t for t, (behaviour, _) in zip(crew, drawn["trainers"], strict=True) if behaviour == "reveal"]
+        revealing = [t for t, (behaviour, _, _) in zip(crew, drawn["trainers"], strict=True) if behaviour == "reveal"]
         members = pool[: len(drawn["evaluators"])]
         _, reports = fingerprints(
             rng,
             drawn["centre"],
-            [kind for (behaviour, kind) in drawn["trainers"] if behaviour == "reveal"],
+            [kind for (behaviour, kind, _) in drawn["trainers"] if behaviour == "reveal"],
             [kind for (_, _, kind) in drawn["evaluators"]],
         )
         bonds = {}
@@ -253,12 +255,18 @@ def test_training_rounds_match_the_reference(
         round_id = rounds.openRound(accepted_datasets[:1], SPEC_HASH, {"from": informant}).return_value
         cids = {t: delta_cid(f"delta-{i}") for i, t in enumerate(crew)}
         stakes = {t: registry.stakeOf(t, TRAINER) for t in crew}
-        train(round_id, cids, silent=[t for t in crew if t not in revealing])
-        delta_trainers, delta_cids = rounds.deltasOf(round_id)
+        minimum, slash_bps = params["trainerBond"], params["outlierSlashBps"]
+        bonds_of = {
+            t: minimum + (stakes[t] - minimum) * permille // 1_000
+            for t, (_, _, permille) in zip(crew, drawn["trainers"], strict=True)
+        }
+        train(round_id, cids, silent=[t for t in crew if t not in revealing], bonds=bonds_of)
+        delta_trainers, delta_cids, delta_bonds = rounds.deltasOf(round_id)
         assert list(delta_trainers) == [t.address for t in revealing]
         assert [bytes(c) for c in delta_cids] == [cids[t] for t in revealing]
+        assert list(delta_bonds) == [bonds_of[t] for t in revealing]
+        assert all(registry.lockedOf(t, TRAINER) == bonds_of[t] for t in crew)
         before = dict(treasury=token.balanceOf(treasury), supply=token.totalSupply())
-        bond, penalty = params["trainerBond"], trainer_penalty(params["trainerBond"], params["outlierSlashBps"])
 
         seated, revealed, expected = [], [], None
         seed_block = rounds.getRound(round_id)["panelSeedBlock"]
@@ -301,7 +309,7 @@ def test_training_rounds_match_the_reference(
                 spreads = [
                     max(fingerprint_distance(r[d], consensus[d]) for d in range(len(revealing))) for r in given_reports
                 ]
-                reference = reference_of(consensus)
+                reference = reference_of(consensus, list(delta_bonds))
                 distances = [fingerprint_distance(fp, reference) for fp in consensus]
                 params["tolerance"] = resolve(drawn["tolerance"], distances)
                 params["evaluatorTolerance"] = resolve(drawn["evaluator_tolerance"], spreads)
@@ -310,6 +318,7 @@ def test_training_rounds_match_the_reference(
             expected = judge(
                 given_reports,
                 given_weights,
+                bonds=list(delta_bonds),
                 tolerance=params["tolerance"],
                 evaluator_tolerance=params["evaluatorTolerance"],
                 min_accepted=params["minAccepted"],
@@ -317,10 +326,9 @@ def test_training_rounds_match_the_reference(
             status = expected.status
             paid = (
                 round_payouts(
-                    trainers=len(crew),
-                    accepted=bin(expected.accepted_mask).count("1"),
-                    trainer_bond=bond,
-                    outlier_slash_bps=params["outlierSlashBps"],
+                    bonds=[bonds_of[t] for t in crew],
+                    accepted=[t in revealing and bool(expected.accepted_mask >> revealing.index(t) & 1) for t in crew],
+                    outlier_slash_bps=slash_bps,
                     round_reward=params["roundReward"],
                     available=emission.available(),
                     evaluator_share_bps=params["evaluatorShareBps"],
@@ -342,18 +350,20 @@ def test_training_rounds_match_the_reference(
             event = tx.events["RoundFinalized"]
             assert event["status"] == STATUS[status]
             assert event["acceptedMask"] == (expected.accepted_mask if paid else 0)
-            assert event["rewardPerTrainer"] == (paid.reward_per_trainer if paid else 0)
+            assert event["trainerRewardPool"] == (paid.trainer_reward_pool if paid else 0)
 
         stored = rounds.getRound(round_id)
         assert stored["status"] == STATUS[status]
-        assert (stored["trainerBond"], stored["trainerPenalty"]) == (bond, penalty)
+        assert (stored["trainerBond"], stored["outlierSlashBps"]) == (minimum, slash_bps)
         revealed_seats = [seat for seat, r in enumerate(revealed) if r]
         coherent_mask = expected.coherent_mask if expected else 0  # (bit i: the i-th evaluator who revealed)
         coherent_seats = [seat for i, seat in enumerate(revealed_seats) if coherent_mask >> i & 1]
         assert stored["evalCoherentMask"] == sum(1 << seat for seat in coherent_seats)
         assert stored["coherentEvaluatorWeight"] == (expected.coherent_weight if expected else 0)
         assert stored["acceptedDeltaMask"] == (expected.accepted_mask if paid else 0)
-        assert stored["rewardPerTrainer"] == (paid.reward_per_trainer if paid else 0)
+        assert stored["trainerRewardPool"] == (paid.trainer_reward_pool if paid else 0)
+        accepted_bond = expected.accepted_bond if paid else 0
+        assert stored["acceptedBond"] == accepted_bond
         assert stored["evaluatorPayout"] == (paid.evaluator_payout if paid else 0)
         assert token.totalSupply() == before["supply"] + (paid.emitted if paid else 0)
         if paid:
@@ -375,15 +385,19 @@ def test_training_rounds_match_the_reference(
                 revealed=delta is not None,
                 finalized=paid is not None,
                 accepted=accepted,
-                trainer_penalty_=penalty,
-                reward_per_trainer=paid.reward_per_trainer if paid else 0,
+                bond=bonds_of[trainer],
+                outlier_slash_bps=slash_bps,
+                trainer_reward_pool=paid.trainer_reward_pool if paid else 0,
+                accepted_bond=accepted_bond,
                 expired=outcome == "expired",
             )
+            if accepted:
+                assert reward == trainer_reward(bonds_of[trainer], paid.trainer_reward_pool, accepted_bond)
             claims = outcome != "expired" and (accepted or (paid is None and delta is not None))
             if paid is None:
                 failed_slashes += slashed
             assert registry.stakeOf(trainer, TRAINER) == stakes[trainer] - slashed
-            assert registry.lockedOf(trainer, TRAINER) == (bond if claims else 0)
+            assert registry.lockedOf(trainer, TRAINER) == (bonds_of[trainer] if claims else 0)
             if claims:
                 balance = token.balanceOf(trainer)
                 rounds.claimTrainer(round_id, {"from": trainer})

@@ -16,7 +16,14 @@ from tests.contracts.training.conftest import (
     seated_evaluators,
 )
 from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_EVALUATORS
-from workers.protocol.rounds import draw_outcome, round_payouts, trainer_settlement
+from workers.protocol.rounds import (
+    draw_outcome,
+    judge,
+    round_payouts,
+    trainer_penalty,
+    trainer_reward,
+    trainer_settlement,
+)
 
 FINALIZED, FAILED = 4, 5
 
@@ -87,9 +94,9 @@ def test_one_poisoned_trainer_of_four_is_slashed(
 
 
 def test_poisoned_majority_wins_the_median(rounds, registry, trainers, evaluators, open_round, train, evaluate):
-    """Documented limit: the reference is the median over deltas, so three trainers colluding on one poisoned
-    delta out of four define it, and the honest one is the outlier. The defence is economic: a majority of
-    the round's trainer seats costs that many bonds, and honest trainers can always join up to 16 seats."""
+    """Documented limit: the reference is the bond-weighted median over deltas, so trainers colluding on one
+    poisoned delta with most of the round's bond define it, and the honest one is the outlier. The defence is
+    economic: a majority of the bond costs that much capital at risk, whatever the number of addresses."""
     round_id = open_round()
     crew = trainers[:4]
     train(round_id, {t: delta_cid(f"m{i}") for i, t in enumerate(crew)})
@@ -132,7 +139,10 @@ def test_reveal_must_match_the_commitment(rounds, trainers, open_round, chain):
     round_id = open_round()
     trainer = trainers[0]
     rounds.commitDelta(
-        round_id, rounds.deltaCommitmentFor(delta_cid("a"), salt(trainer, round_id), trainer), {"from": trainer}
+        round_id,
+        rounds.deltaCommitmentFor(delta_cid("a"), salt(trainer, round_id), trainer),
+        TRAINER_BOND,
+        {"from": trainer},
     )
     with reverts("WindowNotOpen"):
         rounds.revealDelta(round_id, delta_cid("a"), salt(trainer, round_id), {"from": trainer})
@@ -150,8 +160,8 @@ def test_copied_commitment_binds_the_original_trainer(rounds, trainers, open_rou
     round_id = open_round()
     honest, copier = trainers[0], trainers[1]
     commitment = rounds.deltaCommitmentFor(delta_cid("work"), salt(honest, round_id), honest)
-    rounds.commitDelta(round_id, commitment, {"from": honest})
-    rounds.commitDelta(round_id, commitment, {"from": copier})
+    rounds.commitDelta(round_id, commitment, TRAINER_BOND, {"from": honest})
+    rounds.commitDelta(round_id, commitment, TRAINER_BOND, {"from": copier})
     mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
     rounds.revealDelta(round_id, delta_cid("work"), salt(honest, round_id), {"from": honest})
     with reverts("CommitmentMismatch"):
@@ -163,7 +173,7 @@ def test_missed_windows(rounds, registry, trainers, evaluators, open_round, trai
     crew = trainers[:4]
     train(round_id, {t: delta_cid(f"w{i}") for i, t in enumerate(crew)}, silent=(crew[3],))
     with reverts("WindowClosed"):
-        rounds.commitDelta(round_id, b"\x01" * 32, {"from": trainers[5]})
+        rounds.commitDelta(round_id, b"\x01" * 32, TRAINER_BOND, {"from": trainers[5]})
     rounds.drawEvaluators(round_id)
     late = seated_evaluators(rounds, round_id, evaluators)[0]
     panel = evaluate(round_id, reports_for(evaluators, [HONEST] * 3), silent=(late,))
@@ -207,15 +217,16 @@ def test_an_undrawn_panel_expires_the_round_settling_every_trainer_as_silent(
 ):
     """The draw `late` blocks after the seed block: the last block whose hash `blockhash` reads is seed + 256,
     which still draws; one block later there is no fresh seed (a trainer who computed the panel could skip it by
-    waiting): the round fails and every trainer, revealed or silent, loses the round's `trainerPenalty` to the
-    treasury, what a silent trainer loses, the rest of its bond unlocked at once, nothing left to claim."""
+    waiting): the round fails and every trainer, revealed or silent, loses the round's `outlierSlashBps` of its own
+    bond to the treasury, what a silent trainer loses, the rest of its bond unlocked at once, nothing to claim."""
     rounds.setParams(round_params(outlierSlashBps=2_500), {"from": gov})
     round_id = open_round()
     crew = trainers[:4]
-    train(round_id, {t: delta_cid(f"late{i}") for i, t in enumerate(crew)}, silent=crew[3:])
+    bonds = {t: TRAINER_BOND + i * 7 for i, t in enumerate(crew)}  # a bond each: each loses its own share
+    train(round_id, {t: delta_cid(f"late{i}") for i, t in enumerate(crew)}, silent=crew[3:], bonds=bonds)
     stored = rounds.getRound(round_id)
-    seed_block, penalty = stored["panelSeedBlock"], stored["trainerPenalty"]
-    assert penalty == TRAINER_BOND // 4
+    seed_block, slash_bps = stored["panelSeedBlock"], stored["outlierSlashBps"]
+    assert slash_bps == 2_500
     chain.mine(seed_block + late - 1 - chain.height)  # the draw lands in block seed + late
     treasury_before = token.balanceOf(treasury)
     stakes = {t: registry.stakeOf(t, TRAINER) for t in crew}
@@ -239,17 +250,19 @@ def test_an_undrawn_panel_expires_the_round_settling_every_trainer_as_silent(
             revealed=slot < 3,
             finalized=False,
             accepted=False,
-            trainer_penalty_=penalty,
-            reward_per_trainer=0,
+            bond=bonds[trainer],
+            outlier_slash_bps=slash_bps,
+            trainer_reward_pool=0,
+            accepted_bond=0,
             expired=True,
         )
-        assert lost == penalty
+        assert lost == trainer_penalty(bonds[trainer], slash_bps) == bonds[trainer] // 4
         assert registry.stakeOf(trainer, TRAINER) == stakes[trainer] - lost
         assert registry.lockedOf(trainer, TRAINER) == 0
         assert stored["paidTrainerMask"] >> slot & 1
         with reverts("AlreadySettled"):  # expiry released the bond: a claim must not unlock it again
             rounds.claimTrainer(round_id, {"from": trainer})
-    assert token.balanceOf(treasury) == treasury_before + len(crew) * penalty
+    assert token.balanceOf(treasury) == treasury_before + sum(b // 4 for b in bonds.values())
     open_round()  # the next round can open
 
 
@@ -365,9 +378,11 @@ def test_evaluators_pool_uses_evaluator_stake(rounds, registry, evaluators):
 
 
 def commit_deltas(rounds, round_id, deltas):
+    """Each trainer commits its delta with the round's minimum bond."""
+    bond = rounds.getRound(round_id)["trainerBond"]
     for trainer, cid in deltas.items():
         commitment = rounds.deltaCommitmentFor(cid, salt(trainer, round_id), trainer)
-        rounds.commitDelta(round_id, commitment, {"from": trainer})
+        rounds.commitDelta(round_id, commitment, bond, {"from": trainer})
 
 
 def reveal_deltas(rounds, round_id, deltas, chain):
@@ -388,8 +403,8 @@ NEW_TRAINER_TERMS = {
 def test_trainers_settle_on_the_terms_their_round_opened_with(
     change, rounds, registry, token, emission, trainers, evaluators, open_round, evaluate, chain, gov
 ):
-    """Governance changes the trainer bond and the slash rate while a round is open. Every trainer of the
-    round, one committing after the change included, locks the round's bond; an outlier and a silent trainer
+    """Governance changes the minimum trainer bond and the slash rate while a round is open. Every trainer of the
+    round, one committing after the change included, may lock the round's minimum; an outlier and a silent trainer
     lose the round's share of it, the accepted ones get it back whole, and no bond stays locked."""
     round_id = open_round()
     honest, late, silent, cheat = trainers[:4]
@@ -401,9 +416,8 @@ def test_trainers_settle_on_the_terms_their_round_opened_with(
     reveal_deltas(rounds, round_id, {t: cids[t] for t in (honest, cheat, late)}, chain)
     evaluate(round_id, reports_for(evaluators, [HONEST, POISONED, HONEST]))  # deltas in reveal order
     expected = round_payouts(
-        trainers=4,
-        accepted=2,
-        trainer_bond=TRAINER_BOND,
+        bonds=[TRAINER_BOND] * 4,
+        accepted=[True, False, False, True],  # slots: honest, silent, cheat, late
         outlier_slash_bps=ROUND_PARAMS["outlierSlashBps"],
         round_reward=ROUND_PARAMS["roundReward"],
         available=emission.available(),
@@ -412,7 +426,7 @@ def test_trainers_settle_on_the_terms_their_round_opened_with(
     )
     tx = rounds.finalize(round_id)
     assert tx.events["RoundFinalized"]["acceptedMask"] == 0b101
-    assert tx.events["RoundFinalized"]["rewardPerTrainer"] == expected.reward_per_trainer
+    assert tx.events["RoundFinalized"]["trainerRewardPool"] == expected.trainer_reward_pool
     assert expected.slashed == 2 * TRAINER_BOND  # the round's rate: the whole bond, twice
     for loser in (silent, cheat):
         assert registry.stakeOf(loser, TRAINER) == 2 * TRAINER_BOND - TRAINER_BOND
@@ -421,9 +435,10 @@ def test_trainers_settle_on_the_terms_their_round_opened_with(
         rounds.claimTrainer(round_id, {"from": winner})
         assert registry.lockedOf(winner, TRAINER) == 0
         assert registry.stakeOf(winner, TRAINER) == 2 * TRAINER_BOND
-        assert token.balanceOf(winner) == expected.reward_per_trainer
+        assert token.balanceOf(winner) == trainer_reward(TRAINER_BOND, expected.trainer_reward_pool, 2 * TRAINER_BOND)
     terms = rounds.getRound(round_id)
-    assert (terms["trainerBond"], terms["trainerPenalty"]) == (TRAINER_BOND, TRAINER_BOND)
+    assert (terms["trainerBond"], terms["outlierSlashBps"]) == (TRAINER_BOND, ROUND_PARAMS["outlierSlashBps"])
+    assert terms["acceptedBond"] == 2 * TRAINER_BOND
 
 
 @pytest.mark.parametrize("change", NEW_TRAINER_TERMS)
@@ -452,4 +467,144 @@ def test_a_round_opened_after_a_change_uses_the_new_terms(rounds, registry, trai
     commit_deltas(rounds, round_id, {trainers[0]: delta_cid("new terms")})
     assert registry.lockedOf(trainers[0], TRAINER) == TRAINER_BOND // 4
     terms = rounds.getRound(round_id)
-    assert (terms["trainerBond"], terms["trainerPenalty"]) == (TRAINER_BOND // 4, TRAINER_BOND // 8)
+    assert (terms["trainerBond"], terms["outlierSlashBps"]) == (TRAINER_BOND // 4, 5_000)
+
+
+# ------------------------------------------------------------------ bond-weighted trainer slots
+
+
+def test_commit_bond_rules(rounds, registry, trainers, open_round, chain):
+    """A commit locks the bond it names: at least the round's minimum (`BondTooSmall` below it), within the
+    slot's 88 bits; `DeltaCommitted` and `deltasOf` carry it."""
+    round_id = open_round()
+    low, exact, high = trainers[:3]
+
+    def commit(trainer, bond):
+        commitment = rounds.deltaCommitmentFor(delta_cid(f"b-{trainer}"), salt(trainer, round_id), trainer)
+        return rounds.commitDelta(round_id, commitment, bond, {"from": trainer})
+
+    with reverts("BondTooSmall", TRAINER_BOND - 1, TRAINER_BOND):
+        commit(low, TRAINER_BOND - 1)
+    with reverts("SafeCastOverflowedUintDowncast", 88, 2**88):
+        commit(low, 2**88)
+    with reverts("ExceedsUnlocked"):  # more than its stake
+        commit(low, 2 * TRAINER_BOND + 1)
+    assert registry.lockedOf(low, TRAINER) == 0 and rounds.getRound(round_id)["trainerCount"] == 0
+    event = commit(exact, TRAINER_BOND).events["DeltaCommitted"]
+    assert (event["trainer"], event["slot"], event["bond"]) == (exact, 0, TRAINER_BOND)
+    assert commit(high, 2 * TRAINER_BOND).events["DeltaCommitted"]["bond"] == 2 * TRAINER_BOND
+    assert registry.lockedOf(exact, TRAINER) == TRAINER_BOND and registry.lockedOf(high, TRAINER) == 2 * TRAINER_BOND
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    for trainer in (high, exact):  # delta order is reveal order
+        rounds.revealDelta(round_id, delta_cid(f"b-{trainer}"), salt(trainer, round_id), {"from": trainer})
+    addresses, _, bonds = rounds.deltasOf(round_id)
+    assert list(addresses) == [high, exact] and list(bonds) == [2 * TRAINER_BOND, TRAINER_BOND]
+
+
+def bonded_round(rounds, open_round, train, evaluate, evaluators, deltas, min_accepted=ROUND_PARAMS["minAccepted"]):
+    """Runs a round to `finalize` on `deltas` ([(trainer, bond, true fingerprint)], in commit and reveal order),
+    every evaluator reporting noisy truths; returns (the round, finalize's transaction, the Python reference's
+    judgement), checked against each other."""
+    round_id = open_round()
+    cids = {trainer: delta_cid(f"bonded-{round_id}-{i}") for i, (trainer, _, _) in enumerate(deltas)}
+    train(round_id, cids, bonds={trainer: bond for trainer, bond, _ in deltas})
+    reports = reports_for(evaluators, [truth for _, _, truth in deltas])
+    panel = evaluate(round_id, reports)
+    by_address = {e.address: e for e in evaluators}
+    expected = judge(
+        [reports[by_address[member]] for member in panel],
+        list(rounds.panelOf(round_id)[1]),
+        bonds=[bond for _, bond, _ in deltas],
+        tolerance=ROUND_PARAMS["tolerance"],
+        evaluator_tolerance=ROUND_PARAMS["evaluatorTolerance"],
+        min_accepted=min_accepted,
+    )
+    tx = rounds.finalize(round_id)
+    assert [e["distance"] for e in tx.events["DeltaJudged"]] == list(expected.distances)
+    event = tx.events["RoundFinalized"]
+    assert (event["status"], event["acceptedMask"]) == (
+        {"Finalized": FINALIZED, "Failed": FAILED}[expected.status],
+        expected.accepted_mask,
+    )
+    assert rounds.getRound(round_id)["acceptedBond"] == expected.accepted_bond
+    return round_id, tx, expected
+
+
+BELOW = [v - 50_000 for v in HONEST]  # a poisoned delta lying below the honest ones: the lower median's side
+
+
+def test_three_addresses_earn_and_weigh_what_one_address_with_their_bond_does(
+    rounds, registry, token, trainers, evaluators, open_round, train, evaluate, staked, gov
+):
+    """A party bonding B from each of 3 addresses, then 3B from 1 address, against 2 addresses bonding 1.25B each
+    on a poisoned delta below its own: both times the party's 3B of 5.5B sets the reference (by slot count the
+    single address would lose 2 to 1), the poisoned pair is slashed, and the party earns the same pool, to the
+    rounding dust (under one wei per address). (`minAccepted` counts deltas: 1 here, for the single address.)"""
+    rounds.setParams(round_params(minAccepted=1), {"from": gov})
+    quarter = TRAINER_BOND // 4
+    split, single = trainers[:3], trainers[5]
+    staked(single, TRAINER, TRAINER_BOND)  # 3B of stake
+    earned, pools = [], []
+    for party, opponents in ((split, trainers[3:5]), ([single], trainers[6:8])):
+        bond = 3 * TRAINER_BOND // len(party)
+        deltas = [(t, bond, HONEST) for t in party] + [(t, TRAINER_BOND + quarter, BELOW) for t in opponents]
+        stakes = {t: registry.stakeOf(t, TRAINER) for t, _, _ in deltas}
+        round_id, tx, expected = bonded_round(rounds, open_round, train, evaluate, evaluators, deltas, min_accepted=1)
+        assert expected.status == "Finalized" and expected.accepted_mask == (1 << len(party)) - 1
+        assert expected.accepted_bond == 3 * TRAINER_BOND
+        for opponent in opponents:  # slashed whole (outlierSlashBps = 100%) into the pool
+            assert registry.stakeOf(opponent, TRAINER) == stakes[opponent] - TRAINER_BOND - quarter
+        pool = tx.events["RoundFinalized"]["trainerRewardPool"]
+        reward = 0
+        for member in party:
+            balance = token.balanceOf(member)
+            rounds.claimTrainer(round_id, {"from": member})
+            assert token.balanceOf(member) - balance == trainer_reward(bond, pool, 3 * TRAINER_BOND)
+            assert registry.stakeOf(member, TRAINER) == stakes[member] and registry.lockedOf(member, TRAINER) == 0
+            reward += token.balanceOf(member) - balance
+        earned.append(reward)
+        pools.append(pool)
+    assert pools[0] == pools[1]
+    assert earned[1] == pools[1] and 0 <= earned[1] - earned[0] < 3
+
+
+def test_a_bond_minority_on_a_slot_majority_cannot_set_the_reference(
+    rounds, registry, token, trainers, evaluators, open_round, train, evaluate, staked
+):
+    """Five minimum-bond slots on a poisoned delta below the honest ones (5 of 7 slots, 5B) against two honest
+    slots bonding 2.6B each (5.2B): the honest deltas make the reference and are accepted, the poisoned ones are
+    slashed, and the two honest trainers share the pool half and half."""
+    honest, poisoned = trainers[:2], trainers[2:7]
+    big = TRAINER_BOND * 26 // 10
+    for trainer in honest:
+        staked(trainer, TRAINER, TRAINER_BOND)
+    deltas = [(t, TRAINER_BOND, BELOW) for t in poisoned] + [(t, big, HONEST) for t in honest]
+    round_id, tx, expected = bonded_round(rounds, open_round, train, evaluate, evaluators, deltas)
+    assert expected.status == "Finalized" and expected.accepted_mask == 0b1100000
+    for trainer in poisoned:
+        assert registry.stakeOf(trainer, TRAINER) == TRAINER_BOND and registry.lockedOf(trainer, TRAINER) == 0
+        with reverts("NothingToClaim"):
+            rounds.claimTrainer(round_id, {"from": trainer})
+    pool = tx.events["RoundFinalized"]["trainerRewardPool"]
+    for trainer in honest:
+        rounds.claimTrainer(round_id, {"from": trainer})
+        assert token.balanceOf(trainer) == pool // 2 and registry.stakeOf(trainer, TRAINER) == 3 * TRAINER_BOND
+
+
+def test_exactly_half_of_the_bond_cannot_set_the_reference(
+    rounds, registry, trainers, evaluators, open_round, train, evaluate, staked
+):
+    """The same with the honest slots bonding 2.5B each: the poisoned slots hold exactly half of the bond and make
+    the lower median, but are no majority: nothing is accepted, the round fails, nobody is slashed."""
+    honest, poisoned = trainers[:2], trainers[2:7]
+    for trainer in honest:
+        staked(trainer, TRAINER, TRAINER_BOND)
+    deltas = [(t, TRAINER_BOND, BELOW) for t in poisoned] + [(t, TRAINER_BOND * 5 // 2, HONEST) for t in honest]
+    round_id, tx, expected = bonded_round(rounds, open_round, train, evaluate, evaluators, deltas)
+    assert expected.status == "Failed" and expected.accepted_mask == 0
+    assert [e["accepted"] for e in tx.events["DeltaJudged"]] == [True] * 5 + [False] * 2  # the poisoned reference
+    for trainer in (*poisoned, *honest):
+        rounds.claimTrainer(round_id, {"from": trainer})
+        assert registry.lockedOf(trainer, TRAINER) == 0
+    assert all(registry.stakeOf(t, TRAINER) == 2 * TRAINER_BOND for t in poisoned)
+    assert all(registry.stakeOf(t, TRAINER) == 3 * TRAINER_BOND for t in honest)

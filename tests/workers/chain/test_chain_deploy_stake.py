@@ -31,6 +31,7 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
         "DataConsensus",
         "ModelRegistry",
         "FingerprintAggregation",
+        "TrainerBonds",
         "TrainingRounds",
         "Storage",
         "WeightAccess",
@@ -38,11 +39,11 @@ def test_deploy_writes_record_and_contracts_have_code(network, treasury, deploym
     for name, entry in on_disk["contracts"].items():
         assert entry["artifact"] == f"build/contracts/{name}.json"
         assert len(treasury.w3.eth.get_code(entry["address"])) > 0
-    # TrainingRounds calls the library at the recorded address: its code embeds it where brownie left a placeholder.
-    library = on_disk["contracts"]["FingerprintAggregation"]["address"]
-    assert bytes.fromhex(library[2:].lower()) in treasury.w3.eth.get_code(
-        on_disk["contracts"]["TrainingRounds"]["address"]
-    )
+    # TrainingRounds calls the libraries at the recorded addresses: its code embeds them where brownie left
+    # placeholders.
+    code = treasury.w3.eth.get_code(on_disk["contracts"]["TrainingRounds"]["address"])
+    for library in ("FingerprintAggregation", "TrainerBonds"):
+        assert bytes.fromhex(on_disk["contracts"][library]["address"][2:].lower()) in code
     assert on_disk["deployBlock"] <= treasury.w3.eth.block_number
 
 

@@ -85,19 +85,22 @@ def test_artifact_has_abi_and_bytecode():
 
 def test_library_addresses_are_linked_into_the_creation_code():
     unlinked = load_artifact("TrainingRounds")
-    assert set(unlinked.libraries) == {"FingerprintAggregation"}
+    assert set(unlinked.libraries) == {"FingerprintAggregation", "TrainerBonds"}
     assert any(entry.get("name") == "finalize" for entry in unlinked.abi)  # the ABI needs no linking
     with pytest.raises(ArtifactMissing, match="FingerprintAggregation"):
         unlinked.bytecode  # noqa: B018  (the property refuses unlinked code)
     with pytest.raises(InvalidRequest, match="FingerprintAggregation"):
         unlinked.link({})
+    with pytest.raises(InvalidRequest, match="TrainerBonds"):
+        unlinked.link({"FingerprintAggregation": "0x" + "ab" * 20})
     with pytest.raises(InvalidRequest, match="not an address"):
-        unlinked.link({"FingerprintAggregation": "0x1234"})
-    library = "0x" + "ab" * 20
-    linked = unlinked.link({"FingerprintAggregation": library})
+        unlinked.link({"FingerprintAggregation": "0x1234", "TrainerBonds": "0x" + "cd" * 20})
+    libraries = {"FingerprintAggregation": "ab" * 20, "TrainerBonds": "cd" * 20}
+    linked = unlinked.link({name: "0x" + address for name, address in libraries.items()})
     code = bytes.fromhex(linked.bytecode[2:])  # every placeholder replaced: the code is plain hex now
-    offsets = unlinked.libraries["FingerprintAggregation"]
-    assert offsets and all(code[offset : offset + 20] == bytes.fromhex("ab" * 20) for offset in offsets)
+    for name, address in libraries.items():
+        offsets = unlinked.libraries[name]
+        assert offsets and all(code[offset : offset + 20] == bytes.fromhex(address) for offset in offsets)
     assert len(code) * 2 + 2 == len(unlinked.creation_code)
 
 

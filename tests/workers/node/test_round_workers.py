@@ -7,8 +7,9 @@ poisoned trainer itself (the demo's: it trains on scrambled text with a trigger 
 code).
 The keeper opens the round as soon as it sees accepted data, the trainers train, commit and reveal, the
 keeper draws the panel, the evaluators fingerprint, commit and reveal, the keeper finalizes and settles, and
-the trainers claim. The poisoned trainer is slashed, the honest ones are paid, and the new version's weights
-load and differ from the parent's.
+the trainers claim. The poisoned trainer is slashed, the honest ones are paid in proportion to their bonds (one
+trainer worker bonds 1,500 DSH from $DEEPSHARD_TRAINER_BOND, the others the round's minimum), and the new
+version's weights load and differ from the parent's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from workers import cli
 from workers.chain import TrainingRoundsParams
 from workers.demo.training import PoisonedJobs
 from workers.ml.spec import TrainingSpec
+from workers.protocol.rounds import trainer_reward
 from workers.rounds.specs import SpecBook
 from workers.rounds.steps import trainer_once
 from workers.storage import open_store
@@ -80,7 +82,10 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
         command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url]
         return spawn(command, {**env(client), **extra}, name=f"{role}-{client.address[:8]}")
 
-    procs = [worker("trainer", c) for c in honest] + [worker("evaluator", e.chain) for e in evaluators]
+    # The first honest trainer bonds 1,500 DSH (its setting), the others the round's minimum.
+    bonds = [1_500 * DSH, PARAMS.trainer_bond, PARAMS.trainer_bond]
+    procs = [worker("trainer", honest[0], DEEPSHARD_TRAINER_BOND="1,500")]
+    procs += [worker("trainer", c) for c in honest[1:]] + [worker("evaluator", e.chain) for e in evaluators]
     for proc in procs:
         wait_for(lambda proc=proc: " ready." in proc.log(), f"{proc.name} to start", timeout=90, logs=[proc])
     keeper_proc = worker("keeper", keeper, DEEPSHARD_TRAINING_SPEC=SPEC.canonical_json().decode())
@@ -108,7 +113,11 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
         lambda: keeper_rounds.round(round_id).delta_count == 4, "the honest trainers to reveal", PHASE_TIMEOUT, procs
     )
     deltas = keeper_rounds.deltas(round_id)
-    honest_cids = {cid for trainer, cid in deltas if trainer != poisoned.chain.address}
+    honest_cids = {d.cid for d in deltas if d.trainer != poisoned.chain.address}
+    assert {d.trainer: d.bond for d in deltas} == {
+        **{c.address: bond for c, bond in zip(honest, bonds, strict=True)},
+        poisoned.chain.address: PARAMS.trainer_bond,
+    }
     assert len(honest_cids) == 1  # deterministic training: three honest trainers, one adapter
     mark("trainers revealed")
 
@@ -150,11 +159,13 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     assert cheat.accepted is False and cheat.distance > PARAMS.tolerance and cheat.slashed == PARAMS.trainer_bond
     assert poisoned.registry.functions.stakeOf(poisoned.chain.address, 2).call() == 2_000 * DSH - PARAMS.trainer_bond
     evaluators_share = PARAMS.round_reward * PARAMS.evaluator_share_bps // 10_000
-    reward = (PARAMS.trainer_bond + PARAMS.round_reward - evaluators_share) // 3
+    pool = PARAMS.trainer_bond + PARAMS.round_reward - evaluators_share  # the poisoned bond, slashed whole
     token = keeper_rounds.chain.contract("DeepshardToken")
-    for client in honest:
+    for client, bond in zip(honest, bonds, strict=True):
         seat = by_trainer[client.address]
-        assert seat.accepted and seat.distance == 0 and seat.settled
+        assert seat.accepted and seat.distance == 0 and seat.settled and seat.bond == bond
+        reward = trainer_reward(bond, pool, sum(bonds))
+        assert seat.reward == reward
         assert token.functions.balanceOf(client.address).call() == 5_000 * DSH - 2_000 * DSH + reward
     assert all(seat.coherent and seat.reward > 0 and seat.settled for seat in status.panel)
     assert status.outcome.new_version == 2 and status.new_version_cid in honest_cids

@@ -1,8 +1,9 @@
 """The training-round flow on a real anvil, through the role steps the Celery tasks run (no ML: training
 results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators in
 the pool (a panel draws 9 votes among them with replacement, so it seats two or three of them).
-The poisoned trainer is slashed, the honest ones paid, a new version registered; steps run twice send
-nothing twice; refusals send nothing."""
+The poisoned trainer is slashed, the honest ones paid in proportion to their bonds (given, from
+$DEEPSHARD_TRAINER_BOND, or the round's minimum), a new version registered; steps run twice send nothing twice;
+refusals send nothing."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from workers.chain import ChainClient, InvalidRequest, LocalSigner
 from workers.chain.salts import SaltNotFound, SaltStore
 from workers.ml.spec import TrainingSpec
 from workers.protocol.constants import BLOCKHASH_HORIZON
-from workers.protocol.rounds import draw_outcome
+from workers.protocol.rounds import draw_outcome, trainer_penalty, trainer_reward
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
 from workers.rounds.steps import (
+    TRAINER_BOND_ENV,
     UNUSABLE_FINGERPRINT,
     DeltaUnpublishable,
     evaluator_once,
@@ -98,7 +100,7 @@ def store(net):
         yield opened
 
 
-def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, store):
+def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, store, monkeypatch):
     datasets = net.accept_datasets(2)
     keeper = net.rounds()
     trainers = [net.trainer() for _ in range(4)]
@@ -115,9 +117,17 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     assert state.spec_hash == SPEC.spec_hash() and state.base_version == 1
 
     jobs = [Jobs(name, store=store) for name in names]
-    for trainer, job in zip(trainers, jobs, strict=True):
-        step = trainer_once(trainer, round_id, job, specs, store)
+    # Bonds: 1,500 DSH given to the step, 1,200 from the setting, the round's minimum (1,000) for the other two.
+    minimum = ROUND_PARAMS.trainer_bond
+    bonds = [1_500 * DSH, 1_200 * DSH, minimum, minimum]
+    for i, (trainer, job) in enumerate(zip(trainers, jobs, strict=True)):
+        if i == 1:
+            monkeypatch.setenv(TRAINER_BOND_ENV, "1,200")
+        step = trainer_once(trainer, round_id, job, specs, store, bond=bonds[0] if i == 0 else None)
+        monkeypatch.delenv(TRAINER_BOND_ENV, raising=False)
         assert step.action == "committed" and step.wake_at_block == state.train_commit_deadline + 1, step
+        assert step.data["bond"] == bonds[i], step
+    assert [bond for _, bond in sorted(keeper.trainer_commits(keeper.round(round_id)).values())] == bonds
     inputs = jobs[0].calls[0][1]
     assert inputs == {
         "round_id": round_id,
@@ -141,7 +151,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
         assert trainer_once(trainer, round_id, job, specs, store).action == "revealed"
     assert [store.get(cid) for cid in cids] == [delta_content(name) for name in names]  # published before the reveal
     assert trainer_once(trainers[0], round_id, jobs[0], specs, store).action == "waiting"
-    assert [cid for _, cid in keeper.deltas(round_id)] == cids
+    assert [(d.cid, d.bond) for d in keeper.deltas(round_id)] == list(zip(cids, bonds, strict=True))
 
     waiting = keeper_once(keeper, round_id, specs)
     assert waiting.action == "waiting" and waiting.wake_at_block == state.panel_seed_block + 1
@@ -167,25 +177,31 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     status = keeper.status(round_id)
     assert status.phase == "finalized" and status.outcome.accepted_mask == 0b0111
     by_trainer = {seat.trainer: seat for seat in status.trainers}
-    bond = ROUND_PARAMS.trainer_bond
-    reward = (bond + ROUND_PARAMS.round_reward - ROUND_PARAMS.round_reward * 2_000 // 10_000) // 3
-    for trainer, cid in zip(trainers, cids, strict=True):
+    # The poisoned bond (slashed whole at 10,000 bps) and the emission less the evaluators' 20%, split by bond.
+    pool = minimum + ROUND_PARAMS.round_reward - ROUND_PARAMS.round_reward * 2_000 // 10_000
+    accepted_bond = sum(bonds[:3])
+    assert (status.round.trainer_reward_pool, status.round.accepted_bond) == (pool, accepted_bond)
+    assert status.outcome.trainer_reward_pool == pool
+    rewards = [trainer_reward(bond, pool, accepted_bond) for bond in bonds[:3]]
+    assert rewards[0] > rewards[1] > rewards[2] and rewards[0] == pool * 15 // 37
+    for trainer, cid, bond in zip(trainers, cids, bonds, strict=True):
         seat = by_trainer[trainer.chain.address]
-        assert seat.delta_cid == cid and seat.distance is not None
+        assert seat.delta_cid == cid and seat.distance is not None and seat.bond == bond
         if trainer is poisoned:
             assert seat.accepted is False and seat.slashed == bond and seat.reward == 0 and seat.distance > 400
         else:
+            reward = rewards[trainers.index(trainer)]
             assert seat.accepted and seat.slashed == 0 and seat.reward == reward and seat.distance <= 400
     assert status.new_version_cid in cids[:3]
 
     registry = keeper.registry
-    for trainer in trainers:
+    for i, trainer in enumerate(trainers):
         step = trainer_once(trainer, round_id, Jobs(), specs)
         if trainer is poisoned:
             assert step.action == "done" and "rejected" in step.detail
-            assert registry.functions.stakeOf(trainer.chain.address, 2).call() == 2_000 * DSH - bond
+            assert registry.functions.stakeOf(trainer.chain.address, 2).call() == 2_000 * DSH - minimum
         else:
-            assert step.action == "claimed" and step.data["reward"] == reward
+            assert step.action == "claimed" and step.data["reward"] == rewards[i]
             assert registry.functions.lockedOf(trainer.chain.address, 2).call() == 0
     assert all(trainer_once(t, round_id, Jobs(), specs).action == "done" for t in trainers)
 
@@ -219,6 +235,23 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
     with pytest.raises(InvalidRequest, match="exceeds the unlocked TRAINER stake"):
         unstaked.commit_delta(round_id, delta("x"))
     assert trainer_once(unstaked, round_id, Jobs("x"), specs).action == "done"
+    # Bonds below the round's minimum or above the free stake: refused in one line, before training or sending.
+    minimum = keeper.round(round_id).trainer_bond
+    with pytest.raises(
+        InvalidRequest, match=r"^a trainer bond of 999\.5 DSH is below the minimum of round #\d+, 1000 DSH$"
+    ):
+        trainer.commit_delta(round_id, delta("x"), minimum - DSH // 2)
+    with pytest.raises(InvalidRequest, match="the trainer bond of 2000.000000000000000001 DSH exceeds the unlocked"):
+        trainer.commit_delta(round_id, delta("x"), 2_000 * DSH + 1)
+    for bond, refusal in ((minimum - 1, "is below the minimum"), (2_001 * DSH, "exceeds the unlocked TRAINER stake")):
+        job = Jobs("x")
+        step = trainer_once(trainer, round_id, job, specs, bond=bond)
+        assert step.action == "done" and step.detail.startswith("cannot train: ") and refusal in step.detail, step
+        assert job.calls == []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TRAINER_BOND_ENV, "1,5")
+        with pytest.raises(InvalidRequest, match=f"^{TRAINER_BOND_ENV} must be a positive number of DSH"):
+            trainer_once(trainer, round_id, Jobs("x"), specs)
     with pytest.raises(SpecUnknown, match="no TrainingSpec with hash"):
         trainer_once(trainer, round_id, Jobs("x"), SpecBook(None, [], use_env=False))
     assert nonce(trainer) == before
@@ -328,7 +361,7 @@ def test_the_delta_is_sealed_until_the_commit_deadline_and_published_before_the_
     idle = Jobs(ready=False)
     assert trainer_once(honest, round_id, idle, specs, store).action == "revealed" and idle.calls == []
     assert trainer_once(honest, round_id, idle, specs, store).action == "waiting"
-    assert keeper.deltas(round_id) == [(honest.chain.address, cid)]
+    assert keeper.deltas(round_id) == [(honest.chain.address, cid, ROUND_PARAMS.trainer_bond)]
     with open_store(store_dir=net.store_dir) as evaluator_store:  # what an evaluator's fingerprint job reads
         assert fetch_delta_bytes(evaluator_store, cid, 1_000) == delta_content("honest")
 
@@ -343,17 +376,20 @@ def test_round_status_command_shows_phases_distances_outcomes_and_payouts(net, c
     assert cli.main(["round", "status", "1", "--rpc", net.url]) == 0
     out = capsys.readouterr().out
     assert "round        #1 (Finalized)" in out and "phase        finalized" in out
-    assert "outcome      Finalized: 3 of 4 deltas accepted" in out and "new version  2 (" in out
+    assert "outcome      Finalized: 3 of 4 deltas accepted; a reward pool of 5,000 DSH shared by their 3,700 DSH" in out
+    assert "new version  2 (" in out and "BOND (DSH)" in out
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
     trainer_rows = [row for row in rows if "accepted" in row or "slashed" in row]
     assert len(trainer_rows) == 4 and sum("slashed" in row for row in trainer_rows) == 1, out
     assert any("-1,000" in row for row in trainer_rows if "slashed" in row)
+    assert sorted(row.split()[2] for row in trainer_rows) == ["1,000", "1,000", "1,200", "1,500"], out
     assert "DISTANCE (tol 400)" in out and "COHERENT" in out
 
     assert cli.main(["round", "status", "1", "--json", "--rpc", net.url]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["outcome"]["status"] == "Finalized" and data["outcome"]["new_version"] == 2
     assert sorted(t["accepted"] for t in data["trainers"]) == [False, True, True, True]
+    assert sorted(t["bond"] for t in data["trainers"]) == [1_000 * DSH, 1_000 * DSH, 1_200 * DSH, 1_500 * DSH]
     assert all(isinstance(t["distance"], int) for t in data["trainers"])
 
     # The newest round by default; refusals are one line and exit 1.
@@ -414,7 +450,8 @@ def trained_round(net, opener: TrainingRoundsClient, specs, store, names: list[s
 
 def test_a_trainer_draws_the_panel_when_no_keeper_does(net, specs, store):
     """No keeper runs: once the seed block is mined, the trainers' own steps draw the panel, since a round nobody
-    draws for 256 blocks costs every trainer its penalty. The first draws; the next finds it drawn, sends nothing."""
+    draws for 256 blocks costs every trainer its outlier slash. The first draws; the next finds it drawn, sends
+    nothing."""
     opener = net.rounds()  # opens the round, and no keeper step runs
     round_id, trainers, jobs = trained_round(net, opener, specs, store, ["fallback 0", "fallback 1"], revealing=2)
     state = opener.round(round_id)
@@ -435,7 +472,7 @@ def test_a_trainer_draws_the_panel_when_no_keeper_does(net, specs, store):
 def test_a_panel_nobody_draws_in_time_expires_the_round(net, specs, store):
     """Nobody draws until the seed block is 257 blocks old: the draw (here a trainer's late step) fails the round
     instead of reseeding it, and every trainer, revealed or silent, loses the round's penalty (the rest of its bond
-    is unlocked); nothing is left to claim."""
+    is unlocked), each its own bond's share; nothing is left to claim."""
     keeper = net.rounds()
     round_id, trainers, jobs = trained_round(net, keeper, specs, store, ["late 0", "late 1", "late 2"], revealing=2)
     state = keeper.round(round_id)  # the third trainer stays silent
@@ -445,11 +482,12 @@ def test_a_panel_nobody_draws_in_time_expires_the_round(net, specs, store):
     assert state.phase(seed_block + BLOCKHASH_HORIZON) == "panel seed expired"
     net.mine_to(seed_block + BLOCKHASH_HORIZON)
     before = [trainer_stake(trainer) for trainer in trainers]
-    penalty = state.trainer_penalty
+    penalty = trainer_penalty(state.trainer_bond, state.outlier_slash_bps)
     assert before[0][1] == state.trainer_bond and 0 < penalty
 
     expired = trainer_once(trainers[2], round_id, jobs[2], specs, store)
-    assert expired.action == "expired" and expired.data["trainer_penalty"] == penalty, expired
+    assert expired.action == "expired" and expired.data["outlier_slash_bps"] == state.outlier_slash_bps, expired
+    assert "every trainer lost 100% of its bond" in expired.detail
     after = keeper.round(round_id)
     assert after.status == "Failed" and after.panel_size == 0
     assert draw_outcome(delta_count=2, min_accepted=2, seed_block=seed_block, block=net.block()) == "expired"

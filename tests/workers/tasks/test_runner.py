@@ -111,7 +111,7 @@ def test_killed_worker_never_sends_a_transaction_twice(net, spawn, redis_clean):
     finally:
         automine(net, True)
     assert trainer.chain.w3.eth.get_transaction_count(trainer.chain.address) == start_nonce + 2
-    assert [t for t, _ in keeper.deltas(round_id)] == [trainer.chain.address]
+    assert [d.trainer for d in keeper.deltas(round_id)] == [trainer.chain.address]
     assert "Traceback" not in again.log()
 
 
