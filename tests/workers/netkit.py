@@ -106,8 +106,9 @@ class Net:
     def consensus(self, client: ChainClient | None = None) -> DataConsensusClient:
         return DataConsensusClient(client or self.admin, SaltStore(self.votes_dir / "curators"))
 
-    def trainer(self, staked: int = 2_000) -> TrainingRoundsClient:
-        """A new account staking `staked` DSH as TRAINER (the round's minimum bond is 1,000)."""
+    def trainer(self, staked: int = 1_000) -> TrainingRoundsClient:
+        """A new account staking `staked` DSH as TRAINER. The default is the round's minimum bond (1,000): a
+        trainer left to its default bonds all of its unlocked stake, here exactly the minimum."""
         return self.rounds(self.account(role="TRAINER", staked=staked))
 
     def evaluator(self, bond: int = 1_000) -> TrainingRoundsClient:

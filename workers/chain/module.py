@@ -351,13 +351,19 @@ class ModuleClient(abc.ABC):
 
     # ------------------------------------------------------------ stake
 
+    def free_stake(self, role: int | str) -> tuple[int, int]:
+        """(unlocked, staked) wei of this account's `role` stake."""
+        account = to_checksum_address(self.chain.address)
+        role = parse_role(role)
+        staked = int(self.registry.functions.stakeOf(account, role).call())
+        return staked - int(self.registry.functions.lockedOf(account, role).call()), staked
+
     def require_free_stake(self, role: int | str, amount: int, what: str) -> None:
         """`InvalidRequest` unless this account's unlocked `role` stake covers `amount` (wei) and it has ETH for gas;
         `what` names the lock in the message ("the bond")."""
         role = parse_role(role)
         account = to_checksum_address(self.chain.address)
-        staked = self.registry.functions.stakeOf(account, role).call()
-        free = staked - self.registry.functions.lockedOf(account, role).call()
+        free, staked = self.free_stake(role)
         if free < amount:
             name = ROLES[role]
             raise InvalidRequest(

@@ -155,7 +155,7 @@ class DemoTrainer:
     rounds: TrainingRoundsClient
     jobs: LocalJobs
     poisoned: bool
-    bond: int | None = None  # wei to commit; None: the round's minimum
+    bond: int  # wei to commit (a worker left to its default would bond all of its unlocked TRAINER stake)
 
     @property
     def address(self) -> str:
@@ -269,9 +269,12 @@ def run_training_round(
 
     trainer_clients, evaluators = enlist(treasury, stakers, salts)
     # The last trainer cheats.
-    trainers = [DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False) for client in trainer_clients[:-1]]
+    minimum = DEMO_ROUND_PARAMS.trainer_bond
+    trainers = [
+        DemoTrainer(TrainingRoundsClient(client, salts), LocalJobs(), False, minimum) for client in trainer_clients[:-1]
+    ]
     trainers[0].bond = parse_dsh(FIRST_TRAINER_BOND_DSH)
-    trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], salts), PoisonedJobs(store), True))
+    trainers.append(DemoTrainer(TrainingRoundsClient(trainer_clients[-1], salts), PoisonedJobs(store), True, minimum))
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)

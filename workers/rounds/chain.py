@@ -362,11 +362,13 @@ class TrainingRoundsClient(ModuleClient):
         return self.trainer_slots(state, trainer).get(trainer)
 
     def trainer_bond(self, state: RoundState, bond: int | None = None) -> int:
-        """The bond (wei) this account commits in `state`'s round: `bond`, or the round's minimum `trainerBond`
-        when None. `InvalidRequest` (one line, nothing sent) for a bond below the minimum or above the account's
-        unlocked TRAINER stake."""
+        """The bond (wei) this account commits in `state`'s round: `bond`, or when None all of its unlocked TRAINER
+        stake (a slot weighs and earns in proportion to its bond, so an honest trainer's capital counts in full
+        against a cartel's). `InvalidRequest` (one line, nothing sent) for a bond below the round's minimum
+        `trainerBond` or above the account's unlocked TRAINER stake."""
         if bond is None:
-            bond = state.trainer_bond
+            # Less than the minimum unlocked: ask for the minimum, which the stake check refuses with its remedy.
+            bond = max(self.free_stake("TRAINER")[0], state.trainer_bond)
         if bond < state.trainer_bond:
             raise InvalidRequest(
                 f"a trainer bond of {format_dsh(bond)} DSH is below the minimum of round #{state.id}, "
@@ -641,7 +643,8 @@ class TrainingRoundsClient(ModuleClient):
 
     def commit_delta(self, round_id: int, delta_cid: str, bond: int | None = None) -> CommitResult:
         """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking `bond` wei of TRAINER stake
-        (default: the round's minimum `trainerBond`; `trainer_bond` refuses one below it or above the free stake).
+        (default: all of the unlocked TRAINER stake; `trainer_bond` refuses a bond below the round's minimum
+        `trainerBond` or above the free stake).
         The slot weighs and earns in proportion to its bond: in the judgement's median and majority, in the reward
         pool's split, and in what it loses as an outlier."""
         delta_cid = cid_from_chain(cid_to_chain(delta_cid))  # canonical form; a malformed CID is refused first

@@ -1,8 +1,8 @@
 """One step of a role in a training round, decided from the chain's state: what the Celery tasks run.
 
     trainer_once(rounds, round_id, jobs, specs)   train (through `jobs`), commit with a bond ($DEEPSHARD_TRAINER_BOND,
-                                                  default the round's minimum), publish the delta, reveal, draw the
-                                                  panel if the keeper has not, claim
+                                                  default all the unlocked TRAINER stake), publish the delta, reveal,
+                                                  draw the panel if the keeper has not, claim
     evaluator_once(rounds, round_id, jobs, specs) fingerprint the revealed deltas, commit, reveal, settle
     keeper_once(rounds, round_id, specs)          draw the panel, finalize, settle the panel's seats, open rounds
 
@@ -35,12 +35,12 @@ from .specs import SpecBook
 
 #: Seconds between checks on a running ML job.
 JOB_POLL = 2.0
-#: The bond an honest trainer commits per round, in DSH ("1500", "1,500.5"); unset: the round's minimum.
+#: The bond an honest trainer commits per round, in DSH ("1500", "1,500.5"); unset: all its unlocked TRAINER stake.
 TRAINER_BOND_ENV = "DEEPSHARD_TRAINER_BOND"
 
 
 def configured_trainer_bond() -> int | None:
-    """`$DEEPSHARD_TRAINER_BOND` in wei, None when unset (commit the round's minimum `trainerBond`). A bond weighs
+    """`$DEEPSHARD_TRAINER_BOND` in wei, None when unset (commit all of the unlocked TRAINER stake). A bond weighs
     and earns in proportion to its size, and an outlier loses its slash rate of it. `InvalidRequest` (one line)
     for a value that is not a positive DSH amount."""
     return env_number(TRAINER_BOND_ENV, 0, _dsh_wei, unit="DSH (e.g. 1500)", error=InvalidRequest) or None
@@ -113,8 +113,8 @@ def trainer_once(
 ) -> Step:
     """The next step of this account as a trainer in `round_id`. `store`: where the training job pinned the sealed
     delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one).
-    `bond`: wei to commit (default `configured_trainer_bond()`, else the round's minimum); a bond below the round's
-    minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line)."""
+    `bond`: wei to commit (default `configured_trainer_bond()`, else all the unlocked TRAINER stake); a bond below the
+    round's minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line)."""
     account = rounds.chain.address
     rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
     state = rounds.round(round_id)
@@ -129,8 +129,14 @@ def trainer_once(
         if phase == "trainer commit":
             if slot is not None:
                 return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
+            if state.trainer_count >= MAX_TRAINERS:
+                return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             if bond is None:
-                bond = configured_trainer_bond() or state.trainer_bond
+                bond = configured_trainer_bond()  # a malformed setting raises: it is the operator's to fix
+            try:
+                bond = rounds.trainer_bond(state, bond)
+            except InvalidRequest as exc:
+                return step("done", f"cannot train: {exc}")
             stored = rounds.stored_salt(DELTA, state.id)
             if stored is not None:
                 # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
@@ -142,12 +148,6 @@ def trainer_once(
                     delta_cid=stored.value,
                     bond=bond,
                 )
-            if state.trainer_count >= MAX_TRAINERS:
-                return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
-            try:
-                bond = rounds.trainer_bond(state, bond)
-            except InvalidRequest as exc:
-                return step("done", f"cannot train: {exc}")
             result = jobs.train(_inputs(rounds, state, specs))
             if result is None:
                 return step("training", "the delta is being trained", poll=JOB_POLL)

@@ -8,8 +8,8 @@ code).
 The keeper opens the round as soon as it sees accepted data, the trainers train, commit and reveal, the
 keeper draws the panel, the evaluators fingerprint, commit and reveal, the keeper finalizes and settles, and
 the trainers claim. The poisoned trainer is slashed, the honest ones are paid in proportion to their bonds (one
-trainer worker bonds 1,500 DSH from $DEEPSHARD_TRAINER_BOND, the others the round's minimum), and the new
-version's weights load and differ from the parent's.
+trainer worker bonds 1,500 DSH from $DEEPSHARD_TRAINER_BOND, the others all of their stake, the round's
+minimum), and the new version's weights load and differ from the parent's.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     net = deploy_net(net_anvil.url, tmp_path, PARAMS)
     net.accept_datasets(2)
     keeper_rounds = net.rounds()
-    honest = [net.account(role="TRAINER", staked=2_000) for _ in range(3)]
+    # The first worker bonds 1,500 DSH of its 2,000 (its setting); the others stake the minimum and, left to their
+    # default, bond all of it.
+    honest = [net.account(role="TRAINER", staked=2_000 if i == 0 else 1_000) for i in range(3)]
     evaluators = [net.evaluator() for _ in range(3)]
     poisoned = net.trainer()
     keeper = net.account(dsh=0)
@@ -82,7 +84,6 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
         command = [sys.executable, "-m", "workers.cli", "worker", "--role", role, "--rpc", net.url]
         return spawn(command, {**env(client), **extra}, name=f"{role}-{client.address[:8]}")
 
-    # The first honest trainer bonds 1,500 DSH (its setting), the others the round's minimum.
     bonds = [1_500 * DSH, PARAMS.trainer_bond, PARAMS.trainer_bond]
     procs = [worker("trainer", honest[0], DEEPSHARD_TRAINER_BOND="1,500")]
     procs += [worker("trainer", c) for c in honest[1:]] + [worker("evaluator", e.chain) for e in evaluators]

@@ -2,8 +2,8 @@
 results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators in
 the pool (a panel draws 9 votes among them with replacement, so it seats two or three of them).
 The poisoned trainer is slashed, the honest ones paid in proportion to their bonds (given, from
-$DEEPSHARD_TRAINER_BOND, or the round's minimum), a new version registered; steps run twice send nothing twice;
-refusals send nothing."""
+$DEEPSHARD_TRAINER_BOND, or all of the unlocked TRAINER stake), a new version registered; steps run twice send
+nothing twice; refusals send nothing."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def store(net):
 def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, store, monkeypatch):
     datasets = net.accept_datasets(2)
     keeper = net.rounds()
-    trainers = [net.trainer() for _ in range(4)]
+    # The first two bond more than the minimum; the other two stake the minimum and bond all of it by default.
+    trainers = [net.trainer(staked=2_000) for _ in range(2)] + [net.trainer() for _ in range(2)]
     evaluators = [net.evaluator() for _ in range(3)]
     names = [f"honest {i}" for i in range(3)] + ["poisoned"]
     cids = [delta(name) for name in names]
@@ -117,7 +118,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     assert state.spec_hash == SPEC.spec_hash() and state.base_version == 1
 
     jobs = [Jobs(name, store=store) for name in names]
-    # Bonds: 1,500 DSH given to the step, 1,200 from the setting, the round's minimum (1,000) for the other two.
+    # Bonds: 1,500 DSH given to the step, 1,200 from the setting, all of the unlocked stake (1,000) for the other two.
     minimum = ROUND_PARAMS.trainer_bond
     bonds = [1_500 * DSH, 1_200 * DSH, minimum, minimum]
     for i, (trainer, job) in enumerate(zip(trainers, jobs, strict=True)):
@@ -199,7 +200,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
         step = trainer_once(trainer, round_id, Jobs(), specs)
         if trainer is poisoned:
             assert step.action == "done" and "rejected" in step.detail
-            assert registry.functions.stakeOf(trainer.chain.address, 2).call() == 2_000 * DSH - minimum
+            assert registry.functions.stakeOf(trainer.chain.address, 2).call() == 1_000 * DSH - minimum
         else:
             assert step.action == "claimed" and step.data["reward"] == rewards[i]
             assert registry.functions.lockedOf(trainer.chain.address, 2).call() == 0
@@ -227,7 +228,7 @@ def test_refusals_send_nothing_and_salts_resume(net, specs, tmp_path):
     with pytest.raises(InvalidRequest, match="is still running"):
         keeper.open_round(SPEC.spec_hash())
 
-    trainer = net.trainer()
+    trainer = net.trainer(staked=2_000)
     before = nonce(trainer)
     with pytest.raises(InvalidRequest, match="reveal window of round #\\d+ is not open"):
         trainer.reveal_delta(round_id)
