@@ -158,16 +158,17 @@ def test_a_round_on_tiny_with_real_workers(net_anvil, tmp_path, spawn, redis_cle
     by_trainer = {seat.trainer: seat for seat in status.trainers}
     cheat = by_trainer[poisoned.chain.address]
     assert cheat.accepted is False and cheat.distance > PARAMS.tolerance and cheat.slashed == PARAMS.trainer_bond
-    assert poisoned.registry.functions.stakeOf(poisoned.chain.address, 2).call() == 2_000 * DSH - PARAMS.trainer_bond
+    assert poisoned.registry.functions.stakeOf(poisoned.chain.address, 2).call() == 1_000 * DSH - PARAMS.trainer_bond
     evaluators_share = PARAMS.round_reward * PARAMS.evaluator_share_bps // 10_000
     pool = PARAMS.trainer_bond + PARAMS.round_reward - evaluators_share  # the poisoned bond, slashed whole
     token = keeper_rounds.chain.contract("DeepshardToken")
-    for client, bond in zip(honest, bonds, strict=True):
+    for i, (client, bond) in enumerate(zip(honest, bonds, strict=True)):
         seat = by_trainer[client.address]
         assert seat.accepted and seat.distance == 0 and seat.settled and seat.bond == bond
         reward = trainer_reward(bond, pool, sum(bonds))
         assert seat.reward == reward
-        assert token.functions.balanceOf(client.address).call() == 5_000 * DSH - 2_000 * DSH + reward
+        staked = 2_000 * DSH if i == 0 else 1_000 * DSH
+        assert token.functions.balanceOf(client.address).call() == 5_000 * DSH - staked + reward
     assert all(seat.coherent and seat.reward > 0 and seat.settled for seat in status.panel)
     assert status.outcome.new_version == 2 and status.new_version_cid in honest_cids
     assert trainer_once(poisoned, round_id, poisoned_jobs, specs, poisoned_store).action == "done"
