@@ -296,8 +296,8 @@ def test_accepted_dataset_returns_bond_and_pays_rewards(consensus, registry, tok
     draws = consensus.panelOf(submission_id)[1]
     for seat, member in enumerate(members):
         consensus.claim(submission_id, seat, {"from": member})
-        assert token.balanceOf(member) == curator_part * draws[seat] // 15  # a share per vote
-    assert token.balanceOf(consensus) == curator_part - sum(curator_part * d // 15 for d in draws)
+        assert token.balanceOf(member) == curator_part * draws[seat] // MAX_CURATORS  # a share per vote
+    assert token.balanceOf(consensus) == curator_part - sum(curator_part * d // MAX_CURATORS for d in draws)
     assert consensus.pendingDatasetCount() == 1
 
 
@@ -312,7 +312,7 @@ def test_rejected_dataset_slashes_bond_to_coherent_curators(consensus, registry,
     draws = consensus.panelOf(submission_id)[1]
     for seat, member in enumerate(members):
         consensus.claim(submission_id, seat, {"from": informant})  # anyone may settle; the curator is paid
-        assert token.balanceOf(member) == slashed * draws[seat] // 15
+        assert token.balanceOf(member) == slashed * draws[seat] // MAX_CURATORS
     with reverts("NothingToClaim"):
         consensus.claimInformantReward(submission_id, {"from": informant})
     assert consensus.pendingDatasetCount() == 0
