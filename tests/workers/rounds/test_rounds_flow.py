@@ -1,7 +1,7 @@
 """The training-round flow on a real anvil, through the role steps the Celery tasks run (no ML: training
 results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators in
 the pool (a panel draws 31 votes among them with replacement, so it seats two or three of them: all three but
-with probability 3e-6).
+with probability 1e-5).
 The poisoned trainer is slashed, the honest ones paid, a new version registered; steps run twice send
 nothing twice; refusals send nothing."""
 
