@@ -10,7 +10,7 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 import {WeightedMedian} from "../libraries/WeightedMedian.sol";
 
 /// @title DataConsensus
-/// @notice Informants stake a bond to propose a dataset (a manifest pinned on IPFS). A panel of 15 votes, drawn
+/// @notice Informants stake a bond to propose a dataset (a manifest pinned on IPFS). A panel of 31 votes, drawn
 ///         by stake-weighted sortition with replacement from the hash of a block mined after the submission (one
 ///         draw = one vote: a curator drawn k times votes with weight k), scores it on five criteria with
 ///         commit-reveal votes. Per criterion the median weighted by draws is the consensus; the weighted sum of
@@ -33,7 +33,9 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
     /// @notice Role of the module (TrainingRounds) that takes accepted datasets for training.
     bytes32 public constant CONSUMER_ROLE = keccak256("CONSUMER_ROLE");
     /// @notice Votes on a panel: stake-weighted draws with replacement, one vote each (also its most curators).
-    uint256 public constant MAX_PANEL = 15;
+    ///         31, because a cartel holding 30% of the pool then holds at least half of a panel's votes with the
+    ///         binomial tail probability P(Bin(31, 0.3) >= 16) = 0.95%, under the 1% target (15 votes: 5%).
+    uint256 public constant MAX_PANEL = 31;
     /// @notice Bound on sortition tickets per panel (tickets on the informant are redrawn up to this many).
     uint256 public constant MAX_DRAWS = 4 * MAX_PANEL;
     /// @notice Criteria a dataset is scored on.
@@ -74,8 +76,8 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         uint40 seedBlock;
         uint40 commitDeadline;
         uint40 revealDeadline;
-        uint16 revealedMask;
-        uint16 settledMask;
+        uint32 revealedMask; // bit s: seat s
+        uint32 settledMask;
         uint8 panelSize;
         Status status;
         uint88 informantReward; // unclaimed; zeroed when claimed
@@ -273,7 +275,7 @@ contract DataConsensus is IDataConsensus, SortitionPanel {
         Status outcome = accepted ? Status.Accepted : Status.Rejected;
         submission.consensus = uint40(packedConsensus);
         submission.value = uint16(value);
-        panel.coherentMask = uint16(coherentMask);
+        panel.coherentMask = uint32(coherentMask);
         panel.coherentWeight = uint96(coherentWeight);
         panel.status = uint8(outcome);
         emit Finalized(id, outcome, _unpack(packedConsensus), value, currentThreshold, nextThreshold);

@@ -37,25 +37,28 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     uint256 internal constant BPS = 10_000;
     /// @dev Blocks back `blockhash` reads (EVM: the 256 before the current one).
     uint256 private constant BLOCKHASH_HORIZON = 256;
-    /// @dev Seat masks are uint16, and a panel of `votes` draws has at most `votes` seats.
-    uint256 private constant MAX_VOTES_LIMIT = 16;
+    /// @dev Seat masks are uint32, and a panel of `votes` draws has at most `votes` seats.
+    uint256 private constant MAX_VOTES_LIMIT = 32;
 
-    /// @dev Three slots. Slot 0 answers every phase and window check and most of a settlement.
+    /// @dev Three slots. Slot 0 answers every phase and window check. The penalty rates do not fit in it beside
+    ///      32-bit seat masks (3 x 40 + 3 x 32 + 2 x 8 + 2 x 16 = 264 bits > 256), so they sit in slot 1 with the
+    ///      weights: only a penalised seat's settlement reads them there. The status comes first, in the low
+    ///      bits: the modules read it most, and there a read needs no shift (bytecode room).
     struct Panel {
         // slot 0
+        uint8 status; // the module's own Status enum, here so that one read answers phase and window
+        uint8 size;
         uint40 seedBlock; // the block whose hash seeds the draw
         uint40 commitDeadline; // last block of the commit window (0 until drawn)
         uint40 revealDeadline; // last block of the reveal window
-        uint16 revealedMask;
-        uint16 settledMask;
-        uint16 coherentMask; // seats the module's judgement found coherent
-        uint8 size;
-        uint8 status; // the module's own Status enum, here so that one read answers phase and window
-        uint16 noRevealPenaltyBps; // the module's rates when the panel opened (at most BPS)
-        uint16 incoherentPenaltyBps;
+        uint32 revealedMask; // bit s: seat s (panels of up to 32 seats)
+        uint32 settledMask;
+        uint32 coherentMask; // seats the module's judgement found coherent
         // slot 1
         uint96 weight; // votes drawn: the sum of the seats' draws
         uint96 revealedWeight;
+        uint16 noRevealPenaltyBps; // the module's rates when the panel opened (at most BPS)
+        uint16 incoherentPenaltyBps;
         // slot 2
         uint96 coherentWeight;
         uint96 payout; // shared by the coherent seats in proportion to weight
@@ -132,7 +135,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
     /// @param token_ The DSH token rewards are paid in.
     /// @param admin Governance: receives DEFAULT_ADMIN_ROLE.
     /// @param treasury_ Receives penalties.
-    /// @param votes Draws a panel counts, one vote each (at most 16: also its most seats).
+    /// @param votes Draws a panel counts, one vote each (at most 32: also its most seats).
     /// @param maxDraws Most sortition tickets drawn (tickets on the excluded member are redrawn), at least `votes`.
     constructor(
         IStakeRegistry registry_,
@@ -230,7 +233,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         Panel storage panel = _panels[id];
         panel.seedBlock = uint40(seedBlock);
         panel.status = status;
-        // At most BPS (`_checkPanelParams`), so they fit; one slot with the phase, so settling reads no more.
+        // At most BPS (`_checkPanelParams`), so they fit.
         panel.noRevealPenaltyBps = uint16(p.noRevealPenaltyBps);
         panel.incoherentPenaltyBps = uint16(p.incoherentPenaltyBps);
     }
@@ -306,7 +309,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         if (committed == bytes32(0)) revert NotCommitted();
         if (commitment != committed) revert CommitmentMismatch();
         _ballots[id][seat] = record;
-        panel.revealedMask = uint16(panel.revealedMask | bit);
+        panel.revealedMask = uint32(panel.revealedMask | bit);
         panel.revealedWeight += _seats[id][seat].weight;
         emit Revealed(id, msg.sender);
     }
@@ -370,7 +373,7 @@ abstract contract SortitionPanel is SortitionPool, AccessControl {
         if (seat >= panel.size) revert InvalidSeat(seat);
         uint256 bit = uint256(1) << seat;
         if (panel.settledMask & bit != 0) revert AlreadySettled();
-        panel.settledMask = uint16(panel.settledMask | bit);
+        panel.settledMask = uint32(panel.settledMask | bit);
         Seat memory info = _seats[id][seat];
         uint256 reward = 0;
         uint256 penaltyBps = 0;

@@ -103,8 +103,8 @@ abstract contract SortitionPool {
     ///      bond as weight.) A seat is a distinct member; its weight is its number of draws. A ticket landing on
     ///      `excluded` is drawn again (rejection sampling keeps the others' chances proportional to their bonds),
     ///      at most `maxDraws` tickets in all, so the loop stays bounded and a pool that is mostly `excluded`
-    ///      yields fewer votes. Seats number at most `votes`, so `votes <= 16` keeps them within the modules'
-    ///      uint16 seat masks. Each drawn member gets one open seat until `_closeSeat`.
+    ///      yields fewer votes. Seats number at most `votes`, so `votes <= 32` keeps them within the modules'
+    ///      uint32 seat masks. Each drawn member gets one open seat until `_closeSeat`.
     /// @param seed Randomness from a block the caller cannot choose.
     /// @param excluded Never drawn.
     /// @param votes Draws that count (the panel's total weight when no ticket is redrawn past `maxDraws`).

@@ -17,7 +17,7 @@ import {SortitionPanel} from "../panel/SortitionPanel.sol";
 /// @notice Turns accepted data into new model versions without trusting any single trainer. Anyone opens a round on a
 ///         batch of accepted datasets; up to 16 trainers fine-tune the current version under the round's TrainingSpec
 ///         and seed, commit `keccak(deltaCid, salt, trainer)` with a bond of their choice (at least the round's
-///         `trainerBond`), then reveal. A panel of 9 stake-weighted draws with replacement (one draw = one vote)
+///         `trainerBond`), then reveal. A panel of 15 stake-weighted draws with replacement (one draw = one vote)
 ///         commits, then reveals, one probability-curvature fingerprint of K = 16 integers per revealed delta. Per
 ///         delta the coordinate-wise median over evaluators weighted by their draws is its fingerprint; the
 ///         coordinate-wise median over deltas weighted by their trainers' bonds is the reference; a delta within
@@ -40,9 +40,12 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     /// @notice Most trainers (committed deltas) per round.
     uint256 public constant MAX_TRAINERS = 16;
     /// @notice Votes on a round's panel: stake-weighted draws with replacement, one vote each (also its most
-    ///         evaluators).
-    uint256 public constant MAX_EVALUATORS = 9;
-    /// @notice Bound on sortition tickets per panel (the panel excludes nobody, so 9 are drawn).
+    ///         evaluators). A cartel holding 30% of the pool holds at least half of a panel's votes with the
+    ///         binomial tail probability P(Bin(15, 0.3) >= 8) = 5% (9 votes: 9.9%). The 1% target needs 31 (0.95%,
+    ///         as curators have), but `finalize` judges every seat's 16 x 16 fingerprint cells: with 31 seats on 16
+    ///         deltas it measured 11.4M gas, 95% of a 12M block, so 15 until the judgement is split or cheaper.
+    uint256 public constant MAX_EVALUATORS = 15;
+    /// @notice Bound on sortition tickets per panel (the panel excludes nobody, so 15 are drawn).
     uint256 public constant MAX_DRAWS = 4 * MAX_EVALUATORS;
     /// @notice Coordinates per fingerprint.
     uint256 public constant K = FINGERPRINT_LENGTH;
@@ -86,9 +89,9 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         bytes32 seed;
         uint40 panelSeedBlock;
         uint8 panelSize;
-        uint16 evalRevealedMask;
-        uint16 evalSettledMask;
-        uint16 evalCoherentMask;
+        uint32 evalRevealedMask; // bit s: evaluator seat s
+        uint32 evalSettledMask;
+        uint32 evalCoherentMask;
         uint16 acceptedDeltaMask;
         uint16 paidTrainerMask;
         uint64 newVersion;
@@ -341,7 +344,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         }
         Params storage p = _params;
         FingerprintAggregation.Judgement memory judgement = _judge(round, r, p);
-        panel.coherentMask = uint16(judgement.coherentMask);
+        panel.coherentMask = uint32(judgement.coherentMask);
         panel.coherentWeight = uint96(judgement.coherentWeight);
         if (judgement.acceptedCount < p.minAccepted) {
             _fail(round, r, (uint256(1) << r.deltaCount) - 1);

@@ -249,8 +249,8 @@ PARAMS = dict(
     emaAlphaBps=2_000,
     thresholdGainBps=2_000,
     seedDelay=2,
-    commitWindow=20,
-    revealWindow=20,
+    commitWindow=40,  # room for a panel of 31 curators, one block per transaction on a dev chain
+    revealWindow=40,
     minBond=100 * DSH,
     minPoolBond=1_000 * DSH,
     maxReward=1_000 * DSH,
@@ -395,8 +395,8 @@ POISONED = [5_000 - 10 * k for k in range(K)]
 ROUND_PARAMS = dict(
     trainCommitWindow=40,  # room for sixteen trainers, one block per transaction on a dev chain
     trainRevealWindow=40,
-    evalCommitWindow=20,
-    evalRevealWindow=20,
+    evalCommitWindow=40,  # room for a panel of 31 evaluators
+    evalRevealWindow=40,
     seedDelay=2,
     minBatch=1,
     maxBatch=4,
@@ -511,7 +511,7 @@ def trainers(accounts, staked, deployer):
 
 @pytest.fixture(scope="module")
 def evaluators(accounts, staked, deployer, rounds):
-    """Twenty evaluators with equal bonds in the pool: a panel draws nine votes among them (one draw = one vote)."""
+    """Twenty evaluators with equal bonds in the pool: a panel draws 31 votes among them (one draw = one vote)."""
     members = accounts.from_mnemonic(ROLE_MNEMONIC, count=20, offset=16)
     for member in members:
         deployer.transfer(member, "1 ether")

@@ -15,7 +15,7 @@ from tests.contracts.data.conftest import (
     salt_for,
 )
 from workers.protocol.consensus import expiry_slash
-from workers.protocol.constants import BLOCKHASH_HORIZON
+from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_CURATORS
 from workers.protocol.sortition import seed_expired
 
 ACCEPTED, REJECTED, NO_QUORUM, EXPIRED = 3, 4, 5, 6
@@ -89,22 +89,22 @@ def test_panel_is_drawn_from_the_pool_without_the_informant(consensus, pool, sta
     consensus.joinPool(50_000 * DSH, {"from": informant})
     submission_id = submit(informant)
     members, weights = consensus.panelOf(submission_id)
-    assert 0 < len(members) <= 15
+    assert 0 < len(members) <= MAX_CURATORS
     assert informant.address not in members
     assert len(set(members)) == len(members)
     # A seat weighs its draws; the informant's tickets are redrawn, at most MAX_DRAWS in all, so with 50,000 of
     # 80,000 DSH some votes may go undrawn.
-    assert all(weight >= 1 for weight in weights) and sum(weights) <= 15
+    assert all(weight >= 1 for weight in weights) and sum(weights) <= MAX_CURATORS
     submission = consensus.getSubmission(submission_id)
     assert submission["status"] == 2 and submission["panelWeight"] == sum(weights)
 
 
-def test_full_pool_gives_fifteen_votes(consensus, pool, informant, submit):
-    """One draw = one vote: 15 draws with replacement over 15 equal curators. Seats are the distinct curators
-    drawn, each weighing its draws; all 15 votes are drawn (the informant is not in the pool)."""
+def test_full_pool_gives_every_vote(consensus, pool, informant, submit):
+    """One draw = one vote: 31 draws with replacement over 15 equal curators. Seats are the distinct curators
+    drawn, each weighing its draws; all 31 votes are drawn (the informant is not in the pool)."""
     members, weights = consensus.panelOf(submit(informant))
-    assert sum(weights) == 15 and all(weight >= 1 for weight in weights)
-    assert len(set(members)) == len(members) <= 15
+    assert sum(weights) == MAX_CURATORS and all(weight >= 1 for weight in weights)
+    assert len(set(members)) == len(members) <= len(pool)
 
 
 def test_draw_waits_for_the_seed_block(consensus, pool, informant, chain):
@@ -296,8 +296,8 @@ def test_accepted_dataset_returns_bond_and_pays_rewards(consensus, registry, tok
     draws = consensus.panelOf(submission_id)[1]
     for seat, member in enumerate(members):
         consensus.claim(submission_id, seat, {"from": member})
-        assert token.balanceOf(member) == curator_part * draws[seat] // 15  # a share per vote
-    assert token.balanceOf(consensus) == curator_part - sum(curator_part * d // 15 for d in draws)
+        assert token.balanceOf(member) == curator_part * draws[seat] // MAX_CURATORS  # a share per vote
+    assert token.balanceOf(consensus) == curator_part - sum(curator_part * d // MAX_CURATORS for d in draws)
     assert consensus.pendingDatasetCount() == 1
 
 
@@ -312,7 +312,7 @@ def test_rejected_dataset_slashes_bond_to_coherent_curators(consensus, registry,
     draws = consensus.panelOf(submission_id)[1]
     for seat, member in enumerate(members):
         consensus.claim(submission_id, seat, {"from": informant})  # anyone may settle; the curator is paid
-        assert token.balanceOf(member) == slashed * draws[seat] // 15
+        assert token.balanceOf(member) == slashed * draws[seat] // MAX_CURATORS
     with reverts("NothingToClaim"):
         consensus.claimInformantReward(submission_id, {"from": informant})
     assert consensus.pendingDatasetCount() == 0

@@ -22,7 +22,7 @@ from tests.contracts.conftest import (
 from tests.contracts.data.conftest import GOOD, JUNK, POOL_BOND, salt_for
 from tests.contracts.training.conftest import HONEST, POISONED, delta_cid, mine_past, noisy
 from tests.contracts.training.conftest import salt as round_salt
-from workers.protocol.constants import DRAWS_PER_SEAT, MAX_EVALUATORS
+from workers.protocol.constants import DRAWS_PER_SEAT, MAX_CURATORS, MAX_EVALUATORS
 from workers.protocol.sortition import draw_panel, panel_seed
 
 SNAPSHOT = Path(__file__).resolve().parents[3] / "benchmarks" / "gas" / "snapshot.json"
@@ -39,18 +39,18 @@ TARGETS = {
     "StakeRegistry.withdraw:full-exit": 60_000,
     "DataConsensus.commit": 60_000,
     "DataConsensus.reveal": 90_000,
-    "DataConsensus.finalize:accepted-panel-15": 400_000,
-    "DataConsensus.finalize:rejected-panel-15": 400_000,
+    "DataConsensus.finalize:accepted-panel-31": 400_000,
+    "DataConsensus.finalize:rejected-panel-31": 400_000,
     "DataConsensus.claim:accepted": 70_000,
     "DataConsensus.claim:rejected": 70_000,
-    "TrainingRounds.finalize:16-trainers-9-evaluators": 3_000_000,
+    "TrainingRounds.finalize:16-trainers-31-evaluators": 3_000_000,
 }
-# Pools much larger than a panel. One draw = one vote: a panel draws 15 (9) votes with replacement, and the
-# loops' worst case is every vote on a distinct member; with 120 members that is 40% of curator panels (a few
-# submissions find one) and 74% of evaluator panels.
-GAS_POOL_SIZE = 120
-GAS_EXTRA_EVALUATORS = 100
-GAS_DRAW_TRIES = 10
+# Pools much larger than a panel. One draw = one vote: a panel draws 31 votes with replacement, and the loops'
+# worst case is every vote on a distinct member (31 seats); with 200 equal members that is 8.6% of seed blocks, so
+# the cases try up to 100 of them (all fail with probability 1e-4; the fixed chain makes it the same every run).
+GAS_POOL_SIZE = 200
+GAS_EXTRA_EVALUATORS = GAS_POOL_SIZE - 20  # beside the fixture's twenty
+GAS_DRAW_TRIES = 100
 
 
 def measure_gas(accounts, chain, token, emission, registry, fund, module, sign_permit, Emission, StakeRegistry):
@@ -123,15 +123,15 @@ def measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, 
     staked(informant, INFORMANT, 2 * GAS_DRAW_TRIES * 100 * DSH)
     gas["DataConsensus.submit"] = consensus.submit(b"\x01" * 36, 100 * DSH, {"from": informant}).gas_used
     for outcome, scores in (("accepted", GOOD), ("rejected", JUNK)):
-        for _ in range(GAS_DRAW_TRIES):  # until the 15 votes fall on 15 curators: the loops' worst case
+        for _ in range(GAS_DRAW_TRIES):  # a submission whose panel seats every vote apart (the others expire)
             submission_id = consensus.submit(b"\x01" * 36, 100 * DSH, {"from": informant}).return_value
-            chain.mine(2)
-            drawn = consensus.drawPanel(submission_id).gas_used
-            members = [by_address[member] for member in consensus.panelOf(submission_id)[0]]
-            if len(members) == 15:
+            seed_block = consensus.getSubmission(submission_id)["seedBlock"]
+            mine_past(chain, seed_block)
+            if seats_every_vote(chain, consensus, submission_id, seed_block, informant, MAX_CURATORS):
                 break
-        assert len(members) == 15, "gas cases need a full panel"
-        gas[f"DataConsensus.drawPanel:{outcome}-panel-15"] = drawn
+        gas[f"DataConsensus.drawPanel:{outcome}-panel-{MAX_CURATORS}"] = consensus.drawPanel(submission_id).gas_used
+        members = [by_address[member] for member in consensus.panelOf(submission_id)[0]]
+        assert len(members) == MAX_CURATORS, "gas cases need a panel of distinct curators"
         first = members[0]
         # A curator who already holds DSH (the target's case); a first-ever DSH balance costs the token's
         # 20k new-holder write on top, recorded separately below.
@@ -144,7 +144,7 @@ def measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, 
         ).gas_used
         for member in members[1:]:
             consensus.reveal(submission_id, scores, salt_for(member, submission_id), {"from": member})
-        gas[f"DataConsensus.finalize:{outcome}-panel-15"] = consensus.finalize(submission_id).gas_used
+        gas[f"DataConsensus.finalize:{outcome}-panel-{MAX_CURATORS}"] = consensus.finalize(submission_id).gas_used
         gas[f"DataConsensus.claim:{outcome}"] = consensus.claim(submission_id, 0, {"from": first}).gas_used
         # A curator with no DSH yet: one seated on the accepted panel too already holds its reward.
         seat, new_holder = next((s, m) for s, m in enumerate(members) if token.balanceOf(m) == 0)
@@ -189,14 +189,15 @@ def test_data_consensus_gas(accounts, chain, token, consensus, staked, vote, inf
     check_against_snapshot(measure_data_consensus_gas(accounts, chain, token, consensus, staked, vote, informant))
 
 
-def predicted_evaluators(chain, rounds, round_id) -> dict[str, int]:
-    """The evaluator panel drawEvaluators would draw now ({member: votes}), by the Python reference of the draw
-    (`workers.protocol.sortition`) from the mined seed block: the draw itself cannot be undone to try again."""
-    seed_hash = bytes(chain[rounds.getRound(round_id)["panelSeedBlock"]].hash)
-    members = [rounds.poolMemberAt(i) for i in range(1, rounds.poolMemberCount() + 1)]
-    bonds = {member: rounds.poolMembers(member)["bond"] for member in members}
-    seed = panel_seed(seed_hash, round_id, rounds.address)
-    return draw_panel(seed, members, bonds, None, MAX_EVALUATORS, DRAWS_PER_SEAT * MAX_EVALUATORS)
+def seats_every_vote(chain, module, panel_id, seed_block, excluded, votes) -> bool:
+    """Whether the panel of `panel_id` (a DataConsensus submission or a TrainingRounds round), drawn from its mined
+    `seed_block`, puts each of its `votes` votes on a distinct member: the loops' worst case. Predicted with the
+    Python reference of the draw (`workers.protocol.sortition`): a draw cannot be undone to try again."""
+    members = [module.poolMemberAt(i) for i in range(1, module.poolMemberCount() + 1)]
+    bonds = {member: module.poolMembers(member)["bond"] for member in members}
+    seed = panel_seed(bytes(chain[seed_block].hash), panel_id, module.address)
+    excluded = excluded.address if excluded else None
+    return len(draw_panel(seed, members, bonds, excluded, votes, DRAWS_PER_SEAT * votes)) == votes
 
 
 def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted_datasets, informant, staked):
@@ -223,17 +224,18 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
         ).gas_used
     seed_block = rounds.getRound(round_id)["panelSeedBlock"]
     assert chain.height < seed_block, "the gas case needs the seed block still to come"
+    # One round at a time: retry by reverting. (This snapshot replaces fn_isolation's: keep this test last.)
     chain.snapshot()
-    for attempt in range(GAS_DRAW_TRIES):  # until the 9 votes fall on 9 evaluators: the loops' worst case
+    for attempt in range(GAS_DRAW_TRIES):
         # A panel is never reseeded: another seed block hash comes from another transaction before it.
         accounts[0].transfer(accounts[1], attempt + 1)
         mine_past(chain, seed_block)
-        if len(predicted_evaluators(chain, rounds, round_id)) == MAX_EVALUATORS:
+        if seats_every_vote(chain, rounds, round_id, seed_block, None, MAX_EVALUATORS):
             break
         chain.revert()
-    gas["TrainingRounds.drawEvaluators:9"] = rounds.drawEvaluators(round_id).gas_used
+    gas[f"TrainingRounds.drawEvaluators:{MAX_EVALUATORS}"] = rounds.drawEvaluators(round_id).gas_used
     panel = [e for member in rounds.panelOf(round_id)[0] for e in evaluators if e.address == member]
-    assert len(panel) == 9 and len(cids) == 16, "the gas case needs a full round"
+    assert len(panel) == MAX_EVALUATORS and len(cids) == 16, "the gas case needs a full round"
     # Two of sixteen deltas poisoned: the realistic worst case also slashes.
     truth = [POISONED if d in (3, 11) else HONEST for d in range(16)]
     reports = {e: [noisy(fp, seed=i * 17 + d) for d, fp in enumerate(truth)] for i, e in enumerate(panel)}
@@ -247,7 +249,7 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
         gas["TrainingRounds.revealFingerprints:16-deltas"] = rounds.revealFingerprints(
             round_id, reports[evaluator], round_salt(evaluator, round_id), {"from": evaluator}
         ).gas_used
-    gas["TrainingRounds.finalize:16-trainers-9-evaluators"] = rounds.finalize(round_id).gas_used
+    gas[f"TrainingRounds.finalize:16-trainers-{MAX_EVALUATORS}-evaluators"] = rounds.finalize(round_id).gas_used
     gas["TrainingRounds.claimTrainer"] = rounds.claimTrainer(round_id, {"from": trainers[0]}).gas_used
     gas["TrainingRounds.claimEvaluator"] = rounds.claimEvaluator(round_id, 0).gas_used
     return gas

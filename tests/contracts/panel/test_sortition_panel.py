@@ -10,6 +10,9 @@ import pytest
 
 from tests.contracts.conftest import (
     BOND,
+    CURATOR,
+    CURATOR_MNEMONIC,
+    CURATOR_STAKE,
     EVALUATOR_BOND,
     GOOD,
     HONEST,
@@ -25,6 +28,7 @@ from tests.contracts.conftest import (
     reverts,
     round_params,
     salt,
+    salt_for,
     seated_evaluators,
 )
 
@@ -149,6 +153,56 @@ def test_coherence_is_fixed_when_the_panel_is_judged(consensus, token, voting, v
     draws = consensus.panelOf(submission_id)[1][0]  # the seat's weight: its number of draws
     assert tx.events["Settled"]["reward"] == stored["curatorPayout"] * draws // stored["coherentWeight"] > 0
     assert token.balanceOf(members[0]) == tx.events["Settled"]["reward"]
+
+
+def test_a_panel_of_more_than_sixteen_seats_commits_reveals_and_settles_every_seat(
+    accounts, chain, consensus, pool, staked, informant, submit, vote
+):
+    """Seat masks are 32 bits: 31 votes over 55 equal curators (the fixture's 15 and 40 more) seat about 24 of them
+    (at most 16 with probability 5e-5, the same on every run of a fresh chain; the assertion says so). Seats from
+    16 up reveal, stay silent, are judged coherent or incoherent and settle exactly once, as the low ones do; with
+    16-bit masks their bits would be lost (a high seat's reveal not counted, its coherence and its settlement
+    forgotten)."""
+    curators = accounts.from_mnemonic(CURATOR_MNEMONIC, count=40, offset=200)
+    for curator in curators:
+        accounts[0].transfer(curator, "1 ether")
+        staked(curator, CURATOR, CURATOR_STAKE)
+        consensus.joinPool(POOL_BOND, {"from": curator})
+    submission_id = submit(informant)
+    addresses, weights = consensus.panelOf(submission_id)
+    by_address = {curator.address: curator for curator in [*pool, *curators]}
+    members = [by_address[address] for address in addresses]
+    size = len(members)
+    assert sum(weights) == 31 and size > 16, "a panel of more than 16 seats (missed with probability 5e-5)"
+    incoherent, silent = members[16], members[-1]  # seats 16 and size - 1, both above bit 15
+    ballots = {member: GOOD for member in members}
+    ballots[incoherent] = JUNK
+    vote(submission_id, ballots, skip_reveal=(silent,))
+    everyone = (1 << size) - 1
+    assert consensus.getSubmission(submission_id)["revealedMask"] == everyone & ~(1 << (size - 1))
+    with reverts("AlreadyRevealed"):  # its bit is kept: a 16-bit mask would lose it (then CommitmentMismatch)
+        consensus.reveal(submission_id, JUNK, salt_for(incoherent, submission_id), {"from": incoherent})
+    mine_past(chain, consensus.getSubmission(submission_id)["revealDeadline"])
+    consensus.finalize(submission_id, {"from": informant})
+    stored = consensus.getSubmission(submission_id)
+    assert stored["status"] == 3  # Accepted
+    coherent_weight = sum(w for member, w in zip(members, weights, strict=True) if member not in (incoherent, silent))
+    assert stored["coherentWeight"] == coherent_weight
+    for seat, (member, weight) in enumerate(zip(members, weights, strict=True)):
+        settled = consensus.claim(submission_id, seat, {"from": informant}).events["Settled"]
+        bond = POOL_BOND  # every seat's bond before its own penalty
+        if member == silent:
+            expected = (0, bond * PARAMS["noRevealPenaltyBps"] // 10_000)
+        elif member == incoherent:
+            expected = (0, bond * PARAMS["incoherentPenaltyBps"] // 10_000)
+        else:
+            expected = (stored["curatorPayout"] * weight // coherent_weight, 0)
+        assert (settled["member"], settled["reward"], settled["penalty"]) == (member, *expected), seat
+        assert expected != (0, 0)
+    assert consensus.getSubmission(submission_id)["settledMask"] == everyone
+    for seat in (16, size - 1):
+        with reverts("AlreadySettled"):
+            consensus.claim(submission_id, seat, {"from": informant})
 
 
 # ------------------------------------------------------------------ settlement terms fixed when a panel opens

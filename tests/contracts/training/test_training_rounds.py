@@ -58,7 +58,7 @@ def test_all_honest_round_registers_a_version_and_pays_everyone(
         assert token.balanceOf(trainer) == per_trainer
     panel = seated_evaluators(rounds, round_id, evaluators)
     draws = rounds.panelOf(round_id)[1]
-    assert sum(draws) == MAX_EVALUATORS  # one draw = one vote: 9 votes, a seat per distinct evaluator
+    assert sum(draws) == MAX_EVALUATORS  # one draw = one vote: 15 votes, a seat per distinct evaluator
     evaluator_payout = reward * ROUND_PARAMS["evaluatorShareBps"] // 10_000
     for seat in range(len(panel)):
         rounds.claimEvaluator(round_id, seat)

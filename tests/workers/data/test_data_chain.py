@@ -34,6 +34,7 @@ from workers.chain.units import WEI_PER_DSH
 from workers.data import SAMPLES_DIR, InvalidDataset
 from workers.data.chain import DataConsensusClient
 from workers.data.steps import curate_once
+from workers.protocol.constants import MAX_CURATORS
 from workers.storage import NodeUnreachable, cid_of_bytes, open_store
 from workers.storage.embedded import STORE_DIR_ENV
 
@@ -107,7 +108,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def curators(net, votes_dir) -> list[Member]:
-    """The whole curator pool: five equal bonds. A panel draws 15 votes among them with replacement (one draw =
+    """The whole curator pool: five equal bonds. A panel draws 31 votes among them with replacement (one draw =
     one vote), so it seats some or all of them; the tests act through whoever is seated."""
     members = []
     for _ in range(POOL_SIZE):
@@ -183,7 +184,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
         panel = keeper.draw(submission_id).panel
         assert set(panel) <= {c.address for c in curators}
         seated[submission_id] = [next(c for c in curators if c.address == m) for m in panel]
-        assert sum(draws for _, draws in keeper.panel(submission_id)) == 15  # one draw = one vote
+        assert sum(draws for _, draws in keeper.panel(submission_id)) == MAX_CURATORS  # one draw = one vote
     with pytest.raises(InvalidRequest, match="already has its panel"):
         keeper.draw(good.submission_id)
 
@@ -198,7 +199,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
                 assert (step.action, step.data["scores"]) == ("committed", expected)
             else:
                 assert step.action == "done" and "not on the panel" in step.detail
-    # Two panels of 15 votes over 5 curators share a member unless one of them seats at most two (~1e-5).
+    # Two panels of 31 votes over 5 curators share a member unless one of them seats at most two (~1e-11).
     first = next(c for c in seated[good.submission_id] if c in seated[junk.submission_id])
     nonce = first.nonce()
     with pytest.raises(InvalidRequest, match="already committed its vote"):
@@ -245,7 +246,7 @@ def test_good_is_accepted_and_junk_rejected_end_to_end(net, curators, new_inform
     payouts = {good.submission_id: keeper.submission(good.submission_id).curator_payout, junk.submission_id: BOND // 2}
     gains = [token.functions.balanceOf(c.address).call() - before for c, before in zip(curators, wallets, strict=True)]
     assert gains == [
-        sum(payout * draws[sid].get(c.address, 0) // 15 for sid, payout in payouts.items()) for c in curators
+        sum(payout * draws[sid].get(c.address, 0) // MAX_CURATORS for sid, payout in payouts.items()) for c in curators
     ]
 
     reward = good_informant.consensus.claim(good.submission_id)

@@ -60,7 +60,7 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
         logs=[keeper],
     )
 
-    # A panel's 15 votes fall on some or all of the three curators (one draw = one vote): the roles follow the
+    # A panel's 31 votes fall on some or all of the three curators (one draw = one vote): the roles follow the
     # draw. `quiet`, the seat of `silent` with the fewest votes (under half of them, so the rest make quorum),
     # never votes there; the worker's curator is another seated on both panels; the others vote everywhere.
     seat = {i: {c: consensus.seat_of(i, c.chain.address) for c in net.curators} for i in (accepted, silent, unanimous)}
@@ -69,7 +69,7 @@ def test_keeper_and_curator_workers_run_the_data_consensus(net, spawn, redis_cle
     assert 2 * votes[quiet.chain.address] < sum(votes.values())
     on_worker = next(
         c for c in net.curators if c is not quiet and None not in (seat[silent][c], seat[unanimous][c])
-    )  # fails only if two panels of 15 votes over three curators share no member but `quiet` (below 1e-4)
+    )  # fails only if two panels of 31 votes over three curators share no member but `quiet` (below 1e-4)
     others = [c for c in net.curators if c is not on_worker]
 
     # Drawn before the curator worker ran: it catches up on both panels, then on the seat it never claimed (votes

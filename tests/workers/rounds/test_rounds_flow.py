@@ -1,6 +1,6 @@
 """The training-round flow on a real anvil, through the role steps the Celery tasks run (no ML: training
 results and fingerprints are supplied directly): three honest trainers and one poisoned, three evaluators in
-the pool (a panel draws 9 votes among them with replacement, so it seats two or three of them).
+the pool (a panel draws 15 votes among them with replacement, so it seats two or three of them).
 The poisoned trainer is slashed, the honest ones paid in proportion to their bonds (given, from
 $DEEPSHARD_TRAINER_BOND, or all of the unlocked TRAINER stake), a new version registered; steps run twice send
 nothing twice; refusals send nothing."""
