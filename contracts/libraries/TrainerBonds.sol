@@ -116,36 +116,33 @@ library TrainerBonds {
         IStakeRegistry registry
     ) public {
         if (slotOf[msg.sender] != 0) revert SortitionPanel.AlreadyCommitted();
-        uint256 index = trainers;
-        Slot memory displaced;
-        if (trainers >= MAX_SLOTS) {
-            index = smallestSlot(slots, trainers);
-            displaced = slots[index];
-            if (bond <= displaced.bond) revert ITrainingRounds.RoundFull();
-            delete slotOf[displaced.trainer];
-        }
+        (uint256 index, address displaced, uint256 displacedBond) = _slotFor(slots, trainers, bond);
+        if (displaced != address(0)) delete slotOf[displaced];
         slotOf[msg.sender] = index + 1;
         slots[index] = Slot(msg.sender, 0, SafeCast.toUint88(bond));
         commitments[index] = commitment;
-        if (displaced.trainer != address(0)) {
-            emit ITrainingRounds.DeltaDisplaced(round, displaced.trainer, index, displaced.bond);
-            registry.unlock(displaced.trainer, IStakeRegistry.Role.TRAINER, displaced.bond);
+        if (displaced != address(0)) {
+            emit ITrainingRounds.DeltaDisplaced(round, displaced, index, displacedBond);
+            registry.unlock(displaced, IStakeRegistry.Role.TRAINER, displacedBond);
         }
         emit ITrainingRounds.DeltaCommitted(round, msg.sender, index, bond);
         registry.lock(msg.sender, IStakeRegistry.Role.TRAINER, bond);
     }
 
-    /// @dev The slot a commit to a full round would displace: the smallest bond, the lowest index among equal ones.
-    function smallestSlot(mapping(uint256 => Slot) storage slots, uint256 trainers)
+    /// @dev The slot a commit of `bond` takes: the next free one (nobody displaced), else the smallest bond's (the
+    ///      lowest index among equal ones) with its trainer and bond if `bond` is strictly above it, else RoundFull.
+    function _slotFor(mapping(uint256 => Slot) storage slots, uint256 trainers, uint256 bond)
         private
         view
-        returns (uint256 index)
+        returns (uint256 index, address displaced, uint256 displacedBond)
     {
-        uint256 smallest = type(uint256).max;
+        if (trainers < MAX_SLOTS) return (trainers, address(0), 0);
+        displacedBond = type(uint256).max;
         for (uint256 slot = 0; slot < trainers; ++slot) {
-            uint256 bond = slots[slot].bond;
-            if (bond < smallest) (index, smallest) = (slot, bond);
+            Slot memory held = slots[slot];
+            if (held.bond < displacedBond) (index, displaced, displacedBond) = (slot, held.trainer, held.bond);
         }
+        if (bond <= displacedBond) revert ITrainingRounds.RoundFull();
     }
 
     /// @notice Settles a kept slot of an ended round (its trainer claims): an accepted delta of a finalized round
