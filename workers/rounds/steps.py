@@ -114,7 +114,10 @@ def trainer_once(
     """The next step of this account as a trainer in `round_id`. `store`: where the training job pinned the sealed
     delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one).
     `bond`: wei to commit (default `configured_trainer_bond()`, else all the unlocked TRAINER stake); a bond below the
-    round's minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line)."""
+    round's minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line),
+    as does a full round whose smallest committed bond is not below `bond` (a larger bond takes that slot). A trainer
+    displaced by a larger bond says so and stops for the round, unless its bond is now above the smallest: then it
+    commits its trained delta again with a fresh salt."""
     account = rounds.chain.address
     rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
     state = rounds.round(round_id)
@@ -150,8 +153,9 @@ def trainer_once(
                 rounds.commit_delta(state.id, stored.value, bond)
                 return step(
                     "committed",
-                    f"{'committed again, displaced earlier,' if displaced else 'resumed'} the stored commitment to "
-                    f"{stored.value} with a bond of {format_dsh(bond)} DSH",
+                    f"committed {stored.value} again, displaced earlier, with a bond of {format_dsh(bond)} DSH"
+                    if displaced
+                    else f"resumed the stored commitment to {stored.value}",
                     state.train_commit_deadline + 1,
                     delta_cid=stored.value,
                     bond=bond,

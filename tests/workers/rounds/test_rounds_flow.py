@@ -584,7 +584,10 @@ def test_a_full_round_takes_a_larger_bond_and_a_displaced_trainer_stops_or_commi
 
     stake(victim.chain, "TRAINER", "1001")
     step = trainer_once(victim, round_id, Jobs("victim", store=store), specs, store)
-    assert step.action == "committed" and step.detail.startswith("committed again, displaced earlier,"), step
+    assert (
+        step.action == "committed"
+        and step.detail == f"committed {delta('victim')} again, displaced earlier, with a bond of 2001 DSH"
+    ), step
     assert step.data["bond"] == 2_001 * DSH
     stored = victim.stored_salt("delta", round_id)
     assert first is not None and stored is not None and stored.value == first.value and stored.salt != first.salt
