@@ -19,6 +19,8 @@ interface ITrainingRounds {
     /// @notice `claimTrainer` by a trainer with nothing to claim (an outlier or silent trainer, settled by
     ///         `finalize`, or a round not ended).
     error NothingToClaim();
+    /// @notice `commitDelta` to a round whose slots are all taken with a bond not above the smallest committed one.
+    error RoundFull();
 
     /// @notice A round opened.
     /// @param round The round.
@@ -43,6 +45,14 @@ interface ITrainingRounds {
     /// @param slot The trainer's slot in the round.
     /// @param bond Wei of TRAINER stake locked: the slot's weight in the judgement and the reward.
     event DeltaCommitted(uint256 indexed round, address indexed trainer, uint256 slot, uint256 bond);
+    /// @notice A commit with a larger bond took a full round's smallest-bond slot (the lowest index among equal
+    ///         bonds) during the commit window; the displaced trainer's bond was unlocked in full and it may
+    ///         commit again with a bond above the round's smallest.
+    /// @param round The round.
+    /// @param trainer The displaced trainer.
+    /// @param slot The slot it held (now the new commit's).
+    /// @param bond Wei of TRAINER stake unlocked.
+    event DeltaDisplaced(uint256 indexed round, address indexed trainer, uint256 slot, uint256 bond);
     /// @notice A trainer revealed its delta.
     /// @param round The round.
     /// @param trainer The trainer.

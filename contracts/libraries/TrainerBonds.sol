@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IStakeRegistry} from "../interfaces/IStakeRegistry.sol";
 import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
+import {SortitionPanel} from "../panel/SortitionPanel.sol";
 
 /// @title TrainerBonds
 /// @notice A training round's trainer slots and what they weigh: each slot locks a bond of its trainer's choice (at
@@ -14,7 +15,7 @@ import {ITrainingRounds} from "../interfaces/ITrainingRounds.sol";
 ///         trainer loses `slashBps` of its own bond). Addresses are worth nothing: 3 slots bonding B each weigh,
 ///         earn and lose what 1 slot bonding 3B does.
 /// @dev An externally linked library (public functions, called by DELEGATECALL on the round's slots): the slots'
-///      bookkeeping (commit, claim, the release loop over at most 16 slots and its penalty sum) lives here so that
+///      bookkeeping (commit and displacement, claim, the release loop over at most 16 slots and its penalty sum) lives here so that
 ///      TrainingRounds keeps its bytecode room; FingerprintAggregation reads the bonds with `bondsByDelta`. Running by
 ///      DELEGATECALL, its registry calls and transfers come from TrainingRounds, which holds the locks and the
 ///      rewards, and its events and errors are TrainingRounds' (ITrainingRounds).
@@ -22,6 +23,8 @@ library TrainerBonds {
     using SafeERC20 for IERC20;
 
     uint256 private constant BPS = 10_000;
+    /// @notice Most slots (trainers) per round: the round's delta masks are 16 bits wide.
+    uint256 internal constant MAX_SLOTS = 16;
 
     /// @notice One trainer slot of a round, in one storage word.
     struct Slot {
@@ -84,16 +87,62 @@ library TrainerBonds {
         }
     }
 
-    /// @notice Fills a new slot for the caller, locking `bond` of its TRAINER stake (DeltaCommitted).
-    /// @param slot The new slot.
-    /// @param round The round, for DeltaCommitted.
-    /// @param index The slot's index, for DeltaCommitted.
-    /// @param bond Wei; below 2^88 (SafeCast).
+    /// @notice Gives the caller a slot of a round's commit window, locking `bond` of its TRAINER stake
+    ///         (DeltaCommitted): the next free slot while fewer than MAX_SLOTS are taken; once all are, the slot
+    ///         with the smallest bond (the lowest index among equal ones) if `bond` is strictly above it, else
+    ///         `RoundFull`. A displaced trainer did nothing wrong: its bond is unlocked in full, its slot and
+    ///         commitment are overwritten and it may commit again with a larger bond (DeltaDisplaced).
+    /// @dev Why displace: first come first served let a cartel's minimum bonds, committed from MAX_SLOTS addresses
+    ///      the moment a round opens, fill every slot before honest trainers (who train first) could commit. With
+    ///      displacement, keeping them out takes more bonded capital than theirs: the bond-majority assumption.
+    ///      Only the commit window calls this, so no revealed delta is ever displaced. Everything is written
+    ///      before the registry calls. The caller keeps the slot count: `min(trainers + 1, MAX_SLOTS)`.
+    /// @param slots The round's slots.
+    /// @param slotOf The round's slot index plus one by trainer (0: none).
+    /// @param commitments The round's delta commitments by slot.
+    /// @param round The round, for the events.
+    /// @param trainers Slots taken before this commit.
+    /// @param commitment The caller's delta commitment.
+    /// @param bond Wei to lock (the caller checked the round's minimum); below 2^88 (SafeCast).
     /// @param registry The StakeRegistry holding the calling module's locks.
-    function commit(Slot storage slot, uint256 round, uint256 index, uint256 bond, IStakeRegistry registry) public {
-        (slot.trainer, slot.bond) = (msg.sender, SafeCast.toUint88(bond));
+    function commit(
+        mapping(uint256 => Slot) storage slots,
+        mapping(address => uint256) storage slotOf,
+        mapping(uint256 => bytes32) storage commitments,
+        uint256 round,
+        uint256 trainers,
+        bytes32 commitment,
+        uint256 bond,
+        IStakeRegistry registry
+    ) public {
+        if (slotOf[msg.sender] != 0) revert SortitionPanel.AlreadyCommitted();
+        (uint256 index, address displaced, uint256 displacedBond) = _slotFor(slots, trainers, bond);
+        if (displaced != address(0)) delete slotOf[displaced];
+        slotOf[msg.sender] = index + 1;
+        slots[index] = Slot(msg.sender, 0, SafeCast.toUint88(bond));
+        commitments[index] = commitment;
+        if (displaced != address(0)) {
+            emit ITrainingRounds.DeltaDisplaced(round, displaced, index, displacedBond);
+            registry.unlock(displaced, IStakeRegistry.Role.TRAINER, displacedBond);
+        }
         emit ITrainingRounds.DeltaCommitted(round, msg.sender, index, bond);
         registry.lock(msg.sender, IStakeRegistry.Role.TRAINER, bond);
+    }
+
+    /// @dev The slot a commit of `bond` takes: the next free one (nobody displaced), else the smallest bond's (the
+    ///      lowest index among equal ones) with its trainer and bond if `bond` is strictly above it, else RoundFull.
+    function _slotFor(mapping(uint256 => Slot) storage slots, uint256 trainers, uint256 bond)
+        private
+        view
+        returns (uint256 index, address displaced, uint256 displacedBond)
+    {
+        if (trainers < MAX_SLOTS) return (trainers, address(0), 0);
+        displacedBond = type(uint256).max;
+        for (uint256 slot = 0; slot < trainers; ++slot) {
+            Slot memory held = slots[slot];
+            if (held.bond < displacedBond) (index, displaced, displacedBond) = (slot, held.trainer, held.bond);
+        }
+        if (bond <= displacedBond) revert ITrainingRounds.RoundFull();
     }
 
     /// @notice Settles a kept slot of an ended round (its trainer claims): an accepted delta of a finalized round

@@ -38,7 +38,7 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     using SafeERC20 for IERC20;
 
     /// @notice Most trainers (committed deltas) per round.
-    uint256 public constant MAX_TRAINERS = 16;
+    uint256 public constant MAX_TRAINERS = TrainerBonds.MAX_SLOTS;
     /// @notice Votes on a round's panel: stake-weighted draws with replacement, one vote each (also its most
     ///         evaluators). A cartel holding 30% of the pool holds at least half of a panel's votes with the
     ///         binomial tail probability P(Bin(15, 0.3) >= 8) = 5% (9 votes: 9.9%). The 1% target needs 31 (0.95%,
@@ -148,7 +148,6 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     error InvalidCid();
     error RoundActive(uint256 round);
     error BatchSize(uint256 size);
-    error RoundFull();
     /// @notice A commit's bond below the round's minimum `trainerBond`.
     error BondTooSmall(uint256 bond, uint256 minimum);
     error NotTrainer();
@@ -231,8 +230,12 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
     ///         the trainers' commit window. Locks `bond` of the caller's TRAINER stake until the round ends. The
     ///         slot weighs its bond: in the judgement (the reference is the bond-weighted median of the deltas),
     ///         in the reward (pro rata to the bond) and in the loss (`outlierSlashBps` of it), so that splitting
-    ///         a bond over addresses gains nothing.
-    /// @dev The window is the phase check: it closes before the panel's seed block, so before any later phase.
+    ///         a bond over addresses gains nothing. Once all MAX_TRAINERS slots are taken, a bond strictly above
+    ///         the smallest committed one takes that slot (lowest index on ties; DeltaDisplaced: the displaced
+    ///         bond is unlocked in full and its trainer may commit again), so keeping honest trainers out takes
+    ///         more bonded capital than theirs; a bond not above it reverts `RoundFull`.
+    /// @dev The window is the phase check: it closes before the panel's seed block, so before any later phase
+    ///      (nothing revealed is ever displaced). The slot bookkeeping is TrainerBonds.commit's.
     /// @param round The round.
     /// @param commitment The commitment.
     /// @param bond Wei to lock: at least the round's `trainerBond` (`BondTooSmall`), below 2^88 (SafeCast).
@@ -241,13 +244,11 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         if (block.number > r.trainCommitDeadline) revert WindowClosed();
         if (commitment == bytes32(0)) revert EmptyCommitment();
         if (bond < r.trainerBond) revert BondTooSmall(bond, r.trainerBond);
-        if (_trainerSlotOf[round][msg.sender] != 0) revert AlreadyCommitted();
-        uint256 slot = r.trainerCount;
-        if (slot >= MAX_TRAINERS) revert RoundFull();
-        r.trainerCount = uint8(slot + 1);
-        _trainerSlotOf[round][msg.sender] = slot + 1;
-        _deltaCommitments[round][slot] = commitment;
-        TrainerBonds.commit(_trainers[round][slot], round, slot, bond, registry);
+        uint256 trainers = r.trainerCount;
+        if (trainers < MAX_TRAINERS) r.trainerCount = uint8(trainers + 1); // else a commit displaces or reverts
+        TrainerBonds.commit(
+            _trainers[round], _trainerSlotOf[round], _deltaCommitments[round], round, trainers, commitment, bond, registry
+        );
     }
 
     /// @notice Reveals the committed delta's CID, after the commit window and before the reveal deadline.

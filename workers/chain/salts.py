@@ -165,6 +165,11 @@ class SaltStore:
             )
         return stored
 
+    def discard(self, key: SaltKey) -> None:
+        """Deletes `key`'s stored salt, if any: only for a commitment that can never be revealed (a displaced
+        trainer's, overwritten on chain), so that a fresh salt replaces it."""
+        self.path(key).unlink(missing_ok=True)
+
     def save(self, salt: Salt) -> Salt:
         """Writes `salt` durably unless one is already stored for its key (`write_once`); returns the one on disk
         (either). `InvalidRequest` when it cannot be written: nothing may be committed then."""

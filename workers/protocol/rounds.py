@@ -20,6 +20,13 @@ fails at the draw, its revealers keeping their bonds. Past the horizon the round
 trainer as silent (`trainer_settlement(expired=True)`), since anyone who knows the deltas could otherwise skip a
 panel it computed and disliked, and a poisoning cartel keep the bonds an honest panel would take.
 
+A round has `MAX_TRAINERS` slots. While one is free a commit takes the next; once all are taken, a commit whose
+bond is strictly above the smallest committed bond displaces that slot (the lowest index among equal bonds) during
+the commit window (`displaced_slot`): the displaced trainer's bond is unlocked in full and it may commit again with
+a larger bond. First come first served would let a cartel's minimum bonds from `MAX_TRAINERS` addresses fill a
+round the moment it opens, before honest trainers (who train first) can commit; with displacement, keeping them out
+takes more bonded capital than theirs.
+
 What a committed participant risks is fixed when the round opens: the minimum trainer bond and the outlier slash
 rate (`getRound`'s `trainerBond` and `outlierSlashBps`) and the evaluator panel's penalty rates. A governance
 change applies to rounds opened after it; the tolerances, `min_accepted` and the reward terms are read at
@@ -31,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .constants import BPS, INT32_MAX, INT32_MIN, K
+from .constants import BPS, INT32_MAX, INT32_MIN, MAX_TRAINERS, K
 from .median import lower_median, lower_weighted_median
 from .sortition import seed_expired
 
@@ -153,6 +160,31 @@ class RoundPayouts:
     evaluator_payout: int  # shared by coherent evaluators in proportion to their weight
     trainer_reward_pool: int  # shared by accepted trainers in proportion to their bonds, on top of the bonds
     slashed: int  # taken from outliers and silent trainers
+
+
+class RoundFullError(ValueError):
+    """A commit to a round whose slots are all taken, with a bond (wei) not above the smallest committed one: the
+    contract's `RoundFull`. `smallest` is that bond (wei): a bond above it would take its slot."""
+
+    def __init__(self, smallest: int) -> None:
+        super().__init__(f"the round is full and its smallest bond is {smallest} wei; a larger bond takes that slot")
+        self.smallest = smallest
+
+
+def displaced_slot(bonds: Sequence[int], bond: int, max_trainers: int = MAX_TRAINERS) -> int | None:
+    """Which slot a commit of `bond` (wei) takes, given the committed slots' `bonds` (wei, slot order):
+    None while fewer than `max_trainers` are taken (the commit appends slot `len(bonds)`); else the index of the
+    smallest bond (the lowest index among equal ones), which the commit displaces, when `bond` is strictly above
+    it. RoundFullError (carrying that smallest bond) when the round is full and `bond` is not above it; ValueError
+    for more bonds than slots. The commit window only: nothing revealed is ever displaced."""
+    if len(bonds) > max_trainers:
+        raise ValueError(f"{len(bonds)} bonds but {max_trainers} slots")
+    if len(bonds) < max_trainers:
+        return None
+    smallest = min(bonds)
+    if bond <= smallest:
+        raise RoundFullError(smallest)
+    return list(bonds).index(smallest)
 
 
 def trainer_penalty(bond: int, outlier_slash_bps: int) -> int:

@@ -49,7 +49,14 @@ from ..protocol.constants import (
     ROUND_ENDED_STATUSES,
     ROUND_STATUSES,
 )
-from ..protocol.rounds import check_fingerprint, draw_outcome, trainer_penalty, trainer_reward
+from ..protocol.rounds import (
+    RoundFullError,
+    check_fingerprint,
+    displaced_slot,
+    draw_outcome,
+    trainer_penalty,
+    trainer_reward,
+)
 from ..protocol.sortition import seed_expired
 
 #: Every window and delay is a uint16 number of blocks: a round's events lie within this of its deadlines.
@@ -279,6 +286,7 @@ class TrainingRoundsClient(ModuleClient):
     # The module's own events (the panel's are the base's).
     ROUND_OPENED = ModuleEvent("RoundOpened")
     DELTA_COMMITTED = ModuleEvent("DeltaCommitted")
+    DELTA_DISPLACED = ModuleEvent("DeltaDisplaced")
     DELTA_REVEALED = ModuleEvent("DeltaRevealed")
     ROUND_FINALIZED = ModuleEvent("RoundFinalized")
     DELTA_JUDGED = ModuleEvent("DeltaJudged")
@@ -339,19 +347,45 @@ class TrainingRoundsClient(ModuleClient):
         return _OPENED_BLOCKS[key]
 
     def trainer_commits(self, state: RoundState, trainer: str | None = None) -> dict[str, tuple[int, int]]:
-        """Committed trainers -> (slot, bond in wei), from `DeltaCommitted` events (commits lie in the commit
-        window)."""
+        """Trainers holding a slot -> (slot, bond in wei), from `DeltaCommitted` events (commits lie in the commit
+        window): a slot is its latest commit's, since a larger bond displaces a full round's smallest one."""
         if state.trainer_count == 0:
             return {}
-        filters: dict[str, Any] = {"round": state.id}
-        if trainer is not None:
-            filters["trainer"] = to_checksum_address(trainer)
         start = self.opened_block(state)
         end = min(state.train_commit_deadline, self.latest_block())
-        return {
-            log.args["trainer"]: (int(log.args["slot"]), int(log.args["bond"]))
-            for log in self.logs(self.DELTA_COMMITTED, filters, start, end)
+        # Every commit of the round, not only `trainer`'s: a later one may have displaced it.
+        holders = {
+            int(log.args["slot"]): (log.args["trainer"], int(log.args["bond"]))
+            for log in self.logs(self.DELTA_COMMITTED, {"round": state.id}, start, end)
         }
+        commits = {address: (slot, bond) for slot, (address, bond) in holders.items()}
+        if trainer is None:
+            return commits
+        trainer = to_checksum_address(trainer)
+        return {trainer: commits[trainer]} if trainer in commits else {}
+
+    def trainer_displaced(self, state: RoundState, trainer: str | None = None) -> bool:
+        """Whether a larger bond displaced `trainer` (default: this account) from a slot of `state`'s round
+        (`DeltaDisplaced`; its bond was unlocked in full). It may hold a slot again since: see `trainer_slot`."""
+        if state.trainer_count < MAX_TRAINERS:
+            return False  # displacement needs a full round
+        filters = {"round": state.id, "trainer": to_checksum_address(trainer or self.chain.address)}
+        end = min(state.train_commit_deadline, self.latest_block())
+        return bool(self.logs(self.DELTA_DISPLACED, filters, self.opened_block(state), end, first=True))
+
+    def slot_for_bond(self, state: RoundState, bond: int) -> int | None:
+        """The slot a commit of `bond` wei would displace in `state`'s round (`rounds.displaced_slot`): None while a
+        slot is free. `InvalidRequest` (one line) when the round is full and `bond` is not above its smallest."""
+        if state.trainer_count < MAX_TRAINERS:
+            return None
+        bonds = [bond for _, bond in sorted(self.trainer_commits(state).values())]
+        try:
+            return displaced_slot(bonds, bond)
+        except RoundFullError as exc:
+            raise InvalidRequest(
+                f"round #{state.id} is full: its smallest bond is {format_dsh(exc.smallest)} DSH; "
+                "a bond above it takes that slot"
+            ) from None
 
     def trainer_slots(self, state: RoundState, trainer: str | None = None) -> dict[str, int]:
         """Committed trainers -> slot (`trainer_commits` without the bonds)."""
@@ -644,7 +678,9 @@ class TrainingRoundsClient(ModuleClient):
     def commit_delta(self, round_id: int, delta_cid: str, bond: int | None = None) -> CommitResult:
         """Commits `delta_cid` with a fresh salt (stored on disk before sending), locking `bond` wei of TRAINER stake
         (default: all of the unlocked TRAINER stake; `trainer_bond` refuses a bond below the round's minimum
-        `trainerBond` or above the free stake).
+        `trainerBond` or above the free stake). In a full round the bond must be above the smallest committed one,
+        whose slot it takes (`slot_for_bond` refuses otherwise, nothing sent). A trainer displaced earlier in the
+        round commits again with a fresh salt (its old commitment can never be revealed).
         The slot weighs and earns in proportion to its bond: in the judgement's median and majority, in the reward
         pool's split, and in what it loses as an outlier."""
         delta_cid = cid_from_chain(cid_to_chain(delta_cid))  # canonical form; a malformed CID is refused first
@@ -661,9 +697,11 @@ class TrainingRoundsClient(ModuleClient):
                 f"{account} already committed a delta in round #{state.id}: reveal it from block "
                 f"{state.train_commit_deadline + 1}"
             )
-        if state.trainer_count >= MAX_TRAINERS:
-            raise InvalidRequest(f"round #{state.id} already has {MAX_TRAINERS} trainers")
         bond = self.trainer_bond(state, bond)
+        self.slot_for_bond(state, bond)
+        if self.trainer_displaced(state):
+            # Its commitment was overwritten and can never be revealed: commit again with a fresh salt.
+            self.salts.discard(self.salt_key(DELTA, state.id))
         return self.commit_salted(
             DELTA,
             state.id,

@@ -27,7 +27,7 @@ from typing import Protocol
 from ..chain import InvalidRequest, TransactionReverted, format_dsh, parse_dsh
 from ..chain.module import Step, raced
 from ..config import env_number
-from ..protocol.constants import INT32_MAX, MAX_TRAINERS, K
+from ..protocol.constants import INT32_MAX, K
 from ..storage import ContentStore, FileTooLarge, IntegrityError, InvalidCid, NotFound, UnsupportedContent, open_store
 from ..storage.sealed import Sealed, SealRejected, publish_sealed
 from .chain import DELTA, FINGERPRINTS, RoundState, SettleResult, TrainingRoundsClient, check_fingerprints
@@ -114,7 +114,10 @@ def trainer_once(
     """The next step of this account as a trainer in `round_id`. `store`: where the training job pinned the sealed
     delta and where the plaintext is published before the reveal (default: `open_store()`, the configured one).
     `bond`: wei to commit (default `configured_trainer_bond()`, else all the unlocked TRAINER stake); a bond below the
-    round's minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line)."""
+    round's minimum or above the free TRAINER stake ends the step before training ("done", the reason in one line),
+    as does a full round whose smallest committed bond is not below `bond` (a larger bond takes that slot). A trainer
+    displaced by a larger bond says so and stops for the round, unless its bond is now above the smallest: then it
+    commits its trained delta again with a fresh salt."""
     account = rounds.chain.address
     rounds.settle_inflight()  # a transaction sent by an interrupted earlier step lands before anything is read
     state = rounds.round(round_id)
@@ -129,8 +132,6 @@ def trainer_once(
         if phase == "trainer commit":
             if slot is not None:
                 return step("waiting", "committed; the reveal window is not open yet", state.train_commit_deadline + 1)
-            if state.trainer_count >= MAX_TRAINERS:
-                return step("done", f"round #{state.id} already has {MAX_TRAINERS} trainers")
             if bond is None:
                 bond = configured_trainer_bond()  # a malformed setting raises: it is the operator's to fix
             try:
@@ -138,12 +139,23 @@ def trainer_once(
             except InvalidRequest as exc:
                 return step("done", f"cannot train: {exc}")
             stored = rounds.stored_salt(DELTA, state.id)
+            # A stored commitment without a slot: an interrupted commit, or one a larger bond displaced.
+            displaced = stored is not None and rounds.trainer_displaced(state)
+            try:
+                rounds.slot_for_bond(state, bond)  # a full round takes only a bond above its smallest
+            except InvalidRequest as exc:
+                if displaced:
+                    return step("done", f"{account} was displaced by a larger bond (its bond is unlocked); {exc}")
+                return step("done", str(exc))
             if stored is not None:
-                # An interrupted earlier commit: finish it with its salt and delta (its commit may still land).
+                # Displaced: commit the trained delta again (commit_delta draws a fresh salt). Interrupted: finish
+                # the commit with its salt and delta (it may still land).
                 rounds.commit_delta(state.id, stored.value, bond)
                 return step(
                     "committed",
-                    f"resumed the stored commitment to {stored.value}",
+                    f"committed {stored.value} again, displaced earlier, with a bond of {format_dsh(bond)} DSH"
+                    if displaced
+                    else f"resumed the stored commitment to {stored.value}",
                     state.train_commit_deadline + 1,
                     delta_cid=stored.value,
                     bond=bond,
@@ -158,6 +170,10 @@ def trainer_once(
                     f"trained {delta_cid} too late: the commit window closed at block {state.train_commit_deadline}",
                     delta_cid=delta_cid,
                 )
+            try:  # other bonds may have filled the round while it trained
+                rounds.slot_for_bond(rounds.round(state.id), bond)
+            except InvalidRequest as exc:
+                return step("done", f"trained {delta_cid} but cannot commit: {exc}", delta_cid=delta_cid)
             rounds.commit_delta(state.id, delta_cid, bond)
             return step(
                 "committed",
@@ -167,6 +183,10 @@ def trainer_once(
                 bond=bond,
             )
         if slot is None:
+            if rounds.trainer_displaced(state):
+                return step(
+                    "done", f"{account} was displaced from round #{state.id} by a larger bond (its bond is unlocked)"
+                )
             return step("done", f"{account} did not commit in round #{state.id}")
         if phase == "trainer reveal":
             if any(delta.trainer == account for delta in rounds.deltas(state.id)):

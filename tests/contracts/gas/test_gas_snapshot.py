@@ -208,6 +208,8 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
         staked(evaluator, EVALUATOR, EVALUATOR_BOND)
         rounds.joinPool(EVALUATOR_BOND, {"from": evaluator})
     evaluators = [*evaluators, *extra]
+    displacer = extra[0]  # also a trainer: takes a slot of the full round with a larger bond
+    staked(displacer, TRAINER, 2 * TRAINER_BOND)
     tx = rounds.openRound(accepted_datasets[:1], b"\x01" * 32, {"from": informant})
     round_id = tx.return_value
     gas["TrainingRounds.openRound"] = tx.gas_used
@@ -217,6 +219,14 @@ def measure_training_gas(accounts, chain, rounds, trainers, evaluators, accepted
         gas["TrainingRounds.commitDelta"] = rounds.commitDelta(
             round_id, commitment, TRAINER_BOND, {"from": trainer}
         ).gas_used
+    # A full round: a larger bond displaces the smallest slot (a scan of all 16, an unlock and a lock); undone so
+    # that the measured round keeps its sixteen trainers.
+    chain.snapshot()
+    commitment = rounds.deltaCommitmentFor(delta_cid("gas-displace"), round_salt(displacer, round_id), displacer)
+    tx = rounds.commitDelta(round_id, commitment, TRAINER_BOND + 1, {"from": displacer})
+    assert "DeltaDisplaced" in tx.events, "the gas case needs a displacement"
+    gas["TrainingRounds.commitDelta:displace"] = tx.gas_used
+    chain.revert()
     mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
     for trainer, cid in cids.items():
         gas["TrainingRounds.revealDelta"] = rounds.revealDelta(

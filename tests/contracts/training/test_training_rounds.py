@@ -1,6 +1,7 @@
 import pytest
+from eth_utils import keccak
 
-from tests.contracts.conftest import DSH, EVALUATOR, TRAINER, reverts
+from tests.contracts.conftest import DSH, EVALUATOR, ROLE_MNEMONIC, TRAINER, reverts
 from tests.contracts.training.conftest import (
     EVALUATOR_BOND,
     HONEST,
@@ -608,3 +609,73 @@ def test_exactly_half_of_the_bond_cannot_set_the_reference(
         assert registry.lockedOf(trainer, TRAINER) == 0
     assert all(registry.stakeOf(t, TRAINER) == 2 * TRAINER_BOND for t in poisoned)
     assert all(registry.stakeOf(t, TRAINER) == 3 * TRAINER_BOND for t in honest)
+
+
+# ------------------------------------------------------------------ displacement from a full round
+
+
+def test_a_larger_bond_displaces_the_smallest_slot_of_a_full_round(
+    rounds, registry, trainers, open_round, chain, accounts, deployer, staked
+):
+    """All 16 slots taken: a bond strictly above the smallest committed one takes that slot (the lowest index
+    among equal bonds), unlocking the displaced bond in full; an equal bond reverts `RoundFull`; the displaced
+    trainer may commit again with a larger bond, and its old commitment no longer reveals (`NotTrainer`). After
+    the commit window nothing displaces (`WindowClosed`)."""
+    round_id = open_round()
+    newcomer, late = accounts.from_mnemonic(ROLE_MNEMONIC, count=2, offset=90)
+    for account in (newcomer, late):
+        deployer.transfer(account, "1 ether")
+        staked(account, TRAINER, 3 * TRAINER_BOND)
+    bonds = [TRAINER_BOND if slot in (5, 9) else TRAINER_BOND + (1 + slot % 4) * DSH for slot in range(16)]
+
+    def commit(trainer, bond, tag):
+        cid = delta_cid(f"displace-{tag}-{trainer}")
+        commitment = rounds.deltaCommitmentFor(cid, keccak(f"{tag}/{trainer}".encode()), trainer)
+        return rounds.commitDelta(round_id, commitment, bond, {"from": trainer})
+
+    for trainer, bond in zip(trainers, bonds, strict=True):
+        commit(trainer, bond, "first")
+    with reverts("RoundFull"):  # equal to the smallest is not above it
+        commit(newcomer, TRAINER_BOND, "first")
+    tx = commit(newcomer, TRAINER_BOND + 1, "first")
+    displaced = tx.events["DeltaDisplaced"]
+    assert (displaced["round"], displaced["trainer"], displaced["slot"], displaced["bond"]) == (
+        round_id,
+        trainers[5],
+        5,
+        TRAINER_BOND,
+    )
+    assert tx.events["DeltaCommitted"]["slot"] == 5 and tx.events["DeltaCommitted"]["trainer"] == newcomer
+    assert registry.lockedOf(trainers[5], TRAINER) == 0  # unlocked in full: it did nothing wrong
+    assert registry.stakeOf(trainers[5], TRAINER) == 2 * TRAINER_BOND
+    assert registry.lockedOf(newcomer, TRAINER) == TRAINER_BOND + 1
+    assert rounds.getRound(round_id)["trainerCount"] == 16
+    with reverts("AlreadyCommitted"):
+        commit(newcomer, 3 * TRAINER_BOND, "again")
+
+    # The displaced trainer commits again, with a bond above the smallest (slot 9's) and a fresh salt.
+    with reverts("RoundFull"):
+        commit(trainers[5], TRAINER_BOND, "second")
+    tx = commit(trainers[5], 2 * TRAINER_BOND, "second")
+    assert tx.events["DeltaDisplaced"]["trainer"] == trainers[9] and tx.events["DeltaCommitted"]["slot"] == 9
+    assert registry.lockedOf(trainers[5], TRAINER) == 2 * TRAINER_BOND and registry.lockedOf(trainers[9], TRAINER) == 0
+
+    mine_past(chain, rounds.getRound(round_id)["trainCommitDeadline"])
+    with reverts("WindowClosed"):  # the reveal window: nothing revealed is ever displaced
+        commit(late, 3 * TRAINER_BOND, "first")
+    old = delta_cid(f"displace-first-{trainers[9]}")
+    with reverts("NotTrainer"):
+        rounds.revealDelta(round_id, old, keccak(f"first/{trainers[9]}".encode()), {"from": trainers[9]})
+    with reverts("CommitmentMismatch"):  # its first commitment was overwritten by its second
+        rounds.revealDelta(
+            round_id,
+            delta_cid(f"displace-first-{trainers[5]}"),
+            keccak(f"first/{trainers[5]}".encode()),
+            {"from": trainers[5]},
+        )
+    for trainer, tag in ((trainers[5], "second"), (newcomer, "first")):
+        cid = delta_cid(f"displace-{tag}-{trainer}")
+        rounds.revealDelta(round_id, cid, keccak(f"{tag}/{trainer}".encode()), {"from": trainer})
+    addresses, _, revealed_bonds = rounds.deltasOf(round_id)
+    assert list(addresses) == [trainers[5], newcomer]
+    assert list(revealed_bonds) == [2 * TRAINER_BOND, TRAINER_BOND + 1]

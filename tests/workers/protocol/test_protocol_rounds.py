@@ -8,10 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.protocol.constants import INT32_MAX, INT32_MIN, K
+from workers.protocol.constants import INT32_MAX, INT32_MIN, MAX_TRAINERS, K
 from workers.protocol.rounds import (
+    RoundFullError,
     aggregate,
     check_fingerprint,
+    displaced_slot,
     draw_outcome,
     evaluator_settlement,
     fingerprint_distance,
@@ -276,3 +278,29 @@ def test_evaluator_settlement():
     assert settle(False, True, False, 10**4) == (0, 500)
     assert settle(False, False, False, 10**4) == (0, 500)
     assert settle(True, False, True, 10**4) == (0, 0)
+
+
+def test_a_free_slot_is_appended_and_a_full_round_displaces_its_smallest_bond():
+    assert displaced_slot([], 1) is None
+    assert displaced_slot([5] * (MAX_TRAINERS - 1), 1) is None  # below the smallest, but a slot is free
+    full = [9, 4, 7, 4, *[8] * (MAX_TRAINERS - 4)]
+    assert displaced_slot(full, 5) == 1  # the smallest bond, the lowest index among equal ones
+    assert displaced_slot(full, 10**30) == 1
+    for bond in (4, 3):  # equal or below: RoundFull
+        with pytest.raises(RoundFullError) as full_error:
+            displaced_slot(full, bond)
+        assert full_error.value.smallest == 4
+    assert displaced_slot([3, 2], 3, max_trainers=2) == 1
+    with pytest.raises(ValueError, match="3 bonds but 2 slots"):
+        displaced_slot([1, 2, 3], 9, max_trainers=2)
+
+
+@given(st.lists(st.integers(1, 50), min_size=MAX_TRAINERS, max_size=MAX_TRAINERS), st.integers(1, 60))
+def test_displacement_takes_the_smallest_bond_only_for_a_larger_one(bonds, bond):
+    if bond <= min(bonds):
+        with pytest.raises(RoundFullError):
+            displaced_slot(bonds, bond)
+        return
+    slot = displaced_slot(bonds, bond)
+    assert slot is not None
+    assert bonds[slot] == min(bonds) and min(bonds) not in bonds[:slot]

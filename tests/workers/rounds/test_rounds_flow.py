@@ -15,9 +15,11 @@ from netkit import DSH, HONEST, POISONED, ROUND_PARAMS, TEST_REDIS_URL, noisy
 
 from workers import cli
 from workers.chain import ChainClient, InvalidRequest, LocalSigner
+from workers.chain.module import cid_to_chain
 from workers.chain.salts import SaltNotFound, SaltStore
+from workers.chain.staking import stake
 from workers.ml.spec import TrainingSpec
-from workers.protocol.constants import BLOCKHASH_HORIZON
+from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_TRAINERS
 from workers.protocol.rounds import draw_outcome, trainer_penalty, trainer_reward
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
@@ -520,3 +522,82 @@ def test_round_draw_command_reports_an_expired_round(net, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert f"round {round_id} failed: its seed block {state.panel_seed_block} is more than 256 blocks old" in out
     assert keeper.round(round_id).status == "Failed"
+
+
+def commit_at_once(net, rounds: TrainingRoundsClient, round_id: int, cartel: list[ChainClient], bond: int) -> None:
+    """Commits a delta from each of `cartel` in one block (the node signs for them), as a cartel does the moment a
+    round opens: one transaction per block would not fit sixteen commits in netkit's 12-block commit window."""
+    provider, commit = net.admin.w3.provider, rounds.contract.functions
+    provider.make_request("evm_setAutomine", [False])
+    try:
+        hashes = []
+        for member in cartel:
+            address = member.address
+            provider.make_request("anvil_impersonateAccount", [address])
+            commitment = commit.deltaCommitmentFor(cid_to_chain(delta(address)), b"\x01" * 32, address).call()
+            hashes.append(commit.commitDelta(round_id, commitment, bond).transact({"from": address, "gas": 500_000}))
+        provider.make_request("evm_mine", [])
+    finally:
+        provider.make_request("evm_setAutomine", [True])
+    assert all(net.admin.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in hashes)
+
+
+def test_a_full_round_takes_a_larger_bond_and_a_displaced_trainer_stops_or_commits_again(net, specs, store):
+    """A cartel fills the round's 16 slots with minimum bonds: a trainer bonding no more is refused in one line
+    before training, one bonding more trains and takes the smallest slot (the lowest index). The trainer displaced
+    says so and stops while its bond is not above the smallest; staking more, it commits again with a fresh salt,
+    and reveals that commitment. A trainer displaced for good is told so in the reveal window too."""
+    net.end_current_round()
+    net.accept_datasets(1)
+    minimum = ROUND_PARAMS.trainer_bond
+    victim, equal, honest = net.trainer(), net.trainer(), net.trainer(staked=2_000)
+    cartel = [net.account(role="TRAINER", staked=1_000) for _ in range(MAX_TRAINERS - 1)]
+    keeper = net.rounds()
+    round_id = keeper.open_round(SPEC.spec_hash()).round_id
+    victim.commit_delta(round_id, delta("victim"))
+    first = victim.stored_salt("delta", round_id)
+    commit_at_once(net, keeper, round_id, cartel, minimum)
+    assert keeper.round(round_id).trainer_count == MAX_TRAINERS
+
+    full = f"round #{round_id} is full: its smallest bond is 1000 DSH; a bond above it takes that slot"
+    before, job = nonce(equal), Jobs("equal", store=store)
+    step = trainer_once(equal, round_id, job, specs, store)
+    assert (step.action, step.detail) == ("done", full) and job.calls == []
+    with pytest.raises(InvalidRequest, match=f"^{full}$"):
+        equal.commit_delta(round_id, delta("equal"))
+    assert nonce(equal) == before
+
+    step = trainer_once(honest, round_id, Jobs("honest", store=store), specs, store)
+    assert step.action == "committed" and step.data["bond"] == 2_000 * DSH, step
+    state = keeper.round(round_id)
+    assert honest.trainer_slot(state) == 0 and victim.trainer_slot(state) is None
+    assert victim.trainer_displaced(state) and not honest.trainer_displaced(state)
+    assert trainer_stake(victim) == (minimum, 0)  # unlocked in full
+
+    before, job = nonce(victim), Jobs("victim", store=store)
+    step = trainer_once(victim, round_id, job, specs, store)
+    assert (
+        step.action == "done"
+        and step.detail == f"{victim.chain.address} was displaced by a larger bond (its bond is unlocked); {full}"
+    )
+    assert job.calls == [] and nonce(victim) == before
+
+    stake(victim.chain, "TRAINER", "1001")
+    step = trainer_once(victim, round_id, Jobs("victim", store=store), specs, store)
+    assert (
+        step.action == "committed"
+        and step.detail == f"committed {delta('victim')} again, displaced earlier, with a bond of 2001 DSH"
+    ), step
+    assert step.data["bond"] == 2_001 * DSH
+    stored = victim.stored_salt("delta", round_id)
+    assert first is not None and stored is not None and stored.value == first.value and stored.salt != first.salt
+    state = keeper.round(round_id)
+    assert victim.trainer_slot(state) == 1  # cartel[0]'s, the smallest bond at the lowest index
+    assert trainer_stake(victim) == (2_001 * DSH, 2_001 * DSH)
+
+    net.mine_to(state.train_commit_deadline + 1)
+    assert trainer_once(victim, round_id, Jobs("victim", store=store), specs, store).action == "revealed"
+    assert [d.trainer for d in keeper.deltas(round_id)] == [victim.chain.address]
+    step = trainer_once(net.rounds(cartel[0]), round_id, Jobs(), specs, store)
+    assert step.action == "done" and "was displaced from round" in step.detail, step
+    net.end_current_round()
