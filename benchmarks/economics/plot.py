@@ -77,9 +77,14 @@ def readme_tables(report: dict, before: dict | None, path: Path) -> None:
         lines.append(f"| {key.replace('_', ' ')}% | {value['at_least_half']:.3f} | {value['more_than_half']:.3f} |")
     binomial = report.get("one_draw_one_vote_control_binomial", {})
     if binomial:
-        lines += ["", "| share | binomial tail: >= half of 9 draws | of 15 draws |", "|---|---|---|"]
+        sizes = [key.split("_")[0] for key in next(iter(binomial.values()))]
+        lines += [
+            "",
+            "| share | " + " | ".join(f"binomial tail: >= half of {n} draws" for n in sizes) + " |",
+            "|---|" + "---|" * len(sizes),
+        ]
         for share, value in binomial.items():
-            lines.append(f"| {share}% | {value['9_draws']:.4f} | {value['15_draws']:.4f} |")
+            lines.append(f"| {share}% | " + " | ".join(f"{value[f'{n}_draws']:.4f}" for n in sizes) + " |")
     lines += [
         "",
         "| colluding curators | P(capture): no re-roll | 1 re-roll | 3 re-rolls | junk, no re-roll, DSH "

@@ -46,6 +46,8 @@ MAX_CARTEL_SHARE = 0.45
 SAME_PLAY = ("stake_splitter", "stake_merger", "sybil_trainer")
 #: Colluding curators' shares of the pool in the informant re-roll figures.
 REROLL_SHARES = (0.10, 0.20, 0.30, 0.40)
+#: Panel sizes of the binomial table: the old evaluator panel, today's evaluator and curator panels.
+BINOMIAL_DRAWS = tuple(sorted({9, MAX_EVALUATORS, MAX_CURATORS}))
 
 
 def _profits(world: World, party: tuple[str, ...]) -> np.ndarray:
@@ -230,7 +232,7 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         for share, t in trials.items()
     }
     binomial = {
-        f"{round(share * 100)}": {"9_draws": binomial_control(share, 9), "15_draws": binomial_control(share, 15)}
+        f"{round(share * 100)}": {f"{draws}_draws": binomial_control(share, draws) for draws in BINOMIAL_DRAWS}
         for share in SHARES
     }
     shares = {name: cls(True, **kwargs).stake_share for name, cls, kwargs in entries}
@@ -267,7 +269,13 @@ def run(epochs: int, band_epochs: int, samples: int, seed: int, workers: int) ->
         "no_work_at_most_half_of_honest": {"value": round(no_work, 4), "limit": 0.5, "met": no_work <= 0.5},
         "sybil_per_run_at_most_honest": {"value": round(sybil, 4), "limit": 1.0, "met": sybil <= 1.0},
         "split_or_merge_within_1pct": {"value": round(split_merge, 4), "limit": 0.01, "met": split_merge <= 0.01},
-        "cartel_30pct_controls_at_most_1pct": {"value": control_30, "limit": 0.01, "met": control_30 <= 0.01},
+        "cartel_30pct_controls_at_most_1pct": {
+            "value": control_30,
+            "limit": 0.01,
+            "met": control_30 <= 0.01,
+            # Sampled on evaluator panels (the larger risk); curator panels' exact binomial tail beside it.
+            "curator_panels_binomial": binomial_control(0.30, MAX_CURATORS),
+        },
         "informant_cannot_choose_panel": {"value": best_reroll, "limit": 0.0, "met": best_reroll <= 0},
         "griefing_costs_twice_the_damage": {
             "value": ratio if math.isfinite(ratio) else "inf",
