@@ -608,7 +608,8 @@ contract TrainingRounds is ITrainingRounds, SortitionPanel {
         if (
             p.trainCommitWindow == 0 || p.trainRevealWindow == 0 || p.minBatch == 0 || p.minBatch > p.maxBatch
                 || p.maxBatch > MAX_BATCH || p.minAccepted == 0 || p.minAccepted > MAX_TRAINERS
-                || p.outlierSlashBps > BPS || p.evaluatorShareBps > BPS
+                || p.outlierSlashBps > BPS || p.evaluatorShareBps > BPS || p.trainerBond == 0
+                || p.trainerBond > type(uint88).max
         ) revert InvalidParams();
         _checkPanelParams(p.seedDelay);
     }

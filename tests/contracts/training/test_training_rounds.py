@@ -363,6 +363,11 @@ def test_params_are_validated(deploy_rounds, rounds, gov, outsider):
         deploy_rounds(round_params(maxBatch=33))
     with reverts("InvalidParams"):  # the seed block would hold the trainers' last reveals: its proposer picks it
         rounds.setParams(round_params(seedDelay=0), {"from": gov})
+    # A zero minimum would let all-zero bonds weigh nothing in the reference; a slot stores its bond in 88 bits.
+    for bond in (0, 2**88):
+        with reverts("InvalidParams"):
+            rounds.setParams(round_params(trainerBond=bond), {"from": gov})
+    rounds.setParams(round_params(trainerBond=2**88 - 1), {"from": gov})
     with reverts("AccessControlUnauthorizedAccount"):
         rounds.setParams(round_params(), {"from": outsider})
     rounds.setParams(round_params(tolerance=1), {"from": gov})

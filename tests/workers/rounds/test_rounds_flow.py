@@ -19,7 +19,7 @@ from workers.chain.module import cid_to_chain
 from workers.chain.salts import SaltNotFound, SaltStore
 from workers.chain.staking import stake
 from workers.ml.spec import TrainingSpec
-from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_TRAINERS
+from workers.protocol.constants import BLOCKHASH_HORIZON, MAX_EVALUATORS, MAX_TRAINERS
 from workers.protocol.rounds import draw_outcome, trainer_penalty, trainer_reward
 from workers.rounds.chain import TrainingRoundsClient
 from workers.rounds.specs import SpecBook, SpecUnknown
@@ -162,7 +162,7 @@ def test_one_poisoned_trainer_of_four_is_slashed_and_the_rest_paid(net, specs, s
     drawn = keeper_once(keeper, round_id, specs)
     assert drawn.action == "drawn" and set(drawn.data["panel"]) <= {e.chain.address for e in evaluators}
     seated = [next(e for e in evaluators if e.chain.address == member) for member in drawn.data["panel"]]
-    assert sum(votes for _, votes in keeper.panel(round_id)) == 9  # one draw = one vote
+    assert sum(votes for _, votes in keeper.panel(round_id)) == MAX_EVALUATORS  # one draw = one vote
     state = keeper.round(round_id)
 
     for i, evaluator in enumerate(seated):
